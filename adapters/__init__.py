@@ -1,0 +1,44 @@
+"""How a step is executed: the step contract, the runners and the error tree.
+
+Example:
+    >>> import asyncio
+    >>> from adapters import StepSpec, get_runner
+    >>> spec = StepSpec(name="hello", image="python:3.12-slim", args=["python", "-c", "print(1)"])
+    >>> asyncio.run(get_runner("local").run(spec)).exit_code
+    0
+"""
+
+from adapters.contract import MASK, Mount, StepResult, StepSpec, mask_secrets
+from adapters.errors import (
+    AiopError,
+    CircuitOpenError,
+    EngineConnectionError,
+    EngineUnavailableError,
+    InfrastructureError,
+    InvalidInputError,
+    InvalidSpecError,
+    ProvisioningTimeoutError,
+    StepFailedError,
+    StepTimeoutError,
+)
+from adapters.runner import LineSink, Runner
+
+__all__ = [
+    "MASK",
+    "AiopError",
+    "CircuitOpenError",
+    "EngineConnectionError",
+    "EngineUnavailableError",
+    "InfrastructureError",
+    "InvalidInputError",
+    "InvalidSpecError",
+    "LineSink",
+    "Mount",
+    "ProvisioningTimeoutError",
+    "Runner",
+    "StepFailedError",
+    "StepResult",
+    "StepSpec",
+    "StepTimeoutError",
+    "mask_secrets",
+]

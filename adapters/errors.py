@@ -1,0 +1,156 @@
+"""The one error tree of the platform.
+
+Every failure a step can meet is one of these classes. Runners translate foreign errors (Dagger SDK,
+transport, subprocess, timeouts) into this tree once, at the boundary, with ``raise ... from exc``;
+nothing above ``adapters/`` ever sees a foreign exception type.
+
+```
+AiopError                          root; never raised itself
+├── InvalidInputError              permanent: bad spec or bad input; never retried
+│   └── InvalidSpecError           a StepSpec that cannot run as written
+├── InfrastructureError            transient: retried with backoff; counted by the engine breaker
+│   ├── EngineUnavailableError     no engine could be reached or provisioned
+│   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)
+│   ├── EngineConnectionError      the engine or its transport broke while a step ran
+│   └── StepTimeoutError           the step ran past its timeout_s and was stopped
+├── StepFailedError                the step's own command exited non-zero (the engine is healthy);
+│                                  permanent unless the exit code is declared transient for the step
+└── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
+```
+
+Each class carries ``transient`` (whether a retry may help) and ``docs_anchor`` (its section of the
+troubleshooting page), so retry conditions, breakers and the UI read the class instead of the message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AiopError",
+    "CircuitOpenError",
+    "EngineConnectionError",
+    "EngineUnavailableError",
+    "InfrastructureError",
+    "InvalidInputError",
+    "InvalidSpecError",
+    "ProvisioningTimeoutError",
+    "StepFailedError",
+    "StepTimeoutError",
+]
+
+
+class AiopError(Exception):
+    """Root of every error the platform raises.
+
+    Attributes:
+        transient: True when retrying the same step may succeed.
+        docs_anchor: the anchor of this error class on the troubleshooting page.
+    """
+
+    transient: ClassVar[bool] = False
+    docs_anchor: ClassVar[str] = "troubleshooting"
+
+    def __init__(self, message: str, *, step: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.step = step
+
+    def __str__(self) -> str:
+        return f"step {self.step!r}: {self.message}" if self.step else self.message
+
+
+class InvalidInputError(AiopError):
+    """The input or configuration is wrong; fix it and run again. Never retried."""
+
+    docs_anchor = "invalid-input"
+
+
+class InvalidSpecError(InvalidInputError):
+    """A StepSpec cannot run as written (bad field, missing mount source, unusable image name)."""
+
+    docs_anchor = "invalid-spec"
+
+
+class InfrastructureError(AiopError):
+    """The machinery around a step failed; the step itself may be fine. Retried with backoff."""
+
+    transient = True
+    docs_anchor = "infrastructure"
+
+
+class EngineUnavailableError(InfrastructureError):
+    """No Dagger engine could be reached or provisioned."""
+
+    docs_anchor = "engine-unavailable"
+
+
+class ProvisioningTimeoutError(EngineUnavailableError):
+    """Starting or connecting to the engine took longer than the provisioning limit."""
+
+    docs_anchor = "provisioning-timeout"
+
+
+class EngineConnectionError(InfrastructureError):
+    """The engine died or the connection to it broke while a step was running."""
+
+    docs_anchor = "engine-connection-lost"
+
+
+class StepTimeoutError(InfrastructureError):
+    """The step ran longer than its ``timeout_s`` and was stopped."""
+
+    docs_anchor = "step-timeout"
+
+    def __init__(self, message: str, *, step: str | None = None, timeout_s: float) -> None:
+        super().__init__(message, step=step)
+        self.timeout_s = timeout_s
+
+
+class StepFailedError(AiopError):
+    """The step's command exited non-zero.
+
+    Permanent unless the step declares the exit code transient (``StepSpec.transient_exit_codes``);
+    never counted against the engine, which did its job.
+    """
+
+    docs_anchor = "step-failed"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        exit_code: int,
+        stderr_tail: str = "",
+        transient_exit: bool = False,
+    ) -> None:
+        super().__init__(message, step=step)
+        self.exit_code = exit_code
+        self.stderr_tail = stderr_tail
+        self.transient_exit = transient_exit
+
+    @property
+    def retryable(self) -> bool:
+        """True when the exit code is declared transient for this step."""
+        return self.transient_exit
+
+
+class CircuitOpenError(AiopError):
+    """A circuit breaker is open; the call failed fast without touching the engine.
+
+    Attributes:
+        breaker: the breaker's name.
+        opened_at: when it opened (epoch seconds).
+        probe_at: when it will let a probe call through (epoch seconds).
+    """
+
+    docs_anchor = "circuit-open"
+
+    def __init__(
+        self, message: str, *, breaker: str, opened_at: float, probe_at: float, step: str | None = None
+    ) -> None:
+        super().__init__(message, step=step)
+        self.breaker = breaker
+        self.opened_at = opened_at
+        self.probe_at = probe_at
