@@ -21,13 +21,18 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
+from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import LineSink, Runner
+from adapters.selection import BackendChoice, EngineProbe, choose_backend, get_runner, probe_engine
 
 __all__ = [
+    "DEFAULT_RETRY_POLICY",
     "MASK",
     "AiopError",
+    "BackendChoice",
     "CircuitOpenError",
     "EngineConnectionError",
+    "EngineProbe",
     "EngineUnavailableError",
     "InfrastructureError",
     "InvalidInputError",
@@ -35,10 +40,14 @@ __all__ = [
     "LineSink",
     "Mount",
     "ProvisioningTimeoutError",
+    "RetryPolicy",
     "Runner",
     "StepFailedError",
     "StepResult",
     "StepSpec",
     "StepTimeoutError",
+    "choose_backend",
+    "get_runner",
     "mask_secrets",
+    "probe_engine",
 ]

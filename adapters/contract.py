@@ -96,7 +96,9 @@ class StepSpec(BaseModel):
 
     name: str = Field(description="Step name: lower-case letters, digits, '.', '_', '-'.")
     image: str = Field(description="Container image the step runs in, e.g. 'python:3.12-slim'.")
-    args: list[str] = Field(description="The command as a list of arguments (never a shell string).")
+    args: list[str] = Field(
+        description="The command as a list of arguments (never a shell string)."
+    )
     env: dict[str, str] = Field(default_factory=dict, description="Plain environment variables.")
     secrets: dict[str, SecretStr] = Field(
         default_factory=dict,

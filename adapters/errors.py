@@ -24,7 +24,7 @@ troubleshooting page), so retry conditions, breakers and the UI read the class i
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "AiopError",
@@ -55,9 +55,22 @@ class AiopError(Exception):
         super().__init__(message)
         self.message = message
         self.step = step
+        #: Which attempt of the step raised it, when known (set by ``flows.run_step``).
+        self.attempt: int | None = None
 
     def __str__(self) -> str:
         return f"step {self.step!r}: {self.message}" if self.step else self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors defeat Exception's default pickling; Prefect pickles
+        # exceptions into failed states and result storage, so rebuild from the instance dict.
+        return (_rebuild, (type(self), self.message), self.__dict__)
+
+
+def _rebuild(cls: type[AiopError], message: str) -> AiopError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error
 
 
 class InvalidInputError(AiopError):
@@ -148,7 +161,13 @@ class CircuitOpenError(AiopError):
     docs_anchor = "circuit-open"
 
     def __init__(
-        self, message: str, *, breaker: str, opened_at: float, probe_at: float, step: str | None = None
+        self,
+        message: str,
+        *,
+        breaker: str,
+        opened_at: float,
+        probe_at: float,
+        step: str | None = None,
     ) -> None:
         super().__init__(message, step=step)
         self.breaker = breaker

@@ -1,0 +1,25 @@
+"""Prefect flows and the task that runs one step.
+
+``run_step`` is imported on first use, so that ``python -m flows.steps`` (the step code that runs
+inside containers, where Prefect is not installed) never imports Prefect.
+
+Example:
+    >>> from flows import run_step  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flows.step_task import StepOutcome, execute_step, run_step
+
+__all__ = ["StepOutcome", "execute_step", "run_step"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from flows import step_task
+
+        return getattr(step_task, name)
+    raise AttributeError(f"module 'flows' has no attribute {name!r}")

@@ -1,0 +1,204 @@
+"""Which runner executes steps: a short engine probe and :func:`get_runner`.
+
+``auto`` picks the Dagger runner when an engine is reachable and the local runner otherwise, in this
+order of evidence:
+
+1. an existing Dagger session in the environment (``DAGGER_SESSION_PORT`` + ``DAGGER_SESSION_TOKEN``)
+   whose port answers;
+2. a configured remote engine (``_EXPERIMENTAL_DAGGER_RUNNER_HOST``): ``tcp://`` and ``unix://``
+   addresses are connected to; other schemes (``docker-container://``, ``kube-pod://``...) are taken as
+   given;
+3. a container runtime the Dagger CLI can start an engine in (``docker``, ``podman``, ``nerdctl`` or
+   ``finch`` whose ``info`` answers).
+
+Every check is bounded by ``timeout_s``. ``AIOP_BACKEND`` (``auto``, ``dagger``, ``local``) sets the
+default backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from adapters.contract import Backend
+from adapters.errors import InvalidInputError
+from adapters.local_runner import LocalRunner
+from adapters.runner import Runner
+
+__all__ = [
+    "BackendChoice",
+    "EngineProbe",
+    "choose_backend",
+    "get_runner",
+    "probe_engine",
+]
+
+BackendName = Literal["auto", "dagger", "local"]
+_RUNTIMES = ("docker", "podman", "nerdctl", "finch")
+_HOW_TO_GET_CONTAINERS = (
+    "start Docker (or Podman), or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine"
+)
+
+
+@dataclass(frozen=True)
+class EngineProbe:
+    """What the probe found.
+
+    Attributes:
+        reachable: a Dagger engine can be used.
+        kind: ``session``, ``remote``, ``runtime`` or ``none``.
+        detail: one plain sentence: which engine, or why none.
+    """
+
+    reachable: bool
+    kind: Literal["session", "remote", "runtime", "none"]
+    detail: str
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """The backend chosen and the one line that says why."""
+
+    backend: Backend
+    reason: str
+    probe: EngineProbe | None = None
+
+
+def probe_engine(timeout_s: float = 2.0) -> EngineProbe:
+    """Look for a usable Dagger engine, spending at most about ``timeout_s`` per check.
+
+    Example:
+        >>> probe = probe_engine(timeout_s=1.0)
+        >>> probe.kind in {"session", "remote", "runtime", "none"}
+        True
+    """
+    port, token = os.environ.get("DAGGER_SESSION_PORT"), os.environ.get("DAGGER_SESSION_TOKEN")
+    if port and token:
+        if _tcp_answers("127.0.0.1", int(port), timeout_s):
+            return EngineProbe(True, "session", f"Dagger session on 127.0.0.1:{port}")
+        return EngineProbe(
+            False, "none", f"DAGGER_SESSION_PORT={port} is set but nothing answers on that port"
+        )
+    remote = os.environ.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+    if remote:
+        return _probe_remote(remote, timeout_s)
+    reasons = []
+    for runtime in _RUNTIMES:
+        exe = shutil.which(runtime)
+        if exe is None:
+            continue
+        ok, why = _runtime_answers(exe, timeout_s)
+        if ok:
+            return EngineProbe(
+                True, "runtime", f"{runtime} is running; Dagger starts its engine there"
+            )
+        reasons.append(f"{runtime} is installed but {why}")
+    if not reasons:
+        reasons.append("no container runtime (docker, podman, nerdctl, finch) is installed")
+    return EngineProbe(False, "none", "; ".join(reasons))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_probe(timeout_s: float, env_key: tuple[str | None, ...]) -> EngineProbe:
+    return probe_engine(timeout_s)
+
+
+def choose_backend(backend: str | None = None, *, timeout_s: float = 2.0) -> BackendChoice:
+    """Resolve ``backend`` (or ``AIOP_BACKEND``, default ``auto``) to a concrete backend.
+
+    The probe result is cached per process and per relevant environment, so many steps pay for it once.
+
+    Raises:
+        InvalidInputError: the backend name is not one of auto, dagger, local.
+    """
+    name = (backend or os.environ.get("AIOP_BACKEND") or "auto").strip().lower()
+    if name not in ("auto", "dagger", "local"):
+        source = "backend" if backend else "AIOP_BACKEND"
+        raise InvalidInputError(
+            f"{source}={name!r} is not a backend; use 'auto' (Dagger when an engine is reachable,"
+            " else local), 'dagger' or 'local'"
+        )
+    if name == "local":
+        return BackendChoice("local", "Running steps with the local runner (as requested).")
+    env_key = tuple(
+        os.environ.get(k)
+        for k in ("DAGGER_SESSION_PORT", "DAGGER_SESSION_TOKEN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+    )
+    probe = _cached_probe(timeout_s, env_key)
+    if name == "dagger":
+        return BackendChoice("dagger", f"Running steps with Dagger ({probe.detail}).", probe)
+    if probe.reachable:
+        return BackendChoice("dagger", f"Running steps with Dagger ({probe.detail}).", probe)
+    return BackendChoice(
+        "local",
+        f"No Dagger engine reachable ({probe.detail}); running steps with the local runner, without"
+        f" container isolation. To use containers, {_HOW_TO_GET_CONTAINERS}.",
+        probe,
+    )
+
+
+def get_runner(backend: str | None = None) -> Runner:
+    """A runner for ``backend``: ``auto``, ``dagger`` or ``local`` (None reads ``AIOP_BACKEND``).
+
+    Example:
+        >>> get_runner("local").backend
+        'local'
+    """
+    choice = choose_backend(backend)
+    if choice.backend == "local":
+        return LocalRunner()
+    from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
+
+    return DaggerRunner()
+
+
+def _tcp_answers(host: str, port: int, timeout_s: float) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=timeout_s):
+        return True
+    return False
+
+
+def _probe_remote(remote: str, timeout_s: float) -> EngineProbe:
+    url = urlparse(remote)
+    if url.scheme == "tcp" and url.hostname and url.port:
+        if _tcp_answers(url.hostname, url.port, timeout_s):
+            return EngineProbe(True, "remote", f"remote engine at {remote}")
+        return EngineProbe(False, "none", f"the remote engine {remote} does not answer")
+    if url.scheme == "unix":
+        path = url.path
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(path)
+            return EngineProbe(True, "remote", f"engine socket {path}")
+        except OSError as exc:
+            return EngineProbe(False, "none", f"the engine socket {path} does not answer ({exc})")
+        finally:
+            sock.close()
+    return EngineProbe(True, "remote", f"remote engine {remote} (not probed for this scheme)")
+
+
+def _runtime_answers(exe: str, timeout_s: float) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(
+            [exe, "info"],
+            capture_output=True,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"'{Path(exe).name} info' did not answer within {timeout_s:g} s"
+    except OSError as exc:
+        return False, f"it could not be run ({exc.strerror})"
+    if done.returncode == 0:
+        return True, ""
+    return False, "its daemon is not reachable"

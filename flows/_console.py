@@ -1,0 +1,78 @@
+"""What the main job prints, and the Prefect defaults that keep a first run's console clean."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["docs_url", "print_summary", "quiet_prefect_defaults", "run_flow_quietly"]
+
+T = TypeVar("T")
+
+#: Where the docs are served by ``mkdocs serve`` unless ``AIOP_DOCS_URL`` says otherwise.
+DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
+
+
+def docs_url(page: str = "") -> str:
+    """The URL of a docs page, from ``AIOP_DOCS_URL`` (default: the local ``mkdocs serve``)."""
+    base = os.environ.get("AIOP_DOCS_URL", DEFAULT_DOCS_URL)
+    return base.rstrip("/") + "/" + page.lstrip("/")
+
+
+def quiet_prefect_defaults() -> None:
+    """Defaults (never overrides) that keep Prefect's embedded server quiet on a first run.
+
+    Telemetry racing the first database migration causes ``database is locked`` errors; it is off
+    unless the user turned it on.
+    """
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class _DropShutdownNoise(logging.Filter):
+    """Drops the embedded server's shutdown chatter that says nothing about the user's run."""
+
+    _NOISE = ("Error flushing", "Stopping temporary server", "Starting temporary server")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(n in message for n in self._NOISE)
+
+
+def run_flow_quietly(start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run an async flow to completion with the embedded server's noise filtered out."""
+    noise = _DropShutdownNoise()
+    loggers = [
+        logging.getLogger(n) for n in ("prefect", "prefect.events.clients", "prefect.server")
+    ]
+    for lg in loggers:
+        lg.addFilter(noise)
+    try:
+        return asyncio.run(start())
+    finally:
+        for lg in loggers:
+            lg.removeFilter(noise)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print the run's summary as a short table."""
+    steps = summary.get("steps", [])
+    width = max((len(s["name"]) for s in steps), default=4)
+    print()
+    print(
+        f"Pipeline finished: {summary['input_rows']} rows in, {summary['valid_rows']} valid,"
+        f" {summary['quarantined_rows']} quarantined (backend: {summary['backend']},"
+        f" grouped by {summary['group_by']})."
+    )
+    print(f"  {'step':<{width}}  {'state':<9}  {'attempts':>8}  {'seconds':>8}")
+    for s in steps:
+        print(
+            f"  {s['name']:<{width}}  {s['state']:<9}  {s['attempts']:>8}  {s['duration_s']:>8.2f}"
+        )
+    print(f"Summary:    {summary['aggregates'].rsplit('/', 1)[0]}/summary.json")
+    print(f"Aggregates: {summary['aggregates']}")
+    print(f"Quarantine: {summary['quarantine']}")
+    print(f"Data:       {summary['data']}")
+    print(f"Flow run:   {summary['flow_run_id']} (see it with `prefect server start`)")

@@ -1,0 +1,271 @@
+"""The data pipeline flow: ingest -> validate -> transform (K partitions in parallel) -> aggregate
+-> report, each step a :class:`~adapters.StepSpec` run through :func:`flows.run_step`.
+
+Every step runs ``python -m flows.steps <step>`` in ``python:3.12-slim`` (Dagger) or as a host process
+(local runner). Intermediate outputs live in content-addressed folders under the work directory
+(``<work>/<step>-<key>``, the key hashing the step's spec, code and inputs), so a re-run with unchanged
+inputs finds every finished step ``Cached`` and writes its final folder from them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from flows.step_task import StepOutcome, execute_step, step_cache_key
+
+__all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
+
+STEP_IMAGE = "python:3.12-slim"
+_STEPS_DIR = Path(__file__).resolve().parent / "steps"
+_SRC = "/aiop/src"
+_IN = "/aiop/in"
+_OUT = "/aiop/out"
+_SAMPLE_GROUP_BY = "category"
+
+
+class PipelineFailed(AiopError):
+    """A step of the pipeline failed for good; ``cause`` is the step's error."""
+
+    def __init__(self, message: str, *, step: str, cause: BaseException | None) -> None:
+        super().__init__(message, step=step)
+        self.cause = cause
+        self.docs_anchor = getattr(cause, "docs_anchor", "step-failed")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+    """The pipeline's parameters, checked by the CLI before the flow starts."""
+
+    input: str | None = None
+    rows: int = 100_000
+    seed: int = 42
+    schema: str | None = None
+    partitions: int = field(default_factory=lambda: os.cpu_count() or 1)
+    group_by: str | None = None
+    output: str
+    work_dir: str
+    backend: str | None = None
+
+
+def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> StepSpec:
+    """A pipeline step: the step code mounted, its dependencies cached, its output content-addressed."""
+    spec = StepSpec(
+        name=name,
+        image=STEP_IMAGE,
+        args=["python", "-m", "flows.steps", *args, "--output", _OUT],
+        env={
+            "PYTHONPATH": _SRC,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "AIOP_STEP_DEPS_DIR": "/aiop/deps",
+            "AIOP_STEP_REQUIREMENTS": f"duckdb=={version('duckdb')}",
+        },
+        mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
+        caches={"aiop-step-deps": "/aiop/deps"},
+        timeout_s=3600,
+    )
+    key = step_cache_key_for(spec)
+    return spec.model_copy(update={"outputs": {_OUT: str(work / f"{name}-{key}")}})
+
+
+def step_cache_key_for(spec: StepSpec) -> str:
+    """A short content key of ``spec`` (command, environment, code and input fingerprints)."""
+    full = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+    assert full is not None
+    return hashlib.sha256(full.encode()).hexdigest()[:16]
+
+
+def _out(outcome: StepOutcome) -> Path:
+    assert outcome.result is not None
+    return Path(outcome.result.outputs[_OUT])
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+@flow(name="data-pipeline", log_prints=False)
+async def data_pipeline(options: PipelineOptions) -> dict[str, Any]:
+    """Ingest a CSV (or a generated sample), validate and quarantine it, write typed partitioned
+    Parquet, aggregate per group and report, each step in its own container.
+
+    Guide: the data pipeline page of the docs; failures: the troubleshooting page.
+    """
+    logger = get_run_logger()
+    choice = choose_backend(options.backend)
+    logger.info(choice.reason)
+    backend = choice.backend
+    work = Path(options.work_dir).resolve()
+    output = Path(options.output).resolve()
+    outcomes: list[StepOutcome] = []
+
+    def record(outcome: StepOutcome) -> StepOutcome:
+        outcomes.append(outcome)
+        if outcome.error is not None or outcome.result is None:
+            summary = _summary(options, backend, outcomes, output, None)
+            summary["error"] = {
+                "step": outcome.name,
+                "class": type(outcome.error).__name__,
+                "message": str(outcome.error),
+            }
+            _write_json_atomically(output / "summary.json", summary)
+            raise PipelineFailed(
+                f"failed: {outcome.error}", step=outcome.name, cause=outcome.error
+            ) from outcome.error
+        return outcome
+
+    # 1. ingest
+    ingest_args = ["ingest"]
+    ingest_mounts: dict[str, str] = {}
+    if options.input:
+        source = str(Path(options.input).resolve())
+        ingest_mounts[source] = f"{_IN}/input.csv"
+        ingest_args += ["--input", f"{_IN}/input.csv"]
+    else:
+        ingest_args += ["--rows", str(options.rows), "--seed", str(options.seed)]
+    ingest = record(await execute_step(_step("ingest", ingest_args, ingest_mounts, work), backend))
+    csv_host = source if options.input else str(_out(ingest) / "input.csv")
+
+    # 2. validate
+    validate_args = ["validate", "--input", f"{_IN}/input.csv"]
+    validate_mounts = {csv_host: f"{_IN}/input.csv"}
+    if options.schema:
+        validate_mounts[str(Path(options.schema).resolve())] = f"{_IN}/schema.yaml"
+        validate_args += ["--schema", f"{_IN}/schema.yaml"]
+    validated = record(
+        await execute_step(_step("validate", validate_args, validate_mounts, work), backend)
+    )
+    facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
+    group_by = _group_by(options, facts)
+
+    # 3. transform: K partitions in parallel
+    import asyncio
+
+    k = options.partitions
+    transform_specs = [
+        _step(
+            f"transform-{i}",
+            ["transform", "--input", f"{_IN}/validate/valid.parquet"]
+            + ["--partition", str(i), "--partitions", str(k)],
+            {str(_out(validated)): f"{_IN}/validate"},
+            work,
+        )
+        for i in range(k)
+    ]
+    parts = [
+        record(o)
+        for o in await asyncio.gather(*(execute_step(s, backend) for s in transform_specs))
+    ]
+    part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
+
+    # 4. aggregate
+    aggregated = record(
+        await execute_step(
+            _step(
+                "aggregate",
+                ["aggregate", "--input-dir", f"{_IN}/parts", "--group-by", group_by],
+                part_mounts,
+                work,
+            ),
+            backend,
+        )
+    )
+
+    # 5. report: assembles the output folder
+    report_spec = _step(
+        "report",
+        ["report", "--validate", f"{_IN}/validate", "--aggregate", f"{_IN}/aggregate"]
+        + ["--parts", f"{_IN}/parts"],
+        {
+            str(_out(validated)): f"{_IN}/validate",
+            str(_out(aggregated)): f"{_IN}/aggregate",
+            **part_mounts,
+        },
+        work,
+    )
+    report_spec = report_spec.model_copy(update={"outputs": {_OUT: str(output)}})
+    record(await execute_step(report_spec, backend))
+
+    summary = _summary(options, backend, outcomes, output, group_by)
+    if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
+        raise PipelineFailed(
+            "rows were lost: input_rows != valid_rows + quarantined_rows"
+            f" ({summary['input_rows']} != {summary['valid_rows']} + {summary['quarantined_rows']})",
+            step="report",
+            cause=None,
+        )
+    _write_json_atomically(output / "summary.json", summary)
+    logger.info(
+        "%d rows in, %d valid, %d quarantined; results in %s",
+        summary["input_rows"],
+        summary["valid_rows"],
+        summary["quarantined_rows"],
+        output,
+    )
+    return summary
+
+
+def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
+    if options.group_by:
+        if options.group_by not in facts["columns"]:
+            raise InvalidInputError(
+                f"--group-by {options.group_by!r} is not a column of the input; columns are"
+                f" {', '.join(facts['columns'])}"
+            )
+        return options.group_by
+    if not options.input:
+        return _SAMPLE_GROUP_BY
+    candidates: list[str] = facts.get("group_by_candidates", [])
+    if len(candidates) == 1:
+        return candidates[0]
+    found = (
+        f"candidates are {', '.join(candidates)}"
+        if candidates
+        else "no string column has between 2 and 50 distinct values"
+    )
+    raise InvalidInputError(
+        f"cannot tell which column to group by ({found}); pass --group-by COLUMN"
+    )
+
+
+def _summary(
+    options: PipelineOptions,
+    backend: str,
+    outcomes: list[StepOutcome],
+    output: Path,
+    group_by: str | None,
+) -> dict[str, Any]:
+    report_path = output / "summary.json"
+    report: dict[str, Any] = {}
+    if group_by is not None and report_path.exists():
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+    files = report.get("files", {})
+    return {
+        "input_rows": report.get("input_rows"),
+        "valid_rows": report.get("valid_rows"),
+        "quarantined_rows": report.get("quarantined_rows"),
+        "backend": backend,
+        "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "group_by": group_by,
+        "input": str(Path(options.input).resolve()) if options.input else None,
+        "generated": None if options.input else {"rows": options.rows, "seed": options.seed},
+        "columns": report.get("columns"),
+        "steps": [o.as_summary() for o in outcomes],
+        "aggregates": str(output / files.get("aggregates", "aggregates.csv")),
+        "quarantine": str(output / files.get("quarantine", "quarantine.csv")),
+        "data": str(output / files.get("data", "data")),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

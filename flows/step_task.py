@@ -1,0 +1,237 @@
+"""``run_step``: the Prefect task that runs one StepSpec through a runner.
+
+The task run is named after the step; the command is logged with secrets masked; output lines are
+streamed to the run logger as they arrive. Infrastructure errors are retried with exponential backoff
+and jitter; a non-zero exit fails the task at once (naming the step, the exit code and the last stderr
+lines) unless the step declares that exit code transient.
+
+Results are cached by the step's inputs and code: the key hashes the spec (secret values only as
+hashes) and a fingerprint of every mounted host path, and a cached result is used only while the
+step's output paths still exist (:func:`execute_step` refreshes the cache otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.client.schemas.objects import State
+from prefect.context import TaskRunContext
+from prefect.runtime import task_run as runtime_task_run
+
+from adapters import (
+    AiopError,
+    InfrastructureError,
+    StepFailedError,
+    StepResult,
+    StepSpec,
+    get_runner,
+)
+from adapters.policies import DEFAULT_RETRY_POLICY
+from adapters.runner import Stream
+
+__all__ = [
+    "StepOutcome",
+    "execute_step",
+    "outputs_present",
+    "retry_condition",
+    "run_step",
+    "step_cache_key",
+]
+
+#: Bump when the meaning of a cached StepResult changes, to invalidate every cached step.
+CACHE_VERSION = "1"
+_STDERR_LINES_IN_ERROR = 12
+
+
+def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
+    """Prefect ``retry_condition_fn``: retry infrastructure errors and declared-transient exits.
+
+    Invalid specs, bad input, permanent non-zero exits and open circuits are not retried here.
+    """
+    exc = exception_of(state)
+    if isinstance(exc, InfrastructureError):
+        return True
+    return isinstance(exc, StepFailedError) and exc.retryable
+
+
+def exception_of(state: State[Any]) -> BaseException | None:
+    """The exception a failed state carries, or None."""
+    data = state.data
+    if isinstance(data, BaseException):
+        return data
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:  # a result that cannot be loaded is itself the best evidence
+        return exc
+    return result if isinstance(result, BaseException) else None
+
+
+def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
+    """Cache key of a ``run_step`` call: the spec, its secrets' hashes and its inputs' fingerprint."""
+    spec = parameters.get("spec")
+    if not isinstance(spec, StepSpec):
+        return None
+    data = spec.model_dump(mode="json", exclude={"secrets"})
+    data["secrets"] = {
+        k: hashlib.sha256(v.get_secret_value().encode()).hexdigest()
+        for k, v in sorted(spec.secrets.items())
+    }
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    digest.update(json.dumps(data, sort_keys=True).encode())
+    for host in sorted(spec.mounts):
+        digest.update(host.encode())
+        for entry in _fingerprint(Path(host)):
+            digest.update(entry.encode())
+    return f"{spec.name}-{digest.hexdigest()[:32]}"
+
+
+def _fingerprint(path: Path) -> Iterator[str]:
+    """Name, size and modification time of ``path`` and everything below it (bytecode ignored)."""
+    if path.is_file():
+        st = path.stat()
+        yield f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
+        return
+    for root, dirs, files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".pyc", ".pyo")):
+                continue
+            full = Path(root, name)
+            st = full.stat()
+            yield f"{full.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def outputs_present(spec: StepSpec) -> bool:
+    """True when every output host path of ``spec`` exists (a cached result is still usable)."""
+    return all(Path(host).exists() for host in spec.outputs.values())
+
+
+@task(
+    name="run_step",
+    task_run_name="{spec.name}",
+    retries=DEFAULT_RETRY_POLICY.retries,
+    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
+    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
+    retry_condition_fn=retry_condition,
+    cache_key_fn=step_cache_key,
+    persist_result=True,
+)
+async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
+    """Run one step through a runner and return its :class:`~adapters.StepResult`.
+
+    Args:
+        spec: the step to run.
+        backend: ``auto``, ``dagger`` or ``local``; None reads ``AIOP_BACKEND`` (default ``auto``).
+
+    Raises:
+        StepFailedError: the command exited non-zero (retried only if the exit code is declared
+            transient in ``spec.transient_exit_codes``).
+        InfrastructureError: the engine, the transport or the timeout failed (retried).
+        InvalidInputError: the spec cannot run as written (never retried).
+
+    Example:
+        >>> import asyncio
+        >>> from prefect import flow
+        >>> from adapters import StepSpec
+        >>> from flows import run_step
+        >>> @flow
+        ... async def hello() -> str:
+        ...     spec = StepSpec(name="hello", image="python:3.12-slim",
+        ...                     args=["python", "-c", "print('hello')"])
+        ...     return (await run_step(spec, backend="local")).stdout
+        >>> asyncio.run(hello())  # doctest: +SKIP
+        'hello\\n'
+    """
+    logger = get_run_logger()
+    attempt = int(runtime_task_run.run_count or 1)
+    runner = get_runner(backend)
+    logger.info(
+        "%s (backend %s, attempt %d): %s",
+        spec.name,
+        runner.backend,
+        attempt,
+        spec.redacted_command(),
+    )
+
+    def forward(stream: Stream, line: str) -> None:
+        logger.info("%s", line if stream == "stdout" else f"[{stream}] {line}")
+
+    try:
+        result = await runner.run(spec, attempt=attempt, on_line=forward)
+        if not result.ok:
+            stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
+            transient = result.exit_code in spec.transient_exit_codes
+            raise StepFailedError(
+                f"exited with code {result.exit_code}"
+                + (" (declared transient; will retry)" if transient else "")
+                + (f"; last stderr lines:\n{stderr_tail}" if stderr_tail else ""),
+                step=spec.name,
+                exit_code=result.exit_code,
+                stderr_tail=stderr_tail,
+                transient_exit=transient,
+            )
+    except AiopError as exc:
+        exc.attempt = attempt
+        raise
+    logger.info("%s finished in %.2f s", spec.name, result.duration_s)
+    return result
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step went in this flow run.
+
+    Attributes:
+        name: the step name.
+        state: the Prefect state name (Completed, Cached, Failed...).
+        attempts: attempts made in this run (0 when the result came from the cache).
+        duration_s: wall time in this run, Prefect overhead included.
+        result: the StepResult, when the step succeeded.
+        error: the exception, when it failed.
+    """
+
+    name: str
+    state: str
+    attempts: int
+    duration_s: float
+    result: StepResult | None = None
+    error: BaseException | None = None
+
+    def as_summary(self) -> dict[str, Any]:
+        """The ``{name, state, attempts, duration_s}`` entry of ``summary.json``."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+async def execute_step(spec: StepSpec, backend: str | None = None) -> StepOutcome:
+    """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
+
+    The cache is refreshed when an output of a cached run has since disappeared.
+    """
+    started = time.monotonic()
+    options = run_step.with_options(refresh_cache=not outputs_present(spec))
+    state: State[StepResult] = await options(spec, backend, return_state=True)  # type: ignore[misc]
+    duration = time.monotonic() - started
+    if state.is_completed():
+        result = await state.aresult()
+        assert isinstance(result, StepResult)
+        attempts = 0 if state.name == "Cached" else result.attempt
+        return StepOutcome(spec.name, state.name or "Completed", attempts, duration, result=result)
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        loaded = await state.aresult(raise_on_failure=False)
+        error = loaded if isinstance(loaded, BaseException) else None
+    attempts = getattr(error, "attempt", None) or 1
+    return StepOutcome(spec.name, state.name or "Failed", attempts, duration, error=error)

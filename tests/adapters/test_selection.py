@@ -1,0 +1,106 @@
+"""Backend selection: the probe and the one line that says which runner runs steps and why."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from adapters import InvalidInputError, choose_backend, get_runner, probe_engine
+from adapters.local_runner import LocalRunner
+from adapters.selection import _cached_probe
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in (
+        "DAGGER_SESSION_PORT",
+        "DAGGER_SESSION_TOKEN",
+        "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
+        "AIOP_BACKEND",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    _cached_probe.cache_clear()
+    yield
+    _cached_probe.cache_clear()
+
+
+@pytest.fixture
+def listening_port() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port: int = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class TestProbe:
+    def test_existing_session_that_answers_is_reachable(
+        self, monkeypatch: pytest.MonkeyPatch, listening_port: int
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_PORT", str(listening_port))
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "t")
+        probe = probe_engine(timeout_s=1)
+        assert probe.reachable and probe.kind == "session"
+
+    def test_existing_session_that_does_not_answer_is_not(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_PORT", str(closed_port()))
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "t")
+        probe = probe_engine(timeout_s=1)
+        assert not probe.reachable and "nothing answers" in probe.detail
+
+    def test_remote_tcp_engine_is_connected_to(
+        self, monkeypatch: pytest.MonkeyPatch, listening_port: int
+    ) -> None:
+        monkeypatch.setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", f"tcp://127.0.0.1:{listening_port}")
+        assert probe_engine(timeout_s=1).kind == "remote"
+        monkeypatch.setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", f"tcp://127.0.0.1:{closed_port()}")
+        assert not probe_engine(timeout_s=1).reachable
+
+    def test_no_runtime_says_why(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("PATH", "/nonexistent")
+        probe = probe_engine(timeout_s=1)
+        assert not probe.reachable and "no container runtime" in probe.detail
+
+
+class TestChooseBackend:
+    def test_auto_falls_back_to_local_in_one_plain_line(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("PATH", "/nonexistent")
+        choice = choose_backend("auto")
+        assert choice.backend == "local"
+        assert "\n" not in choice.reason
+        assert "local runner" in choice.reason and "Docker" in choice.reason
+
+    def test_auto_picks_dagger_when_a_session_answers(
+        self, monkeypatch: pytest.MonkeyPatch, listening_port: int
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_PORT", str(listening_port))
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "t")
+        assert choose_backend("auto").backend == "dagger"
+
+    def test_aiop_backend_sets_the_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("AIOP_BACKEND", "local")
+        assert choose_backend(None).backend == "local"
+        assert isinstance(get_runner(), LocalRunner)
+
+    def test_unknown_backend_is_refused_with_the_choices(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with pytest.raises(InvalidInputError, match="'auto'.*'dagger' or 'local'"):
+            choose_backend("kubernetes")
+        monkeypatch.setenv("AIOP_BACKEND", "docker")
+        with pytest.raises(InvalidInputError, match="AIOP_BACKEND"):
+            choose_backend(None)

@@ -1,0 +1,39 @@
+"""Test-wide set-up: an isolated Prefect home, and a Prefect server for the tests that ask for one."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Prefect: keep test runs out of the user's ~/.prefect and quiet.
+_HOME = Path(tempfile.mkdtemp(prefix="aiop-test-prefect-"))
+os.environ["PREFECT_HOME"] = str(_HOME)
+os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_HOME / "storage")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("AIOP_CACHE_DIR", str(_HOME / "caches"))
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("AIOP_BACKEND", None)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """A Prefect server (Prefect's own test harness, ~10 s once per session); yields its API URL.
+
+    The URL is also set in ``os.environ`` so that subprocesses (the CLI) use the same server.
+    """
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
