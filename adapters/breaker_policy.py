@@ -1,0 +1,243 @@
+"""The circuit breaker's plain values: its policy, the rule for what counts, its events.
+
+:class:`BreakerPolicy` (when a circuit opens and how it recovers) is a small frozen value, read
+from the environment or passed in; :class:`BreakerEvent` is what listeners receive on a transition.
+:func:`classify_outcome` is the one rule for how a guarded call's result counts:
+
+* :class:`~adapters.errors.InfrastructureError` (also inside an ``ExceptionGroup``) is a
+  **failure**: it counts toward ``fail_max`` and a failed probe re-opens the circuit.
+* a normal return, and :class:`~adapters.errors.StepFailedError`, are a **success**: a step's own
+  non-zero exit proves the engine ran it, so it resets the failure streak and counts as a
+  successful half-open probe (what pybreaker does with excluded errors, chosen on purpose here).
+* everything else is **neutral** -- neither counted nor resetting the streak, because it proves
+  nothing about the target: ``InvalidInputError`` (raised before the engine is touched), a nested
+  breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and ``asyncio.CancelledError``,
+  ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass through untouched.
+
+Example:
+    >>> from adapters.breaker_policy import BreakerPolicy
+    >>> BreakerPolicy(fail_max=3, reset_timeout=10.0)
+    BreakerPolicy(fail_max=3, reset_timeout=10.0, success_threshold=1, half_open_max_calls=1)
+    >>> BreakerPolicy.from_env(environ={"AIOP_BREAKER_FAIL_MAX": "2"}).fail_max
+    2
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from adapters.errors import InfrastructureError, InvalidInputError, StepFailedError
+
+__all__ = [
+    "EVENT_NAMES",
+    "BreakerEvent",
+    "BreakerListener",
+    "BreakerPolicy",
+    "BreakerState",
+    "EventName",
+    "Outcome",
+    "classify_outcome",
+]
+
+BreakerState = Literal["closed", "open", "half-open"]
+EventName = Literal["aiop.breaker.opened", "aiop.breaker.half-opened", "aiop.breaker.closed"]
+
+#: Event name per state entered.
+EVENT_NAMES: dict[BreakerState, EventName] = {
+    "open": "aiop.breaker.opened",
+    "half-open": "aiop.breaker.half-opened",
+    "closed": "aiop.breaker.closed",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerEvent:
+    """One state transition of a breaker, as handed to listeners.
+
+    Attributes:
+        name: ``aiop.breaker.opened``, ``aiop.breaker.half-opened`` or ``aiop.breaker.closed``.
+        breaker: the breaker's name, e.g. ``engine:local``.
+        resource_id: ``aiop.breaker.<breaker>`` (a Prefect event resource id).
+        old_state: the state before.
+        new_state: the state after.
+        fail_counter: consecutive infrastructure failures at the transition.
+        success_count: consecutive successful half-open probes at the transition.
+        last_error: the last infrastructure error, ``"ClassName: message"``, or None.
+        at: when, epoch seconds of the breaker's clock.
+        opened_at: when the circuit last opened (None if it never did).
+        probe_at: when an open circuit lets a probe through (None unless opened).
+    """
+
+    name: EventName
+    breaker: str
+    resource_id: str
+    old_state: BreakerState
+    new_state: BreakerState
+    fail_counter: int
+    success_count: int
+    last_error: str | None
+    at: float
+    opened_at: float | None = None
+    probe_at: float | None = None
+
+
+#: A transition listener; exceptions it raises are logged and never reach the guarded call.
+BreakerListener = Callable[[BreakerEvent], None]
+
+
+class Outcome(Enum):
+    """How one guarded call counts for its breaker."""
+
+    FAILURE = "failure"
+    SUCCESS = "success"
+    NEUTRAL = "neutral"
+
+
+def classify_outcome(exc: BaseException | None) -> Outcome:
+    """How a call that raised ``exc`` (None: returned normally) counts; see the module docstring.
+
+    Example:
+        >>> from adapters.errors import EngineUnavailableError, StepFailedError
+        >>> classify_outcome(EngineUnavailableError("no engine")).value
+        'failure'
+        >>> classify_outcome(StepFailedError("exit 1", step="s", exit_code=1)).value
+        'success'
+        >>> classify_outcome(KeyboardInterrupt()).value
+        'neutral'
+    """
+    if exc is None:
+        return Outcome.SUCCESS
+    if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit, ...
+        return Outcome.NEUTRAL
+    if isinstance(exc, InfrastructureError):
+        return Outcome.FAILURE
+    if isinstance(exc, ExceptionGroup) and exc.subgroup(InfrastructureError) is not None:
+        return Outcome.FAILURE
+    if isinstance(exc, StepFailedError):
+        return Outcome.SUCCESS
+    return Outcome.NEUTRAL
+
+
+# Field name -> (environment suffix, minimum, kind). Kept in one table so from_env and the
+# validation messages cannot drift apart.
+_ENV_FIELDS: dict[str, tuple[str, float, type[int] | type[float]]] = {
+    "fail_max": ("FAIL_MAX", 1, int),
+    "reset_timeout": ("RESET_TIMEOUT", 0.0, float),
+    "success_threshold": ("SUCCESS_THRESHOLD", 1, int),
+    "half_open_max_calls": ("HALF_OPEN_MAX_CALLS", 1, int),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BreakerPolicy:
+    """When a breaker opens and how it recovers. pybreaker's names where they mean the same.
+
+    Attributes:
+        fail_max: consecutive infrastructure failures that open the circuit.
+        reset_timeout: seconds the circuit stays open before one probe is let through.
+        success_threshold: consecutive successful half-open probes needed to close it again.
+        half_open_max_calls: probe calls allowed at once while half-open; others fail fast.
+
+    Raises:
+        InvalidInputError: a value is out of range (``fail_max < 1``, ``reset_timeout <= 0`` ...).
+
+    Example:
+        >>> policy = BreakerPolicy(fail_max=3)
+        >>> policy.reset_timeout
+        30.0
+        >>> dataclasses.replace(policy, success_threshold=2).success_threshold
+        2
+    """
+
+    fail_max: int = 5
+    reset_timeout: float = 30.0
+    success_threshold: int = 1
+    half_open_max_calls: int = 1
+
+    def __post_init__(self) -> None:
+        for field, (_suffix, minimum, kind) in _ENV_FIELDS.items():
+            value = getattr(self, field)
+            if kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+                need = f"an integer >= {int(minimum)}"
+            else:
+                ok = (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                    and value > minimum
+                )
+                need = "a finite number of seconds > 0"
+            if not ok:
+                raise InvalidInputError(
+                    f"BreakerPolicy.{field}={value!r} is invalid: it must be {need}"
+                )
+        if isinstance(self.reset_timeout, int):
+            object.__setattr__(self, "reset_timeout", float(self.reset_timeout))
+
+    @classmethod
+    def from_env(
+        cls,
+        prefix: str = "AIOP_BREAKER_",
+        base: BreakerPolicy | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> BreakerPolicy:
+        """Build a policy from ``<prefix>FAIL_MAX``, ``RESET_TIMEOUT``, ``SUCCESS_THRESHOLD``,
+        ``HALF_OPEN_MAX_CALLS``; unset or empty variables keep the value of ``base``.
+
+        Args:
+            prefix: prefix of the variable names.
+            base: the policy whose values are kept for unset variables (defaults if None).
+            environ: the mapping to read (``os.environ`` if None).
+
+        Returns:
+            The policy.
+
+        Raises:
+            InvalidInputError: a variable is not a number or out of range; the message names the
+                variable and the fix.
+
+        Example:
+            >>> env = {"AIOP_BREAKER_FAIL_MAX": "3", "AIOP_BREAKER_RESET_TIMEOUT": "2.5"}
+            >>> p = BreakerPolicy.from_env(environ=env)
+            >>> (p.fail_max, p.reset_timeout, p.success_threshold)
+            (3, 2.5, 1)
+        """
+        env = os.environ if environ is None else environ
+        start = base if base is not None else cls()
+        changes: dict[str, int | float] = {}
+        for field, (suffix, minimum, kind) in _ENV_FIELDS.items():
+            variable = f"{prefix}{suffix}"
+            raw = env.get(variable, "").strip()
+            if not raw:
+                continue
+            default = getattr(start, field)
+            if kind is int:
+                fix = f"set it to a whole number >= {int(minimum)} (e.g. {variable}={default})"
+                try:
+                    value: int | float = int(raw)
+                except ValueError:
+                    raise InvalidInputError(
+                        f"{variable}={raw!r} is not a whole number; {fix} or unset it"
+                    ) from None
+                bad = value < minimum
+            else:
+                fix = f"set it to a number of seconds > 0 (e.g. {variable}={default:g})"
+                try:
+                    value = float(raw)
+                except ValueError:
+                    raise InvalidInputError(
+                        f"{variable}={raw!r} is not a number; {fix} or unset it"
+                    ) from None
+                bad = not math.isfinite(value) or value <= minimum
+            if bad:
+                raise InvalidInputError(f"{variable}={raw!r} is out of range; {fix} or unset it")
+            changes[field] = value
+        return dataclasses.replace(start, **changes)  # type: ignore[arg-type]
