@@ -11,17 +11,16 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from flows._console import docs_url, quiet_prefect_defaults
-
-if TYPE_CHECKING:
-    from flows.pipeline import PipelineOptions
+from flows.options import PipelineOptions
 
 __all__ = ["main", "parse_args"]
 
@@ -100,8 +99,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
     """Parse and check the command line; raises :class:`UsageError` for unusable input."""
-    from flows.pipeline import PipelineOptions
-
     ns = _parser().parse_args(argv)
     header: list[str] | None = None
     if ns.input:
@@ -225,7 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows._console import print_summary, run_flow_quietly
     from flows.pipeline import PipelineFailed, data_pipeline
 
-    state = run_flow_quietly(lambda: data_pipeline(options, return_state=True))
+    state = run_flow_quietly(
+        lambda: data_pipeline(**dataclasses.asdict(options), return_state=True)
+    )
     outcome: Any = state.result(raise_on_failure=False) if state.is_failed() else None
     if isinstance(outcome, InvalidInputError):
         fail(f"{outcome} (nothing was processed past the failing check)", EXIT_USAGE)

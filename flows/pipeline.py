@@ -9,11 +9,11 @@ inputs finds every finished step ``Cached`` and writes its final folder from the
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
@@ -41,21 +42,6 @@ class PipelineFailed(AiopError):
         super().__init__(message, step=step)
         self.cause = cause
         self.docs_anchor = getattr(cause, "docs_anchor", "step-failed")
-
-
-@dataclass(frozen=True, kw_only=True)
-class PipelineOptions:
-    """The pipeline's parameters, checked by the CLI before the flow starts."""
-
-    input: str | None = None
-    rows: int = 100_000
-    seed: int = 42
-    schema: str | None = None
-    partitions: int = field(default_factory=lambda: os.cpu_count() or 1)
-    group_by: str | None = None
-    output: str
-    work_dir: str
-    backend: str | None = None
 
 
 def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> StepSpec:
@@ -98,12 +84,46 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
 
 
 @flow(name="data-pipeline", log_prints=False)
-async def data_pipeline(options: PipelineOptions) -> dict[str, Any]:
+async def data_pipeline(
+    input: str | None = None,
+    rows: int = 100_000,
+    seed: int = 42,
+    schema: str | None = None,
+    partitions: int | None = None,
+    group_by: str | None = None,
+    output: str | None = None,
+    work_dir: str | None = None,
+    backend: str | None = None,
+) -> dict[str, Any]:
     """Ingest a CSV (or a generated sample), validate and quarantine it, write typed partitioned
     Parquet, aggregate per group and report, each step in its own container.
 
-    Guide: the data pipeline page of the docs; failures: the troubleshooting page.
+    Args:
+        input: CSV file to process; None generates a sample of ``rows`` rows from ``seed``.
+        rows: rows of the generated sample.
+        seed: seed of the generated sample.
+        schema: YAML file of ``column: type`` lines; other columns' types are inferred.
+        partitions: Parquet partitions, transformed in parallel (default: CPU count).
+        group_by: column to aggregate by (default: ``category`` for the sample).
+        output: output folder (default ``output/<timestamp>``).
+        work_dir: where step outputs are kept between runs (default ``AIOP_WORK_DIR`` or
+            ``.aiop/work``).
+        backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+
+    Returns:
+        The content of ``summary.json``.
     """
+    options = PipelineOptions(
+        input=input,
+        rows=rows,
+        seed=seed,
+        schema=schema,
+        partitions=partitions or os.cpu_count() or 1,
+        group_by=group_by,
+        output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
+        work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
+        backend=backend,
+    )
     logger = get_run_logger()
     choice = choose_backend(options.backend)
     logger.info(choice.reason)
@@ -152,14 +172,19 @@ async def data_pipeline(options: PipelineOptions) -> dict[str, Any]:
     group_by = _group_by(options, facts)
 
     # 3. transform: K partitions in parallel
-    import asyncio
-
     k = options.partitions
     transform_specs = [
         _step(
             f"transform-{i}",
-            ["transform", "--input", f"{_IN}/validate/valid.parquet"]
-            + ["--partition", str(i), "--partitions", str(k)],
+            [
+                "transform",
+                "--input",
+                f"{_IN}/validate/valid.parquet",
+                "--partition",
+                str(i),
+                "--partitions",
+                str(k),
+            ],
             {str(_out(validated)): f"{_IN}/validate"},
             work,
         )
@@ -187,8 +212,15 @@ async def data_pipeline(options: PipelineOptions) -> dict[str, Any]:
     # 5. report: assembles the output folder
     report_spec = _step(
         "report",
-        ["report", "--validate", f"{_IN}/validate", "--aggregate", f"{_IN}/aggregate"]
-        + ["--parts", f"{_IN}/parts"],
+        [
+            "report",
+            "--validate",
+            f"{_IN}/validate",
+            "--aggregate",
+            f"{_IN}/aggregate",
+            "--parts",
+            f"{_IN}/parts",
+        ],
         {
             str(_out(validated)): f"{_IN}/validate",
             str(_out(aggregated)): f"{_IN}/aggregate",

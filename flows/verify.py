@@ -1,0 +1,261 @@
+"""``python -m flows.verify``: the integration check users run first.
+
+Prints one row per check (PASS, FAIL, WARN or SKIP) with what it found and, when it did not pass, the
+fix. Exits 1 only when a required check fails; a missing Dagger engine is reported, not required.
+
+Example:
+    $ python -m flows.verify
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Literal
+
+from adapters import AiopError, StepSpec, choose_backend, probe_engine
+from adapters.local_runner import LocalRunner
+
+__all__ = ["Check", "main", "run_checks"]
+
+Status = Literal["PASS", "FAIL", "WARN", "SKIP"]
+
+#: (distribution, lowest version, first version not supported)
+REQUIREMENTS = (
+    ("prefect", "3.9.1", "3.10"),
+    ("dagger-io", "0.21.11", "0.22"),
+    ("pydantic", "2.7", "3"),
+    ("pybreaker", "1.4.1", "1.5"),
+    ("duckdb", "1.1", "3"),
+)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One row of the report."""
+
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def _vtuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+def check_python() -> Check:
+    """Python 3.11 or newer."""
+    current = ".".join(map(str, sys.version_info[:3]))
+    return Check("Python", "PASS", f"{current} at {sys.executable}")
+    return Check("Python", "FAIL", current, "install Python 3.11 or newer")
+
+
+def check_packages() -> list[Check]:
+    """The chosen dependencies, installed in supported versions."""
+    checks = []
+    for dist, low, high in REQUIREMENTS:
+        try:
+            found = version(dist)
+        except PackageNotFoundError:
+            checks.append(Check(dist, "FAIL", "not installed", 'run: pip install -e ".[dev]"'))
+            continue
+        ok = _vtuple(low) <= _vtuple(found) < _vtuple(high)
+        checks.append(
+            Check(
+                dist,
+                "PASS" if ok else "FAIL",
+                f"{found} (supported: >={low},<{high})",
+                "" if ok else f'run: pip install "{dist}>={low},<{high}"',
+            )
+        )
+    return checks
+
+
+def check_prefect_api(timeout_s: float = 3.0) -> Check:
+    """The Prefect API in PREFECT_API_URL answers, or the embedded server will be used."""
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        try:
+            from prefect.settings import PREFECT_API_URL
+
+            url = PREFECT_API_URL.value()
+        except Exception:  # settings that fail to load are reported by the FAIL below
+            url = None
+    if not url:
+        return Check(
+            "Prefect API",
+            "PASS",
+            "not configured: each run starts Prefect's embedded server (slower start)",
+            "for the UI and faster runs: `prefect server start`, then"
+            " export PREFECT_API_URL=http://127.0.0.1:4200/api",
+        )
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout_s) as reply:
+            ok = reply.status == 200
+    except OSError as exc:
+        return Check(
+            "Prefect API",
+            "FAIL",
+            f"{url} does not answer ({exc})",
+            "start it with `prefect server start`, or unset PREFECT_API_URL to use the embedded server",
+        )
+    return Check("Prefect API", "PASS" if ok else "FAIL", f"{url} answers", "")
+
+
+def check_engine() -> Check:
+    """Which Dagger engine would run steps, or why none (reported, not required)."""
+    probe = probe_engine()
+    if probe.reachable:
+        return Check("Dagger engine", "PASS", probe.detail, required=False)
+    return Check(
+        "Dagger engine",
+        "WARN",
+        f"none reachable: {probe.detail}; steps run with the local runner",
+        "start Docker or Podman, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+        required=False,
+    )
+
+
+def _smoke_spec() -> StepSpec:
+    return StepSpec(
+        name="verify-smoke",
+        image="python:3.12-slim",
+        args=["python", "-c", "import os; print('smoke ok', os.environ['AIOP_SMOKE'])"],
+        env={"AIOP_SMOKE": "1"},
+        timeout_s=120,
+    )
+
+
+def check_runner(backend: Literal["local", "dagger"]) -> Check:
+    """A one-line step through the runner, end to end."""
+    name = f"Smoke step ({backend})"
+    if backend == "dagger" and choose_backend("auto").backend != "dagger":
+        return Check(name, "SKIP", "no Dagger engine reachable", required=False)
+    try:
+        if backend == "local":
+            runner = LocalRunner()
+            result = asyncio.run(runner.run(_smoke_spec()))
+        else:
+            from adapters.dagger_runner import DaggerRunner
+
+            result = asyncio.run(DaggerRunner().run(_smoke_spec()))
+    except AiopError as exc:
+        return Check(
+            name, "FAIL", f"{type(exc).__name__}: {exc}", _fix_for(exc), backend == "local"
+        )
+    if result.ok and "smoke ok 1" in result.stdout:
+        return Check(
+            name, "PASS", f"exit 0 in {result.duration_s:.2f} s", required=backend == "local"
+        )
+    return Check(
+        name,
+        "FAIL",
+        f"exit {result.exit_code}: {result.stderr.strip()[-200:]}",
+        "see the troubleshooting page",
+        required=backend == "local",
+    )
+
+
+def _fix_for(exc: AiopError) -> str:
+    from flows._console import docs_url
+
+    return f"read {docs_url('troubleshooting/')}#{exc.docs_anchor}"
+
+
+def check_docs(timeout_s: float = 300.0) -> Check:
+    """The documentation site builds (strict), when the docs tools are installed."""
+    mkdocs = shutil.which("mkdocs") or str(Path(sys.executable).with_name("mkdocs"))
+    if not Path(mkdocs).exists() or not (_ROOT / "mkdocs.yml").exists():
+        return Check(
+            "Docs build", "SKIP", "mkdocs or mkdocs.yml not found", 'pip install -e ".[dev]"', False
+        )
+    with tempfile.TemporaryDirectory() as site:
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        done = subprocess.run(
+            [mkdocs, "build", "--strict", "--quiet", "--site-dir", site],
+            cwd=_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            env=env,
+        )
+    if done.returncode == 0:
+        return Check(
+            "Docs build", "PASS", "mkdocs build --strict succeeded; `mkdocs serve` to read"
+        )
+    last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return Check(
+        "Docs build", "FAIL", last[:200], "run `mkdocs build --strict` and fix what it names"
+    )
+
+
+def run_checks(*, include_docs: bool = True) -> list[Check]:
+    """Every check, in report order."""
+    steps: list[Callable[[], Check | list[Check]]] = [
+        check_python,
+        check_packages,
+        check_prefect_api,
+        check_engine,
+        lambda: check_runner("local"),
+        lambda: check_runner("dagger"),
+    ]
+    if include_docs:
+        steps.append(check_docs)
+    checks: list[Check] = []
+    for step in steps:
+        found = step()
+        checks.extend(found if isinstance(found, list) else [found])
+    return checks
+
+
+def render(checks: Sequence[Check]) -> str:
+    """The report as a plain-text table."""
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    for c in checks:
+        lines.append(f"{c.name:<{width}}  {c.status:<6}  {c.detail}")
+        if c.fix:
+            label = "tip" if c.status in ("PASS", "SKIP") else "fix"
+            lines.append(f"{'':<{width}}          {label}: {c.fix}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the report; exit 1 when a required check failed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.verify", description="Check this machine can run the platform."
+    )
+    parser.add_argument("--no-docs", action="store_true", help="skip the docs build check")
+    ns = parser.parse_args(argv)
+    checks = run_checks(include_docs=not ns.no_docs)
+    print(render(checks))
+    failed = [c for c in checks if c.status == "FAIL" and c.required]
+    print()
+    if failed:
+        print(f"{len(failed)} required check(s) failed: {', '.join(c.name for c in failed)}.")
+        return 1
+    print("All required checks passed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The main job's command line: bad usage and unusable input exit 2 with one paragraph, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.data_pipeline", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_args", "expected"),
+    [
+        (lambda d: ["--input", str(d / "missing.csv")], "no such file"),
+        (lambda d: ["--input", str(write(d / "empty.csv", b""))], "the file is empty"),
+        (lambda d: ["--input", str(write(d / "bin.csv", b"a,b\n\x00\x01\x02"))], "looks binary"),
+        (lambda d: ["--input", str(write(d / "l1.csv", b"a,b\n\xe9t\xe9,1\n"))], "is not UTF-8"),
+        (lambda d: ["--input", str(d)], "not a regular file"),
+        (lambda d: ["--input", str(write(d / "dup.csv", b"a,a\n1,2\n"))], "names a column twice"),
+        (
+            lambda d: ["--input", str(write(d / "ok.csv", b"a,b\n1,2\n")), "--group-by", "zzz"],
+            "'zzz' is not a column",
+        ),
+        (lambda d: ["--group-by", "nope"], "not a column of the generated sample"),
+        (
+            lambda d: ["--schema", str(write(d / "s.yaml", b"amount: money\n"))],
+            "line 1",
+        ),
+        (
+            lambda d: [
+                "--input",
+                str(write(d / "ok2.csv", b"a,b\n1,2\n")),
+                "--schema",
+                str(write(d / "s2.yaml", b"c: integer\n")),
+            ],
+            "column 'c' is not in the input",
+        ),
+        (lambda d: ["--output", str(write(d / "afile", b"x"))], "is a file"),
+        (lambda d: ["--partitions", "0"], "too small"),
+        (lambda d: ["--rows", "many"], "not a whole number"),
+        (lambda d: ["--backend", "k8s"], "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph(
+    tmp_path: Path, make_args: object, expected: str
+) -> None:
+    args = make_args(tmp_path)  # type: ignore[operator]
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert expected in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_refuses_to_replace_a_folder_that_is_not_a_pipeline_result(tmp_path: Path) -> None:
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "thesis.tex").write_text("years of work")
+    done = run_cli("--output", str(tmp_path / "precious"), cwd=tmp_path)
+    assert done.returncode == 2 and "not a pipeline result" in done.stderr
+    assert (tmp_path / "precious" / "thesis.tex").exists()
+
+
+def test_help_names_every_option(tmp_path: Path) -> None:
+    done = run_cli("--help", cwd=tmp_path)
+    assert done.returncode == 0
+    for option in (
+        "--input",
+        "--rows",
+        "--seed",
+        "--schema",
+        "--partitions",
+        "--group-by",
+        "--output",
+        "--backend",
+    ):
+        assert option in done.stdout
