@@ -99,7 +99,7 @@ class TestChooseBackend:
     def test_unknown_backend_is_refused_with_the_choices(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        with pytest.raises(InvalidInputError, match="'auto'.*'dagger' or 'local'"):
+        with pytest.raises(InvalidInputError, match=r"'auto'.*'dagger' or 'local'"):
             choose_backend("kubernetes")
         monkeypatch.setenv("AIOP_BACKEND", "docker")
         with pytest.raises(InvalidInputError, match="AIOP_BACKEND"):

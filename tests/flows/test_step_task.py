@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +163,3 @@ class TestThroughPrefect:
         assert outcome.state == "Completed"
         assert "token is ***" in caplog.text
         assert "hunter2-xyz" not in caplog.text
-
-
-def test_python_executable_is_this_interpreter() -> None:
-    assert os.path.exists(sys.executable)
