@@ -37,6 +37,7 @@ __all__ = [
     "BackendChoice",
     "EngineProbe",
     "choose_backend",
+    "engine_breaker_name",
     "get_runner",
     "probe_engine",
 ]
@@ -158,6 +159,27 @@ def get_runner(backend: str | None = None) -> Runner:
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
     return DaggerRunner()
+
+
+def engine_breaker_name(backend: Backend) -> str:
+    """The name of the breaker guarding the execution target of ``backend``.
+
+    ``engine:local`` for the local runner; for Dagger, one per engine: the remote runner host, the
+    session port, or the local container runtime.
+
+    Example:
+        >>> engine_breaker_name("local")
+        'engine:local'
+    """
+    if backend == "local":
+        return "engine:local"
+    remote = os.environ.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+    if remote:
+        return f"engine:dagger:{remote}"
+    port = os.environ.get("DAGGER_SESSION_PORT")
+    if port:
+        return f"engine:dagger:session-{port}"
+    return "engine:dagger:local"
 
 
 def _tcp_answers(host: str, port: int, timeout_s: float) -> bool:

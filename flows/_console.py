@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 __all__ = ["docs_url", "print_summary", "quiet_prefect_defaults", "run_flow_quietly"]
@@ -41,7 +41,7 @@ class _DropShutdownNoise(logging.Filter):
         return not any(n in message for n in self._NOISE)
 
 
-def run_flow_quietly(start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
     """Run an async flow to completion with the embedded server's noise filtered out."""
     noise = _DropShutdownNoise()
     loggers = [
@@ -49,8 +49,12 @@ def run_flow_quietly(start: Callable[[], Coroutine[Any, Any, T]]) -> T:
     ]
     for lg in loggers:
         lg.addFilter(noise)
+
+    async def main() -> T:
+        return await start()
+
     try:
-        return asyncio.run(start())
+        return asyncio.run(main())
     finally:
         for lg in loggers:
             lg.removeFilter(noise)

@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if isinstance(outcome, InvalidInputError):
         fail(f"{outcome} (nothing was processed past the failing check)", EXIT_USAGE)
     if isinstance(outcome, PipelineFailed):
-        anchor = outcome.docs_anchor
+        anchor = outcome.cause_anchor
         fail(
             f"the pipeline stopped at step {outcome.step!r}: {outcome.message}. Partial results and"
             f" the step list are in {Path(options.output) / 'summary.json'}. Read more:"

@@ -21,7 +21,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
@@ -41,7 +41,11 @@ class PipelineFailed(AiopError):
     def __init__(self, message: str, *, step: str, cause: BaseException | None) -> None:
         super().__init__(message, step=step)
         self.cause = cause
-        self.docs_anchor = getattr(cause, "docs_anchor", "step-failed")
+
+    @property
+    def cause_anchor(self) -> str:
+        """The troubleshooting anchor of the step's error (``step-failed`` when unknown)."""
+        return str(getattr(self.cause, "docs_anchor", "step-failed"))
 
 
 def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> StepSpec:
@@ -56,7 +60,10 @@ def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> Ste
             "AIOP_STEP_DEPS_DIR": "/aiop/deps",
             "AIOP_STEP_REQUIREMENTS": f"duckdb=={version('duckdb')}",
         },
-        mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
+        mounts={
+            str(_STEPS_DIR): Mount(target=f"{_SRC}/flows/steps"),
+            **{host: Mount(target=target) for host, target in mounts.items()},
+        },
         caches={"aiop-step-deps": "/aiop/deps"},
         timeout_s=3600,
     )
@@ -129,19 +136,19 @@ async def data_pipeline(
     logger.info(choice.reason)
     backend = choice.backend
     work = Path(options.work_dir).resolve()
-    output = Path(options.output).resolve()
+    out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
 
     def record(outcome: StepOutcome) -> StepOutcome:
         outcomes.append(outcome)
         if outcome.error is not None or outcome.result is None:
-            summary = _summary(options, backend, outcomes, output, None)
+            summary = _summary(options, backend, outcomes, out_dir, None)
             summary["error"] = {
                 "step": outcome.name,
                 "class": type(outcome.error).__name__,
                 "message": str(outcome.error),
             }
-            _write_json_atomically(output / "summary.json", summary)
+            _write_json_atomically(out_dir / "summary.json", summary)
             raise PipelineFailed(
                 f"failed: {outcome.error}", step=outcome.name, cause=outcome.error
             ) from outcome.error
@@ -228,10 +235,10 @@ async def data_pipeline(
         },
         work,
     )
-    report_spec = report_spec.model_copy(update={"outputs": {_OUT: str(output)}})
+    report_spec = report_spec.model_copy(update={"outputs": {_OUT: str(out_dir)}})
     record(await execute_step(report_spec, backend))
 
-    summary = _summary(options, backend, outcomes, output, group_by)
+    summary = _summary(options, backend, outcomes, out_dir, group_by)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
         raise PipelineFailed(
             "rows were lost: input_rows != valid_rows + quarantined_rows"
@@ -239,13 +246,13 @@ async def data_pipeline(
             step="report",
             cause=None,
         )
-    _write_json_atomically(output / "summary.json", summary)
+    _write_json_atomically(out_dir / "summary.json", summary)
     logger.info(
         "%d rows in, %d valid, %d quarantined; results in %s",
         summary["input_rows"],
         summary["valid_rows"],
         summary["quarantined_rows"],
-        output,
+        out_dir,
     )
     return summary
 

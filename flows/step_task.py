@@ -12,6 +12,7 @@ step's output paths still exist (:func:`execute_step` refreshes the cache otherw
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -28,14 +29,18 @@ from prefect.runtime import task_run as runtime_task_run
 
 from adapters import (
     AiopError,
+    CircuitOpenError,
     InfrastructureError,
     StepFailedError,
     StepResult,
     StepSpec,
     get_runner,
 )
+from adapters.breaker import get_breaker
 from adapters.policies import DEFAULT_RETRY_POLICY
 from adapters.runner import Stream
+from adapters.selection import engine_breaker_name
+from flows.breaker_events import attach_event_emitter
 
 __all__ = [
     "StepOutcome",
@@ -54,10 +59,12 @@ _STDERR_LINES_IN_ERROR = 12
 def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
     """Prefect ``retry_condition_fn``: retry infrastructure errors and declared-transient exits.
 
-    Invalid specs, bad input, permanent non-zero exits and open circuits are not retried here.
+    An open circuit is retried too: ``run_step`` has already waited until its probe time, so the
+    retry arrives when the breaker lets a probe through instead of burning attempts in a burst.
+    Invalid specs, bad input and permanent non-zero exits are never retried.
     """
     exc = exception_of(state)
-    if isinstance(exc, InfrastructureError):
+    if isinstance(exc, InfrastructureError | CircuitOpenError):
         return True
     return isinstance(exc, StepFailedError) and exc.retryable
 
@@ -153,6 +160,7 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
     logger = get_run_logger()
     attempt = int(runtime_task_run.run_count or 1)
     runner = get_runner(backend)
+    breaker = attach_event_emitter(get_breaker(engine_breaker_name(runner.backend)))
     logger.info(
         "%s (backend %s, attempt %d): %s",
         spec.name,
@@ -165,7 +173,7 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         logger.info("%s", line if stream == "stdout" else f"[{stream}] {line}")
 
     try:
-        result = await runner.run(spec, attempt=attempt, on_line=forward)
+        result = await breaker.call(lambda: runner.run(spec, attempt=attempt, on_line=forward))
         if not result.ok:
             stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
             transient = result.exit_code in spec.transient_exit_codes
@@ -178,6 +186,13 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
                 stderr_tail=stderr_tail,
                 transient_exit=transient,
             )
+    except CircuitOpenError as exc:
+        exc.attempt = attempt
+        wait = max(0.0, exc.probe_at - time.time())
+        if attempt <= DEFAULT_RETRY_POLICY.retries and wait > 0:
+            logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
+            await asyncio.sleep(wait)
+        raise
     except AiopError as exc:
         exc.attempt = attempt
         raise
