@@ -47,7 +47,7 @@ def spec_of(code: str, **fields: Any) -> StepSpec:
         (StepFailedError("x", step="s", exit_code=1), False),
         (InvalidInputError("x"), False),
         (InvalidSpecError("x"), False),
-        (CircuitOpenError("x", breaker="b", opened_at=0, probe_at=1), False),
+        (CircuitOpenError("x", breaker="b", opened_at=0, probe_at=1), True),
         (ValueError("a bug"), False),
     ],
 )
