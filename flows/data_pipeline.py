@@ -94,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="where steps run (default AIOP_BACKEND, else auto: Dagger if an engine is reachable)",
     )
+    parser.add_argument(
+        "--chaos",
+        metavar="SPEC",
+        default=os.environ.get("AIOP_CHAOS"),
+        help="fault plan to inject, e.g. 'step=transform,kind=transient-exit,times=2'"
+        " (default AIOP_CHAOS); see the self-healing guide",
+    )
     return parser
 
 
@@ -117,6 +124,15 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         )
     output = Path(ns.output or Path("output") / time.strftime("%Y%m%d-%H%M%S"))
     _check_output(output)
+    if ns.chaos:
+        from adapters.chaos import parse_plan
+        from adapters.errors import InvalidInputError
+
+        try:
+            parse_plan(ns.chaos, source="--chaos")
+        except InvalidInputError as exc:
+            raise UsageError(str(exc)) from None
+        os.environ["AIOP_CHAOS"] = ns.chaos
     return PipelineOptions(
         input=ns.input,
         rows=ns.rows,

@@ -22,6 +22,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
+from adapters.chaos import EX_TEMPFAIL
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
@@ -66,6 +67,7 @@ def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> Ste
         },
         caches={"aiop-step-deps": "/aiop/deps"},
         timeout_s=3600,
+        transient_exit_codes=frozenset({EX_TEMPFAIL}),
     )
     key = step_cache_key_for(spec)
     return spec.model_copy(update={"outputs": {_OUT: str(work / f"{name}-{key}")}})

@@ -37,6 +37,7 @@ from adapters import (
     get_runner,
 )
 from adapters.breaker import get_breaker
+from adapters.chaos import ChaosRunner, active_plan
 from adapters.policies import DEFAULT_RETRY_POLICY
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
@@ -160,6 +161,9 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
     logger = get_run_logger()
     attempt = int(runtime_task_run.run_count or 1)
     runner = get_runner(backend)
+    plan = active_plan()
+    if plan is not None:
+        runner = ChaosRunner(runner, plan)
     breaker = attach_event_emitter(get_breaker(engine_breaker_name(runner.backend)))
     logger.info(
         "%s (backend %s, attempt %d): %s",
