@@ -23,6 +23,11 @@ class RetryPolicy:
         factor: each further delay is the previous one times ``factor``...
         max_backoff_s: ...capped at this many seconds.
         jitter: each delay varies randomly by up to this fraction (Prefect's ``retry_jitter_factor``).
+        budget_s: no retry starts once this many seconds have passed since the first attempt
+            (None: no budget).
+
+    The exit codes that count as transient are declared on the step
+    (``StepSpec.transient_exit_codes``), next to the command that returns them.
     """
 
     attempts: int = 3
@@ -30,12 +35,15 @@ class RetryPolicy:
     factor: float = 2.0
     max_backoff_s: float = 30.0
     jitter: float = 0.5
+    budget_s: float | None = 600.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("attempts must be at least 1 (1 means: no retry)")
         if self.backoff_s < 0 or self.max_backoff_s < 0 or self.factor < 1 or self.jitter < 0:
             raise ValueError("backoff_s and max_backoff_s must be >= 0, factor >= 1, jitter >= 0")
+        if self.budget_s is not None and self.budget_s <= 0:
+            raise ValueError("budget_s must be positive (or None for no budget)")
 
     @property
     def retries(self) -> int:
@@ -47,6 +55,10 @@ class RetryPolicy:
         return [
             min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(self.retries)
         ] or [0.0]
+
+    def within_budget(self, elapsed_s: float) -> bool:
+        """True when a retry may still start ``elapsed_s`` seconds after the first attempt."""
+        return self.budget_s is None or elapsed_s < self.budget_s
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

@@ -17,8 +17,9 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from adapters import (
 )
 from adapters.breaker import get_breaker
 from adapters.chaos import ChaosRunner, active_plan
-from adapters.policies import DEFAULT_RETRY_POLICY
+from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
 from flows.breaker_events import attach_event_emitter
@@ -48,6 +49,7 @@ __all__ = [
     "execute_step",
     "outputs_present",
     "retry_condition",
+    "retry_condition_for",
     "run_step",
     "step_cache_key",
 ]
@@ -55,6 +57,20 @@ __all__ = [
 #: Bump when the meaning of a cached StepResult changes, to invalidate every cached step.
 CACHE_VERSION = "1"
 _STDERR_LINES_IN_ERROR = 12
+
+
+def retry_condition_for(policy: RetryPolicy) -> Callable[[Any, Any, State[Any]], bool]:
+    """A Prefect ``retry_condition_fn``: :func:`retry_condition` within ``policy.budget_s``."""
+
+    def condition(task: Any, task_run: Any, state: State[Any]) -> bool:
+        started = getattr(task_run, "start_time", None)
+        if started is not None:
+            elapsed = (datetime.now(UTC) - started).total_seconds()
+            if not policy.within_budget(elapsed):
+                return False
+        return retry_condition(task, task_run, state)
+
+    return condition
 
 
 def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
@@ -128,7 +144,7 @@ def outputs_present(spec: StepSpec) -> bool:
     retries=DEFAULT_RETRY_POLICY.retries,
     retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
     retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
-    retry_condition_fn=retry_condition,
+    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
     cache_key_fn=step_cache_key,
     persist_result=True,
 )
@@ -193,7 +209,9 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
     except CircuitOpenError as exc:
         exc.attempt = attempt
         wait = max(0.0, exc.probe_at - time.time())
-        if attempt <= DEFAULT_RETRY_POLICY.retries and wait > 0:
+        context = TaskRunContext.get()
+        retries = context.task.retries if context is not None else 0
+        if attempt <= retries and wait > 0:
             logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
             await asyncio.sleep(wait)
         raise
@@ -234,13 +252,27 @@ class StepOutcome:
         }
 
 
-async def execute_step(spec: StepSpec, backend: str | None = None) -> StepOutcome:
+async def execute_step(
+    spec: StepSpec, backend: str | None = None, *, retry: RetryPolicy | None = None
+) -> StepOutcome:
     """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
+
+    Args:
+        spec: the step.
+        backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
+        retry: the step's retry policy (default :data:`~adapters.DEFAULT_RETRY_POLICY`).
 
     The cache is refreshed when an output of a cached run has since disappeared.
     """
     started = time.monotonic()
-    options = run_step.with_options(refresh_cache=not outputs_present(spec))
+    policy = retry or DEFAULT_RETRY_POLICY
+    options = run_step.with_options(
+        refresh_cache=not outputs_present(spec),
+        retries=policy.retries,
+        retry_delay_seconds=policy.delays(),
+        retry_jitter_factor=policy.jitter,
+        retry_condition_fn=retry_condition_for(policy),
+    )
     state: State[StepResult] = await options(spec, backend, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started
     if state.is_completed():
