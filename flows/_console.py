@@ -32,9 +32,20 @@ def quiet_prefect_defaults() -> None:
 
 
 class _DropShutdownNoise(logging.Filter):
-    """Drops the embedded server's shutdown chatter that says nothing about the user's run."""
+    """Drops the embedded server's shutdown chatter that says nothing about the user's run.
 
-    _NOISE = ("Error flushing", "Stopping temporary server", "Starting temporary server")
+    A short flow on the embedded server ends before Prefect's heartbeat thread sends its first
+    heartbeat, which then fails against the stopped events worker and logs an ERROR with a
+    traceback; the run itself is unaffected (heartbeats only detect crashed runs).
+    """
+
+    _NOISE = (
+        "Error flushing",
+        "Stopping temporary server",
+        "Starting temporary server",
+        "Error emitting event: prefect.flow-run.heartbeat",
+        "Still processing items",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -42,22 +53,26 @@ class _DropShutdownNoise(logging.Filter):
 
 
 def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
-    """Run an async flow to completion with the embedded server's noise filtered out."""
+    """Run an async flow to completion with the embedded server's noise filtered out.
+
+    The filter stays for the rest of the process: the noise comes at interpreter exit, after the
+    flow has returned.
+    """
     noise = _DropShutdownNoise()
-    loggers = [
-        logging.getLogger(n) for n in ("prefect", "prefect.events.clients", "prefect.server")
-    ]
-    for lg in loggers:
-        lg.addFilter(noise)
+    for name in (
+        "prefect",
+        "prefect.events.clients",
+        "prefect.events.utilities",
+        "prefect.events.worker",
+        "prefect.server",
+        "EventsWorker",
+    ):
+        logging.getLogger(name).addFilter(noise)
 
     async def main() -> T:
         return await start()
 
-    try:
-        return asyncio.run(main())
-    finally:
-        for lg in loggers:
-            lg.removeFilter(noise)
+    return asyncio.run(main())
 
 
 def print_summary(summary: dict[str, Any]) -> None:
