@@ -1,0 +1,705 @@
+"""A loopback stand-in for the Dagger engine: the real SDK talks to it over real HTTP.
+
+It fakes the engine at its network boundary, so everything between the adapter and the socket (the
+Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
+
+* listens on ``127.0.0.1`` on a free port, in a thread, and checks HTTP basic auth (session token
+  as the user), like ``dagger session``; point the SDK at it with ``DAGGER_SESSION_PORT`` and
+  ``DAGGER_SESSION_TOKEN`` (see :meth:`FakeDaggerEngine.session_env`);
+* answers GraphQL, introspection included, with ``graphql-core`` from the hand-written
+  ``dagger_min.graphqls`` (only what the adapter uses);
+* validates every query against the official schema too, when ``schema-v0.21.8.graphqls`` is
+  present beside the repository (``../shared/dagger``): a query the real engine would reject is
+  answered with the validation errors, as the engine would, and recorded in
+  :attr:`FakeDaggerEngine.rejected` so a test can fail on it;
+* returns IDs for objects and loads them back through ``node(id:)``;
+* runs ``withExec`` through a scripted behaviour (:attr:`FakeDaggerEngine.behaviour`): a function
+  ``ExecRequest -> ExecOutcome``, or :data:`DIE` (the engine dies during the query: the socket is
+  closed without an answer and the port stops listening), or :data:`HANG` (no answer until the
+  engine stops); a failing command raises the engine's ``EXEC_ERROR`` unless ``expect`` allows it;
+* exports files the behaviour produced (:attr:`ExecOutcome.files`) to host paths, since it shares
+  the host's filesystem;
+* records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
+  arguments (:meth:`FakeDaggerEngine.calls`).
+
+It does not scrub secret values from output (the real engine does) so that the adapter's own masking
+is what the tests see.
+
+Example:
+    >>> with FakeDaggerEngine() as engine:
+    ...     engine.behaviour = lambda req: ExecOutcome(stdout="hi\\n")
+    ...     sorted(engine.session_env())
+    ['DAGGER_SESSION_PORT', 'DAGGER_SESSION_TOKEN']
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import enum
+import functools
+import itertools
+import json
+import secrets
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+from graphql import (
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    build_schema,
+    default_field_resolver,
+    graphql_sync,
+    parse,
+    validate,
+)
+
+__all__ = [
+    "DIE",
+    "HANG",
+    "MIN_SCHEMA_PATH",
+    "OFFICIAL_SCHEMA_PATH",
+    "Call",
+    "ExecOutcome",
+    "ExecRequest",
+    "FakeDaggerEngine",
+    "MountedPath",
+    "ReceivedQuery",
+    "official_schema",
+]
+
+#: The hand-written schema the stand-in serves.
+MIN_SCHEMA_PATH = Path(__file__).with_name("dagger_min.graphqls")
+#: The official schema of Dagger v0.21.8 (shared data, outside the repository; may be absent).
+OFFICIAL_SCHEMA_PATH = Path(__file__).parents[3] / "shared/dagger/schema-v0.21.8.graphqls"
+
+#: How long a :data:`HANG` waits at most before giving up (so a leaked thread cannot live forever).
+_HANG_LIMIT_S = 30.0
+
+
+class _Scripted(enum.Enum):
+    DIE = "die"
+    HANG = "hang"
+
+
+#: Behaviour: the engine dies while the exec query is in flight.
+DIE = _Scripted.DIE
+#: Behaviour: the exec never answers (until the engine is stopped).
+HANG = _Scripted.HANG
+
+
+@dataclass(frozen=True)
+class MountedPath:
+    """A host path mounted into the container."""
+
+    host_path: str
+    kind: str  # "directory" or "file"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    """What the stand-in was asked to run (given to the behaviour)."""
+
+    image: str
+    args: list[str]
+    env: dict[str, str]
+    secret_env: dict[str, str]
+    workdir: str | None
+    mounts: dict[str, MountedPath]
+    caches: dict[str, str]
+    expect: str
+
+
+@dataclass(frozen=True)
+class ExecOutcome:
+    """What a scripted command did: exit code, output and the files it left (container paths)."""
+
+    exit_code: int = 0
+    stdout: str = ""
+    stderr: str = ""
+    files: Mapping[str, str | bytes] = field(default_factory=dict)
+
+
+ExecBehaviour = Callable[[ExecRequest], ExecOutcome] | _Scripted
+
+
+@dataclass(frozen=True)
+class ReceivedQuery:
+    """One GraphQL request as received, and what the official schema said about it."""
+
+    text: str
+    variables: Mapping[str, Any] | None
+    official_errors: list[str]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One resolved field: ``Container.withEnvVariable(name=..., value=...)``."""
+
+    type_name: str
+    field_name: str
+    args: dict[str, Any]
+
+
+def echo(request: ExecRequest) -> ExecOutcome:
+    """Default behaviour: print the arguments and exit 0."""
+    return ExecOutcome(stdout=" ".join(request.args) + "\n")
+
+
+@functools.cache
+def official_schema() -> GraphQLSchema | None:
+    """The official schema, built once, or None when the shared file is absent."""
+    if not OFFICIAL_SCHEMA_PATH.is_file():
+        return None
+    return build_schema(OFFICIAL_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _min_schema() -> GraphQLSchema:
+    return build_schema(MIN_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=256)
+def _official_errors(text: str) -> list[str]:
+    """Why the official schema rejects ``text`` (empty: accepted, or no official schema)."""
+    official = official_schema()
+    if official is None:
+        return []
+    try:
+        document = parse(text)
+    except GraphQLError as exc:
+        return [exc.message]
+    return [e.message for e in validate(official, document)]
+
+
+@functools.lru_cache(maxsize=8)
+def _introspection(text: str) -> dict[str, Any]:
+    result = graphql_sync(_min_schema(), text)
+    answer: dict[str, Any] = {"data": result.data}
+    if result.errors:
+        answer["errors"] = [e.formatted for e in result.errors]
+    return answer
+
+
+class _Die(Exception):
+    """Raised inside a resolver to make the handler drop the connection and stop the engine."""
+
+
+# ---------------------------------------------------------------------------------------------
+# GraphQL objects. Each has an ID and methods named after its fields (graphql-core's default
+# resolver calls them with ``info`` and the field arguments, defaults filled in).
+# ---------------------------------------------------------------------------------------------
+
+
+class _Object:
+    typename: ClassVar[str]
+
+    def __init__(self, engine: FakeDaggerEngine) -> None:
+        self.engine = engine
+        self.id = engine._register(self)
+
+
+class _Secret(_Object):
+    typename = "Secret"
+
+    def __init__(self, engine: FakeDaggerEngine, name: str, plaintext: str) -> None:
+        super().__init__(engine)
+        self.name = name
+        self.plaintext = plaintext
+
+
+class _CacheVolume(_Object):
+    typename = "CacheVolume"
+
+    def __init__(self, engine: FakeDaggerEngine, key: str) -> None:
+        super().__init__(engine)
+        self.key = key
+
+
+class _Directory(_Object):
+    typename = "Directory"
+
+    def __init__(
+        self,
+        engine: FakeDaggerEngine,
+        *,
+        host_path: str | None = None,
+        files: Mapping[str, str | bytes] | None = None,
+    ) -> None:
+        super().__init__(engine)
+        self.host_path = host_path
+        self.files = dict(files or {})
+
+    def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
+        self.engine._export(info, {Path(path) / rel: data for rel, data in self.files.items()})
+        return path
+
+
+class _File(_Object):
+    typename = "File"
+
+    def __init__(
+        self,
+        engine: FakeDaggerEngine,
+        *,
+        host_path: str | None = None,
+        data: str | bytes = b"",
+    ) -> None:
+        super().__init__(engine)
+        self.host_path = host_path
+        self.data = data
+
+    def export(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> str:
+        self.engine._export(info, {Path(path): self.data})
+        return path
+
+
+class _Host(_Object):
+    typename = "Host"
+
+    def directory(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _Directory:
+        if not Path(path).is_dir():
+            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
+        return _Directory(self.engine, host_path=path)
+
+    def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
+        if not Path(path).is_file():
+            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
+        return _File(self.engine, host_path=path)
+
+
+@dataclass(frozen=True)
+class _ContainerState:
+    image: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[tuple[str, _Secret], ...] = ()
+    mounts: tuple[tuple[str, MountedPath], ...] = ()
+    caches: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    exec_args: tuple[str, ...] | None = None
+    expect: str = "SUCCESS"
+
+
+class _Container(_Object):
+    typename = "Container"
+
+    def __init__(self, engine: FakeDaggerEngine, state: _ContainerState) -> None:
+        super().__init__(engine)
+        self.state = state
+        self._outcome: ExecOutcome | None = None
+        self._lock = threading.Lock()
+
+    def _with(self, **changes: Any) -> _Container:
+        return _Container(self.engine, replace(self.state, **changes))
+
+    # --- pipeline building (lazy) ---
+
+    def from_(self, info: GraphQLResolveInfo[Any], address: str, **_: Any) -> _Container:
+        return self._with(image=address)
+
+    def withEnvVariable(
+        self, info: GraphQLResolveInfo[Any], name: str, value: str, **_: Any
+    ) -> Any:
+        return self._with(env=(*self.state.env, (name, value)))
+
+    def withSecretVariable(self, info: GraphQLResolveInfo[Any], name: str, secret: str) -> Any:
+        loaded = self.engine._load(secret, _Secret)
+        return self._with(secrets=(*self.state.secrets, (name, loaded)))
+
+    def withMountedDirectory(
+        self, info: GraphQLResolveInfo[Any], path: str, source: str, readOnly: bool, **_: Any
+    ) -> Any:
+        directory = self.engine._load(source, _Directory)
+        mounted = MountedPath(str(directory.host_path), "directory", readOnly)
+        return self._with(mounts=(*self.state.mounts, (path, mounted)))
+
+    def withMountedFile(
+        self, info: GraphQLResolveInfo[Any], path: str, source: str, **_: Any
+    ) -> Any:
+        file = self.engine._load(source, _File)
+        mounted = MountedPath(str(file.host_path), "file")
+        return self._with(mounts=(*self.state.mounts, (path, mounted)))
+
+    def withMountedCache(
+        self, info: GraphQLResolveInfo[Any], path: str, cache: str, **_: Any
+    ) -> Any:
+        volume = self.engine._load(cache, _CacheVolume)
+        return self._with(caches=(*self.state.caches, (path, volume.key)))
+
+    def withWorkdir(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> Any:
+        return self._with(workdir=path)
+
+    def withExec(
+        self, info: GraphQLResolveInfo[Any], args: list[str], expect: str, **_: Any
+    ) -> _Container:
+        return self._with(exec_args=tuple(args), expect=expect)
+
+    # --- evaluation ---
+
+    def _run(self, info: GraphQLResolveInfo[Any]) -> ExecOutcome:
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = self.engine._run_exec(info, self.state)
+            return self._outcome
+
+    def sync(self, info: GraphQLResolveInfo[Any]) -> str:
+        self._run(info)
+        return self.id
+
+    def exitCode(self, info: GraphQLResolveInfo[Any]) -> int:
+        return self._run(info).exit_code
+
+    def stdout(self, info: GraphQLResolveInfo[Any]) -> str:
+        return self._run(info).stdout
+
+    def stderr(self, info: GraphQLResolveInfo[Any]) -> str:
+        return self._run(info).stderr
+
+    def exists(
+        self, info: GraphQLResolveInfo[Any], path: str, expectedType: str | None = None, **_: Any
+    ) -> bool:
+        files = self._run(info).files
+        is_file = path in files
+        is_dir = any(p.startswith(path.rstrip("/") + "/") for p in files)
+        if expectedType == "DIRECTORY_TYPE":
+            return is_dir
+        if expectedType == "REGULAR_TYPE":
+            return is_file
+        return is_file or is_dir
+
+    def directory(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _Directory:
+        prefix = path.rstrip("/") + "/"
+        files = {
+            p[len(prefix) :]: d for p, d in self._run(info).files.items() if p.startswith(prefix)
+        }
+        if not files:
+            raise GraphQLError(f"lstat {path}: no such file or directory")
+        return _Directory(self.engine, files=files)
+
+    def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
+        files = self._run(info).files
+        if path not in files:
+            raise GraphQLError(f"lstat {path}: no such file or directory")
+        return _File(self.engine, data=files[path])
+
+
+setattr(_Container, "from", _Container.from_)
+
+
+class _Query(_Object):
+    typename = "Query"
+
+    def container(self, info: GraphQLResolveInfo[Any], **_: Any) -> _Container:
+        return _Container(self.engine, _ContainerState())
+
+    def host(self, info: GraphQLResolveInfo[Any]) -> _Host:
+        return _Host(self.engine)
+
+    def setSecret(self, info: GraphQLResolveInfo[Any], name: str, plaintext: str) -> _Secret:
+        return _Secret(self.engine, name, plaintext)
+
+    def cacheVolume(self, info: GraphQLResolveInfo[Any], key: str, **_: Any) -> _CacheVolume:
+        return _CacheVolume(self.engine, key)
+
+    def node(self, info: GraphQLResolveInfo[Any], id: str) -> _Object:
+        loaded: _Object = self.engine._load(id, _Object)
+        return loaded
+
+    def version(self, info: GraphQLResolveInfo[Any]) -> str:
+        return "v0.21.8"
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    engine: FakeDaggerEngine
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (a cancelled or timed-out query) is not worth a traceback."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    def do_POST(self) -> None:
+        engine = self.server.engine
+        if self.path != "/query":
+            self._send(404, {"message": "not found"})
+            return
+        if self.headers.get("Authorization") != engine.expected_authorization:
+            self._send(401, {"message": "unauthorized"}, close=True)
+            return
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        answer = engine._execute(str(body["query"]), body.get("variables"))
+        if answer is None:  # the engine died during this query
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self._send(200, answer)
+
+    def _send(self, status: int, payload: Mapping[str, Any], *, close: bool = False) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+
+
+class FakeDaggerEngine:
+    """The stand-in engine; use it as a context manager (or call :meth:`start` / :meth:`stop`).
+
+    Attributes:
+        behaviour: what ``withExec`` does (a function, :data:`DIE` or :data:`HANG`).
+        missing_images: image addresses that cannot be pulled (the engine's pull error).
+        die_during_export: write part of the first export, then die (the engine crashed mid-export).
+        hang_introspection: never answer the schema introspection (an engine that accepts
+            connections but never serves the session).
+        ignore_expect: raise EXEC_ERROR for any non-zero exit, even with ``expect: ANY``.
+        queries: every query received, in order.
+        rejected: queries the official schema rejects (with the reasons).
+        token: the session token (HTTP basic auth user).
+    """
+
+    def __init__(self, behaviour: ExecBehaviour = echo) -> None:
+        self.behaviour: ExecBehaviour = behaviour
+        self.missing_images: set[str] = set()
+        self.die_during_export = False
+        self.hang_introspection = False
+        self.ignore_expect = False
+        self.queries: list[ReceivedQuery] = []
+        self.rejected: list[ReceivedQuery] = []
+        self.exec_requests: list[ExecRequest] = []
+        self.token = secrets.token_hex(16)
+        self.expected_authorization = (
+            "Basic " + base64.b64encode(f"{self.token}:".encode()).decode()
+        )
+        self._calls: list[Call] = []
+        self._objects: dict[str, _Object] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._server: _Server | None = None
+        self._port: int | None = None
+        self._thread: threading.Thread | None = None
+        self._root = _Query(self)
+
+    # --- lifecycle ---
+
+    def start(self) -> FakeDaggerEngine:
+        """Start listening on a free loopback port."""
+        server = _Server(("127.0.0.1", 0), _Handler)
+        server.engine = self
+        self._server = server
+        self._port = int(server.server_address[1])
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, release any hanging query and close the port."""
+        self._stopped.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeDaggerEngine:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The port it listens on (stays known after it died, so tests can reconnect to nothing)."""
+        if self._port is None:
+            raise RuntimeError("the stand-in engine has not been started")
+        return self._port
+
+    def session_env(self) -> dict[str, str]:
+        """The environment variables that make the SDK use this engine as an existing session."""
+        return {"DAGGER_SESSION_PORT": str(self.port), "DAGGER_SESSION_TOKEN": self.token}
+
+    @property
+    def alive(self) -> bool:
+        """False once stopped or died."""
+        return self._server is not None
+
+    # --- what was asked ---
+
+    def calls(self, field_name: str | None = None) -> list[Call]:
+        """Resolved fields (optionally only those named ``field_name``), in order."""
+        with self._lock:
+            return [c for c in self._calls if field_name in (None, c.field_name)]
+
+    # --- internals used by resolvers and the handler ---
+
+    def _register(self, obj: _Object) -> str:
+        with self._lock:
+            object_id = f"{obj.typename}:{next(self._ids)}"
+            self._objects[object_id] = obj
+        return object_id
+
+    def _load(self, object_id: str, kind: type[Any]) -> Any:
+        with self._lock:
+            obj = self._objects.get(object_id)
+        if not isinstance(obj, kind):
+            raise GraphQLError(f"invalid ID {object_id!r}: not a {kind.__name__.lstrip('_')}")
+        return obj
+
+    def _die(self) -> None:
+        """The engine process is gone: stop serving and stop listening."""
+        self._stopped.set()
+        server, self._server = self._server, None
+        if server is not None:
+            # Called from a handler thread: serve_forever runs in another thread, so this returns.
+            server.shutdown()
+            server.server_close()
+
+    def _hang(self) -> None:
+        self._stopped.wait(_HANG_LIMIT_S)
+
+    def _execute(self, text: str, variables: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """Answer one query; None means "drop the connection without answering"."""
+        errors = _official_errors(text)
+        received = ReceivedQuery(text, variables, errors)
+        with self._lock:
+            self.queries.append(received)
+            if errors:
+                self.rejected.append(received)
+        if errors:
+            return {"errors": [{"message": m} for m in errors], "data": None}
+        if self.hang_introspection and "__schema" in text:
+            self._hang()
+            return {"errors": [{"message": "engine stopped"}], "data": None}
+
+        if "__schema" in text:  # the SDK's introspection at connect: same question every time
+            return _introspection(text)
+        context: dict[str, Any] = {"die": False}
+        result = graphql_sync(
+            _min_schema(),
+            text,
+            root_value=self._root,
+            context_value=context,
+            variable_values=dict(variables) if variables else None,
+            field_resolver=self._resolve_field,
+            type_resolver=lambda value, _info, _type: getattr(value, "typename", None),
+        )
+        if context["die"]:
+            self._die()
+            return None
+        answer: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            answer["errors"] = [e.formatted for e in result.errors]
+        return answer
+
+    def _resolve_field(self, parent: Any, info: GraphQLResolveInfo[Any], /, **args: Any) -> Any:
+        # graphql-core's default resolver takes ``source`` by keyword, which clashes with the
+        # ``source`` argument of withMountedDirectory: resolve by hand.
+        if not isinstance(parent, _Object):
+            return default_field_resolver(parent, info, **args)
+        with self._lock:
+            self._calls.append(Call(parent.typename, info.field_name, dict(args)))
+        value = getattr(parent, info.field_name, None)
+        return value(info, **args) if callable(value) else value
+
+    def _run_exec(self, info: GraphQLResolveInfo[Any], state: _ContainerState) -> ExecOutcome:
+        if state.image is None:
+            raise GraphQLError("no image: call from() first")
+        if state.image in self.missing_images:
+            ref = state.image if "/" in state.image else f"docker.io/library/{state.image}"
+            raise GraphQLError(
+                f"failed to resolve source metadata for {ref}: pull access denied, repository does"
+                " not exist or may require authorization: server message: insufficient_scope:"
+                " authorization failed"
+            )
+        if state.exec_args is None:
+            raise GraphQLError("no command has been set")
+        request = ExecRequest(
+            image=state.image,
+            args=list(state.exec_args),
+            env=dict(state.env),
+            secret_env={name: secret.plaintext for name, secret in state.secrets},
+            workdir=state.workdir,
+            mounts=dict(state.mounts),
+            caches=dict(state.caches),
+            expect=state.expect,
+        )
+        with self._lock:
+            self.exec_requests.append(request)
+        behaviour = self.behaviour
+        if behaviour is DIE:
+            info.context["die"] = True
+            raise _Die("engine died")
+        if behaviour is HANG:
+            self._hang()
+            raise GraphQLError("engine stopped")
+        assert callable(behaviour)
+        outcome = behaviour(request)
+        allowed = {
+            "ANY": not self.ignore_expect or outcome.exit_code == 0,
+            "SUCCESS": outcome.exit_code == 0,
+            "FAILURE": outcome.exit_code != 0,
+        }[state.expect]
+        if not allowed:
+            raise GraphQLError(
+                f'process "{" ".join(request.args)}" did not complete successfully:'
+                f" exit code: {outcome.exit_code}",
+                extensions={
+                    "_type": "EXEC_ERROR",
+                    "cmd": request.args,
+                    "exitCode": outcome.exit_code,
+                    "stdout": outcome.stdout,
+                    "stderr": outcome.stderr,
+                },
+            )
+        return outcome
+
+    def _export(self, info: GraphQLResolveInfo[Any], files: Mapping[Path, str | bytes]) -> None:
+        for path, data in sorted(files.items()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            raw = data.encode() if isinstance(data, str) else data
+            if self.die_during_export:
+                # A crash mid-export: half of the first file is on disk, then the engine is gone.
+                path.write_bytes(raw[: len(raw) // 2])
+                info.context["die"] = True
+                raise _Die("engine died during export")
+            path.write_bytes(raw)
