@@ -23,11 +23,13 @@ from prefect.runtime import flow_run
 
 from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
 from adapters.chaos import EX_TEMPFAIL
+from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
+FLOW_NAME = "data-pipeline"
 STEP_IMAGE = "python:3.12-slim"
 _STEPS_DIR = Path(__file__).resolve().parent / "steps"
 _SRC = "/aiop/src"
@@ -92,7 +94,7 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-@flow(name="data-pipeline", log_prints=False)
+@flow(name=FLOW_NAME, log_prints=False)
 async def data_pipeline(
     input: str | None = None,
     rows: int = 100_000,
@@ -140,9 +142,14 @@ async def data_pipeline(
     work = Path(options.work_dir).resolve()
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
+    run_name = str(flow_run.name or "")
+    progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
+    await progress.start()
 
-    def record(outcome: StepOutcome) -> StepOutcome:
+    async def step(spec: StepSpec) -> StepOutcome:
+        outcome = await execute_step(spec, backend)
         outcomes.append(outcome)
+        await progress.step_done()
         if outcome.error is not None or outcome.result is None:
             summary = _summary(options, backend, outcomes, out_dir, None)
             summary["error"] = {
@@ -151,6 +158,7 @@ async def data_pipeline(
                 "message": str(outcome.error),
             }
             _write_json_atomically(out_dir / "summary.json", summary)
+            await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
             raise PipelineFailed(
                 f"failed: {outcome.error}", step=outcome.name, cause=outcome.error
             ) from outcome.error
@@ -165,7 +173,7 @@ async def data_pipeline(
         ingest_args += ["--input", f"{_IN}/input.csv"]
     else:
         ingest_args += ["--rows", str(options.rows), "--seed", str(options.seed)]
-    ingest = record(await execute_step(_step("ingest", ingest_args, ingest_mounts, work), backend))
+    ingest = await step(_step("ingest", ingest_args, ingest_mounts, work))
     csv_host = source if options.input else str(_out(ingest) / "input.csv")
 
     # 2. validate
@@ -174,9 +182,7 @@ async def data_pipeline(
     if options.schema:
         validate_mounts[str(Path(options.schema).resolve())] = f"{_IN}/schema.yaml"
         validate_args += ["--schema", f"{_IN}/schema.yaml"]
-    validated = record(
-        await execute_step(_step("validate", validate_args, validate_mounts, work), backend)
-    )
+    validated = await step(_step("validate", validate_args, validate_mounts, work))
     facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
     group_by = _group_by(options, facts)
 
@@ -199,22 +205,16 @@ async def data_pipeline(
         )
         for i in range(k)
     ]
-    parts = [
-        record(o)
-        for o in await asyncio.gather(*(execute_step(s, backend) for s in transform_specs))
-    ]
+    parts = list(await asyncio.gather(*(step(s) for s in transform_specs)))
     part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 
     # 4. aggregate
-    aggregated = record(
-        await execute_step(
-            _step(
-                "aggregate",
-                ["aggregate", "--input-dir", f"{_IN}/parts", "--group-by", group_by],
-                part_mounts,
-                work,
-            ),
-            backend,
+    aggregated = await step(
+        _step(
+            "aggregate",
+            ["aggregate", "--input-dir", f"{_IN}/parts", "--group-by", group_by],
+            part_mounts,
+            work,
         )
     )
 
@@ -238,7 +238,7 @@ async def data_pipeline(
         work,
     )
     report_spec = report_spec.model_copy(update={"outputs": {_OUT: str(out_dir)}})
-    record(await execute_step(report_spec, backend))
+    await step(report_spec)
 
     summary = _summary(options, backend, outcomes, out_dir, group_by)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
@@ -249,6 +249,7 @@ async def data_pipeline(
             cause=None,
         )
     _write_json_atomically(out_dir / "summary.json", summary)
+    await publish_summary(FLOW_NAME, summary, outcomes, run_name)
     logger.info(
         "%d rows in, %d valid, %d quarantined; results in %s",
         summary["input_rows"],

@@ -233,6 +233,7 @@ class StepOutcome:
         duration_s: wall time in this run, Prefect overhead included.
         result: the StepResult, when the step succeeded.
         error: the exception, when it failed.
+        started_at: when the step was submitted (epoch seconds).
     """
 
     name: str
@@ -241,6 +242,7 @@ class StepOutcome:
     duration_s: float
     result: StepResult | None = None
     error: BaseException | None = None
+    started_at: float = 0.0
 
     def as_summary(self) -> dict[str, Any]:
         """The ``{name, state, attempts, duration_s}`` entry of ``summary.json``."""
@@ -264,7 +266,7 @@ async def execute_step(
 
     The cache is refreshed when an output of a cached run has since disappeared.
     """
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     policy = retry or DEFAULT_RETRY_POLICY
     options = run_step.with_options(
         refresh_cache=not outputs_present(spec),
@@ -279,10 +281,19 @@ async def execute_step(
         result = await state.aresult()
         assert isinstance(result, StepResult)
         attempts = 0 if state.name == "Cached" else result.attempt
-        return StepOutcome(spec.name, state.name or "Completed", attempts, duration, result=result)
+        return StepOutcome(
+            spec.name,
+            state.name or "Completed",
+            attempts,
+            duration,
+            result=result,
+            started_at=started_at,
+        )
     error = state.data if isinstance(state.data, BaseException) else None
     if error is None:
         loaded = await state.aresult(raise_on_failure=False)
         error = loaded if isinstance(loaded, BaseException) else None
     attempts = getattr(error, "attempt", None) or 1
-    return StepOutcome(spec.name, state.name or "Failed", attempts, duration, error=error)
+    return StepOutcome(
+        spec.name, state.name or "Failed", attempts, duration, error=error, started_at=started_at
+    )

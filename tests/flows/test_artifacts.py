@@ -1,0 +1,89 @@
+"""What the Prefect UI shows for a run: the rendered markdown (pure functions, no server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters import StepFailedError, StepResult, StepTimeoutError
+from flows.artifacts import render_durations_chart, render_failure, render_summary, render_timeline
+from flows.step_task import StepOutcome
+
+
+def ok(
+    name: str, start: float, duration: float, state: str = "Completed", attempts: int = 1
+) -> StepOutcome:
+    result = StepResult(
+        step=name, exit_code=0, stdout="", stderr="", duration_s=duration, backend="local"
+    )
+    return StepOutcome(name, state, attempts, duration, result=result, started_at=start)
+
+
+OUTCOMES = [
+    ok("ingest", 100.0, 0.5),
+    ok("validate", 100.5, 1.5, attempts=3),
+    ok("report", 102.0, 0.2, "Cached", 0),
+]
+SUMMARY = {
+    "input_rows": 1000,
+    "valid_rows": 990,
+    "quarantined_rows": 10,
+    "backend": "local",
+    "group_by": "category",
+    "aggregates": "/o/aggregates.csv",
+    "quarantine": "/o/quarantine.csv",
+    "data": "/o/data",
+}
+
+
+@pytest.fixture(autouse=True)
+def docs_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIOP_DOCS_URL", "http://docs.test/")
+
+
+class TestSummary:
+    def test_has_rows_steps_outputs_and_docs_links(self) -> None:
+        text = render_summary(SUMMARY, OUTCOMES, "brave-otter")
+        assert "**1000** rows in, **990** valid, **10** quarantined" in text
+        assert "| validate | Completed | 3 | 1.50 | 0 | 667 |" in text
+        assert "| report | Cached | 0 |" in text
+        assert "Retries: 2." in text
+        assert "`/o/aggregates.csv`" in text
+        assert "(http://docs.test/guides/data-pipeline/)" in text
+        assert "(http://docs.test/troubleshooting/)" in text
+
+    def test_embeds_both_charts(self) -> None:
+        text = render_summary(SUMMARY, OUTCOMES, "x")
+        assert text.count("```mermaid") == 2 and "gantt" in text and "xychart-beta" in text
+
+
+class TestCharts:
+    def test_timeline_is_relative_to_the_first_step_and_marks_states(self) -> None:
+        failed = StepOutcome("aggregate", "Failed", 1, 0.25, error=None, started_at=102.0)
+        text = render_timeline([*OUTCOMES[:2], failed])
+        assert "    ingest (Completed) :s0, 0, 500" in text
+        assert "    validate (Completed) :s1, 500, 2000" in text
+        assert "    aggregate (Failed) :crit, s2, 2000, 2250" in text
+
+    def test_durations_chart_lists_every_step(self) -> None:
+        text = render_durations_chart(OUTCOMES)
+        assert 'x-axis ["ingest", "validate", "report"]' in text
+        assert "bar [0.500, 1.500, 0.200]" in text
+
+    def test_no_steps_no_chart(self) -> None:
+        assert render_timeline([]) == "" and render_durations_chart([]) == ""
+
+
+class TestFailure:
+    def test_names_class_stderr_and_links_to_the_troubleshooting_anchor_and_search(self) -> None:
+        error = StepFailedError(
+            "exited with code 3", step="validate", exit_code=3, stderr_tail="line one\nbad row 7"
+        )
+        text = render_failure("validate", error, "brave-otter")
+        assert "failed at step `validate`" in text and "`StepFailedError`" in text
+        assert "bad row 7" in text
+        assert "(http://docs.test/troubleshooting/#step-failed)" in text
+        assert "(http://docs.test/?q=StepFailedError)" in text
+
+    def test_infrastructure_error_links_its_own_anchor(self) -> None:
+        text = render_failure("ingest", StepTimeoutError("too slow", timeout_s=1), "r")
+        assert "#step-timeout)" in text and "Last stderr" not in text
