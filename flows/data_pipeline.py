@@ -60,7 +60,10 @@ def _parser() -> argparse.ArgumentParser:
             "Run the data pipeline: ingest a CSV (or a generated sample), validate it and quarantine"
             " bad rows, write typed partitioned Parquet, aggregate per group, and report."
         ),
-        epilog=f"Guide: {docs_url('guides/data-pipeline/')}",
+        epilog=(
+            "--serve (alone) serves the flow as a deployment on the Prefect server instead."
+            f" Guide: {docs_url('guides/data-pipeline/')}"
+        ),
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--input", metavar="PATH", help="CSV file to process (header line first)")
@@ -137,7 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         input=ns.input,
         rows=ns.rows,
         seed=ns.seed,
-        schema=ns.schema,
+        schema_file=ns.schema,
         partitions=ns.partitions,
         group_by=ns.group_by,
         output=str(output),
@@ -229,6 +232,11 @@ def fail(message: str, code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m flows.data_pipeline``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--serve"]:
+        from flows.serve import main as serve
+
+        return serve(args[1:])
     try:
         options = parse_args(argv)
     except UsageError as exc:

@@ -15,7 +15,7 @@ class PipelineOptions:
     input: str | None = None
     rows: int = 100_000
     seed: int = 42
-    schema: str | None = None
+    schema_file: str | None = None
     partitions: int = field(default_factory=lambda: os.cpu_count() or 1)
     group_by: str | None = None
     output: str

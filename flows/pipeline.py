@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
 from adapters.chaos import EX_TEMPFAIL
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
+from flows.history import publish_history, publish_metrics
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
@@ -99,7 +100,7 @@ async def data_pipeline(
     input: str | None = None,
     rows: int = 100_000,
     seed: int = 42,
-    schema: str | None = None,
+    schema_file: str | None = None,
     partitions: int | None = None,
     group_by: str | None = None,
     output: str | None = None,
@@ -113,7 +114,7 @@ async def data_pipeline(
         input: CSV file to process; None generates a sample of ``rows`` rows from ``seed``.
         rows: rows of the generated sample.
         seed: seed of the generated sample.
-        schema: YAML file of ``column: type`` lines; other columns' types are inferred.
+        schema_file: YAML file of ``column: type`` lines; other columns' types are inferred.
         partitions: Parquet partitions, transformed in parallel (default: CPU count).
         group_by: column to aggregate by (default: ``category`` for the sample).
         output: output folder (default ``output/<timestamp>``).
@@ -128,7 +129,7 @@ async def data_pipeline(
         input=input,
         rows=rows,
         seed=seed,
-        schema=schema,
+        schema_file=schema_file,
         partitions=partitions or os.cpu_count() or 1,
         group_by=group_by,
         output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
@@ -179,8 +180,8 @@ async def data_pipeline(
     # 2. validate
     validate_args = ["validate", "--input", f"{_IN}/input.csv"]
     validate_mounts = {csv_host: f"{_IN}/input.csv"}
-    if options.schema:
-        validate_mounts[str(Path(options.schema).resolve())] = f"{_IN}/schema.yaml"
+    if options.schema_file:
+        validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
         validate_args += ["--schema", f"{_IN}/schema.yaml"]
     validated = await step(_step("validate", validate_args, validate_mounts, work))
     facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
@@ -250,6 +251,8 @@ async def data_pipeline(
         )
     _write_json_atomically(out_dir / "summary.json", summary)
     await publish_summary(FLOW_NAME, summary, outcomes, run_name)
+    await publish_metrics(FLOW_NAME, summary)
+    await publish_history(FLOW_NAME)
     logger.info(
         "%d rows in, %d valid, %d quarantined; results in %s",
         summary["input_rows"],

@@ -1,0 +1,202 @@
+"""Execution history: how this run compares with the previous ones.
+
+Each pipeline run publishes a one-row table artifact ``<flow>-metrics`` (rows, retries, duration,
+backend). :func:`read_history` reads the last runs of a flow from the Prefect API together with
+those metrics; the pipeline publishes them as the ``<flow>-history`` markdown artifact (a table and
+an xychart), and ``python -m flows.history [--flow NAME] [--last N]`` prints the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+__all__ = [
+    "RunRecord",
+    "main",
+    "publish_history",
+    "publish_metrics",
+    "read_history",
+    "render_history",
+]
+
+DEFAULT_FLOW = "data-pipeline"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One past run as the history shows it."""
+
+    name: str
+    state: str
+    started: str
+    duration_s: float | None
+    input_rows: int | None
+    valid_rows: int | None
+    quarantined_rows: int | None
+    retries: int | None
+    backend: str | None
+
+
+def metrics_key(flow: str) -> str:
+    """The key of a flow's per-run metrics artifact."""
+    return f"{flow}-metrics"
+
+
+async def publish_metrics(flow: str, summary: dict[str, Any]) -> UUID:
+    """Record this run's totals as a one-row table artifact (read back by :func:`read_history`)."""
+    from prefect.artifacts import acreate_table_artifact
+
+    steps = summary.get("steps", [])
+    row = {
+        "input_rows": summary.get("input_rows"),
+        "valid_rows": summary.get("valid_rows"),
+        "quarantined_rows": summary.get("quarantined_rows"),
+        "retries": sum(max(0, int(s.get("attempts", 0)) - 1) for s in steps),
+        "steps_duration_s": round(sum(float(s.get("duration_s", 0)) for s in steps), 3),
+        "backend": summary.get("backend"),
+    }
+    return await acreate_table_artifact(
+        [row], key=metrics_key(flow), description="Totals of this run, read by the history view"
+    )
+
+
+async def read_history(flow: str = DEFAULT_FLOW, last: int = 10) -> list[RunRecord]:
+    """The last ``last`` runs of ``flow``, newest first, with their recorded metrics."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+        FlowFilter,
+        FlowFilterName,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=last,
+        )
+        metrics: dict[UUID, dict[str, Any]] = {}
+        if runs:
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[metrics_key(flow)]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[r.id for r in runs]),
+                )
+            )
+            for artifact in artifacts:
+                data = artifact.data
+                if artifact.flow_run_id and isinstance(data, list) and data:
+                    metrics[artifact.flow_run_id] = dict(data[0])
+                elif artifact.flow_run_id and isinstance(data, str):
+                    rows = json.loads(data)
+                    if rows:
+                        metrics[artifact.flow_run_id] = dict(rows[0])
+    records = []
+    for run in runs:
+        m = metrics.get(run.id, {})
+        duration = run.total_run_time.total_seconds() if run.total_run_time else None
+        records.append(
+            RunRecord(
+                name=run.name,
+                state=(run.state.name if run.state else None) or "Unknown",
+                started=run.start_time.strftime("%Y-%m-%d %H:%M:%S") if run.start_time else "",
+                duration_s=round(duration, 2) if duration is not None else None,
+                input_rows=m.get("input_rows"),
+                valid_rows=m.get("valid_rows"),
+                quarantined_rows=m.get("quarantined_rows"),
+                retries=m.get("retries"),
+                backend=m.get("backend"),
+            )
+        )
+    return records
+
+
+def _fmt(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+_COLUMNS = (
+    "name",
+    "state",
+    "started",
+    "duration_s",
+    "input_rows",
+    "quarantined_rows",
+    "retries",
+    "backend",
+)
+
+
+def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> str:
+    """The history as a markdown table with an xychart of durations, or as plain text."""
+    rows = [[_fmt(getattr(r, c)) for c in _COLUMNS] for r in records]
+    if not markdown:
+        widths = [
+            max(len(c), *(len(row[i]) for row in rows)) if rows else len(c)
+            for i, c in enumerate(_COLUMNS)
+        ]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+        return "\n".join(lines) if rows else "No runs recorded yet."
+    lines = [
+        "| " + " | ".join(_COLUMNS) + " |",
+        "| " + " | ".join("---" for _ in _COLUMNS) + " |",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+    timed = [r for r in reversed(records) if r.duration_s is not None]
+    if timed:
+        lines += [
+            "",
+            "```mermaid",
+            "xychart-beta",
+            '    title "Run duration (s), oldest to newest"',
+            "    x-axis [" + ", ".join(f'"{r.name}"' for r in timed) + "]",
+            '    y-axis "seconds"',
+            "    bar [" + ", ".join(f"{r.duration_s:.2f}" for r in timed) + "]",
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def publish_history(flow: str = DEFAULT_FLOW, last: int = 10) -> UUID:
+    """Publish the last runs of ``flow`` as the ``<flow>-history`` markdown artifact."""
+    from prefect.artifacts import acreate_markdown_artifact
+
+    records = await read_history(flow, last)
+    text = f"# Last {len(records)} runs of `{flow}`\n\n" + render_history(records)
+    return await acreate_markdown_artifact(
+        text, key=f"{flow}-history", description=f"The last {last} runs of {flow}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m flows.history``: print the last runs of a flow."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.history",
+        description="Show the last runs of a flow from the Prefect API.",
+    )
+    parser.add_argument("--flow", default=DEFAULT_FLOW, help=f"flow name (default {DEFAULT_FLOW})")
+    parser.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
+    ns = parser.parse_args(argv)
+    if ns.last < 1:
+        print("error: --last must be 1 or more", file=sys.stderr)
+        return 2
+    from flows._console import quiet_prefect_defaults, run_flow_quietly
+
+    quiet_prefect_defaults()
+    records = run_flow_quietly(lambda: read_history(ns.flow, ns.last))
+    print(render_history(records, markdown=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

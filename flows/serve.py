@@ -1,0 +1,79 @@
+"""``python -m flows.serve``: serve the platform's flows as deployments, with docs in the UI.
+
+Prefect shows a deployment's description as markdown on its page; each description here is the flow's
+docstring followed by links into the docs site (``AIOP_DOCS_URL``): the flow's guide, the
+troubleshooting page and a docs search. Serving needs a Prefect server (``PREFECT_API_URL``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from flows._console import docs_url
+
+__all__ = ["deployment_description", "deployments", "main"]
+
+_GUIDES = {"data-pipeline": ("The data pipeline guide", "guides/data-pipeline/")}
+
+
+def deployment_description(flow_name: str, docstring: str | None) -> str:
+    """The flow's docstring (first paragraph and Args) followed by links into the docs."""
+    title, page = _GUIDES.get(flow_name, ("The guides", "guides/"))
+    text = inspect.cleandoc(docstring or "").split("\n\nReturns:")[0].strip()
+    intro, _, args = text.partition("\n\nArgs:\n")
+    if args:
+        items = re.sub(r"\n\s{5,}", " ", args)  # join continuation lines
+        bullets = [
+            re.sub(r"^\s*(\w+):", r"- `\1`:", line) for line in items.splitlines() if line.strip()
+        ]
+        text = intro + "\n\n**Parameters**\n\n" + "\n".join(bullets)
+    return (
+        f"{text}\n\n"
+        f"**Docs**: [{title}]({docs_url(page)}) · "
+        f"[Troubleshooting by error class]({docs_url('troubleshooting/')}) · "
+        f"[Search the docs]({docs_url('')}?q={flow_name.replace('-', '+')})\n"
+    )
+
+
+def deployments() -> list[Any]:
+    """Every flow of the platform as a deployment ready to serve."""
+    from flows.pipeline import data_pipeline
+
+    return [
+        data_pipeline.to_deployment(
+            name="data-pipeline",
+            description=deployment_description(data_pipeline.name, data_pipeline.__doc__),
+            tags=["aiop"],
+        )
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve the deployments until interrupted (Ctrl-C)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.serve",
+        description="Serve the platform's flows as deployments on the Prefect server.",
+    )
+    parser.parse_args(argv)
+    if not os.environ.get("PREFECT_API_URL"):
+        print(
+            "error: serving deployments needs a Prefect server: run `prefect server start` in"
+            " another terminal, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` and run"
+            " this again.",
+            file=sys.stderr,
+        )
+        return 2
+    from prefect import serve
+
+    serve(*deployments())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
