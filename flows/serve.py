@@ -50,7 +50,7 @@ def deployments() -> list[Any]:
             name="data-pipeline",
             description=deployment_description(data_pipeline.name, data_pipeline.__doc__),
             tags=["aiop"],
-            _sync=True,  # a plain object even when called from async code (tests, notebooks)
+            _sync=True,  # type: ignore[call-arg]  # a plain object even from async code
         )
     ]
 
