@@ -72,6 +72,9 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.
 
+The Dagger-free parts live in private modules: ``_dagger_errors`` (messages, scrubbing),
+``_dagger_session`` (hard limits), ``_engine_process`` (engine log, CLI), ``_fs`` (host files).
+
 Concurrency:
     Each ``run`` opens, uses and closes its own connection (never the SDK's global ``dag``), so
     runs may proceed concurrently in one event loop or in several threads with their own loops.
@@ -90,77 +93,47 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import codecs
-import collections
-import contextlib
-import io
-import logging
-import os
-import shutil
-import signal
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO, cast
+from typing import NamedTuple, TextIO, cast
 
 import dagger
-import gql.transport.exceptions as gql_errors
-import graphql
-import httpx
-import rich.console
-import rich.live
-import tenacity
 from dagger.mod._exceptions import ModuleError
 
+from adapters._dagger_errors import (
+    UNDERLYING_RULES,
+    ErrorRule,
+    describe,
+    engine_error,
+    scrub,
+    step_failed,
+    user_input_error,
+)
+from adapters._dagger_session import check_limits, close_session, open_session, step_deadline
+from adapters._engine_process import (
+    EngineLog,
+    ProgressConsole,
+    forward_output,
+    line_sink,
+)
+from adapters._fs import HostMount, atomic_landing, host_mounts
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import (
     AiopError,
     EngineConnectionError,
     EngineUnavailableError,
-    InvalidInputError,
     InvalidSpecError,
-    ProvisioningTimeoutError,
     StepFailedError,
-    StepTimeoutError,
 )
-from adapters.runner import LineSink, Stream
+from adapters.runner import LineSink
 
 __all__ = ["ERROR_RULES", "DaggerRunner", "ErrorRule", "translate_error"]
 
-logger = logging.getLogger(__name__)
-
-#: How long to wait for the last engine log lines after the session closed.
-_LOG_DRAIN_S = 0.5
-#: Engine log lines kept for error messages.
-_LOG_TAIL_LINES = 5
-
-_ENGINE_HINT = (
-    "start Docker (the Dagger CLI runs its engine there), or point DAGGER_SESSION_PORT /"
-    " _EXPERIMENTAL_DAGGER_RUNNER_HOST at a running engine"
-)
-
 
 # ---------------------------------------------------------------------------------------------
-# Error translation
+# Error translation (the Dagger-free half is in adapters._dagger_errors)
 # ---------------------------------------------------------------------------------------------
-
-
-class ErrorRule(NamedTuple):
-    """How one foreign exception class is translated (matched with ``isinstance``, first wins).
-
-    Attributes:
-        foreign: the foreign exception class.
-        connecting: the platform error while the session is being set up.
-        running: the platform error once the session is up.
-    """
-
-    foreign: type[BaseException]
-    connecting: type[AiopError]
-    running: type[AiopError]
-
 
 _Unavailable, _Broken = EngineUnavailableError, EngineConnectionError
 
@@ -184,26 +157,11 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
     # Module-runtime errors (dagger.mod) are never raised to a client; kept so nothing escapes.
     ErrorRule(ModuleError, _Unavailable, _Broken),
     ErrorRule(dagger.DaggerError, _Unavailable, _Broken),
-    # Retries gave up: only with the SDK's retries on, which this runner turns off.
-    ErrorRule(tenacity.RetryError, _Unavailable, _Broken),
-    # Transport and protocol errors the SDK did not wrap.
-    ErrorRule(gql_errors.TransportError, _Unavailable, _Broken),
-    ErrorRule(httpx.HTTPError, _Unavailable, _Broken),
-    ErrorRule(graphql.GraphQLError, _Unavailable, _Broken),
-    # Nothing listens where the engine should be; other OS errors the SDK let through.
-    ErrorRule(ConnectionRefusedError, _Unavailable, _Unavailable),
-    ErrorRule(OSError, _Unavailable, _Broken),
+    # Errors of the libraries beneath the SDK and of the OS, when the SDK let them through.
+    *UNDERLYING_RULES,
 )
 
 _FOREIGN: tuple[type[BaseException], ...] = tuple(rule.foreign for rule in ERROR_RULES)
-
-_PULL_FAILURES = (
-    "pull access denied",
-    "repository does not exist",
-    "manifest unknown",
-    "name unknown",
-    ": not found",
-)
 
 
 def translate_error(
@@ -224,334 +182,23 @@ def translate_error(
         >>> translate_error(dagger.TransportError("boom"), connected=True).__class__.__name__
         'EngineConnectionError'
     """
-    secrets = spec.secret_values() if spec else []
-    step = spec.name if spec else None
-    detail = mask_secrets(_describe(exc), secrets)
+    detail = mask_secrets(describe(exc), spec.secret_values() if spec else [])
     rule = next((r for r in ERROR_RULES if isinstance(exc, r.foreign)), None)
     target: type[AiopError] = EngineConnectionError if connected else EngineUnavailableError
     if rule is not None:
         target = rule.running if connected else rule.connecting
-
     if target is StepFailedError and isinstance(exc, dagger.ExecError):
-        exit_code = int(exc.exit_code)
-        return StepFailedError(
-            f"the command exited {exit_code}",
-            step=step or "?",
-            exit_code=exit_code,
-            stderr_tail=tail(mask_secrets(str(exc.stderr), secrets)),
-            transient_exit=spec is not None and exit_code in spec.transient_exit_codes,
-        )
+        return step_failed(int(exc.exit_code), str(exc.stderr), spec)
     if connected and spec is not None and isinstance(exc, dagger.QueryError):
-        user_error = _user_input_error(detail, spec)
+        user_error = user_input_error(detail, spec)
         if user_error is not None:
             return user_error
-    if issubclass(target, EngineUnavailableError):
-        return target(f"no Dagger engine could be used ({detail}); {_ENGINE_HINT}", step=step)
-    return target(f"the Dagger engine failed while the step ran ({detail})", step=step)
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, tenacity.RetryError) and exc.last_attempt.failed:
-        last = exc.last_attempt.exception()
-        return f"retries exhausted, last error: {_describe(last) if last else 'unknown'}"
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _user_input_error(detail: str, spec: StepSpec) -> InvalidSpecError | None:
-    lowered = detail.lower()
-    if "invalid reference format" in lowered or (
-        spec.image.lower() in lowered and any(marker in lowered for marker in _PULL_FAILURES)
-    ):
-        return InvalidSpecError(
-            f"image {spec.image!r} cannot be pulled ({detail}); check the image name and tag, and"
-            " log in to the registry if it is private",
-            step=spec.name,
-        )
-    if "executable file not found" in lowered:
-        return InvalidSpecError(
-            f"the command {spec.args[0]!r} does not exist in image {spec.image!r} ({detail}); fix"
-            " args[0] or use an image that has it",
-            step=spec.name,
-        )
-    if "no such file or directory" in lowered:
-        for host in spec.mounts:
-            if host in detail or str(Path(host).resolve()) in detail:
-                return InvalidSpecError(
-                    f"mount source {host!r} is missing ({detail}); create it or fix the path",
-                    step=spec.name,
-                )
-    return None
-
-
-def _scrub(exc: BaseException, secrets: Sequence[str]) -> None:
-    """Mask secret values inside ``exc`` and its chain, so a printed traceback shows none."""
-    if not secrets:
-        return
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.args = tuple(_masked(a, secrets) for a in current.args)
-        for name in ("message", "stdout", "stderr", "command", "errors"):
-            value = getattr(current, name, None)
-            if value is not None:
-                with contextlib.suppress(AttributeError, TypeError):
-                    setattr(current, name, _masked(value, secrets))
-        if isinstance(current, tenacity.RetryError) and current.last_attempt.failed:
-            last = current.last_attempt.exception()
-            if last is not None:
-                pending.append(last)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-
-
-def _masked(value: Any, secrets: Sequence[str]) -> Any:
-    if isinstance(value, str):
-        return mask_secrets(value, secrets)
-    if isinstance(value, list):
-        return [_masked(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _masked(v, secrets) for k, v in value.items()}
-    if isinstance(getattr(value, "message", None), str):  # the SDK's QueryErrorValue
-        with contextlib.suppress(AttributeError, TypeError):
-            value.message = mask_secrets(value.message, secrets)
-            value.extensions = _masked(value.extensions, secrets)
-    return value
-
-
-# ---------------------------------------------------------------------------------------------
-# Engine log: the stream given to the SDK as log_output
-# ---------------------------------------------------------------------------------------------
-
-
-class _EngineLog(io.TextIOBase):
-    """``log_output`` for the SDK: forwards each engine log line, as it arrives, to a sink.
-
-    When the SDK starts a ``dagger session`` CLI it asks for ``fileno()`` and hands the descriptor
-    to the CLI as its stderr. That descriptor is a pipe owned by this run, read on the event loop
-    (so lines arrive live and in the loop's thread), and it identifies this run's CLI process: the
-    child whose fd 2 is this pipe. Text written with ``write()`` (the SDK's progress messages, or
-    the CLI's stderr on platforms without ``add_reader``) is forwarded the same way.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, emit: Callable[[str], None]) -> None:
-        super().__init__()
-        self._loop = loop
-        self._emit = emit
-        self._lock = threading.Lock()
-        self._partial = ""
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._read_fd: int | None = None
-        self._write_fd: int | None = None
-        self._inode: int | None = None
-        self._spawn_over = False
-        self._finished = False
-        self._reading = False
-        self._eof = asyncio.Event()
-        self.last_lines: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL_LINES)
-
-    # -- the TextIO surface the SDK and rich use (any thread) --
-
-    def writable(self) -> bool:
-        return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def write(self, s: str) -> int:
-        self._feed(s)
-        return len(s)
-
-    def fileno(self) -> int:
-        with self._lock:
-            if self._spawn_over or self._finished or sys.platform == "win32":
-                raise io.UnsupportedOperation("fileno")
-            if self._write_fd is None:
-                read_fd, write_fd = os.pipe()
-                os.set_blocking(read_fd, False)
-                self._read_fd, self._write_fd = read_fd, write_fd
-                self._inode = os.fstat(write_fd).st_ino
-                self._loop.call_soon_threadsafe(self._start_reading)
-            return self._write_fd
-
-    # -- lifecycle (loop thread) --
-
-    def spawn_over(self) -> None:
-        """The SDK will start no CLI any more: drop our copy of the pipe's write end."""
-        with self._lock:
-            self._spawn_over = True
-            if self._write_fd is not None:
-                os.close(self._write_fd)
-                self._write_fd = None
-
-    def kill_session_processes(self) -> list[int]:
-        """Kill the CLI this run started (and its children); Linux only. Returns their pids."""
-        if self._inode is None:
-            return []
-        pids = _processes_with_stderr_pipe(self._inode)
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        if pids:
-            logger.warning("killed the Dagger CLI of this run (pids %s)", pids)
-        return pids
-
-    async def aclose(self) -> None:
-        """Wait briefly for the last lines, then stop reading and release the pipe."""
-        if self._reading and self._spawn_over:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._eof.wait(), _LOG_DRAIN_S)
-        self._finished = True
-        self._stop_reading()
-        with self._lock:
-            if self._read_fd is not None:
-                os.close(self._read_fd)
-                self._read_fd = None
-            rest, self._partial = self._partial, ""
-        if rest:
-            self._deliver(rest)
-
-    # -- internals --
-
-    def _start_reading(self) -> None:
-        if self._finished or self._read_fd is None or self._reading:
-            return
-        self._loop.add_reader(self._read_fd, self._on_readable)
-        self._reading = True
-
-    def _stop_reading(self) -> None:
-        if self._reading and self._read_fd is not None:
-            self._loop.remove_reader(self._read_fd)
-        self._reading = False
-
-    def _on_readable(self) -> bool:
-        """Read what is there; False once nothing more can be read now."""
-        if self._read_fd is None or not self._reading:
-            return False
-        try:
-            data = os.read(self._read_fd, 65536)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        if data:
-            self._feed(self._decoder.decode(data))
-            return True
-        self._stop_reading()
-        self._feed(self._decoder.decode(b"", final=True))
-        self._eof.set()
-        return False
-
-    def pump(self) -> None:
-        """Deliver every line already written to the pipe (before quoting ``last_lines``)."""
-        while self._on_readable():
-            pass
-
-    def _feed(self, text: str) -> None:
-        with self._lock:
-            if self._finished:
-                return
-            *lines, self._partial = (self._partial + text).split("\n")
-        for line in lines:
-            self._deliver(line)
-
-    def _deliver(self, line: str) -> None:
-        line = line.rstrip("\r")
-        if not line:
-            return
-        self.last_lines.append(line)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            self._emit(line)
-        else:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody to tell
-                self._loop.call_soon_threadsafe(self._emit, line)
-
-
-class _ProgressConsole(rich.console.Console):
-    """The console of the SDK's progress display, writing to the engine log.
-
-    The SDK starts a live status display (with a refresh thread) while provisioning and stops it
-    only when the session comes up; this console remembers its displays so that a failed or
-    abandoned start can stop them too, instead of leaking a thread per failure.
-    """
-
-    def __init__(self, engine_log: _EngineLog) -> None:
-        super().__init__(file=cast(TextIO, engine_log), stderr=True)
-        self._displays: list[rich.live.Live] = []
-
-    def set_live(self, live: rich.live.Live) -> bool:
-        self._displays.append(live)
-        return super().set_live(live)
-
-    def stop_displays(self) -> None:
-        for live in self._displays:
-            with contextlib.suppress(Exception):
-                live.stop()
-        self._displays.clear()
-
-
-def _engine_said(engine_log: _EngineLog, spec: StepSpec) -> str:
-    """`` (last engine output: ...)``, masked, or nothing when the engine said nothing."""
-    engine_log.pump()
-    said = mask_secrets(" | ".join(engine_log.last_lines), spec.secret_values())
-    return f" (last engine output: {said})" if said else ""
-
-
-def _processes_with_stderr_pipe(inode: int) -> list[int]:
-    """Our child processes whose stderr is the pipe ``inode``, and their descendants (Linux)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return []
-    children: dict[int, list[int]] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry.name))
-    target = f"pipe:[{inode}]"
-    roots = []
-    for pid in children.get(os.getpid(), []):
-        with contextlib.suppress(OSError):
-            if str((proc / str(pid) / "fd" / "2").readlink()) == target:
-                roots.append(pid)
-    found: list[int] = []
-    while roots:
-        pid = roots.pop()
-        found.append(pid)
-        roots.extend(children.get(pid, []))
-    return found
-
-
-def _sink(
-    on_line: LineSink | None, stream: Stream, secrets: Sequence[str]
-) -> Callable[[str], None]:
-    def emit(line: str) -> None:
-        if on_line is None:
-            return
-        try:
-            on_line(stream, mask_secrets(line, secrets))
-        except Exception:
-            logger.exception("on_line raised for a %s line; line dropped", stream)
-
-    return emit
+    return engine_error(target, detail, spec.name if spec else None)
 
 
 # ---------------------------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------------------------
-
-_BACKGROUND: set[asyncio.Task[Any]] = set()
 
 
 class _Executed(NamedTuple):
@@ -588,16 +235,11 @@ class DaggerRunner:
         execute_timeout_s: float | None = None,
         close_timeout_s: float = 30.0,
     ) -> None:
-        limits = {
-            "provision_timeout_s": provision_timeout_s,
-            "execute_timeout_s": execute_timeout_s,
-            "close_timeout_s": close_timeout_s,
-        }
-        for name, value in limits.items():
-            if value is not None and not value > 0:
-                raise InvalidInputError(
-                    f"{name} must be a positive number of seconds, not {value!r}"
-                )
+        check_limits(
+            provision_timeout_s=provision_timeout_s,
+            execute_timeout_s=execute_timeout_s,
+            close_timeout_s=close_timeout_s,
+        )
         self.provision_timeout_s = provision_timeout_s
         self.execute_timeout_s = execute_timeout_s
         self.close_timeout_s = close_timeout_s
@@ -636,22 +278,30 @@ class DaggerRunner:
         """
         started = time.monotonic()
         secrets = spec.secret_values()
-        mounts = _check_mounts(spec)
-        engine_log = _EngineLog(asyncio.get_running_loop(), _sink(on_line, "engine", secrets))
+        mounts = host_mounts(spec)
+        engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=dagger.Retry(connect=False, execute=False),
             timeout=dagger.Timeout(self.execute_timeout_s, connect=self.provision_timeout_s),
             log_output=cast(TextIO, engine_log),
         )
-        console = _ProgressConsole(engine_log)
+        console = ProgressConsole(engine_log)
         config.console = console
         connection = dagger.Connection(config)
         try:
-            client = await self._connect(connection, engine_log, console, spec)
+            client = await open_session(
+                connection,
+                limit=self.provision_timeout_s,
+                engine_log=engine_log,
+                console=console,
+                spec=spec,
+                translate=translate_error,
+                foreign=_FOREIGN,
+            )
             try:
                 executed = await self._execute(client, spec, mounts, on_line)
             finally:
-                await self._disconnect(connection, engine_log)
+                await close_session(connection, limit=self.close_timeout_s, engine_log=engine_log)
         finally:
             await engine_log.aclose()
         return StepResult(
@@ -665,100 +315,30 @@ class DaggerRunner:
             attempt=attempt,
         )
 
-    # -- session --
-
-    async def _connect(
-        self,
-        connection: dagger.Connection,
-        engine_log: _EngineLog,
-        console: _ProgressConsole,
-        spec: StepSpec,
-    ) -> dagger.Client:
-        task = asyncio.ensure_future(connection.__aenter__())
-        task.add_done_callback(lambda _: engine_log.spawn_over())
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.provision_timeout_s)
-        except asyncio.CancelledError:
-            _abandon(task, connection, engine_log)
-            console.stop_displays()
-            raise
-        if not done:
-            _abandon(task, connection, engine_log)
-            console.stop_displays()
-            raise ProvisioningTimeoutError(
-                f"the Dagger engine was not ready within provision_timeout_s="
-                f"{self.provision_timeout_s:g} s; the attempt was abandoned"
-                f"{_engine_said(engine_log, spec)}. If the engine is starting for the first time,"
-                f" raise the limit; else {_ENGINE_HINT}",
-                step=spec.name,
-            )
-        try:
-            return task.result()
-        except _FOREIGN as exc:
-            console.stop_displays()
-            _scrub(exc, spec.secret_values())
-            error = translate_error(exc, connected=False, spec=spec)
-            error.message += _engine_said(engine_log, spec)
-            error.args = (error.message,)
-            raise error from exc
-
-    async def _disconnect(self, connection: dagger.Connection, engine_log: _EngineLog) -> None:
-        task = asyncio.ensure_future(connection.__aexit__(None, None, None))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.close_timeout_s)
-        except asyncio.CancelledError:
-            engine_log.kill_session_processes()
-            task.add_done_callback(_retrieve)
-            raise
-        if not done:
-            logger.warning(
-                "closing the Dagger session took longer than %g s; killing its CLI",
-                self.close_timeout_s,
-            )
-            engine_log.kill_session_processes()
-            task.add_done_callback(_retrieve)
-            return
-        error = task.exception()
-        if error is not None:
-            # The step's outcome is already known; a session that closes badly does not change it.
-            logger.warning("closing the Dagger session failed: %s", _describe(error))
-
     # -- the step --
 
     async def _execute(
         self,
         client: dagger.Client,
         spec: StepSpec,
-        mounts: list[tuple[Path, str, bool, bool]],
+        mounts: list[HostMount],
         on_line: LineSink | None,
     ) -> _Executed:
         secrets = spec.secret_values()
         try:
             container = _pipeline(client, spec, mounts)
             ran: dagger.Container | None = None
-            scope = asyncio.timeout(spec.timeout_s)
             try:
-                async with scope:
+                async with step_deadline(spec):
                     ran = await container.sync()
                     exit_code = await ran.exit_code()
                     stdout = await ran.stdout()
                     stderr = await ran.stderr()
-            except TimeoutError as exc:
-                if not scope.expired():
-                    raise
-                raise StepTimeoutError(
-                    f"the command ran longer than timeout_s={spec.timeout_s:g} s and was stopped",
-                    step=spec.name,
-                    timeout_s=spec.timeout_s,
-                ) from exc
             except dagger.ExecError as exc:  # not expected with expect=ANY, but it is a result
                 ran = None
                 exit_code, stdout, stderr = int(exc.exit_code), str(exc.stdout), str(exc.stderr)
 
-            for stream, text in (("stdout", stdout), ("stderr", stderr)):
-                emit = _sink(on_line, cast(Stream, stream), secrets)
-                for line in mask_secrets(text, secrets).splitlines():
-                    emit(line)
+            forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
 
             outputs: dict[str, str] = {}
             if exit_code == 0 and ran is not None:
@@ -767,27 +347,11 @@ class DaggerRunner:
                     outputs[source] = str(Path(destination))
             return _Executed(exit_code, stdout, stderr, outputs)
         except _FOREIGN as exc:
-            _scrub(exc, secrets)
+            scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
 
 
-def _check_mounts(spec: StepSpec) -> list[tuple[Path, str, bool, bool]]:
-    """(absolute host path, target, is a directory, read-only) per mount; missing -> InvalidSpecError."""
-    checked = []
-    for host, mount in spec.mounts.items():
-        path = Path(host).expanduser().resolve()
-        if not path.exists():
-            raise InvalidSpecError(
-                f"mount source {host!r} does not exist on this host; create it or fix the path",
-                step=spec.name,
-            )
-        checked.append((path, mount.target, path.is_dir(), not mount.writable))
-    return checked
-
-
-def _pipeline(
-    client: dagger.Client, spec: StepSpec, mounts: list[tuple[Path, str, bool, bool]]
-) -> dagger.Container:
+def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) -> dagger.Container:
     container = client.container().from_(spec.image)
     for name, value in spec.env.items():
         container = container.with_env_variable(name, value)
@@ -796,12 +360,16 @@ def _pipeline(
             f"aiop.{spec.name}.{name}.{uuid.uuid4().hex}", secret.get_secret_value()
         )
         container = container.with_secret_variable(name, handle)
-    for path, target, is_dir, read_only in mounts:
-        if is_dir:
-            source = client.host().directory(str(path))
-            container = container.with_mounted_directory(target, source, read_only=read_only)
+    for mount in mounts:
+        if mount.is_dir:
+            source = client.host().directory(str(mount.path))
+            container = container.with_mounted_directory(
+                mount.target, source, read_only=mount.read_only
+            )
         else:
-            container = container.with_mounted_file(target, client.host().file(str(path)))
+            container = container.with_mounted_file(
+                mount.target, client.host().file(str(mount.path))
+            )
     for cache_name, target in spec.caches.items():
         container = container.with_mounted_cache(target, client.cache_volume(cache_name))
     if spec.workdir:
@@ -812,84 +380,26 @@ def _pipeline(
 async def _export(
     container: dagger.Container, spec: StepSpec, source: str, destination: Path
 ) -> None:
-    """Export ``source`` to ``destination`` through a sibling temporary path, then swap it in."""
-    if await container.exists(source, expected_type=dagger.ExistsType.DIRECTORY_TYPE):
-        is_dir = True
-    elif await container.exists(source, expected_type=dagger.ExistsType.REGULAR_TYPE):
-        is_dir = False
-    else:
+    """Export ``source`` to a sibling temporary path of ``destination``, then swap it in."""
+    is_dir = await container.exists(source, expected_type=dagger.ExistsType.DIRECTORY_TYPE)
+    if not is_dir and not await container.exists(
+        source, expected_type=dagger.ExistsType.REGULAR_TYPE
+    ):
         raise InvalidSpecError(
             f"exited 0 but wrote nothing at output path {source!r}; make the step write there or"
             " remove the output from the spec",
             step=spec.name,
         )
     destination = destination.expanduser().absolute()
-    token = uuid.uuid4().hex[:12]
-    landing = destination.with_name(f".{destination.name}.aiop-tmp-{token}")
     try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if is_dir:
-            await container.directory(source).export(str(landing))
-        else:
-            await container.file(source).export(str(landing))
-        _swap_in(landing, destination, token)
+        with atomic_landing(destination) as landing:
+            if is_dir:
+                await container.directory(source).export(str(landing))
+            else:
+                await container.file(source).export(str(landing))
     except OSError as exc:  # the host side: our own file operations, not the engine
         raise InvalidSpecError(
             f"cannot write output {source!r} to {str(destination)!r} ({exc}); make the"
             " destination's folder writable or choose another path",
             step=spec.name,
         ) from exc
-    finally:
-        _remove(landing)
-
-
-def _swap_in(landing: Path, destination: Path, token: str) -> None:
-    """Rename ``landing`` to ``destination``; a directory in the way is renamed aside first."""
-    in_the_way = destination.exists() or destination.is_symlink()
-    real_dir = destination.is_dir() and not destination.is_symlink()
-    if not (in_the_way and (real_dir or landing.is_dir())):
-        landing.replace(destination)  # atomic, also over an existing file or symlink
-        return
-    aside = destination.with_name(f".{destination.name}.aiop-old-{token}")
-    destination.replace(aside)
-    try:
-        landing.replace(destination)
-    except OSError:
-        aside.replace(destination)
-        raise
-    _remove(aside)
-
-
-def _remove(path: Path) -> None:
-    """Best-effort removal of a temporary path (file, symlink or directory)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
-
-
-def _abandon(
-    task: asyncio.Task[Any], connection: dagger.Connection, engine_log: _EngineLog
-) -> None:
-    """Stop waiting for a connection attempt: cancel it, kill its CLI, close it if it still opens."""
-    task.cancel()
-    engine_log.kill_session_processes()
-
-    def finished(done: asyncio.Task[Any]) -> None:
-        if done.cancelled() or done.exception() is not None:
-            return
-        closing = asyncio.ensure_future(connection.__aexit__(None, None, None))
-        _BACKGROUND.add(closing)
-        closing.add_done_callback(_retrieve)
-
-    task.add_done_callback(finished)
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Consume an abandoned task's outcome (so asyncio does not log it as never retrieved)."""
-    _BACKGROUND.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug(
-            "abandoned Dagger task ended with %s", _describe(cast(BaseException, task.exception()))
-        )

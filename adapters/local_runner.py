@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from adapters._fs import replace_atomically
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
 from adapters.paths import PathMap
@@ -221,23 +221,3 @@ def _export(spec: StepSpec, staged: dict[str, Path]) -> dict[str, str]:
         replace_atomically(stage, dest)
         exported[source] = str(dest)
     return exported
-
-
-def replace_atomically(source: Path, dest: Path) -> None:
-    """Move ``source`` to ``dest`` so that ``dest`` is never seen half-written.
-
-    The move lands in a sibling temporary name on the destination's file system first, then is
-    renamed into place; an existing directory at ``dest`` is renamed away and removed afterwards.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    landing = dest.with_name(f".{dest.name}.aiop-tmp-{os.getpid()}")
-    shutil.rmtree(landing, ignore_errors=True)
-    shutil.move(str(source), landing)
-    if dest.is_dir() and not dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.aiop-old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        dest.rename(old)
-        landing.rename(dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        landing.replace(dest)

@@ -1,0 +1,177 @@
+"""The Dagger-free half of translating engine errors: messages, user-input causes, secret scrubbing.
+
+:mod:`adapters.dagger_runner` holds the table (:data:`~adapters.dagger_runner.ERROR_RULES`, whose
+head names Dagger's exception classes; its tail, :data:`UNDERLYING_RULES`, is here) and decides
+which platform class applies; this module builds the platform error's message and masks secret
+values, without importing ``dagger``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gql.transport.exceptions as gql_errors
+import graphql
+import httpx
+import tenacity
+
+from adapters.contract import StepSpec, mask_secrets, tail
+from adapters.errors import (
+    AiopError,
+    EngineConnectionError,
+    EngineUnavailableError,
+    InvalidSpecError,
+    StepFailedError,
+)
+
+__all__ = [
+    "ENGINE_HINT",
+    "UNDERLYING_RULES",
+    "ErrorRule",
+    "describe",
+    "engine_error",
+    "scrub",
+    "step_failed",
+    "user_input_error",
+]
+
+#: What to do when no engine can be used.
+ENGINE_HINT = (
+    "start Docker (the Dagger CLI runs its engine there), or point DAGGER_SESSION_PORT /"
+    " _EXPERIMENTAL_DAGGER_RUNNER_HOST at a running engine"
+)
+
+_PULL_FAILURES = (
+    "pull access denied",
+    "repository does not exist",
+    "manifest unknown",
+    "name unknown",
+    ": not found",
+)
+
+
+class ErrorRule(NamedTuple):
+    """How one foreign exception class is translated (matched with ``isinstance``, first wins).
+
+    Attributes:
+        foreign: the foreign exception class.
+        connecting: the platform error while the session is being set up.
+        running: the platform error once the session is up.
+    """
+
+    foreign: type[BaseException]
+    connecting: type[AiopError]
+    running: type[AiopError]
+
+
+_Unavailable, _Broken = EngineUnavailableError, EngineConnectionError
+
+#: The end of :data:`~adapters.dagger_runner.ERROR_RULES`: errors of the libraries beneath the SDK
+#: and of the OS, for when the SDK lets one through unwrapped.
+UNDERLYING_RULES: tuple[ErrorRule, ...] = (
+    # Retries gave up: only with the SDK's retries on, which the runner turns off.
+    ErrorRule(tenacity.RetryError, _Unavailable, _Broken),
+    # Transport and protocol errors the SDK did not wrap.
+    ErrorRule(gql_errors.TransportError, _Unavailable, _Broken),
+    ErrorRule(httpx.HTTPError, _Unavailable, _Broken),
+    ErrorRule(graphql.GraphQLError, _Unavailable, _Broken),
+    # Nothing listens where the engine should be; other OS errors the SDK let through.
+    ErrorRule(ConnectionRefusedError, _Unavailable, _Unavailable),
+    ErrorRule(OSError, _Unavailable, _Broken),
+)
+
+
+def describe(exc: BaseException) -> str:
+    """``ClassName: message`` of a foreign exception (the last attempt's, for a RetryError)."""
+    if isinstance(exc, tenacity.RetryError) and exc.last_attempt.failed:
+        last = exc.last_attempt.exception()
+        return f"retries exhausted, last error: {describe(last) if last else 'unknown'}"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def step_failed(exit_code: int, stderr: str, spec: StepSpec | None) -> StepFailedError:
+    """The error for a command that exited ``exit_code``, its stderr tail masked."""
+    secrets = spec.secret_values() if spec else []
+    return StepFailedError(
+        f"the command exited {exit_code}",
+        step=spec.name if spec else "?",
+        exit_code=exit_code,
+        stderr_tail=tail(mask_secrets(stderr, secrets)),
+        transient_exit=spec is not None and exit_code in spec.transient_exit_codes,
+    )
+
+
+def engine_error(target: type[AiopError], detail: str, step: str | None) -> AiopError:
+    """An engine-side error of class ``target`` with the hint that fits it."""
+    if issubclass(target, EngineUnavailableError):
+        return target(f"no Dagger engine could be used ({detail}); {ENGINE_HINT}", step=step)
+    return target(f"the Dagger engine failed while the step ran ({detail})", step=step)
+
+
+def user_input_error(detail: str, spec: StepSpec) -> InvalidSpecError | None:
+    """InvalidSpecError when an engine message blames the spec (image, command, mount), else None."""
+    lowered = detail.lower()
+    if "invalid reference format" in lowered or (
+        spec.image.lower() in lowered and any(marker in lowered for marker in _PULL_FAILURES)
+    ):
+        return InvalidSpecError(
+            f"image {spec.image!r} cannot be pulled ({detail}); check the image name and tag, and"
+            " log in to the registry if it is private",
+            step=spec.name,
+        )
+    if "executable file not found" in lowered:
+        return InvalidSpecError(
+            f"the command {spec.args[0]!r} does not exist in image {spec.image!r} ({detail}); fix"
+            " args[0] or use an image that has it",
+            step=spec.name,
+        )
+    if "no such file or directory" in lowered:
+        for host in spec.mounts:
+            if host in detail or str(Path(host).resolve()) in detail:
+                return InvalidSpecError(
+                    f"mount source {host!r} is missing ({detail}); create it or fix the path",
+                    step=spec.name,
+                )
+    return None
+
+
+def scrub(exc: BaseException, secrets: Sequence[str]) -> None:
+    """Mask secret values inside ``exc`` and its chain, so a printed traceback shows none."""
+    if not secrets:
+        return
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.args = tuple(_masked(a, secrets) for a in current.args)
+        for name in ("message", "stdout", "stderr", "command", "errors"):
+            value = getattr(current, name, None)
+            if value is not None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(current, name, _masked(value, secrets))
+        if isinstance(current, tenacity.RetryError) and current.last_attempt.failed:
+            last = current.last_attempt.exception()
+            if last is not None:
+                pending.append(last)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _masked(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        return mask_secrets(value, secrets)
+    if isinstance(value, list):
+        return [_masked(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _masked(v, secrets) for k, v in value.items()}
+    if isinstance(getattr(value, "message", None), str):  # the SDK's QueryErrorValue
+        with contextlib.suppress(AttributeError, TypeError):
+            value.message = mask_secrets(value.message, secrets)
+            value.extensions = _masked(value.extensions, secrets)
+    return value
