@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 
 from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
 from adapters.chaos import EX_TEMPFAIL
+from adapters.policies import RetryPolicy
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.history import publish_history, publish_metrics
 from flows.options import PipelineOptions
@@ -147,8 +148,10 @@ async def data_pipeline(
     progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
     await progress.start()
 
+    retry = RetryPolicy.from_env()
+
     async def step(spec: StepSpec) -> StepOutcome:
-        outcome = await execute_step(spec, backend)
+        outcome = await execute_step(spec, backend, retry=retry)
         outcomes.append(outcome)
         await progress.step_done()
         if outcome.error is not None or outcome.result is None:
