@@ -2,6 +2,7 @@
 
 from tests.fakes.dagger_engine import (
     DIE,
+    EXEC,
     HANG,
     Call,
     ExecOutcome,
@@ -10,14 +11,18 @@ from tests.fakes.dagger_engine import (
     MountedPath,
     ReceivedQuery,
 )
+from tests.fakes.host_exec import HostExec, exec_standin_engine
 
 __all__ = [
     "DIE",
+    "EXEC",
     "HANG",
     "Call",
     "ExecOutcome",
     "ExecRequest",
     "FakeDaggerEngine",
+    "HostExec",
     "MountedPath",
     "ReceivedQuery",
+    "exec_standin_engine",
 ]

@@ -16,9 +16,11 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * runs ``withExec`` through a scripted behaviour (:attr:`FakeDaggerEngine.behaviour`): a function
   ``ExecRequest -> ExecOutcome``, or :data:`DIE` (the engine dies during the query: the socket is
   closed without an answer and the port stops listening), or :data:`HANG` (no answer until the
-  engine stops); a failing command raises the engine's ``EXEC_ERROR`` unless ``expect`` allows it;
-* exports files the behaviour produced (:attr:`ExecOutcome.files`) to host paths, since it shares
-  the host's filesystem;
+  engine stops), or :data:`EXEC` (the command really runs on the host, see
+  :mod:`tests.fakes.host_exec`); a failing command raises the engine's ``EXEC_ERROR`` unless
+  ``expect`` allows it;
+* exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
+  :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
   arguments (:meth:`FakeDaggerEngine.calls`).
 
@@ -41,15 +43,17 @@ import functools
 import itertools
 import json
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from graphql import (
     GraphQLError,
@@ -62,8 +66,12 @@ from graphql import (
     validate,
 )
 
+if TYPE_CHECKING:
+    from tests.fakes.host_exec import HostExec
+
 __all__ = [
     "DIE",
+    "EXEC",
     "HANG",
     "MIN_SCHEMA_PATH",
     "OFFICIAL_SCHEMA_PATH",
@@ -88,12 +96,15 @@ _HANG_LIMIT_S = 30.0
 class _Scripted(enum.Enum):
     DIE = "die"
     HANG = "hang"
+    EXEC = "exec"
 
 
 #: Behaviour: the engine dies while the exec query is in flight.
 DIE = _Scripted.DIE
 #: Behaviour: the exec never answers (until the engine is stopped).
 HANG = _Scripted.HANG
+#: Behaviour: the exec really runs as a host subprocess (no isolation, no images; see host_exec).
+EXEC = _Scripted.EXEC
 
 
 @dataclass(frozen=True)
@@ -121,12 +132,19 @@ class ExecRequest:
 
 @dataclass(frozen=True)
 class ExecOutcome:
-    """What a scripted command did: exit code, output and the files it left (container paths)."""
+    """What a command did: exit code, output and the files it left.
+
+    Attributes:
+        files: files left, by container path (scripted behaviours).
+        host_path: where a container path lies on the host after the command (exec mode);
+            consulted for paths not in ``files``.
+    """
 
     exit_code: int = 0
     stdout: str = ""
     stderr: str = ""
     files: Mapping[str, str | bytes] = field(default_factory=dict)
+    host_path: Callable[[str], Path] | None = None
 
 
 ExecBehaviour = Callable[[ExecRequest], ExecOutcome] | _Scripted
@@ -240,6 +258,9 @@ class _Directory(_Object):
         self.files = dict(files or {})
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
+        if self.host_path is not None and not self.files:
+            shutil.copytree(self.host_path, path, symlinks=True, dirs_exist_ok=not wipe)
+            return path
         self.engine._export(info, {Path(path) / rel: data for rel, data in self.files.items()})
         return path
 
@@ -259,6 +280,10 @@ class _File(_Object):
         self.data = data
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> str:
+        if self.host_path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.host_path, path)
+            return path
         self.engine._export(info, {Path(path): self.data})
         return path
 
@@ -368,8 +393,11 @@ class _Container(_Object):
         self, info: GraphQLResolveInfo[Any], path: str, expectedType: str | None = None, **_: Any
     ) -> bool:
         files = self._run(info).files
-        is_file = path in files
-        is_dir = any(p.startswith(path.rstrip("/") + "/") for p in files)
+        on_host = self._on_host(info, path)
+        is_file = path in files or (on_host is not None and on_host.is_file())
+        is_dir = any(p.startswith(path.rstrip("/") + "/") for p in files) or (
+            on_host is not None and on_host.is_dir()
+        )
         if expectedType == "DIRECTORY_TYPE":
             return is_dir
         if expectedType == "REGULAR_TYPE":
@@ -381,15 +409,25 @@ class _Container(_Object):
         files = {
             p[len(prefix) :]: d for p, d in self._run(info).files.items() if p.startswith(prefix)
         }
+        on_host = self._on_host(info, path)
+        if not files and on_host is not None and on_host.is_dir():
+            return _Directory(self.engine, host_path=str(on_host))
         if not files:
             raise GraphQLError(f"lstat {path}: no such file or directory")
         return _Directory(self.engine, files=files)
 
     def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
         files = self._run(info).files
+        on_host = self._on_host(info, path)
+        if path not in files and on_host is not None and on_host.is_file():
+            return _File(self.engine, host_path=str(on_host))
         if path not in files:
             raise GraphQLError(f"lstat {path}: no such file or directory")
         return _File(self.engine, data=files[path])
+
+    def _on_host(self, info: GraphQLResolveInfo[Any], path: str) -> Path | None:
+        host_path = self._run(info).host_path
+        return None if host_path is None else host_path(path)
 
 
 setattr(_Container, "from", _Container.from_)
@@ -480,7 +518,8 @@ class FakeDaggerEngine:
     Attributes:
         behaviour: what ``withExec`` does (a function, :data:`DIE` or :data:`HANG`).
         missing_images: image addresses that cannot be pulled (the engine's pull error).
-        die_during_export: write part of the first export, then die (the engine crashed mid-export).
+        die_during_export: write part of the first export, then die (the engine crashed
+            mid-export); scripted files only, not exec mode's exports.
         hang_introspection: never answer the schema introspection (an engine that accepts
             connections but never serves the session).
         ignore_expect: raise EXEC_ERROR for any non-zero exit, even with ``expect: ANY``.
@@ -511,6 +550,7 @@ class FakeDaggerEngine:
         self._port: int | None = None
         self._thread: threading.Thread | None = None
         self._root = _Query(self)
+        self._host_exec: HostExec | None = None
 
     # --- lifecycle ---
 
@@ -527,7 +567,7 @@ class FakeDaggerEngine:
         return self
 
     def stop(self) -> None:
-        """Stop listening, release any hanging query and close the port."""
+        """Stop listening, release any hanging query and close the port (exec mode: clean up)."""
         self._stopped.set()
         server, self._server = self._server, None
         if server is not None:
@@ -535,6 +575,10 @@ class FakeDaggerEngine:
             server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        with self._lock:
+            host_exec, self._host_exec = self._host_exec, None
+        if host_exec is not None:
+            host_exec.close()
 
     def __enter__(self) -> FakeDaggerEngine:
         return self.start()
@@ -672,8 +716,11 @@ class FakeDaggerEngine:
         if behaviour is HANG:
             self._hang()
             raise GraphQLError("engine stopped")
-        assert callable(behaviour)
-        outcome = behaviour(request)
+        if behaviour is EXEC:
+            outcome = self._exec_on_host().run(request)
+        else:
+            assert callable(behaviour)
+            outcome = behaviour(request)
         allowed = {
             "ANY": not self.ignore_expect or outcome.exit_code == 0,
             "SUCCESS": outcome.exit_code == 0,
@@ -692,6 +739,14 @@ class FakeDaggerEngine:
                 },
             )
         return outcome
+
+    def _exec_on_host(self) -> HostExec:
+        from tests.fakes.host_exec import HostExec  # it builds on this module's types
+
+        with self._lock:
+            if self._host_exec is None:
+                self._host_exec = HostExec(Path(tempfile.mkdtemp(prefix="aiop-standin-")))
+            return self._host_exec
 
     def _export(self, info: GraphQLResolveInfo[Any], files: Mapping[Path, str | bytes]) -> None:
         for path, data in sorted(files.items()):
