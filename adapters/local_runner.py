@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from adapters._fs import replace_atomically
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
@@ -199,6 +199,7 @@ def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, P
         volume = cache_root() / name
         volume.mkdir(parents=True, exist_ok=True)
         prefixes[target] = str(volume)
+    prefixes.update(_virtual_parents(prefixes, scratch / "root"))
     path_map = PathMap(prefixes)
     cwd = scratch / "work"
     if spec.workdir is not None:
@@ -206,6 +207,31 @@ def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, P
         cwd = Path(mapped) if mapped else scratch / "work" / spec.workdir.lstrip("/")
     cwd.mkdir(parents=True, exist_ok=True)
     return staged, path_map, cwd
+
+
+def _virtual_parents(prefixes: dict[str, str], root: Path) -> dict[str, str]:
+    """Folders that stand for the container folders above mapped paths.
+
+    In a container, ``/aiop/in/parts`` is a folder holding the mounts ``p0`` and ``p1``; on the host
+    no such folder exists. For every ancestor of a mapped path that neither is mapped itself nor
+    exists on the host, a folder under ``root`` holds symbolic links to its mapped children (and
+    its virtual sub-folders), so listing or globbing the parent works as in a container.
+    """
+    virtual: dict[str, str] = {}
+    for target in sorted(prefixes, key=len, reverse=True):
+        child = PurePosixPath(target)
+        for parent in child.parents:
+            key = str(parent)
+            if key == "/" or key in prefixes or Path(key).exists():
+                break
+            folder = root / key.lstrip("/")
+            folder.mkdir(parents=True, exist_ok=True)
+            virtual[key] = str(folder)
+            link = folder / child.name
+            if str(child) in prefixes and not link.exists():
+                link.symlink_to(prefixes[str(child)])
+            child = parent
+    return virtual
 
 
 def _export(spec: StepSpec, staged: dict[str, Path]) -> dict[str, str]:

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import deque
 from typing import Any
 
 from adapters.breaker import Breaker, BreakerEvent
 
-__all__ = ["attach_event_emitter", "emit_breaker_event"]
+__all__ = ["RECENT_TRANSITIONS", "attach_event_emitter", "emit_breaker_event"]
 
 _log = logging.getLogger("aiop.breaker")
+
+#: The last transitions seen in this process, newest last (read by the drill and the artifacts).
+RECENT_TRANSITIONS: deque[BreakerEvent] = deque(maxlen=1000)
 
 
 def emit_breaker_event(event: BreakerEvent) -> None:
     """Emit ``event`` to Prefect; never raises (a lost event must not fail a step)."""
+    RECENT_TRANSITIONS.append(event)
     try:
         from prefect.events import emit_event
 

@@ -249,13 +249,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = run_flow_quietly(
         lambda: data_pipeline(**dataclasses.asdict(options), return_state=True)
     )
-    outcome: Any = state.result(raise_on_failure=False) if state.is_failed() else None
+    outcome: Any = state.data if state.is_failed() else None
+    if state.is_failed() and not isinstance(outcome, BaseException):
+        outcome = state.result(raise_on_failure=False)
     if isinstance(outcome, InvalidInputError):
         fail(f"{outcome} (nothing was processed past the failing check)", EXIT_USAGE)
     if isinstance(outcome, PipelineFailed):
         anchor = outcome.cause_anchor
         fail(
-            f"the pipeline stopped at step {outcome.step!r}: {outcome.message}. Partial results and"
+            f"the pipeline stopped at step {outcome.step!r}: {outcome.message}\nPartial results and"
             f" the step list are in {Path(options.output) / 'summary.json'}. Read more:"
             f" {docs_url('troubleshooting/')}#{anchor}",
             EXIT_FAILED,

@@ -20,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
 from adapters.chaos import EX_TEMPFAIL
@@ -137,6 +138,15 @@ async def data_pipeline(
         work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
         backend=backend,
     )
+    try:
+        return await _run(options)
+    except (PipelineFailed, InvalidInputError) as exc:
+        # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
+        get_run_logger().error("%s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+
+
+async def _run(options: PipelineOptions) -> dict[str, Any]:
     logger = get_run_logger()
     choice = choose_backend(options.backend)
     logger.info(choice.reason)
@@ -164,7 +174,9 @@ async def data_pipeline(
             _write_json_atomically(out_dir / "summary.json", summary)
             await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
             raise PipelineFailed(
-                f"failed: {outcome.error}", step=outcome.name, cause=outcome.error
+                str(getattr(outcome.error, "message", outcome.error)),
+                step=outcome.name,
+                cause=outcome.error,
             ) from outcome.error
         return outcome
 

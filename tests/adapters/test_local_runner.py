@@ -154,3 +154,33 @@ class TestFailures:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert time.monotonic() - started < 2
+
+
+class TestVirtualParents:
+    async def test_parent_of_several_mounts_lists_them_like_a_container(
+        self, tmp_path: Path
+    ) -> None:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "part.txt").write_text(name)
+        code = (
+            "import glob; "
+            "print(sorted(open(p).read() for p in glob.glob('/aiop/in/parts/*/part.txt')))"
+        )
+        spec = spec_of(
+            code,
+            mounts={
+                str(tmp_path / "a"): "/aiop/in/parts/p0",
+                str(tmp_path / "b"): "/aiop/in/parts/p1",
+            },
+        )
+        result = await LocalRunner().run(spec)
+        assert result.stdout == "['a', 'b']\n", result.stderr
+
+    async def test_existing_host_folders_are_never_shadowed(self, tmp_path: Path) -> None:
+        (tmp_path / "x").mkdir()
+        spec = spec_of(
+            "import os; print(os.path.isdir('/usr/bin'))",
+            mounts={str(tmp_path / "x"): "/usr/aiop-x"},
+        )
+        assert (await LocalRunner().run(spec)).stdout == "True\n"
