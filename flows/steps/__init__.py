@@ -1,0 +1,30 @@
+"""The pipeline's data-processing steps, run as commands: ``python -m flows.steps``.
+
+Each step runs as a host subprocess or in a stock ``python:3.12-slim`` container, so this
+package imports only the standard library and ``duckdb`` (installed on demand, see
+:mod:`flows.steps._deps`), and nothing from the parent ``flows`` package. Every step
+writes its outputs into ``--output DIR`` (created if needed), each file atomically
+(``name.tmp`` then rename).
+
+Steps (``--threads N`` before the step name limits DuckDB's threads)::
+
+    ingest    --output DIR [--input FILE] [--rows N] [--seed S]
+              check FILE (not copied) or generate DIR/input.csv; writes ingest.json
+    validate  --input FILE --output DIR [--schema FILE]
+              writes valid.parquet, quarantine.csv, validate.json
+    transform --input valid.parquet --output DIR --partition I --partitions K
+              writes part-<I:05d>.parquet (zstd), transform.json
+    aggregate --input-dir DIR --group-by COL --output DIR [--columns-json validate.json]
+              writes aggregates.csv, aggregate.json
+    report    --validate DIR --aggregate DIR --parts DIR --output DIR
+              writes data/{aggregates.csv,quarantine.csv,part-*.parquet}, summary.json
+
+Exit codes: 0 success; 64 bad usage; 65 unusable input, with one line on stderr starting
+``error:`` that says what is wrong, where and how to fix it; 70 duckdb unavailable;
+1 internal error. Progress lines go to stdout.
+
+Modules: :mod:`~flows.steps.types` (null tokens, type rules, inference),
+:mod:`~flows.steps.schema` (``--schema`` files), :mod:`~flows.steps.sample` (the sample
+generator), one module per step, and private helpers (``_csv``, ``_lines``, ``_io``,
+``_deps``).
+"""

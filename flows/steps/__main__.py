@@ -1,0 +1,128 @@
+"""Command line of the pipeline steps: ``python -m flows.steps <step> [options]``.
+
+Exit codes: 0 success; 64 bad usage; 65 unusable input (one ``error:`` line on stderr);
+70 duckdb missing and not installable; 1 internal error (a bug).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from flows.steps import _deps
+
+__all__ = ["EX_DATAERR", "EX_USAGE", "build_parser", "main"]
+
+EX_USAGE = 64
+EX_DATAERR = 65
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser that exits with EX_USAGE (64) instead of 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(EX_USAGE)
+
+
+def _nonneg(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of all steps."""
+    parser = _Parser(prog="python -m flows.steps", description="Pipeline steps.")
+    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads")
+    sub = parser.add_subparsers(dest="step", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("ingest", help="check the input CSV or generate a sample")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--input", help="CSV file to check (default: generate a sample)")
+    p.add_argument("--rows", type=_nonneg, default=100_000, help="rows to generate")
+    p.add_argument("--seed", type=int, default=42, help="generator seed")
+
+    p = sub.add_parser("validate", help="type the CSV, quarantine bad rows")
+    p.add_argument("--input", required=True, help="CSV file")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--schema", help="schema file ('column: type' per line)")
+
+    p = sub.add_parser("transform", help="write one contiguous partition of valid.parquet")
+    p.add_argument("--input", required=True, help="valid.parquet")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--partition", type=_nonneg, required=True, help="partition index I")
+    p.add_argument("--partitions", type=int, required=True, help="partition count K")
+
+    p = sub.add_parser("aggregate", help="per-group statistics of the part files")
+    p.add_argument("--input-dir", required=True, help="directory with **/*.parquet")
+    p.add_argument("--group-by", required=True, help="group column")
+    p.add_argument("--output", required=True, help="output directory")
+    p.add_argument("--columns-json", help="validate.json (column types)")
+
+    p = sub.add_parser("report", help="assemble the final output folder")
+    p.add_argument("--validate", required=True, help="validate step output directory")
+    p.add_argument("--aggregate", required=True, help="aggregate step output directory")
+    p.add_argument("--parts", required=True, help="directory with p0/, p1/... part dirs")
+    p.add_argument("--output", required=True, help="final output directory")
+    return parser
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    if args.step == "ingest":
+        from flows.steps import ingest
+
+        ingest.run(args.output, args.input, rows=args.rows, seed=args.seed, threads=args.threads)
+    elif args.step == "validate":
+        from flows.steps import validate
+
+        validate.run(args.input, args.output, args.schema, threads=args.threads)
+    elif args.step == "transform":
+        from flows.steps import transform
+
+        transform.run(
+            args.input, args.output, args.partition, args.partitions, threads=args.threads
+        )
+    elif args.step == "aggregate":
+        from flows.steps import aggregate
+
+        aggregate.run(
+            args.input_dir, args.group_by, args.output, args.columns_json, threads=args.threads
+        )
+    else:
+        from flows.steps import report
+
+        report.run(args.validate, args.aggregate, args.parts, args.output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the step and map errors to exit codes.
+
+    Returns:
+        The process exit code.
+    """
+    args = build_parser().parse_args(argv)
+    _deps.ensure()
+    from flows.steps._io import DataError, UsageError
+    from flows.steps.validate import InvariantError
+
+    try:
+        _dispatch(args)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EX_DATAERR
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EX_USAGE
+    except InvariantError as exc:
+        print(f"error: internal: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

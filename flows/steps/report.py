@@ -1,0 +1,108 @@
+"""The ``report`` step: assemble the final output folder.
+
+Layout of ``--output``::
+
+    summary.json
+    data/aggregates.csv
+    data/quarantine.csv
+    data/part-00000.parquet ...
+
+Files are hard-linked into ``data/`` when source and target share a file system, copied
+otherwise. ``summary.json`` holds the row counts, the group column, the column types and
+the relative paths of the files; the flow adds its run metadata afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from flows.steps._io import DataError, ensure_dir, read_json, write_json
+from flows.steps.aggregate import find_parts
+
+__all__ = ["link_or_copy", "run"]
+
+
+def link_or_copy(src: Path, dst: Path) -> str:
+    """Put ``src`` at ``dst`` (replacing it atomically): hard link, else copy.
+
+    Returns:
+        ``"link"`` or ``"copy"``.
+    """
+    tmp = dst.with_name(dst.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+        how = "link"
+    except OSError:
+        shutil.copyfile(src, tmp)
+        how = "copy"
+    tmp.replace(dst)
+    return how
+
+
+def _need(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path} not found; {what}")
+    return path
+
+
+def run(
+    validate_dir: str | os.PathLike[str],
+    aggregate_dir: str | os.PathLike[str],
+    parts_dir: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the report step.
+
+    Args:
+        validate_dir: Output directory of ``validate``.
+        aggregate_dir: Output directory of ``aggregate``.
+        parts_dir: Directory whose subdirectories hold the part files.
+        output_dir: The final output folder.
+        log: Progress printer.
+
+    Returns:
+        The content written to ``summary.json``.
+
+    Raises:
+        DataError: If an input file is missing or two part files share a name.
+    """
+    vdir, adir = Path(validate_dir), Path(aggregate_dir)
+    summary = read_json(_need(vdir / "validate.json", "pass the validate step's output"))
+    agg = read_json(_need(adir / "aggregate.json", "pass the aggregate step's output"))
+    sources = {
+        "aggregates.csv": _need(adir / "aggregates.csv", "pass the aggregate step's output"),
+        "quarantine.csv": _need(vdir / "quarantine.csv", "pass the validate step's output"),
+    }
+    parts = find_parts(parts_dir)
+    for part in parts:
+        if part.name in sources:
+            raise DataError(f"two part files are named {part.name} under {parts_dir}")
+        sources[part.name] = part
+    out = ensure_dir(output_dir)
+    data = ensure_dir(out / "data")
+    kinds = [link_or_copy(src, data / name) for name, src in sources.items()]
+    result = {
+        "input_rows": summary.get("input_rows"),
+        "valid_rows": summary.get("valid_rows"),
+        "quarantined_rows": summary.get("quarantined_rows"),
+        "group_by": agg.get("group_by"),
+        "columns": summary.get("columns"),
+        "files": {
+            "aggregates": "data/aggregates.csv",
+            "quarantine": "data/quarantine.csv",
+            "data": [f"data/{p.name}" for p in parts],
+        },
+    }
+    write_json(out / "summary.json", result)
+    log(
+        f"report: {len(sources)} files into {data} "
+        f"({kinds.count('link')} linked, {kinds.count('copy')} copied)"
+    )
+    return result

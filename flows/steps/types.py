@@ -1,0 +1,309 @@
+"""Column types, null tokens and parsing rules, as pure Python and as DuckDB SQL.
+
+The rules exist twice: as Python functions (:func:`is_null`, :func:`classify`,
+:func:`parse_value`, :func:`infer_type`), the readable reference used by tests and small
+inputs, and as SQL builders (:func:`sql_classify`, :func:`sql_parse_select`) that
+``validate`` runs over millions of rows. Tests check that both
+agree value by value.
+
+Rules (values are matched after trimming surrounding ASCII whitespace: space, tab, LF,
+CR, VT, FF):
+
+* **null**: one of :data:`NULL_TOKENS` (``""``, ``NA``, ``N/A``, ``null``, ``NULL``,
+  ``None``; exact and case-sensitive).
+* **boolean**: ``true/false``, ``t/f``, ``yes/no``, case-insensitive. ``0``/``1`` are
+  *not* booleans, so integer columns stay integers.
+* **integer**: optional sign and ASCII digits, within the signed 64-bit range.
+* **float**: decimal or scientific notation (``1``, ``-1.5``, ``.5``, ``1.``, ``2e-3``),
+  finite. No ``inf``/``nan``, no thousands separators, no decimal comma.
+* **date**: ``YYYY-MM-DD``, a real calendar date (``2023-02-30`` is not), year 0001-9999.
+* **timestamp**: ``YYYY-MM-DD HH:MM:SS[.f{1,6}]`` or with ``T`` instead of the space, no
+  time zone; a plain date also parses as a timestamp (midnight).
+* **string**: anything; strings keep their original, untrimmed text.
+
+Types are ordered narrowest first (:data:`TYPES`). Every integer is also a float and every
+date also a timestamp, so :func:`classify` gives each value its narrowest class and
+:data:`ACCEPTS` says which classes a type accepts. A column's type is the narrowest type
+that at least :data:`THRESHOLD` (99%) of its non-null values parse as; a column without
+non-null values is ``string``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "ACCEPTS",
+    "DUCKDB_TYPES",
+    "FALSE_TOKENS",
+    "NULL_TOKENS",
+    "THRESHOLD",
+    "TRUE_TOKENS",
+    "TYPES",
+    "classify",
+    "infer_from_counts",
+    "infer_type",
+    "is_null",
+    "meets_threshold",
+    "ok_count",
+    "parse_value",
+    "quote_ident",
+    "quote_literal",
+    "sql_classify",
+    "sql_parse_select",
+    "sql_trimmed",
+]
+
+TYPES: tuple[str, ...] = ("boolean", "integer", "float", "date", "timestamp", "string")
+NULL_TOKENS: tuple[str, ...] = ("", "NA", "N/A", "null", "NULL", "None")
+TRUE_TOKENS: tuple[str, ...] = ("true", "t", "yes")
+FALSE_TOKENS: tuple[str, ...] = ("false", "f", "no")
+THRESHOLD = 0.99
+DUCKDB_TYPES: Mapping[str, str] = {
+    "boolean": "BOOLEAN",
+    "integer": "BIGINT",
+    "float": "DOUBLE",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "string": "VARCHAR",
+}
+#: For each type, the value classes (see :func:`classify`) it accepts.
+ACCEPTS: Mapping[str, frozenset[str]] = {
+    "boolean": frozenset({"boolean"}),
+    "integer": frozenset({"integer"}),
+    "float": frozenset({"integer", "float"}),
+    "date": frozenset({"date"}),
+    "timestamp": frozenset({"date", "timestamp"}),
+    "string": frozenset(TYPES),
+}
+
+_WS = " \t\n\r\x0b\x0c"  # ASCII whitespace (string.whitespace)
+_WS_CODES = tuple(ord(ch) for ch in _WS)
+_INT_RE = r"[+-]?[0-9]+"
+_FLOAT_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+_TS_RE = _DATE_RE + r"([ T]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?)?"
+_REGEX = {"integer": _INT_RE, "float": _FLOAT_RE, "date": _DATE_RE, "timestamp": _TS_RE}
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+# --------------------------------------------------------------------------- Python rules
+
+
+def is_null(value: str | None) -> bool:
+    """Return True if ``value`` is missing or a null token after trimming."""
+    return value is None or value.strip(_WS) in NULL_TOKENS
+
+
+def _parse_trimmed(t: str, type_: str) -> object | None:
+    """Parse a trimmed, non-null value; None when it does not fit ``type_``."""
+    if type_ == "boolean":
+        low = t.lower()
+        return True if low in TRUE_TOKENS else False if low in FALSE_TOKENS else None
+    if type_ == "string":
+        return t
+    if type_ not in _REGEX:
+        raise ValueError(f"unknown type {type_!r}; expected one of {', '.join(TYPES)}")
+    if not re.fullmatch(_REGEX[type_], t) or (type_ in ("date", "timestamp") and t[:4] == "0000"):
+        return None
+    if type_ == "integer":
+        n = int(t)
+        return n if _INT_MIN <= n <= _INT_MAX else None
+    if type_ == "float":
+        f = float(t)
+        return f if math.isfinite(f) else None
+    try:
+        return _dt.date.fromisoformat(t) if type_ == "date" else _dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+
+
+def parse_value(value: str | None, type_: str) -> object | None:
+    """Parse one raw CSV value as ``type_``.
+
+    Args:
+        value: Raw field text (untrimmed) or None.
+        type_: One of :data:`TYPES`.
+
+    Returns:
+        ``bool``, ``int``, ``float``, ``date``, ``datetime``, or the original ``str`` for
+        strings; None for a null or for a value that does not fit ``type_``.
+    """
+    if value is None or is_null(value):
+        return None
+    if type_ == "string":
+        return value
+    return _parse_trimmed(value.strip(_WS), type_)
+
+
+def classify(value: str | None) -> str | None:
+    """Return the narrowest type ``value`` parses as, or None for a null."""
+    if value is None or is_null(value):
+        return None
+    t = value.strip(_WS)
+    for type_ in TYPES[:-1]:
+        if _parse_trimmed(t, type_) is not None:
+            return type_
+    return "string"
+
+
+def ok_count(counts: Mapping[str, int], type_: str) -> int:
+    """Number of values among per-class ``counts`` that parse as ``type_``."""
+    return sum(n for cls, n in counts.items() if cls in ACCEPTS[type_])
+
+
+def meets_threshold(ok: int, total: int) -> bool:
+    """True if ``ok`` of ``total`` values is at least :data:`THRESHOLD` (exact arithmetic)."""
+    return ok * 100 >= total * round(THRESHOLD * 100)
+
+
+def infer_from_counts(counts: Mapping[str, int]) -> str:
+    """Pick a column type from the number of non-null values in each class.
+
+    Args:
+        counts: Class name (see :func:`classify`) to number of values.
+
+    Returns:
+        The narrowest type accepting at least :data:`THRESHOLD` of the values.
+    """
+    total = sum(counts.values())
+    if total == 0:
+        return "string"
+    for type_ in TYPES:
+        if meets_threshold(ok_count(counts, type_), total):
+            return type_
+    raise AssertionError("unreachable: string accepts every value")  # pragma: no cover
+
+
+def infer_type(values: Iterable[str | None]) -> str:
+    """Infer a column's type from its raw values (the reference implementation)."""
+    counts: dict[str, int] = {}
+    for value in values:
+        cls = classify(value)
+        if cls is not None:
+            counts[cls] = counts.get(cls, 0) + 1
+    return infer_from_counts(counts)
+
+
+# --------------------------------------------------------------------------- SQL rules
+# The SQL has a fast path for clean values and only trims (DuckDB's multi-character trim
+# is slow) when the fast path fails. Regexes run before every TRY_CAST because DuckDB's
+# casts are lenient ('1.5' -> BIGINT 2, '1e3', '0x10', '+-5' -> DOUBLE, '24:00:00').
+
+
+def quote_ident(name: str) -> str:
+    """Quote ``name`` as a DuckDB identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(text: str) -> str:
+    """Quote ``text`` as a DuckDB string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _in(expr: str, tokens: Iterable[str]) -> str:
+    return f"{expr} IN ({', '.join(quote_literal(t) for t in tokens)})"
+
+
+def _trim(x: str) -> str:
+    return f"trim({x}, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
+
+
+def _null_fast(x: str) -> str:
+    return f"({x} IS NULL OR {_in(x, NULL_TOKENS)})"
+
+
+def _check_cast(t: str, type_: str) -> str:
+    """SQL: typed value of the clean text ``t``, NULL when it does not fit ``type_``."""
+    if type_ == "boolean":
+        return (
+            f"CASE WHEN {_in(f'lower({t})', TRUE_TOKENS)} THEN true "
+            f"WHEN {_in(f'lower({t})', FALSE_TOKENS)} THEN false END"
+        )
+    if type_ == "string":
+        return t
+    cond = f"regexp_full_match({t}, '{_REGEX[type_]}')"
+    cast = f"TRY_CAST({t} AS {DUCKDB_TYPES[type_]})"
+    if type_ == "float":
+        return f"CASE WHEN {cond} AND isfinite({cast}) THEN {cast} END"
+    if type_ in ("date", "timestamp"):
+        cond += f" AND NOT starts_with({t}, '0000')"
+    return f"CASE WHEN {cond} THEN {cast} END"
+
+
+# Fast paths: a cheap test on the raw text that accepts a subset of what the rule
+# accepts (checked value by value against the Python rules in the tests); anything it
+# does not accept goes through the exact (regex) check on the trimmed text.
+def _fast(c: str, q: str, type_: str) -> tuple[str, str]:
+    """(pre, accept) SQL: ``pre`` computes ``q`` from raw ``c``; ``accept`` tests ``q``."""
+    if type_ == "integer":
+        return f"TRY_CAST({c} AS BIGINT)", f"CAST({q} AS VARCHAR) = {c}"
+    if type_ == "float":
+        guard = f"NOT contains({c}, '_') AND NOT contains({c}, '+-')"
+        return f"CASE WHEN {guard} THEN TRY_CAST({c} AS DOUBLE) END", f"isfinite({q})"
+    if type_ == "date":
+        return f"TRY_CAST({c} AS DATE)", f"CAST({q} AS VARCHAR) = {c}"
+    return _check_cast(c, type_), f"{q} IS NOT NULL"
+
+
+def sql_parse_select(columns: Sequence[tuple[str, str]], source: str) -> str:
+    """SELECT parsing raw VARCHAR columns of ``source`` into typed values.
+
+    Args:
+        columns: ``(expression, type)`` per output column ``i``; the expression reads
+            the raw text from ``source``.
+        source: Relation (table function, table or parenthesised query).
+
+    Returns:
+        A query with, per column ``i``: ``c{i}`` (raw text), ``p{i}`` (typed value, NULL
+        for nulls and misfits) and ``f{i}`` (true for a non-null value that does not
+        fit the type), in ``source`` order.
+    """
+    lvl0, lvl1, lvl2, lvl3 = [], [], [], []
+    for i, (expr, type_) in enumerate(columns):
+        c, n, q, p = f"c{i}", f"n{i}", f"q{i}", f"p{i}"
+        lvl0.append(f"{expr} AS {c}, {_null_fast(c)} AS {n}")
+        if type_ == "string":
+            ends = " OR ".join(f"suffix({c}, chr({k}))" for k in _WS_CODES)
+            padded = f"(ascii({c}) IN ({', '.join(map(str, _WS_CODES))}) OR {ends})"
+            lvl1.append(f"{c}, {n}, NULL AS {q}")
+            lvl2.append(
+                f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {padded} AND "
+                f"{_in(_trim(c), NULL_TOKENS)} THEN NULL ELSE {c} END AS {p}"
+            )
+            lvl3.append(f"{c}, {p}, false AS f{i}")
+            continue
+        pre, accept = _fast(c, q, type_)
+        lvl1.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
+        lvl2.append(
+            f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
+            f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
+        )
+        lvl3.append(
+            f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
+            f"WHEN {_in(_trim(c), NULL_TOKENS)} THEN false ELSE true END AS f{i}"
+        )
+    query = f"SELECT {', '.join(lvl0)} FROM {source}"
+    for level in (lvl1, lvl2, lvl3):
+        query = f"SELECT {', '.join(level)} FROM ({query})"
+    return query
+
+
+def sql_trimmed(x: str) -> str:
+    """SQL: the raw VARCHAR ``x`` trimmed, or NULL when it is a null (input of classify)."""
+    return f"CASE WHEN {_null_fast(x)} THEN NULL ELSE {_trim(x)} END"
+
+
+def sql_classify(t: str) -> str:
+    """SQL giving the narrowest type name of a :func:`sql_trimmed` value (NULL for nulls).
+
+    Slower than :func:`sql_parse_select` (it tries every type); ``validate`` runs it on a sample
+    and only falls back to the whole file when the sample cannot settle a column.
+    """
+    whens = " ".join(
+        f"WHEN ({_check_cast(t, type_)}) IS NOT NULL THEN '{type_}'" for type_ in TYPES[:-1]
+    )
+    return f"CASE WHEN {t} IS NULL OR {_in(t, NULL_TOKENS)} THEN NULL {whens} ELSE 'string' END"

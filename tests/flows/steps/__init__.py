@@ -1,0 +1,1 @@
+"""Tests of the pipeline step commands (flows.steps)."""

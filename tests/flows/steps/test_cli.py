@@ -1,0 +1,105 @@
+"""The command line: exit codes, one-line errors without tracebacks, a full run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda d: d / "missing.csv", "does not exist"),
+        (lambda d: _write(d / "empty.csv", b""), "is empty"),
+        (lambda d: _write(d / "bin.csv", b"a,b\n\x00\x01\x02\n"), "looks binary"),
+        (lambda d: _write(d / "latin1.csv", b"a,b\n\xe9t\xe9,1\n"), "is not UTF-8"),
+        (lambda d: d, "is not a regular file"),
+        (lambda d: _write(d / "dup.csv", b"a,b,a\n1,2,3\n"), "repeats column 1"),
+        (lambda d: _write(d / "noname.csv", b"a,,c\n"), "has an empty name"),
+    ],
+)
+def test_ingest_refuses_unusable_files(tmp_path: Path, make_input: object, message: str) -> None:
+    path = make_input(tmp_path)  # type: ignore[operator]
+    done = run_cli("ingest", "--input", str(path), "--output", str(tmp_path / "out"))
+    assert done.returncode == 65
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "ingest.json").exists()
+
+
+def test_ingest_accepts_a_file_without_copying(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.csv", b"\xef\xbb\xbfa,b\n1,2\n")
+    done = run_cli("ingest", "--input", str(src), "--output", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "out" / "ingest.json").read_text())
+    assert meta == {"source": str(src), "generated": False, "columns": ["a", "b"], "bytes": 11}
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["ingest.json"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest"],
+        ["ingest", "--output", "x", "--rows", "-1"],
+        ["bogus"],
+        ["transform", "--input", "x", "--output", "y", "--partition", "2", "--partitions", "2"],
+    ],
+)
+def test_bad_usage_exits_64(args: list[str], tmp_path: Path) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 64, done.stderr
+    assert "error:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_full_run_through_the_cli(tmp_path: Path) -> None:
+    def ok(*args: str) -> str:
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    ok("ingest", "--output", str(tmp_path / "i"), "--rows", "3000", "--seed", "3")
+    meta = json.loads((tmp_path / "i" / "ingest.json").read_text())
+    assert meta["generated"] and meta["rows"] == 3000 and meta["seed"] == 3
+    assert meta["source"] == str(tmp_path / "i" / "input.csv")
+    out = ok("validate", "--input", meta["source"], "--output", str(tmp_path / "v"))
+    assert out.startswith("validate: 3000 rows, ")
+    for i in range(2):
+        ok("transform", "--input", str(tmp_path / "v" / "valid.parquet"),
+           "--output", str(tmp_path / "t" / f"p{i}"), "--partition", str(i), "--partitions", "2")  # fmt: skip
+    ok("aggregate", "--input-dir", str(tmp_path / "t"), "--group-by", "category",
+       "--output", str(tmp_path / "a"), "--columns-json", str(tmp_path / "v" / "validate.json"))  # fmt: skip
+    ok("report", "--validate", str(tmp_path / "v"), "--aggregate", str(tmp_path / "a"),
+       "--parts", str(tmp_path / "t"), "--output", str(tmp_path / "r"))  # fmt: skip
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["input_rows"] == 3000 == summary["valid_rows"] + summary["quarantined_rows"]
+    assert summary["quarantined_rows"] == meta["malformed_rows"]
+
+
+def test_data_errors_of_later_steps(tmp_path: Path) -> None:
+    done = run_cli(
+        "aggregate",
+        "--input-dir",
+        str(tmp_path),
+        "--group-by",
+        "x",
+        "--output",
+        str(tmp_path / "o"),
+    )
+    assert done.returncode == 65 and done.stderr.startswith("error: no *.parquet file")
+    schema = _write(tmp_path / "s.yaml", b"a: money\n")
+    src = _write(tmp_path / "in.csv", b"a\n1\n")
+    done = run_cli(
+        "validate", "--input", str(src), "--output", str(tmp_path / "v"), "--schema", str(schema)
+    )
+    assert done.returncode == 65 and len(done.stderr.splitlines()) == 1
+    assert f"{schema}:1: unknown type 'money'" in done.stderr

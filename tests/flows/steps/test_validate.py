@@ -1,0 +1,210 @@
+"""validate: quarantine rules, line numbers and raw text, accounting, outputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flows.steps import validate
+from flows.steps._io import DataError
+
+from .conftest import Pipeline, query, quiet
+
+WriteCsv = Callable[[str], Path]
+
+
+def _run(path: Path, out: Path, **kw: Any) -> dict[str, Any]:
+    return validate.run(path, out, log=quiet, **kw)
+
+
+def _quarantine(out: Path) -> list[tuple[int, str, str]]:
+    with (out / "quarantine.csv").open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        assert next(reader) == ["line", "reason", "raw"]
+        return [(int(a), b, c) for a, b, c in reader]
+
+
+def _valid(out: Path) -> list[tuple[Any, ...]]:
+    return query(f"SELECT * FROM '{out / 'valid.parquet'}'")
+
+
+def _floats(n: int, start: int = 1) -> list[str]:
+    return [f"{i},n{i % 3},{i}.5" for i in range(start, start + n)]
+
+
+def test_field_count_and_type_mismatch_with_line_numbers(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    lines = ["id,name,score", *_floats(300)]
+    lines[5] = "5,short"  # line 6: missing field
+    lines[10] = ""  # line 11: blank, not a record
+    lines[20] = '20,"quoted, name",abc'  # line 21: type mismatch
+    lines[30] = "30,extra,1.5,more"  # line 31: extra field
+    lines[35] = "35,trailing,2.5,"  # line 36: trailing empty extra field
+    out = tmp_path / "v"
+    result = _run(write_csv("\n".join(lines) + "\n"), out)
+    assert _quarantine(out) == [
+        (6, "expected 3 fields, found 2", "5,short"),
+        (21, "column 'score': 'abc' is not a float", '20,"quoted, name",abc'),
+        (31, "expected 3 fields, found 4", "30,extra,1.5,more"),
+        (36, "expected 3 fields, found 4", "35,trailing,2.5,"),
+    ]
+    assert result["input_rows"] == 299  # 300 data lines, one blank
+    assert result["valid_rows"] == 295 and result["quarantined_rows"] == 4
+    assert result["columns"] == {"id": "integer", "name": "string", "score": "float"}
+    assert result["line_numbers_exact"] is True
+    assert [r[0] for r in _valid(out)] == [i for i in range(1, 301) if i not in (5, 10, 20, 30, 35)]
+    assert json.loads((out / "validate.json").read_text()) == result
+    assert sorted(p.name for p in out.iterdir()) == [
+        "quarantine.csv",
+        "valid.parquet",
+        "validate.json",
+    ]
+
+
+def test_first_failing_column_is_named(write_csv: WriteCsv, tmp_path: Path) -> None:
+    rows = [f"{i},{i}.0,2023-01-{1 + i % 28:02d}" for i in range(200)]
+    rows[100] = "100,x,2023-02-30"
+    rows[150] = "150,1.0,2023-02-30"
+    out = tmp_path / "v"
+    _run(write_csv("a,b,c\r\n" + "\r\n".join(rows) + "\r\n"), out)  # CRLF line ends
+    assert _quarantine(out) == [
+        (102, "column 'b': 'x' is not a float", "100,x,2023-02-30"),
+        (152, "column 'c': '2023-02-30' is not a date", "150,1.0,2023-02-30"),
+    ]
+
+
+def test_valid_parquet_is_typed_in_input_order(write_csv: WriteCsv, tmp_path: Path) -> None:
+    text = (
+        "b,i,f,d,ts,s\n"
+        "true,1,1.5,2024-02-29,2024-01-01 10:00:00,x\n"
+        " NO , 2 ,NA,null,2024-01-01T11:00:00.25,  \n"
+        "t,-3,1e3,2023-12-31,2023-12-31, padded \n"
+    )
+    out = tmp_path / "v"
+    result = _run(write_csv(text), out)
+    assert result["columns"] == {
+        "b": "boolean", "i": "integer", "f": "float", "d": "date", "ts": "timestamp", "s": "string"
+    }  # fmt: skip
+    types = query(f"DESCRIBE SELECT * FROM '{out / 'valid.parquet'}'")
+    assert [t[1] for t in types] == ["BOOLEAN", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP", "VARCHAR"]
+    rows = _valid(out)
+    assert [r[:3] for r in rows] == [(True, 1, 1.5), (False, 2, None), (True, -3, 1000.0)]
+    assert [r[5] for r in rows] == ["x", None, " padded "]
+    assert str(rows[1][4]) == "2024-01-01 11:00:00.250000"
+
+
+def test_header_only_gives_zero_rows(write_csv: WriteCsv, tmp_path: Path) -> None:
+    out = tmp_path / "v"
+    result = _run(write_csv("a,b\n"), out)
+    assert (result["input_rows"], result["valid_rows"], result["quarantined_rows"]) == (0, 0, 0)
+    assert result["columns"] == {"a": "string", "b": "string"}
+    assert _quarantine(out) == [] and _valid(out) == []
+
+
+def test_single_column_blank_lines_are_not_records(write_csv: WriteCsv, tmp_path: Path) -> None:
+    out = tmp_path / "v"
+    result = _run(write_csv("v\n1\n\n2\n3"), out)  # no final line end
+    assert result["input_rows"] == 3 and result["columns"] == {"v": "integer"}
+
+
+def test_schema_fixes_types_and_others_are_inferred(write_csv: WriteCsv, tmp_path: Path) -> None:
+    schema = tmp_path / "s.yaml"
+    schema.write_text("# types\nb: string\na: float\n", encoding="utf-8")
+    out = tmp_path / "v"
+    result = _run(write_csv("a,b,c\n1,2,2023-01-01\nx,3,2023-01-02\n"), out, schema_path=schema)
+    assert result["columns"] == {"a": "float", "b": "string", "c": "date"}
+    assert _quarantine(out) == [(3, "column 'a': 'x' is not a float", "x,3,2023-01-02")]
+
+
+def test_schema_errors_are_data_errors(write_csv: WriteCsv, tmp_path: Path) -> None:
+    schema = tmp_path / "s.yaml"
+    schema.write_text("zz: float\n", encoding="utf-8")
+    with pytest.raises(DataError, match="unknown column 'zz'"):
+        _run(write_csv("a\n1\n"), tmp_path / "v", schema_path=schema)
+
+
+def test_inconclusive_sample_falls_back_to_the_whole_file(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # The sample (first 10 rows) is all null for b; the rest of the file is integers.
+    rows = [f"{i}," for i in range(10)] + [f"{i},{i}" for i in range(10, 300)]
+    logs: list[str] = []
+    result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=10, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "integer"}
+    assert any("not conclusive" in line for line in logs)
+
+
+def test_sample_that_settles_the_types_needs_no_second_pass(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    rows = [f"{i},{i}.5,name{i}" for i in range(2_000)]
+    rows[1_500] = "1500,oops,x"  # outside the sample; 1 in 2000 fits the 99% rule
+    logs: list[str] = []
+    result = validate.run(write_csv("a,b,c\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=100, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "float", "c": "string"}
+    assert not any("not conclusive" in line for line in logs)
+    assert result["quarantined_rows"] == 1
+
+
+def test_multiline_record_makes_line_numbers_approximate(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    rows = _floats(300)
+    rows[4] = '5,"two\nlines",5.5'
+    rows[19] = "20,x,abc"
+    out = tmp_path / "v"
+    result = _run(write_csv("id,name,score\n" + "\n".join(rows) + "\n"), out)
+    assert result["line_numbers_exact"] is False
+    assert result["valid_rows"] == 299
+    ((line, reason, raw),) = _quarantine(out)
+    assert reason == "column 'score': 'abc' is not a float" and raw == "20,x,abc"
+    assert line in (21, 22)  # physical line 22; DuckDB counts the 2-line record once
+
+
+def test_broken_quoting_is_quarantined(write_csv: WriteCsv, tmp_path: Path) -> None:
+    out = tmp_path / "v"
+    result = _run(write_csv('a,b\n1,2\n3,"x"y\n4,5\n'), out)
+    ((line, reason, raw),) = _quarantine(out)
+    assert (line, raw) == (3, '3,"x"y') and reason.startswith("malformed quoting")
+    assert result["valid_rows"] == 2
+
+
+def test_mixed_line_ends_are_a_data_error(write_csv: WriteCsv, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cannot read the file as CSV") as info:
+        _run(write_csv("a,b\n1,2\r\n3,4\n"), tmp_path / "v")
+    assert "\n" not in str(info.value)
+
+
+def test_accounting_invariant_on_the_sample(pipeline: Pipeline) -> None:
+    meta = json.loads((pipeline.validate / "validate.json").read_text())
+    quarantined = _quarantine(pipeline.validate)
+    valid = query(f"SELECT count(*) FROM '{pipeline.validate / 'valid.parquet'}'")[0]
+    assert meta["input_rows"] == meta["valid_rows"] + meta["quarantined_rows"]
+    assert valid is not None and valid[0] == meta["valid_rows"]
+    assert len(quarantined) == meta["quarantined_rows"]
+    data_lines = pipeline.csv.read_text(encoding="utf-8").splitlines()[1:]
+    assert meta["input_rows"] == len([x for x in data_lines if x])
+    for line, _, raw in quarantined:  # line numbers and raw text point at the input
+        assert data_lines[line - 2] == raw
+
+
+def test_broken_accounting_is_an_invariant_error(
+    write_csv: WriteCsv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = validate._quarantine
+
+    def lossy(*args: Any) -> tuple[int, int, bool]:
+        written, extras, exact = real(*args)
+        return written - 1, extras, exact
+
+    monkeypatch.setattr(validate, "_quarantine", lossy)
+    with pytest.raises(validate.InvariantError, match="row accounting broken"):
+        _run(write_csv("a,b\n1,2\n3\n"), tmp_path / "v")
