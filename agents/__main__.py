@@ -1,0 +1,7 @@
+"""``python -m agents``: see :mod:`agents.cli`."""
+
+import sys
+
+from agents.cli import main
+
+sys.exit(main())

@@ -1,0 +1,379 @@
+"""``AgentManager``: who does the work -- the healthiest agent able to, with fallback.
+
+Agents able to do a capability are ranked by health:
+
+1. their breaker (``agent:<name>``): closed before half-open before open (an open breaker whose
+   probe time has come counts as half-open: it would let a probe through);
+2. then their recent success rate (a bounded window of runs in this process; an agent with no
+   runs yet counts as fully successful);
+3. then their declared ``priority`` (higher first), then their name.
+
+:meth:`AgentManager.run` tries them in that order. It moves on to the next agent when one is
+refused before running (a missing secret, an llm agent without an engine or key), when its breaker
+is open, or when its run ends in an infrastructure error (which its breaker counts); any other
+outcome -- success, or the step's own non-zero exit -- is final. Nothing here imports Prefect until
+:meth:`~AgentManager.run` is awaited.
+
+Example:
+    >>> manager = AgentManager.from_paths()
+    >>> manager.select("transform").name
+    'transform-duckdb'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from adapters.breaker import Breaker, BreakerPolicy, get_breaker
+from adapters.contract import Mount, StepSpec
+from adapters.errors import CircuitOpenError, InfrastructureError, InvalidInputError
+from adapters.selection import EngineProbe, probe_engine
+from agents.errors import AgentNotFoundError, AgentParameterError, AgentRefusedError
+from agents.health import AgentHealth, RunHistory, RunRecord, effective_state
+from agents.loader import DefinitionProblem, load_definitions
+from agents.readiness import check_ready
+from agents.secret_values import BlockLoader, load_prefect_secret, prefect_api_configured
+from agents.spec import AgentSpec, ParamValue
+
+if TYPE_CHECKING:
+    from flows.step_task import StepOutcome
+
+__all__ = ["AgentManager", "BreakerLookup"]
+
+_log = logging.getLogger("aiop.agents")
+
+#: ``(breaker name, policy) -> Breaker``; the default is the process-wide :func:`get_breaker`.
+BreakerLookup = Callable[[str, BreakerPolicy | None], Breaker]
+
+
+class AgentManager:
+    """The declared agents: list, get, select by capability, run with fallback.
+
+    Args:
+        agents: the agents (names must be unique).
+        problems: definition problems found while loading them (kept for display).
+        breakers: ``(name, policy) -> Breaker``; default the process-wide :func:`get_breaker`.
+        clock: epoch seconds, the same clock the breakers use (for "probe time has come").
+        history: how many recent runs per agent count for its success rate.
+        engine_probe: finds a Dagger engine (llm agents need one); default :func:`probe_engine`.
+        environ: where secret values are looked up first (``os.environ`` if None).
+        secret_blocks: loads Prefect Secret blocks; default: Prefect's, when an API is configured.
+
+    Example:
+        >>> manager = AgentManager.from_paths()
+        >>> [a.name for a in manager.rank("transform")]
+        ['transform-duckdb', 'transform-duckdb-lowmem']
+    """
+
+    def __init__(
+        self,
+        agents: Iterable[AgentSpec] = (),
+        *,
+        problems: Iterable[DefinitionProblem] = (),
+        breakers: BreakerLookup = get_breaker,
+        clock: Callable[[], float] = time.time,
+        history: int = 20,
+        engine_probe: Callable[[], EngineProbe] = probe_engine,
+        environ: Mapping[str, str] | None = None,
+        secret_blocks: BlockLoader | None = None,
+    ) -> None:
+        self._agents: dict[str, AgentSpec] = {}
+        for agent in agents:
+            if agent.name in self._agents:
+                raise InvalidInputError(f"two agents are named {agent.name!r}; rename one")
+            self._agents[agent.name] = agent
+        self.problems = list(problems)
+        self._breakers = breakers
+        self._clock = clock
+        self._history = RunHistory(history)
+        self._engine_probe = engine_probe
+        self._environ = environ
+        self._secret_blocks = secret_blocks
+
+    @classmethod
+    def from_paths(
+        cls, paths: Iterable[str | os.PathLike[str]] | None = None, **options: Any
+    ) -> AgentManager:
+        """Load the definitions in ``paths`` (default: shipped + ``AIOP_AGENTS_PATH``).
+
+        Problems are logged as warnings and kept in :attr:`problems`; they never stop the others.
+
+        Example:
+            >>> AgentManager.from_paths().get("ingest-duckdb").capabilities
+            ('ingest',)
+        """
+        agents, problems = load_definitions(paths)
+        for problem in problems:
+            _log.warning("agent definition skipped: %s", problem)
+        return cls(agents, problems=problems, **options)
+
+    # -- looking up ------------------------------------------------------------------------
+
+    def agents(self) -> list[AgentSpec]:
+        """Every agent, in load order."""
+        return list(self._agents.values())
+
+    def capabilities(self) -> list[str]:
+        """Every capability some agent offers, sorted."""
+        return sorted({c for a in self._agents.values() for c in a.capabilities})
+
+    def get(self, name: str) -> AgentSpec:
+        """The agent named ``name``.
+
+        Raises:
+            AgentNotFoundError: no such agent; the message lists the known ones.
+        """
+        agent = self._agents.get(name)
+        if agent is None:
+            raise AgentNotFoundError(self._not_found(f"no agent is named {name!r}"))
+        return agent
+
+    def rank(self, capability: str) -> list[AgentSpec]:
+        """The agents able to do ``capability``, healthiest first (see the module docstring).
+
+        Raises:
+            AgentNotFoundError: no agent offers ``capability``.
+        """
+        able = [a for a in self._agents.values() if capability in a.capabilities]
+        if not able:
+            raise AgentNotFoundError(self._not_found(f"no agent can do {capability!r}"))
+        return sorted(able, key=lambda a: self.health(a.name).sort_key())
+
+    def select(self, capability: str) -> AgentSpec:
+        """The healthiest agent able to do ``capability``.
+
+        Example:
+            >>> AgentManager.from_paths().select("validate").name
+            'validate-duckdb'
+        """
+        return self.rank(capability)[0]
+
+    # -- health ----------------------------------------------------------------------------
+
+    def breaker(self, name: str) -> Breaker:
+        """The breaker of agent ``name`` (``agent:<name>``)."""
+        agent = self.get(name)
+        return self._breakers(agent.breaker_name, agent.breaker_policy())
+
+    def health(self, name: str) -> AgentHealth:
+        """How agent ``name`` looks now: breaker state, recent success rate, priority."""
+        agent = self.get(name)
+        return AgentHealth(
+            name=agent.name,
+            breaker_state=effective_state(self.breaker(name), self._clock),
+            success_rate=self._history.success_rate(name),
+            runs=len(self._history.runs(name)),
+            priority=agent.priority,
+        )
+
+    def record(self, name: str, *, ok: bool, state: str = "", step: str | None = None) -> None:
+        """Count one finished run of agent ``name`` toward its recent success rate."""
+        self.get(name)
+        state = state or ("Completed" if ok else "Failed")
+        self._history.record(RunRecord(name, step or name, state, ok, self._clock()))
+
+    def recent_runs(self, name: str | None = None) -> list[RunRecord]:
+        """Recent runs of agent ``name`` (or of every agent) in this process, oldest first."""
+        return self._history.runs(name)
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def check_ready(
+        self, agent: AgentSpec, backend: str | None = None
+    ) -> tuple[dict[str, str], list[str]]:
+        """Resolve ``agent``'s secrets and say why it cannot run here (see :mod:`agents.readiness`).
+
+        Returns:
+            The secret values found, and the reasons it cannot run (empty when it can).
+        """
+        blocks = self._secret_blocks
+        if blocks is None and agent.secrets and prefect_api_configured():
+            blocks = load_prefect_secret
+        return await check_ready(
+            agent,
+            backend,
+            environ=self._environ,
+            secret_blocks=blocks,
+            engine_probe=self._engine_probe,
+        )
+
+    async def run(
+        self,
+        target: str,
+        params: Mapping[str, ParamValue | None] | None = None,
+        backend: str | None = None,
+        *,
+        step_name: str | None = None,
+        mounts: Mapping[str, str | Mount] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        caches: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        prepare: Callable[[StepSpec], StepSpec] | None = None,
+    ) -> StepOutcome:
+        """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
+
+        Must be awaited inside a Prefect flow: each attempt is a ``run_step`` task run (via
+        :func:`flows.step_task.execute_step`) tagged ``agent:<name>``.
+
+        Args:
+            target: an agent name, or a capability.
+            params: parameter values; None means "not given".
+            backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
+            step_name: the step (and task run) name; default the agent's name.
+            mounts, outputs, caches, env: what the caller adds to the agent's StepSpec.
+            prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
+
+        Returns:
+            The outcome of the last agent tried; ``error`` is set when none succeeded (an
+            :class:`AgentRefusedError` or :class:`~adapters.CircuitOpenError` when none could run).
+
+        Raises:
+            AgentNotFoundError: ``target`` is neither an agent nor a capability.
+            AgentParameterError: ``params`` fit none of the candidates.
+
+        Example:
+            >>> from prefect import flow
+            >>> @flow
+            ... async def check() -> str:  # the healthiest 'validate' agent, e.g. validate-duckdb
+            ...     params = {"input": "/aiop/in/input.csv", "output": "/aiop/out"}
+            ...     return (await AgentManager.from_paths().run("validate", params)).state
+        """
+        from flows.step_task import StepOutcome
+
+        started, started_at = time.monotonic(), time.time()
+        by_name = target in self._agents
+        candidates = self.candidates(target, params)
+        logger = _run_logger()
+        skipped: list[Exception] = []
+        failed: StepOutcome | None = None
+        for index, agent in enumerate(candidates):
+            more = "; trying the next agent" if index + 1 < len(candidates) else ""
+            values, reasons = await self.check_ready(agent, backend)
+            if reasons:
+                refused = AgentRefusedError(
+                    f"agent {agent.name!r} is refused before anything runs: " + "; ".join(reasons)
+                )
+                skipped.append(refused)
+                logger.warning("%s%s", refused, more)
+                continue
+            spec = agent.to_step_spec(
+                params,
+                secrets=values,
+                name=step_name,
+                mounts=mounts,
+                outputs=outputs,
+                caches=caches,
+                env=env,
+            )
+            spec = prepare(spec) if prepare is not None else spec
+            logger.info(
+                "agent %r runs step %r%s",
+                *(agent.name, spec.name, "" if by_name else f" (capability {target!r})"),
+            )
+            try:
+                outcome = await self._execute(agent, spec, backend)
+            except CircuitOpenError as exc:
+                skipped.append(exc)
+                logger.warning("%s%s", exc, more)
+                continue
+            self.record(agent.name, ok=outcome.error is None, state=outcome.state, step=spec.name)
+            if isinstance(outcome.error, InfrastructureError) and more:
+                logger.warning("agent %r failed (%s)%s", agent.name, outcome.error, more)
+                failed = outcome
+                continue
+            return outcome
+        if failed is not None:  # an agent ran and failed; the others could not run at all
+            return failed
+        error = (
+            skipped[0]
+            if len(skipped) == 1
+            else AgentRefusedError(
+                f"no agent could run {target!r}: " + "; ".join(str(e) for e in skipped)
+            )
+        )
+        return StepOutcome(
+            step_name or target,
+            "Failed",
+            0,
+            time.monotonic() - started,
+            error=error,
+            started_at=started_at,
+        )
+
+    async def _execute(self, agent: AgentSpec, spec: StepSpec, backend: str | None) -> StepOutcome:
+        """One run of ``spec`` through the agent's breaker, as ``run_step`` tagged with the agent.
+
+        Raises:
+            CircuitOpenError: the agent's breaker did not admit the run (nothing ran).
+        """
+        from prefect import tags
+
+        from flows.breaker_events import attach_event_emitter
+        from flows.step_task import execute_step
+
+        breaker = attach_event_emitter(self.breaker(agent.name))
+        outcome: StepOutcome | None = None
+        try:
+            async with breaker.guard():
+                with tags(agent.breaker_name, *(f"capability:{c}" for c in agent.capabilities)):
+                    outcome = await execute_step(spec, backend, retry=agent.retry.policy())
+                if isinstance(outcome.error, InfrastructureError):
+                    raise outcome.error  # so that the agent's breaker counts it
+        except InfrastructureError:
+            if outcome is None:
+                raise
+        assert outcome is not None
+        return outcome
+
+    def candidates(
+        self, target: str, params: Mapping[str, ParamValue | None] | None = None
+    ) -> list[AgentSpec]:
+        """Who :meth:`run` would try, in order: the agent named ``target``, or the agents able to
+        do capability ``target`` ranked by health; only those that accept ``params``.
+
+        Raises:
+            AgentNotFoundError: ``target`` is neither an agent nor a capability.
+            AgentParameterError: ``params`` fit none of them.
+        """
+        if target not in self._agents and target not in self.capabilities():
+            raise AgentNotFoundError(
+                self._not_found(f"{target!r} is neither an agent nor a capability")
+            )
+        ranked = [self.get(target)] if target in self._agents else self.rank(target)
+        accepted, problems = [], []
+        for agent in ranked:
+            try:
+                if agent.command is not None:
+                    agent.render_args(params or {})
+                else:
+                    agent.parameter_values(params or {})
+            except InvalidInputError as exc:
+                problems.append(exc.message)
+            else:
+                accepted.append(agent)
+        if not accepted:
+            raise AgentParameterError(problems[0])
+        return accepted
+
+    def _not_found(self, what: str) -> str:
+        names = ", ".join(self._agents) or "none"
+        text = f"{what}; agents: {names}; capabilities: {', '.join(self.capabilities()) or 'none'}"
+        if self.problems:
+            text += (
+                f" ({len(self.problems)} definition(s) could not be loaded; see them with"
+                " python -m agents validate)"
+            )
+        return text
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    except Exception:  # outside a flow or task run
+        return _log

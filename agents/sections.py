@@ -1,0 +1,130 @@
+"""The sections of an agent definition: parameters, retry, breaker, resources and llm.
+
+Each is a frozen pydantic model that forbids unknown fields; ``retry:`` and ``breaker:`` carry the
+fields of :class:`~adapters.policies.RetryPolicy` and :class:`~adapters.breaker_policy.BreakerPolicy`
+under the same names, and build those policies.
+
+Example:
+    >>> RetrySection(attempts=2, transient_exit_codes=[75]).policy().attempts
+    2
+    >>> ResourceHints(memory="512MiB").memory_bytes
+    536870912
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.breaker_policy import BreakerPolicy
+from adapters.policies import RetryPolicy
+from agents.template import placeholders
+
+__all__ = ["BreakerSection", "LlmSection", "Parameter", "ResourceHints", "RetrySection"]
+
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$")
+_MEMORY_UNITS = {
+    "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+    "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
+}  # fmt: skip
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Parameter(_Section):
+    """One named parameter of an agent (what fills ``{name}`` in its command or prompt)."""
+
+    description: str = Field(min_length=1, description="What the value is, in a few words.")
+    required: bool | None = Field(
+        default=None, description="Must be given (default: true unless a default is set)."
+    )
+    default: str | None = Field(default=None, description="Value used when none is given.")
+
+    @model_validator(mode="after")
+    def _required_or_default(self) -> Parameter:
+        if self.required and self.default is not None:
+            raise ValueError(
+                "a parameter cannot be both required and have a default; drop 'required: true'"
+                " or the default"
+            )
+        return self
+
+    @property
+    def is_required(self) -> bool:
+        """True when a run must give this parameter."""
+        return self.default is None if self.required is None else self.required
+
+
+class RetrySection(_Section):
+    """``retry:`` -- the fields of :class:`~adapters.policies.RetryPolicy`, plus the exit codes
+    that mean "try again" for this agent."""
+
+    attempts: Annotated[int, Field(ge=1)] = RetryPolicy.attempts
+    backoff_s: Annotated[float, Field(ge=0)] = RetryPolicy.backoff_s
+    factor: Annotated[float, Field(ge=1)] = RetryPolicy.factor
+    max_backoff_s: Annotated[float, Field(ge=0)] = RetryPolicy.max_backoff_s
+    jitter: Annotated[float, Field(ge=0)] = RetryPolicy.jitter
+    budget_s: Annotated[float, Field(gt=0)] | None = RetryPolicy.budget_s
+    transient_exit_codes: frozenset[Annotated[int, Field(ge=1, le=255)]] = frozenset()
+
+    def policy(self) -> RetryPolicy:
+        """The retry policy for ``execute_step``."""
+        return RetryPolicy(**self.model_dump(exclude={"transient_exit_codes"}))
+
+
+class BreakerSection(_Section):
+    """``breaker:`` -- the fields of :class:`~adapters.breaker_policy.BreakerPolicy`."""
+
+    fail_max: Annotated[int, Field(ge=1)] = BreakerPolicy.fail_max
+    reset_timeout: Annotated[float, Field(gt=0)] = BreakerPolicy.reset_timeout
+    success_threshold: Annotated[int, Field(ge=1)] = BreakerPolicy.success_threshold
+    half_open_max_calls: Annotated[int, Field(ge=1)] = BreakerPolicy.half_open_max_calls
+
+    def policy(self) -> BreakerPolicy:
+        """The breaker policy of the agent's breaker (``agent:<name>``)."""
+        return BreakerPolicy(**self.model_dump())
+
+
+class ResourceHints(_Section):
+    """``resources:`` -- what the agent needs; hints for schedulers and people, not enforced."""
+
+    cpu: Annotated[float, Field(gt=0)] | None = Field(default=None, description="CPU cores.")
+    memory: str | None = Field(default=None, description="Memory, e.g. '512MiB' or '2GB'.")
+    gpu: Annotated[int, Field(ge=0)] = Field(default=0, description="GPUs.")
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY_RE.match(value.strip()):
+            raise ValueError(
+                f"{value!r} is not an amount of memory; write a number and a unit, e.g. 512MiB or 2GB"
+            )
+        return value
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """``memory`` in bytes (None when not given)."""
+        if self.memory is None:
+            return None
+        match = _MEMORY_RE.match(self.memory.strip())
+        assert match is not None
+        return int(float(match[1]) * _MEMORY_UNITS[match[2] or "B"])
+
+
+class LlmSection(_Section):
+    """``llm:`` -- what an ``llm`` agent asks (run through Dagger's ``dag.llm()``)."""
+
+    prompt: str = Field(min_length=1, description="The task, with {parameter} placeholders.")
+    model: str | None = Field(
+        default=None, description="Model name; the engine's default if unset."
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str) -> str:
+        placeholders(value)
+        return value

@@ -1,0 +1,190 @@
+"""Agent definitions: each bad field is reported naming the file, the field and the fix; good ones
+become exactly the StepSpec they declare."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.errors import InvalidInputError
+from adapters.policies import RetryPolicy
+from agents import AgentSpec, DefinitionError, load_file
+from tests.agents.conftest import minimal, write_definition
+
+LLM = {
+    "kind": "llm",
+    "command": None,
+    "parameters": {"report": {"description": "report folder"}},
+    "llm": {"prompt": "Summarize {report}"},
+    "secrets": ["ANTHROPIC_API_KEY"],
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "fix"),
+    [
+        ({"name": None}, "name", "add it, e.g. name: validate-duckdb"),
+        ({"name": "Bad Name"}, "name", "use 1-63 lower-case letters"),
+        ({"description": None}, "description", "add it, e.g. description:"),
+        ({"kind": "lm"}, "kind", "use one of 'container' or 'llm'"),
+        ({"capabilities": []}, "capabilities", "give at least 1"),
+        ({"capabilities": ["Echo"]}, "capabilities", "use lower-case letters, digits and '-'"),
+        ({"capabilities": "echo"}, "capabilities", "write it as a YAML list"),
+        ({"priority": "high"}, "priority", "write a whole number"),
+        ({"image": None}, "image", "add it, e.g. image: python:3.12-slim"),
+        ({"image": "python 3"}, "image", "write it as 'name[:tag]'"),
+        ({"command": None}, "command", "add it, e.g. command: [python"),
+        ({"command": "echo {text}"}, "command", "write it as a YAML list"),
+        ({"command": ["echo", "{txt}"]}, "command", "did you mean 'text'?"),
+        (
+            {"parameters": {"text": {"description": "t", "required": False}}},
+            "command",
+            "wrap its item in {optional: [...]}",
+        ),
+        ({"parameters": {"text": {}}}, "parameters.text.description", "add it"),
+        ({"parameters": {"Text": {"description": "t"}}}, "parameters", "lower-case letters"),
+        (
+            {"parameters": {"text": {"description": "t", "required": True, "default": "x"}}},
+            "parameters.text",
+            "drop 'required: true' or the default",
+        ),
+        (
+            {"parameters": {"text": {"description": "t"}, "extra": {"description": "e"}}},
+            "parameters",
+            "extra declared but never used",
+        ),
+        ({"env": {"N": 1}}, "env.N", 'quote the value, e.g. "1"'),
+        ({"env": {"1X": "a"}}, "env", "not a valid environment variable name"),
+        ({"secrets": ["TOKEN", "TOKEN"]}, "secrets", "list each once"),
+        ({"env": {"TOKEN": "a"}, "secrets": ["TOKEN"]}, "secrets", "keep each in one of them"),
+        ({"caches": {"deps": "deps"}}, "caches", "absolute container path"),
+        ({"timeout_s": 0}, "timeout_s", "use a value > 0"),
+        ({"timeout": 5}, "timeout", "did you mean 'timeout_s'?"),
+        ({"retry": {"attempts": 0}}, "retry.attempts", "use a value >= 1"),
+        ({"retry": {"attempt": 2}}, "retry.attempt", "did you mean 'attempts'?"),
+        ({"retry": {"transient_exit_codes": [300]}}, "retry.transient_exit_codes.0", "<= 255"),
+        ({"breaker": {"fail_max": 0}}, "breaker.fail_max", "use a value >= 1"),
+        ({"breaker": {"reset_timeout": -1}}, "breaker.reset_timeout", "use a value > 0"),
+        ({"resources": {"memory": "lots"}}, "resources.memory", "e.g. 512MiB or 2GB"),
+        ({"resources": {"cpus": 2}}, "resources.cpus", "did you mean 'cpu'?"),
+        ({"docs": "see the guide"}, "docs", "give a URL"),
+        ({"llm": {"prompt": "hi"}}, "llm", "remove it or set kind: llm"),
+        ({**LLM, "llm": None}, "llm", "add e.g. llm: {prompt:"),
+        ({**LLM, "command": ["echo"]}, "command", "remove it"),
+        ({**LLM, "secrets": []}, "secrets", "secrets: [ANTHROPIC_API_KEY]"),
+        ({**LLM, "llm": {"prompt": "Summarize {reprt}"}}, "llm", "did you mean 'report'?"),
+    ],
+)
+def test_each_bad_field_names_the_file_the_field_and_the_fix(
+    tmp_path: Path, fields: dict[str, Any], field: str, fix: str
+) -> None:
+    path = write_definition(tmp_path, minimal(**fields), file="agent.yaml")
+    with pytest.raises(DefinitionError) as caught:
+        load_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: "), message
+    assert f"field {field!r}" in message, message
+    assert fix in message, message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: [unclosed\n", "is not valid YAML at line 2"),
+        ("- name: x\n", "holds a list, not one agent"),
+        ("", "holds nothing, not one agent"),
+        ("name: a: b\n", "quote the value"),
+    ],
+)
+def test_unusable_files_are_reported_by_name(tmp_path: Path, text: str, expected: str) -> None:
+    path = write_definition(tmp_path, text, file="bad.yaml")
+    with pytest.raises(DefinitionError, match=expected) as caught:
+        load_file(path)
+    assert str(caught.value).startswith(str(path))
+
+
+def test_a_valid_definition_becomes_exactly_its_step_spec(tmp_path: Path) -> None:
+    data = minimal(
+        env={"MODE": "fast"},
+        secrets=["TOKEN"],
+        caches={"deps": "/deps"},
+        timeout_s=12,
+        retry={"attempts": 2, "backoff_s": 0.5, "transient_exit_codes": [75]},
+        breaker={"fail_max": 2, "reset_timeout": 5},
+        resources={"cpu": 0.5, "memory": "1.5GiB", "gpu": 1},
+    )
+    agent = load_file(write_definition(tmp_path, data))
+    assert agent.source == tmp_path / "echo.yaml"
+    spec = agent.to_step_spec(
+        {"text": "hi"},
+        name="step-1",
+        mounts={"/data": "/in"},
+        outputs={"/out": "/host/out"},
+        env={"EXTRA": "1"},
+        secrets={"TOKEN": "t0k"},
+    )
+    assert spec.name == "step-1" and spec.image == "python:3.12-slim"
+    assert spec.args == ["python", "-c", "import sys; print(sys.argv[1])", "hi"]
+    assert spec.env == {"MODE": "fast", "EXTRA": "1"}
+    assert spec.secret_values() == ["t0k"]
+    assert spec.caches == {"deps": "/deps"} and spec.timeout_s == 12
+    assert spec.transient_exit_codes == frozenset({75})
+    assert spec.mounts["/data"].target == "/in" and spec.outputs == {"/out": "/host/out"}
+    assert agent.retry.policy() == RetryPolicy(attempts=2, backoff_s=0.5)
+    policy = agent.breaker_policy()
+    assert policy is not None and (policy.fail_max, policy.reset_timeout) == (2, 5.0)
+    assert agent.resources.memory_bytes == int(1.5 * 2**30)
+    assert agent.breaker_name == "agent:echo"
+
+
+def test_without_a_breaker_section_the_environment_decides() -> None:
+    assert AgentSpec.model_validate(minimal()).breaker_policy() is None
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({}, "needs parameter 'text' \\(what to echo\\)"),
+        ({"text": "a", "txt": "b"}, "has no parameter 'txt'; its parameters are text"),
+        ({"text": True}, "parameter 'text' of agent 'echo' is bool"),
+    ],
+)
+def test_bad_parameters_at_run_time_are_named(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        AgentSpec.model_validate(minimal()).to_step_spec(params)
+
+
+def test_defaults_fill_in_and_none_means_not_given() -> None:
+    agent = AgentSpec.model_validate(
+        minimal(
+            parameters={
+                "text": {"description": "t", "default": "dflt"},
+                "n": {"description": "n", "required": False},
+            },
+            command=["echo", "{text}", {"optional": ["-n", "{n}"]}],
+        )
+    )
+    assert agent.render_args({"n": None}) == ["echo", "dflt"]
+    assert agent.render_args({"text": Path("/x"), "n": 3}) == ["echo", "/x", "-n", "3"]
+
+
+def test_env_set_differently_by_agent_and_caller_is_refused() -> None:
+    agent = AgentSpec.model_validate(minimal(env={"MODE": "fast"}))
+    with pytest.raises(InvalidInputError, match="env MODE set by both the agent and the caller"):
+        agent.to_step_spec({"text": "x"}, env={"MODE": "slow"})
+
+
+def test_a_declared_secret_without_a_value_is_refused() -> None:
+    agent = AgentSpec.model_validate(minimal(secrets=["TOKEN"]))
+    with pytest.raises(InvalidInputError, match="needs secret TOKEN"):
+        agent.to_step_spec({"text": "x"})
+
+
+def test_an_llm_agent_validates_but_has_no_command() -> None:
+    agent = AgentSpec.model_validate(minimal(**LLM))
+    assert agent.kind == "llm" and agent.llm is not None
+    with pytest.raises(InvalidInputError, match="is an llm agent; it has no command"):
+        agent.render_args({"report": "/r"})
