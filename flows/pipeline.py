@@ -1,10 +1,12 @@
 """The data pipeline flow: ingest -> validate -> transform (K partitions in parallel) -> aggregate
--> report, each step a :class:`~adapters.StepSpec` run through :func:`flows.run_step`.
+-> report, each step an agent call by capability (:class:`agents.AgentManager`), run as a
+:class:`~adapters.StepSpec` through :func:`flows.run_step`.
 
-Every step runs ``python -m flows.steps <step>`` in ``python:3.12-slim`` (Dagger) or as a host process
-(local runner). Intermediate outputs live in content-addressed folders under the work directory
-(``<work>/<step>-<key>``, the key hashing the step's spec, code and inputs), so a re-run with unchanged
-inputs finds every finished step ``Cached`` and writes its final folder from them.
+The shipped agents (``agents/definitions``) run ``python -m flows.steps <step>`` in
+``python:3.12-slim`` (Dagger) or as a host process (local runner). Intermediate outputs live in
+content-addressed folders under the work directory (``<work>/<step>-<key>``, the key hashing the
+step's spec, code and inputs), so a re-run with unchanged inputs finds every finished step
+``Cached`` and writes its final folder from them.
 """
 
 from __future__ import annotations
@@ -22,18 +24,16 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from adapters import AiopError, InvalidInputError, Mount, StepSpec, choose_backend
-from adapters.chaos import EX_TEMPFAIL
-from adapters.policies import RetryPolicy
+from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.history import publish_history, publish_metrics
 from flows.options import PipelineOptions
-from flows.step_task import StepOutcome, execute_step, step_cache_key
+from flows.step_task import StepOutcome, step_cache_key
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
 FLOW_NAME = "data-pipeline"
-STEP_IMAGE = "python:3.12-slim"
 _STEPS_DIR = Path(__file__).resolve().parent / "steps"
 _SRC = "/aiop/src"
 _IN = "/aiop/in"
@@ -52,30 +52,6 @@ class PipelineFailed(AiopError):
     def cause_anchor(self) -> str:
         """The troubleshooting anchor of the step's error (``step-failed`` when unknown)."""
         return str(getattr(self.cause, "docs_anchor", "step-failed"))
-
-
-def _step(name: str, args: list[str], mounts: dict[str, str], work: Path) -> StepSpec:
-    """A pipeline step: the step code mounted, its dependencies cached, its output content-addressed."""
-    spec = StepSpec(
-        name=name,
-        image=STEP_IMAGE,
-        args=["python", "-m", "flows.steps", *args, "--output", _OUT],
-        env={
-            "PYTHONPATH": _SRC,
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "AIOP_STEP_DEPS_DIR": "/aiop/deps",
-            "AIOP_STEP_REQUIREMENTS": f"duckdb=={version('duckdb')}",
-        },
-        mounts={
-            str(_STEPS_DIR): Mount(target=f"{_SRC}/flows/steps"),
-            **{host: Mount(target=target) for host, target in mounts.items()},
-        },
-        caches={"aiop-step-deps": "/aiop/deps"},
-        timeout_s=3600,
-        transient_exit_codes=frozenset({EX_TEMPFAIL}),
-    )
-    key = step_cache_key_for(spec)
-    return spec.model_copy(update={"outputs": {_OUT: str(work / f"{name}-{key}")}})
 
 
 def step_cache_key_for(spec: StepSpec) -> str:
@@ -158,10 +134,29 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
     progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
     await progress.start()
 
-    retry = RetryPolicy.from_env()
+    manager = AgentManager.from_paths()
+    pin = {"AIOP_STEP_REQUIREMENTS": f"duckdb=={version('duckdb')}"}
 
-    async def step(spec: StepSpec) -> StepOutcome:
-        outcome = await execute_step(spec, backend, retry=retry)
+    async def step(
+        capability: str,
+        name: str,
+        params: dict[str, Any],
+        mounts: dict[str, str],
+        final: Path | None = None,
+    ) -> StepOutcome:
+        def content_addressed(spec: StepSpec) -> StepSpec:
+            where = final or work / f"{name}-{step_cache_key_for(spec)}"
+            return spec.model_copy(update={"outputs": {_OUT: str(where)}})
+
+        outcome = await manager.run(
+            capability,
+            {**params, "output": _OUT},
+            backend,
+            step_name=name,
+            mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
+            env=pin,
+            prepare=content_addressed,
+        )
         outcomes.append(outcome)
         await progress.step_done()
         if outcome.error is not None or outcome.result is None:
@@ -181,80 +176,62 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
         return outcome
 
     # 1. ingest
-    ingest_args = ["ingest"]
     ingest_mounts: dict[str, str] = {}
     if options.input:
         source = str(Path(options.input).resolve())
         ingest_mounts[source] = f"{_IN}/input.csv"
-        ingest_args += ["--input", f"{_IN}/input.csv"]
+        ingest_params: dict[str, Any] = {"input": f"{_IN}/input.csv"}
     else:
-        ingest_args += ["--rows", str(options.rows), "--seed", str(options.seed)]
-    ingest = await step(_step("ingest", ingest_args, ingest_mounts, work))
+        ingest_params = {"rows": options.rows, "seed": options.seed}
+    ingest = await step("ingest", "ingest", ingest_params, ingest_mounts)
     csv_host = source if options.input else str(_out(ingest) / "input.csv")
 
     # 2. validate
-    validate_args = ["validate", "--input", f"{_IN}/input.csv"]
     validate_mounts = {csv_host: f"{_IN}/input.csv"}
+    schema = None
     if options.schema_file:
         validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
-        validate_args += ["--schema", f"{_IN}/schema.yaml"]
-    validated = await step(_step("validate", validate_args, validate_mounts, work))
+        schema = f"{_IN}/schema.yaml"
+    validated = await step(
+        "validate", "validate", {"input": f"{_IN}/input.csv", "schema": schema}, validate_mounts
+    )
     facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
     group_by = _group_by(options, facts)
 
     # 3. transform: K partitions in parallel
     k = options.partitions
-    transform_specs = [
-        _step(
-            f"transform-{i}",
-            [
-                "transform",
-                "--input",
-                f"{_IN}/validate/valid.parquet",
-                "--partition",
-                str(i),
-                "--partitions",
-                str(k),
-            ],
-            {str(_out(validated)): f"{_IN}/validate"},
-            work,
+    validated_mount = {str(_out(validated)): f"{_IN}/validate"}
+    parts = list(
+        await asyncio.gather(
+            *(
+                step(
+                    "transform",
+                    f"transform-{i}",
+                    {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
+                    validated_mount,
+                )
+                for i in range(k)
+            )
         )
-        for i in range(k)
-    ]
-    parts = list(await asyncio.gather(*(step(s) for s in transform_specs)))
+    )
     part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 
     # 4. aggregate
     aggregated = await step(
-        _step(
-            "aggregate",
-            ["aggregate", "--input-dir", f"{_IN}/parts", "--group-by", group_by],
-            part_mounts,
-            work,
-        )
+        "aggregate",
+        "aggregate",
+        {"input_dir": f"{_IN}/parts", "group_by": group_by},
+        part_mounts,
     )
 
     # 5. report: assembles the output folder
-    report_spec = _step(
+    await step(
         "report",
-        [
-            "report",
-            "--validate",
-            f"{_IN}/validate",
-            "--aggregate",
-            f"{_IN}/aggregate",
-            "--parts",
-            f"{_IN}/parts",
-        ],
-        {
-            str(_out(validated)): f"{_IN}/validate",
-            str(_out(aggregated)): f"{_IN}/aggregate",
-            **part_mounts,
-        },
-        work,
+        "report",
+        {"validate": f"{_IN}/validate", "aggregate": f"{_IN}/aggregate", "parts": f"{_IN}/parts"},
+        {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate", **part_mounts},
+        final=out_dir,
     )
-    report_spec = report_spec.model_copy(update={"outputs": {_OUT: str(out_dir)}})
-    await step(report_spec)
 
     summary = _summary(options, backend, outcomes, out_dir, group_by)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
