@@ -6,7 +6,8 @@ package imports only the standard library and ``duckdb`` (installed on demand, s
 writes its outputs into ``--output DIR`` (created if needed), each file atomically
 (``name.tmp`` then rename).
 
-Steps (``--threads N`` before the step name limits DuckDB's threads)::
+Steps (``--threads N`` before the step name, or ``$AIOP_DUCKDB_THREADS``, limits DuckDB's
+threads)::
 
     ingest    --output DIR [--input FILE] [--rows N] [--seed S]
               check FILE (not copied) or generate DIR/input.csv; writes ingest.json
@@ -17,7 +18,7 @@ Steps (``--threads N`` before the step name limits DuckDB's threads)::
     aggregate --input-dir DIR --group-by COL --output DIR [--columns-json validate.json]
               writes aggregates.csv, aggregate.json
     report    --validate DIR --aggregate DIR --parts DIR --output DIR
-              writes data/{aggregates.csv,quarantine.csv,part-*.parquet}, summary.json
+              writes aggregates.csv, quarantine.csv, data/part-*.parquet, summary.json
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input, with one line on stderr starting
 ``error:`` that says what is wrong, where and how to fix it; 70 duckdb unavailable;

@@ -1,12 +1,14 @@
 """Command line of the pipeline steps: ``python -m flows.steps <step> [options]``.
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input (one ``error:`` line on stderr);
-70 duckdb missing and not installable; 1 internal error (a bug).
+70 duckdb missing and not installable; 1 internal error (a bug). ``--threads`` (before the
+step name) or ``$AIOP_DUCKDB_THREADS`` limits DuckDB's threads.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -35,10 +37,22 @@ def _nonneg(text: str) -> int:
     return value
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of all steps."""
     parser = _Parser(prog="python -m flows.steps", description="Pipeline steps.")
-    parser.add_argument("--threads", type=int, default=None, help="DuckDB threads")
+    parser.add_argument(
+        "--threads",
+        type=_positive,
+        default=None,
+        help="DuckDB threads (default: $AIOP_DUCKDB_THREADS, else all cores)",
+    )
     sub = parser.add_subparsers(dest="step", required=True, parser_class=_Parser)
 
     p = sub.add_parser("ingest", help="check the input CSV or generate a sample")
@@ -105,7 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The process exit code.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env_threads = os.environ.get("AIOP_DUCKDB_THREADS", "").strip()
+    if args.threads is None and env_threads:
+        if not env_threads.isdigit() or int(env_threads) < 1:
+            parser.error(f"AIOP_DUCKDB_THREADS must be a whole number >= 1, got {env_threads!r}")
+        args.threads = int(env_threads)
     _deps.ensure()
     from flows.steps._io import DataError, UsageError
     from flows.steps.validate import InvariantError

@@ -173,17 +173,27 @@ def map_lines_sql(rows: str, excluded: str) -> str:
     )
 
 
-def fetch_lines(con: Any, path: Path, ncols: int, wanted: str, table: str) -> None:
+def fetch_lines(con: Any, path: Path, ncols: int, wanted: str, table: str) -> bool:
     """One plain-line read of ``path`` into temp table ``table(rn, raw, is_trailing)``.
 
     Keeps the lines listed in ``wanted(line)`` and every line that ends in a comma and
     has at least ``ncols`` commas (``is_trailing`` = true), a candidate for
     :func:`extra_field_lines`.
+
+    Returns:
+        False if DuckDB cannot read the file as plain lines (e.g. a line that is not
+        UTF-8; the record reader quarantines that line on its own).
     """
+    import duckdb
+
     commas = "strlen(raw) - strlen(replace(raw, ',', ''))"
     trailing = f"(rn > 1 AND suffix(raw, ',') AND {commas} >= {int(ncols)})"
     numbered = f"(SELECT row_number() OVER () AS rn, raw FROM {raw_lines_sql(path)})"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT rn, raw, {trailing} AS is_trailing "
-        f"FROM {numbered} WHERE {trailing} OR rn IN (SELECT line FROM {wanted})"
-    )
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT rn, raw, {trailing} AS is_trailing "
+            f"FROM {numbered} WHERE {trailing} OR rn IN (SELECT line FROM {wanted})"
+        )
+    except duckdb.Error:
+        return False
+    return True

@@ -39,16 +39,27 @@ _FLOAT = {"FLOAT", "DOUBLE", "REAL"}
 def find_parts(directory: str | os.PathLike[str]) -> list[Path]:
     """All ``*.parquet`` files under ``directory`` (recursively), sorted by path.
 
+    Symlinked folders are followed (runners mount step outputs as symlinks), each real
+    folder once.
+
     Raises:
         DataError: If the directory does not exist or holds no Parquet file.
     """
     root = Path(directory)
     if not root.is_dir():
         raise DataError(f"{root} is not a directory; pass the directory with the part files")
-    files = sorted(p for p in root.rglob("*.parquet") if p.is_file())
+    files: list[Path] = []
+    seen: set[str] = set()
+    for folder, subdirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subdirs.clear()
+            continue
+        seen.add(real)
+        files += [Path(folder) / n for n in names if n.endswith(".parquet")]
     if not files:
         raise DataError(f"no *.parquet file under {root}; run the transform step first")
-    return files
+    return sorted(files)
 
 
 def numeric_columns(

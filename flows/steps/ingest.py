@@ -2,8 +2,10 @@
 
 With ``--input FILE`` the file is checked (exists, regular, non-empty, UTF-8 text without
 NUL bytes in its first 64 KiB, a header of unique non-empty names) but *not* copied:
-``ingest.json`` points at it. Without ``--input`` the deterministic sample
-(:mod:`flows.steps.sample`) is written to ``OUTPUT/input.csv``.
+``ingest.json`` points at it (``"source"``: the path as given). Without ``--input`` the
+deterministic sample (:mod:`flows.steps.sample`) is written to ``OUTPUT/input.csv`` and
+``"source"`` is ``"input.csv"``, relative to ``ingest.json``'s folder, so that the step's
+output is byte-identical wherever it runs (host or container, any output path).
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def run(
         size = sample.generate(target, rows, seed, threads=threads)
         malformed = sample.count_malformed(rows, seed)
         data = {
-            "source": str(target),
+            "source": target.name,  # relative to ingest.json: the same bytes on every runner
             "generated": True,
             "rows": rows,
             "seed": seed,
@@ -72,6 +74,6 @@ def run(
             "bytes": size,
             "malformed_rows": malformed,
         }
-        log(f"ingest: generated {target}: {rows} rows ({malformed} malformed), {size} bytes")
+        log(f"ingest: generated {target.name}: {rows} rows ({malformed} malformed), {size} bytes")
     write_json(out / "ingest.json", data)
     return data

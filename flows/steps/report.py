@@ -3,13 +3,15 @@
 Layout of ``--output``::
 
     summary.json
-    data/aggregates.csv
-    data/quarantine.csv
+    aggregates.csv
+    quarantine.csv
     data/part-00000.parquet ...
 
-Files are hard-linked into ``data/`` when source and target share a file system, copied
-otherwise. ``summary.json`` holds the row counts, the group column, the column types and
-the relative paths of the files; the flow adds its run metadata afterwards.
+Files are hard-linked when source and target share a file system, copied otherwise
+(each put in place atomically). ``summary.json`` holds the row counts, the group column,
+the column types and the paths of the files relative to ``--output`` (``files.data`` is
+the folder of the Parquet parts, ``files.parts`` lists them); the flow adds its run
+metadata afterwards.
 """
 
 from __future__ import annotations
@@ -81,13 +83,13 @@ def run(
         "quarantine.csv": _need(vdir / "quarantine.csv", "pass the validate step's output"),
     }
     parts = find_parts(parts_dir)
-    for part in parts:
-        if part.name in sources:
-            raise DataError(f"two part files are named {part.name} under {parts_dir}")
-        sources[part.name] = part
+    names = [p.name for p in parts]
+    if len(set(names)) != len(names):
+        raise DataError(f"two part files under {parts_dir} have the same name; {names}")
     out = ensure_dir(output_dir)
     data = ensure_dir(out / "data")
-    kinds = [link_or_copy(src, data / name) for name, src in sources.items()]
+    kinds = [link_or_copy(src, out / name) for name, src in sources.items()]
+    kinds += [link_or_copy(part, data / part.name) for part in parts]
     result = {
         "input_rows": summary.get("input_rows"),
         "valid_rows": summary.get("valid_rows"),
@@ -95,14 +97,15 @@ def run(
         "group_by": agg.get("group_by"),
         "columns": summary.get("columns"),
         "files": {
-            "aggregates": "data/aggregates.csv",
-            "quarantine": "data/quarantine.csv",
-            "data": [f"data/{p.name}" for p in parts],
+            "aggregates": "aggregates.csv",
+            "quarantine": "quarantine.csv",
+            "data": "data",
+            "parts": [f"data/{p.name}" for p in parts],
         },
     }
     write_json(out / "summary.json", result)
     log(
-        f"report: {len(sources)} files into {data} "
+        f"report: {len(kinds)} files into {out} "
         f"({kinds.count('link')} linked, {kinds.count('copy')} copied)"
     )
     return result

@@ -262,32 +262,33 @@ def sql_parse_select(columns: Sequence[tuple[str, str]], source: str) -> str:
         for nulls and misfits) and ``f{i}`` (true for a non-null value that does not
         fit the type), in ``source`` order.
     """
-    lvl0, lvl1, lvl2, lvl3 = [], [], [], []
+    lvl0, lvl1, lvl2, lvl3, lvl4 = [], [], [], [], []
     for i, (expr, type_) in enumerate(columns):
         c, n, q, p = f"c{i}", f"n{i}", f"q{i}", f"p{i}"
-        lvl0.append(f"{expr} AS {c}, {_null_fast(c)} AS {n}")
+        lvl0.append(f"{expr} AS {c}")
+        lvl1.append(f"{c}, {_null_fast(c)} AS {n}")
         if type_ == "string":
             ends = " OR ".join(f"suffix({c}, chr({k}))" for k in _WS_CODES)
             padded = f"(ascii({c}) IN ({', '.join(map(str, _WS_CODES))}) OR {ends})"
-            lvl1.append(f"{c}, {n}, NULL AS {q}")
-            lvl2.append(
+            lvl2.append(f"{c}, {n}, NULL AS {q}")
+            lvl3.append(
                 f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {padded} AND "
                 f"{_in(_trim(c), NULL_TOKENS)} THEN NULL ELSE {c} END AS {p}"
             )
-            lvl3.append(f"{c}, {p}, false AS f{i}")
+            lvl4.append(f"{c}, {p}, false AS f{i}")
             continue
         pre, accept = _fast(c, q, type_)
-        lvl1.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
-        lvl2.append(
+        lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
+        lvl3.append(
             f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
             f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
         )
-        lvl3.append(
+        lvl4.append(
             f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
             f"WHEN {_in(_trim(c), NULL_TOKENS)} THEN false ELSE true END AS f{i}"
         )
     query = f"SELECT {', '.join(lvl0)} FROM {source}"
-    for level in (lvl1, lvl2, lvl3):
+    for level in (lvl1, lvl2, lvl3, lvl4):
         query = f"SELECT {', '.join(level)} FROM ({query})"
     return query
 

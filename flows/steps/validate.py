@@ -27,7 +27,9 @@ Limitations: the input must be comma-separated UTF-8 with consistent ``\\n`` or
 record spans several physical lines (a quoted field containing a newline), line numbers
 of later type-mismatch rows are approximate, their raw text is re-assembled from the
 parsed fields, and trailing-extra-field detection is skipped; ``validate.json`` then has
-``"line_numbers_exact": false``.
+``"line_numbers_exact": false``. A line that is not valid UTF-8 is quarantined (``not
+valid UTF-8``); its presence also makes the plain-line read fail, so raw texts are then
+re-assembled and trailing extra fields go undetected (line numbers stay exact).
 """
 
 from __future__ import annotations
@@ -175,9 +177,9 @@ def _reject_rows(con: Any, rej: str, n: int) -> str:
     )
 
 
-def _raw_join(con: Any, src: InputFile, exact: bool) -> str:
+def _raw_join(src: InputFile, fetched: bool) -> str:
     """SQL join clause giving ``badl`` rows their ``raw`` text."""
-    if exact:
+    if fetched:
         return "LEFT JOIN (SELECT rn AS line, raw FROM scanned) t USING (line)"
     n = len(src.columns)  # re-assemble the raw text from the parsed fields
     quoted = ", ".join(
@@ -213,8 +215,8 @@ def _quarantine(
     con.execute(
         "CREATE OR REPLACE TEMP TABLE extras (rid BIGINT, line BIGINT, raw VARCHAR, nf BIGINT)"
     )
-    if exact:
-        _lines.fetch_lines(con, src.path, n, "badl", "scanned")
+    fetched = exact and _lines.fetch_lines(con, src.path, n, "badl", "scanned")
+    if fetched:
         candidates = con.execute("SELECT rn, raw FROM scanned WHERE is_trailing").fetchall()
         excluded = sorted(set(blanks) | rejected)
         extras = [
@@ -225,7 +227,7 @@ def _quarantine(
             con.executemany("INSERT INTO extras VALUES (?, ?, ?, ?)", extras)
     mismatches = (
         f"SELECT line, {_reason_sql(src.columns, types)} AS reason, raw FROM badl "
-        f"{_raw_join(con, src, exact)} WHERE rid NOT IN (SELECT rid FROM extras)"
+        f"{_raw_join(src, fetched)} WHERE rid NOT IN (SELECT rid FROM extras)"
     )
     union = (
         f"{_reject_rows(con, rej, n)} UNION ALL "

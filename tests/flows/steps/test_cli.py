@@ -61,6 +61,15 @@ def test_bad_usage_exits_64(args: list[str], tmp_path: Path) -> None:
     assert "error:" in done.stderr and "Traceback" not in done.stderr
 
 
+def test_threads_from_the_environment(tmp_path: Path) -> None:
+    done = run_cli(
+        "ingest", "--output", str(tmp_path), "--rows", "10", env={"AIOP_DUCKDB_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr
+    done = run_cli("ingest", "--output", str(tmp_path), env={"AIOP_DUCKDB_THREADS": "many"})
+    assert done.returncode == 64 and "AIOP_DUCKDB_THREADS" in done.stderr
+
+
 def test_full_run_through_the_cli(tmp_path: Path) -> None:
     def ok(*args: str) -> str:
         done = run_cli(*args)
@@ -70,8 +79,10 @@ def test_full_run_through_the_cli(tmp_path: Path) -> None:
     ok("ingest", "--output", str(tmp_path / "i"), "--rows", "3000", "--seed", "3")
     meta = json.loads((tmp_path / "i" / "ingest.json").read_text())
     assert meta["generated"] and meta["rows"] == 3000 and meta["seed"] == 3
-    assert meta["source"] == str(tmp_path / "i" / "input.csv")
-    out = ok("validate", "--input", meta["source"], "--output", str(tmp_path / "v"))
+    assert meta["source"] == "input.csv"
+    out = ok(
+        "validate", "--input", str(tmp_path / "i" / "input.csv"), "--output", str(tmp_path / "v")
+    )
     assert out.startswith("validate: 3000 rows, ")
     for i in range(2):
         ok("transform", "--input", str(tmp_path / "v" / "valid.parquet"),

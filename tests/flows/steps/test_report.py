@@ -18,10 +18,13 @@ def test_layout_and_summary(pipeline: Pipeline, tmp_path: Path) -> None:
     out = tmp_path / "final"
     result = report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)
     parts = [f"part-{i:05d}.parquet" for i in range(PARTITIONS)]
-    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(
-        ["aggregates.csv", "quarantine.csv", *parts]
-    )
-    assert sorted(p.name for p in out.iterdir()) == ["data", "summary.json"]
+    assert sorted(p.name for p in (out / "data").iterdir()) == parts
+    assert sorted(p.name for p in out.iterdir()) == [
+        "aggregates.csv",
+        "data",
+        "quarantine.csv",
+        "summary.json",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary == result
     meta = json.loads((pipeline.validate / "validate.json").read_text())
@@ -32,14 +35,25 @@ def test_layout_and_summary(pipeline: Pipeline, tmp_path: Path) -> None:
     )
     assert summary["group_by"] == "category" and summary["columns"] == meta["columns"]
     assert summary["files"] == {
-        "aggregates": "data/aggregates.csv",
-        "quarantine": "data/quarantine.csv",
-        "data": [f"data/{p}" for p in parts],
+        "aggregates": "aggregates.csv",
+        "quarantine": "quarantine.csv",
+        "data": "data",
+        "parts": [f"data/{p}" for p in parts],
     }
     src = pipeline.aggregate / "aggregates.csv"
-    assert (out / "data" / "aggregates.csv").read_bytes() == src.read_bytes()
-    assert (out / "data" / "aggregates.csv").stat().st_ino == src.stat().st_ino  # hard link
+    assert (out / "aggregates.csv").read_bytes() == src.read_bytes()
+    assert (out / "aggregates.csv").stat().st_ino == src.stat().st_ino  # hard link
     report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)  # re-run
+
+
+def test_part_folders_may_be_symlinks(pipeline: Pipeline, tmp_path: Path) -> None:
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(PARTITIONS):
+        (parts / f"p{i}").symlink_to(pipeline.parts / f"p{i}", target_is_directory=True)
+    (parts / "loop").symlink_to(parts, target_is_directory=True)  # visited once, no endless walk
+    result = report.run(pipeline.validate, pipeline.aggregate, parts, tmp_path / "o", log=quiet)
+    assert len(result["files"]["parts"]) == PARTITIONS
 
 
 def test_copies_when_links_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

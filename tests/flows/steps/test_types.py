@@ -123,7 +123,10 @@ def test_sql_rules_match_python_rules() -> None:
     """The SQL that validate runs agrees with the Python reference, value by value."""
     values = _tricky_values()
     con = duckdb.connect()
-    con.execute("CREATE TABLE v AS SELECT unnest($1::VARCHAR[]) AS x", [values])
+    # A source column named like the query's internal aliases (c0) must not leak in.
+    con.execute(
+        "CREATE TABLE v AS SELECT NULL::VARCHAR AS c0, unnest($1::VARCHAR[]) AS x", [values]
+    )
     for type_ in T.TYPES:
         rows = con.execute(T.sql_parse_select([("x", type_)], "v")).fetchall()
         assert [r[0] for r in rows] == values  # input order kept

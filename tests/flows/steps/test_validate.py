@@ -177,6 +177,17 @@ def test_broken_quoting_is_quarantined(write_csv: WriteCsv, tmp_path: Path) -> N
     assert result["valid_rows"] == 2
 
 
+def test_invalid_utf8_after_the_first_64_kib(tmp_path: Path) -> None:
+    rows = [f"{i},x{i}" for i in range(20_000)]  # > 64 KiB: ingest's sniff does not see it
+    path = tmp_path / "in.csv"
+    path.write_bytes(("a,b\n" + "\n".join(rows) + "\n").encode() + b"20000,\xff\xfe\n20001,y\n")
+    out = tmp_path / "v"
+    result = _run(path, out)
+    ((line, reason, _),) = _quarantine(out)
+    assert (line, reason) == (20_002, "not valid UTF-8")
+    assert result["valid_rows"] == 20_001 and result["line_numbers_exact"] is True
+
+
 def test_mixed_line_ends_are_a_data_error(write_csv: WriteCsv, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cannot read the file as CSV") as info:
         _run(write_csv("a,b\n1,2\r\n3,4\n"), tmp_path / "v")
