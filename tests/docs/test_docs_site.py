@@ -6,6 +6,7 @@ by the module; the tests marked ``slow`` read the HTML it produced.
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -20,6 +21,8 @@ from adapters.errors import AiopError
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: Modules that define error classes; imported so the anchor check sees all of them.
+_MODULES_WITH_ERRORS = ("adapters.errors", "agents.errors", "flows.pipeline")
 _EXTERNAL = re.compile(r"^(?:https?:)?//", re.IGNORECASE)
 
 
@@ -111,6 +114,8 @@ class TestBuild:
 @pytest.mark.slow
 class TestAnchorsTheCodeLinksTo:
     def test_every_error_class_has_its_troubleshooting_section(self, site: Path) -> None:
+        for module in _MODULES_WITH_ERRORS:  # the same classes whichever tests ran before
+            importlib.import_module(module)
         ids = _parse(site / "troubleshooting" / "index.html").ids
         classes: list[type[AiopError]] = [AiopError, *_subclasses(AiopError)]
         ours = [c for c in classes if not c.__module__.startswith("tests")]
@@ -134,6 +139,16 @@ class TestAnchorsTheCodeLinksTo:
         assert pages, "expected the code to link some docs pages"
         missing = [p for p in pages if not (site / p / "index.html").is_file()]
         assert not missing, missing
+
+    def test_every_agent_docs_page_is_built(self, site: Path) -> None:
+        pattern = re.compile(r"^docs:\s*[\"']?([^\"'#\s]+)", re.MULTILINE)
+        pages = {
+            f"{definition.name}: {page}"
+            for definition in (ROOT / "agents" / "definitions").glob("*.y*ml")
+            for page in pattern.findall(definition.read_text(encoding="utf-8"))
+            if not (site / page / "index.html").is_file()
+        }
+        assert not pages, sorted(pages)
 
 
 @pytest.mark.slow
