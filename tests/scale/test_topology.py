@@ -171,7 +171,7 @@ class TestRuns:
 
         expected = len(spread) * STEPS_PER_RUN
         acquired = 0
-        deadline = time.monotonic() + 15  # events are persisted in batches
+        deadline = time.monotonic() + 10  # events are persisted in batches
         with get_client(sync_client=True) as client:
             limit = client.read_global_concurrency_limit_by_name(LIMIT_NAME)
             while acquired < expected and time.monotonic() < deadline:
@@ -179,7 +179,8 @@ class TestRuns:
                     EventFilter(
                         event=EventNameFilter(name=["prefect.concurrency-limit.acquired"]),
                         resource=EventResourceFilter(id=[f"prefect.concurrency-limit.{limit.id}"]),
-                    )
+                    ),
+                    limit=50,  # the server's maximum page; `total` counts them all
                 )
                 acquired = page.total
                 time.sleep(1.0)
