@@ -1,17 +1,22 @@
 """Physical-line bookkeeping for ``validate``: line numbers and raw text of records.
 
 DuckDB's CSV reader returns records in file order but without their line numbers, and it
-skips blank lines. A second, cheap read of the file as plain lines (one VARCHAR per
-physical line, numbered with a streaming ``row_number()``) gives the blank lines, the
-lines DuckDB silently accepted with trailing extra empty fields, and the raw text of any
-line. With the sorted list of *excluded* lines (blank lines and lines DuckDB rejected),
-the n-th accepted record (0-based ``rid``) sits on line::
+skips blank lines. Two cheap extra reads fill the gap:
 
-    rid + 2 + #{j : e_j - 2 - j <= rid}      (e_0 < e_1 < ... the excluded lines)
+* :func:`scan_lines`, a byte scan in Python (C-speed ``bytes.count``/``find``), counts
+  the physical lines and finds the blank ones;
+* :func:`fetch_lines`, a DuckDB read of the file as plain lines (one VARCHAR per line,
+  numbered with a streaming ``row_number()``), returns the raw text of wanted lines and
+  the lines DuckDB silently accepted with trailing extra empty fields.
 
-because ``e_j - 2 - j`` is the number of accepted records before excluded line ``e_j``.
-This holds when every record is one physical line. When some record spans several lines
-(a quoted field with a newline), the mapping is *approximate*: see :class:`LineScan`.
+With the sorted list of *excluded* lines ``e_0 < e_1 < ...`` (blank lines and lines
+DuckDB rejected), the n-th accepted record (0-based ``rid``) sits on line::
+
+    rid + 2 + #{j : e_j - 2 - j <= rid}
+
+because ``e_j - 2 - j`` is the number of accepted records before line ``e_j``. This holds
+when every record is one physical line (:meth:`LineScan.exact`); when a record spans
+several lines (a quoted field with a newline) later line numbers are approximate.
 """
 
 from __future__ import annotations

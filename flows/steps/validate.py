@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -195,14 +196,19 @@ def _raw_join(src: InputFile, fetched: bool) -> str:
 
 
 def _quarantine(
-    con: Any, src: InputFile, types: Sequence[str], staging: Path, rej: str, target: Path
+    con: Any,
+    src: InputFile,
+    types: Sequence[str],
+    staging: Path,
+    rej: str,
+    target: Path,
+    scan: _lines.LineScan,
 ) -> tuple[int, int, bool]:
     """Write quarantine.csv. Returns (rows written, trailing-extra rows, exact line numbers)."""
     n = len(src.columns)
     rejected = {r[0] for r in con.execute(f"SELECT DISTINCT line FROM {rej}_errors").fetchall()}
     stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
     accepted = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-    scan = _lines.scan_lines(src.path)
     exact = scan.exact(accepted + len(rejected))
     blanks = scan.blanks
     con.execute(
@@ -300,6 +306,9 @@ def run(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     con = connect(work / "spill", threads)
+    # The byte scan for line numbers runs beside DuckDB (which releases the GIL).
+    pool = ThreadPoolExecutor(max_workers=1)
+    line_scan = pool.submit(_lines.scan_lines, src.path)
     try:
         k = sample_rows or _sample_size(src)
         n = len(src.columns)
@@ -326,7 +335,7 @@ def run(
         except duckdb.Error as exc:
             raise _read_error(src, exc) from None
         quarantined, extras, exact = _quarantine(
-            con, src, types, staging, rej, out / "quarantine.csv"
+            con, src, types, staging, rej, out / "quarantine.csv", line_scan.result()
         )
         rejected = con.execute(f"SELECT count(DISTINCT line) FROM {rej}_errors").fetchone()[0]
         stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
@@ -355,6 +364,7 @@ def run(
             "line_numbers_exact": exact,
         }
     finally:
+        pool.shutdown(cancel_futures=True)
         con.close()
         shutil.rmtree(work, ignore_errors=True)
     write_json(out / "validate.json", result)
