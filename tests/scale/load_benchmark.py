@@ -68,15 +68,18 @@ async def _submit_all(top: Topology, runs: int, rows: int, partitions: int) -> l
     return list(await asyncio.gather(*(one(i) for i in range(runs))))
 
 
-async def _wait_final(client: Any, ids: list[Any], timeout_s: float) -> list[Any]:
+async def _wait_final(client: Any, ids: list[Any], timeout_s: float, started: float) -> list[Any]:
     deadline = time.monotonic() + timeout_s
+    reported = -1
     while True:
         flow_runs = [await client.read_flow_run(run_id) for run_id in ids]
         done = sum(1 for r in flow_runs if r.state is not None and r.state.is_final())
+        if done != reported:
+            print(f"  {time.monotonic() - started:6.1f} s: {done}/{len(ids)} runs finished")
+            reported = done
         if done == len(ids) or time.monotonic() > deadline:
             return flow_runs
-        print(f"  {done}/{len(ids)} runs finished", end="\r", flush=True)
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
 
 
 async def _task_runs(client: Any, ids: list[Any]) -> list[Any]:
@@ -101,9 +104,8 @@ async def _measure(top: Topology, args: argparse.Namespace) -> int:
     submitted_s = time.monotonic() - started
     ids = [r.id for r in created]
     async with get_client() as client:
-        flow_runs = await _wait_final(client, ids, args.timeout)
+        flow_runs = await _wait_final(client, ids, args.timeout, started)
         wall_s = time.monotonic() - started
-        print(" " * 40, end="\r")
 
         completed = [r for r in flow_runs if r.state is not None and r.state.is_completed()]
         steps_in_summaries = 0
@@ -175,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     base = Path(tempfile.mkdtemp(prefix="aiop-load-"))
     # Before Prefect is imported: this process's Prefect files stay in the benchmark's folder.
+    (base / "homes" / "client").mkdir(parents=True)
     os.environ["PREFECT_HOME"] = str(base / "homes" / "client")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     names = [f"w{i + 1}" for i in range(args.workers)]
