@@ -3,7 +3,7 @@ pool with two workers, breaker state in Redis (docs/guides/scale-out.md).
 
 Needs PostgreSQL (``AIOP_TEST_POSTGRES_URL``, default ``postgresql://root@127.0.0.1:5432/postgres``)
 and Redis (``AIOP_TEST_SCALE_REDIS_URL``, default database 14 of ``127.0.0.1:6379``): skips with the
-reason without them, fails in CI (``AIOP_REQUIRE_SERVICES=1``). About 1.5 minutes for the module.
+reason without them, fails in CI (``AIOP_REQUIRE_SERVICES=1``). About two minutes for the module.
 """
 
 from __future__ import annotations
