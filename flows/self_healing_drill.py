@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import filecmp
+import json
 import os
 import signal
 import subprocess
@@ -81,7 +82,7 @@ class Scenario:
 
 
 def _completed(o: Observed) -> bool:
-    return o.error is None and o.summary is not None
+    return o.error is None and o.summary is not None and "error" not in o.summary
 
 
 def _retried(step: str, attempts: int) -> Check:
@@ -250,6 +251,9 @@ async def run_scenario(scenario: Scenario, base: Path, backend: str, rows: int) 
             install_plan(None)
             reset_breakers()
         seconds = time.monotonic() - started
+        written = base / slug / "out" / "summary.json"
+        if summary is None and written.exists():  # a failed run still writes its step list
+            summary = json.loads(written.read_text(encoding="utf-8"))
         transitions: list[str] = [e.name for e in list(RECENT_TRANSITIONS)[seen:]]
     observed = Observed(summary, error, seconds, transitions)
     passed, text = scenario.check(observed)

@@ -98,8 +98,17 @@ class HostExec:
             volume = self.root / "caches" / key.replace("/", "_")
             volume.mkdir(parents=True, exist_ok=True)
             prefixes[target] = str(volume)
-        for top in _private_tops(request):
+        tops = _private_tops(request)
+        for top in tops:
             prefixes.setdefault(top, str(scratch / top.lstrip("/")))
+        for target, host in list(prefixes.items()):
+            # A mount inside a private folder shows in its parent, as in a container's filesystem
+            # (/aiop/in/parts lists p0 and p1).
+            if target not in tops and _top(target) in tops:
+                link = scratch / target.lstrip("/")
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    link.symlink_to(host)
         path_map = PathMap(prefixes)
 
         def host_path(container_path: str) -> Path:
