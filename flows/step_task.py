@@ -13,6 +13,7 @@ step's output paths still exist (:func:`execute_step` refreshes the cache otherw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.client.schemas.objects import State
+from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 from prefect.runtime import task_run as runtime_task_run
 
@@ -193,7 +195,13 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         logger.info("%s", line if stream == "stdout" else f"[{stream}] {line}")
 
     try:
-        result = await breaker.call(lambda: runner.run(spec, attempt=attempt, on_line=forward))
+
+        async def on_engine() -> StepResult:
+            async with _engine_slot():
+                return await runner.run(spec, attempt=attempt, on_line=forward)
+
+        # The slot is taken inside the breaker: an open circuit rejects without waiting for one.
+        result = await breaker.call(on_engine)
         if not result.ok:
             stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
             transient = result.exit_code in spec.transient_exit_codes
@@ -220,6 +228,13 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         raise
     logger.info("%s finished in %.2f s", spec.name, result.duration_s)
     return result
+
+
+def _engine_slot() -> contextlib.AbstractAsyncContextManager[None]:
+    """One slot of the Prefect global concurrency limit named in ``AIOP_ENGINE_LIMIT`` (set by
+    ``python -m flows.deploy``), protecting the engine; no limit when the variable is unset."""
+    limit = os.environ.get("AIOP_ENGINE_LIMIT", "").strip()
+    return concurrency(limit, occupy=1, strict=False) if limit else contextlib.nullcontext()
 
 
 @dataclass(frozen=True)

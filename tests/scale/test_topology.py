@@ -158,11 +158,6 @@ class TestRuns:
         by_worker = {r.name: worker_of(r) for r in spread}
         assert set(by_worker.values()) == {"w1", "w2"}, by_worker
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="run_step does not take a slot of AIOP_ENGINE_LIMIT yet (flows/step_task.py); "
-        "remove this mark when it does",
-    )
     def test_every_step_takes_a_slot_of_the_engine_limit(
         self, scale: Topology, spread: list[Any]
     ) -> None:
