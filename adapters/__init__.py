@@ -1,6 +1,6 @@
 """How a step is executed: the step contract, the runners and the error tree.
 
-Example:
+Examples:
     >>> import asyncio
     >>> from adapters import StepSpec, get_runner
     >>> spec = StepSpec(name="hello", image="python:3.12-slim", args=["python", "-c", "print(1)"])

@@ -78,7 +78,7 @@ async def open_session(
         raise ProvisioningTimeoutError(
             f"the Dagger engine was not ready within provision_timeout_s={limit:g} s; the attempt"
             f" was abandoned{engine_said(engine_log, spec)}. If the engine is starting for the"
-            f" first time, raise the limit; else {ENGINE_HINT}",
+            f" first time, raise the limit (AIOP_DAGGER_PROVISION_TIMEOUT_S); else {ENGINE_HINT}",
             step=spec.name,
         )
     try:

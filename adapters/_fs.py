@@ -57,7 +57,7 @@ def host_mounts(spec: StepSpec) -> list[HostMount]:
 def landing_path(dest: Path, token: str | None = None) -> Path:
     """A unique sibling of ``dest`` for an output to land in before it is renamed into place.
 
-    Example:
+    Examples:
         >>> landing_path(Path("/data/results"), "ab12").as_posix()
         '/data/.results.aiop-tmp-ab12'
     """
@@ -93,7 +93,7 @@ def replace_atomically(source: Path, dest: Path) -> None:
     Raises:
         OSError: the destination's folder cannot be created or written.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     (Path(tmp) / "new.txt").write_text("new")

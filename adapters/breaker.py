@@ -22,7 +22,7 @@ machine, counters, listeners and storage; this module adds what the platform nee
   back to in-process state with one warning while Redis is down (see
   :mod:`adapters.breaker_storage`).
 
-Example:
+Examples:
     >>> import asyncio
     >>> from adapters.breaker import Breaker, BreakerPolicy
     >>> breaker = Breaker("engine:doc", BreakerPolicy(fail_max=2))
@@ -140,7 +140,7 @@ class Breaker:
     Raises:
         InvalidInputError: empty name, or an unusable Redis URL.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from adapters.errors import EngineUnavailableError
         >>> breaker = Breaker("engine:example", BreakerPolicy(fail_max=1))
@@ -212,7 +212,7 @@ class Breaker:
             CircuitOpenError: the circuit is open, or half-open with all probe slots taken.
             BaseException: whatever ``fn()`` raised, unchanged.
 
-        Example:
+        Examples:
             >>> import asyncio
             >>> async def step() -> int:
             ...     return 7
@@ -228,7 +228,7 @@ class Breaker:
         Raises:
             CircuitOpenError: on enter, when the circuit does not admit the call.
 
-        Example:
+        Examples:
             >>> import asyncio
             >>> async def main() -> str:
             ...     async with Breaker("engine:guard-doc").guard():
@@ -256,7 +256,7 @@ class Breaker:
     def snapshot(self) -> dict[str, Any]:
         """The breaker's state as plain data, for display.
 
-        Example:
+        Examples:
             >>> snap = Breaker("engine:snap-doc").snapshot()
             >>> snap["state"], snap["fail_counter"], snap["opened_at"]
             ('closed', 0, None)
@@ -469,7 +469,7 @@ def get_breaker(name: str, policy: BreakerPolicy | None = None) -> Breaker:
     Raises:
         InvalidInputError: ``policy`` differs from the existing breaker's, or a bad environment.
 
-    Example:
+    Examples:
         >>> get_breaker("engine:local") is get_breaker("engine:local")
         True
     """
@@ -494,7 +494,7 @@ def get_breaker(name: str, policy: BreakerPolicy | None = None) -> Breaker:
 def reset_breakers() -> None:
     """Forget every registered breaker and close their Redis connections (for tests).
 
-    Example:
+    Examples:
         >>> first = get_breaker("engine:reset-doc")
         >>> reset_breakers()
         >>> get_breaker("engine:reset-doc") is first

@@ -14,7 +14,7 @@ from the environment or passed in; :class:`BreakerEvent` is what listeners recei
   breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and ``asyncio.CancelledError``,
   ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass through untouched.
 
-Example:
+Examples:
     >>> from adapters.breaker_policy import BreakerPolicy
     >>> BreakerPolicy(fail_max=3, reset_timeout=10.0)
     BreakerPolicy(fail_max=3, reset_timeout=10.0, success_threshold=1, half_open_max_calls=1)
@@ -102,7 +102,7 @@ class Outcome(Enum):
 def classify_outcome(exc: BaseException | None) -> Outcome:
     """How a call that raised ``exc`` (None: returned normally) counts; see the module docstring.
 
-    Example:
+    Examples:
         >>> from adapters.errors import EngineUnavailableError, StepFailedError
         >>> classify_outcome(EngineUnavailableError("no engine")).value
         'failure'
@@ -147,7 +147,7 @@ class BreakerPolicy:
     Raises:
         InvalidInputError: a value is out of range (``fail_max < 1``, ``reset_timeout <= 0`` ...).
 
-    Example:
+    Examples:
         >>> policy = BreakerPolicy(fail_max=3)
         >>> policy.reset_timeout
         30.0
@@ -204,7 +204,7 @@ class BreakerPolicy:
             InvalidInputError: a variable is not a number or out of range; the message names the
                 variable and the fix.
 
-        Example:
+        Examples:
             >>> env = {"AIOP_BREAKER_FAIL_MAX": "3", "AIOP_BREAKER_RESET_TIMEOUT": "2.5"}
             >>> p = BreakerPolicy.from_env(environ=env)
             >>> (p.fail_max, p.reset_timeout, p.success_threshold)

@@ -117,7 +117,7 @@ class FaultPlan:
 def parse_plan(spec: str, *, source: str = "AIOP_CHAOS") -> FaultPlan:
     """Parse a fault plan; raises :class:`InvalidInputError` naming the bad part and the fix.
 
-    Example:
+    Examples:
         >>> plan = parse_plan("step=transform,kind=transient-exit,times=2;kind=engine-down,seconds=5")
         >>> [f.describe() for f in plan.faults]
         ['step=transform,kind=transient-exit,times=2', 'kind=engine-down,seconds=5']
@@ -188,7 +188,7 @@ def active_plan() -> FaultPlan | None:
 class ChaosRunner:
     """Wraps a runner and injects the plan's faults before (or instead of) the real run.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from adapters.local_runner import LocalRunner
         >>> runner = ChaosRunner(LocalRunner(), parse_plan("kind=permanent-exit"))

@@ -80,7 +80,7 @@ class Mount(BaseModel):
 class StepSpec(BaseModel):
     """Everything a runner needs to execute one step, and nothing about how.
 
-    Example:
+    Examples:
         >>> from adapters import StepSpec
         >>> spec = StepSpec(
         ...     name="hello",
@@ -221,7 +221,7 @@ class StepSpec(BaseModel):
     def parse(cls, data: Mapping[str, Any], *, source: str = "step spec") -> StepSpec:
         """Validate ``data`` and raise :class:`InvalidSpecError` naming the field and the fix.
 
-        Example:
+        Examples:
             >>> StepSpec.parse({"name": "x", "image": "alpine", "args": "echo hi"})
             Traceback (most recent call last):
             ...

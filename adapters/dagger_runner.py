@@ -79,7 +79,7 @@ Concurrency:
     Each ``run`` opens, uses and closes its own connection (never the SDK's global ``dag``), so
     runs may proceed concurrently in one event loop or in several threads with their own loops.
 
-Example:
+Examples:
     >>> import asyncio
     >>> from adapters import StepSpec
     >>> from adapters.dagger_runner import DaggerRunner
@@ -177,7 +177,7 @@ def translate_error(
     Returns:
         The :mod:`adapters.errors` instance to raise ``from exc``.
 
-    Example:
+    Examples:
         >>> import dagger
         >>> translate_error(dagger.TransportError("boom"), connected=True).__class__.__name__
         'EngineConnectionError'
@@ -220,7 +220,7 @@ class DaggerRunner:
     Raises:
         InvalidInputError: a limit is not a positive number.
 
-    Example:
+    Examples:
         >>> runner = DaggerRunner(provision_timeout_s=30)
         >>> runner.backend
         'dagger'

@@ -51,7 +51,7 @@ def cache_root() -> Path:
 class LocalRunner:
     """Runs a :class:`~adapters.contract.StepSpec` as a host subprocess.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from adapters import StepSpec
         >>> spec = StepSpec(name="hi", image="python:3.12-slim", args=["python", "-c", "print(2)"])

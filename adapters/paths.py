@@ -22,7 +22,7 @@ __all__ = ["PathMap"]
 class PathMap:
     """Container path prefix -> host path, applied longest prefix first.
 
-    Example:
+    Examples:
         >>> pm = PathMap({"/aiop/in": "/data/in", "/aiop/out": "/tmp/s/out"})
         >>> pm.rewrite("--output=/aiop/out/x.csv")
         '--output=/tmp/s/out/x.csv'

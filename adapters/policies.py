@@ -1,6 +1,6 @@
 """Resilience settings as frozen values: how often and how patiently a step is retried.
 
-Example:
+Examples:
     >>> policy = RetryPolicy(attempts=4, backoff_s=1.0, factor=2.0, max_backoff_s=5.0)
     >>> policy.delays()
     [1.0, 2.0, 4.0]
@@ -74,7 +74,7 @@ class RetryPolicy:
         Raises:
             InvalidInputError: a variable is not a number or out of range; names it and the fix.
 
-        Example:
+        Examples:
             >>> RetryPolicy.from_env(environ={"AIOP_RETRY_ATTEMPTS": "5"}).attempts
             5
         """

@@ -23,7 +23,7 @@ LineSink = Callable[[Stream, str], None]
 class Runner(Protocol):
     """The contract every runner fulfils.
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from adapters import StepSpec, get_runner
         >>> runner = get_runner("local")

@@ -76,7 +76,7 @@ class BackendChoice:
 def probe_engine(timeout_s: float = 2.0) -> EngineProbe:
     """Look for a usable Dagger engine, spending at most about ``timeout_s`` per check.
 
-    Example:
+    Examples:
         >>> probe = probe_engine(timeout_s=1.0)
         >>> probe.kind in {"session", "remote", "runtime", "none"}
         True
@@ -149,7 +149,7 @@ def choose_backend(backend: str | None = None, *, timeout_s: float = 2.0) -> Bac
 def get_runner(backend: str | None = None) -> Runner:
     """A runner for ``backend``: ``auto``, ``dagger`` or ``local`` (None reads ``AIOP_BACKEND``).
 
-    Example:
+    Examples:
         >>> get_runner("local").backend
         'local'
     """
@@ -158,7 +158,28 @@ def get_runner(backend: str | None = None) -> Runner:
         return LocalRunner()
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
-    return DaggerRunner()
+    return DaggerRunner(provision_timeout_s=provision_timeout_s())
+
+
+def provision_timeout_s() -> float:
+    """The Dagger provisioning limit: ``AIOP_DAGGER_PROVISION_TIMEOUT_S`` (default 60 s).
+
+    Raises:
+        InvalidInputError: the variable is not a positive number.
+    """
+    raw = os.environ.get("AIOP_DAGGER_PROVISION_TIMEOUT_S", "").strip()
+    if not raw:
+        return 60.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise InvalidInputError(
+            f"AIOP_DAGGER_PROVISION_TIMEOUT_S={raw!r} is not a positive number of seconds;"
+            " e.g. AIOP_DAGGER_PROVISION_TIMEOUT_S=120"
+        )
+    return value
 
 
 def engine_breaker_name(backend: Backend) -> str:
@@ -167,7 +188,7 @@ def engine_breaker_name(backend: Backend) -> str:
     ``engine:local`` for the local runner; for Dagger, one per engine: the remote runner host, the
     session port, or the local container runtime.
 
-    Example:
+    Examples:
         >>> engine_breaker_name("local")
         'engine:local'
     """

@@ -4,7 +4,7 @@ Definitions live in ``agents/definitions/*.yaml`` and in the folders of ``AIOP_A
 is an :class:`AgentSpec`. :class:`AgentManager` ranks the agents able to do a capability by health
 and runs the healthiest, falling back to the next one. Importing this package never imports Prefect.
 
-Example:
+Examples:
     >>> from agents import AgentManager
     >>> manager = AgentManager.from_paths()
     >>> manager.select("validate").render_args({"input": "/aiop/in/input.csv", "output": "/aiop/out"})

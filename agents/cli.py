@@ -7,7 +7,7 @@
   the agent (or the healthiest agent for a capability) and prints its output; exits 1 with one
   paragraph when it fails, 2 on bad usage.
 
-Example:
+Examples:
     $ python -m agents validate
     $ python -m agents run validate-duckdb --param input=/aiop/in/a.csv --param output=/aiop/out
 """

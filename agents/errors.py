@@ -10,7 +10,7 @@ InvalidInputError
 
 They keep the ``invalid-input`` troubleshooting anchor of their parent.
 
-Example:
+Examples:
     >>> from adapters.errors import InvalidInputError
     >>> issubclass(AgentRefusedError, InvalidInputError)
     True

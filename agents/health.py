@@ -1,6 +1,6 @@
 """How healthy an agent looks: its breaker state and its recent runs in this process.
 
-Example:
+Examples:
     >>> history = RunHistory(size=3)
     >>> for ok in (True, False, True, True):
     ...     history.record(RunRecord("a", "a", "Completed" if ok else "Failed", ok, 0.0))

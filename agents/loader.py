@@ -6,7 +6,7 @@ cannot be used becomes a :class:`DefinitionProblem` -- one paragraph naming the 
 the fix -- and never stops the other files from loading. When two files define the same name, the
 first one loaded is kept and the second is reported.
 
-Example:
+Examples:
     >>> agents, problems = load_definitions([SHIPPED_DEFINITIONS])
     >>> problems
     []
@@ -76,7 +76,7 @@ class DefinitionProblem:
 def default_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
     """The shipped folder, then every folder in ``AIOP_AGENTS_PATH`` (empty entries skipped).
 
-    Example:
+    Examples:
         >>> default_paths({"AIOP_AGENTS_PATH": ""}) == [SHIPPED_DEFINITIONS]
         True
     """
@@ -93,7 +93,7 @@ def load_definitions(
     Returns:
         The valid agents in load order, and one problem per file (or folder) that could not be used.
 
-    Example:
+    Examples:
         >>> agents, problems = load_definitions()
         >>> sorted({c for a in agents for c in a.capabilities})[:3]
         ['aggregate', 'ingest', 'report']
@@ -144,7 +144,7 @@ def load_file(path: str | os.PathLike[str]) -> AgentSpec:
         DefinitionError: unreadable file, bad YAML, or an invalid definition; the message names the
             file, the field and the fix.
 
-    Example:
+    Examples:
         >>> load_file(SHIPPED_DEFINITIONS / "validate-duckdb.yaml").capabilities
         ('validate',)
     """

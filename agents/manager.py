@@ -14,7 +14,7 @@ is open, or when its run ends in an infrastructure error (which its breaker coun
 outcome -- success, or the step's own non-zero exit -- is final. Nothing here imports Prefect until
 :meth:`~AgentManager.run` is awaited.
 
-Example:
+Examples:
     >>> manager = AgentManager.from_paths()
     >>> manager.select("transform").name
     'transform-duckdb'
@@ -63,7 +63,7 @@ class AgentManager:
         environ: where secret values are looked up first (``os.environ`` if None).
         secret_blocks: loads Prefect Secret blocks; default: Prefect's, when an API is configured.
 
-    Example:
+    Examples:
         >>> manager = AgentManager.from_paths()
         >>> [a.name for a in manager.rank("transform")]
         ['transform-duckdb', 'transform-duckdb-lowmem']
@@ -102,7 +102,7 @@ class AgentManager:
 
         Problems are logged as warnings and kept in :attr:`problems`; they never stop the others.
 
-        Example:
+        Examples:
             >>> AgentManager.from_paths().get("ingest-duckdb").capabilities
             ('ingest',)
         """
@@ -146,7 +146,7 @@ class AgentManager:
     def select(self, capability: str) -> AgentSpec:
         """The healthiest agent able to do ``capability``.
 
-        Example:
+        Examples:
             >>> AgentManager.from_paths().select("validate").name
             'validate-duckdb'
         """
@@ -224,7 +224,10 @@ class AgentManager:
             params: parameter values; None means "not given".
             backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
             step_name: the step (and task run) name; default the agent's name.
-            mounts, outputs, caches, env: what the caller adds to the agent's StepSpec.
+            mounts: host path -> container path, added to the agent's StepSpec.
+            outputs: container path -> host path, added to the agent's StepSpec.
+            caches: cache volume name -> container path, added to the agent's StepSpec.
+            env: environment variables added to the agent's StepSpec.
             prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
 
         Returns:
@@ -235,7 +238,7 @@ class AgentManager:
             AgentNotFoundError: ``target`` is neither an agent nor a capability.
             AgentParameterError: ``params`` fit none of the candidates.
 
-        Example:
+        Examples:
             >>> from prefect import flow
             >>> @flow
             ... async def check() -> str:  # the healthiest 'validate' agent, e.g. validate-duckdb

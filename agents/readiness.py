@@ -1,7 +1,7 @@
 """Whether an agent can run here, checked before anything runs: its secrets, and for an ``llm``
 agent a Dagger engine (and, in this release, the LLM adapter it would need).
 
-Example:
+Examples:
     >>> import asyncio
     >>> from agents.loader import SHIPPED_DEFINITIONS, load_file
     >>> agent = load_file(SHIPPED_DEFINITIONS / "summarize-llm.yaml")

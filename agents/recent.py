@@ -3,7 +3,7 @@
 Only asked when a Prefect API is configured (``PREFECT_API_URL``): ``python -m agents list`` must
 not start an embedded server just to show a column.
 
-Example:
+Examples:
     >>> RecentRuns(ok=3, failed=1).text
     '3 ok, 1 failed'
 """

@@ -1,6 +1,6 @@
 """``agent-run``: the Prefect flow behind ``python -m agents run`` -- one agent, one flow run.
 
-Example:
+Examples:
     >>> import asyncio
     >>> from agents.run_flow import agent_run
     >>> asyncio.run(agent_run("validate-duckdb", {"input": "/in.csv", "output": "/out"},

@@ -5,7 +5,7 @@ A definition lists secret *names* (``secrets: [ANTHROPIC_API_KEY]``). At run tim
 Secret block named after it in lower-kebab case (``anthropic-api-key``). A secret found in neither is
 reported before anything runs; values only ever travel in ``StepSpec.secrets`` (masked everywhere).
 
-Example:
+Examples:
     >>> import asyncio
     >>> asyncio.run(resolve_secrets(["TOKEN"], environ={"TOKEN": "t0k"}, load_block=None))
     ({'TOKEN': 't0k'}, [])

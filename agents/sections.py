@@ -4,7 +4,7 @@ Each is a frozen pydantic model that forbids unknown fields; ``retry:`` and ``br
 fields of :class:`~adapters.policies.RetryPolicy` and :class:`~adapters.breaker_policy.BreakerPolicy`
 under the same names, and build those policies.
 
-Example:
+Examples:
     >>> RetrySection(attempts=2, transient_exit_codes=[75]).policy().attempts
     2
     >>> ResourceHints(memory="512MiB").memory_bytes

@@ -6,7 +6,7 @@ environment, the *names* of the secrets it needs (values come from the environme
 Secret block at run time, never from the file), its timeout, retry and breaker policies, and
 resource hints. This module imports no Prefect, so validating definitions stays fast.
 
-Example:
+Examples:
     >>> agent = AgentSpec.model_validate({
     ...     "name": "hello", "description": "Says hello.", "capabilities": ["greet"],
     ...     "image": "python:3.12-slim", "parameters": {"who": {"description": "who to greet"}},
@@ -58,7 +58,7 @@ DEFINITION_ERROR = "agent_definition"
 class AgentSpec(BaseModel):
     """One agent definition (one YAML file in ``agents/definitions`` or an ``AIOP_AGENTS_PATH`` folder).
 
-    Example:
+    Examples:
         >>> spec = AgentSpec.model_validate({
         ...     "name": "echo", "description": "Echoes.", "capabilities": ["echo"],
         ...     "image": "alpine:3", "command": ["echo", "hi"],
@@ -293,7 +293,7 @@ class AgentSpec(BaseModel):
     def render_args(self, params: Mapping[str, ParamValue | None]) -> list[str]:
         """The command's argument list for ``params`` (see :mod:`agents.template`).
 
-        Example:
+        Examples:
             >>> spec = AgentSpec.model_validate({
             ...     "name": "n", "description": "d", "capabilities": ["c"], "image": "alpine",
             ...     "parameters": {"x": {"description": "x", "required": False}},

@@ -14,7 +14,7 @@ Every parameter a template names must be declared by the agent (``parameters:``)
 named outside an ``optional`` group must be required or have a default -- both are checked when the
 definition is loaded, so a typo never reaches a run.
 
-Example:
+Examples:
     >>> template = CommandTemplate.model_validate(
     ...     ["python", "-m", "flows.steps", "validate", "--input", "{input}",
     ...      {"optional": ["--schema", "{schema}"]}, "--output", "{output}"]
@@ -49,7 +49,7 @@ def placeholders(text: str) -> list[str]:
         ValueError: an unmatched brace or a placeholder that is not a plain ``{name}``; the message
             says how to write it.
 
-    Example:
+    Examples:
         >>> placeholders("--rows={rows} {{literal}} {seed}")
         ['rows', 'seed']
     """
@@ -120,7 +120,7 @@ TemplateItem = str | OptionalArgs
 class CommandTemplate(RootModel[tuple[TemplateItem, ...]]):
     """An argument-list template (see the module docstring for the syntax).
 
-    Example:
+    Examples:
         >>> t = CommandTemplate.model_validate(["echo", {"optional": ["--n", "{n}"]}])
         >>> t.render({}), t.render({"n": "3"})
         (['echo'], ['echo', '--n', '3'])

@@ -3,7 +3,7 @@
 ``run_step`` is imported on first use, so that ``python -m flows.steps`` (the step code that runs
 inside containers, where Prefect is not installed) never imports Prefect.
 
-Example:
+Examples:
     >>> from flows import run_step  # doctest: +SKIP
 """
 

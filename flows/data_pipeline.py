@@ -4,7 +4,7 @@ Checks its arguments and input before anything starts (exit 2 with one paragraph
 unusable), runs the :func:`flows.pipeline.data_pipeline` flow, prints a summary, and exits 0 on
 success or 1 when a step failed for good, saying which, why and where to read more.
 
-Example:
+Examples:
     $ python -m flows.data_pipeline --rows 10000 --output output/demo
 """
 
@@ -102,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         default=os.environ.get("AIOP_CHAOS"),
         help="fault plan to inject, e.g. 'step=transform,kind=transient-exit,times=2'"
-        " (default AIOP_CHAOS); see the self-healing guide",
+        f" (default AIOP_CHAOS); see {docs_url('explanation/self-healing/#fault-drills')}",
     )
     return parser
 

@@ -14,7 +14,7 @@ per object, ``created``, ``updated`` or ``unchanged`` (running it twice changes 
 It is the same deployment name that ``python -m flows.serve`` uses, so the automations of
 :mod:`flows.automations` act on it either way; serve *or* deploy to a pool, not both.
 
-Example:
+Examples:
     >>> from flows.deploy import main
     >>> main(["--pool", "aiop-process", "--concurrency", "4"])  # doctest: +SKIP
     work pool 'aiop-process' (process): created
@@ -268,7 +268,7 @@ def deploy(
     Raises:
         DeployError: an object exists in a shape this command will not change.
 
-    Example:
+    Examples:
         >>> for result in deploy(pool="aiop-process"):  # doctest: +SKIP
         ...     print(result.line())
         work pool 'aiop-process' (process): unchanged

@@ -163,7 +163,7 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         InfrastructureError: the engine, the transport or the timeout failed (retried).
         InvalidInputError: the spec cannot run as written (never retried).
 
-    Example:
+    Examples:
         >>> import asyncio
         >>> from prefect import flow
         >>> from adapters import StepSpec

@@ -3,7 +3,7 @@
 Prints one row per check (PASS, FAIL, WARN or SKIP) with what it found and, when it did not pass, the
 fix. Exits 1 only when a required check fails; a missing Dagger engine is reported, not required.
 
-Example:
+Examples:
     $ python -m flows.verify
 """
 
@@ -153,8 +153,10 @@ def check_runner(backend: Literal["local", "dagger"]) -> Check:
             result = asyncio.run(runner.run(_smoke_spec()))
         else:
             from adapters.dagger_runner import DaggerRunner
+            from adapters.selection import provision_timeout_s
 
-            result = asyncio.run(DaggerRunner().run(_smoke_spec()))
+            runner_ = DaggerRunner(provision_timeout_s=provision_timeout_s())
+            result = asyncio.run(runner_.run(_smoke_spec()))
     except AiopError as exc:
         return Check(
             name, "FAIL", f"{type(exc).__name__}: {exc}", _fix_for(exc), backend == "local"

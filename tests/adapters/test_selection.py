@@ -104,3 +104,21 @@ class TestChooseBackend:
         monkeypatch.setenv("AIOP_BACKEND", "docker")
         with pytest.raises(InvalidInputError, match="AIOP_BACKEND"):
             choose_backend(None)
+
+
+class TestProvisionTimeout:
+    def test_default_and_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from adapters.selection import provision_timeout_s
+
+        assert provision_timeout_s() == 60.0
+        monkeypatch.setenv("AIOP_DAGGER_PROVISION_TIMEOUT_S", "120")
+        assert provision_timeout_s() == 120.0
+        assert get_runner("dagger").provision_timeout_s == 120.0  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize("raw", ["soon", "0", "-5"])
+    def test_bad_values_name_the_variable(self, monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+        from adapters.selection import provision_timeout_s
+
+        monkeypatch.setenv("AIOP_DAGGER_PROVISION_TIMEOUT_S", raw)
+        with pytest.raises(InvalidInputError, match="AIOP_DAGGER_PROVISION_TIMEOUT_S"):
+            provision_timeout_s()
