@@ -233,6 +233,7 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
         final=out_dir,
     )
 
+    outcomes.sort(key=_pipeline_order)
     summary = _summary(options, backend, outcomes, out_dir, group_by)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
         raise PipelineFailed(
@@ -278,6 +279,16 @@ def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
     )
 
 
+_STAGES = ("ingest", "validate", "transform", "aggregate", "report")
+
+
+def _pipeline_order(outcome: StepOutcome) -> tuple[int, int]:
+    """Pipeline order (partitions by number), whatever order parallel steps finished in."""
+    stage, _, index = outcome.name.partition("-")
+    rank = _STAGES.index(stage) if stage in _STAGES else len(_STAGES)
+    return rank, int(index) if index.isdigit() else 0
+
+
 def _summary(
     options: PipelineOptions,
     backend: str,
@@ -300,7 +311,7 @@ def _summary(
         "input": str(Path(options.input).resolve()) if options.input else None,
         "generated": None if options.input else {"rows": options.rows, "seed": options.seed},
         "columns": report.get("columns"),
-        "steps": [o.as_summary() for o in outcomes],
+        "steps": [o.as_summary() for o in sorted(outcomes, key=_pipeline_order)],
         "aggregates": str(output / files.get("aggregates", "aggregates.csv")),
         "quarantine": str(output / files.get("quarantine", "quarantine.csv")),
         "data": str(output / files.get("data", "data")),
