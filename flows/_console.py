@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["docs_url", "print_summary", "quiet_prefect_defaults", "run_flow_quietly"]
+__all__ = [
+    "describe_infrastructure_error",
+    "docs_url",
+    "print_summary",
+    "quiet_prefect_defaults",
+    "run_flow_quietly",
+]
 
 T = TypeVar("T")
 
@@ -29,6 +36,9 @@ def quiet_prefect_defaults() -> None:
     unless the user turned it on.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The first start creates and migrates the embedded server's database: on a busy machine that
+    # took longer than Prefect's 20 s default, and the run died before it began.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 class _DropShutdownNoise(logging.Filter):
@@ -72,7 +82,40 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
     async def main() -> T:
         return await start()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        if os.environ.get("AIOP_DEBUG"):
+            raise
+        print(f"error: {describe_infrastructure_error(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def describe_infrastructure_error(exc: BaseException) -> str:
+    """One paragraph for an error raised by Prefect's machinery rather than by a step."""
+    text = str(exc).split(" stdout:", 1)[0].strip()
+    if "ephemeral Prefect API server" in text:
+        limit = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+        return (
+            f"Prefect's embedded server did not start within {limit} s (its first start creates"
+            " a database, which is slow on a busy machine). Start a server once with"
+            " `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api, or raise"
+            " PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS. Read more:"
+            f" {docs_url('troubleshooting/')}#prefect-embedded-server-slow"
+        )
+    if "PREFECT_API_URL" in text or "connect" in text.lower():
+        return (
+            f"{type(exc).__name__}: {text}. Is the Prefect server in PREFECT_API_URL running? Start"
+            " it with `prefect server start`, or unset PREFECT_API_URL to use the embedded server."
+            " Set AIOP_DEBUG=1 to see the traceback."
+        )
+    return (
+        f"{type(exc).__name__}: {text}. This is not an error of your input or of a step; set"
+        f" AIOP_DEBUG=1 to see the traceback and report it. Read more: {docs_url('troubleshooting/')}"
+    )
 
 
 def print_summary(summary: dict[str, Any]) -> None:
