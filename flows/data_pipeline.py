@@ -15,12 +15,13 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from flows._console import docs_url, quiet_prefect_defaults
 from flows.options import PipelineOptions
+from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["main", "parse_args"]
 
@@ -33,24 +34,19 @@ class UsageError(Exception):
     """Bad usage or unusable input: reported in one paragraph, exit 2."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is too small; give 1 or more")
-    return value
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is too small; give {low} or more")
+        return value
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; give 0 or more")
-    return value
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--input", metavar="PATH", help="CSV file to process (header line first)")
     src.add_argument(
         "--rows",
-        type=_non_negative,
+        type=_at_least(0),
         default=100_000,
         help="rows of the generated sample when no --input is given (default 100000)",
     )
@@ -77,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema", metavar="FILE", help="YAML file of column: type")
     parser.add_argument(
         "--partitions",
-        type=_positive,
+        type=_at_least(1),
         default=os.cpu_count() or 1,
         help="Parquet partitions, transformed in parallel (default: CPU count)",
     )
@@ -120,10 +116,10 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
             f"--group-by {ns.group_by!r} is not a column of {ns.input}; its columns are"
             f" {', '.join(header)}. Pass one of those."
         )
-    if ns.group_by and header is None and ns.group_by not in _SAMPLE_COLUMNS:
+    if ns.group_by and header is None and ns.group_by not in SAMPLE_COLUMNS:
         raise UsageError(
             f"--group-by {ns.group_by!r} is not a column of the generated sample; its columns are"
-            f" {', '.join(_SAMPLE_COLUMNS)}."
+            f" {', '.join(SAMPLE_COLUMNS)}."
         )
     output = Path(ns.output or Path("output") / time.strftime("%Y%m%d-%H%M%S"))
     _check_output(output)
@@ -147,18 +143,6 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         work_dir=ns.work_dir,
         backend=ns.backend,
     )
-
-
-_SAMPLE_COLUMNS = (
-    "id",
-    "customer",
-    "category",
-    "amount",
-    "quantity",
-    "active",
-    "signup_date",
-    "event_ts",
-)
 
 
 def _check_input(path: Path) -> list[str]:
