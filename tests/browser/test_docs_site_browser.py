@@ -1,0 +1,72 @@
+"""The built docs site in a real browser, offline: search from the URL, mermaid, anchors.
+
+The site is built once (``mkdocs build --strict``) and served by ``python -m http.server``; the
+browser may only reach 127.0.0.1, and every test checks that the page asked for nothing else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.browser._support import Offline
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+
+def _shot(offline: Offline, folder: Path, name: str, *, full_page: bool = False) -> None:
+    path = folder / f"{name}.png"
+    offline.context.pages[-1].screenshot(path=str(path), full_page=full_page)
+    print(f"screenshot: {path}")
+
+
+def test_search_opens_from_the_url_with_results(
+    docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{docs_server}?q=breaker")
+    expect(page.locator("input.md-search__input")).to_have_value("breaker")
+    results = page.locator(".md-search-result__item")
+    expect(results.first).to_be_visible()
+    expect(page.locator(".md-search-result__meta")).to_contain_text("matching document")
+    _shot(offline, screenshots, "search-breaker")
+    assert results.count() >= 1
+    assert not offline.blocked, offline.blocked
+
+
+def test_architecture_diagrams_are_drawn_from_the_shipped_mermaid(
+    docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{docs_server}explanation/architecture/")
+    drawn = page.locator("div.mermaid svg")  # inside the (test-opened) shadow root
+    expect(drawn.first).to_be_visible()
+    box = drawn.first.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 50, box
+    # Every diagram of the page, not just the first, became an SVG with content.
+    sizes = page.locator("div.mermaid").evaluate_all(
+        "divs => divs.map(d => d.shadowRoot?.querySelector('svg')?.querySelectorAll('g').length ?? 0)"
+    )
+    assert len(sizes) >= 3 and all(n > 0 for n in sizes), sizes
+    _shot(offline, screenshots, "architecture", full_page=True)
+    assert not offline.blocked, f"the page fetched from other hosts: {offline.blocked}"
+
+
+def test_troubleshooting_anchor_exists_and_is_scrolled_to(
+    docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{docs_server}troubleshooting/#step-failed")
+    section = page.locator("#step-failed")
+    expect(section).to_have_count(1)
+    expect(section).to_contain_text("Step failed")
+    expect(section).to_be_in_viewport()
+    _shot(offline, screenshots, "troubleshooting-step-failed")
+    assert not offline.blocked, offline.blocked

@@ -1,0 +1,242 @@
+"""The Prefect UI shows what the pipeline publishes: a real server, two real runs, a real browser.
+
+One ``prefect server start`` (SQLite in a temporary Prefect home) and two runs of
+``python -m flows.data_pipeline`` are shared by the module, with the built docs served by
+``python -m http.server`` as ``AIOP_DOCS_URL``. Chromium then opens the pages a user would.
+
+The UI v2 (Prefect 3.9's default) lives under ``/v2``: ``/v2/runs/flow-run/<id>``,
+``/v2/artifacts/key/<key>``, ``/v2/artifacts/artifact/<id>``, ``/v2/deployments/deployment/<id>``;
+the same paths without ``/v2`` open the V1 UI. The server is started with ``PREFECT_UI_API_URL``
+because the UI otherwise calls the API on the default port 4200, not the one given by ``--port``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.browser._support import (
+    PYTHON,
+    ROOT,
+    Offline,
+    clean_env,
+    free_port,
+    start,
+    stop,
+    wait_http,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator, Page
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+PREFECT = str(Path(PYTHON).with_name("prefect"))
+
+
+@dataclass(frozen=True)
+class Server:
+    """The running Prefect server."""
+
+    api: str  # http://127.0.0.1:<port>/api
+    ui: str  # the UI v2: http://127.0.0.1:<port>/v2
+    base: Path  # logs, Prefect homes, pipeline outputs
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished pipeline run."""
+
+    id: str
+    name: str
+
+
+@pytest.fixture(scope="module")
+def server(browser: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``prefect server start`` on a free port (after Chromium was found: no server for a skip)."""
+    base = tmp_path_factory.mktemp("prefect-ui")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log = base / "server.log"
+    proc = start(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(
+            PREFECT_HOME=str(base / "server-home"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_API_URL=api,
+            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+        ),
+        log,
+    )
+    try:
+        wait_http(f"{api}/health", proc, log, timeout_s=180)
+        yield Server(api=api, ui=f"http://127.0.0.1:{port}/v2", base=base)
+    finally:
+        stop(proc)
+
+
+def _run_pipeline(server: Server, docs: str, number: int) -> Run:
+    work = server.base / f"run{number}"
+    env = clean_env(
+        PREFECT_HOME=str(work / "home"),  # its own result storage: no cache hit from the other run
+        PREFECT_API_URL=server.api,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        AIOP_DOCS_URL=docs,
+    )
+    args = ["--rows", "3000", "--partitions", "2", "--output", str(work / "out")]
+    args += ["--work-dir", str(work / "work"), "--backend", "local"]
+    done = subprocess.run(
+        [PYTHON, "-m", "flows.data_pipeline", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, f"pipeline run {number} failed:\n{done.stdout}\n{done.stderr}"
+    run_id = json.loads((work / "out" / "summary.json").read_text(encoding="utf-8"))["flow_run_id"]
+    with urllib.request.urlopen(f"{server.api}/flow_runs/{run_id}", timeout=10) as response:
+        name = json.load(response)["name"]
+    return Run(id=run_id, name=name)
+
+
+@pytest.fixture(scope="module")
+def runs(server: Server, docs_server: str) -> list[Run]:
+    """Two runs of the main job against the server, oldest first."""
+    return [_run_pipeline(server, docs_server, n) for n in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def deployment_id(server: Server, docs_server: str) -> str:
+    """The data-pipeline deployment of ``flows.serve`` registered on the server (not served)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.serve import deployments
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PREFECT_API_URL", server.api)
+        env.setenv("AIOP_DOCS_URL", docs_server)  # read when the description is built
+        with temporary_settings({PREFECT_API_URL: server.api}):
+            (deployment,) = deployments()
+            # _sync: under pytest-asyncio, Prefect's async_dispatch sees an event loop and
+            # apply() would hand back an un-awaited coroutine instead of registering anything.
+            return str(deployment.apply(_sync=True))
+
+
+def _shot(page: Page, folder: Path, name: str, *, full_page: bool = False) -> None:
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    print(f"screenshot: {path}")
+
+
+def _open_artifact_of_run(page: Page, server: Server, run: Run, key: str) -> Locator:
+    """Open the run's page, its Artifacts tab, then the artifact; returns the rendered markdown."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server.ui}/runs/flow-run/{run.id}")
+    expect(page.get_by_text(run.name).first).to_be_visible()
+    page.get_by_role("tab", name="Artifacts").click()
+    page.locator('a[href*="/artifacts/artifact/"]', has_text=key).click()
+    page.wait_for_url(f"{server.ui}/artifacts/artifact/**")
+    markdown = page.locator(".prose").filter(has=page.locator("table"))
+    expect(markdown).to_have_count(1)
+    return markdown
+
+
+def _expect_chart(markdown: Locator, kind: str) -> None:
+    """A mermaid diagram of ``kind`` (gantt, xychart) drawn as a non-empty SVG."""
+    from playwright.sync_api import expect
+
+    chart = markdown.locator(f'svg[aria-roledescription="{kind}"]')
+    expect(chart).to_be_visible()
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
+    assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
+
+
+def test_run_summary_renders_a_table_charts_and_docs_links(
+    server: Server, runs: list[Run], docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    summary = _open_artifact_of_run(page, server, runs[0], "data-pipeline-summary")
+    row = summary.locator("table tr", has_text="transform-0")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Completed")
+    _expect_chart(summary, "gantt")
+    _expect_chart(summary, "xychart")
+    _shot(page, screenshots, "run-summary", full_page=True)
+
+    for page_path in ("guides/data-pipeline/", "troubleshooting/", "explanation/self-healing/"):
+        expect(summary.locator(f'a[href="{docs_server}{page_path}"]')).to_have_count(1)
+    # Following the link lands on the guide, served from the built site.
+    link = summary.get_by_role("link", name="the data pipeline guide")
+    if link.get_attribute("target") == "_blank":
+        with offline.context.expect_page() as opened:
+            link.click()
+        guide = opened.value
+    else:
+        link.click()
+        guide = page
+    expect(guide).to_have_url(f"{docs_server}guides/data-pipeline/")
+    expect(guide.locator("h1")).to_contain_text("The data pipeline")
+
+
+def test_history_shows_a_table_of_both_runs(
+    server: Server, runs: list[Run], offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{server.ui}/artifacts/key/data-pipeline-history")
+    versions = page.locator('a[href*="/artifacts/artifact/"]')
+    expect(versions).to_have_count(2)  # one version per run under the one key
+    _shot(page, screenshots, "history-versions")
+
+    history = _open_artifact_of_run(page, server, runs[1], "data-pipeline-history")
+    for run in runs:
+        row = history.locator("table tbody tr", has_text=run.name)
+        expect(row).to_have_count(1)
+        expect(row).to_contain_text("3000")  # input_rows, from the run's metrics artifact
+    _expect_chart(history, "xychart")
+    _shot(page, screenshots, "history", full_page=True)
+
+
+def test_deployment_description_links_into_the_docs(
+    server: Server, deployment_id: str, docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{server.ui}/deployments/deployment/{deployment_id}")
+    page.get_by_role("tab", name="Description").click()
+    description = page.locator(".prose").filter(has=page.locator('a[href*="troubleshooting/"]'))
+    expect(description).to_have_count(1)
+    expect(description).to_contain_text("Parameters")
+    for selector in ('a[href*="guides/data-pipeline/"]', 'a[href*="troubleshooting/"]'):
+        link = description.locator(selector)
+        expect(link).to_have_count(1)
+        assert (link.get_attribute("href") or "").startswith(docs_server), selector
+    search = description.locator('a[href*="?q="]')
+    expect(search).to_have_attribute("href", f"{docs_server}?q=data+pipeline")
+    _shot(page, screenshots, "deployment-description")
+
+    # The search link opens the docs with the search already run.
+    if search.get_attribute("target") == "_blank":
+        with offline.context.expect_page() as opened:
+            search.click()
+        docs = opened.value
+    else:
+        search.click()
+        docs = page
+    expect(docs.locator(".md-search-result__item").first).to_be_visible()
+    _shot(docs, screenshots, "deployment-search-link")
