@@ -43,6 +43,25 @@ class RunRecord:
     backend: str | None
 
 
+def current_record(summary: dict[str, Any], name: str, started: Any, state: str) -> RunRecord:
+    """This run as the history shows it, from its summary (its API state is still Running)."""
+    from datetime import UTC, datetime
+
+    duration = (datetime.now(UTC) - started).total_seconds() if started is not None else None
+    steps = summary.get("steps", [])
+    return RunRecord(
+        name=name,
+        state=state,
+        started=started.strftime("%Y-%m-%d %H:%M:%S") if started is not None else "",
+        duration_s=round(duration, 2) if duration is not None else None,
+        input_rows=summary.get("input_rows"),
+        valid_rows=summary.get("valid_rows"),
+        quarantined_rows=summary.get("quarantined_rows"),
+        retries=sum(max(0, int(s.get("attempts", 0)) - 1) for s in steps),
+        backend=summary.get("backend"),
+    )
+
+
 def metrics_key(flow: str) -> str:
     """The key of a flow's per-run metrics artifact."""
     return f"{flow}-metrics"
@@ -167,11 +186,21 @@ def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> st
     return "\n".join(lines) + "\n"
 
 
-async def publish_history(flow: str = DEFAULT_FLOW, last: int = 10) -> UUID:
-    """Publish the last runs of ``flow`` as the ``<flow>-history`` markdown artifact."""
+async def publish_history(
+    flow: str = DEFAULT_FLOW, last: int = 10, current: RunRecord | None = None
+) -> UUID:
+    """Publish the last runs of ``flow`` as the ``<flow>-history`` markdown artifact.
+
+    Args:
+        flow: the flow's name.
+        last: how many runs.
+        current: the run publishing this, as it finishes; the API still has it ``Running``.
+    """
     from prefect.artifacts import acreate_markdown_artifact
 
     records = await read_history(flow, last)
+    if current is not None:
+        records = [current, *(r for r in records if r.name != current.name)][:last]
     text = f"# Last {len(records)} runs of `{flow}`\n\n" + render_history(records)
     return await acreate_markdown_artifact(
         text, key=f"{flow}-history", description=f"The last {last} runs of {flow}"

@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
-from flows.history import publish_history, publish_metrics
+from flows.history import current_record, publish_history, publish_metrics
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, step_cache_key
 
@@ -245,7 +246,11 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
     _write_json_atomically(out_dir / "summary.json", summary)
     await publish_summary(FLOW_NAME, summary, outcomes, run_name)
     await publish_metrics(FLOW_NAME, summary)
-    await publish_history(FLOW_NAME)
+    context = FlowRunContext.get()
+    started = context.flow_run.start_time if context and context.flow_run else None
+    await publish_history(
+        FLOW_NAME, current=current_record(summary, run_name, started, "Completed")
+    )
     logger.info(
         "%d rows in, %d valid, %d quarantined; results in %s",
         summary["input_rows"],

@@ -215,3 +215,29 @@ def test_user_csv_with_bad_rows_is_quarantined_with_line_numbers(
     assert "amount" in rows[3]["reason"] and rows[3]["raw"] == "south,abc,2,2024-01-02"
     assert "fields" in rows[4]["reason"]
     assert "day" in rows[6]["reason"]
+
+
+class TestHistory:
+    async def test_history_lists_both_runs_with_their_rows(
+        self, sample_run: dict[str, Any]
+    ) -> None:
+        from flows.history import read_history, render_history
+
+        records = await read_history("data-pipeline", last=20)
+        mine = {r.name: r for r in records if r.input_rows == 5000}
+        assert len(mine) >= 2
+        assert all(r.state == "Completed" and r.duration_s is not None for r in mine.values())
+        assert "| name | state |" in render_history(records)
+        assert render_history([], markdown=False) == "No runs recorded yet."
+
+    def test_current_run_is_shown_finished_not_running(self) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from flows.history import current_record
+
+        started = datetime.now(UTC) - timedelta(seconds=3)
+        summary = {"input_rows": 10, "valid_rows": 9, "quarantined_rows": 1, "backend": "local",
+                   "steps": [{"attempts": 2}, {"attempts": 1}]}  # fmt: skip
+        record = current_record(summary, "brave-otter", started, "Completed")
+        assert record.state == "Completed" and record.retries == 1
+        assert record.duration_s is not None and record.duration_s >= 3
