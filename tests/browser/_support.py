@@ -7,18 +7,10 @@ reason, unless ``AIOP_REQUIRE_SERVICES=1`` (CI), where they fail.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -83,13 +75,6 @@ def require_chromium() -> str:
     return found
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without Prefect or fault-injection settings, plus ``extra``."""
     env = {
@@ -100,57 +85,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     }
     env.update(PYTHONUNBUFFERED="1", **extra)
     return env
-
-
-def start(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``args`` in its own process group, output to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            list(args),
-            cwd=ROOT,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the process group we started, then SIGKILL what is left after ``grace_s``."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
-def tail(log: Path, chars: int = 4000) -> str:
-    """The end of a process log, for failure messages."""
-    if not log.exists():
-        return f"(no log at {log})"
-    return log.read_text(encoding="utf-8", errors="replace")[-chars:]
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
-    """Wait until ``url`` answers 200; fail with the process log when it exits or times out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{proc.args} exited with {proc.returncode}:\n{tail(log)}", pytrace=False)
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {timeout_s:g} s:\n{tail(log)}", pytrace=False)
 
 
 class Offline:

@@ -23,12 +23,9 @@ from tests.browser._support import (
     ROOT,
     Offline,
     clean_env,
-    free_port,
     require_chromium,
-    start,
-    stop,
-    wait_http,
 )
+from tests.processes import free_port, start, stop, wait_http
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser

@@ -22,18 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+
+from tests.processes import free_port, start, stop, wait_http
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -85,13 +83,6 @@ class Topology:
         return path.read_text(encoding="utf-8", errors="replace")[-6000:]
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{database}"))
@@ -133,50 +124,6 @@ def breaker_state(redis_url: str) -> str | None:
     finally:
         client.close()
     return raw.decode() if isinstance(raw, bytes) else None
-
-
-def _start(
-    args: Sequence[str], env: dict[str, str], log: Path, cwd: Path = ROOT
-) -> subprocess.Popen[bytes]:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            list(args),
-            cwd=cwd,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the process group we started, then SIGKILL what is left after ``grace_s``."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace_s)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-
-
-def _wait_healthy(api_url: str, server: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"prefect server exited with code {server.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"prefect server at {api_url} not healthy within {timeout_s:g} s")
 
 
 def _prefect_env(base: Path, name: str, api_url: str | None) -> dict[str, str]:
@@ -261,15 +208,12 @@ def topology(
             PREFECT_UI_ENABLED="false",
             **RECORDER_SETTINGS,
         )
-        server = _start(
+        server = start(
             [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             server_env,
             logs / "server.log",
         )
-        try:
-            _wait_healthy(api_url, server, server_timeout_s)
-        except (RuntimeError, TimeoutError) as exc:
-            raise RuntimeError(f"{exc}; server log:\n{top.log('server')}") from exc
+        wait_http(f"{api_url}/health", server, logs / "server.log", server_timeout_s)
 
         deploy = subprocess.run(
             [PYTHON, "-m", "flows.deploy", "--concurrency", str(concurrency)],
@@ -299,14 +243,14 @@ def topology(
             args += ["--work-queue", "default", "--work-queue", name]
             if worker_limit is not None:
                 args += ["--limit", str(worker_limit)]
-            top.workers[name] = _start(args, env, logs / f"{name}.log")
+            top.workers[name] = start(args, env, logs / f"{name}.log")
         _wait_workers(api_url, workers, timeout_s=60)
         yield top
     finally:
         for proc in top.workers.values():
-            _stop(proc)
+            stop(proc)
         if server is not None:
-            _stop(server)
+            stop(server)
         with contextlib.suppress(Exception):
             delete_breaker_keys(redis_url)
         _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
