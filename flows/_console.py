@@ -137,4 +137,10 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"Aggregates: {summary['aggregates']}")
     print(f"Quarantine: {summary['quarantine']}")
     print(f"Data:       {summary['data']}")
-    print(f"Flow run:   {summary['flow_run_id']} (see it with `prefect server start`)")
+    if summary.get("flow_run_url"):
+        print(f"Flow run:   {summary['flow_run_url']}")
+    else:
+        print(
+            f"Flow run:   {summary['flow_run_id']} (on the embedded server; to browse runs, start"
+            " `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
+        )

@@ -284,6 +284,14 @@ def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
     )
 
 
+def _ui_url() -> str | None:
+    """The run's page in the Prefect UI, when a server (not the embedded one) is configured."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    url = flow_run.ui_url
+    return str(url) if url else None
+
+
 _STAGES = ("ingest", "validate", "transform", "aggregate", "report")
 
 
@@ -312,6 +320,7 @@ def _summary(
         "quarantined_rows": report.get("quarantined_rows"),
         "backend": backend,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
+        "flow_run_url": _ui_url(),
         "group_by": group_by,
         "input": str(Path(options.input).resolve()) if options.input else None,
         "generated": None if options.input else {"rows": options.rows, "seed": options.seed},

@@ -175,6 +175,7 @@ def test_cli_default_run_is_clean_and_exits_0(prefect_api_url: str, tmp_path: Pa
     assert done.returncode == 0, console
     assert "Traceback" not in console and "| ERROR" not in console
     assert "Pipeline finished: 2000 rows in" in done.stdout
+    assert "/flow-runs/flow-run/" in done.stdout  # a link to the run in the UI
     assert (tmp_path / "o" / "summary.json").is_file()
 
 
