@@ -24,6 +24,7 @@ __all__ = [
     "render_durations_chart",
     "render_failure",
     "render_summary",
+    "render_throughput_chart",
     "render_timeline",
 ]
 
@@ -91,6 +92,33 @@ def _rows_for(step: str, summary: dict[str, Any]) -> int | None:
     return None
 
 
+def _rate(outcome: StepOutcome, summary: dict[str, Any]) -> float | None:
+    """Rows per second of a step that ran in this run (not for cached or failed steps)."""
+    rows = _rows_for(outcome.name, summary)
+    if not rows or outcome.duration_s <= 0 or outcome.state != "Completed":
+        return None
+    return float(rows) / outcome.duration_s
+
+
+def render_throughput_chart(outcomes: Sequence[StepOutcome], summary: dict[str, Any]) -> str:
+    """A mermaid xychart of rows per second for each step that ran in this run."""
+    rated = [(o.name, _rate(o, summary)) for o in outcomes]
+    shown = [(name, rate) for name, rate in rated if rate]
+    if not shown:
+        return "No step ran in this run (all cached), so there is no throughput to chart."
+    return "\n".join(
+        [
+            "```mermaid",
+            "xychart-beta",
+            '    title "Rows per second"',
+            "    x-axis [" + ", ".join(f'"{name}"' for name, _ in shown) + "]",
+            '    y-axis "rows/s"',
+            "    bar [" + ", ".join(f"{rate:.0f}" for _, rate in shown) + "]",
+            "```",
+        ]
+    )
+
+
 def render_summary(
     summary: dict[str, Any], outcomes: Sequence[StepOutcome], flow_run_name: str
 ) -> str:
@@ -109,26 +137,23 @@ def render_summary(
         f" grouped by `{summary.get('group_by')}`; steps took {wall:.2f} s wall time"
         f" ({total:.2f} s summed).",
         "",
-        "| step | state | attempts | duration (s) | exit code | rows/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| step | state | attempts | duration (s) | breaker wait (s) | exit code | rows/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for o in outcomes:
         exit_code = (
             o.result.exit_code if o.result is not None else getattr(o.error, "exit_code", "")
         )
-        rows = _rows_for(o.name, summary)
-        rate = (
-            f"{rows / o.duration_s:,.0f}"
-            if rows and o.duration_s > 0 and o.state == "Completed"
-            else ""
-        )
+        rate = _rate(o, summary)
         lines.append(
-            f"| {_cell(o.name)} | {o.state} | {o.attempts} | {o.duration_s:.2f} | {exit_code} | {rate} |"
+            f"| {_cell(o.name)} | {o.state} | {o.attempts} | {o.duration_s:.2f} |"
+            f" {o.breaker_wait_s:.2f} | {exit_code} | {f'{rate:,.0f}' if rate else ''} |"
         )
     retries = sum(max(0, o.attempts - 1) for o in outcomes)
+    waited = sum(o.breaker_wait_s for o in outcomes)
     lines += [
         "",
-        f"Retries: {retries}.",
+        f"Retries: {retries}. Time waiting on open circuit breakers: {waited:.2f} s.",
         "",
         "**Outputs**",
         "",
@@ -148,6 +173,10 @@ def render_summary(
         "## Step durations",
         "",
         render_durations_chart(outcomes),
+        "",
+        "## Throughput",
+        "",
+        render_throughput_chart(outcomes, summary),
     ]
     return "\n".join(lines) + "\n"
 

@@ -127,10 +127,12 @@ def _circuit(o: Observed) -> tuple[bool, str]:
         return False, f"the run failed: {o.error}"
     opened = any(t.endswith("opened") for t in o.transitions)
     closed = o.transitions[-1:] == ["aiop.breaker.closed"] if o.transitions else False
-    ok = opened and closed
+    waited = sum(float(s.get("breaker_wait_s", 0.0)) for s in o.step("ingest"))
+    ok = opened and closed and waited > 0
+    names = ", ".join(t.rsplit(".", 1)[-1] for t in o.transitions) or "none"
     return ok, (
-        f"completed; breaker transitions: {', '.join(t.rsplit('.', 1)[-1] for t in o.transitions) or 'none'};"
-        f" ingest took {o.attempts('ingest')} attempt(s)"
+        f"completed; breaker transitions: {names}; ingest took {o.attempts('ingest')} attempt(s)"
+        f" and waited {waited:.1f} s for the probe"
     )
 
 
@@ -181,7 +183,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "circuit open",
         "CircuitOpenError",
         "step=ingest,kind=engine-down,times=2",
-        "the breaker opens after 2 failures, the retry waits for the probe time,"
+        "the breaker opens after 2 failures, the retry waits for the probe time (not a burst),"
         " the probe succeeds and closes it; completes",
         _circuit,
         env={"AIOP_BREAKER_FAIL_MAX": "2", "AIOP_BREAKER_RESET_TIMEOUT": "1.5"},

@@ -44,7 +44,7 @@ from adapters.chaos import ChaosRunner, active_plan
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
-from flows.breaker_events import attach_event_emitter
+from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
 
 __all__ = [
     "StepOutcome",
@@ -221,6 +221,7 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         retries = context.task.retries if context is not None else 0
         if attempt <= retries and wait > 0:
             logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
+            record_breaker_wait(spec.name, wait)
             await asyncio.sleep(wait)
         raise
     except AiopError as exc:
@@ -249,6 +250,7 @@ class StepOutcome:
         result: the StepResult, when the step succeeded.
         error: the exception, when it failed.
         started_at: when the step was submitted (epoch seconds).
+        breaker_wait_s: seconds spent waiting for an open circuit's probe time.
     """
 
     name: str
@@ -258,14 +260,16 @@ class StepOutcome:
     result: StepResult | None = None
     error: BaseException | None = None
     started_at: float = 0.0
+    breaker_wait_s: float = 0.0
 
     def as_summary(self) -> dict[str, Any]:
-        """The ``{name, state, attempts, duration_s}`` entry of ``summary.json``."""
+        """The ``{name, state, attempts, duration_s, breaker_wait_s}`` entry of ``summary.json``."""
         return {
             "name": self.name,
             "state": self.state,
             "attempts": self.attempts,
             "duration_s": round(self.duration_s, 3),
+            "breaker_wait_s": round(self.breaker_wait_s, 3),
         }
 
 
@@ -282,6 +286,7 @@ async def execute_step(
     The cache is refreshed when an output of a cached run has since disappeared.
     """
     started, started_at = time.monotonic(), time.time()
+    waited_before = BREAKER_WAITS.get(spec.name, 0.0)
     policy = retry or DEFAULT_RETRY_POLICY
     options = run_step.with_options(
         refresh_cache=not outputs_present(spec),
@@ -292,6 +297,7 @@ async def execute_step(
     )
     state: State[StepResult] = await options(spec, backend, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started
+    waited = BREAKER_WAITS.get(spec.name, 0.0) - waited_before
     if state.is_completed():
         result = await state.aresult()
         assert isinstance(result, StepResult)
@@ -303,6 +309,7 @@ async def execute_step(
             duration,
             result=result,
             started_at=started_at,
+            breaker_wait_s=waited,
         )
     error = state.data if isinstance(state.data, BaseException) else None
     if error is None:
@@ -310,5 +317,11 @@ async def execute_step(
         error = loaded if isinstance(loaded, BaseException) else None
     attempts = getattr(error, "attempt", None) or 1
     return StepOutcome(
-        spec.name, state.name or "Failed", attempts, duration, error=error, started_at=started_at
+        spec.name,
+        state.name or "Failed",
+        attempts,
+        duration,
+        error=error,
+        started_at=started_at,
+        breaker_wait_s=waited,
     )

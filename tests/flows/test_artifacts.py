@@ -44,16 +44,39 @@ class TestSummary:
     def test_has_rows_steps_outputs_and_docs_links(self) -> None:
         text = render_summary(SUMMARY, OUTCOMES, "brave-otter")
         assert "**1000** rows in, **990** valid, **10** quarantined" in text
-        assert "| validate | Completed | 3 | 1.50 | 0 | 667 |" in text
+        assert "| validate | Completed | 3 | 1.50 | 0.00 | 0 | 667 |" in text
         assert "| report | Cached | 0 |" in text
-        assert "Retries: 2." in text
+        assert "Retries: 2. Time waiting on open circuit breakers: 0.00 s." in text
         assert "`/o/aggregates.csv`" in text
         assert "(http://docs.test/guides/data-pipeline/)" in text
         assert "(http://docs.test/troubleshooting/)" in text
 
-    def test_embeds_both_charts(self) -> None:
+    def test_embeds_timeline_duration_and_throughput_charts(self) -> None:
         text = render_summary(SUMMARY, OUTCOMES, "x")
-        assert text.count("```mermaid") == 2 and "gantt" in text and "xychart-beta" in text
+        assert (
+            text.count("```mermaid") == 3 and "gantt" in text and 'title "Rows per second"' in text
+        )
+
+    def test_breaker_wait_is_shown_per_step_and_in_total(self) -> None:
+        waited = StepOutcome(
+            "ingest",
+            "Completed",
+            3,
+            4.0,
+            result=OUTCOMES[0].result,
+            started_at=1.0,
+            breaker_wait_s=2.5,
+        )
+        text = render_summary(SUMMARY, [waited], "x")
+        assert "| ingest | Completed | 3 | 4.00 | 2.50 |" in text
+        assert "Time waiting on open circuit breakers: 2.50 s." in text
+
+    def test_throughput_chart_skips_cached_steps(self) -> None:
+        from flows.artifacts import render_throughput_chart
+
+        assert '"report"' not in render_throughput_chart(OUTCOMES, SUMMARY)
+        cached = [ok("ingest", 0.0, 0.1, "Cached", 0)]
+        assert "all cached" in render_throughput_chart(cached, SUMMARY)
 
 
 class TestCharts:
