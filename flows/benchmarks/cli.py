@@ -1,0 +1,215 @@
+"""``python -m flows.benchmarks [--quick] [--json PATH]``: run every benchmark, print the table.
+
+Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
+batches) and this process pointed at it; then step overhead, concurrency, fast failure, pipeline
+throughput and cached re-run run against it; the server is stopped and the cold start runs alone.
+This process gets its own ``PREFECT_HOME`` and local caches in a scratch folder, and no
+``AIOP_*`` setting from the caller's environment (no chaos plan, no engine limit, no Redis
+breakers): the defaults are measured. Everything is restored and the scratch folder deleted at the
+end (``--keep`` keeps it).
+
+Exit status: 0 when every benchmark ran (a missed target is a result, not an error), 1 when one
+failed (its error is in the table and the JSON), 2 when the Prefect server did not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from flows.benchmarks._context import BenchContext
+from flows.benchmarks._report import Outcome, Row, format_table
+from flows.benchmarks._server import prefect_server
+
+__all__ = ["BENCHMARKS", "main"]
+
+#: The benchmark keys, in the order they run (also the keys of the JSON's ``benchmarks``).
+BENCHMARKS = (
+    "step_overhead",
+    "concurrency",
+    "fast_failure",
+    "throughput",
+    "cached_rerun",
+    "cold_start",
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.benchmarks",
+        description="Measure the platform's performance claims as ratios within one run.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer samples and 100k rows only, no cold start (under a minute on 2 idle cores)",
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", type=Path, help="also write every raw number here"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
+    parser.add_argument("--verbose", action="store_true", help="let Prefect log to the console")
+    return parser
+
+
+def _isolate(base: Path, verbose: bool) -> dict[str, str | None]:
+    """Set this process's environment for the run; return what it was (for :func:`_restore`)."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith(("PREFECT_", "AIOP_"))}
+    for key in saved:
+        del os.environ[key]
+    settings = {
+        "PREFECT_HOME": str(base / "client-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "AIOP_CACHE_DIR": str(base / "caches"),
+    }
+    if not verbose:  # records still go to the server; only the console stays quiet
+        settings["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+    os.environ.update(settings)
+    return {**dict.fromkeys(settings), **saved}
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for key in [k for k in os.environ if k.startswith(("PREFECT_", "AIOP_"))]:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in saved.items() if v is not None})
+
+
+def _drain() -> None:
+    """Send Prefect's queued logs and events before the server stops (else they error at exit)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=30)
+        except Exception as exc:  # best effort: the numbers are already taken
+            print(f"  (could not flush Prefect's {worker.__name__}: {exc})", file=sys.stderr)
+
+
+def _attempt(key: str, fn: Callable[[], Outcome], failures: list[str]) -> Outcome:
+    try:
+        return fn()
+    except Exception as exc:
+        failures.append(key)
+        message = f"{type(exc).__name__}: {exc}"
+        print(f"  {key} failed: {message}", file=sys.stderr, flush=True)
+        return Outcome({"error": message, "met": None}, [Row(key, f"ERROR: {message[:120]}")])
+
+
+def _run_with_server(ctx: BenchContext, failures: list[str]) -> dict[str, Outcome]:
+    from flows.benchmarks import (
+        cached_rerun,
+        concurrency,
+        fast_failure,
+        step_overhead,
+        throughput,
+    )
+
+    results = {
+        "step_overhead": _attempt("step_overhead", lambda: step_overhead.run(ctx), failures),
+        "concurrency": _attempt("concurrency", lambda: concurrency.run(ctx), failures),
+        "fast_failure": _attempt("fast_failure", lambda: fast_failure.run(ctx), failures),
+    }
+    firsts: dict[int, Any] = {}
+
+    def measure_throughput() -> Outcome:
+        outcome, found = throughput.measure(ctx)
+        firsts.update(found)
+        return outcome
+
+    results["throughput"] = _attempt("throughput", measure_throughput, failures)
+    results["cached_rerun"] = _attempt(
+        "cached_rerun", lambda: cached_rerun.run(ctx, firsts.get(ctx.rerun_rows)), failures
+    )
+    _drain()
+    return results
+
+
+def _meta(args: argparse.Namespace, started: float, server_s: float | None) -> dict[str, Any]:
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": "python -m flows.benchmarks" + (" --quick" if args.quick else ""),
+        "mode": "quick" if args.quick else "full",
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {p: version(p) for p in ("prefect", "duckdb", "pybreaker")},
+        "load_average_at_end": list(os.getloadavg()),
+        "server_startup_s": server_s,
+        "total_s": time.perf_counter() - started,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks; see the module docstring."""
+    args = _parser().parse_args(argv)
+    started = time.perf_counter()
+    base = Path(tempfile.mkdtemp(prefix="aiop-bench-"))
+    saved = _isolate(base, args.verbose)
+    failures: list[str] = []
+    results: dict[str, Outcome] = {}
+    server_s: float | None = None
+    mode = "quick" if args.quick else "full"
+    print(f"python -m flows.benchmarks ({mode} mode, {os.cpu_count()} cores); scratch: {base}")
+    try:
+        print("  starting a Prefect server", flush=True)
+        try:
+            with prefect_server(base) as server:
+                # Set before Prefect is imported; the imports overlap the server's start-up.
+                os.environ["PREFECT_API_URL"] = server.api_url
+                import flows.benchmarks.cached_rerun
+                import flows.benchmarks.concurrency
+                import flows.benchmarks.fast_failure
+                import flows.benchmarks.step_overhead
+                import flows.benchmarks.throughput  # noqa: F401
+
+                server_s = server.wait_healthy()
+                print(f"  server healthy after {server_s:.1f} s at {server.api_url}", flush=True)
+                ctx = BenchContext(
+                    quick=args.quick, base=base, server_pid=server.pid, api_url=server.api_url
+                )
+                results.update(_run_with_server(ctx, failures))
+        except (RuntimeError, TimeoutError) as exc:
+            if results:
+                raise
+            print(f"error: the Prefect server did not start: {exc}", file=sys.stderr)
+            return 2
+        os.environ.pop("PREFECT_API_URL", None)
+        from flows.benchmarks import cold_start
+
+        ctx = BenchContext(quick=args.quick, base=base)
+        if args.quick:
+            results["cold_start"] = cold_start.skipped("keeps --quick under a minute")
+        else:
+            results["cold_start"] = _attempt("cold_start", lambda: cold_start.run(ctx), failures)
+    finally:
+        _restore(saved)
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+    rows = [row for key in BENCHMARKS for row in results[key].rows]
+    print()
+    print(format_table(rows))
+    meta = _meta(args, started, server_s)
+    print(f"\n{mode} run: {meta['total_s']:.0f} s in total")
+    if args.json is not None:
+        report = {
+            "meta": meta,
+            "benchmarks": {key: results[key].as_json() for key in BENCHMARKS},
+            "failures": failures,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"raw numbers: {args.json}")
+    return 1 if failures else 0

@@ -1,0 +1,174 @@
+"""Benchmark 3, fast failure: how soon a dead engine opens the breaker, and what a rejection costs.
+
+The engine "dies" through the chaos plan ``kind=engine-down,seconds=3600`` (every run attempt
+raises :class:`~adapters.errors.EngineUnavailableError`, as the Dagger runner does when no engine
+answers) and the breaker has ``BreakerPolicy(fail_max=3)``. Measured twice:
+
+* **breaker**: a fresh :class:`~adapters.breaker.Breaker` guarding
+  ``ChaosRunner(LocalRunner()).run``; from the engine's death (just before the first call) to the
+  breaker being open, in calls and milliseconds; then the time of each rejected call
+  (:class:`~adapters.errors.CircuitOpenError` without touching the runner). This is the breaker's
+  claim: target at most 5 ms per rejected call.
+* **run_step**: the same through ``run_step.with_options(retries=0)`` inside a flow run, on the
+  process-wide ``engine:local`` breaker (``retries=0``: with retries left, ``run_step`` waits for the
+  probe time of an open circuit, by design). A rejected step still is a Prefect task run (created,
+  failed and recorded on the server), so this adds the task overhead of benchmark 1.
+
+Afterwards the plan is uninstalled and the process-wide breakers forgotten, so the benchmarks that
+follow start with a closed ``engine:local`` breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+from prefect import flow
+from prefect.client.schemas.objects import State
+
+from adapters import StepResult
+from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
+from adapters.chaos import ChaosRunner, install_plan, parse_plan
+from adapters.errors import CircuitOpenError, EngineUnavailableError
+from adapters.local_runner import LocalRunner
+from flows.benchmarks._context import BenchContext, log
+from flows.benchmarks._measure import median_ms
+from flows.benchmarks._report import Outcome, Row
+from flows.benchmarks.step_overhead import trivial_spec
+from flows.step_task import run_step
+
+__all__ = ["PLAN", "POLICY", "TARGET_REJECT_MS", "run"]
+
+PLAN = "kind=engine-down,seconds=3600"
+POLICY = BreakerPolicy(fail_max=3)
+TARGET_REJECT_MS = 5.0
+_MAX_CALLS_TO_OPEN = 50
+
+
+async def breaker_only(samples: int) -> dict[str, Any]:
+    """Calls and seconds from the engine's death to an open breaker, then per rejected call."""
+    breaker = Breaker("bench:engine-down", POLICY)
+    runner = ChaosRunner(LocalRunner(), parse_plan(PLAN))
+    spec = trivial_spec("fast-failure", 0)
+    died = time.perf_counter()
+    calls = 0
+    while breaker.state != "open" and calls < _MAX_CALLS_TO_OPEN:
+        calls += 1
+        with contextlib.suppress(EngineUnavailableError):
+            await breaker.call(lambda: runner.run(spec))
+    to_open = time.perf_counter() - died
+    rejected: list[float] = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        try:
+            await breaker.call(lambda: runner.run(spec))
+        except CircuitOpenError:
+            rejected.append(time.perf_counter() - started)
+        else:
+            raise RuntimeError("the breaker let a call through while the engine was down")
+    return {"calls_to_open": calls, "to_open_s": to_open, "rejected_s": rejected}
+
+
+@flow(name="bench-fast-failure")
+async def through_run_step(samples: int) -> dict[str, Any]:
+    """The same as :func:`breaker_only`, each call a ``run_step`` task run with ``retries=0``."""
+    fast = run_step.with_options(retries=0)
+    breaker = get_breaker("engine:local", POLICY)
+    nonce = uuid.uuid4().hex[:12]
+    calls = 0
+    errors: list[str] = []
+
+    async def attempt() -> BaseException | None:
+        spec = trivial_spec(nonce, calls)
+        state: State[StepResult] = await fast(spec, "local", return_state=True)  # type: ignore[misc]
+        if not state.is_failed():
+            return None
+        if isinstance(state.data, BaseException):
+            return state.data
+        loaded = await state.aresult(raise_on_failure=False)
+        return loaded if isinstance(loaded, BaseException) else None
+
+    died = time.perf_counter()
+    while breaker.state != "open" and calls < _MAX_CALLS_TO_OPEN:
+        calls += 1
+        errors.append(type(await attempt()).__name__)
+    to_open = time.perf_counter() - died
+    rejected: list[float] = []
+    for _ in range(samples):
+        calls += 1
+        started = time.perf_counter()
+        exc = await attempt()
+        elapsed = time.perf_counter() - started
+        if not isinstance(exc, CircuitOpenError):
+            raise RuntimeError(f"expected a rejection by the open breaker, got {exc!r}")
+        rejected.append(elapsed)
+    return {
+        "calls_to_open": len(errors),
+        "errors_before_open": errors,
+        "to_open_s": to_open,
+        "rejected_s": rejected,
+    }
+
+
+def _summary(raw: dict[str, Any]) -> dict[str, Any]:
+    reject_ms = median_ms(raw["rejected_s"])
+    return {
+        **{k: v for k, v in raw.items() if k != "rejected_s"},
+        "to_open_ms": raw["to_open_s"] * 1000.0,
+        "median_reject_ms": reject_ms,
+        "met": reject_ms <= TARGET_REJECT_MS,
+        "raw_rejected_s": raw["rejected_s"],
+    }
+
+
+def run(ctx: BenchContext) -> Outcome:
+    """Run the benchmark; see the module docstring."""
+    log(f"fast failure: engine down, {POLICY.fail_max} failures to open, {ctx.samples} rejections")
+    try:
+        reset_breakers()
+        pure = _summary(asyncio.run(breaker_only(ctx.samples)))
+        install_plan(parse_plan(PLAN))
+        steps = _summary(asyncio.run(through_run_step(ctx.samples)))
+    finally:
+        install_plan(None)
+        reset_breakers()
+    data = {
+        "plan": PLAN,
+        "fail_max": POLICY.fail_max,
+        "samples": ctx.samples,
+        "target_reject_ms": TARGET_REJECT_MS,
+        "breaker": pure,
+        "run_step": steps,
+    }
+    rows = [
+        Row(
+            "fast failure: rejected call, Breaker.call",
+            f"{pure['median_reject_ms']:.3f} ms/call",
+            "",
+            "",
+            f"<= {TARGET_REJECT_MS:g} ms",
+            pure["met"],
+        ),
+        Row(
+            "  rejected step, run_step (retries=0)",
+            f"{steps['median_reject_ms']:.1f} ms/step",
+            "",
+            "",
+            f"(<= {TARGET_REJECT_MS:g} ms)",
+            steps["met"],
+        ),
+        Row(
+            "  engine death -> breaker open, Breaker.call",
+            f"{pure['to_open_ms']:.2f} ms",
+            f"{pure['calls_to_open']} calls",
+        ),
+        Row(
+            "  engine death -> breaker open, run_step",
+            f"{steps['to_open_ms']:.1f} ms",
+            f"{steps['calls_to_open']} steps",
+        ),
+    ]
+    return Outcome(data, rows)

@@ -1,0 +1,231 @@
+"""Benchmark 4, pipeline throughput: the data pipeline against a single-process DuckDB script.
+
+For each size (1M and 10M rows; 100k with ``--quick``) the sample CSV is generated once
+(``python -m flows.steps ingest --rows N --seed 42``), then, in this order (steps 1 and 2 taking
+turns, 3 times at 1M and twice at 10M, once with ``--quick``; the medians are compared):
+
+1. **pipeline**: ``data_pipeline(input=<csv>, group_by="category", backend="local")`` against the
+   Prefect server, uncached (fresh work folder), every step a task run and a process: validate,
+   transform (one partition per core, in parallel), aggregate, report;
+2. **baseline**: :mod:`flows.benchmarks.duckdb_baseline` on the same CSV, one process;
+3. **pipeline with generation**: ``data_pipeline(rows=N, seed=42)``, the ingest step generating the
+   CSV itself (reported beside generation + baseline).
+
+Both sides start from the same CSV, warm in the page cache. The outputs are compared: row counts,
+column types, quarantined lines and every aggregate cell; a mismatch is reported, not hidden.
+Targets at 10M rows: pipeline time at most 1.5x the baseline's, pipeline peak memory (whole process
+tree: the flow's process and its step processes) at most 2 GiB.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from flows.benchmarks._context import BenchContext, log
+from flows.benchmarks._pipeline import Timed, generate_input, run_baseline, run_pipeline
+from flows.benchmarks._report import Outcome, Row
+
+__all__ = ["TARGET_PEAK_BYTES", "TARGET_RATIO", "compare_outputs", "measure", "run"]
+
+TARGET_RATIO = 1.5
+TARGET_PEAK_BYTES = 2 * 1024**3  # 2 GiB
+#: The size at which the targets apply (the largest of the full run).
+TARGET_ROWS = 10_000_000
+
+
+def _quarantined_lines(path: Path) -> set[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {row["line"] for row in csv.DictReader(fh)}
+
+
+def _same_cell(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        x, y = float(a), float(b)
+    except ValueError:
+        return False
+    return math.isclose(x, y, rel_tol=1e-12, abs_tol=0.0)
+
+
+def compare_outputs(pipeline: Path, baseline: Path) -> list[str]:
+    """Differences between the pipeline's and the baseline's outputs ([] when they agree).
+
+    Counts, column types, the set of quarantined line numbers and every aggregate cell (equal
+    text, or numbers within a relative 1e-12).
+    """
+    problems: list[str] = []
+    ours = _read_json(pipeline / "summary.json")
+    theirs = _read_json(baseline / "summary.json")
+    for key in ("input_rows", "valid_rows", "quarantined_rows", "columns"):
+        if ours.get(key) != theirs.get(key):
+            problems.append(f"{key}: pipeline {ours.get(key)!r}, baseline {theirs.get(key)!r}")
+    lines_p = _quarantined_lines(pipeline / "quarantine.csv")
+    lines_b = _quarantined_lines(baseline / "quarantine.csv")
+    if lines_p != lines_b:
+        only_p, only_b = sorted(lines_p - lines_b)[:5], sorted(lines_b - lines_p)[:5]
+        problems.append(f"quarantined lines differ: only pipeline {only_p}, only baseline {only_b}")
+    with (pipeline / "aggregates.csv").open(newline="", encoding="utf-8") as fh:
+        agg_p = list(csv.reader(fh))
+    with (baseline / "aggregates.csv").open(newline="", encoding="utf-8") as fh:
+        agg_b = list(csv.reader(fh))
+    if len(agg_p) != len(agg_b) or (agg_p and agg_p[0] != agg_b[0]):
+        problems.append(
+            f"aggregates shape differs: {agg_p[:1]} x{len(agg_p)} vs {agg_b[:1]} x{len(agg_b)}"
+        )
+    else:
+        for row_p, row_b in zip(agg_p[1:], agg_b[1:], strict=True):
+            for name, a, b in zip(agg_p[0], row_p, row_b, strict=True):
+                if not _same_cell(a, b):
+                    problems.append(f"aggregate {row_p[0]!r}.{name}: pipeline {a}, baseline {b}")
+    return problems
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def _gb(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1024**3:.2f} GiB"
+
+
+def _median_run(runs: list[Timed]) -> Timed:
+    """The run of median time (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r.seconds)[(len(runs) - 1) // 2]
+
+
+def _one_size(ctx: BenchContext, rows: int) -> tuple[dict[str, Any], Timed, Path]:
+    folder = ctx.folder(f"throughput-{rows}")
+    exclude = (ctx.server_pid,) if ctx.server_pid else ()
+    csv_path, gen_s = generate_input(rows, folder / "input")
+    repeats = ctx.throughput_repeats(rows)
+    log(f"throughput {rows:,} rows: input generated in {gen_s:.1f} s; {repeats} x pipeline, script")
+    pipelines: list[Timed] = []
+    baselines: list[Timed] = []
+    for i in range(repeats):  # taking turns, so that the machine's mood hits both alike
+        out, work = folder / f"out-{i}", folder / f"work-{i}"  # fresh work folder: uncached
+        pipelines.append(run_pipeline(out, work, csv_path=csv_path, exclude=exclude))
+        baselines.append(run_baseline(csv_path, folder / f"baseline-{i}"))
+        log(
+            f"throughput {rows:,} rows: pipeline {pipelines[-1].seconds:.1f} s,"
+            f" script {baselines[-1].seconds:.1f} s"
+        )
+    first, base = _median_run(pipelines), _median_run(baselines)
+    full: Timed | None = None
+    if not ctx.quick:  # keeps --quick under a minute
+        log(f"throughput {rows:,} rows: pipeline with generation")
+        full = run_pipeline(folder / "gen-out", folder / "gen-work", rows=rows, exclude=exclude)
+    problems = compare_outputs(folder / "out-0", folder / "baseline-0")
+    input_rows = int(first.summary.get("input_rows") or rows)
+    data = {
+        "rows": rows,
+        "input_bytes": csv_path.stat().st_size,
+        "generation_s": gen_s,
+        "repeats": repeats,
+        "pipeline": {
+            **first.as_json(),
+            "rows_per_s": input_rows / first.seconds,
+            "runs_s": [r.seconds for r in pipelines],
+            "peak_bytes": max(r.peak_bytes for r in pipelines),
+        },
+        "baseline": {
+            **base.as_json(),
+            "rows_per_s": input_rows / base.seconds,
+            "runs_s": [r.seconds for r in baselines],
+            "peak_bytes": max(r.peak_bytes for r in baselines),
+            "exact_peak_bytes": max(r.exact_peak_bytes or 0 for r in baselines),
+        },
+        "baseline_phases_s": base.summary.get("phases"),
+        "pipeline_with_generation": None
+        if full is None
+        else {**full.as_json(), "rows_per_s": rows / full.seconds},
+        "ratio": first.seconds / base.seconds,
+        "ratio_with_generation": None if full is None else full.seconds / (gen_s + base.seconds),
+        "steps": first.summary.get("steps"),
+        "counts": {
+            k: first.summary.get(k) for k in ("input_rows", "valid_rows", "quarantined_rows")
+        },
+        "baseline_agrees": not problems,
+        "mismatches": problems,
+    }
+    # The re-run benchmark re-uses run 0's folders; its time is the median of the first runs.
+    return data, dataclasses.replace(pipelines[0], seconds=first.seconds), csv_path
+
+
+def _with_generation_row(label: str, data: dict[str, Any]) -> Row:
+    name = f"  with generation {label}: pipeline vs ingest + script"
+    full = data["pipeline_with_generation"]
+    if full is None:
+        return Row(name, "skipped in --quick")
+    return Row(
+        name,
+        f"{full['seconds']:.1f} s",
+        f"{data['generation_s'] + data['baseline']['seconds']:.1f} s",
+        f"{data['ratio_with_generation']:.2f}x",
+    )
+
+
+def measure(ctx: BenchContext) -> tuple[Outcome, dict[int, tuple[Timed, Path]]]:
+    """Run the benchmark; also return each size's first pipeline run and input (for benchmark 5)."""
+    sizes: dict[str, Any] = {}
+    firsts: dict[int, tuple[Timed, Path]] = {}
+    rows_out: list[Row] = []
+    for rows in ctx.row_counts:
+        data, first, csv_path = _one_size(ctx, rows)
+        sizes[str(rows)] = data
+        firsts[rows] = (first, csv_path)
+        targeted = rows == TARGET_ROWS
+        ratio_ok = data["ratio"] <= TARGET_RATIO
+        peak = data["pipeline"]["peak_bytes"]
+        label = f"{rows / 1e6:g}M" if rows >= 1_000_000 else f"{rows // 1000}k"
+        rows_out += [
+            Row(
+                f"throughput {label} rows: pipeline vs DuckDB script",
+                f"{data['pipeline']['seconds']:.1f} s ({data['pipeline']['rows_per_s'] / 1e3:,.0f}k rows/s)",
+                f"{data['baseline']['seconds']:.1f} s ({data['baseline']['rows_per_s'] / 1e3:,.0f}k rows/s)",
+                f"{data['ratio']:.2f}x",
+                f"<= {TARGET_RATIO:g}x" if targeted else "",
+                ratio_ok if targeted else None,
+            ),
+            Row(
+                f"  peak memory {label} (process tree)",
+                _gb(peak),
+                f"{_gb(data['baseline']['peak_bytes'])} (baseline)",
+                "",
+                "<= 2 GiB" if targeted else "",
+                peak <= TARGET_PEAK_BYTES if targeted else None,
+            ),
+            _with_generation_row(label, data),
+            Row(
+                f"  baseline output agrees {label}",
+                "yes" if data["baseline_agrees"] else f"NO: {len(data['mismatches'])} mismatches",
+            ),
+        ]
+    target = sizes.get(str(TARGET_ROWS))
+    met = None
+    if target is not None:
+        met = (
+            target["ratio"] <= TARGET_RATIO
+            and target["pipeline"]["peak_bytes"] <= TARGET_PEAK_BYTES
+        )
+    summary = {
+        "target_ratio": TARGET_RATIO,
+        "target_peak_bytes": TARGET_PEAK_BYTES,
+        "target_rows": TARGET_ROWS,
+        "met": met,
+        "sizes": sizes,
+    }
+    return Outcome(summary, rows_out), firsts
+
+
+def run(ctx: BenchContext) -> Outcome:
+    """Run the benchmark; see the module docstring."""
+    return measure(ctx)[0]
