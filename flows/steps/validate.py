@@ -343,9 +343,11 @@ def run(
         cols = ", ".join(quote_ident(c) for c in src.columns)
         with atomic_path(out / "valid.parquet") as tmp:
             valid = con.execute(
+                # The NOT IN runs as a join that may reorder rows: sort back to input order, so
+                # partitions are contiguous input ranges and re-runs write identical files.
                 f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL AND file_row_number "
-                f"NOT IN (SELECT rid FROM extras)) TO {quote_literal(str(tmp))} "
-                "(FORMAT parquet, COMPRESSION snappy)"
+                f"NOT IN (SELECT rid FROM extras) ORDER BY file_row_number) "
+                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION snappy)"
             ).fetchone()[0]
             input_rows = int(accepted) + int(rejected)
             if input_rows != int(valid) + quarantined:
