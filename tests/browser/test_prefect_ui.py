@@ -148,15 +148,18 @@ def _open_artifact_of_run(page: Page, server: Server, run: Run, key: str) -> Loc
     return markdown
 
 
-def _expect_chart(markdown: Locator, kind: str) -> None:
-    """A mermaid diagram of ``kind`` (gantt, xychart) drawn as a non-empty SVG."""
+def _expect_chart(markdown: Locator, kind: str, count: int = 1) -> None:
+    """``count`` mermaid diagrams of ``kind`` (gantt, xychart), each drawn as a non-empty SVG."""
     from playwright.sync_api import expect
 
-    chart = markdown.locator(f'svg[aria-roledescription="{kind}"]')
-    expect(chart).to_be_visible()
-    box = chart.bounding_box()
-    assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
-    assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
+    charts = markdown.locator(f'svg[aria-roledescription="{kind}"]')
+    expect(charts).to_have_count(count)
+    for index in range(count):
+        chart = charts.nth(index)
+        expect(chart).to_be_visible()
+        box = chart.bounding_box()
+        assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
+        assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
 
 
 def test_run_summary_renders_a_table_charts_and_docs_links(
@@ -170,7 +173,7 @@ def test_run_summary_renders_a_table_charts_and_docs_links(
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Completed")
     _expect_chart(summary, "gantt")
-    _expect_chart(summary, "xychart")
+    _expect_chart(summary, "xychart", count=2)  # step durations and rows per second
     _shot(page, screenshots, "run-summary", full_page=True)
 
     for page_path in ("guides/data-pipeline/", "troubleshooting/", "explanation/self-healing/"):
