@@ -91,8 +91,8 @@ def _wait_healthy(api_url: str, proc: subprocess.Popen[bytes], log: Path) -> Non
     raise TimeoutError(f"prefect server at {api_url} not healthy within {_STARTUP_TIMEOUT_S:g} s")
 
 
-def _stop(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left after ``grace_s``."""
+def stop_process_group(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``proc``, then SIGKILL whatever is left after ``grace_s``."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -137,4 +137,4 @@ def prefect_server(base: Path) -> Iterator[PrefectServer]:
     try:
         yield PrefectServer(proc, f"http://127.0.0.1:{port}/api", home, log)
     finally:
-        _stop(proc)
+        stop_process_group(proc)
