@@ -1,25 +1,29 @@
 """Host file operations shared by the runners: mount sources, and outputs put in place atomically.
 
-Both runners bring an output back the same way: it lands under a sibling temporary name on the
-destination's file system (``.NAME.aiop-tmp-TOKEN``), which then replaces the destination in one
-rename, so a crash never leaves a half-written output under the final name.
+Both runners bring an output back the same way: it lands under a recognisable sibling staging name on
+the destination's file system (``.NAME.aiop-tmp-HOST-PID-TOKEN``, :mod:`adapters._staging`) and is then
+put in place by :func:`adapters.ownership.install`: renamed into place when nothing is there, merged
+file by file into a folder the platform owns, refused when the folder holds files the platform did not
+write. Stale staging entries of dead runs are removed before each export.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import StepSpec
 from adapters.errors import InvalidSpecError
+from adapters.ownership import Status, inspect, install
 
 __all__ = [
     "HostMount",
     "atomic_landing",
+    "check_outputs",
     "host_mounts",
     "landing_path",
     "remove_path",
@@ -54,44 +58,64 @@ def host_mounts(spec: StepSpec) -> list[HostMount]:
     return checked
 
 
-def landing_path(dest: Path, token: str | None = None) -> Path:
-    """A unique sibling of ``dest`` for an output to land in before it is renamed into place.
+def check_outputs(spec: StepSpec) -> None:
+    """Refuse, before the step runs, an output destination the platform may not replace.
+
+    Raises:
+        InvalidSpecError: a destination is a folder that holds files the platform did not write.
+    """
+    for source, host in spec.outputs.items():
+        dest = Path(host).expanduser().absolute()
+        if inspect(dest).status is Status.FOREIGN:
+            raise InvalidSpecError(
+                f"output {source!r} goes to {str(dest)!r}, a folder of files the platform did not"
+                " write (it holds no .aiop-manifest.json, the record the platform keeps of what it"
+                " wrote), so nothing in it will be replaced or deleted; give a new or empty folder"
+                " as the destination, or move those files elsewhere",
+                step=spec.name,
+            )
+
+
+def landing_path(dest: Path) -> Path:
+    """A unique, recognisable sibling of ``dest`` for an output to land in before it is put in place.
 
     Examples:
-        >>> landing_path(Path("/data/results"), "ab12").as_posix()
-        '/data/.results.aiop-tmp-ab12'
+        >>> landing_path(Path("/data/results")).name.startswith(".results.aiop-tmp-")
+        True
     """
-    return dest.with_name(f".{dest.name}.aiop-tmp-{token or uuid.uuid4().hex[:12]}")
+    return staging_path(dest)
 
 
 @contextlib.contextmanager
 def atomic_landing(dest: Path) -> Iterator[Path]:
-    """A sibling temporary path to write ``dest``'s new content to, swapped in if the block succeeds.
+    """A sibling staging path to write ``dest``'s new content to, put in place if the block succeeds.
 
     The landing path is removed in every case, so a failed write leaves nothing beside ``dest``.
 
     Raises:
         OSError: the destination's folder cannot be created or written.
+        InvalidSpecError: ``dest`` holds files the platform did not write in the way.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    sweep(dest.parent)
     landing = landing_path(dest)
     try:
         yield landing
-        replace_atomically(landing, dest)
+        install(landing, dest)
     finally:
         remove_path(landing)
 
 
 def replace_atomically(source: Path, dest: Path) -> None:
-    """Move ``source`` to ``dest`` so that ``dest`` is never seen half-written.
+    """Move ``source`` to ``dest`` so that no file of ``dest`` is ever seen half-written.
 
-    Unless ``source`` already is a sibling of ``dest``, it is first moved to a :func:`landing_path`
-    (on the destination's file system), then renamed into place. An existing directory at ``dest``
-    (or anything at ``dest`` when a directory comes in) is renamed aside first, put back if the
-    rename in fails, and removed after. On failure nothing new is left beside ``dest``.
+    ``source`` is first moved to a :func:`landing_path` (on the destination's file system), then
+    put in place by :func:`adapters.ownership.install`: a folder the platform owns keeps every entry
+    it did not write. On failure nothing new is left beside ``dest``.
 
     Raises:
         OSError: the destination's folder cannot be created or written.
+        InvalidSpecError: ``dest`` holds files the platform did not write in the way.
 
     Examples:
         >>> import tempfile
@@ -103,43 +127,10 @@ def replace_atomically(source: Path, dest: Path) -> None:
         'new'
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    landing = source
-    if source.parent.absolute() != dest.parent.absolute():
-        landing = landing_path(dest)
-        try:
-            shutil.move(str(source), landing)
-        except BaseException:
-            remove_path(landing)
-            raise
+    sweep(dest.parent)
+    landing = landing_path(dest)
     try:
-        _swap_in(landing, dest)
-    except BaseException:
-        if landing != source:
-            remove_path(landing)
-        raise
-
-
-def _swap_in(landing: Path, dest: Path) -> None:
-    """Rename ``landing`` to ``dest``; a directory in the way is renamed aside first."""
-    in_the_way = dest.exists() or dest.is_symlink()
-    real_dir = dest.is_dir() and not dest.is_symlink()
-    if not (in_the_way and (real_dir or landing.is_dir())):
-        landing.replace(dest)  # atomic, also over an existing file or symlink
-        return
-    aside = dest.with_name(f".{dest.name}.aiop-old-{uuid.uuid4().hex[:12]}")
-    dest.replace(aside)
-    try:
-        landing.replace(dest)
-    except OSError:
-        aside.replace(dest)
-        raise
-    remove_path(aside)
-
-
-def remove_path(path: Path) -> None:
-    """Best-effort removal of a temporary path (file, symlink or directory)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(OSError):
-            path.unlink(missing_ok=True)
+        shutil.move(str(source), landing)
+        install(landing, dest)
+    finally:
+        remove_path(landing)

@@ -117,7 +117,7 @@ from adapters._engine_process import (
     forward_output,
     line_sink,
 )
-from adapters._fs import HostMount, atomic_landing, host_mounts
+from adapters._fs import HostMount, atomic_landing, check_outputs, host_mounts
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import (
     AiopError,
@@ -279,6 +279,7 @@ class DaggerRunner:
         started = time.monotonic()
         secrets = spec.secret_values()
         mounts = host_mounts(spec)
+        check_outputs(spec)
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=dagger.Retry(connect=False, execute=False),
@@ -397,6 +398,8 @@ async def _export(
                 await container.directory(source).export(str(landing))
             else:
                 await container.file(source).export(str(landing))
+    except InvalidSpecError as exc:  # a folder the platform does not own is in the way
+        raise InvalidSpecError(exc.message, step=spec.name) from exc
     except OSError as exc:  # the host side: our own file operations, not the engine
         raise InvalidSpecError(
             f"cannot write output {source!r} to {str(destination)!r} ({exc}); make the"

@@ -14,21 +14,32 @@ Every argument and environment value that names one of those container paths is 
 that runs the flow, which has the step dependencies installed. The environment is the spec's ``env`` and
 ``secrets`` over a minimal base (``PATH``, ``HOME``, ``LANG``, ``TZ``, ``TMPDIR``), as in a container;
 the image is ignored. The timeout kills the whole process group.
+
+A step process dies with the process that started it: on Linux it is started with
+``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so a run killed with SIGKILL (an OOM kill, ``kill -9``) leaves
+no step running. Elsewhere (macOS, BSD) there is no such call: a killed run's step process keeps
+running until it ends on its own, and its output is then left in staging. Every staging folder
+(``.aiop-STEP.aiop-tmp-HOST-PID-TOKEN`` in the temporary folder, ``.NAME.aiop-tmp-...`` beside a
+destination) names the process that made it, and the next run removes those of processes that no
+longer run (:mod:`adapters._staging`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from adapters._fs import replace_atomically
+from adapters._fs import check_outputs, host_mounts, replace_atomically
+from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
 from adapters.paths import PathMap
@@ -68,14 +79,10 @@ class LocalRunner:
         self, spec: StepSpec, *, attempt: int = 1, on_line: LineSink | None = None
     ) -> StepResult:
         """Run ``spec`` once; a non-zero exit is returned, not raised."""
-        for host in spec.mounts:
-            if not Path(host).exists():
-                raise InvalidSpecError(
-                    f"mount source {host!r} does not exist on this host; create it or fix the path",
-                    step=spec.name,
-                )
-        with tempfile.TemporaryDirectory(prefix=f"aiop-{spec.name}-") as scratch:
-            staged, path_map, cwd = _prepare(spec, Path(scratch))
+        host_mounts(spec)
+        check_outputs(spec)
+        with _scratch(spec.name) as scratch:
+            staged, path_map, cwd = _prepare(spec, scratch)
             args = [path_map.rewrite(a) for a in spec.args]
             if args[0] in _PYTHONS:
                 args[0] = sys.executable
@@ -115,6 +122,7 @@ class LocalRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=_DIE_WITH_PARENT,
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise InvalidSpecError(
@@ -166,6 +174,44 @@ class LocalRunner:
                 return
             except TimeoutError:
                 continue
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die with this process (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call took effect
+            os._exit(137)
+
+    return preexec
+
+
+_DIE_WITH_PARENT = _die_with_parent()
+_SWEPT: set[str] = set()
+
+
+@contextlib.contextmanager
+def _scratch(step: str) -> Iterator[Path]:
+    """A private staging folder for one run, named so a later run can remove it if this one dies."""
+    base = Path(tempfile.gettempdir())
+    if str(base) not in _SWEPT:  # once per process: stale scratch folders of killed runs
+        _SWEPT.add(str(base))
+        sweep(base)
+    folder = staging_path(base / f"aiop-{step}")
+    folder.mkdir(mode=0o700)
+    try:
+        yield folder
+    finally:
+        remove_path(folder)
 
 
 async def _pump(
@@ -244,6 +290,15 @@ def _export(spec: StepSpec, staged: dict[str, Path]) -> dict[str, str]:
                 " remove the output from the spec",
                 step=spec.name,
             )
-        replace_atomically(stage, dest)
+        try:
+            replace_atomically(stage, dest)
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(exc.message, step=spec.name) from exc
+        except OSError as exc:
+            raise InvalidSpecError(
+                f"cannot write output {source!r} to {str(dest)!r} ({exc}); make the"
+                " destination's folder writable or choose another path",
+                step=spec.name,
+            ) from exc
         exported[source] = str(dest)
     return exported

@@ -5,7 +5,8 @@
   is valid, reports each invalid file in one paragraph, exits 1 when any is invalid.
 * ``run NAME --param key=value ... [--backend B]`` -- one Prefect flow run (``agent-run``) that runs
   the agent (or the healthiest agent for a capability) and prints its output; exits 1 with one
-  paragraph when it fails, 2 on bad usage.
+  paragraph when it fails, 2 on bad usage (an ``--output`` host folder that holds files the
+  platform did not write is bad usage: refused before anything runs).
 
 Examples:
     $ python -m agents validate
@@ -92,6 +93,18 @@ def _pairs(items: Sequence[str], option: str, example: str) -> dict[str, str]:
     return pairs
 
 
+def _check_outputs(items: Sequence[str]) -> None:
+    """Refuse, before any flow run, an output host folder the platform may not replace."""
+    from adapters.ownership import check_destination
+
+    for item in items:
+        target, _, host = item.partition("=")
+        try:
+            check_destination(Path(host), label=f"--output {target}={host}", writable=True)
+        except InvalidInputError as exc:
+            raise _Usage(str(exc)) from None
+
+
 def _list() -> int:
     from adapters.breaker import get_breaker
     from agents.recent import read_recent_runs
@@ -146,6 +159,7 @@ def _run(ns: argparse.Namespace) -> int:
     outputs = _pairs(ns.output, "--output", "/aiop/out=./out")
     mounts = {str(Path(host).resolve()): target for host, target in mounts.items()}
     outputs = {target: str(Path(host).resolve()) for target, host in outputs.items()}
+    _check_outputs(ns.output)
     from agents.manager import AgentManager
 
     manager = AgentManager.from_paths()

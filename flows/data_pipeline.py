@@ -23,7 +23,7 @@ from flows._console import docs_url, quiet_prefect_defaults
 from flows.options import PipelineOptions
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
-__all__ = ["main", "parse_args"]
+__all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SNIFF_BYTES = 64 * 1024
@@ -122,7 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
             f" {', '.join(SAMPLE_COLUMNS)}."
         )
     output = Path(ns.output or Path("output") / time.strftime("%Y%m%d-%H%M%S"))
-    _check_output(output)
+    _check_output(output, ns)
     if ns.chaos:
         from adapters.chaos import parse_plan
         from adapters.errors import InvalidInputError
@@ -198,14 +198,49 @@ def _check_schema(path: Path, header: list[str] | None) -> None:
             )
 
 
-def _check_output(output: Path) -> None:
-    if output.exists() and not output.is_dir():
-        raise UsageError(f"--output {output} is a file; give a folder (it will be created).")
-    if output.is_dir() and any(output.iterdir()) and not (output / "summary.json").exists():
-        raise UsageError(
-            f"--output {output} already holds files that are not a pipeline result; the pipeline"
-            " replaces its output folder, so give a new or empty folder."
-        )
+#: The entries a result writes into its output folder (globs per path component).
+RESULT_ENTRIES = ("summary.json", "aggregates.csv", "quarantine.csv", "data/part-*.parquet")
+
+
+def check_output_folder(
+    output: str | os.PathLike[str],
+    *,
+    input: str | None = None,
+    schema_file: str | None = None,
+    work_dir: str | None = None,
+) -> None:
+    """Refuse an output folder the pipeline may not write, before any step runs.
+
+    The pipeline writes into an absent or empty folder, or into a folder it owns (one that holds the
+    ``.aiop-manifest.json`` of an earlier result), where it replaces only the files it wrote. The
+    input, the schema and the work folder may not be among those files, and the folder must be
+    writable.
+
+    Raises:
+        InvalidInputError: one paragraph naming the folder, what is wrong and the fix.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_output_folder(Path(tmp) / "new-results")
+    """
+    from adapters.ownership import check_destination
+
+    check_destination(
+        Path(output),
+        label=f"--output {output}",
+        reserved=RESULT_ENTRIES,
+        protect={"--input": input, "--schema": schema_file, "--work-dir": work_dir},
+    )
+
+
+def _check_output(output: Path, ns: argparse.Namespace) -> None:
+    from adapters.errors import InvalidInputError
+
+    try:
+        check_output_folder(output, input=ns.input, schema_file=ns.schema, work_dir=ns.work_dir)
+    except InvalidInputError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def fail(message: str, code: int) -> NoReturn:

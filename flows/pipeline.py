@@ -26,8 +26,10 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from adapters.ownership import claim, write_owned_file
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
+from flows.data_pipeline import check_output_folder
 from flows.history import current_record, publish_history, publish_metrics
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, step_cache_key
@@ -68,10 +70,30 @@ def _out(outcome: StepOutcome) -> Path:
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    """Write a file of the result atomically and record it in the folder's manifest."""
+    write_owned_file(path.parent, path.name, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _prepare_output(options: PipelineOptions) -> None:
+    """Refuse an output folder the pipeline may not write, then claim it, before the first step.
+
+    Claiming makes an absent or empty folder the platform's (an empty manifest), so that a work
+    folder inside it, written by the first steps, is an entry of the user's that results never
+    replace.
+    """
+    check_output_folder(
+        options.output,
+        input=options.input,
+        schema_file=options.schema_file,
+        work_dir=options.work_dir,
+    )
+    try:
+        claim(Path(options.output).resolve())
+    except OSError as exc:
+        raise InvalidInputError(
+            f"--output {options.output} cannot be written ({exc.strerror or exc}); give a folder"
+            " you can write to, or fix its permissions"
+        ) from None
 
 
 @flow(name=FLOW_NAME, log_prints=False)
@@ -96,7 +118,8 @@ async def data_pipeline(
         schema_file: YAML file of ``column: type`` lines; other columns' types are inferred.
         partitions: Parquet partitions, transformed in parallel (default: CPU count).
         group_by: column to aggregate by (default: ``category`` for the sample).
-        output: output folder (default ``output/<timestamp>``).
+        output: output folder (default ``output/<timestamp>``): absent, empty, or an earlier
+            result; a folder of other files is refused (InvalidInputError) before the first step.
         work_dir: where step outputs are kept between runs (default ``AIOP_WORK_DIR`` or
             ``.aiop/work``).
         backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
@@ -116,6 +139,7 @@ async def data_pipeline(
         backend=backend,
     )
     try:
+        _prepare_output(options)
         return await _run(options)
     except (PipelineFailed, InvalidInputError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.

@@ -41,6 +41,7 @@ from adapters import (
 )
 from adapters.breaker import get_breaker
 from adapters.chaos import ChaosRunner, active_plan
+from adapters.ownership import output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
@@ -136,8 +137,8 @@ def _fingerprint(path: Path) -> Iterator[str]:
 
 
 def outputs_present(spec: StepSpec) -> bool:
-    """True when every output host path of ``spec`` exists (a cached result is still usable)."""
-    return all(Path(host).exists() for host in spec.outputs.values())
+    """True when every output of ``spec`` is still as written (a cached result is still usable)."""
+    return all(output_present(Path(host)) for host in spec.outputs.values())
 
 
 @task(

@@ -590,15 +590,28 @@ class TestOutputs:
         landing = Path(export.args["path"])
         assert landing.parent == tmp_path and landing.name.startswith(".results.aiop-tmp-")
 
-    async def test_an_existing_destination_directory_is_replaced_whole(
+    async def test_an_earlier_output_is_replaced_and_a_users_file_in_it_kept(
+        self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(files={"/out/stale.txt": "old"})
+        await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
+        (tmp_path / "results" / "mine.txt").write_text("the user's")
+        engine.behaviour = self.produce()
+        await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
+        names = sorted(p.name for p in (tmp_path / "results").iterdir())
+        assert names == [".aiop-manifest.json", "a.txt", "mine.txt", "sub"]
+        assert [p.name for p in tmp_path.iterdir()] == ["results"]
+
+    async def test_a_folder_the_platform_did_not_write_is_refused_before_the_engine(
         self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path
     ) -> None:
         (tmp_path / "results").mkdir()
-        (tmp_path / "results" / "stale.txt").write_text("old")
+        (tmp_path / "results" / "stale.txt").write_text("the user's")
         engine.behaviour = self.produce()
-        await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
-        assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["a.txt", "sub"]
-        assert [p.name for p in tmp_path.iterdir()] == ["results"]
+        with pytest.raises(InvalidSpecError, match="did not"):
+            await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
+        assert engine.queries == []
+        assert [p.name for p in (tmp_path / "results").iterdir()] == ["stale.txt"]
 
     async def test_nothing_is_exported_after_a_non_zero_exit(
         self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path
@@ -626,14 +639,15 @@ class TestOutputs:
     async def test_an_engine_crash_mid_export_leaves_no_output_under_the_final_name(
         self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path
     ) -> None:
-        (tmp_path / "results").mkdir()
-        (tmp_path / "results" / "previous.txt").write_text("kept")
+        engine.behaviour = lambda req: ExecOutcome(files={"/out/previous.txt": "kept"})
+        await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
         engine.behaviour = self.produce()
         engine.die_during_export = True
         with pytest.raises(EngineConnectionError):
             await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
         assert [p.name for p in tmp_path.iterdir()] == ["results"]  # the half-written temp is gone
-        assert [p.name for p in (tmp_path / "results").iterdir()] == ["previous.txt"]
+        names = sorted(p.name for p in (tmp_path / "results").iterdir())
+        assert names == [".aiop-manifest.json", "previous.txt"]
 
 
 class TestUserInputErrors:

@@ -95,13 +95,13 @@ class TestPaths:
         assert result.outputs == {"/aiop/out": str(tmp_path / "result")}
         assert result.stdout.strip() == str((tmp_path / "in").resolve())
 
-    async def test_outputs_replace_an_existing_folder_whole(self, tmp_path: Path) -> None:
+    async def test_outputs_replace_what_an_earlier_output_wrote(self, tmp_path: Path) -> None:
         dest = tmp_path / "result"
-        dest.mkdir()
-        (dest / "stale.txt").write_text("old")
+        old = "import os; os.makedirs('/aiop/out'); open('/aiop/out/stale.txt', 'w').write('o')"
+        await LocalRunner().run(spec_of(old, outputs={"/aiop/out": str(dest)}))
         code = "import os; os.makedirs('/aiop/out'); open('/aiop/out/new.txt', 'w').write('n')"
         await LocalRunner().run(spec_of(code, outputs={"/aiop/out": str(dest)}))
-        assert sorted(p.name for p in dest.iterdir()) == ["new.txt"]
+        assert sorted(p.name for p in dest.iterdir()) == [".aiop-manifest.json", "new.txt"]
 
     async def test_outputs_are_not_exported_after_a_failure(self, tmp_path: Path) -> None:
         code = "import os, sys; os.makedirs('/aiop/out'); sys.exit(1)"

@@ -1,0 +1,423 @@
+"""Output ownership through the real entry points: the platform replaces or deletes only what it wrote.
+
+Each case of the reported defects runs through the CLI as a subprocess, the flow called from Python,
+``python -m agents run`` or ``run_step``. A user's folder is hashed (names, types and every byte)
+before and after, so "nothing changed" is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from adapters import InvalidInputError, InvalidSpecError, StepSpec
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ("--rows", "200", "--partitions", "1", "--backend", "local")
+
+
+def tree_hash(root: Path) -> dict[str, str]:
+    """Every entry under ``root``: its type and, for files and links, a hash of its bytes/target."""
+    found: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            found[rel] = f"link:{path.readlink()}"
+        elif path.is_dir():
+            found[rel] = "dir"
+        else:
+            found[rel] = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def user_folder(path: Path) -> Path:
+    """A user's project that happens to hold a file named ``summary.json``."""
+    (path / ".git").mkdir(parents=True)
+    (path / ".git" / "config").write_text("[core]\n\tbare = false\n")
+    (path / "src").mkdir()
+    (path / "src" / "main.py").write_text("print('my work')\n")
+    (path / "summary.json").write_text('{"mine": true}\n')
+    return path
+
+
+def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.data_pipeline", *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def one_paragraph(done: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def step_outputs(work: Path) -> list[Path]:
+    return sorted(work.glob("*-*")) if work.exists() else []
+
+
+class TestForeignFolderAtEveryEntryPoint:
+    """A non-empty folder the platform did not write is refused, and not one byte of it changes."""
+
+    def test_cli_refuses_a_user_project_holding_summary_json(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        project = user_folder(tmp_path / "project")
+        before = tree_hash(project)
+        done = run_cli(*SMALL, "--output", str(project), "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = one_paragraph(done)
+        assert str(project) in message and "did not write" in message
+        assert tree_hash(project) == before
+        assert step_outputs(tmp_path / "w") == []  # refused before any step ran
+
+    def test_flow_called_from_python_fails_before_the_first_step(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        from flows.pipeline import data_pipeline
+
+        project = user_folder(tmp_path / "Documents")
+        before = tree_hash(project)
+        state = asyncio.run(
+            data_pipeline(  # type: ignore[call-overload]
+                rows=200,
+                partitions=1,
+                backend="local",
+                output=str(project),
+                work_dir=str(tmp_path / "w"),
+                return_state=True,
+            )
+        )
+        assert state.is_failed()
+        error = state.data if isinstance(state.data, BaseException) else state.result(False)
+        assert isinstance(error, InvalidInputError), error
+        assert str(project) in str(error)
+        assert tree_hash(project) == before
+        assert step_outputs(tmp_path / "w") == []
+
+    def test_agents_run_refuses_a_foreign_output_folder(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        project = user_folder(tmp_path / "project")
+        csv = tmp_path / "in.csv"
+        csv.write_text("a,b\n1,x\n2,y\n")
+        before = tree_hash(project)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "agents",
+                "run",
+                "validate-duckdb",
+                "--param",
+                "input=/aiop/in/in.csv",
+                "--param",
+                "output=/aiop/out",
+                "--mount",
+                f"{csv}=/aiop/in/in.csv",
+                "--output",
+                f"/aiop/out={project}",
+                "--backend",
+                "local",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = one_paragraph(done)
+        assert str(project) in message and "did not write" in message
+        assert tree_hash(project) == before
+
+    def test_run_step_output_onto_a_foreign_folder_is_an_invalid_spec(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        from prefect import flow
+
+        from flows import run_step
+
+        project = user_folder(tmp_path / "project")
+        before = tree_hash(project)
+        marker = tmp_path / "ran"
+        spec = StepSpec(
+            name="writes-out",
+            image="python:3.12-slim",
+            args=[
+                "python",
+                "-c",
+                "import os, pathlib, sys; pathlib.Path(sys.argv[1]).touch();"
+                " os.makedirs('/aiop/out'); open('/aiop/out/x.txt', 'w').write('x')",
+                str(marker),
+            ],
+            outputs={"/aiop/out": str(project)},
+        )
+
+        @flow
+        async def one_step() -> BaseException | None:
+            try:
+                await run_step(spec, backend="local")
+            except Exception as exc:  # the error itself is what the test looks at
+                return exc
+            return None
+
+        error = asyncio.run(one_step())
+        assert isinstance(error, InvalidSpecError), error
+        assert str(project) in str(error)
+        assert not marker.exists()  # refused before the step's process started
+        assert tree_hash(project) == before
+
+
+class TestResultFolders:
+    def test_user_files_in_a_result_folder_survive_a_changed_input_rerun(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "R"
+        first = run_cli(
+            "--rows", "200", "--partitions", "2", "--backend", "local",
+            "--output", str(out), "--work-dir", "w", cwd=tmp_path,
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        assert len(list((out / "data").glob("*.parquet"))) == 2
+        (out / "notes.txt").write_text("my notes\n")
+        (out / "data" / "README.md").write_text("what the parts are\n")
+        (out / "mine").mkdir()
+        (out / "mine" / "plot.py").write_text("plot()\n")
+        added = {k: v for k, v in tree_hash(out).items() if k.startswith(("notes", "mine"))}
+        second = run_cli(
+            "--rows", "300", "--partitions", "1", "--backend", "local",
+            "--output", str(out), "--work-dir", "w", cwd=tmp_path,
+        )  # fmt: skip
+        assert second.returncode == 0, second.stderr
+        after = tree_hash(out)
+        assert {k: v for k, v in after.items() if k.startswith(("notes", "mine"))} == added
+        assert (out / "data" / "README.md").read_text() == "what the parts are\n"
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["input_rows"] == 300
+        # the first run's second part is the platform's: gone, since this run wrote one part
+        assert len(list((out / "data").glob("*.parquet"))) == 1
+
+    def test_input_inside_a_previous_result_folder_survives(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "R"
+        assert (
+            run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path).returncode == 0
+        )
+        data = out / "mydata.csv"
+        data.write_text("id,grp,v\n" + "".join(f"{i},{'ab'[i % 2]},{i}\n" for i in range(50)))
+        for _ in range(2):  # the second run used to fail: "no such file"
+            done = run_cli(
+                "--input", str(data), "--group-by", "grp", "--partitions", "1",
+                "--backend", "local", "--output", str(out), "--work-dir", "w", cwd=tmp_path,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert data.is_file()
+        assert json.loads((out / "summary.json").read_text())["input_rows"] == 50
+
+    def test_input_that_the_run_would_replace_is_refused(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "R"
+        assert (
+            run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path).returncode == 0
+        )
+        before = tree_hash(out)
+        done = run_cli(
+            "--input", str(out / "quarantine.csv"), "--partitions", "1", "--backend", "local",
+            "--output", str(out), "--work-dir", "w2", cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        message = one_paragraph(done)
+        assert "--input" in message and "quarantine.csv" in message
+        assert tree_hash(out) == before
+        assert step_outputs(tmp_path / "w2") == []
+
+    def test_schema_that_the_run_would_replace_is_refused_by_the_flow(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        from flows.pipeline import data_pipeline
+
+        out = tmp_path / "R"
+        assert (
+            run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path).returncode == 0
+        )
+        state = asyncio.run(
+            data_pipeline(  # type: ignore[call-overload]
+                rows=200,
+                partitions=1,
+                backend="local",
+                schema_file=str(out / "summary.json"),
+                output=str(out),
+                work_dir=str(tmp_path / "w2"),
+                return_state=True,
+            )
+        )
+        error = state.data if isinstance(state.data, BaseException) else state.result(False)
+        assert isinstance(error, InvalidInputError) and "schema" in str(error), error
+        assert step_outputs(tmp_path / "w2") == []
+
+    def test_a_work_dir_inside_the_output_keeps_its_cache(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        out = tmp_path / "R"
+        args = (*SMALL, "--output", str(out), "--work-dir", str(out / "work"))
+        assert run_cli(*args, cwd=tmp_path).returncode == 0
+        cached = run_cli(*args, cwd=tmp_path)
+        assert cached.returncode == 0, cached.stderr
+        states = {
+            s["name"]: s["state"] for s in json.loads((out / "summary.json").read_text())["steps"]
+        }
+        assert set(states.values()) == {"Cached"}, states
+        assert step_outputs(out / "work")
+
+
+class TestUnwritableOutput:
+    @pytest.mark.parametrize("where", ["under-a-file", "read-only-parent"])
+    def test_is_found_before_any_step_runs(
+        self, prefect_api_url: str, tmp_path: Path, where: str
+    ) -> None:
+        if where == "under-a-file":
+            (tmp_path / "afile").write_text("x")
+            out = tmp_path / "afile" / "out"
+        elif os.geteuid() != 0:
+            parent = tmp_path / "ro"
+            parent.mkdir(mode=0o555)
+            out = parent / "out"
+        else:  # root writes through permission bits; /sys refuses new folders even to root
+            out = Path("/sys") / f"aiop-test-{os.getpid()}"
+        done = run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = one_paragraph(done)
+        assert str(out) in message and "cannot" in message
+        assert step_outputs(tmp_path / "w") == []
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+SLEEPER = {
+    "name": "sleeper",
+    "description": "Writes a file, then sleeps.",
+    "capabilities": ["sleep"],
+    "image": "python:3.12-slim",
+    "parameters": {"seconds": {"description": "how long to sleep"}},
+    "command": [
+        "python",
+        "-c",
+        "import os, sys, time; os.makedirs('/aiop/out', exist_ok=True);"
+        " open('/aiop/out/x.txt', 'w').write('x'); time.sleep(float(sys.argv[1]))",
+        "{seconds}",
+    ],
+    "retry": {"attempts": 1},
+}
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_sigkill_of_the_cli_leaves_no_step_running_and_the_next_run_cleans_staging(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    from tests.agents.conftest import write_definition
+
+    write_definition(tmp_path / "agents", SLEEPER)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "AIOP_AGENTS_PATH": str(tmp_path / "agents")}
+
+    def agents_run(seconds: str) -> list[str]:
+        return [
+            sys.executable, "-m", "agents", "run", "sleeper", "--param", f"seconds={seconds}",
+            "--output", f"/aiop/out={tmp_path / 'out'}", "--backend", "local",
+        ]  # fmt: skip
+
+    with (tmp_path / "cli.log").open("wb") as log:
+        cli = subprocess.Popen(
+            agents_run("120"), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    steps: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not steps and time.monotonic() < deadline and cli.poll() is None:
+            steps = [p for p in _children(cli.pid) if "time.sleep" in _cmdline(p)]
+            time.sleep(0.05)
+        assert steps, (tmp_path / "cli.log").read_text()
+        os.kill(cli.pid, signal.SIGKILL)  # the leader only, as an OOM killer would
+        cli.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in steps) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [p for p in steps if _alive(p)]
+        assert survivors == [], (
+            f"step processes still running after the CLI was killed: {survivors}"
+        )
+    finally:
+        for pid in steps:  # leave nothing behind, whatever the outcome
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(cli.pid, signal.SIGKILL)
+    stale = sorted(p.name for p in scratch.iterdir())
+    assert stale, "the killed run left its staging folder (the case the next run must clean)"
+    done = subprocess.run(
+        agents_run("0"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [p for p in scratch.iterdir() if p.name in stale] == []
+    assert (tmp_path / "out" / "x.txt").read_text() == "x"
+    assert list(tmp_path.glob(".*aiop-*")) == []
+
+
+def test_tree_hash_sees_a_changed_byte(tmp_path: Path) -> None:
+    project = user_folder(tmp_path / "p")
+    before = tree_hash(project)
+    (project / "src" / "main.py").write_text("print('my work!')\n")
+    assert tree_hash(project) != before
+    shutil.rmtree(project / ".git")
+    assert ".git/config" not in tree_hash(project)
