@@ -15,10 +15,10 @@ that runs the flow, which has the step dependencies installed. The environment i
 ``secrets`` over a minimal base (``PATH``, ``HOME``, ``LANG``, ``TZ``, ``TMPDIR``), as in a container;
 the image is ignored. The timeout kills the whole process group.
 
-A step process dies with the process that started it: on Linux it is started with
-``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so a run killed with SIGKILL (an OOM kill, ``kill -9``) leaves
-no step running. Elsewhere (macOS, BSD) there is no such call: a killed run's step process keeps
-running until it ends on its own, and its output is then left in staging. Every staging folder
+A step's process group dies with the process that started it: a watcher process
+(:mod:`adapters._reaper`) kills the groups of running steps when that process ends, even by SIGKILL
+(an OOM kill, ``kill -9``). If the watcher cannot be started, a killed run's step keeps running until
+it ends on its own. Every staging folder
 (``.aiop-STEP.aiop-tmp-HOST-PID-TOKEN`` in the temporary folder, ``.NAME.aiop-tmp-...`` beside a
 destination) names the process that made it, and the next run removes those of processes that no
 longer run (:mod:`adapters._staging`).
@@ -28,17 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from adapters._fs import check_outputs, host_mounts, replace_atomically
+from adapters._reaper import forget, watch
 from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
@@ -122,7 +122,6 @@ class LocalRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,
-                preexec_fn=_DIE_WITH_PARENT,
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise InvalidSpecError(
@@ -135,6 +134,7 @@ class LocalRunner:
                 f"the host could not start the step's process: {exc.strerror or exc}",
                 step=spec.name,
             ) from exc
+        watch(proc.pid)  # its own session: the group id is the pid
         secrets = spec.secret_values()
         out: deque[str] = deque(maxlen=_MAX_TAIL_LINES)
         err: deque[str] = deque(maxlen=_MAX_TAIL_LINES)
@@ -161,41 +161,25 @@ class LocalRunner:
         except BaseException:
             await asyncio.shield(self._kill(proc))
             raise
+        forget(proc.pid)
         return exit_code, out, err
 
     async def _kill(self, proc: asyncio.subprocess.Process) -> None:
-        if proc.returncode is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, self._kill_grace_s), (signal.SIGKILL, None)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=wait)
+        try:
+            if proc.returncode is not None:
                 return
-            except TimeoutError:
-                continue
+            for sig, wait in ((signal.SIGTERM, self._kill_grace_s), (signal.SIGKILL, None)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    await asyncio.wait_for(proc.wait(), timeout=wait)
+                    return
+                except TimeoutError:
+                    continue
+        finally:
+            forget(proc.pid)
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that makes the child die with this process (Linux), else None."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before the call took effect
-            os._exit(137)
-
-    return preexec
-
-
-_DIE_WITH_PARENT = _die_with_parent()
 _SWEPT: set[str] = set()
 
 

@@ -266,13 +266,15 @@ def check_destination(
         adapters.errors.InvalidSpecError: --output tmp is a folder of files the platform did not ...
     """
     dest = Path(os.path.normpath(Path(dest).absolute()))
+    if str(dest) not in label:
+        label = f"{label} ({dest})"
     found = inspect(dest)
     if found.status is Status.NOT_A_FOLDER:
-        what = "a symbolic link" if dest.is_symlink() else "a file"
-        raise InvalidSpecError(
-            f"{label} is {what}, not a folder; give a folder (it will be created), or the real"
-            " folder a link points to."
-        )
+        if dest.is_symlink():
+            raise InvalidSpecError(
+                f"{label} is a symbolic link, not a folder; give the folder it points to."
+            )
+        raise InvalidSpecError(f"{label} is a file, not a folder; give a folder (it is created).")
     if found.status is Status.FOREIGN:
         raise InvalidSpecError(_foreign_message(label))
     if found.changed:

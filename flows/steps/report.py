@@ -12,6 +12,10 @@ Files are hard-linked when source and target share a file system, copied otherwi
 the column types and the paths of the files relative to ``--output`` (``files.data`` is
 the folder of the Parquet parts, ``files.parts`` lists them); the flow adds its run
 metadata afterwards.
+
+The step writes into its own staging folder; the runner puts that in place at ``--output`` and
+writes ``.aiop-manifest.json`` beside the files, the record of what the platform wrote there, so a
+re-run replaces only these files and leaves anything a user added (ADR 0013).
 """
 
 from __future__ import annotations
