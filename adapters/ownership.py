@@ -238,6 +238,7 @@ def check_destination(
     reserved: Iterable[str] = (),
     protect: Mapping[str, str | os.PathLike[str] | None] | None = None,
     writable: bool = True,
+    folder: bool = True,
 ) -> Destination:
     """Refuse a destination the platform may not write, before any work starts.
 
@@ -249,6 +250,8 @@ def check_destination(
         protect: paths that must not be among what the run replaces (inputs, the work folder), by
             how the user named them (``{"--input": "R/data.csv"}``).
         writable: also check that ``dest`` can be created or written.
+        folder: the result is known to be a folder; when False (a step output that may be a file),
+            an existing file at ``dest`` is accepted: a file output replaces it.
 
     Returns:
         The destination as inspected.
@@ -269,6 +272,10 @@ def check_destination(
     if str(dest) not in label:
         label = f"{label} ({dest})"
     found = inspect(dest)
+    if found.status is Status.NOT_A_FOLDER and not folder:
+        if writable:
+            _check_writable(dest.parent, label)
+        return found
     if found.status is Status.NOT_A_FOLDER:
         if dest.is_symlink():
             raise InvalidSpecError(

@@ -100,7 +100,7 @@ def _check_outputs(items: Sequence[str]) -> None:
     for item in items:
         target, _, host = item.partition("=")
         try:
-            check_destination(Path(host), label=f"--output {target}={host}", writable=True)
+            check_destination(Path(host), label=f"--output {target}={host}", folder=False)
         except InvalidInputError as exc:
             raise _Usage(str(exc)) from None
 

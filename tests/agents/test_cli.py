@@ -195,3 +195,32 @@ class TestRun:
             "error: agent run 'failing' failed: step 'failing': exited with code 1"
         )
         assert request.node.name in message and "troubleshooting/#step-failed" in message
+
+
+class TestRunOutputOwnership:
+    """``--output TARGET=HOST`` never replaces a folder of files the platform did not write."""
+
+    def test_a_foreign_output_folder_is_bad_usage_before_any_flow_run(self, tmp_path: Path) -> None:
+        project = tmp_path / "project"
+        (project / ".git").mkdir(parents=True)
+        (project / "summary.json").write_text("{}")
+        write_definition(tmp_path / "agents", HELLO)
+        done = cli(
+            "run", "hello", "--param", "who=x", "--output", f"/aiop/out={project}",
+            "--backend", "local", agents_path=tmp_path / "agents",
+        )  # fmt: skip
+        assert done.returncode == 2
+        message = one_paragraph_error(done)
+        assert f"--output /aiop/out={project} is a folder of files the platform did not" in message
+        assert "Flow run" not in done.stdout + done.stderr
+        assert sorted(p.name for p in project.iterdir()) == [".git", "summary.json"]
+
+    def test_an_unwritable_output_is_bad_usage_before_any_flow_run(self, tmp_path: Path) -> None:
+        (tmp_path / "afile").write_text("x")
+        write_definition(tmp_path / "agents", HELLO)
+        done = cli(
+            "run", "hello", "--param", "who=x", "--output", f"/aiop/out={tmp_path}/afile/out",
+            "--backend", "local", agents_path=tmp_path / "agents",
+        )  # fmt: skip
+        assert done.returncode == 2
+        assert "cannot be created" in one_paragraph_error(done)

@@ -74,7 +74,7 @@ def test_refuses_to_replace_a_folder_that_is_not_a_pipeline_result(tmp_path: Pat
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("years of work")
     done = run_cli("--output", str(tmp_path / "precious"), cwd=tmp_path)
-    assert done.returncode == 2 and "not a pipeline result" in done.stderr
+    assert done.returncode == 2 and "the platform did not write" in done.stderr
     assert (tmp_path / "precious" / "thesis.tex").exists()
 
 
