@@ -87,7 +87,7 @@ def landing_path(dest: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_landing(dest: Path) -> Iterator[Path]:
+def atomic_landing(dest: Path, *, origin: str | None = None) -> Iterator[Path]:
     """A sibling staging path to write ``dest``'s new content to, put in place if the block succeeds.
 
     The landing path is removed in every case, so a failed write leaves nothing beside ``dest``.
@@ -101,17 +101,18 @@ def atomic_landing(dest: Path) -> Iterator[Path]:
     landing = landing_path(dest)
     try:
         yield landing
-        install(landing, dest)
+        install(landing, dest, origin=origin)
     finally:
         remove_path(landing)
 
 
-def replace_atomically(source: Path, dest: Path) -> None:
+def replace_atomically(source: Path, dest: Path, *, origin: str | None = None) -> None:
     """Move ``source`` to ``dest`` so that no file of ``dest`` is ever seen half-written.
 
     ``source`` is first moved to a :func:`landing_path` (on the destination's file system), then
     put in place by :func:`adapters.ownership.install`: a folder the platform owns keeps every entry
-    it did not write. On failure nothing new is left beside ``dest``.
+    it did not write; ``origin`` (:func:`adapters.ownership.origin_of`) goes into its manifest. On
+    failure nothing new is left beside ``dest``.
 
     Raises:
         OSError: the destination's folder cannot be created or written.
@@ -131,6 +132,6 @@ def replace_atomically(source: Path, dest: Path) -> None:
     landing = landing_path(dest)
     try:
         shutil.move(str(source), landing)
-        install(landing, dest)
+        install(landing, dest, origin=origin)
     finally:
         remove_path(landing)

@@ -126,6 +126,7 @@ from adapters.errors import (
     InvalidSpecError,
     StepFailedError,
 )
+from adapters.ownership import origin_of
 from adapters.runner import LineSink
 
 __all__ = ["ERROR_RULES", "DaggerRunner", "ErrorRule", "translate_error"]
@@ -393,7 +394,7 @@ async def _export(
         )
     destination = destination.expanduser().absolute()
     try:
-        with atomic_landing(destination) as landing:
+        with atomic_landing(destination, origin=origin_of(spec)) as landing:
             if is_dir:
                 await container.directory(source).export(str(landing))
             else:

@@ -42,6 +42,7 @@ from adapters._reaper import forget, watch
 from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
+from adapters.ownership import origin_of
 from adapters.paths import PathMap
 from adapters.runner import LineSink, Stream
 
@@ -275,7 +276,7 @@ def _export(spec: StepSpec, staged: dict[str, Path]) -> dict[str, str]:
                 step=spec.name,
             )
         try:
-            replace_atomically(stage, dest)
+            replace_atomically(stage, dest, origin=origin_of(spec))
         except InvalidSpecError as exc:
             raise InvalidSpecError(exc.message, step=spec.name) from exc
         except OSError as exc:

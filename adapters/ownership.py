@@ -25,8 +25,10 @@ that the next run removes (:mod:`adapters._staging`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import fnmatch
+import hashlib
 import json
 import os
 import stat
@@ -36,6 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from adapters._staging import remove_path, staging_path
+from adapters.contract import StepSpec
 from adapters.errors import InvalidSpecError
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "claim",
     "inspect",
     "install",
+    "origin_of",
     "output_present",
     "write_owned_file",
 ]
@@ -84,11 +88,14 @@ class Manifest:
         files: relative POSIX path -> identity, for every file written.
         dirs: the sub-folders the platform created.
         incoming: files of a replacement under way (set only while one runs, or after a crash).
+        origin: what produced the files (a digest of the step spec), so a cached result is reused
+            only while the folder still holds what that spec wrote.
     """
 
     files: Mapping[str, Identity] = field(default_factory=dict)
     dirs: frozenset[str] = frozenset()
     incoming: Mapping[str, Identity] = field(default_factory=dict)
+    origin: str | None = None
 
     def owns(self, rel: str, path: Path) -> bool:
         """True when the entry at ``path`` is the file the platform recorded under ``rel``."""
@@ -115,6 +122,7 @@ class Manifest:
             "format": _FORMAT,
             "written_by": f"aiop {platform_version}",
             "note": "Files the platform wrote here; it replaces or deletes only these.",
+            "origin": self.origin,
             "files": table(self.files),
             "dirs": sorted(self.dirs),
         }
@@ -139,6 +147,7 @@ class Manifest:
                 files=table(data.get("files", {})),
                 dirs=frozenset(str(d) for d in data.get("dirs", [])),
                 incoming=table(data.get("incoming", {})),
+                origin=str(data["origin"]) if data.get("origin") else None,
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
@@ -390,9 +399,11 @@ def write_owned_file(folder: Path, rel: str, data: bytes) -> None:
         tmp.write_bytes(data)
         new = Identity.of(tmp)
         assert new is not None
-        write_manifest(folder, Manifest(manifest.files, manifest.dirs, {rel: new}))
+        write_manifest(folder, dataclasses.replace(manifest, incoming={rel: new}))
         tmp.replace(target)
-        write_manifest(folder, Manifest({**manifest.files, rel: new}, manifest.dirs))
+        write_manifest(
+            folder, dataclasses.replace(manifest, files={**manifest.files, rel: new}, incoming={})
+        )
     finally:
         remove_path(tmp)
 
@@ -417,13 +428,15 @@ def _scan(folder: Path) -> Manifest:
     return Manifest(files, frozenset(dirs))
 
 
-def install(landing: Path, dest: Path, *, label: str | None = None) -> None:
+def install(
+    landing: Path, dest: Path, *, label: str | None = None, origin: str | None = None
+) -> None:
     """Put the staged result at ``landing`` (a sibling of ``dest``) in place.
 
     A file replaces a file (or takes an absent or empty place). A folder is renamed into place when
     ``dest`` is absent or empty, and merged into ``dest`` when the platform owns it: the files the
     manifest lists are replaced or removed, every other entry stays. ``landing`` is consumed or left
-    for the caller to remove.
+    for the caller to remove. ``origin`` (see :func:`origin_of`) is recorded in the manifest.
 
     Raises:
         InvalidSpecError: ``dest`` holds something the platform did not write in the way.
@@ -437,7 +450,7 @@ def install(landing: Path, dest: Path, *, label: str | None = None) -> None:
             dest.rmdir()
         landing.replace(dest)
         return
-    write_manifest(landing, _scan(landing))
+    write_manifest(landing, dataclasses.replace(_scan(landing), origin=origin))
     found = inspect(dest)
     if found.status in (Status.ABSENT, Status.EMPTY):
         try:
@@ -452,10 +465,10 @@ def install(landing: Path, dest: Path, *, label: str | None = None) -> None:
         raise InvalidSpecError(f"{label} is {what}; the platform does not replace it by a folder")
     if found.status is Status.FOREIGN or found.manifest is None:
         raise InvalidSpecError(_foreign_message(label))
-    _merge(landing, dest, found.manifest, label)
+    _merge(landing, dest, found.manifest, label, origin)
 
 
-def _merge(landing: Path, dest: Path, old: Manifest, label: str) -> None:
+def _merge(landing: Path, dest: Path, old: Manifest, label: str, origin: str | None) -> None:
     new = _scan(landing)
     for rel in sorted(new.files):
         target = dest / rel
@@ -473,7 +486,8 @@ def _merge(landing: Path, dest: Path, old: Manifest, label: str) -> None:
                 f"{label}: {rel} is in the way of a folder of the result and was not written"
                 " by the platform; move it away and run again."
             )
-    write_manifest(dest, Manifest(old.files, old.dirs | new.dirs, {**old.incoming, **new.files}))
+    incoming = {**old.incoming, **new.files}
+    write_manifest(dest, Manifest(old.files, old.dirs | new.dirs, incoming, old.origin))
     for rel in sorted(new.dirs, key=len):
         target = dest / rel
         if target.is_symlink() or (target.exists() and not target.is_dir()):
@@ -487,14 +501,29 @@ def _merge(landing: Path, dest: Path, old: Manifest, label: str) -> None:
     for rel in sorted(old.dirs - new.dirs, key=len, reverse=True):
         with contextlib.suppress(OSError):  # removed only when nothing of a user's is left in it
             (dest / rel).rmdir()
-    write_manifest(dest, Manifest(new.files, new.dirs))
+    write_manifest(dest, Manifest(new.files, new.dirs, origin=origin))
 
 
-def output_present(path: Path) -> bool:
+def origin_of(spec: StepSpec) -> str:
+    """A digest of what a spec would write: its fields, secret names but never their values.
+
+    Examples:
+        >>> spec = StepSpec(name="s", image="python:3.12-slim", args=["true"])
+        >>> len(origin_of(spec))
+        32
+    """
+    data = spec.model_dump(mode="json", exclude={"secrets"})
+    data["secrets"] = sorted(spec.secrets)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def output_present(path: Path, origin: str | None = None) -> bool:
     """True while a result the platform put at ``path`` is still complete as written.
 
-    A folder with a manifest counts when the manifest lists files and each is there as written; a
-    file, or a folder without a manifest (written before manifests existed), counts when it exists.
+    A folder with a manifest counts when the manifest lists files, each is there as written, and
+    (when ``origin`` is given and recorded) the same spec wrote them: a folder that a run with other
+    inputs has rewritten since does not hold this spec's result. A file, or a folder without a
+    manifest (written before manifests existed), counts when it exists.
     """
     if not (path.exists() or path.is_symlink()):
         return False
@@ -504,5 +533,7 @@ def output_present(path: Path) -> bool:
     if manifest is None:
         return True
     if not manifest.files or manifest.incoming:
+        return False
+    if origin is not None and manifest.origin is not None and manifest.origin != origin:
         return False
     return all(manifest.owns(rel, path / rel) for rel in manifest.files)

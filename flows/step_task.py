@@ -41,7 +41,7 @@ from adapters import (
 )
 from adapters.breaker import get_breaker
 from adapters.chaos import ChaosRunner, active_plan
-from adapters.ownership import output_present
+from adapters.ownership import origin_of, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
@@ -138,7 +138,7 @@ def _fingerprint(path: Path) -> Iterator[str]:
 
 def outputs_present(spec: StepSpec) -> bool:
     """True when every output of ``spec`` is still as written (a cached result is still usable)."""
-    return all(output_present(Path(host)) for host in spec.outputs.values())
+    return all(output_present(Path(host), origin_of(spec)) for host in spec.outputs.values())
 
 
 @task(

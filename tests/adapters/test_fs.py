@@ -23,6 +23,7 @@ from adapters.ownership import (
     check_destination,
     claim,
     inspect,
+    origin_of,
     output_present,
     write_owned_file,
 )
@@ -151,6 +152,17 @@ class TestResultFolders:
         assert not output_present(dest)  # a cached result would be refreshed
         await LocalRunner().run(writes({"a.txt": "3", "b.txt": "3"}, dest))
         assert listing(dest) == {"a.txt": "3", "b.txt": "3", "notes.txt": "mine"}
+
+    async def test_a_folder_rewritten_by_another_spec_no_longer_holds_the_first_result(
+        self, tmp_path: Path
+    ) -> None:
+        dest = tmp_path / "R"
+        first, second = writes({"a.txt": "A"}, dest), writes({"a.txt": "B"}, dest)
+        await LocalRunner().run(first)
+        assert output_present(dest, origin_of(first))
+        await LocalRunner().run(second)
+        assert output_present(dest, origin_of(second))
+        assert not output_present(dest, origin_of(first))  # a cached `first` must run again
 
 
 class TestStaging:

@@ -76,117 +76,109 @@ def step_outputs(work: Path) -> list[Path]:
     return sorted(work.glob("*-*")) if work.exists() else []
 
 
-class TestForeignFolderAtEveryEntryPoint:
-    """A non-empty folder the platform did not write is refused, and not one byte of it changes."""
+def refused_by_the_cli(project: Path, tmp_path: Path) -> str:
+    done = run_cli(*SMALL, "--output", str(project), "--work-dir", "w", cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert step_outputs(tmp_path / "w") == []  # refused before any step ran
+    return one_paragraph(done)
 
-    def test_cli_refuses_a_user_project_holding_summary_json(
-        self, prefect_api_url: str, tmp_path: Path
-    ) -> None:
-        project = user_folder(tmp_path / "project")
-        before = tree_hash(project)
-        done = run_cli(*SMALL, "--output", str(project), "--work-dir", "w", cwd=tmp_path)
-        assert done.returncode == 2, done.stdout + done.stderr
-        message = one_paragraph(done)
-        assert str(project) in message and "did not write" in message
-        assert tree_hash(project) == before
-        assert step_outputs(tmp_path / "w") == []  # refused before any step ran
 
-    def test_flow_called_from_python_fails_before_the_first_step(
-        self, prefect_api_url: str, tmp_path: Path
-    ) -> None:
-        from flows.pipeline import data_pipeline
+def refused_by_the_flow(project: Path, tmp_path: Path) -> str:
+    """The flow's parameters: the Python API, deployments and UI runs all come through here."""
+    from flows.pipeline import data_pipeline
 
-        project = user_folder(tmp_path / "Documents")
-        before = tree_hash(project)
-        state = asyncio.run(
-            data_pipeline(  # type: ignore[call-overload]
-                rows=200,
-                partitions=1,
-                backend="local",
-                output=str(project),
-                work_dir=str(tmp_path / "w"),
-                return_state=True,
-            )
+    state = asyncio.run(
+        data_pipeline(  # type: ignore[call-overload]
+            rows=200,
+            partitions=1,
+            backend="local",
+            output=str(project),
+            work_dir=str(tmp_path / "w"),
+            return_state=True,
         )
-        assert state.is_failed()
-        error = state.data if isinstance(state.data, BaseException) else state.result(False)
-        assert isinstance(error, InvalidInputError), error
-        assert str(project) in str(error)
-        assert tree_hash(project) == before
-        assert step_outputs(tmp_path / "w") == []
+    )
+    assert state.is_failed()
+    error = state.data if isinstance(state.data, BaseException) else state.result(False)
+    assert isinstance(error, InvalidInputError), error
+    assert step_outputs(tmp_path / "w") == []
+    return str(error)
 
-    def test_agents_run_refuses_a_foreign_output_folder(
-        self, prefect_api_url: str, tmp_path: Path
-    ) -> None:
-        project = user_folder(tmp_path / "project")
-        csv = tmp_path / "in.csv"
-        csv.write_text("a,b\n1,x\n2,y\n")
-        before = tree_hash(project)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "agents",
-                "run",
-                "validate-duckdb",
-                "--param",
-                "input=/aiop/in/in.csv",
-                "--param",
-                "output=/aiop/out",
-                "--mount",
-                f"{csv}=/aiop/in/in.csv",
-                "--output",
-                f"/aiop/out={project}",
-                "--backend",
-                "local",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert done.returncode == 2, done.stdout + done.stderr
-        message = one_paragraph(done)
-        assert str(project) in message and "did not write" in message
-        assert tree_hash(project) == before
 
-    def test_run_step_output_onto_a_foreign_folder_is_an_invalid_spec(
-        self, prefect_api_url: str, tmp_path: Path
-    ) -> None:
-        from prefect import flow
+def refused_by_agents_run(project: Path, tmp_path: Path) -> str:
+    csv = tmp_path / "in.csv"
+    csv.write_text("a,b\n1,x\n2,y\n")
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "agents", "run", "validate-duckdb",
+            "--param", "input=/aiop/in/in.csv", "--param", "output=/aiop/out",
+            "--mount", f"{csv}=/aiop/in/in.csv", "--output", f"/aiop/out={project}",
+            "--backend", "local",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    return one_paragraph(done)
 
-        from flows import run_step
 
-        project = user_folder(tmp_path / "project")
-        before = tree_hash(project)
-        marker = tmp_path / "ran"
-        spec = StepSpec(
-            name="writes-out",
-            image="python:3.12-slim",
-            args=[
-                "python",
-                "-c",
-                "import os, pathlib, sys; pathlib.Path(sys.argv[1]).touch();"
-                " os.makedirs('/aiop/out'); open('/aiop/out/x.txt', 'w').write('x')",
-                str(marker),
-            ],
-            outputs={"/aiop/out": str(project)},
-        )
+def refused_by_run_step(project: Path, tmp_path: Path) -> str:
+    from prefect import flow
 
-        @flow
-        async def one_step() -> BaseException | None:
-            try:
-                await run_step(spec, backend="local")
-            except Exception as exc:  # the error itself is what the test looks at
-                return exc
-            return None
+    from flows import run_step
 
-        error = asyncio.run(one_step())
-        assert isinstance(error, InvalidSpecError), error
-        assert str(project) in str(error)
-        assert not marker.exists()  # refused before the step's process started
-        assert tree_hash(project) == before
+    marker = tmp_path / "ran"
+    spec = StepSpec(
+        name="writes-out",
+        image="python:3.12-slim",
+        args=[
+            "python",
+            "-c",
+            "import os, pathlib, sys; pathlib.Path(sys.argv[1]).touch();"
+            " os.makedirs('/aiop/out'); open('/aiop/out/x.txt', 'w').write('x')",
+            str(marker),
+        ],
+        outputs={"/aiop/out": str(project)},
+    )
+
+    @flow
+    async def one_step() -> BaseException | None:
+        try:
+            await run_step(spec, backend="local")
+        except Exception as exc:  # the error itself is what the test looks at
+            return exc
+        return None
+
+    error = asyncio.run(one_step())
+    assert isinstance(error, InvalidSpecError), error
+    assert not marker.exists()  # refused before the step's process started
+    return str(error)
+
+
+@pytest.mark.parametrize("name", ["summary.json", ".aiop-manifest.json"])
+def test_no_entry_point_changes_a_byte_of_a_folder_the_platform_did_not_write(
+    prefect_api_url: str, tmp_path: Path, name: str
+) -> None:
+    """A user's project (with a ``summary.json``, or a look-alike manifest) through every entry point."""
+    project = user_folder(tmp_path / "project")
+    (project / name).write_text('{"files": {}}\n')
+    before = tree_hash(project)
+    for entry_point in (
+        refused_by_the_cli,
+        refused_by_the_flow,
+        refused_by_agents_run,
+        refused_by_run_step,
+    ):
+        message = entry_point(project, tmp_path)
+        assert str(project) in message and "did not write" in message, entry_point.__name__
+        assert tree_hash(project) == before, entry_point.__name__
+
+
+@pytest.fixture(scope="module")
+def previous_result(prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A result folder written by one run (the tests using it only read it)."""
+    base = tmp_path_factory.mktemp("previous")
+    done = run_cli(*SMALL, "--output", str(base / "R"), "--work-dir", "w", cwd=base)
+    assert done.returncode == 0, done.stderr
+    return base / "R"
 
 
 class TestResultFolders:
@@ -218,6 +210,22 @@ class TestResultFolders:
         # the first run's second part is the platform's: gone, since this run wrote one part
         assert len(list((out / "data").glob("*.parquet"))) == 1
 
+    def test_going_back_to_earlier_inputs_rewrites_the_result(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        """Inputs A, then B, then A again into one folder: the third run holds A's result."""
+        out = tmp_path / "R"
+        runs = {}
+        for rows in ("200", "300", "200"):
+            done = run_cli(
+                "--rows", rows, "--partitions", "1", "--backend", "local",
+                "--output", str(out), "--work-dir", "w", cwd=tmp_path,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            runs.setdefault(rows, []).append(tree_hash(out / "data"))
+            assert json.loads((out / "summary.json").read_text())["input_rows"] == int(rows)
+        assert runs["200"][0] == runs["200"][1] != runs["300"][0]
+
     def test_input_inside_a_previous_result_folder_survives(
         self, prefect_api_url: str, tmp_path: Path
     ) -> None:
@@ -237,45 +245,40 @@ class TestResultFolders:
         assert json.loads((out / "summary.json").read_text())["input_rows"] == 50
 
     def test_input_that_the_run_would_replace_is_refused(
-        self, prefect_api_url: str, tmp_path: Path
+        self, previous_result: Path, tmp_path: Path
     ) -> None:
-        out = tmp_path / "R"
-        assert (
-            run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path).returncode == 0
-        )
-        before = tree_hash(out)
+        before = tree_hash(previous_result)
         done = run_cli(
-            "--input", str(out / "quarantine.csv"), "--partitions", "1", "--backend", "local",
-            "--output", str(out), "--work-dir", "w2", cwd=tmp_path,
+            "--input", str(previous_result / "quarantine.csv"), "--partitions", "1",
+            "--backend", "local", "--output", str(previous_result), "--work-dir", "w2",
+            cwd=tmp_path,
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         message = one_paragraph(done)
         assert "--input" in message and "quarantine.csv" in message
-        assert tree_hash(out) == before
+        assert tree_hash(previous_result) == before
         assert step_outputs(tmp_path / "w2") == []
 
     def test_schema_that_the_run_would_replace_is_refused_by_the_flow(
-        self, prefect_api_url: str, tmp_path: Path
+        self, previous_result: Path, tmp_path: Path
     ) -> None:
         from flows.pipeline import data_pipeline
 
-        out = tmp_path / "R"
-        assert (
-            run_cli(*SMALL, "--output", str(out), "--work-dir", "w", cwd=tmp_path).returncode == 0
-        )
+        before = tree_hash(previous_result)
         state = asyncio.run(
             data_pipeline(  # type: ignore[call-overload]
                 rows=200,
                 partitions=1,
                 backend="local",
-                schema_file=str(out / "summary.json"),
-                output=str(out),
+                schema_file=str(previous_result / "summary.json"),
+                output=str(previous_result),
                 work_dir=str(tmp_path / "w2"),
                 return_state=True,
             )
         )
         error = state.data if isinstance(state.data, BaseException) else state.result(False)
-        assert isinstance(error, InvalidInputError) and "schema" in str(error), error
+        assert isinstance(error, InvalidInputError) and "--schema" in str(error), error
+        assert tree_hash(previous_result) == before
         assert step_outputs(tmp_path / "w2") == []
 
     def test_a_work_dir_inside_the_output_keeps_its_cache(
