@@ -28,6 +28,7 @@ import contextlib
 import dataclasses
 import enum
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -108,19 +109,13 @@ class Manifest:
 
     def to_json(self) -> str:
         """The manifest file's text."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            platform_version = version("ai-orchestration-platform")
-        except PackageNotFoundError:
-            platform_version = "unknown"
 
         def table(files: Mapping[str, Identity]) -> dict[str, dict[str, int]]:
             return {k: {"size": v.size, "mtime_ns": v.mtime_ns} for k, v in sorted(files.items())}
 
         data: dict[str, Any] = {
             "format": _FORMAT,
-            "written_by": f"aiop {platform_version}",
+            "written_by": f"aiop {_platform_version()}",
             "note": "Files the platform wrote here; it replaces or deletes only these.",
             "origin": self.origin,
             "files": table(self.files),
@@ -151,6 +146,17 @@ class Manifest:
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
+
+
+@functools.cache
+def _platform_version() -> str:
+    """The installed platform's version (looked up once: it reads package metadata, ~8 ms)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ai-orchestration-platform")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Status(enum.Enum):
@@ -190,8 +196,9 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
     try:
         tmp.write_text(manifest.to_json(), encoding="utf-8")
         tmp.replace(folder / MANIFEST)
-    finally:
+    except BaseException:
         remove_path(tmp)
+        raise
 
 
 def inspect(dest: Path) -> Destination:
@@ -450,9 +457,9 @@ def install(
             dest.rmdir()
         landing.replace(dest)
         return
-    write_manifest(landing, dataclasses.replace(_scan(landing), origin=origin))
     found = inspect(dest)
     if found.status in (Status.ABSENT, Status.EMPTY):
+        write_manifest(landing, dataclasses.replace(_scan(landing), origin=origin))
         try:
             landing.rename(dest)
             return
