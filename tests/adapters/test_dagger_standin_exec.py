@@ -8,6 +8,7 @@ runners' contract (outputs, stdout, stderr, exit code), not containers.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import uuid
@@ -21,6 +22,7 @@ from adapters.contract import Mount, StepResult, StepSpec
 from adapters.dagger_runner import DaggerRunner
 from adapters.errors import InvalidSpecError
 from adapters.local_runner import LocalRunner
+from adapters.ownership import MANIFEST
 from adapters.runner import Runner
 from tests.fakes import FakeDaggerEngine, exec_standin_engine
 
@@ -55,13 +57,24 @@ def _dagger() -> DaggerRunner:
 
 
 def tree(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` (a file or a folder): its bytes, None for a folder."""
+    """Every path under ``root`` (a file or a folder): its bytes, None for a folder.
+
+    The ownership manifest is compared by the files it lists and their sizes (modification times
+    differ between two runs by nature).
+    """
     if root.is_file():
         return {".": root.read_bytes()}
     return {
-        p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None)
+        p.relative_to(root).as_posix(): (
+            _listed(p) if p.name == MANIFEST else p.read_bytes() if p.is_file() else None
+        )
         for p in sorted(root.rglob("*"))
     }
+
+
+def _listed(manifest: Path) -> bytes:
+    files = json.loads(manifest.read_text())["files"]
+    return json.dumps({name: entry["size"] for name, entry in files.items()}).encode()
 
 
 def outputs_of(result: StepResult, out: Path) -> dict[str, tuple[str, dict[str, bytes | None]]]:
@@ -118,6 +131,7 @@ def mounts_env_workdir(inputs: Path, out: Path) -> StepSpec:
 
 
 _CACHE = f"""
+import json
 import os
 print("token:", os.environ["API_TOKEN"])
 with open("/aiop/cache/seen.txt", "a") as seen:
