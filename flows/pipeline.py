@@ -26,6 +26,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from adapters.redaction import redact_url
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.history import current_record, publish_history, publish_metrics
@@ -289,7 +290,7 @@ def _ui_url() -> str | None:
     if not os.environ.get("PREFECT_API_URL"):
         return None
     url = flow_run.ui_url
-    return str(url) if url else None
+    return redact_url(str(url)) if url else None  # a URL with credentials keeps them out
 
 
 _STAGES = ("ingest", "validate", "transform", "aggregate", "report")
