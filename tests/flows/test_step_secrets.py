@@ -109,6 +109,7 @@ class TestCacheKey:
             secrets={"TOKEN": token},
         )
 
+    @pytest.mark.slow
     def test_a_five_digit_token_cannot_be_recovered_from_the_key(
         self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     ) -> None:
