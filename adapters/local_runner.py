@@ -126,9 +126,8 @@ class LocalRunner:
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise InvalidSpecError(
-                f"cannot start {masker.mask(spec.args[0])!r} on this host ({exc.strerror}); install"
-                " it, fix the"
-                " command, or run the step with the Dagger runner",
+                f"cannot start {masker.mask(spec.args[0])!r} on this host ({exc.strerror});"
+                " install it, fix the command, or run the step with the Dagger runner",
                 step=spec.name,
             ) from exc
         except OSError as exc:
