@@ -47,6 +47,10 @@ MASK = "***"
 MIN_LINE_CHARS = 4
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: Needles at least this long are found through a sampled-gram filter first; shorter ones directly.
+_LONG = 24
+#: Length of the grams of that filter.
+_GRAM = 8
 #: Query or fragment parameters whose value is taken for a credential.
 _SENSITIVE_PARAM = re.compile(r"pass|pwd|secret|token|key|auth|cred|sig", re.IGNORECASE)
 #: A URL inside free text: a scheme, ``://``, and everything up to a blank or a quote.
@@ -81,6 +85,13 @@ class SecretMasker:
         self._fragments = sorted(fragments, key=len, reverse=True)
         #: Length of the longest string masked on its own (0 when there are no secrets).
         self.longest = len(self._needles[0]) if self._needles else 0
+        # Long needles (the lines of a key) are looked for only when a sampled gram of the text
+        # belongs to one of them: one set lookup every few characters instead of one search per
+        # needle per line (see ``_long_spans``).
+        self._short = [n for n in self._needles if len(n) < _LONG]
+        self._long = [n for n in self._needles if len(n) >= _LONG]
+        self._grams = {n[i : i + _GRAM] for n in self._long for i in range(len(n) - _GRAM + 1)}
+        self._step = (len(self._long[-1]) - _GRAM + 1) if self._long else 0
 
     def __bool__(self) -> bool:
         return bool(self._needles)
@@ -88,11 +99,14 @@ class SecretMasker:
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where secrets occur in ``text``: sorted, merged ``(start, end)`` pairs."""
         found: list[tuple[int, int]] = []
-        for needle in self._needles:
+        needles = self._needles if self._long_may_occur(text) else self._short
+        for needle in needles:
             start = text.find(needle)
             while start != -1:
                 found.append((start, start + len(needle)))
                 start = text.find(needle, start + 1)
+        if not found:
+            return found
         found.sort()
         merged: list[tuple[int, int]] = []
         for start, end in found:
@@ -101,6 +115,18 @@ class SecretMasker:
             else:
                 merged.append((start, end))
         return merged
+
+    def _long_may_occur(self, text: str) -> bool:
+        """False only when no long needle occurs in ``text``.
+
+        An occurrence of a needle of length ``m >= _LONG`` covers ``m - _GRAM + 1 >= step``
+        consecutive start positions of ``_GRAM``-grams inside it, so one of the positions sampled
+        every ``step`` characters starts a gram of that needle.
+        """
+        if not self._long:
+            return False
+        starts = range(0, len(text) - _GRAM + 1, self._step)
+        return not self._grams.isdisjoint(text[i : i + _GRAM] for i in starts)
 
     def mask(self, text: str, *, head_cut: bool = False) -> str:
         """``text`` with every secret occurrence replaced by :data:`MASK`.
@@ -112,13 +138,16 @@ class SecretMasker:
         """
         if not self._needles:
             return text
+        spans = self.spans(text)
+        if not spans and not head_cut:
+            return text
         pieces: list[str] = []
         done = 0
         if head_cut:
             done = self._leading_fragment(text)
             if done:
                 pieces.append(MASK)
-        for start, end in self.spans(text):
+        for start, end in spans:
             if end <= done:
                 continue
             start = max(start, done)

@@ -44,3 +44,38 @@ def test_safe_cut_moves_past_a_secret_and_waits_when_it_may_run_on() -> None:
     assert masker.safe_cut("aaaaaaaaaaaaaa", 4) == 4
     assert masker.safe_cut("aaaSEC", 4) is None  # "SEC" may continue as "SECRET"
     assert SecretMasker([]).safe_cut("ab", 1) == 1
+
+
+def test_spans_match_a_search_for_every_needle() -> None:
+    """The sampled-gram filter for long needles never misses one (random texts and secrets)."""
+    import random
+
+    rng = random.Random(4)
+    alphabet = "abAB01-=\n "
+    for _ in range(400):
+        secrets = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 90)))
+            for _ in range(rng.randint(1, 3))
+        ]
+        masker = SecretMasker(secrets)
+        text = "".join(
+            rng.choice([rng.choice(alphabet), rng.choice(secrets)[: rng.randint(1, 90)]])
+            for _ in range(rng.randint(1, 40))
+        )
+        needles = {s for s in secrets if s} | {
+            line.strip()
+            for s in secrets
+            if len(s.splitlines()) > 1 or "\r" in s or "\n" in s
+            for line in s.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            if len(line.strip()) >= 4
+        }
+        covered = [False] * len(text)
+        for needle in needles:
+            start = text.find(needle)
+            while start != -1:
+                covered[start : start + len(needle)] = [True] * len(needle)
+                start = text.find(needle, start + 1)
+        from_spans = [False] * len(text)
+        for start, end in masker.spans(text):
+            from_spans[start:end] = [True] * (end - start)
+        assert from_spans == covered, (secrets, text)
