@@ -6,8 +6,9 @@ and jitter; a non-zero exit fails the task at once (naming the step, the exit co
 lines) unless the step declares that exit code transient.
 
 Results are cached by the step's inputs and code: the key hashes the spec (secret values only as
-HMACs under the installation key, :mod:`flows.installation_key`) and a fingerprint of every mounted host path, and a cached result is used only while the
-step's output paths still exist (:func:`execute_step` refreshes the cache otherwise).
+HMACs under the installation key, :mod:`flows.installation_key`) and a fingerprint of every mounted
+host path, and a cached result is used only while the step's output paths still exist
+(:func:`execute_step` refreshes the cache otherwise, and for steps a fault plan targets).
 """
 
 from __future__ import annotations
