@@ -25,7 +25,6 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import pybreaker
 import redis
@@ -34,6 +33,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from adapters.errors import InvalidInputError
+from adapters.redaction import redact_url, redact_urls
 
 __all__: list[str] = []
 
@@ -47,16 +47,6 @@ REDIS_TIMEOUT_S = 0.25
 REDIS_RECHECK_S = 5.0
 
 _STATES = frozenset({pybreaker.STATE_CLOSED, pybreaker.STATE_OPEN, pybreaker.STATE_HALF_OPEN})
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and snapshots."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = f"{parts.username}:***@" if parts.username else ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc))
 
 
 def make_redis_client(url: str) -> redis.Redis:
@@ -75,7 +65,8 @@ def make_redis_client(url: str) -> redis.Redis:
         )
     except ValueError as exc:
         raise InvalidInputError(
-            f"breaker Redis URL {redact_url(url)!r} is invalid ({exc}); set AIOP_BREAKER_REDIS_URL "
+            f"breaker Redis URL {redact_url(url)!r} is invalid ({redact_urls(str(exc), url)});"
+            " set AIOP_BREAKER_REDIS_URL "
             "(or redis_url=) to e.g. redis://127.0.0.1:6379/0, or unset it for in-process state"
         ) from exc
     if client.get_connection_kwargs().get("decode_responses"):
@@ -95,14 +86,16 @@ class _RedisDown(Exception):
 class _FailFastClient:
     """The few Redis commands pybreaker's storage and this module use, raising ``_RedisDown``."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, url: str) -> None:
         self._client = client
+        self._url = url
 
     def _do(self, command: Callable[[], T]) -> T:
         try:
             return command()
         except RedisError as exc:
-            raise _RedisDown(f"{type(exc).__name__}: {exc}") from exc
+            text = redact_urls(f"{type(exc).__name__}: {exc}", self._url)
+            raise _RedisDown(text) from None
 
     def get(self, key: str) -> bytes | None:
         return self._do(lambda: cast("bytes | None", self._client.get(key)))
@@ -146,7 +139,9 @@ class SharedStorage(pybreaker.CircuitBreakerStorage):
         self._local_last_error: str | None = None
         self.namespace = f"aiop:breaker:{breaker}"
         self.redis_url = redact_url(redis_url) if redis_url else None
-        self._client = _FailFastClient(make_redis_client(redis_url)) if redis_url else None
+        self._client = (
+            _FailFastClient(make_redis_client(redis_url), redis_url) if redis_url else None
+        )
         self._redis: pybreaker.CircuitRedisStorage | None = None
         self._down_since: float | None = None
         self._next_attempt = float("-inf")

@@ -10,12 +10,15 @@ A plan is ``;``-separated faults, each ``,``-separated ``key=value`` pairs:
   longer);
 * ``times=N``: how many attempts it hits (default 1);
 * ``seconds=S``: for ``engine-down``, how long the engine stays down (instead of ``times``); for
-  ``slow``, the extra duration (default 1).
+  ``slow``, the extra duration (default 1); a number above 0 and at most
+  :data:`MAX_FAULT_SECONDS` (``inf`` or ``nan`` would hang a step forever).
 
 Example: ``step=transform,kind=transient-exit,times=2;kind=engine-down,seconds=5``.
 
 Faults are injected by :class:`ChaosRunner`, which wraps the real runner inside the breaker and the
-retry logic, so those handle injected faults exactly as real ones.
+retry logic, so those handle injected faults exactly as real ones. A step a plan targets never
+comes from the cache while the plan is active (:meth:`FaultPlan.targets`), so a drill right after
+a normal run still injects its faults.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from adapters.runner import LineSink, Runner
 
 __all__ = [
     "EX_TEMPFAIL",
+    "MAX_FAULT_SECONDS",
     "ChaosRunner",
     "Fault",
     "FaultKind",
@@ -54,6 +58,8 @@ FaultKind = Literal[
 KINDS: tuple[str, ...] = get_args(FaultKind)
 #: The exit code of an injected transient exit (sysexits.h EX_TEMPFAIL).
 EX_TEMPFAIL = 75
+#: The longest a fault may last (``seconds=``): one hour is longer than any drill needs.
+MAX_FAULT_SECONDS = 3600.0
 
 
 @dataclass
@@ -91,6 +97,16 @@ class FaultPlan:
     spec: str = ""
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def targets(self, step: str) -> bool:
+        """True when a fault of the plan is aimed at ``step`` (whether or not it has hits left).
+
+        Examples:
+            >>> plan = parse_plan("step=transform,kind=slow")
+            >>> plan.targets("transform-3"), plan.targets("report")
+            (True, False)
+        """
+        return any(fault.matches(step) for fault in self.faults)
 
     def take(self, step: str) -> Fault | None:
         """The fault that hits this attempt of ``step``, if any (and count the hit)."""
@@ -150,8 +166,14 @@ def parse_plan(spec: str, *, source: str = "AIOP_CHAOS") -> FaultPlan:
             raise InvalidInputError(
                 f"{where}: times must be a whole number and seconds a number"
             ) from None
-        if times < 1 or (seconds is not None and seconds <= 0):
-            raise InvalidInputError(f"{where}: times and seconds must be positive")
+        if times < 1:
+            raise InvalidInputError(f"{where}: times must be positive (1 or more), not {times}")
+        if seconds is not None and not 0 < seconds <= MAX_FAULT_SECONDS:
+            raise InvalidInputError(
+                f"{where}: seconds={fields['seconds']} is not a duration above 0 and at most"
+                f" {MAX_FAULT_SECONDS:g} (one hour); give the seconds the fault should last,"
+                " e.g. seconds=5"
+            )
         faults.append(
             Fault(kind=cast(FaultKind, kind), step=fields.get("step"), times=times, seconds=seconds)
         )

@@ -8,7 +8,7 @@ everything else (``workdir``, mount targets, output sources, cache targets) is a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from adapters.errors import InvalidSpecError
+from adapters.redaction import MASK, mask_secrets
 
 __all__ = [
     "MASK",
@@ -35,8 +36,6 @@ __all__ = [
     "tail",
 ]
 
-#: What a secret value is replaced with wherever output is shown.
-MASK = "***"
 #: How many characters of stdout and stderr a StepResult keeps (the tail end).
 OUTPUT_TAIL_CHARS = 8_000
 
@@ -275,14 +274,6 @@ class StepResult(BaseModel):
     def ok(self) -> bool:
         """True when the step exited 0."""
         return self.exit_code == 0
-
-
-def mask_secrets(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each secret value in ``text`` with :data:`MASK`."""
-    for value in secrets:
-        if value:
-            text = text.replace(value, MASK)
-    return text
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:

@@ -27,6 +27,7 @@ longer run (:mod:`adapters._staging`).
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import os
 import signal
@@ -40,18 +41,24 @@ from pathlib import Path, PurePosixPath
 from adapters._fs import check_outputs, host_mounts, replace_atomically
 from adapters._reaper import forget, watch
 from adapters._staging import remove_path, staging_path, sweep
-from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
+from adapters.contract import OUTPUT_TAIL_CHARS, Backend, StepResult, StepSpec, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
 from adapters.ownership import origin_of
 from adapters.paths import PathMap
+from adapters.redaction import SecretMasker
 from adapters.runner import LineSink, Stream
 
-__all__ = ["LocalRunner", "cache_root"]
+__all__ = ["LINE_SPLIT_MARKER", "MAX_LINE_CHARS", "LocalRunner", "cache_root"]
+
+#: The longest piece of an output line given to ``on_line``; a longer line is split into pieces.
+MAX_LINE_CHARS = 64 * 1024
+#: Ends every piece of a split line but the last, so a reader sees the line goes on.
+LINE_SPLIT_MARKER = " [line continues]"
 
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
 _PYTHONS = {"python", "python3", f"python{sys.version_info.major}.{sys.version_info.minor}"}
 _KILL_GRACE_S = 2.0
-_MAX_TAIL_LINES = 2_000
+_READ_BYTES = 64 * 1024
 
 
 def cache_root() -> Path:
@@ -91,15 +98,15 @@ class LocalRunner:
             env.update({k: path_map.rewrite(v) for k, v in spec.env.items()})
             env.update({k: v.get_secret_value() for k, v in spec.secrets.items()})
             started = time.monotonic()
-            exit_code, out, err = await self._execute(spec, args, env, cwd, on_line)
+            masker = SecretMasker(spec.secret_values())
+            exit_code, out, err = await self._execute(spec, args, env, cwd, masker, on_line)
             duration = time.monotonic() - started
             outputs = _export(spec, staged) if exit_code == 0 else {}
-        secrets = spec.secret_values()
         return StepResult(
             step=spec.name,
             exit_code=exit_code,
-            stdout=tail(mask_secrets("".join(out), secrets)),
-            stderr=tail(mask_secrets("".join(err), secrets)),
+            stdout=tail(out.masked()),
+            stderr=tail(err.masked()),
             duration_s=round(duration, 6),
             outputs=outputs,
             backend="local",
@@ -112,8 +119,9 @@ class LocalRunner:
         args: list[str],
         env: dict[str, str],
         cwd: Path,
+        masker: SecretMasker,
         on_line: LineSink | None,
-    ) -> tuple[int, deque[str], deque[str]]:
+    ) -> tuple[int, _Tail, _Tail]:
         try:
             proc = await asyncio.create_subprocess_exec(
                 *args,
@@ -126,8 +134,8 @@ class LocalRunner:
             )
         except (FileNotFoundError, PermissionError) as exc:
             raise InvalidSpecError(
-                f"cannot start {spec.args[0]!r} on this host ({exc.strerror}); install it, fix the"
-                " command, or run the step with the Dagger runner",
+                f"cannot start {masker.mask(spec.args[0])!r} on this host ({exc.strerror});"
+                " install it, fix the command, or run the step with the Dagger runner",
                 step=spec.name,
             ) from exc
         except OSError as exc:
@@ -136,16 +144,14 @@ class LocalRunner:
                 step=spec.name,
             ) from exc
         watch(proc.pid)  # its own session: the group id is the pid
-        secrets = spec.secret_values()
-        out: deque[str] = deque(maxlen=_MAX_TAIL_LINES)
-        err: deque[str] = deque(maxlen=_MAX_TAIL_LINES)
+        out, err = _Tail(masker), _Tail(masker)
         stdout, stderr = proc.stdout, proc.stderr
         assert stdout is not None and stderr is not None
 
         async def finish() -> int:
             await asyncio.gather(
-                _pump(stdout, "stdout", out, secrets, on_line),
-                _pump(stderr, "stderr", err, secrets, on_line),
+                _pump(stdout, "stdout", out, masker, on_line),
+                _pump(stderr, "stderr", err, masker, on_line),
             )
             return await proc.wait()
 
@@ -199,21 +205,88 @@ def _scratch(step: str) -> Iterator[Path]:
         remove_path(folder)
 
 
+class _Tail:
+    """The last pieces of one output stream, kept unmasked and masked as a whole when asked.
+
+    Pieces begin at a line start or at a cut that splits no secret, so dropping the oldest ones
+    never leaves half a secret at the start.
+    """
+
+    def __init__(self, masker: SecretMasker, keep_chars: int = 2 * OUTPUT_TAIL_CHARS) -> None:
+        self._masker = masker
+        self._keep = keep_chars
+        self._pieces: deque[str] = deque()
+        self._chars = 0
+
+    def append(self, piece: str) -> None:
+        self._pieces.append(piece)
+        self._chars += len(piece)
+        while len(self._pieces) > 1 and self._chars - len(self._pieces[0]) >= self._keep:
+            self._chars -= len(self._pieces.popleft())
+
+    def masked(self) -> str:
+        return self._masker.mask("".join(self._pieces))
+
+
+class _LineSplitter:
+    """Turns decoded output into lines, cutting any longer than :data:`MAX_LINE_CHARS` into
+    pieces at points that split no secret (so each piece can be masked on its own)."""
+
+    def __init__(self, masker: SecretMasker) -> None:
+        self._masker = masker
+        self._pending = ""
+
+    def feed(self, text: str, *, final: bool) -> list[tuple[str, bool]]:
+        """Complete lines and pieces as ``(text with its line break, continues)`` pairs."""
+        pending = self._pending + text
+        found: list[tuple[str, bool]] = []
+        at = 0
+        while at < len(pending):
+            newline = pending.find("\n", at, at + MAX_LINE_CHARS + 1)
+            if newline != -1:
+                found.append((pending[at : newline + 1], False))
+                at = newline + 1
+                continue
+            if len(pending) - at <= MAX_LINE_CHARS:
+                if final:
+                    found.append((pending[at:], False))
+                    at = len(pending)
+                break
+            rest = pending[at:]
+            cut = self._masker.safe_cut(rest, MAX_LINE_CHARS)
+            if cut is None and not final:
+                break  # a secret may run past what has been read: wait for more output
+            cut = len(rest) if cut is None else cut
+            newline = rest.find("\n", MAX_LINE_CHARS)
+            if newline != -1 and newline <= cut + 1:  # the line ends at the cut: no split
+                found.append((rest[: newline + 1], False))
+                at += newline + 1
+            else:
+                found.append((rest[:cut], cut < len(rest)))
+                at += cut
+        self._pending = pending[at:]
+        return found
+
+
 async def _pump(
     stream: asyncio.StreamReader,
     name: Stream,
-    keep: deque[str],
-    secrets: list[str],
+    keep: _Tail,
+    masker: SecretMasker,
     on_line: LineSink | None,
 ) -> None:
+    """Read ``stream`` to its end in chunks (no line is too long), masking what ``on_line`` sees."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    splitter = _LineSplitter(masker)
     while True:
-        raw = await stream.readline()
+        raw = await stream.read(_READ_BYTES)
+        for piece, continues in splitter.feed(decoder.decode(raw, final=not raw), final=not raw):
+            keep.append(piece)
+            if on_line is not None:
+                shown = masker.mask(piece.rstrip("\r\n") if not continues else piece)
+                on_line(name, shown + LINE_SPLIT_MARKER if continues else shown)
         if not raw:
             return
-        line = raw.decode("utf-8", errors="replace")
-        keep.append(line)
-        if on_line is not None:
-            on_line(name, mask_secrets(line.rstrip("\r\n"), secrets))
 
 
 def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, Path]:

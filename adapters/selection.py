@@ -31,6 +31,7 @@ from urllib.parse import urlparse
 from adapters.contract import Backend
 from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
+from adapters.redaction import redact_url
 from adapters.runner import Runner
 
 __all__ = [
@@ -196,7 +197,7 @@ def engine_breaker_name(backend: Backend) -> str:
         return "engine:local"
     remote = os.environ.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
     if remote:
-        return f"engine:dagger:{remote}"
+        return f"engine:dagger:{redact_url(remote)}"
     port = os.environ.get("DAGGER_SESSION_PORT")
     if port:
         return f"engine:dagger:session-{port}"
@@ -209,8 +210,9 @@ def _tcp_answers(host: str, port: int, timeout_s: float) -> bool:
     return False
 
 
-def _probe_remote(remote: str, timeout_s: float) -> EngineProbe:
-    url = urlparse(remote)
+def _probe_remote(remote_url: str, timeout_s: float) -> EngineProbe:
+    url = urlparse(remote_url)
+    remote = redact_url(remote_url)
     if url.scheme == "tcp" and url.hostname and url.port:
         if _tcp_answers(url.hostname, url.port, timeout_s):
             return EngineProbe(True, "remote", f"remote engine at {remote}")

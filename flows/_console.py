@@ -94,9 +94,15 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
         raise SystemExit(1) from None
 
 
+def _api_url() -> str:
+    return os.environ.get("PREFECT_API_URL", "")
+
+
 def describe_infrastructure_error(exc: BaseException) -> str:
     """One paragraph for an error raised by Prefect's machinery rather than by a step."""
-    text = str(exc).split(" stdout:", 1)[0].strip()
+    from adapters.redaction import redact_urls
+
+    text = redact_urls(str(exc).split(" stdout:", 1)[0].strip(), _api_url())
     if "ephemeral Prefect API server" in text:
         limit = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
         return (

@@ -27,15 +27,16 @@ __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _SNIFF_BYTES = 64 * 1024
-_TYPES = {"boolean", "integer", "float", "date", "timestamp", "string"}
+#: The most partitions the command line accepts (each one is a step process).
+MAX_PARTITIONS = 256
 
 
 class UsageError(Exception):
     """Bad usage or unusable input: reported in one paragraph, exit 2."""
 
 
-def _at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``low``."""
+def _at_least(low: int, high: int | None = None, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low`` (and at most ``high``, because ``why``)."""
 
     def parse(text: str) -> int:
         try:
@@ -44,6 +45,8 @@ def _at_least(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"{value} is too small; give {low} or more")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{value} is too many; give at most {high} ({why})")
         return value
 
     return parse
@@ -73,9 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--schema", metavar="FILE", help="YAML file of column: type")
     parser.add_argument(
         "--partitions",
-        type=_at_least(1),
-        default=os.cpu_count() or 1,
-        help="Parquet partitions, transformed in parallel (default: CPU count)",
+        type=_at_least(
+            1,
+            MAX_PARTITIONS,
+            "each partition is one step process, and all of them start at once; more partitions"
+            " than CPUs only add processes competing for the same cores",
+        ),
+        default=min(os.cpu_count() or 1, MAX_PARTITIONS),
+        help="Parquet partitions, transformed in parallel (default: CPU count; at most"
+        f" {MAX_PARTITIONS})",
     )
     parser.add_argument("--group-by", metavar="COLUMN", help="column to aggregate by")
     parser.add_argument(
@@ -176,26 +185,29 @@ def _check_input(path: Path) -> list[str]:
 
 
 def _check_schema(path: Path, header: list[str] | None) -> None:
-    if not path.is_file():
+    """The ``--schema`` file, read by the ``validate`` step's own parser and rules."""
+    from flows.steps._io import DataError
+    from flows.steps.schema import SchemaError, read_schema, resolve_schema
+
+    if not path.exists():
         raise UsageError(
             f"--schema {path}: no such file. Pass a YAML file of 'column: type' lines."
         )
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
-            continue
-        column, sep, kind = text.partition(":")
-        column, kind = column.strip().strip("'\""), kind.strip().strip("'\"").lower()
-        if not sep or not column or kind not in _TYPES:
-            raise UsageError(
-                f"--schema {path}, line {number}: {line.strip()!r} is not 'column: type' with a type"
-                f" among {', '.join(sorted(_TYPES))}."
+    try:
+        entries = read_schema(path)
+        if header is not None:
+            resolve_schema(entries, header, str(path))
+    except SchemaError as exc:
+        if exc.unknown_column and header is not None:
+            problem = (
+                f"column {exc.column!r} is not in the input; its columns are"
+                f" {', '.join(header)}. Fix the name or remove the line."
             )
-        if header is not None and column not in header:
-            raise UsageError(
-                f"--schema {path}, line {number}: column {column!r} is not in the input; its columns"
-                f" are {', '.join(header)}."
-            )
+        else:
+            problem = exc.problem
+        raise UsageError(f"--schema {path}, line {exc.line}: {problem}") from None
+    except DataError as exc:
+        raise UsageError(f"--schema {path}: {exc}") from None
 
 
 #: The entries a result writes into its output folder (globs per path component).

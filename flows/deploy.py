@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from adapters.redaction import redact_url, redact_urls
 from flows.serve import deployment_description
 
 if TYPE_CHECKING:
@@ -320,7 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"global concurrency limit name (default {DEFAULT_LIMIT_NAME})",
     )
     args = parser.parse_args(argv)
-    if not os.environ.get("PREFECT_API_URL"):
+    api = os.environ.get("PREFECT_API_URL", "")
+    if not api:
         print(
             "error: deploying needs a Prefect server that every worker can reach: start one with"
             " `prefect server start` (backed by PostgreSQL for several workers: set"
@@ -333,7 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         results = deploy(pool=args.pool, concurrency=args.concurrency, limit_name=args.limit_name)
     except DeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_urls(str(exc), api)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # the server refused or was unreachable: one line, no credentials
+        print(
+            f"error: deploying on the Prefect server {redact_url(api)} failed"
+            f" ({type(exc).__name__}: {redact_urls(str(exc), api)}); check that it runs and that"
+            " PREFECT_API_URL is right, then run this again.",
+            file=sys.stderr,
+        )
         return 1
     for result in results:
         print(result.line())

@@ -27,6 +27,7 @@ from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
 from adapters.ownership import claim, write_owned_file
+from adapters.redaction import redact_url
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
@@ -313,7 +314,7 @@ def _ui_url() -> str | None:
     if not os.environ.get("PREFECT_API_URL"):
         return None
     url = flow_run.ui_url
-    return str(url) if url else None
+    return redact_url(str(url)) if url else None  # a URL with credentials keeps them out
 
 
 _STAGES = ("ingest", "validate", "transform", "aggregate", "report")

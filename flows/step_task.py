@@ -6,8 +6,9 @@ and jitter; a non-zero exit fails the task at once (naming the step, the exit co
 lines) unless the step declares that exit code transient.
 
 Results are cached by the step's inputs and code: the key hashes the spec (secret values only as
-hashes) and a fingerprint of every mounted host path, and a cached result is used only while the
-step's output paths still exist (:func:`execute_step` refreshes the cache otherwise).
+HMACs under the installation key, :mod:`flows.installation_key`) and a fingerprint of every mounted
+host path, and a cached result is used only while the step's output paths still exist
+(:func:`execute_step` refreshes the cache otherwise, and for steps a fault plan targets).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
 from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
+from flows.installation_key import keyed_digest
 
 __all__ = [
     "StepOutcome",
@@ -102,14 +104,17 @@ def exception_of(state: State[Any]) -> BaseException | None:
 
 
 def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Cache key of a ``run_step`` call: the spec, its secrets' hashes and its inputs' fingerprint."""
+    """Cache key of a ``run_step`` call: the spec, its secrets' HMACs and its inputs' fingerprint.
+
+    A secret value enters the key only as an HMAC under the installation key, so the key (stored
+    on the Prefect server) cannot be used to test guesses of it without that key file.
+    """
     spec = parameters.get("spec")
     if not isinstance(spec, StepSpec):
         return None
     data = spec.model_dump(mode="json", exclude={"secrets"})
     data["secrets"] = {
-        k: hashlib.sha256(v.get_secret_value().encode()).hexdigest()
-        for k, v in sorted(spec.secrets.items())
+        k: keyed_digest(k, v.get_secret_value()) for k, v in sorted(spec.secrets.items())
     }
     digest = hashlib.sha256(CACHE_VERSION.encode())
     digest.update(json.dumps(data, sort_keys=True).encode())
@@ -284,13 +289,16 @@ async def execute_step(
         backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
         retry: the step's retry policy (default :data:`~adapters.DEFAULT_RETRY_POLICY`).
 
-    The cache is refreshed when an output of a cached run has since disappeared.
+    The cache is refreshed when an output of a cached run has since disappeared, and for a step
+    the active fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
     """
     started, started_at = time.monotonic(), time.time()
     waited_before = BREAKER_WAITS.get(spec.name, 0.0)
     policy = retry or DEFAULT_RETRY_POLICY
+    plan = active_plan()
     options = run_step.with_options(
-        refresh_cache=not outputs_present(spec),
+        # A drill must reach the steps it targets, so it never takes them from the cache.
+        refresh_cache=not outputs_present(spec) or (plan is not None and plan.targets(spec.name)),
         retries=policy.retries,
         retry_delay_seconds=policy.delays(),
         retry_jitter_factor=policy.jitter,

@@ -10,11 +10,14 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import base64
+import http.client
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import Literal
 
 from adapters import AiopError, StepSpec, choose_backend, probe_engine
 from adapters.local_runner import LocalRunner
+from adapters.redaction import redact_url, redact_urls
 
 __all__ = ["Check", "main", "run_checks"]
 
@@ -105,17 +109,31 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
             "for the UI and faster runs: `prefect server start`, then"
             " export PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
+    shown = redact_url(url)
     try:
-        with urllib.request.urlopen(url.rstrip("/") + "/health", timeout=timeout_s) as reply:
+        with urllib.request.urlopen(_health_request(url), timeout=timeout_s) as reply:
             ok = reply.status == 200
-    except OSError as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
         return Check(
             "Prefect API",
             "FAIL",
-            f"{url} does not answer ({exc})",
+            f"{shown} does not answer ({redact_urls(str(exc), url)})",
             "start it with `prefect server start`, or unset PREFECT_API_URL to use the embedded server",
         )
-    return Check("Prefect API", "PASS" if ok else "FAIL", f"{url} answers", "")
+    return Check("Prefect API", "PASS" if ok else "FAIL", f"{shown} answers", "")
+
+
+def _health_request(url: str) -> urllib.request.Request:
+    """A GET of ``<url>/health``; credentials in the URL become a basic-auth header (urllib
+    cannot take them in the URL)."""
+    parts = urllib.parse.urlsplit(url.rstrip("/") + "/health")
+    userinfo, at, host = parts.netloc.rpartition("@")
+    request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)))
+    if at:
+        user, _, password = userinfo.partition(":")
+        pair = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(pair.encode()).decode())
+    return request
 
 
 def check_engine() -> Check:

@@ -15,6 +15,7 @@ os.environ["PREFECT_HOME"] = str(_HOME)
 os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(_HOME / "storage")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("AIOP_CACHE_DIR", str(_HOME / "caches"))
+os.environ.setdefault("AIOP_INSTALLATION_KEY_FILE", str(_HOME / "installation.key"))
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("AIOP_BACKEND", None)
 

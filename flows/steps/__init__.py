@@ -26,6 +26,6 @@ Exit codes: 0 success; 64 bad usage; 65 unusable input, with one line on stderr 
 
 Modules: :mod:`~flows.steps.types` (null tokens, type rules, inference),
 :mod:`~flows.steps.schema` (``--schema`` files), :mod:`~flows.steps.sample` (the sample
-generator), one module per step, and private helpers (``_csv``, ``_lines``, ``_io``,
+generator), one module per step, and private helpers (``_csv``, ``_lines``, ``_io``, ``_flat_yaml``,
 ``_deps``).
 """

@@ -1,31 +1,53 @@
-"""The ``--schema`` file of ``validate``: a tiny YAML subset, parsed without PyYAML.
+"""The ``--schema`` file: a flat YAML mapping of column name to type, read the same way by the
+command line (before anything runs) and by the ``validate`` step (inside its container).
 
-Format: one ``column: type`` per line. ``#`` starts a comment (at the start of a line
-or after whitespace); blank lines and a leading ``---`` are ignored. A column name may
-be quoted with ``"..."`` or ``'...'`` (needed when it contains ``:`` or ``#``). Types
-are the names in :data:`flows.steps.types.TYPES`, case-insensitive. Example::
+Steps run in a stock ``python:3.12-slim`` image where only ``duckdb`` is installed, so this module
+parses YAML itself, for the one shape a schema has. Every file it accepts is read by YAML (PyYAML's
+``safe_load``) as the same mapping; every YAML feature outside that shape is refused with a message
+naming the line and the fix, never read differently. The subset:
 
+* one ``column: type`` entry per line, all starting at the same column; blank lines and comments
+  (``#`` at the start of a line or after a blank) anywhere; a leading ``---`` and a final ``...``;
+* a column name is plain (``signup date``, ``ratio#2``, ``a:b``: a ``:`` or ``#`` is part of the
+  name unless a blank follows or precedes it) or quoted, ``'it''s'`` or ``"tab\\there"`` (YAML
+  escapes); a plain name YAML would read as something other than text (``1``, ``1.5``, ``true``,
+  ``no``, ``null``, ``~``, ``2024-01-31``, ``<<``) must be quoted;
+* a type is one of :data:`flows.steps.types.TYPES`, case-insensitive, plain or quoted;
+* a column named twice is an error (YAML would silently keep the last);
+* the file is UTF-8 (a byte-order mark is allowed); anything else is an error naming the line.
+
+Refused, each with its own message: lists (``- id: integer``), flow style (``{id: integer}``),
+nested mappings, anchors, aliases and tags, block scalars, directives (``%YAML``), several
+documents, tabs outside quotes and comments, and control characters. The scanner lives in
+:mod:`flows.steps._flat_yaml`. Example::
+
+    ---
     # orders export
     id: integer
     amount: float
-    "signup date": date
+    "signup date": date   # quoted or not, same name
+    'a: b': string        # a name holding ': ' must be quoted
 
 Columns not named in the schema are inferred.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.steps._flat_yaml import SchemaError, scan
 from flows.steps._io import DataError
-from flows.steps.types import TYPES
 
-__all__ = ["SchemaEntry", "load_schema", "parse_schema", "resolve_schema"]
-
-_COMMENT = re.compile(r"(^|\s)#.*$")
+__all__ = [
+    "SchemaEntry",
+    "SchemaError",
+    "load_schema",
+    "parse_schema",
+    "read_schema",
+    "resolve_schema",
+]
 
 
 @dataclass(frozen=True)
@@ -37,24 +59,8 @@ class SchemaEntry:
     type: str
 
 
-def _split(raw: str) -> tuple[str, str] | None:
-    """Split ``key: value`` (key optionally quoted); None when the line has no key."""
-    if raw[:1] in ('"', "'"):
-        q = raw[0]
-        end = raw.find(q, 1)
-        while q == "'" and end != -1 and raw[end + 1 : end + 2] == "'":  # '' escapes '
-            end = raw.find(q, end + 2)
-        if end == -1:
-            return None
-        key = raw[1:end].replace("''", "'") if q == "'" else raw[1:end]
-        rest = raw[end + 1 :].lstrip()
-        return (key, rest[1:].strip()) if rest.startswith(":") else None
-    key, sep, value = raw.partition(":")
-    return (key.strip(), value.strip()) if sep and key.strip() else None
-
-
 def parse_schema(text: str, source: str = "schema") -> list[SchemaEntry]:
-    """Parse schema file text.
+    """Parse the text of a schema file.
 
     Args:
         text: The file content.
@@ -64,37 +70,26 @@ def parse_schema(text: str, source: str = "schema") -> list[SchemaEntry]:
         The entries in file order.
 
     Raises:
-        DataError: On a malformed line, an unknown type or a column named twice.
+        SchemaError: On anything outside the documented subset, an unknown type or a column
+            named twice.
+
+    Examples:
+        >>> [(e.column, e.type) for e in parse_schema('---\\n"a: b": Integer  # x\\nc#d: date\\n')]
+        [('a: b', 'integer'), ('c#d', 'date')]
     """
     entries: list[SchemaEntry] = []
     seen: dict[str, int] = {}
-    allowed = ", ".join(TYPES)
-    for number, line in enumerate(text.splitlines(), start=1):
-        raw = line.strip()
-        if raw.startswith("#") or raw in ("", "---"):
-            continue
-        if not raw.startswith(("'", '"')):
-            raw = _COMMENT.sub("", raw).strip()
-        parts = _split(raw)
-        if parts is None:
-            raise DataError(
-                f"{source}:{number}: expected 'column: type', found {line.strip()!r}; "
-                f"write one 'column: type' per line (types: {allowed})"
-            )
-        column, type_ = parts
-        type_ = _COMMENT.sub("", type_).strip().strip("\"'").lower()
-        if type_ not in TYPES:
-            raise DataError(
-                f"{source}:{number}: unknown type {type_!r} for column {column!r}; "
-                f"allowed types: {allowed}"
-            )
+    for number, column, kind in scan(text, source):
         if column in seen:
-            raise DataError(
-                f"{source}:{number}: column {column!r} is already typed on line "
-                f"{seen[column]}; keep one line per column"
+            raise SchemaError(
+                source,
+                number,
+                f"column {column!r} is already typed on line {seen[column]}; keep one line per"
+                " column",
+                column,
             )
         seen[column] = number
-        entries.append(SchemaEntry(number, column, type_))
+        entries.append(SchemaEntry(number, column, kind))
     return entries
 
 
@@ -112,17 +107,47 @@ def resolve_schema(
         Column name to type, for the columns the schema names.
 
     Raises:
-        DataError: If the schema names a column the input does not have.
+        SchemaError: If the schema names a column the input does not have.
     """
     known = set(columns)
     for entry in entries:
         if entry.column not in known:
             listed = ", ".join(columns)
-            raise DataError(
-                f"{source}:{entry.line}: unknown column {entry.column!r}; "
-                f"the input's columns are: {listed}"
+            raise SchemaError(
+                source,
+                entry.line,
+                f"unknown column {entry.column!r}; the input's columns are: {listed}",
+                entry.column,
+                unknown_column=True,
             )
     return {entry.column: entry.type for entry in entries}
+
+
+def read_schema(path: str | Path) -> list[SchemaEntry]:
+    """Read and parse a schema file (UTF-8, see the module docstring).
+
+    Raises:
+        DataError: The file is missing or unreadable.
+        SchemaError: It is not UTF-8 (naming the line and byte), or not a valid schema.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"schema file {p} not found; check the --schema path") from None
+    except OSError as exc:
+        raise DataError(f"schema file {p} cannot be read ({exc.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise SchemaError(
+            str(p),
+            line,
+            f"byte 0x{data[exc.start]:02x} (offset {exc.start}) is not UTF-8; save the file as"
+            f" UTF-8, e.g. iconv -f latin1 -t utf-8 {p.name} > {p.stem}-utf8{p.suffix}",
+        ) from None
+    return parse_schema(text, str(p))
 
 
 def load_schema(path: str | Path, columns: Sequence[str]) -> dict[str, str]:
@@ -138,11 +163,4 @@ def load_schema(path: str | Path, columns: Sequence[str]) -> dict[str, str]:
     Raises:
         DataError: If the file cannot be read or is invalid.
     """
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"schema file {p} not found; check the --schema path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"schema file {p} is not readable UTF-8 text ({exc})") from None
-    return resolve_schema(parse_schema(text, str(p)), columns, str(p))
+    return resolve_schema(read_schema(path), columns, str(Path(path)))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.steps._io import DataError
-from flows.steps.schema import load_schema, parse_schema, resolve_schema
+from flows.steps.schema import SchemaError, load_schema, parse_schema, read_schema, resolve_schema
 
 
 def test_parse_schema_lines_comments_and_quotes() -> None:
@@ -67,3 +67,106 @@ def test_load_schema(tmp_path: Path) -> None:
     assert load_schema(path, ["a", "b"]) == {"b": "date"}
     with pytest.raises(DataError, match="not found"):
         load_schema(tmp_path / "missing.yaml", ["a"])
+
+
+# -- the subset is YAML: whatever parse_schema accepts, PyYAML reads as the same mapping ----------
+
+YAML_CASES = [
+    "---\nid: integer\n",
+    "---   # orders\nid: integer\n...\n# end\n",
+    "\"a:b\": string\n'c#d': float\n",
+    "a:b: string\n",
+    "ratio#2: float   # comment\n",
+    "signup date  : date\n",
+    '"tab\\there": string\n"\\u00e9t\\u00e9": date\n',
+    "'it''s': 'Integer'\n",
+    "\"1\": integer\n'true': boolean\n",
+    "  id: integer\n  amount: float\n",
+    "\ufeffid: integer\n",
+    "id: integer\r\namount: float\r\n",
+    "-x: string\n--output=/tmp/evil: string\n",
+    "a,b: string\n",
+    "",
+    "# only a comment\n",
+]
+
+
+@pytest.mark.parametrize("text", YAML_CASES)
+def test_accepted_files_read_the_same_under_pyyaml(text: str) -> None:
+    import yaml
+
+    entries = parse_schema(text, "s.yaml")
+    loaded = yaml.safe_load(text) or {}
+    assert {k: str(v).lower() for k, v in loaded.items()} == {e.column: e.type for e in entries}
+
+
+REFUSED = [
+    ("- id: integer\n", "list item"),
+    ("{id: integer}\n", "flow style"),
+    ("id: [integer]\n", "not a plain word"),
+    ("id:\n  type: integer\n", "has no type"),
+    ("id: &a integer\n", "not a plain word"),
+    ("&a id: integer\n", "anchor"),
+    ("!!str id: integer\n", "anchor, alias or tag"),
+    ("id: |\n  integer\n", "not a plain word"),
+    ("%YAML 1.1\n---\nid: integer\n", "directive"),
+    ("id: integer\n---\nx: date\n", "second YAML document"),
+    ("1: integer\n", "quote it"),
+    ("yes: boolean\n", "as a boolean"),
+    ("~: string\n", "as null"),
+    ("2024-01-31: date\n", "as a date"),
+    ("1.5: float\n", "as a number"),
+    ("id: integer\n  amount: float\n", "indented differently"),
+    ("\tid: integer\n", "tab"),
+    ("a: b: string\n", "second ': '"),
+    ("id:integer\n", "expected 'column: type'"),
+    ('"a\\q": string\n', "not a YAML escape"),
+    ("id: integer\x01\n", "U+0001"),
+    ("id: integer\n...\nx: date\n", "after the '...'"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), REFUSED)
+def test_yaml_outside_the_subset_is_refused_naming_the_line(text: str, message: str) -> None:
+    with pytest.raises(SchemaError) as info:
+        parse_schema(text, "s.yaml")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(f"s.yaml:{info.value.line}: ")
+
+
+def test_random_names_are_read_as_pyyaml_reads_them() -> None:
+    import random
+
+    import yaml
+
+    rng = random.Random(11)
+    alphabet = "ab :#'\"-?,[]{}&*!|>%@`\\\t.0123456789éx_=<~"
+    accepted = 0
+    for _ in range(3000):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
+        style = rng.choice(["plain", "single", "double"])
+        if style == "single":
+            key = "'" + name.replace("'", "''") + "'"
+        elif style == "double":
+            key = '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t") + '"'
+        else:
+            key = name
+        text = f"{key}: string\nother: integer\n"
+        try:
+            entries = parse_schema(text, "s.yaml")
+        except SchemaError:
+            continue
+        loaded = yaml.safe_load(text)
+        assert isinstance(loaded, dict), text
+        assert {str(k): v for k, v in loaded.items()} == {e.column: e.type for e in entries}, text
+        assert all(isinstance(k, str) for k in loaded), text
+        accepted += 1
+    assert accepted > 1000
+
+
+def test_non_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"id: integer\n\xe9t\xe9: string\n")
+    with pytest.raises(SchemaError) as info:
+        read_schema(path)
+    assert info.value.line == 2 and "byte 0xe9" in str(info.value) and "UTF-8" in str(info.value)
