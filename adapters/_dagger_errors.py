@@ -9,6 +9,7 @@ values, without importing ``dagger``.
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +34,9 @@ __all__ = [
     "ErrorRule",
     "describe",
     "engine_error",
+    "missing_command",
     "scrub",
+    "signal_hint",
     "step_failed",
     "user_input_error",
 ]
@@ -103,6 +106,50 @@ def step_failed(exit_code: int, stderr: str, spec: StepSpec | None) -> StepFaile
         stderr_tail=tail(mask_secrets(stderr, secrets)),
         transient_exit=spec is not None and exit_code in spec.transient_exit_codes,
     )
+
+
+def missing_command(
+    spec: StepSpec, exit_code: int, stdout: str, stderr: str
+) -> InvalidSpecError | None:
+    """InvalidSpecError when the engine's init could not start ``args[0]``, else None.
+
+    The engine's init looks a bare command up in ``$PATH`` and executes a path; when that fails it
+    prints ``exec: "x": executable file not found in $PATH`` (or ``fork/exec /x: ...``) on stderr
+    and exits 1 (dagger/dagger ``cmd/init/main.go``): an exec result, not a query error. Only that
+    exact output counts, so a command of the user's that prints something else is a plain failure.
+    """
+    command = spec.args[0]
+    said = stderr.strip()
+    started = said == f'exec: "{command}": executable file not found in $PATH' or (
+        "/" in command and said.startswith(f"fork/exec {command}: ") and "\n" not in said
+    )
+    if exit_code != 1 or stdout.strip() or not started:
+        return None
+    return InvalidSpecError(
+        f"the command {command!r} does not exist in image {spec.image!r} (the engine said:"
+        f" {said}); fix args[0], or use an image that has it, or install it in the image",
+        step=spec.name,
+    )
+
+
+def signal_hint(exit_code: int) -> str | None:
+    """One line explaining an exit code of 129-191 (the command was killed by a signal)."""
+    if not 128 < exit_code < 192:
+        return None
+    number = exit_code - 128
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    why = ""
+    if number == signal.SIGKILL:
+        why = (
+            "; most often the kernel's out of memory (OOM) killer: the command needed more memory"
+            " than the engine's host (or its memory limit) allows"
+        )
+    elif number == signal.SIGTERM:
+        why = "; something stopped it from outside (the engine shutting down?)"
+    return f"the command was killed by {name} (exit {exit_code}){why}"
 
 
 def engine_error(target: type[AiopError], detail: str, step: str | None) -> AiopError:

@@ -21,9 +21,9 @@ Limits:
       check). The SDK waits for the CLI in a thread that cannot be cancelled, so the attempt is
       abandoned at the limit rather than awaited; on Linux the CLI process of this run (the one
       whose stderr is this run's log pipe) and its children are killed so nothing is left behind.
-    * ``StepSpec.timeout_s`` bounds the command (``asyncio`` timeout around the exec and the reads
-      of its exit code and output): past it the query is cancelled and :class:`StepTimeoutError`
-      raised; closing the session stops the container.
+    * ``StepSpec.timeout_s`` bounds the step's work on the engine (one ``asyncio`` deadline around
+      the exec, the reads of its output and the exports): past it the query is cancelled and
+      :class:`StepTimeoutError` raised; closing the session stops the container.
     * ``execute_timeout_s`` (optional) bounds every single request to the engine.
     * ``close_timeout_s`` bounds closing the session; past it the CLI is killed as above.
     * Retries are off (``Retry(connect=False, execute=False)``): a dead engine is reported at once
@@ -52,6 +52,7 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
 
     foreign error                                connecting                running
     dagger.ExecError                             EngineUnavailableError    StepFailedError (1)
+      (the engine's init found no ``args[0]``)   EngineUnavailableError    InvalidSpecError
     dagger.QueryError (image cannot be pulled,   EngineUnavailableError    InvalidSpecError
       command or host path missing)
     dagger.QueryError (anything else)            EngineUnavailableError    EngineConnectionError
@@ -66,8 +67,18 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
     (no answer within provision_timeout_s)       ProvisioningTimeoutError  -
     (step past StepSpec.timeout_s)               -                         StepTimeoutError
 
-    (1) run() asks for ``expect=ANY`` and returns a failing command as a StepResult; an ExecError
-        that still arrives becomes a StepResult too. translate_error() alone gives StepFailedError.
+    (1) run() returns a failing command as a StepResult built from the ExecError (exit code,
+        the last 100 KiB of stdout and stderr as the engine trimmed them); translate_error()
+        alone gives StepFailedError.
+
+Failures are never cached:
+    The exec asks for the default expectation (exit 0). The engine keeps a result whose exit code
+    the query allowed in its cache, across sessions, and hands it back for the same container
+    definition without running the command (dagger/dagger ``dagql/cache.go``); an error is not
+    kept. With ``expect=ANY`` a failure would be such a result, replayed on every retry and every
+    later run. So a non-zero exit arrives as ``ExecError`` and becomes the failed StepResult, and
+    the next attempt really runs. Exit codes 128-191 (killed by a signal; 137 is usually an
+    out-of-memory kill) are results too, with one explaining ``engine`` line.
 
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.
@@ -106,7 +117,9 @@ from adapters._dagger_errors import (
     ErrorRule,
     describe,
     engine_error,
+    missing_command,
     scrub,
+    signal_hint,
     step_failed,
     user_input_error,
 )
@@ -327,28 +340,49 @@ class DaggerRunner:
         secrets = spec.secret_values()
         try:
             container = _pipeline(client, spec, mounts)
-            ran: dagger.Container | None = None
-            try:
-                async with step_deadline(spec):
+            # One deadline for the command, the reads of its output and the exports.
+            async with step_deadline(spec):
+                try:
                     ran = await container.sync()
-                    exit_code = await ran.exit_code()
-                    stdout = await ran.stdout()
-                    stderr = await ran.stderr()
-            except dagger.ExecError as exc:  # not expected with expect=ANY, but it is a result
-                ran = None
-                exit_code, stdout, stderr = int(exc.exit_code), str(exc.stdout), str(exc.stderr)
-
-            forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
-
-            outputs: dict[str, str] = {}
-            if exit_code == 0 and ran is not None:
+                except dagger.ExecError as exc:
+                    # The default expectation: a non-zero exit is an ExecError, which the engine
+                    # does not keep in its cache, so the next attempt runs the command again.
+                    return _failed(exc, spec, on_line)
+                stdout = await ran.stdout()
+                stderr = await ran.stderr()
+                forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
+                outputs: dict[str, str] = {}
                 for source, destination in spec.outputs.items():
                     await _export(ran, spec, source, Path(destination))
                     outputs[source] = str(Path(destination))
-            return _Executed(exit_code, stdout, stderr, outputs)
+            return _Executed(0, stdout, stderr, outputs)
         except _FOREIGN as exc:
             scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
+
+
+def _failed(exc: dagger.ExecError, spec: StepSpec, on_line: LineSink | None) -> _Executed:
+    """The result of a command that exited non-zero, from the engine's ExecError.
+
+    Raises:
+        InvalidSpecError: the engine's init could not start ``args[0]`` (it is not in the image).
+        EngineConnectionError: the engine reported a failed command without an exit code.
+    """
+    secrets = spec.secret_values()
+    exit_code, stdout, stderr = int(exc.exit_code), str(exc.stdout), str(exc.stderr)
+    missing = missing_command(spec, exit_code, stdout, stderr)
+    if missing is not None:
+        raise missing from exc
+    if exit_code < 0:
+        scrub(exc, secrets)
+        raise engine_error(
+            EngineConnectionError, f"the command ended without an exit code ({exc})", spec.name
+        ) from exc
+    forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
+    hint = signal_hint(exit_code)
+    if hint:
+        line_sink(on_line, "engine", secrets)(hint)
+    return _Executed(exit_code, stdout, stderr, {})
 
 
 def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) -> dagger.Container:
@@ -374,7 +408,7 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         container = container.with_mounted_cache(target, client.cache_volume(cache_name))
     if spec.workdir:
         container = container.with_workdir(spec.workdir)
-    return container.with_exec(list(spec.args), expect=dagger.ReturnType.ANY)
+    return container.with_exec(list(spec.args))
 
 
 async def _export(

@@ -1,0 +1,184 @@
+"""Failures are never kept by the engine: DaggerRunner against the stand-in's engine-like cache.
+
+The real engine keeps every exec result whose exit code the query allowed, across sessions, and
+gives it back for the same container definition without running the command again; errors are not
+kept (dagql/cache.go, core/container.go). The stand-in does the same (``keep_results``, on by
+default) and counts the commands it really ran, so these tests see whether a failed step would be
+replayed from the engine's cache instead of running again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+
+from adapters.contract import StepSpec
+from adapters.dagger_runner import DaggerRunner
+from adapters.errors import StepFailedError
+from flows.step_task import StepOutcome, execute_step, run_step
+from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
+
+_ENGINE_ENV = ("_EXPERIMENTAL_DAGGER_CLI_BIN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    """A scripted stand-in engine (results kept, as the engine does) found as the session."""
+    for name in _ENGINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with FakeDaggerEngine() as fake:
+        for name, value in fake.session_env().items():
+            monkeypatch.setenv(name, value)
+        yield fake
+    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
+
+
+@pytest.fixture
+def exec_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    """The stand-in in exec mode (commands really run on the host), results kept."""
+    for name in _ENGINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with exec_standin_engine() as fake:
+        yield fake
+
+
+def runner() -> DaggerRunner:
+    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+
+
+def spec(**overrides: Any) -> StepSpec:
+    fields: dict[str, Any] = {
+        "name": "step-1",
+        "image": "python:3.12-slim",
+        "args": ["python", "-c", "print('hi')"],
+        "timeout_s": 10,
+    }
+    fields.update(overrides)
+    return StepSpec.model_validate(fields)
+
+
+class TestTheStandInKeepsResultsLikeTheEngine:
+    """The model itself: successes are replayed, errors are not."""
+
+    async def test_a_success_is_kept_across_sessions(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(stdout="once\n")
+        first = await runner().run(spec())
+        second = await runner().run(spec())
+        assert (first.stdout, second.stdout) == ("once\n", "once\n")
+        assert engine.executions == 1
+        assert engine.sessions == 2
+
+    async def test_a_changed_definition_runs_again(self, engine: FakeDaggerEngine) -> None:
+        await runner().run(spec())
+        await runner().run(spec(env={"X": "1"}))
+        assert engine.executions == 2
+
+
+class TestFailuresAreNeverKept:
+    """A failing command must run again next time, not come back from the engine's cache."""
+
+    async def test_the_runner_asks_for_the_default_expectation(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec())
+        assert [r.expect for r in engine.exec_requests] == ["SUCCESS"]
+
+    async def test_a_failed_step_runs_again_on_the_next_run(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=3, stdout="out\n", stderr="boom\n")
+        first = await runner().run(spec())
+        second = await runner().run(spec())
+        assert (first.exit_code, second.exit_code) == (3, 3)
+        assert engine.executions == 2
+
+    async def test_the_failed_result_carries_exit_code_and_output_tails(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(
+            exit_code=3, stdout="partial\n", stderr="x" * 200_000 + "\nboom\n"
+        )
+        result = await runner().run(spec())
+        assert (result.exit_code, result.ok, result.stdout) == (3, False, "partial")
+        assert result.stderr.endswith("boom")
+
+    @pytest.mark.parametrize("code", [137, 143, 128 + 11])
+    async def test_a_signal_death_is_a_result_with_its_exit_code(
+        self, engine: FakeDaggerEngine, code: int
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=code, stderr="Killed\n")
+        result = await runner().run(spec())
+        assert (result.exit_code, result.stderr) == (code, "Killed")
+        await runner().run(spec())
+        assert engine.executions == 2
+
+    async def test_an_oom_kill_says_so_on_the_engine_stream(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=137)
+        lines: list[tuple[str, str]] = []
+        await runner().run(spec(), on_line=lambda stream, line: lines.append((stream, line)))
+        [(stream, line)] = [item for item in lines if "137" in item[1]]
+        assert stream == "engine" and "out of memory" in line
+
+    async def test_a_failure_then_a_success_gives_the_success(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        outcomes = iter([ExecOutcome(exit_code=75), ExecOutcome(stdout="ok\n")])
+        engine.behaviour = lambda req: next(outcomes)
+        first = await runner().run(spec(transient_exit_codes=[75]))
+        second = await runner().run(spec(transient_exit_codes=[75]))
+        assert (first.exit_code, second.exit_code, second.stdout) == (75, 0, "ok\n")
+
+
+def _counting(counter: Path, fail_until: int, code: int) -> str:
+    """A step that counts its runs in ``counter`` and exits ``code`` until run ``fail_until``."""
+    return (
+        f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+        "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+        f"print('run', n); sys.exit({code} if n < {fail_until} else 0)"
+    )
+
+
+@pytest.mark.prefect
+class TestThroughRunStep:
+    """run_step on the Dagger path: retries and later flow runs really run the command again."""
+
+    async def test_a_declared_transient_exit_really_runs_again_on_retry(
+        self, prefect_api_url: str, exec_engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        counter = tmp_path / "attempts"
+        step = spec(
+            name="flaky",
+            args=["python", "-c", _counting(counter, 3, 75)],
+            transient_exit_codes=[75],
+        )
+
+        @flow
+        async def once() -> StepOutcome:
+            task = run_step.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+            state = await task(step, "dagger", return_state=True)
+            result = await state.aresult()
+            return StepOutcome("flaky", state.name or "", result.attempt, 0.0, result=result)
+
+        outcome = await once()
+        assert outcome.state == "Completed" and outcome.attempts == 3
+        assert counter.read_text() == "3"
+        assert exec_engine.executions == 3
+
+    async def test_a_failed_step_runs_again_on_the_next_flow_run(
+        self, prefect_api_url: str, exec_engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        counter = tmp_path / "runs"
+        step = spec(name="blip", args=["python", "-c", _counting(counter, 2, 1)])
+
+        @flow
+        async def pipeline() -> StepOutcome:
+            return await execute_step(step, "dagger")
+
+        first = await pipeline()
+        assert first.state == "Failed" and isinstance(first.error, StepFailedError)
+        second = await pipeline()
+        assert second.state == "Completed", second.error
+        assert counter.read_text() == "2"
+        assert exec_engine.executions == 2
