@@ -53,8 +53,11 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
     foreign error                                connecting                running
     dagger.ExecError                             EngineUnavailableError    StepFailedError (1)
       (the engine's init found no ``args[0]``)   EngineUnavailableError    InvalidSpecError
-    dagger.QueryError (image cannot be pulled,   EngineUnavailableError    InvalidSpecError
-      command or host path missing)
+    dagger.QueryError (no such image or tag,     EngineUnavailableError    InvalidSpecError
+      registry refused: 401/403/404/denied, not
+      a valid reference, host path missing)
+    dagger.QueryError (image not resolved:       EngineUnavailableError    EngineConnectionError
+      timeout, 429, 5xx, network)
     dagger.QueryError (anything else)            EngineUnavailableError    EngineConnectionError
     dagger.InvalidQueryError                     EngineUnavailableError    EngineConnectionError
     dagger.ClientConnectionError                 EngineUnavailableError    EngineConnectionError
@@ -79,6 +82,11 @@ Failures are never cached:
     later run. So a non-zero exit arrives as ``ExecError`` and becomes the failed StepResult, and
     the next attempt really runs. Exit codes 128-191 (killed by a signal; 137 is usually an
     out-of-memory kill) are results too, with one explaining ``engine`` line.
+
+Image errors are recognised as the engine words them (``failed to resolve image "<normalised ref>"
+(platform: ...): <registry's answer>``), the spec's image normalised the same way
+(``alpine`` -> ``docker.io/library/alpine:latest``), so any spelling of a reference is classified
+by the registry's answer, not by how it was written.
 
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.

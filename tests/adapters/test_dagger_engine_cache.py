@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 from prefect import flow
 
+from adapters._dagger_errors import normalized_image
 from adapters.contract import StepSpec
 from adapters.dagger_runner import DaggerRunner
-from adapters.errors import StepFailedError
+from adapters.errors import EngineConnectionError, InvalidSpecError, StepFailedError
 from flows.step_task import StepOutcome, execute_step, run_step
 from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes.dagger_engine import normalized_image_ref
 
 _ENGINE_ENV = ("_EXPERIMENTAL_DAGGER_CLI_BIN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST")
 
@@ -182,3 +184,115 @@ class TestThroughRunStep:
         assert second.state == "Completed", second.error
         assert counter.read_text() == "2"
         assert exec_engine.executions == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors as the engine words them (core/schema/container.go, cmd/init/main.go)
+# ---------------------------------------------------------------------------------------------
+
+_DOCKER_HUB = "registry-1.docker.io/v2/library/alpine/manifests/3.99"
+
+
+class TestImageErrorsAsTheEngineWordsThem:
+    """The engine names the normalised reference; the class follows the registry's answer."""
+
+    @pytest.mark.parametrize(
+        "image",
+        [
+            "alpine:3.99",
+            "library/alpine:3.99",
+            "docker.io/alpine:3.99",
+            "index.docker.io/alpine:3.99",
+        ],
+    )
+    async def test_an_image_that_does_not_exist_is_invalid_spec_however_it_is_written(
+        self, engine: FakeDaggerEngine, image: str
+    ) -> None:
+        engine.missing_images.add("docker.io/library/alpine:3.99")
+        with pytest.raises(InvalidSpecError) as caught:
+            await runner().run(spec(image=image))
+        assert image in str(caught.value) and "docker.io/library/alpine:3.99" in str(caught.value)
+        assert engine.executions == 0
+
+    @pytest.mark.parametrize(
+        "cause",
+        [
+            "pull access denied, repository does not exist or may require authorization: server"
+            " message: insufficient_scope: authorization failed",
+            "failed to authorize: failed to fetch oauth token: unexpected status from GET request"
+            " to https://ghcr.io/token?scope=repository%3Aacme%2Fprivate%3Apull: 401 Unauthorized",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 403 Forbidden",
+        ],
+        ids=["denied", "unauthorized", "forbidden"],
+    )
+    async def test_a_registry_refusal_is_permanent(
+        self, engine: FakeDaggerEngine, cause: str
+    ) -> None:
+        engine.image_errors["alpine:3.99"] = cause
+        with pytest.raises(InvalidSpecError, match="log in to the registry"):
+            await runner().run(spec(image="alpine:3.99"))
+
+    @pytest.mark.parametrize(
+        "cause",
+        [
+            f'failed to do request: Head "https://{_DOCKER_HUB}": dial tcp: lookup'
+            " registry-1.docker.io: i/o timeout",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 429 Too Many Requests",
+            "toomanyrequests: You have reached your unauthenticated pull rate limit.",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 503 Service Unavailable",
+            "context deadline exceeded",
+        ],
+        ids=["timeout", "429", "rate-limit", "503", "deadline"],
+    )
+    async def test_a_registry_outage_is_transient(
+        self, engine: FakeDaggerEngine, cause: str
+    ) -> None:
+        engine.image_errors["docker.io/library/alpine:3.99"] = cause
+        with pytest.raises(EngineConnectionError) as caught:
+            await runner().run(spec(image="alpine:3.99"))
+        assert caught.value.transient and "docker.io/library/alpine:3.99" in str(caught.value)
+
+    async def test_an_invalid_reference_is_invalid_spec(self, engine: FakeDaggerEngine) -> None:
+        with pytest.raises(InvalidSpecError, match="Alpine:3"):
+            await runner().run(spec(image="Alpine:3"))
+
+
+class TestMissingExecutable:
+    """The engine's init cannot start args[0]: exit 1 with its message, made a helpful error."""
+
+    async def test_a_missing_command_is_invalid_spec_naming_it_and_the_image(
+        self, exec_engine: FakeDaggerEngine
+    ) -> None:
+        with pytest.raises(InvalidSpecError) as caught:
+            await runner().run(spec(image="alpine:3.20", args=["pyhton", "-V"]))
+        message = str(caught.value)
+        assert "'pyhton'" in message and "alpine:3.20" in message
+        assert 'exec: "pyhton": executable file not found in $PATH' in message
+        assert exec_engine.executions == 1
+
+    async def test_a_command_that_prints_the_same_words_among_others_is_a_failed_result(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(
+            exit_code=1, stderr='step 3\nexec: "pyhton": executable file not found in $PATH\n'
+        )
+        result = await runner().run(spec(args=["pyhton"]))
+        assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("image", "engine_ref"),
+    [
+        ("alpine", "docker.io/library/alpine:latest"),
+        ("alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("library/alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("docker.io/alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("acme/tool", "docker.io/acme/tool:latest"),
+        ("ghcr.io/acme/tool:1", "ghcr.io/acme/tool:1"),
+        ("localhost:5000/tool", "localhost:5000/tool:latest"),
+        ("python@sha256:" + "a" * 64, "docker.io/library/python@sha256:" + "a" * 64),
+    ],
+)
+def test_the_adapter_names_images_as_the_engine_does(image: str, engine_ref: str) -> None:
+    assert normalized_image_ref(image) == engine_ref  # the stand-in's model of the engine
+    assert normalized_image(image) == engine_ref  # the adapter's own
