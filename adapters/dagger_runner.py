@@ -112,6 +112,7 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from pathlib import Path
@@ -300,6 +301,8 @@ class DaggerRunner:
         started = time.monotonic()
         secrets = spec.secret_values()
         mounts = host_mounts(spec)
+        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
+        os.environ.setdefault("DAGGER_NO_NAG", "1")
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=dagger.Retry(connect=False, execute=False),
