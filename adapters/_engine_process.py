@@ -225,10 +225,10 @@ class ProgressConsole(rich.console.Console):
         self._displays.clear()
 
 
-def engine_said(engine_log: EngineLog, spec: StepSpec) -> str:
+def engine_said(engine_log: EngineLog, spec: StepSpec | None) -> str:
     """`` (last engine output: ...)``, masked, or nothing when the engine said nothing."""
     engine_log.pump()
-    said = mask_secrets(" | ".join(engine_log.last_lines), spec.secret_values())
+    said = mask_secrets(" | ".join(engine_log.last_lines), spec.secret_values() if spec else [])
     return f" (last engine output: {said})" if said else ""
 
 

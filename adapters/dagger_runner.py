@@ -112,15 +112,18 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO, cast
 
 import dagger
 from dagger.mod._exceptions import ModuleError
 
+from adapters import _dagger_shared as _shared
 from adapters._dagger_errors import (
     UNDERLYING_RULES,
     ErrorRule,
@@ -301,33 +304,21 @@ class DaggerRunner:
         started = time.monotonic()
         secrets = spec.secret_values()
         mounts = host_mounts(spec)
-        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
-        os.environ.setdefault("DAGGER_NO_NAG", "1")
-        engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
-        config = dagger.Config(
-            retry=dagger.Retry(connect=False, execute=False),
-            timeout=dagger.Timeout(self.execute_timeout_s, connect=self.provision_timeout_s),
-            log_output=cast(TextIO, engine_log),
-        )
-        console = ProgressConsole(engine_log)
-        config.console = console
-        connection = dagger.Connection(config)
-        try:
-            client = await open_session(
-                connection,
-                limit=self.provision_timeout_s,
-                engine_log=engine_log,
-                console=console,
-                spec=spec,
-                translate=translate_error,
-                foreign=_FOREIGN,
-            )
+        shared = _shared.current()
+        if shared is not None:
+            shared.secrets.extend(secrets)
+            client = await shared.client()
             try:
                 executed = await self._execute(client, spec, mounts, on_line)
+            except (EngineConnectionError, EngineUnavailableError):
+                shared.mark_broken(client)
+                raise
+        else:
+            opened = await self._open(self.provision_timeout_s, on_line, secrets, spec)
+            try:
+                executed = await self._execute(opened.client, spec, mounts, on_line)
             finally:
-                await close_session(connection, limit=self.close_timeout_s, engine_log=engine_log)
-        finally:
-            await engine_log.aclose()
+                await opened.close()
         return StepResult(
             step=spec.name,
             exit_code=executed.exit_code,
@@ -338,6 +329,91 @@ class DaggerRunner:
             backend=self.backend,
             attempt=attempt,
         )
+
+    @contextlib.asynccontextmanager
+    async def session(
+        self, *, provision_timeout_s: float | None = None, on_line: LineSink | None = None
+    ) -> AsyncIterator[None]:
+        """Open one engine session that every :meth:`run` in this event loop uses until the end.
+
+        A flow run opens it once; its steps, concurrent ones included, then share one CLI, one
+        connection and one schema introspection instead of one each. Runs in other event loops
+        (other threads) are not affected. Nested blocks reuse the outer session.
+
+        Args:
+            provision_timeout_s: the limit on opening it (default ``provision_timeout_s``); a
+                first run may need minutes (CLI download, engine image pull).
+            on_line: receives ``("engine", line)`` for each engine log line: the engine cannot
+                say which step a line belongs to, so these never go to a step's ``on_line``.
+
+        Raises:
+            EngineUnavailableError: no engine could be reached or started.
+            ProvisioningTimeoutError: opening took longer than the limit.
+
+        Examples:
+            >>> import asyncio
+            >>> async def pipeline(runner: DaggerRunner) -> None:
+            ...     async with runner.session(provision_timeout_s=600):
+            ...         await asyncio.gather(runner.run(spec_a), runner.run(spec_b))  # doctest: +SKIP
+        """
+        if _shared.current() is not None:
+            yield
+            return
+        secrets: list[str] = []
+        limit = provision_timeout_s or self.provision_timeout_s
+        opened = await self._open(limit, on_line, secrets, None)
+        shared = _shared.SharedSession(
+            opened,
+            reopen=lambda: self._open(self.provision_timeout_s, on_line, secrets, None),
+            secrets=secrets,
+        )
+        _shared.register(shared)
+        try:
+            yield
+        finally:
+            _shared.unregister(shared)
+            await shared.aclose()
+
+    async def _open(
+        self,
+        limit: float,
+        on_line: LineSink | None,
+        secrets: Sequence[str],
+        spec: StepSpec | None,
+    ) -> _shared.Opened[dagger.Client]:
+        """Open a session within ``limit`` seconds; engine log lines go to ``on_line``."""
+        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
+        os.environ.setdefault("DAGGER_NO_NAG", "1")
+        engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
+        config = dagger.Config(
+            retry=dagger.Retry(connect=False, execute=False),
+            timeout=dagger.Timeout(self.execute_timeout_s, connect=limit),
+            log_output=cast(TextIO, engine_log),
+        )
+        console = ProgressConsole(engine_log)
+        config.console = console
+        connection = dagger.Connection(config)
+        try:
+            client = await open_session(
+                connection,
+                limit=limit,
+                engine_log=engine_log,
+                console=console,
+                spec=spec,
+                translate=translate_error,
+                foreign=_FOREIGN,
+            )
+        except BaseException:
+            await engine_log.aclose()
+            raise
+
+        async def close() -> None:
+            try:
+                await close_session(connection, limit=self.close_timeout_s, engine_log=engine_log)
+            finally:
+                await engine_log.aclose()
+
+        return _shared.Opened(connection, client, close)
 
     # -- the step --
 
