@@ -25,7 +25,8 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
+from adapters.selection import BackendChoice, engine_for_run
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.history import current_record, publish_history, publish_metrics
@@ -115,17 +116,21 @@ async def data_pipeline(
         work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
         backend=backend,
     )
+    logger = get_run_logger()
     try:
-        return await _run(options)
-    except (PipelineFailed, InvalidInputError) as exc:
+        # The run's one engine session (Dagger), or the local runner when none can start.
+        async with engine_for_run(
+            options.backend, on_line=lambda _, line: logger.info(line)
+        ) as choice:
+            return await _run(options, choice)
+    except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
-async def _run(options: PipelineOptions) -> dict[str, Any]:
+async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any]:
     logger = get_run_logger()
-    choice = choose_backend(options.backend)
     logger.info(choice.reason)
     backend = choice.backend
     work = Path(options.work_dir).resolve()

@@ -22,8 +22,10 @@ from adapters.errors import (
     EngineUnavailableError,
     ProvisioningTimeoutError,
 )
+from adapters.selection import engine_for_run
+from flows.pipeline import data_pipeline
 from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
-from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine
+from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine, exec_standin_engine
 
 Lines = list[tuple[str, str]]
 _ENGINE_ENV = (
@@ -162,3 +164,69 @@ class TestOpeningTheSession:
         assert ("engine", "engine: starting") in session_lines
         assert step_lines == {0: [("stdout", "0")], 1: [("stdout", "1")]}
         assert engine.sessions == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A flow run: the backend is decided by opening the run's session
+# ---------------------------------------------------------------------------------------------
+
+
+class TestEngineForRun:
+    async def test_auto_opens_the_runs_session_and_steps_use_it(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "dagger"
+            await asyncio.gather(*(runner().run(spec(i)) for i in range(3)))
+        assert engine.sessions == 1
+
+    async def test_auto_falls_back_to_local_in_one_line_when_the_session_cannot_open(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "not-the-token")  # the port answers, no session
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "local"
+        assert "\n" not in choice.reason
+        assert choice.reason.startswith("The Dagger engine could not be started")
+        assert "local runner" in choice.reason
+
+    async def test_auto_falls_back_when_the_first_run_limit_passes(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine.hang_introspection = True
+        monkeypatch.setenv("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", "0.5")
+        started = time.monotonic()
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "local"
+        assert time.monotonic() - started < 2.0
+        assert "AIOP_DAGGER_FIRST_RUN_TIMEOUT_S" in choice.reason
+
+    async def test_an_explicit_dagger_that_cannot_start_raises(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "not-the-token")
+        with pytest.raises(EngineUnavailableError):
+            async with engine_for_run("dagger"):
+                pytest.fail("no session, no run")
+
+
+@pytest.mark.prefect
+class TestSessionsPerPipelineRun:
+    async def test_a_pipeline_run_opens_one_session(
+        self, prefect_api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in _ENGINE_ENV:
+            monkeypatch.delenv(name, raising=False)
+        with exec_standin_engine() as fake:
+            summary = await data_pipeline(
+                rows=300,
+                seed=3,
+                partitions=3,
+                output=str(tmp_path / "out"),
+                work_dir=str(tmp_path / "work"),
+                backend="dagger",
+            )
+        assert summary["input_rows"] == 300
+        steps = 4 + 3  # ingest, validate, aggregate, report and three transforms
+        assert fake.executions == steps
+        assert fake.sessions == 1
