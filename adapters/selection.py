@@ -17,8 +17,8 @@ default backend.
 A flow run decides for real with :func:`engine_for_run`: the probe only says that an engine *may*
 start; the run then opens its one engine session (CLI download and engine image pull included,
 within ``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``, default 600 s) and, under ``auto``, falls back to the
-local runner with one plain line when that fails. :func:`diagnose_engine` says which part is
-missing: the container runtime, the Dagger CLI or the engine image.
+local runner with one plain line when that fails. :func:`adapters.dagger_diagnosis.diagnose_engine`
+says which part is missing: the container runtime, the Dagger CLI or the engine image.
 """
 
 from __future__ import annotations
