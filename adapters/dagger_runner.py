@@ -31,7 +31,9 @@ Limits:
       Retrying is the caller's policy.
 
 Mounts:
-    Dagger mounts are copy-on-write snapshots of the host path. ``Mount(writable=False)`` mounts a
+    Dagger mounts are copy-on-write snapshots of the host path, without :data:`MOUNT_EXCLUDE`
+    (bytecode). Symbolic links inside a mounted directory are uploaded as links (their targets are
+    not followed), as the local runner sees them. ``Mount(writable=False)`` mounts a
     directory read-only; ``writable=True`` lets the step write, but those changes stay inside the
     container: list the path in ``outputs`` to bring results back. A file mount cannot be made
     read-only by Dagger, and is copy-on-write as well.
@@ -153,7 +155,12 @@ from adapters.errors import (
 )
 from adapters.runner import LineSink
 
-__all__ = ["ERROR_RULES", "DaggerRunner", "ErrorRule", "translate_error"]
+__all__ = ["ERROR_RULES", "MOUNT_EXCLUDE", "DaggerRunner", "ErrorRule", "translate_error"]
+
+#: Left out of every mounted directory: Python bytecode. The engine uploads a mounted directory and
+#: keys cached results by its content, so bytecode the host happens to write (a test run, an import)
+#: would make an unchanged step run again; the platform's own cache key ignores it too.
+MOUNT_EXCLUDE: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", "**/*.pyo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,7 +490,7 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         container = container.with_secret_variable(name, handle)
     for mount in mounts:
         if mount.is_dir:
-            source = client.host().directory(str(mount.path))
+            source = client.host().directory(str(mount.path), exclude=list(MOUNT_EXCLUDE))
             container = container.with_mounted_directory(
                 mount.target, source, read_only=mount.read_only
             )

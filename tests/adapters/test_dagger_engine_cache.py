@@ -296,3 +296,34 @@ class TestMissingExecutable:
 def test_the_adapter_names_images_as_the_engine_does(image: str, engine_ref: str) -> None:
     assert normalized_image_ref(image) == engine_ref  # the stand-in's model of the engine
     assert normalized_image(image) == engine_ref  # the adapter's own
+
+
+class TestMountExclude:
+    """Bytecode in a mounted folder is left out, so it cannot make an unchanged step run again."""
+
+    async def test_new_bytecode_in_a_mounted_folder_keeps_the_engines_result(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "m.py").write_text("x = 1\n")
+        step = spec(mounts={str(src): "/src"})
+        await runner().run(step)
+        (src / "__pycache__").mkdir()
+        (src / "__pycache__" / "m.cpython-312.pyc").write_bytes(b"\x00\x01")
+        await runner().run(step)
+        assert engine.executions == 1
+        [call, *_] = [c for c in engine.calls("directory") if c.type_name == "Host"]
+        assert "**/__pycache__" in call.args["exclude"]
+
+    async def test_a_changed_source_file_runs_again(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "m.py").write_text("x = 1\n")
+        step = spec(mounts={str(src): "/src"})
+        await runner().run(step)
+        (src / "m.py").write_text("x = 22\n")
+        await runner().run(step)
+        assert engine.executions == 2

@@ -66,6 +66,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
+import fnmatch
 import functools
 import itertools
 import json
@@ -162,6 +163,7 @@ class MountedPath:
     host_path: str
     kind: str  # "directory" or "file"
     read_only: bool = False
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -260,14 +262,30 @@ def _exec_error_output(text: str) -> str:
     return data.decode(errors="replace").strip()
 
 
-def _content(host_path: str) -> tuple[tuple[str, int, int], ...]:
-    """A mounted host path's content identity: names, sizes and modification times."""
+def _excluded(relative: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``host.directory(exclude=...)`` leaves ``relative`` out (``**/name`` patterns)."""
+    parts = relative.split("/")
+    for pattern in patterns:
+        name = pattern.removeprefix("**/")
+        if any(fnmatch.fnmatchcase(part, name) for part in parts):
+            return True
+    return False
+
+
+def _content(host_path: str, exclude: tuple[str, ...] = ()) -> tuple[tuple[str, int, int], ...]:
+    """A mounted host path's content identity: names, sizes and modification times.
+
+    What ``exclude`` leaves out is not part of it: the engine uploads and digests only what the
+    directory includes (core/schema/host.go ``directory``).
+    """
     root = Path(host_path)
     if root.is_file():
         st = root.stat()
         return (("", st.st_size, st.st_mtime_ns),)
     entries = []
     for path in sorted(root.rglob("*")):
+        if _excluded(path.relative_to(root).as_posix(), exclude):
+            continue
         with contextlib.suppress(OSError):
             st = path.lstat()
             entries.append((path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
@@ -358,10 +376,12 @@ class _Directory(_Object):
         *,
         host_path: str | None = None,
         files: Mapping[str, str | bytes] | None = None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         super().__init__(engine)
         self.host_path = host_path
         self.files = dict(files or {})
+        self.exclude = exclude
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
         self.engine._maybe_hang_export()
@@ -399,10 +419,12 @@ class _File(_Object):
 class _Host(_Object):
     typename = "Host"
 
-    def directory(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _Directory:
+    def directory(
+        self, info: GraphQLResolveInfo[Any], path: str, exclude: list[str], **_: Any
+    ) -> _Directory:
         if not Path(path).is_dir():
             raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _Directory(self.engine, host_path=path)
+        return _Directory(self.engine, host_path=path, exclude=tuple(exclude))
 
     def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
         if not Path(path).is_file():
@@ -427,7 +449,7 @@ class _ContainerState:
             self.image,
             self.env,
             tuple((name, secret.name) for name, secret in self.secrets),
-            tuple((t, m, _content(m.host_path)) for t, m in self.mounts),
+            tuple((t, m, _content(m.host_path, m.exclude)) for t, m in self.mounts),
             self.caches,
             self.workdir,
             self.exec_args,
@@ -466,7 +488,7 @@ class _Container(_Object):
         self, info: GraphQLResolveInfo[Any], path: str, source: str, readOnly: bool, **_: Any
     ) -> Any:
         directory = self.engine._load(source, _Directory)
-        mounted = MountedPath(str(directory.host_path), "directory", readOnly)
+        mounted = MountedPath(str(directory.host_path), "directory", readOnly, directory.exclude)
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedFile(
