@@ -327,3 +327,15 @@ class TestMountExclude:
         (src / "m.py").write_text("x = 22\n")
         await runner().run(step)
         assert engine.executions == 2
+
+
+async def test_a_command_killed_by_a_signal_exits_128_plus_the_signal(
+    exec_engine: FakeDaggerEngine,
+) -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    lines: list[tuple[str, str]] = []
+    result = await runner().run(
+        spec(args=["python", "-c", code]), on_line=lambda s, line: lines.append((s, line))
+    )
+    assert result.exit_code == 137
+    assert any(s == "engine" and "SIGKILL (exit 137)" in line for s, line in lines)

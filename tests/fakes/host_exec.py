@@ -157,7 +157,10 @@ class HostExec:
         finally:
             with self._lock:
                 self._running.discard(proc)
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        # The engine's init exits 128 + the signal when the command was killed by one
+        # (cmd/init/main.go); Python reports that as a negative return code.
+        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def close(self) -> None:
         """Kill what still runs and remove the scratch and cache folders."""
