@@ -473,14 +473,35 @@ def _failed(exc: dagger.ExecError, spec: StepSpec, on_line: LineSink | None) -> 
             EngineConnectionError, f"the command ended without an exit code ({exc})", spec.name
         ) from exc
     forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
+    if spec.requirements and list(exc.command or []) == setup_command(spec):
+        line_sink(on_line, "engine", secrets)(
+            f"installing the step's requirements ({' '.join(spec.requirements)}) into"
+            f" {spec.image} failed (exit {exit_code}); the command itself did not run"
+        )
     hint = signal_hint(exit_code)
     if hint:
         line_sink(on_line, "engine", secrets)(hint)
     return _Executed(exit_code, stdout, stderr, {})
 
 
+#: Where pip keeps downloads while a step image's requirements are installed (a cache volume).
+_PIP_CACHE = "/root/.cache/pip"
+
+
+def setup_command(spec: StepSpec) -> list[str]:
+    """The command that installs ``spec.requirements`` into its image (one cached layer)."""
+    return ["python", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+            "--root-user-action=ignore", *spec.requirements]  # fmt: skip
+
+
 def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) -> dagger.Container:
     container = client.container().from_(spec.image)
+    if spec.requirements:
+        # Built once: the engine keeps this layer for the same image and requirements, across
+        # runs, so later steps and runs start from it without PyPI (and never race on it).
+        container = container.with_mounted_cache(
+            _PIP_CACHE, client.cache_volume("aiop-pip-cache")
+        ).with_exec(setup_command(spec))
     for name, value in spec.env.items():
         container = container.with_env_variable(name, value)
     for name, secret in spec.secrets.items():

@@ -152,7 +152,11 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
     ) -> StepOutcome:
         def content_addressed(spec: StepSpec) -> StepSpec:
             where = final or work / f"{name}-{step_cache_key_for(spec)}"
-            return spec.model_copy(update={"outputs": {_OUT: str(where)}})
+            update = {
+                "outputs": {_OUT: str(where)},
+                "requirements": pin["AIOP_STEP_REQUIREMENTS"].split(),
+            }
+            return spec.model_copy(update=update)
 
         outcome = await manager.run(
             capability,

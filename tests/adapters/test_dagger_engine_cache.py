@@ -339,3 +339,30 @@ async def test_a_command_killed_by_a_signal_exits_128_plus_the_signal(
     )
     assert result.exit_code == 137
     assert any(s == "engine" and "SIGKILL (exit 137)" in line for s, line in lines)
+
+
+class TestStepImageBuiltOnce:
+    """requirements become one pip layer under the command, with a pip cache volume."""
+
+    async def test_requirements_are_installed_as_a_layer_under_the_command(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        [request] = engine.exec_requests
+        [layer] = request.setup
+        assert layer[:4] == ("python", "-m", "pip", "install") and layer[-1] == "duckdb==1.1.3"
+        assert request.args == ["python", "-c", "print('hi')"]
+        assert any(c.args["path"] == "/root/.cache/pip" for c in engine.calls("withMountedCache"))
+
+    async def test_other_requirements_are_another_definition(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.2.0"]))
+        assert engine.executions == 2
+
+    async def test_no_requirements_no_layer(self, engine: FakeDaggerEngine) -> None:
+        await runner().run(spec())
+        assert engine.exec_requests[0].setup == ()
+        assert engine.calls("withMountedCache") == []

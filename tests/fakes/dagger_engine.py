@@ -178,6 +178,7 @@ class ExecRequest:
     mounts: dict[str, MountedPath]
     caches: dict[str, str]
     expect: str
+    setup: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,7 @@ class _ContainerState:
     workdir: str | None = None
     exec_args: tuple[str, ...] | None = None
     expect: str = "SUCCESS"
+    layers: tuple[tuple[str, ...], ...] = ()
 
     def definition(self) -> tuple[Any, ...]:
         """What the engine's cache key covers (see the module docstring)."""
@@ -454,6 +456,7 @@ class _ContainerState:
             self.workdir,
             self.exec_args,
             self.expect,
+            self.layers,
         )
 
 
@@ -510,7 +513,10 @@ class _Container(_Object):
     def withExec(
         self, info: GraphQLResolveInfo[Any], args: list[str], expect: str, **_: Any
     ) -> _Container:
-        return self._with(exec_args=tuple(args), expect=expect)
+        # An earlier exec becomes a layer under this one (recorded, part of the definition; not
+        # run: the host's environment stands in for what it would install).
+        layers = self.state.layers + ((self.state.exec_args,) if self.state.exec_args else ())
+        return self._with(exec_args=tuple(args), expect=expect, layers=layers)
 
     # --- evaluation ---
 
@@ -885,6 +891,7 @@ class FakeDaggerEngine:
             mounts=dict(state.mounts),
             caches=dict(state.caches),
             expect=state.expect,
+            setup=state.layers,
         )
         with self._lock:
             self.exec_requests.append(request)
