@@ -19,11 +19,14 @@ Which engine:
 Limits:
     * ``provision_timeout_s`` bounds starting and connecting (CLI start, introspection, version
       check). The SDK waits for the CLI in a thread that cannot be cancelled, so the attempt is
-      abandoned at the limit rather than awaited; on Linux the CLI process of this run (the one
-      whose stderr is this run's log pipe) and its children are killed so nothing is left behind.
+      abandoned at the limit rather than awaited; the CLI process of this run (on Linux the one
+      whose stderr is this run's log pipe, elsewhere the new ``dagger session`` child that ``ps``
+      lists) and its children are killed so nothing is left behind. A flow run's session gets a
+      longer limit for a first run (``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``).
     * ``StepSpec.timeout_s`` bounds the step's work on the engine (one ``asyncio`` deadline around
       the exec, the reads of its output and the exports): past it the query is cancelled and
-      :class:`StepTimeoutError` raised; closing the session stops the container.
+      :class:`StepTimeoutError` raised; closing the session stops the container (a shared
+      session's engine may run it on until the flow run's session closes).
     * ``execute_timeout_s`` (optional) bounds every single request to the engine.
     * ``close_timeout_s`` bounds closing the session; past it the CLI is killed as above.
     * Retries are off (``Retry(connect=False, execute=False)``): a dead engine is reported at once
@@ -96,9 +99,13 @@ not write, or one that cannot be written on the host, is an :class:`InvalidSpecE
 The Dagger-free parts live in private modules: ``_dagger_errors`` (messages, scrubbing),
 ``_dagger_session`` (hard limits), ``_engine_process`` (engine log, CLI), ``_fs`` (host files).
 
-Concurrency:
-    Each ``run`` opens, uses and closes its own connection (never the SDK's global ``dag``), so
-    runs may proceed concurrently in one event loop or in several threads with their own loops.
+Sessions and concurrency:
+    Inside :meth:`DaggerRunner.session` (a flow run holds one, see
+    :func:`adapters.selection.engine_for_run`) every ``run`` in that event loop shares one isolated
+    connection, concurrent runs included; engine log lines then go to the session's ``on_line``,
+    a run's own output to the run's. Outside one, each ``run`` opens, uses and closes its own. The
+    SDK's global ``dag`` is never used, and a session never crosses event loops, so runs may also
+    proceed in several threads with their own loops (see :mod:`adapters._dagger_shared`).
 
 Examples:
     >>> import asyncio
