@@ -9,6 +9,8 @@ values, without importing ``dagger``.
 from __future__ import annotations
 
 import contextlib
+import re
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +35,11 @@ __all__ = [
     "ErrorRule",
     "describe",
     "engine_error",
+    "image_error",
+    "missing_command",
+    "normalized_image",
     "scrub",
+    "signal_hint",
     "step_failed",
     "user_input_error",
 ]
@@ -44,13 +50,100 @@ ENGINE_HINT = (
     " _EXPERIMENTAL_DAGGER_RUNNER_HOST at a running engine"
 )
 
-_PULL_FAILURES = (
-    "pull access denied",
-    "repository does not exist",
-    "manifest unknown",
-    "name unknown",
-    ": not found",
+#: How the engine reports an image it cannot resolve (dagger/dagger core/schema/container.go,
+#: ``from``), and the older buildkit wording; ``ref`` is the normalised reference.
+_RESOLVE_FAILURES = (
+    re.compile(
+        r'failed to resolve image "(?P<ref>[^"]+)" \(platform: "[^"]*"\): (?P<cause>.*)', re.S
+    ),
+    re.compile(r"failed to resolve source metadata for (?P<ref>\S+?): (?P<cause>.*)", re.S),
 )
+#: The engine's answer to an address that is not an image reference (core/schema/container.go).
+_BAD_REFERENCE = re.compile(r"failed to parse image address (?P<ref>\S+): (?P<cause>.*)", re.S)
+#: A registry's answers that retrying cannot change: the image or tag does not exist, or this
+#: engine may not pull it.
+_REFUSED = re.compile(
+    r"not found|manifest unknown|name unknown|repository does not exist|pull access denied"
+    r"|unauthorized|denied|forbidden|insufficient_scope|(?<![\w.])(?:401|403|404)(?![\w.])",
+    re.I,
+)
+#: A registry's answers that may change on their own: timeouts, rate limits, server errors,
+#: networks that are down.
+_PASSING = re.compile(
+    r"timeout|timed out|deadline exceeded|too many requests|toomanyrequests|rate limit"
+    r"|service unavailable|bad gateway|internal server error|connection (?:refused|reset)"
+    r"|no such host|temporary failure|network is unreachable|\beof\b"
+    r"|(?<![\w.])(?:429|5\d\d)(?![\w.])",
+    re.I,
+)
+_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+
+
+def normalized_image(image: str) -> str | None:
+    """The reference the engine names for ``image``, or None when it is not a valid one.
+
+    Docker's normalisation, as the engine applies it before resolving (``ParseNormalizedNamed``
+    then ``TagNameOnly``): Docker Hub's domain and ``library/`` are added, and ``:latest`` when
+    there is neither tag nor digest.
+
+    Examples:
+        >>> normalized_image("python:3.12-slim")
+        'docker.io/library/python:3.12-slim'
+        >>> normalized_image("ghcr.io/acme/tool")
+        'ghcr.io/acme/tool:latest'
+    """
+    name, _, digest = image.partition("@")
+    tag = ""
+    if name.rfind(":") > name.rfind("/"):
+        name, _, tag = name.rpartition(":")
+    head, _, rest = name.partition("/")
+    domain, path = (
+        (head, rest)
+        if rest and ("." in head or ":" in head or head == "localhost")
+        else ("docker.io", name)
+    )
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    if not path or not all(_COMPONENT.match(part) for part in path.split("/")):
+        return None
+    if not tag and not digest:
+        tag = "latest"
+    return f"{domain}/{path}" + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+def image_error(detail: str, spec: StepSpec) -> AiopError | None:
+    """The error for an engine message about resolving the step's image, or None if it is not one.
+
+    InvalidSpecError when retrying cannot help (no such image or tag, access refused, not a valid
+    reference); EngineConnectionError, which is retried, when the registry may answer later
+    (timeouts, 429, 5xx, network trouble, or an answer not understood).
+    """
+    bad = _BAD_REFERENCE.search(detail)
+    if bad is not None:
+        return InvalidSpecError(
+            f"image {spec.image!r} is not a valid image reference ({bad.group('cause').strip()});"
+            " write it as [registry/]repository[:tag][@digest], lowercase, e.g. python:3.12-slim",
+            step=spec.name,
+        )
+    found = next((m for m in (r.search(detail) for r in _RESOLVE_FAILURES) if m), None)
+    if found is None:
+        return None
+    ref, cause = found.group("ref"), found.group("cause").strip()
+    named = ref if ref == normalized_image(spec.image) else f"{ref}, from {spec.image!r}"
+    if _REFUSED.search(cause) and not _PASSING.search(cause):
+        return InvalidSpecError(
+            f"image {spec.image!r} cannot be pulled: the registry refused {named} ({cause}); check"
+            " the image name and tag, and log in to the registry if it is private (docker login,"
+            " or the engine's registry credentials)",
+            step=spec.name,
+        )
+    return EngineConnectionError(
+        f"the Dagger engine could not resolve image {named} ({cause}); the registry or the"
+        " network failed, which may pass: the step is retried",
+        step=spec.name,
+    )
 
 
 class ErrorRule(NamedTuple):
@@ -105,6 +198,50 @@ def step_failed(exit_code: int, stderr: str, spec: StepSpec | None) -> StepFaile
     )
 
 
+def missing_command(
+    spec: StepSpec, exit_code: int, stdout: str, stderr: str
+) -> InvalidSpecError | None:
+    """InvalidSpecError when the engine's init could not start ``args[0]``, else None.
+
+    The engine's init looks a bare command up in ``$PATH`` and executes a path; when that fails it
+    prints ``exec: "x": executable file not found in $PATH`` (or ``fork/exec /x: ...``) on stderr
+    and exits 1 (dagger/dagger ``cmd/init/main.go``): an exec result, not a query error. Only that
+    exact output counts, so a command of the user's that prints something else is a plain failure.
+    """
+    command = spec.args[0]
+    said = stderr.strip()
+    started = said == f'exec: "{command}": executable file not found in $PATH' or (
+        "/" in command and said.startswith(f"fork/exec {command}: ") and "\n" not in said
+    )
+    if exit_code != 1 or stdout.strip() or not started:
+        return None
+    return InvalidSpecError(
+        f"the command {command!r} does not exist in image {spec.image!r} (the engine said:"
+        f" {said}); fix args[0], or use an image that has it, or install it in the image",
+        step=spec.name,
+    )
+
+
+def signal_hint(exit_code: int) -> str | None:
+    """One line explaining an exit code of 129-191 (the command was killed by a signal)."""
+    if not 128 < exit_code < 192:
+        return None
+    number = exit_code - 128
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    why = ""
+    if number == signal.SIGKILL:
+        why = (
+            "; most often the kernel's out of memory (OOM) killer: the command needed more memory"
+            " than the engine's host (or its memory limit) allows"
+        )
+    elif number == signal.SIGTERM:
+        why = "; something stopped it from outside (the engine shutting down?)"
+    return f"the command was killed by {name} (exit {exit_code}){why}"
+
+
 def engine_error(target: type[AiopError], detail: str, step: str | None) -> AiopError:
     """An engine-side error of class ``target`` with the hint that fits it."""
     if issubclass(target, EngineUnavailableError):
@@ -112,11 +249,24 @@ def engine_error(target: type[AiopError], detail: str, step: str | None) -> Aiop
     return target(f"the Dagger engine failed while the step ran ({detail})", step=step)
 
 
-def user_input_error(detail: str, spec: StepSpec) -> InvalidSpecError | None:
-    """InvalidSpecError when an engine message blames the spec (image, command, mount), else None."""
+def user_input_error(detail: str, spec: StepSpec) -> AiopError | None:
+    """The error an engine message calls for when it is about the spec (image, command, mount).
+
+    Returns None when the message is about something else (the engine itself).
+    """
+    about_image = image_error(detail, spec)
+    if about_image is not None:
+        return about_image
     lowered = detail.lower()
-    if "invalid reference format" in lowered or (
-        spec.image.lower() in lowered and any(marker in lowered for marker in _PULL_FAILURES)
+    if "invalid reference format" in lowered:
+        return InvalidSpecError(
+            f"image {spec.image!r} is not a valid image reference ({detail}); write it as"
+            " [registry/]repository[:tag][@digest], lowercase, e.g. python:3.12-slim",
+            step=spec.name,
+        )
+    image = normalized_image(spec.image) or spec.image
+    if (image.lower() in lowered or spec.image.lower() in lowered) and (
+        _REFUSED.search(detail) and not _PASSING.search(detail)
     ):
         return InvalidSpecError(
             f"image {spec.image!r} cannot be pulled ({detail}); check the image name and tag, and"

@@ -53,7 +53,7 @@ async def open_session(
     limit: float,
     engine_log: EngineLog,
     console: ProgressConsole,
-    spec: StepSpec,
+    spec: StepSpec | None,
     translate: Translate,
     foreign: tuple[type[BaseException], ...],
 ) -> _T:
@@ -78,14 +78,15 @@ async def open_session(
         raise ProvisioningTimeoutError(
             f"the Dagger engine was not ready within provision_timeout_s={limit:g} s; the attempt"
             f" was abandoned{engine_said(engine_log, spec)}. If the engine is starting for the"
-            f" first time, raise the limit (AIOP_DAGGER_PROVISION_TIMEOUT_S); else {ENGINE_HINT}",
-            step=spec.name,
+            f" first time, raise the limit (AIOP_DAGGER_PROVISION_TIMEOUT_S, or"
+            f" AIOP_DAGGER_FIRST_RUN_TIMEOUT_S for a flow run's session); else {ENGINE_HINT}",
+            step=spec.name if spec else None,
         )
     try:
         return task.result()
     except foreign as exc:
         console.stop_displays()
-        scrub(exc, spec.secret_values())
+        scrub(exc, spec.secret_values() if spec else [])
         error = translate(exc, connected=False, spec=spec)
         error.message += engine_said(engine_log, spec)
         error.args = (error.message,)

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -37,6 +38,8 @@ logger = logging.getLogger("adapters.dagger_runner")
 
 #: How long to wait for the last engine log lines after the session closed.
 _LOG_DRAIN_S = 0.5
+#: The CLI's advertisement for its tracing service (dagql/idtui/frontend.go); never forwarded.
+_NAG = "To hide set DAGGER_NO_NAG"
 #: Engine log lines kept for error messages.
 _LOG_TAIL_LINES = 5
 
@@ -61,6 +64,7 @@ class EngineLog(io.TextIOBase):
         self._read_fd: int | None = None
         self._write_fd: int | None = None
         self._inode: int | None = None
+        self._cli_before: set[int] = set()
         self._spawn_over = False
         self._finished = False
         self._reading = False
@@ -84,6 +88,8 @@ class EngineLog(io.TextIOBase):
             if self._spawn_over or self._finished or sys.platform == "win32":
                 raise io.UnsupportedOperation("fileno")
             if self._write_fd is None:
+                if not _PROC.is_dir():  # no /proc: remember which CLIs ran before this one
+                    self._cli_before = {pid for pid, _, _ in _session_clis()}
                 read_fd, write_fd = os.pipe()
                 os.set_blocking(read_fd, False)
                 self._read_fd, self._write_fd = read_fd, write_fd
@@ -102,10 +108,18 @@ class EngineLog(io.TextIOBase):
                 self._write_fd = None
 
     def kill_session_processes(self) -> list[int]:
-        """Kill the CLI this run started (and its children); Linux only. Returns their pids."""
+        """Kill the CLI this run started (and its children). Returns their pids.
+
+        With ``/proc`` (Linux) the CLI is the child whose stderr is this run's pipe. Elsewhere
+        (macOS, BSD) ``ps`` lists the children running ``<cli> session`` with the Python SDK's
+        label that were not there when this run asked for the pipe.
+        """
         if self._inode is None:
             return []
-        pids = _processes_with_stderr_pipe(self._inode)
+        if _PROC.is_dir():
+            pids = _processes_with_stderr_pipe(self._inode)
+        else:
+            pids = _new_session_clis(self._cli_before)
         for pid in pids:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
@@ -174,7 +188,7 @@ class EngineLog(io.TextIOBase):
 
     def _deliver(self, line: str) -> None:
         line = line.rstrip("\r")
-        if not line:
+        if not line or _NAG in line:
             return
         self.last_lines.append(line)
         try:
@@ -211,16 +225,72 @@ class ProgressConsole(rich.console.Console):
         self._displays.clear()
 
 
-def engine_said(engine_log: EngineLog, spec: StepSpec) -> str:
+def engine_said(engine_log: EngineLog, spec: StepSpec | None) -> str:
     """`` (last engine output: ...)``, masked, or nothing when the engine said nothing."""
     engine_log.pump()
-    said = mask_secrets(" | ".join(engine_log.last_lines), spec.secret_values())
+    said = mask_secrets(" | ".join(engine_log.last_lines), spec.secret_values() if spec else [])
     return f" (last engine output: {said})" if said else ""
+
+
+#: Where Linux lists processes; without it the portable ``ps`` path is used.
+_PROC = Path("/proc")
+#: The label the Dagger Python SDK gives the ``dagger session`` CLI it starts.
+_SDK_LABEL = "dagger.io/sdk.name:python"
+
+
+def _processes(rows: list[tuple[int, int, str]]) -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _ in rows:
+        children.setdefault(ppid, []).append(pid)
+    return children
+
+
+def _ps() -> list[tuple[int, int, str]]:
+    """``(pid, ppid, command)`` of every process, from ``ps`` (POSIX; macOS and Linux)."""
+    try:
+        listed = subprocess.run(
+            ["ps", "-ww", "-A", "-o", "pid=", "-o", "ppid=", "-o", "command="],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    rows = []
+    for line in listed.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
+            rows.append((int(parts[0]), int(parts[1]), parts[2] if len(parts) > 2 else ""))
+    return rows
+
+
+def _session_clis(rows: list[tuple[int, int, str]] | None = None) -> list[tuple[int, int, str]]:
+    """Our children running ``<cli> session ... --label dagger.io/sdk.name:python``."""
+    me = os.getpid()
+    return [
+        row
+        for row in (_ps() if rows is None else rows)
+        if row[1] == me and " session " in f" {row[2]} " and _SDK_LABEL in row[2]
+    ]
+
+
+def _new_session_clis(before: set[int]) -> list[int]:
+    """Session CLIs started since ``before`` was taken, and their descendants (portable)."""
+    rows = _ps()
+    children = _processes(rows)
+    roots = [pid for pid, _, _ in _session_clis(rows) if pid not in before]
+    found: list[int] = []
+    while roots:
+        pid = roots.pop()
+        found.append(pid)
+        roots.extend(children.get(pid, []))
+    return found
 
 
 def _processes_with_stderr_pipe(inode: int) -> list[int]:
     """Our child processes whose stderr is the pipe ``inode``, and their descendants (Linux)."""
-    proc = Path("/proc")
+    proc = _PROC
     if not proc.is_dir():
         return []
     children: dict[int, list[int]] = {}

@@ -123,6 +123,14 @@ class StepSpec(BaseModel):
         default_factory=frozenset,
         description="Exit codes that mean 'try again' for this step (e.g. 75, EX_TEMPFAIL).",
     )
+    requirements: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Python packages, pinned (e.g. 'duckdb==1.1.3'), that the step's image needs. Dagger"
+            " installs them once, as an image layer the engine caches by image and requirements;"
+            " the local runner uses the host's environment instead."
+        ),
+    )
 
     @field_validator("name")
     @classmethod

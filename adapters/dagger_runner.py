@@ -19,11 +19,14 @@ Which engine:
 Limits:
     * ``provision_timeout_s`` bounds starting and connecting (CLI start, introspection, version
       check). The SDK waits for the CLI in a thread that cannot be cancelled, so the attempt is
-      abandoned at the limit rather than awaited; on Linux the CLI process of this run (the one
-      whose stderr is this run's log pipe) and its children are killed so nothing is left behind.
-    * ``StepSpec.timeout_s`` bounds the command (``asyncio`` timeout around the exec and the reads
-      of its exit code and output): past it the query is cancelled and :class:`StepTimeoutError`
-      raised; closing the session stops the container.
+      abandoned at the limit rather than awaited; the CLI process of this run (on Linux the one
+      whose stderr is this run's log pipe, elsewhere the new ``dagger session`` child that ``ps``
+      lists) and its children are killed so nothing is left behind. A flow run's session gets a
+      longer limit for a first run (``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``).
+    * ``StepSpec.timeout_s`` bounds the step's work on the engine (one ``asyncio`` deadline around
+      the exec, the reads of its output and the exports): past it the query is cancelled and
+      :class:`StepTimeoutError` raised; closing the session stops the container (a shared
+      session's engine may run it on until the flow run's session closes).
     * ``execute_timeout_s`` (optional) bounds every single request to the engine.
     * ``close_timeout_s`` bounds closing the session; past it the CLI is killed as above.
     * Retries are off (``Retry(connect=False, execute=False)``): a dead engine is reported at once
@@ -31,7 +34,9 @@ Limits:
       Retrying is the caller's policy.
 
 Mounts:
-    Dagger mounts are copy-on-write snapshots of the host path. ``Mount(writable=False)`` mounts a
+    Dagger mounts are copy-on-write snapshots of the host path, without :data:`MOUNT_EXCLUDE`
+    (bytecode). Symbolic links inside a mounted directory are uploaded as links (their targets are
+    not followed), as the local runner sees them. ``Mount(writable=False)`` mounts a
     directory read-only; ``writable=True`` lets the step write, but those changes stay inside the
     container: list the path in ``outputs`` to bring results back. A file mount cannot be made
     read-only by Dagger, and is copy-on-write as well.
@@ -52,8 +57,12 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
 
     foreign error                                connecting                running
     dagger.ExecError                             EngineUnavailableError    StepFailedError (1)
-    dagger.QueryError (image cannot be pulled,   EngineUnavailableError    InvalidSpecError
-      command or host path missing)
+      (the engine's init found no ``args[0]``)   EngineUnavailableError    InvalidSpecError
+    dagger.QueryError (no such image or tag,     EngineUnavailableError    InvalidSpecError
+      registry refused: 401/403/404/denied, not
+      a valid reference, host path missing)
+    dagger.QueryError (image not resolved:       EngineUnavailableError    EngineConnectionError
+      timeout, 429, 5xx, network)
     dagger.QueryError (anything else)            EngineUnavailableError    EngineConnectionError
     dagger.InvalidQueryError                     EngineUnavailableError    EngineConnectionError
     dagger.ClientConnectionError                 EngineUnavailableError    EngineConnectionError
@@ -66,8 +75,23 @@ Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the ses
     (no answer within provision_timeout_s)       ProvisioningTimeoutError  -
     (step past StepSpec.timeout_s)               -                         StepTimeoutError
 
-    (1) run() asks for ``expect=ANY`` and returns a failing command as a StepResult; an ExecError
-        that still arrives becomes a StepResult too. translate_error() alone gives StepFailedError.
+    (1) run() returns a failing command as a StepResult built from the ExecError (exit code,
+        the last 100 KiB of stdout and stderr as the engine trimmed them); translate_error()
+        alone gives StepFailedError.
+
+Failures are never cached:
+    The exec asks for the default expectation (exit 0). The engine keeps a result whose exit code
+    the query allowed in its cache, across sessions, and hands it back for the same container
+    definition without running the command (dagger/dagger ``dagql/cache.go``); an error is not
+    kept. With ``expect=ANY`` a failure would be such a result, replayed on every retry and every
+    later run. So a non-zero exit arrives as ``ExecError`` and becomes the failed StepResult, and
+    the next attempt really runs. Exit codes 128-191 (killed by a signal; 137 is usually an
+    out-of-memory kill) are results too, with one explaining ``engine`` line.
+
+Image errors are recognised as the engine words them (``failed to resolve image "<normalised ref>"
+(platform: ...): <registry's answer>``), the spec's image normalised the same way
+(``alpine`` -> ``docker.io/library/alpine:latest``), so any spelling of a reference is classified
+by the registry's answer, not by how it was written.
 
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.
@@ -75,9 +99,13 @@ not write, or one that cannot be written on the host, is an :class:`InvalidSpecE
 The Dagger-free parts live in private modules: ``_dagger_errors`` (messages, scrubbing),
 ``_dagger_session`` (hard limits), ``_engine_process`` (engine log, CLI), ``_fs`` (host files).
 
-Concurrency:
-    Each ``run`` opens, uses and closes its own connection (never the SDK's global ``dag``), so
-    runs may proceed concurrently in one event loop or in several threads with their own loops.
+Sessions and concurrency:
+    Inside :meth:`DaggerRunner.session` (a flow run holds one, see
+    :func:`adapters.selection.engine_for_run`) every ``run`` in that event loop shares one isolated
+    connection, concurrent runs included; engine log lines then go to the session's ``on_line``,
+    a run's own output to the run's. Outside one, each ``run`` opens, uses and closes its own. The
+    SDK's global ``dag`` is never used, and a session never crosses event loops, so runs may also
+    proceed in several threads with their own loops (see :mod:`adapters._dagger_shared`).
 
 Examples:
     >>> import asyncio
@@ -93,20 +121,26 @@ Examples:
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO, cast
 
 import dagger
 from dagger.mod._exceptions import ModuleError
 
+from adapters import _dagger_shared as _shared
 from adapters._dagger_errors import (
     UNDERLYING_RULES,
     ErrorRule,
     describe,
     engine_error,
+    missing_command,
     scrub,
+    signal_hint,
     step_failed,
     user_input_error,
 )
@@ -129,7 +163,12 @@ from adapters.errors import (
 from adapters.ownership import origin_of
 from adapters.runner import LineSink
 
-__all__ = ["ERROR_RULES", "DaggerRunner", "ErrorRule", "translate_error"]
+__all__ = ["ERROR_RULES", "MOUNT_EXCLUDE", "DaggerRunner", "ErrorRule", "translate_error"]
+
+#: Left out of every mounted directory: Python bytecode. The engine uploads a mounted directory and
+#: keys cached results by its content, so bytecode the host happens to write (a test run, an import)
+#: would make an unchanged step run again; the platform's own cache key ignores it too.
+MOUNT_EXCLUDE: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", "**/*.pyo")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,31 +320,21 @@ class DaggerRunner:
         secrets = spec.secret_values()
         mounts = host_mounts(spec)
         check_outputs(spec)
-        engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
-        config = dagger.Config(
-            retry=dagger.Retry(connect=False, execute=False),
-            timeout=dagger.Timeout(self.execute_timeout_s, connect=self.provision_timeout_s),
-            log_output=cast(TextIO, engine_log),
-        )
-        console = ProgressConsole(engine_log)
-        config.console = console
-        connection = dagger.Connection(config)
-        try:
-            client = await open_session(
-                connection,
-                limit=self.provision_timeout_s,
-                engine_log=engine_log,
-                console=console,
-                spec=spec,
-                translate=translate_error,
-                foreign=_FOREIGN,
-            )
+        shared = _shared.current()
+        if shared is not None:
+            shared.secrets.extend(secrets)
+            client = await shared.client()
             try:
                 executed = await self._execute(client, spec, mounts, on_line)
+            except (EngineConnectionError, EngineUnavailableError):
+                shared.mark_broken(client)
+                raise
+        else:
+            opened = await self._open(self.provision_timeout_s, on_line, secrets, spec)
+            try:
+                executed = await self._execute(opened.client, spec, mounts, on_line)
             finally:
-                await close_session(connection, limit=self.close_timeout_s, engine_log=engine_log)
-        finally:
-            await engine_log.aclose()
+                await opened.close()
         return StepResult(
             step=spec.name,
             exit_code=executed.exit_code,
@@ -316,6 +345,91 @@ class DaggerRunner:
             backend=self.backend,
             attempt=attempt,
         )
+
+    @contextlib.asynccontextmanager
+    async def session(
+        self, *, provision_timeout_s: float | None = None, on_line: LineSink | None = None
+    ) -> AsyncIterator[None]:
+        """Open one engine session that every :meth:`run` in this event loop uses until the end.
+
+        A flow run opens it once; its steps, concurrent ones included, then share one CLI, one
+        connection and one schema introspection instead of one each. Runs in other event loops
+        (other threads) are not affected. Nested blocks reuse the outer session.
+
+        Args:
+            provision_timeout_s: the limit on opening it (default ``provision_timeout_s``); a
+                first run may need minutes (CLI download, engine image pull).
+            on_line: receives ``("engine", line)`` for each engine log line: the engine cannot
+                say which step a line belongs to, so these never go to a step's ``on_line``.
+
+        Raises:
+            EngineUnavailableError: no engine could be reached or started.
+            ProvisioningTimeoutError: opening took longer than the limit.
+
+        Examples:
+            >>> import asyncio
+            >>> async def pipeline(runner: DaggerRunner) -> None:
+            ...     async with runner.session(provision_timeout_s=600):
+            ...         await asyncio.gather(runner.run(spec_a), runner.run(spec_b))  # doctest: +SKIP
+        """
+        if _shared.current() is not None:
+            yield
+            return
+        secrets: list[str] = []
+        limit = provision_timeout_s or self.provision_timeout_s
+        opened = await self._open(limit, on_line, secrets, None)
+        shared = _shared.SharedSession(
+            opened,
+            reopen=lambda: self._open(self.provision_timeout_s, on_line, secrets, None),
+            secrets=secrets,
+        )
+        _shared.register(shared)
+        try:
+            yield
+        finally:
+            _shared.unregister(shared)
+            await shared.aclose()
+
+    async def _open(
+        self,
+        limit: float,
+        on_line: LineSink | None,
+        secrets: Sequence[str],
+        spec: StepSpec | None,
+    ) -> _shared.Opened[dagger.Client]:
+        """Open a session within ``limit`` seconds; engine log lines go to ``on_line``."""
+        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
+        os.environ.setdefault("DAGGER_NO_NAG", "1")
+        engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
+        config = dagger.Config(
+            retry=dagger.Retry(connect=False, execute=False),
+            timeout=dagger.Timeout(self.execute_timeout_s, connect=limit),
+            log_output=cast(TextIO, engine_log),
+        )
+        console = ProgressConsole(engine_log)
+        config.console = console
+        connection = dagger.Connection(config)
+        try:
+            client = await open_session(
+                connection,
+                limit=limit,
+                engine_log=engine_log,
+                console=console,
+                spec=spec,
+                translate=translate_error,
+                foreign=_FOREIGN,
+            )
+        except BaseException:
+            await engine_log.aclose()
+            raise
+
+        async def close() -> None:
+            try:
+                await close_session(connection, limit=self.close_timeout_s, engine_log=engine_log)
+            finally:
+                await engine_log.aclose()
+
+        return _shared.Opened(connection, client, close)
 
     # -- the step --
 
@@ -329,32 +443,74 @@ class DaggerRunner:
         secrets = spec.secret_values()
         try:
             container = _pipeline(client, spec, mounts)
-            ran: dagger.Container | None = None
-            try:
-                async with step_deadline(spec):
+            # One deadline for the command, the reads of its output and the exports.
+            async with step_deadline(spec):
+                try:
                     ran = await container.sync()
-                    exit_code = await ran.exit_code()
-                    stdout = await ran.stdout()
-                    stderr = await ran.stderr()
-            except dagger.ExecError as exc:  # not expected with expect=ANY, but it is a result
-                ran = None
-                exit_code, stdout, stderr = int(exc.exit_code), str(exc.stdout), str(exc.stderr)
-
-            forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
-
-            outputs: dict[str, str] = {}
-            if exit_code == 0 and ran is not None:
+                except dagger.ExecError as exc:
+                    # The default expectation: a non-zero exit is an ExecError, which the engine
+                    # does not keep in its cache, so the next attempt runs the command again.
+                    return _failed(exc, spec, on_line)
+                stdout = await ran.stdout()
+                stderr = await ran.stderr()
+                forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
+                outputs: dict[str, str] = {}
                 for source, destination in spec.outputs.items():
                     await _export(ran, spec, source, Path(destination))
                     outputs[source] = str(Path(destination))
-            return _Executed(exit_code, stdout, stderr, outputs)
+            return _Executed(0, stdout, stderr, outputs)
         except _FOREIGN as exc:
             scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
 
 
+def _failed(exc: dagger.ExecError, spec: StepSpec, on_line: LineSink | None) -> _Executed:
+    """The result of a command that exited non-zero, from the engine's ExecError.
+
+    Raises:
+        InvalidSpecError: the engine's init could not start ``args[0]`` (it is not in the image).
+        EngineConnectionError: the engine reported a failed command without an exit code.
+    """
+    secrets = spec.secret_values()
+    exit_code, stdout, stderr = int(exc.exit_code), str(exc.stdout), str(exc.stderr)
+    missing = missing_command(spec, exit_code, stdout, stderr)
+    if missing is not None:
+        raise missing from exc
+    if exit_code < 0:
+        scrub(exc, secrets)
+        raise engine_error(
+            EngineConnectionError, f"the command ended without an exit code ({exc})", spec.name
+        ) from exc
+    forward_output(on_line, secrets, stdout=stdout, stderr=stderr)
+    if spec.requirements and list(exc.command or []) == setup_command(spec):
+        line_sink(on_line, "engine", secrets)(
+            f"installing the step's requirements ({' '.join(spec.requirements)}) into"
+            f" {spec.image} failed (exit {exit_code}); the command itself did not run"
+        )
+    hint = signal_hint(exit_code)
+    if hint:
+        line_sink(on_line, "engine", secrets)(hint)
+    return _Executed(exit_code, stdout, stderr, {})
+
+
+#: Where pip keeps downloads while a step image's requirements are installed (a cache volume).
+_PIP_CACHE = "/root/.cache/pip"
+
+
+def setup_command(spec: StepSpec) -> list[str]:
+    """The command that installs ``spec.requirements`` into its image (one cached layer)."""
+    return ["python", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+            "--root-user-action=ignore", *spec.requirements]  # fmt: skip
+
+
 def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) -> dagger.Container:
     container = client.container().from_(spec.image)
+    if spec.requirements:
+        # Built once: the engine keeps this layer for the same image and requirements, across
+        # runs, so later steps and runs start from it without PyPI (and never race on it).
+        container = container.with_mounted_cache(
+            _PIP_CACHE, client.cache_volume("aiop-pip-cache")
+        ).with_exec(setup_command(spec))
     for name, value in spec.env.items():
         container = container.with_env_variable(name, value)
     for name, secret in spec.secrets.items():
@@ -364,7 +520,7 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         container = container.with_secret_variable(name, handle)
     for mount in mounts:
         if mount.is_dir:
-            source = client.host().directory(str(mount.path))
+            source = client.host().directory(str(mount.path), exclude=list(MOUNT_EXCLUDE))
             container = container.with_mounted_directory(
                 mount.target, source, read_only=mount.read_only
             )
@@ -376,7 +532,7 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         container = container.with_mounted_cache(target, client.cache_volume(cache_name))
     if spec.workdir:
         container = container.with_workdir(spec.workdir)
-    return container.with_exec(list(spec.args), expect=dagger.ReturnType.ANY)
+    return container.with_exec(list(spec.args))
 
 
 async def _export(

@@ -13,6 +13,12 @@ order of evidence:
 
 Every check is bounded by ``timeout_s``. ``AIOP_BACKEND`` (``auto``, ``dagger``, ``local``) sets the
 default backend.
+
+A flow run decides for real with :func:`engine_for_run`: the probe only says that an engine *may*
+start; the run then opens its one engine session (CLI download and engine image pull included,
+within ``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``, default 600 s) and, under ``auto``, falls back to the
+local runner with one plain line when that fails. :func:`adapters.dagger_diagnosis.diagnose_engine`
+says which part is missing: the container runtime, the Dagger CLI or the engine image.
 """
 
 from __future__ import annotations
@@ -23,22 +29,25 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
 from adapters.contract import Backend
-from adapters.errors import InvalidInputError
+from adapters.errors import InfrastructureError, InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url
-from adapters.runner import Runner
+from adapters.runner import LineSink, Runner
 
 __all__ = [
     "BackendChoice",
     "EngineProbe",
     "choose_backend",
     "engine_breaker_name",
+    "engine_for_run",
+    "first_run_timeout_s",
     "get_runner",
     "probe_engine",
 ]
@@ -168,19 +177,87 @@ def provision_timeout_s() -> float:
     Raises:
         InvalidInputError: the variable is not a positive number.
     """
-    raw = os.environ.get("AIOP_DAGGER_PROVISION_TIMEOUT_S", "").strip()
+    return _seconds("AIOP_DAGGER_PROVISION_TIMEOUT_S", 60.0)
+
+
+def first_run_timeout_s() -> float:
+    """The limit on opening a flow run's engine session: ``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``.
+
+    Default 600 s: on a machine's first run the CLI downloads itself and pulls the engine image,
+    which can take minutes.
+
+    Raises:
+        InvalidInputError: the variable is not a positive number.
+    """
+    return _seconds("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", 600.0)
+
+
+def _seconds(variable: str, default: float) -> float:
+    raw = os.environ.get(variable, "").strip()
     if not raw:
-        return 60.0
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if value <= 0:
         raise InvalidInputError(
-            f"AIOP_DAGGER_PROVISION_TIMEOUT_S={raw!r} is not a positive number of seconds;"
-            " e.g. AIOP_DAGGER_PROVISION_TIMEOUT_S=120"
+            f"{variable}={raw!r} is not a positive number of seconds; e.g. {variable}=120"
         )
     return value
+
+
+@contextlib.asynccontextmanager
+async def engine_for_run(
+    backend: str | None = None, *, on_line: LineSink | None = None
+) -> AsyncIterator[BackendChoice]:
+    """Choose the backend of one flow run and, for Dagger, hold the run's one engine session.
+
+    With Dagger chosen (asked for, or found by ``auto``'s probe), the run's session is opened here,
+    within :func:`first_run_timeout_s`, and every step of the run in this event loop uses it until
+    the block ends. If it cannot be opened, ``auto`` falls back to the local runner and says so in
+    the choice's one-line reason; an explicit ``dagger`` raises.
+
+    Args:
+        backend: ``auto``, ``dagger`` or ``local`` (None reads ``AIOP_BACKEND``).
+        on_line: receives ``("engine", line)`` for the engine's own log lines.
+
+    Raises:
+        InvalidInputError: the backend name or a limit setting is not valid.
+        EngineUnavailableError: ``dagger`` was asked for and no engine could be started.
+
+    Examples:
+        >>> import asyncio
+        >>> async def run() -> str:
+        ...     async with engine_for_run("local") as choice:
+        ...         return choice.backend
+        >>> asyncio.run(run())
+        'local'
+    """
+    choice = choose_backend(backend)
+    if choice.backend != "dagger":
+        yield choice
+        return
+    from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
+
+    runner = DaggerRunner(provision_timeout_s=provision_timeout_s())
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(
+                runner.session(provision_timeout_s=first_run_timeout_s(), on_line=on_line)
+            )
+        except InfrastructureError as exc:
+            asked = (backend or os.environ.get("AIOP_BACKEND") or "auto").strip().lower()
+            if asked != "auto":
+                raise
+            why = " ".join(exc.message.split())
+            choice = BackendChoice(
+                "local",
+                f"The Dagger engine could not be started ({why}); running steps with the local"
+                " runner, without container isolation.",
+                choice.probe,
+            )
+        yield choice
 
 
 def engine_breaker_name(backend: Backend) -> str:

@@ -25,9 +25,10 @@ from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
+from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
 from adapters.ownership import claim, write_owned_file
 from adapters.redaction import redact_url
+from adapters.selection import BackendChoice, engine_for_run
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
@@ -139,18 +140,22 @@ async def data_pipeline(
         work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
         backend=backend,
     )
+    logger = get_run_logger()
     try:
         _prepare_output(options)
-        return await _run(options)
-    except (PipelineFailed, InvalidInputError) as exc:
+        # The run's one engine session (Dagger), or the local runner when none can start.
+        async with engine_for_run(
+            options.backend, on_line=lambda _, line: logger.info(line)
+        ) as choice:
+            return await _run(options, choice)
+    except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
-async def _run(options: PipelineOptions) -> dict[str, Any]:
+async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any]:
     logger = get_run_logger()
-    choice = choose_backend(options.backend)
     logger.info(choice.reason)
     backend = choice.backend
     work = Path(options.work_dir).resolve()
@@ -172,7 +177,11 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
     ) -> StepOutcome:
         def content_addressed(spec: StepSpec) -> StepSpec:
             where = final or work / f"{name}-{step_cache_key_for(spec)}"
-            return spec.model_copy(update={"outputs": {_OUT: str(where)}})
+            update = {
+                "outputs": {_OUT: str(where)},
+                "requirements": pin["AIOP_STEP_REQUIREMENTS"].split(),
+            }
+            return spec.model_copy(update=update)
 
         outcome = await manager.run(
             capability,

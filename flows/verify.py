@@ -25,7 +25,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from adapters import AiopError, StepSpec, choose_backend, probe_engine
+from adapters import AiopError, StepSpec, choose_backend
+from adapters.dagger_diagnosis import diagnose_engine
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
 
@@ -137,15 +138,22 @@ def _health_request(url: str) -> urllib.request.Request:
 
 
 def check_engine() -> Check:
-    """Which Dagger engine would run steps, or why none (reported, not required)."""
-    probe = probe_engine()
-    if probe.reachable:
-        return Check("Dagger engine", "PASS", probe.detail, required=False)
+    """Which Dagger engine would run steps, or which part is missing (reported, not required).
+
+    The parts: the container runtime (or a session, or a remote engine), the Dagger CLI and the
+    engine image. A missing CLI or image is fetched by the first run when the network allows.
+    """
+    diagnosis = diagnose_engine()
+    found = "; ".join(part.detail for part in diagnosis.parts)
+    if not diagnosis.missing:
+        return Check("Dagger engine", "PASS", found, required=False)
+    missing = [part for part in diagnosis.parts if not part.ok]
     return Check(
         "Dagger engine",
         "WARN",
-        f"none reachable: {probe.detail}; steps run with the local runner",
-        "start Docker or Podman, or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
+        f"missing: {', '.join(diagnosis.missing)} ({found}); a run that cannot open an engine"
+        " session uses the local runner",
+        "; ".join(part.fix for part in missing),
         required=False,
     )
 

@@ -77,6 +77,14 @@ def _listed(manifest: Path) -> bytes:
     return json.dumps({name: entry["size"] for name, entry in files.items()}).encode()
 
 
+def as_reported(result: StepResult) -> tuple[str, str]:
+    """stdout and stderr as the Dagger path reports them: a failed command's output comes from
+    the engine's ExecError, trimmed of surrounding whitespace (dagger/dagger core/exec_error.go)."""
+    if result.ok:
+        return result.stdout, result.stderr
+    return result.stdout.strip(), result.stderr.strip()
+
+
 def outputs_of(result: StepResult, out: Path) -> dict[str, tuple[str, dict[str, bytes | None]]]:
     """Per exported output: its destination relative to ``out``, and what is there."""
     return {
@@ -212,8 +220,7 @@ class TestSameResultOnBothRunners:
         assert (dagger.backend, local.backend) == ("dagger", "local")
         assert (dagger.exit_code, dagger.stdout, dagger.stderr) == (
             local.exit_code,
-            local.stdout,
-            local.stderr,
+            *as_reported(local),
         )
         assert outputs_of(dagger, dagger_out) == outputs_of(local, local_out)
         assert len(engine.exec_requests) == 1  # the Dagger run really went through the stand-in
@@ -231,7 +238,7 @@ class TestSameResultOnBothRunners:
         cached = await _dagger().run(secrets_and_caches(inputs, tmp_path))
         assert cached.stdout == "token: ***\ntoken length: True\n"
         failed = await _dagger().run(failing(inputs, tmp_path))
-        assert (failed.exit_code, failed.outputs, failed.stderr) == (3, {}, "boom: bad row 7\n")
+        assert (failed.exit_code, failed.outputs, failed.stderr) == (3, {}, "boom: bad row 7")
 
     async def test_a_missing_command_is_invalid_spec_on_both(
         self, engine: FakeDaggerEngine, tmp_path: Path

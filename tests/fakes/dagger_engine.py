@@ -27,6 +27,33 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 It does not scrub secret values from output (the real engine does) so that the adapter's own masking
 is what the tests see.
 
+Where the adapter depends on how the real engine (github.com/dagger/dagger, v0.21.8) behaves, the
+stand-in does the same; each such behaviour names the engine source it follows:
+
+* **exit codes and expect** (``core/container.go``, ``ReturnTypes.ReturnCodes``): ``SUCCESS``
+  allows exit 0, ``FAILURE`` 1-127 and 192-255, ``ANY`` 0-127 and 192-255; 128-191 (signal deaths,
+  137 for an OOM kill) are never allowed. A disallowed exit is the ``EXEC_ERROR`` of
+  ``core/exec_error.go``, whose stdout and stderr are the last 100 KiB (``[omitting N bytes]...``
+  in front, ``engine/engineutil/ref.go``) with surrounding whitespace trimmed;
+* **results kept across sessions** (``dagql/cache.go``: ``Cache.wait`` stores a completed call's
+  result and drops a call that ended in an error): an exec whose exit is allowed is kept per
+  container definition for the engine's life, across sessions, and a later identical definition
+  gets it back without running (:attr:`FakeDaggerEngine.keep_results`, on by default); an exec
+  error is not kept, so the same definition runs again. The definition is what the engine's cache
+  key covers: image, environment, secrets by name (``core/schema/secret.go``: ``setSecret``'s
+  digest is its name handle, not its value), mounts by content (name, size and modification time
+  here), cache volume keys, workdir, arguments and ``expect``.
+  :attr:`FakeDaggerEngine.executions` counts the commands really run;
+* **image references** (``core/schema/container.go``, ``from``): the address is normalised like
+  ``reference.ParseNormalizedNamed`` + ``TagNameOnly`` (``alpine`` ->
+  ``docker.io/library/alpine:latest``); a bad one is ``failed to parse image address ...``, a pull
+  failure is ``failed to resolve image "<normalised>" (platform: "linux/amd64"): <cause>``;
+* **a missing executable** (``cmd/init/main.go``): the engine's init cannot find ``args[0]``, prints
+  ``exec: "x": executable file not found in $PATH`` on stderr and exits 1 (exec mode; a scripted
+  behaviour returns what it likes);
+* **sessions**: each new client session introspects the schema once
+  (:attr:`FakeDaggerEngine.sessions` counts them).
+
 Example:
     >>> with FakeDaggerEngine() as engine:
     ...     engine.behaviour = lambda req: ExecOutcome(stdout="hi\\n")
@@ -39,9 +66,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
+import fnmatch
 import functools
 import itertools
 import json
+import os
+import re
 import secrets
 import shutil
 import socket
@@ -70,27 +100,46 @@ if TYPE_CHECKING:
     from tests.fakes.host_exec import HostExec
 
 __all__ = [
+    "DEFAULT_SCHEMA_PATH",
     "DIE",
     "EXEC",
     "HANG",
     "MIN_SCHEMA_PATH",
     "OFFICIAL_SCHEMA_PATH",
+    "SCHEMA_ENV",
     "Call",
     "ExecOutcome",
     "ExecRequest",
     "FakeDaggerEngine",
     "MountedPath",
     "ReceivedQuery",
+    "normalized_image_ref",
     "official_schema",
 ]
 
 #: The hand-written schema the stand-in serves.
 MIN_SCHEMA_PATH = Path(__file__).with_name("dagger_min.graphqls")
-#: The official schema of Dagger v0.21.8 (shared data, outside the repository; may be absent).
-OFFICIAL_SCHEMA_PATH = Path(__file__).parents[3] / "shared/dagger/schema-v0.21.8.graphqls"
+#: Where the official schema of Dagger v0.21.8 is read from: ``AIOP_DAGGER_SCHEMA`` when set, else
+#: the shared data folder beside the checkout (``../shared/dagger``). Never copied into the project.
+SCHEMA_ENV = "AIOP_DAGGER_SCHEMA"
+DEFAULT_SCHEMA_PATH = Path(__file__).resolve().parents[3] / "shared/dagger/schema-v0.21.8.graphqls"
+OFFICIAL_SCHEMA_PATH = Path(os.environ.get(SCHEMA_ENV) or DEFAULT_SCHEMA_PATH)
 
 #: How long a :data:`HANG` waits at most before giving up (so a leaked thread cannot live forever).
 _HANG_LIMIT_S = 30.0
+
+#: Allowed exit codes per ``expect`` (core/container.go, ReturnTypes.ReturnCodes).
+_FAILURE_CODES = frozenset(range(1, 128)) | frozenset(range(192, 256))
+VALID_EXIT_CODES: dict[str, frozenset[int]] = {
+    "SUCCESS": frozenset({0}),
+    "FAILURE": _FAILURE_CODES,
+    "ANY": _FAILURE_CODES | {0},
+}
+#: ExecError carries this much of the end of stdout and stderr (engine/engineutil/ref.go).
+_EXEC_ERROR_OUTPUT_BYTES = 100 * 1024
+#: The platform named in image resolution errors.
+PLATFORM = "linux/amd64"
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 
 class _Scripted(enum.Enum):
@@ -114,6 +163,7 @@ class MountedPath:
     host_path: str
     kind: str  # "directory" or "file"
     read_only: bool = False
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +178,7 @@ class ExecRequest:
     mounts: dict[str, MountedPath]
     caches: dict[str, str]
     expect: str
+    setup: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +217,80 @@ class Call:
     type_name: str
     field_name: str
     args: dict[str, Any]
+
+
+def normalized_image_ref(address: str) -> str:
+    """``address`` as the engine names it (core/schema/container.go ``from``: docker's
+    ``reference.ParseNormalizedNamed`` then ``TagNameOnly``).
+
+    Raises:
+        ValueError: not a valid reference ("invalid reference format").
+
+    Example:
+        >>> normalized_image_ref("alpine:3.20"), normalized_image_ref("ghcr.io/o/r")
+        ('docker.io/library/alpine:3.20', 'ghcr.io/o/r:latest')
+    """
+    name, _, digest = address.partition("@")
+    tag = ""
+    if name.rfind(":") > name.rfind("/"):
+        name, _, tag = name.rpartition(":")
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first, rest
+    else:
+        domain, path = "docker.io", name
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in path:
+        path = f"library/{path}"
+    if not all(_PATH_COMPONENT.match(part) for part in path.split("/")) or (
+        tag and not re.fullmatch(r"[\w][\w.-]{0,127}", tag)
+    ):
+        raise ValueError("invalid reference format")
+    if not tag and not digest:
+        tag = "latest"
+    return f"{domain}/{path}" + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
+def _exec_error_output(text: str) -> str:
+    """What an ExecError carries of an output: its last 100 KiB, trimmed (core/exec_error.go)."""
+    data = text.encode()
+    if len(data) >= _EXEC_ERROR_OUTPUT_BYTES:
+        omitted = len(data) - _EXEC_ERROR_OUTPUT_BYTES
+        data = data[-_EXEC_ERROR_OUTPUT_BYTES:]
+        note = f"[omitting {omitted} bytes]...".encode()
+        data = note + data[len(note) :]
+    return data.decode(errors="replace").strip()
+
+
+def _excluded(relative: str, patterns: tuple[str, ...]) -> bool:
+    """Whether ``host.directory(exclude=...)`` leaves ``relative`` out (``**/name`` patterns)."""
+    parts = relative.split("/")
+    for pattern in patterns:
+        name = pattern.removeprefix("**/")
+        if any(fnmatch.fnmatchcase(part, name) for part in parts):
+            return True
+    return False
+
+
+def _content(host_path: str, exclude: tuple[str, ...] = ()) -> tuple[tuple[str, int, int], ...]:
+    """A mounted host path's content identity: names, sizes and modification times.
+
+    What ``exclude`` leaves out is not part of it: the engine uploads and digests only what the
+    directory includes (core/schema/host.go ``directory``).
+    """
+    root = Path(host_path)
+    if root.is_file():
+        st = root.stat()
+        return (("", st.st_size, st.st_mtime_ns),)
+    entries = []
+    for path in sorted(root.rglob("*")):
+        if _excluded(path.relative_to(root).as_posix(), exclude):
+            continue
+        with contextlib.suppress(OSError):
+            st = path.lstat()
+            entries.append((path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(entries)
 
 
 def echo(request: ExecRequest) -> ExecOutcome:
@@ -252,12 +377,15 @@ class _Directory(_Object):
         *,
         host_path: str | None = None,
         files: Mapping[str, str | bytes] | None = None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         super().__init__(engine)
         self.host_path = host_path
         self.files = dict(files or {})
+        self.exclude = exclude
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
+        self.engine._maybe_hang_export()
         if self.host_path is not None and not self.files:
             shutil.copytree(self.host_path, path, symlinks=True, dirs_exist_ok=not wipe)
             return path
@@ -280,6 +408,7 @@ class _File(_Object):
         self.data = data
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> str:
+        self.engine._maybe_hang_export()
         if self.host_path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.host_path, path)
@@ -291,10 +420,12 @@ class _File(_Object):
 class _Host(_Object):
     typename = "Host"
 
-    def directory(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _Directory:
+    def directory(
+        self, info: GraphQLResolveInfo[Any], path: str, exclude: list[str], **_: Any
+    ) -> _Directory:
         if not Path(path).is_dir():
             raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _Directory(self.engine, host_path=path)
+        return _Directory(self.engine, host_path=path, exclude=tuple(exclude))
 
     def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
         if not Path(path).is_file():
@@ -312,6 +443,21 @@ class _ContainerState:
     workdir: str | None = None
     exec_args: tuple[str, ...] | None = None
     expect: str = "SUCCESS"
+    layers: tuple[tuple[str, ...], ...] = ()
+
+    def definition(self) -> tuple[Any, ...]:
+        """What the engine's cache key covers (see the module docstring)."""
+        return (
+            self.image,
+            self.env,
+            tuple((name, secret.name) for name, secret in self.secrets),
+            tuple((t, m, _content(m.host_path, m.exclude)) for t, m in self.mounts),
+            self.caches,
+            self.workdir,
+            self.exec_args,
+            self.expect,
+            self.layers,
+        )
 
 
 class _Container(_Object):
@@ -329,6 +475,7 @@ class _Container(_Object):
     # --- pipeline building (lazy) ---
 
     def from_(self, info: GraphQLResolveInfo[Any], address: str, **_: Any) -> _Container:
+        self.engine._resolve_image(address)
         return self._with(image=address)
 
     def withEnvVariable(
@@ -344,7 +491,7 @@ class _Container(_Object):
         self, info: GraphQLResolveInfo[Any], path: str, source: str, readOnly: bool, **_: Any
     ) -> Any:
         directory = self.engine._load(source, _Directory)
-        mounted = MountedPath(str(directory.host_path), "directory", readOnly)
+        mounted = MountedPath(str(directory.host_path), "directory", readOnly, directory.exclude)
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedFile(
@@ -366,7 +513,10 @@ class _Container(_Object):
     def withExec(
         self, info: GraphQLResolveInfo[Any], args: list[str], expect: str, **_: Any
     ) -> _Container:
-        return self._with(exec_args=tuple(args), expect=expect)
+        # An earlier exec becomes a layer under this one (recorded, part of the definition; not
+        # run: the host's environment stands in for what it would install).
+        layers = self.state.layers + ((self.state.exec_args,) if self.state.exec_args else ())
+        return self._with(exec_args=tuple(args), expect=expect, layers=layers)
 
     # --- evaluation ---
 
@@ -517,12 +667,19 @@ class FakeDaggerEngine:
 
     Attributes:
         behaviour: what ``withExec`` does (a function, :data:`DIE` or :data:`HANG`).
-        missing_images: image addresses that cannot be pulled (the engine's pull error).
+        missing_images: image addresses that do not exist in their registry (as written or
+            normalised; the engine's ``not found`` resolution error).
+        image_errors: image address (as written or normalised) -> the registry's answer when
+            resolving it (``unexpected status ...: 503 Service Unavailable``, ``i/o timeout``...).
+        keep_results: keep successful exec results across sessions, as the engine's cache does
+            (on by default; off runs every exec).
         die_during_export: write part of the first export, then die (the engine crashed
             mid-export); scripted files only, not exec mode's exports.
+        hang_export: an export never answers (until the engine stops): a stuck engine.
         hang_introspection: never answer the schema introspection (an engine that accepts
             connections but never serves the session).
-        ignore_expect: raise EXEC_ERROR for any non-zero exit, even with ``expect: ANY``.
+        exec_requests: every command really run (a kept result does not run again).
+        sessions: client sessions opened (each introspects the schema once).
         queries: every query received, in order.
         rejected: queries the official schema rejects (with the reasons).
         token: the session token (HTTP basic auth user).
@@ -531,9 +688,13 @@ class FakeDaggerEngine:
     def __init__(self, behaviour: ExecBehaviour = echo) -> None:
         self.behaviour: ExecBehaviour = behaviour
         self.missing_images: set[str] = set()
+        self.image_errors: dict[str, str] = {}
+        self.keep_results = True
         self.die_during_export = False
+        self.hang_export = False
         self.hang_introspection = False
-        self.ignore_expect = False
+        self.sessions = 0
+        self._kept: dict[tuple[Any, ...], ExecOutcome] = {}
         self.queries: list[ReceivedQuery] = []
         self.rejected: list[ReceivedQuery] = []
         self.exec_requests: list[ExecRequest] = []
@@ -609,6 +770,12 @@ class FakeDaggerEngine:
 
     # --- what was asked ---
 
+    @property
+    def executions(self) -> int:
+        """How many commands really ran (results the engine kept are not counted again)."""
+        with self._lock:
+            return len(self.exec_requests)
+
     def calls(self, field_name: str | None = None) -> list[Call]:
         """Resolved fields (optionally only those named ``field_name``), in order."""
         with self._lock:
@@ -641,6 +808,11 @@ class FakeDaggerEngine:
     def _hang(self) -> None:
         self._stopped.wait(_HANG_LIMIT_S)
 
+    def _maybe_hang_export(self) -> None:
+        if self.hang_export:
+            self._hang()
+            raise GraphQLError("engine stopped")
+
     def _execute(self, text: str, variables: Mapping[str, Any] | None) -> dict[str, Any] | None:
         """Answer one query; None means "drop the connection without answering"."""
         errors = _official_errors(text)
@@ -656,6 +828,8 @@ class FakeDaggerEngine:
             return {"errors": [{"message": "engine stopped"}], "data": None}
 
         if "__schema" in text:  # the SDK's introspection at connect: same question every time
+            with self._lock:
+                self.sessions += 1
             return _introspection(text)
         context: dict[str, Any] = {"die": False}
         result = graphql_sync(
@@ -685,18 +859,29 @@ class FakeDaggerEngine:
         value = getattr(parent, info.field_name, None)
         return value(info, **args) if callable(value) else value
 
+    def _resolve_image(self, address: str) -> str:
+        """The normalised reference, or the engine's resolution error (core/schema/container.go)."""
+        try:
+            ref = normalized_image_ref(address)
+        except ValueError as exc:
+            raise GraphQLError(f"failed to parse image address {address}: {exc}") from exc
+        cause = self.image_errors.get(address) or self.image_errors.get(ref)
+        if cause is None and ({address, ref} & self.missing_images):
+            cause = f"{ref}: not found"
+        if cause is not None:
+            raise GraphQLError(f'failed to resolve image "{ref}" (platform: "{PLATFORM}"): {cause}')
+        return ref
+
     def _run_exec(self, info: GraphQLResolveInfo[Any], state: _ContainerState) -> ExecOutcome:
         if state.image is None:
             raise GraphQLError("no image: call from() first")
-        if state.image in self.missing_images:
-            ref = state.image if "/" in state.image else f"docker.io/library/{state.image}"
-            raise GraphQLError(
-                f"failed to resolve source metadata for {ref}: pull access denied, repository does"
-                " not exist or may require authorization: server message: insufficient_scope:"
-                " authorization failed"
-            )
         if state.exec_args is None:
             raise GraphQLError("no command has been set")
+        key = state.definition() if self.keep_results else None
+        with self._lock:
+            kept = self._kept.get(key) if key is not None else None
+        if kept is not None:
+            return kept
         request = ExecRequest(
             image=state.image,
             args=list(state.exec_args),
@@ -706,6 +891,7 @@ class FakeDaggerEngine:
             mounts=dict(state.mounts),
             caches=dict(state.caches),
             expect=state.expect,
+            setup=state.layers,
         )
         with self._lock:
             self.exec_requests.append(request)
@@ -721,12 +907,7 @@ class FakeDaggerEngine:
         else:
             assert callable(behaviour)
             outcome = behaviour(request)
-        allowed = {
-            "ANY": not self.ignore_expect or outcome.exit_code == 0,
-            "SUCCESS": outcome.exit_code == 0,
-            "FAILURE": outcome.exit_code != 0,
-        }[state.expect]
-        if not allowed:
+        if outcome.exit_code not in VALID_EXIT_CODES[state.expect]:
             raise GraphQLError(
                 f'process "{" ".join(request.args)}" did not complete successfully:'
                 f" exit code: {outcome.exit_code}",
@@ -734,10 +915,13 @@ class FakeDaggerEngine:
                     "_type": "EXEC_ERROR",
                     "cmd": request.args,
                     "exitCode": outcome.exit_code,
-                    "stdout": outcome.stdout,
-                    "stderr": outcome.stderr,
+                    "stdout": _exec_error_output(outcome.stdout),
+                    "stderr": _exec_error_output(outcome.stderr),
                 },
             )
+        if key is not None:
+            with self._lock:
+                self._kept.setdefault(key, outcome)
         return outcome
 
     def _exec_on_host(self) -> HostExec:

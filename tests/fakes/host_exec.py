@@ -29,7 +29,8 @@ are no images**. For each evaluated container (one ``withExec`` per chain: the l
   ``setSecret`` plaintext) over the host's ``PATH``, ``HOME``, ``LANG``, ``LC_ALL``, ``TZ`` and
   ``TMPDIR``; the working directory is ``withWorkdir`` seen as above, else the scratch folder;
 * the real exit code, stdout and stderr are returned (secrets are not scrubbed: the adapter masks);
-  a command that cannot be started is the engine's "executable file not found" error;
+  a command that cannot be started exits 1 with the engine init's
+  ``exec: "x": executable file not found in $PATH`` on stderr (cmd/init/main.go);
 * ``directory(path)``/``file(path)`` and ``exists`` look at the host path of ``path``, and
   ``export`` copies from there.
 
@@ -49,8 +50,6 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-
-from graphql import GraphQLError
 
 from adapters.paths import PathMap
 from tests.fakes.dagger_engine import EXEC, ExecOutcome, ExecRequest, FakeDaggerEngine
@@ -144,10 +143,13 @@ class HostExec:
                 start_new_session=True,
             )
         except (FileNotFoundError, PermissionError) as exc:
-            raise GraphQLError(
-                f'process "{" ".join(request.args)}" did not complete successfully: exec:'
-                f' "{request.args[0]}": executable file not found in $PATH ({exc.strerror})'
-            ) from exc
+            # The engine's init (cmd/init/main.go) looks a bare name up in $PATH and execs a path;
+            # either failure is printed on stderr and init exits 1: an exec result, not a query
+            # error.
+            command = request.args[0]
+            if "/" not in command:
+                return 1, "", f'exec: "{command}": executable file not found in $PATH\n'
+            return 1, "", f"fork/exec {command}: {(exc.strerror or str(exc)).lower()}\n"
         with self._lock:
             self._running.add(proc)
         try:
@@ -155,7 +157,10 @@ class HostExec:
         finally:
             with self._lock:
                 self._running.discard(proc)
-        return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+        # The engine's init exits 128 + the signal when the command was killed by one
+        # (cmd/init/main.go); Python reports that as a negative return code.
+        code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
+        return code, out.decode(errors="replace"), err.decode(errors="replace")
 
     def close(self) -> None:
         """Kill what still runs and remove the scratch and cache folders."""

@@ -1,0 +1,368 @@
+"""Failures are never kept by the engine: DaggerRunner against the stand-in's engine-like cache.
+
+The real engine keeps every exec result whose exit code the query allowed, across sessions, and
+gives it back for the same container definition without running the command again; errors are not
+kept (dagql/cache.go, core/container.go). The stand-in does the same (``keep_results``, on by
+default) and counts the commands it really ran, so these tests see whether a failed step would be
+replayed from the engine's cache instead of running again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect import flow
+
+from adapters._dagger_errors import normalized_image
+from adapters.contract import StepSpec
+from adapters.dagger_runner import DaggerRunner
+from adapters.errors import EngineConnectionError, InvalidSpecError, StepFailedError
+from flows.step_task import StepOutcome, execute_step, run_step
+from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes.dagger_engine import normalized_image_ref
+
+_ENGINE_ENV = ("_EXPERIMENTAL_DAGGER_CLI_BIN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST")
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    """A scripted stand-in engine (results kept, as the engine does) found as the session."""
+    for name in _ENGINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with FakeDaggerEngine() as fake:
+        for name, value in fake.session_env().items():
+            monkeypatch.setenv(name, value)
+        yield fake
+    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
+
+
+@pytest.fixture
+def exec_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    """The stand-in in exec mode (commands really run on the host), results kept."""
+    for name in _ENGINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with exec_standin_engine() as fake:
+        yield fake
+
+
+def runner() -> DaggerRunner:
+    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+
+
+def spec(**overrides: Any) -> StepSpec:
+    fields: dict[str, Any] = {
+        "name": "step-1",
+        "image": "python:3.12-slim",
+        "args": ["python", "-c", "print('hi')"],
+        "timeout_s": 10,
+    }
+    fields.update(overrides)
+    return StepSpec.model_validate(fields)
+
+
+class TestTheStandInKeepsResultsLikeTheEngine:
+    """The model itself: successes are replayed, errors are not."""
+
+    async def test_a_success_is_kept_across_sessions(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(stdout="once\n")
+        first = await runner().run(spec())
+        second = await runner().run(spec())
+        assert (first.stdout, second.stdout) == ("once\n", "once\n")
+        assert engine.executions == 1
+        assert engine.sessions == 2
+
+    async def test_a_changed_definition_runs_again(self, engine: FakeDaggerEngine) -> None:
+        await runner().run(spec())
+        await runner().run(spec(env={"X": "1"}))
+        assert engine.executions == 2
+
+
+class TestFailuresAreNeverKept:
+    """A failing command must run again next time, not come back from the engine's cache."""
+
+    async def test_the_runner_asks_for_the_default_expectation(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec())
+        assert [r.expect for r in engine.exec_requests] == ["SUCCESS"]
+
+    async def test_a_failed_step_runs_again_on_the_next_run(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=3, stdout="out\n", stderr="boom\n")
+        first = await runner().run(spec())
+        second = await runner().run(spec())
+        assert (first.exit_code, second.exit_code) == (3, 3)
+        assert engine.executions == 2
+
+    async def test_the_failed_result_carries_exit_code_and_output_tails(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(
+            exit_code=3, stdout="partial\n", stderr="x" * 200_000 + "\nboom\n"
+        )
+        result = await runner().run(spec())
+        assert (result.exit_code, result.ok, result.stdout) == (3, False, "partial")
+        assert result.stderr.endswith("boom")
+
+    @pytest.mark.parametrize("code", [137, 143, 128 + 11])
+    async def test_a_signal_death_is_a_result_with_its_exit_code(
+        self, engine: FakeDaggerEngine, code: int
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=code, stderr="Killed\n")
+        result = await runner().run(spec())
+        assert (result.exit_code, result.stderr) == (code, "Killed")
+        await runner().run(spec())
+        assert engine.executions == 2
+
+    async def test_an_oom_kill_says_so_on_the_engine_stream(self, engine: FakeDaggerEngine) -> None:
+        engine.behaviour = lambda req: ExecOutcome(exit_code=137)
+        lines: list[tuple[str, str]] = []
+        await runner().run(spec(), on_line=lambda stream, line: lines.append((stream, line)))
+        [(stream, line)] = [item for item in lines if "137" in item[1]]
+        assert stream == "engine" and "out of memory" in line
+
+    async def test_a_failure_then_a_success_gives_the_success(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        outcomes = iter([ExecOutcome(exit_code=75), ExecOutcome(stdout="ok\n")])
+        engine.behaviour = lambda req: next(outcomes)
+        first = await runner().run(spec(transient_exit_codes=[75]))
+        second = await runner().run(spec(transient_exit_codes=[75]))
+        assert (first.exit_code, second.exit_code, second.stdout) == (75, 0, "ok\n")
+
+
+def _counting(counter: Path, fail_until: int, code: int) -> str:
+    """A step that counts its runs in ``counter`` and exits ``code`` until run ``fail_until``."""
+    return (
+        f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+        "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+        f"print('run', n); sys.exit({code} if n < {fail_until} else 0)"
+    )
+
+
+@pytest.mark.prefect
+class TestThroughRunStep:
+    """run_step on the Dagger path: retries and later flow runs really run the command again."""
+
+    async def test_a_declared_transient_exit_really_runs_again_on_retry(
+        self, prefect_api_url: str, exec_engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        counter = tmp_path / "attempts"
+        step = spec(
+            name="flaky",
+            args=["python", "-c", _counting(counter, 3, 75)],
+            transient_exit_codes=[75],
+        )
+
+        @flow
+        async def once() -> StepOutcome:
+            task = run_step.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
+            state = await task(step, "dagger", return_state=True)
+            result = await state.aresult()
+            return StepOutcome("flaky", state.name or "", result.attempt, 0.0, result=result)
+
+        outcome = await once()
+        assert outcome.state == "Completed" and outcome.attempts == 3
+        assert counter.read_text() == "3"
+        assert exec_engine.executions == 3
+
+    async def test_a_failed_step_runs_again_on_the_next_flow_run(
+        self, prefect_api_url: str, exec_engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        counter = tmp_path / "runs"
+        step = spec(name="blip", args=["python", "-c", _counting(counter, 2, 1)])
+
+        @flow
+        async def pipeline() -> StepOutcome:
+            return await execute_step(step, "dagger")
+
+        first = await pipeline()
+        assert first.state == "Failed" and isinstance(first.error, StepFailedError)
+        second = await pipeline()
+        assert second.state == "Completed", second.error
+        assert counter.read_text() == "2"
+        assert exec_engine.executions == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors as the engine words them (core/schema/container.go, cmd/init/main.go)
+# ---------------------------------------------------------------------------------------------
+
+_DOCKER_HUB = "registry-1.docker.io/v2/library/alpine/manifests/3.99"
+
+
+class TestImageErrorsAsTheEngineWordsThem:
+    """The engine names the normalised reference; the class follows the registry's answer."""
+
+    @pytest.mark.parametrize(
+        "image",
+        [
+            "alpine:3.99",
+            "library/alpine:3.99",
+            "docker.io/alpine:3.99",
+            "index.docker.io/alpine:3.99",
+        ],
+    )
+    async def test_an_image_that_does_not_exist_is_invalid_spec_however_it_is_written(
+        self, engine: FakeDaggerEngine, image: str
+    ) -> None:
+        engine.missing_images.add("docker.io/library/alpine:3.99")
+        with pytest.raises(InvalidSpecError) as caught:
+            await runner().run(spec(image=image))
+        assert image in str(caught.value) and "docker.io/library/alpine:3.99" in str(caught.value)
+        assert engine.executions == 0
+
+    @pytest.mark.parametrize(
+        "cause",
+        [
+            "pull access denied, repository does not exist or may require authorization: server"
+            " message: insufficient_scope: authorization failed",
+            "failed to authorize: failed to fetch oauth token: unexpected status from GET request"
+            " to https://ghcr.io/token?scope=repository%3Aacme%2Fprivate%3Apull: 401 Unauthorized",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 403 Forbidden",
+        ],
+        ids=["denied", "unauthorized", "forbidden"],
+    )
+    async def test_a_registry_refusal_is_permanent(
+        self, engine: FakeDaggerEngine, cause: str
+    ) -> None:
+        engine.image_errors["alpine:3.99"] = cause
+        with pytest.raises(InvalidSpecError, match="log in to the registry"):
+            await runner().run(spec(image="alpine:3.99"))
+
+    @pytest.mark.parametrize(
+        "cause",
+        [
+            f'failed to do request: Head "https://{_DOCKER_HUB}": dial tcp: lookup'
+            " registry-1.docker.io: i/o timeout",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 429 Too Many Requests",
+            "toomanyrequests: You have reached your unauthenticated pull rate limit.",
+            f"unexpected status from HEAD request to https://{_DOCKER_HUB}: 503 Service Unavailable",
+            "context deadline exceeded",
+        ],
+        ids=["timeout", "429", "rate-limit", "503", "deadline"],
+    )
+    async def test_a_registry_outage_is_transient(
+        self, engine: FakeDaggerEngine, cause: str
+    ) -> None:
+        engine.image_errors["docker.io/library/alpine:3.99"] = cause
+        with pytest.raises(EngineConnectionError) as caught:
+            await runner().run(spec(image="alpine:3.99"))
+        assert caught.value.transient and "docker.io/library/alpine:3.99" in str(caught.value)
+
+    async def test_an_invalid_reference_is_invalid_spec(self, engine: FakeDaggerEngine) -> None:
+        with pytest.raises(InvalidSpecError, match="Alpine:3"):
+            await runner().run(spec(image="Alpine:3"))
+
+
+class TestMissingExecutable:
+    """The engine's init cannot start args[0]: exit 1 with its message, made a helpful error."""
+
+    async def test_a_missing_command_is_invalid_spec_naming_it_and_the_image(
+        self, exec_engine: FakeDaggerEngine
+    ) -> None:
+        with pytest.raises(InvalidSpecError) as caught:
+            await runner().run(spec(image="alpine:3.20", args=["pyhton", "-V"]))
+        message = str(caught.value)
+        assert "'pyhton'" in message and "alpine:3.20" in message
+        assert 'exec: "pyhton": executable file not found in $PATH' in message
+        assert exec_engine.executions == 1
+
+    async def test_a_command_that_prints_the_same_words_among_others_is_a_failed_result(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda req: ExecOutcome(
+            exit_code=1, stderr='step 3\nexec: "pyhton": executable file not found in $PATH\n'
+        )
+        result = await runner().run(spec(args=["pyhton"]))
+        assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("image", "engine_ref"),
+    [
+        ("alpine", "docker.io/library/alpine:latest"),
+        ("alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("library/alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("docker.io/alpine:3.20", "docker.io/library/alpine:3.20"),
+        ("acme/tool", "docker.io/acme/tool:latest"),
+        ("ghcr.io/acme/tool:1", "ghcr.io/acme/tool:1"),
+        ("localhost:5000/tool", "localhost:5000/tool:latest"),
+        ("python@sha256:" + "a" * 64, "docker.io/library/python@sha256:" + "a" * 64),
+    ],
+)
+def test_the_adapter_names_images_as_the_engine_does(image: str, engine_ref: str) -> None:
+    assert normalized_image_ref(image) == engine_ref  # the stand-in's model of the engine
+    assert normalized_image(image) == engine_ref  # the adapter's own
+
+
+class TestMountExclude:
+    """Bytecode in a mounted folder is left out, so it cannot make an unchanged step run again."""
+
+    async def test_new_bytecode_in_a_mounted_folder_keeps_the_engines_result(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "m.py").write_text("x = 1\n")
+        step = spec(mounts={str(src): "/src"})
+        await runner().run(step)
+        (src / "__pycache__").mkdir()
+        (src / "__pycache__" / "m.cpython-312.pyc").write_bytes(b"\x00\x01")
+        await runner().run(step)
+        assert engine.executions == 1
+        [call, *_] = [c for c in engine.calls("directory") if c.type_name == "Host"]
+        assert "**/__pycache__" in call.args["exclude"]
+
+    async def test_a_changed_source_file_runs_again(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        src = tmp_path / "src"
+        src.mkdir()
+        (src / "m.py").write_text("x = 1\n")
+        step = spec(mounts={str(src): "/src"})
+        await runner().run(step)
+        (src / "m.py").write_text("x = 22\n")
+        await runner().run(step)
+        assert engine.executions == 2
+
+
+async def test_a_command_killed_by_a_signal_exits_128_plus_the_signal(
+    exec_engine: FakeDaggerEngine,
+) -> None:
+    code = "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"
+    lines: list[tuple[str, str]] = []
+    result = await runner().run(
+        spec(args=["python", "-c", code]), on_line=lambda s, line: lines.append((s, line))
+    )
+    assert result.exit_code == 137
+    assert any(s == "engine" and "SIGKILL (exit 137)" in line for s, line in lines)
+
+
+class TestStepImageBuiltOnce:
+    """requirements become one pip layer under the command, with a pip cache volume."""
+
+    async def test_requirements_are_installed_as_a_layer_under_the_command(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        [request] = engine.exec_requests
+        [layer] = request.setup
+        assert layer[:4] == ("python", "-m", "pip", "install") and layer[-1] == "duckdb==1.1.3"
+        assert request.args == ["python", "-c", "print('hi')"]
+        assert any(c.args["path"] == "/root/.cache/pip" for c in engine.calls("withMountedCache"))
+
+    async def test_other_requirements_are_another_definition(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.2.0"]))
+        assert engine.executions == 2
+
+    async def test_no_requirements_no_layer(self, engine: FakeDaggerEngine) -> None:
+        await runner().run(spec())
+        assert engine.exec_requests[0].setup == ()
+        assert engine.calls("withMountedCache") == []

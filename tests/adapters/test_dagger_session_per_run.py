@@ -1,0 +1,232 @@
+"""One engine session per flow run, shared by its steps (DaggerRunner.session, stand-in engine).
+
+The stand-in counts the client sessions it serves (each one introspects the schema once, as with the
+real engine), so these tests see how many sessions a group of steps costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.contract import StepSpec
+from adapters.dagger_runner import DaggerRunner
+from adapters.errors import (
+    EngineConnectionError,
+    EngineUnavailableError,
+    ProvisioningTimeoutError,
+)
+from adapters.selection import engine_for_run
+from flows.pipeline import data_pipeline
+from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
+from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine, exec_standin_engine
+
+Lines = list[tuple[str, str]]
+_ENGINE_ENV = (
+    "DAGGER_SESSION_PORT",
+    "DAGGER_SESSION_TOKEN",
+    "_EXPERIMENTAL_DAGGER_CLI_BIN",
+    "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
+)
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    for name in _ENGINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with FakeDaggerEngine() as fake:
+        for name, value in fake.session_env().items():
+            monkeypatch.setenv(name, value)
+        fake.behaviour = lambda req: ExecOutcome(stdout=req.args[-1] + "\n")
+        yield fake
+    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
+
+
+def runner() -> DaggerRunner:
+    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+
+
+def spec(i: int, **overrides: Any) -> StepSpec:
+    fields: dict[str, Any] = {
+        "name": f"step-{i}",
+        "image": "python:3.12-slim",
+        "args": ["echo", str(i)],
+        "timeout_s": 10,
+    }
+    fields.update(overrides)
+    return StepSpec.model_validate(fields)
+
+
+class TestOneSessionForManySteps:
+    async def test_concurrent_steps_share_one_session(self, engine: FakeDaggerEngine) -> None:
+        async with runner().session():
+            results = await asyncio.gather(*(runner().run(spec(i)) for i in range(6)))
+            more = await runner().run(spec(9))
+        assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
+        assert more.stdout == "9\n"
+        assert engine.sessions == 1
+        assert engine.executions == 7
+
+    async def test_without_a_session_block_each_run_opens_its_own(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        for i in range(3):
+            await runner().run(spec(i))
+        assert engine.sessions == 3
+
+    async def test_a_run_in_another_thread_never_uses_this_loops_session(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        got: dict[str, str] = {}
+
+        def elsewhere() -> None:
+            got["stdout"] = asyncio.run(runner().run(spec(7))).stdout
+
+        async with runner().session():
+            await runner().run(spec(1))
+            thread = threading.Thread(target=elsewhere)
+            thread.start()
+            await asyncio.to_thread(thread.join, 20)
+        assert got == {"stdout": "7\n"}
+        assert engine.sessions == 2  # this loop's one, and the thread's own
+
+    async def test_nested_blocks_reuse_the_outer_session(self, engine: FakeDaggerEngine) -> None:
+        async with runner().session():
+            async with runner().session():
+                await runner().run(spec(1))
+            await runner().run(spec(2))
+        assert engine.sessions == 1
+
+
+class TestEngineDeathInASharedSession:
+    async def test_death_is_fast_and_typed_and_the_next_run_opens_a_new_session(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        async with runner().session():
+            engine.behaviour = DIE
+            started = time.monotonic()
+            with pytest.raises(EngineConnectionError):
+                await runner().run(spec(1))
+            assert time.monotonic() - started < 2.0
+            # The engine is gone: the retry tries a new session, which fails at once, typed.
+            started = time.monotonic()
+            with pytest.raises(EngineUnavailableError):
+                await runner().run(spec(2))
+            assert time.monotonic() - started < 2.0
+
+
+class TestOpeningTheSession:
+    async def test_a_hung_cli_is_bounded_by_the_sessions_limit(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in _ENGINE_ENV:
+            monkeypatch.delenv(name, raising=False)
+        pidfile = tmp_path / "cli.pid"
+        monkeypatch.setenv("_EXPERIMENTAL_DAGGER_CLI_BIN", str(fake_cli(tmp_path, _HANGING_CLI)))
+        monkeypatch.setenv("FAKE_CLI_PIDFILE", str(pidfile))
+        started = time.monotonic()
+        with pytest.raises(ProvisioningTimeoutError):
+            async with runner().session(provision_timeout_s=1.0):
+                pytest.fail("the session never opened")
+        assert 1.0 <= time.monotonic() - started < 2.5
+        assert await eventually_dead(int(pidfile.read_text()))
+
+    async def test_engine_lines_go_to_the_sessions_sink_and_step_output_to_the_step(
+        self, engine: FakeDaggerEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name, value in {
+            "_EXPERIMENTAL_DAGGER_CLI_BIN": str(fake_cli(tmp_path, _SERVING_CLI)),
+            "FAKE_CLI_PIDFILE": str(tmp_path / "cli.pid"),
+            "FAKE_CLI_PORT": str(engine.port),
+            "FAKE_CLI_TOKEN": engine.token,
+            "FAKE_CLI_LINES": "engine: starting",
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("DAGGER_SESSION_PORT")
+        monkeypatch.delenv("DAGGER_SESSION_TOKEN")
+        session_lines: Lines = []
+        step_lines: dict[int, Lines] = {0: [], 1: []}
+        async with runner().session(on_line=lambda s, line: session_lines.append((s, line))):
+            await asyncio.gather(
+                *(
+                    runner().run(
+                        spec(i), on_line=lambda s, line, i=i: step_lines[i].append((s, line))
+                    )
+                    for i in (0, 1)
+                )
+            )
+        assert ("engine", "engine: starting") in session_lines
+        assert step_lines == {0: [("stdout", "0")], 1: [("stdout", "1")]}
+        assert engine.sessions == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A flow run: the backend is decided by opening the run's session
+# ---------------------------------------------------------------------------------------------
+
+
+class TestEngineForRun:
+    async def test_auto_opens_the_runs_session_and_steps_use_it(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "dagger"
+            await asyncio.gather(*(runner().run(spec(i)) for i in range(3)))
+        assert engine.sessions == 1
+
+    async def test_auto_falls_back_to_local_in_one_line_when_the_session_cannot_open(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "not-the-token")  # the port answers, no session
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "local"
+        assert "\n" not in choice.reason
+        assert choice.reason.startswith("The Dagger engine could not be started")
+        assert "local runner" in choice.reason
+
+    async def test_auto_falls_back_when_the_first_run_limit_passes(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        engine.hang_introspection = True
+        monkeypatch.setenv("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", "0.5")
+        started = time.monotonic()
+        async with engine_for_run("auto") as choice:
+            assert choice.backend == "local"
+        assert time.monotonic() - started < 2.0
+        assert "AIOP_DAGGER_FIRST_RUN_TIMEOUT_S" in choice.reason
+
+    async def test_an_explicit_dagger_that_cannot_start_raises(
+        self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("DAGGER_SESSION_TOKEN", "not-the-token")
+        with pytest.raises(EngineUnavailableError):
+            async with engine_for_run("dagger"):
+                pytest.fail("no session, no run")
+
+
+@pytest.mark.prefect
+class TestSessionsPerPipelineRun:
+    async def test_a_pipeline_run_opens_one_session(
+        self, prefect_api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        for name in _ENGINE_ENV:
+            monkeypatch.delenv(name, raising=False)
+        with exec_standin_engine() as fake:
+            summary = await data_pipeline(
+                rows=300,
+                seed=3,
+                partitions=3,
+                output=str(tmp_path / "out"),
+                work_dir=str(tmp_path / "work"),
+                backend="dagger",
+            )
+        assert summary["input_rows"] == 300
+        steps = 4 + 3  # ingest, validate, aggregate, report and three transforms
+        assert fake.executions == steps
+        assert fake.sessions == 1
