@@ -628,7 +628,9 @@ class TestOutputs:
         await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
         (tmp_path / "results" / "mine.txt").write_text("the user's")
         engine.behaviour = self.produce()
-        await runner.run(spec(outputs={"/out": str(tmp_path / "results")}))
+        # Another command: the same one would come back from the engine's cache of successes.
+        changed = ["python", "-c", "print('again')"]
+        await runner.run(spec(args=changed, outputs={"/out": str(tmp_path / "results")}))
         names = sorted(p.name for p in (tmp_path / "results").iterdir())
         assert names == [".aiop-manifest.json", "a.txt", "mine.txt", "sub"]
         assert [p.name for p in tmp_path.iterdir()] == ["results"]
