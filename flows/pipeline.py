@@ -28,7 +28,7 @@ from prefect.states import Failed
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
 from agents import AgentManager
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
-from flows.history import current_record, publish_history, publish_metrics
+from flows.history import current_record, publish_history, publish_metrics, rows_so_far
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, step_cache_key
 
@@ -162,6 +162,7 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
         await progress.step_done()
         if outcome.error is not None or outcome.result is None:
             summary = _summary(options, backend, outcomes, out_dir, None)
+            summary.update(rows_so_far(outcomes))
             summary["error"] = {
                 "step": outcome.name,
                 "class": type(outcome.error).__name__,
@@ -169,6 +170,7 @@ async def _run(options: PipelineOptions) -> dict[str, Any]:
             }
             _write_json_atomically(out_dir / "summary.json", summary)
             await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
+            await publish_metrics(FLOW_NAME, summary)  # the history shows the rows counted so far
             raise PipelineFailed(
                 str(getattr(outcome.error, "message", outcome.error)),
                 step=outcome.name,
@@ -285,11 +287,19 @@ def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
 
 
 def _ui_url() -> str | None:
-    """The run's page in the Prefect UI, when a server (not the embedded one) is configured."""
-    if not os.environ.get("PREFECT_API_URL"):
+    """The run's V2 page in the Prefect UI (where charts render), when a server is configured.
+
+    Without ``PREFECT_API_URL`` the run is on the embedded server, which is gone when the
+    command ends: the console then says how to browse the run later instead.
+    """
+    if not os.environ.get("PREFECT_API_URL") or not flow_run.id:
         return None
-    url = flow_run.ui_url
-    return str(url) if url else None
+    from prefect.settings import PREFECT_UI_URL
+
+    from flows._console import flow_run_ui_url
+
+    base = PREFECT_UI_URL.value()
+    return flow_run_ui_url(str(base), flow_run.id) if base else None
 
 
 _STAGES = ("ingest", "validate", "transform", "aggregate", "report")
