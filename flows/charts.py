@@ -29,33 +29,37 @@ __all__ = ["WIDTH", "bar_chart", "gantt", "nice_ceiling", "tick_interval"]
 #: Drawing width in pixels: the artifact column of the Prefect UI at a 1400 px wide window is ~660 px.
 WIDTH = 640
 
-# Colours (Tailwind palette): white text on each bar colour has a contrast ratio of 4.5 or more.
-_BLUE = "#1d4ed8"  # completed
-_GREY = "#475569"  # cached
-_RED = "#b91c1c"  # failed, crashed, cancelled
-_LIGHT = "#f1f5f9"  # text drawn on the UI's dark code-block background
-_INK = "#111827"  # text drawn on white
+# Colours (Tailwind palette). Gantt bars are light with dark labels, drawn on dark rows: labels
+# inside a bar have a contrast ratio of 6 or more, bars against their row 3 or more, and labels
+# outside bars are light on the dark code block. Bar charts: blue bars on white.
+_BLUE = "#1d4ed8"
+_BAR_DONE = "#60a5fa"  # completed
+_BAR_CACHED = "#cbd5e1"  # cached
+_BAR_FAILED = "#f87171"  # failed, crashed, cancelled
+_ROW = "#1e293b"  # the rows the bars sit on, close to the UI's code-block background
+_LIGHT = "#f1f5f9"  # text drawn on the dark code block
+_INK = "#0f172a"  # text drawn on light bars or on white
 
 _GANTT_THEME = {
     "fontSize": "14px",
     "titleColor": _LIGHT,
     "textColor": _LIGHT,
     "gridColor": "#94a3b8",
-    "sectionBkgColor": "#334155",
-    "altSectionBkgColor": "#334155",
-    "sectionBkgColor2": "#334155",
-    "taskBkgColor": _BLUE,
-    "taskBorderColor": "#93c5fd",
-    "taskTextColor": "#ffffff",
-    "taskTextLightColor": "#ffffff",
-    "taskTextDarkColor": "#ffffff",
+    "sectionBkgColor": _ROW,
+    "altSectionBkgColor": _ROW,
+    "sectionBkgColor2": _ROW,
+    "taskBkgColor": _BAR_DONE,
+    "taskBorderColor": "#bfdbfe",
+    "taskTextColor": _INK,
+    "taskTextLightColor": _INK,
+    "taskTextDarkColor": _INK,
     "taskTextOutsideColor": _LIGHT,
-    "doneTaskBkgColor": _GREY,
-    "doneTaskBorderColor": "#cbd5e1",
-    "critBkgColor": _RED,
-    "critBorderColor": "#fca5a5",
-    "activeTaskBkgColor": _BLUE,
-    "activeTaskBorderColor": "#93c5fd",
+    "doneTaskBkgColor": _BAR_CACHED,
+    "doneTaskBorderColor": "#f1f5f9",
+    "critBkgColor": _BAR_FAILED,
+    "critBorderColor": "#fecaca",
+    "activeTaskBkgColor": _BAR_DONE,
+    "activeTaskBorderColor": "#bfdbfe",
 }
 
 _XY_THEME = {
@@ -143,7 +147,7 @@ def gantt(title: str, tasks: Sequence[tuple[str, str, int, int]]) -> str:
             "fontSize": 14,
             "sectionFontSize": 14,
             "topPadding": 44,
-            "leftPadding": 8,
+            "leftPadding": 24,
             "rightPadding": 16,
             "gridLineStartPadding": 34,
             "titleTopMargin": 22,

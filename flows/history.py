@@ -196,15 +196,16 @@ def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> st
         "| " + " | ".join("---" for _ in _COLUMNS) + " |",
         *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    timed = [r for r in reversed(records) if r.duration_s is not None]
+    # Newest first: a horizontal chart draws its first bar at the bottom, so the oldest is on top.
+    timed = [r for r in records if r.duration_s is not None]
     if timed:
         lines += [
             "",
-            "The chart draws the durations of the table (oldest run at the top). The Prefect UI"
+            "The chart draws the durations of the table, oldest run at the top. The Prefect UI"
             " draws it on its V2 pages (`/v2/...`); elsewhere its mermaid source shows instead.",
             "",
             bar_chart(
-                "Run duration (s), oldest to newest",
+                "Run duration (s), oldest at the top",
                 [r.name for r in timed],
                 [r.duration_s or 0.0 for r in timed],
                 "seconds",
