@@ -128,6 +128,13 @@ def check_prefect_ui(timeout_s: float = 3.0) -> Check:
     """
     api = (os.environ.get("PREFECT_API_URL") or "").rstrip("/")
     if not api:
+        try:  # a Prefect profile may set it
+            from prefect.settings import PREFECT_API_URL
+
+            api = (PREFECT_API_URL.value() or "").rstrip("/")
+        except Exception:  # settings that fail to load are reported by the Prefect API row
+            api = ""
+    if not api:
         return Check("Prefect UI", "SKIP", "no PREFECT_API_URL: no server UI to check", "", False)
     base = api.removesuffix("/api")
     try:
