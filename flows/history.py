@@ -190,7 +190,7 @@ def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> st
         ]
         lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
-        return "\n".join(lines) if rows else "No runs recorded yet."
+        return "\n".join(x.rstrip() for x in lines) if rows else "No runs recorded yet."
     lines = [
         "| " + " | ".join(_COLUMNS) + " |",
         "| " + " | ".join("---" for _ in _COLUMNS) + " |",
