@@ -53,13 +53,19 @@ def _notes(num: str, records: dict[str, dict[str, Any]]) -> list[str]:
     return notes
 
 
+def _short(title: str, limit: int = 44) -> str:
+    """``title`` without mermaid's separators, cut at a word boundary."""
+    text = " ".join(re.sub(r"[:#;`]", " ", title).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",") + "…"
+
+
 def _timeline_chart(by_date: dict[str, list[str]], records: dict[str, dict[str, Any]]) -> list[str]:
     """A mermaid timeline: one period per date, the decisions of that day under it."""
     lines = ["```mermaid", "timeline", "    title Decisions by date"]
     for date, nums in by_date.items():
-        events = " : ".join(
-            f"{n} {re.sub(r'[:#;]', ' ', records[n]['title'])[:48].strip()}" for n in nums
-        )
+        events = " : ".join(f"{n} {_short(records[n]['title'])}" for n in nums)
         lines.append(f"    {date} : {events}")
     return [*lines, "```"]
 
