@@ -8,8 +8,8 @@ UI merges over its theme:
 
 * a fixed drawing width close to the artifact column (:data:`WIDTH`), so text keeps its size;
 * a gantt coloured for the dark code-block background it is drawn on (the UI's strict security
-  level drops ``themeCSS``, so a gantt cannot paint its own background), with bars that carry
-  white labels;
+  level drops ``themeCSS``, so a gantt cannot paint its own background): light bars with dark
+  labels on dark rows, light text around them;
 * bar charts on their own white background, blue bars and a value axis that starts at 0.
 
 Examples:
