@@ -23,10 +23,12 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
 from adapters import AiopError, InvalidInputError, StepSpec, choose_backend
 from agents import AgentManager
+from flows._console import flow_run_ui_url
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
 from flows.options import PipelineOptions
@@ -289,15 +291,11 @@ def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
 def _ui_url() -> str | None:
     """The run's V2 page in the Prefect UI (where charts render), when a server is configured.
 
-    Without ``PREFECT_API_URL`` the run is on the embedded server, which is gone when the
-    command ends: the console then says how to browse the run later instead.
+    Without ``PREFECT_API_URL`` the run is on the embedded server, whose UI ends with the command;
+    the console then prints the address the run will have under ``prefect server start``.
     """
     if not os.environ.get("PREFECT_API_URL") or not flow_run.id:
         return None
-    from prefect.settings import PREFECT_UI_URL
-
-    from flows._console import flow_run_ui_url
-
     base = PREFECT_UI_URL.value()
     return flow_run_ui_url(str(base), flow_run.id) if base else None
 
