@@ -91,6 +91,7 @@ class LocalRunner:
         check_outputs(spec)
         with _scratch(spec.name) as scratch:
             staged, path_map, cwd = _prepare(spec, scratch)
+            on_line = _in_user_paths(on_line, spec, staged)
             args = [path_map.rewrite(a) for a in spec.args]
             if args[0] in _PYTHONS:
                 args[0] = sys.executable
@@ -287,6 +288,31 @@ async def _pump(
                 on_line(name, shown + LINE_SPLIT_MARKER if continues else shown)
         if not raw:
             return
+
+
+def _in_user_paths(
+    on_line: LineSink | None, spec: StepSpec, staged: dict[str, Path]
+) -> LineSink | None:
+    """``on_line`` with the step's scratch output folders named by where they end up.
+
+    A step sees its outputs in a scratch folder (``/tmp/aiop-<step>-.../out0/out``) that is moved
+    to the spec's host path after exit 0; log lines name that host path instead. Mount sources
+    already are the user's own paths. The first line says which host path each container path of
+    the spec's command stands for.
+    """
+    if on_line is None:
+        return None
+    sink = on_line
+    back = PathMap({str(stage): spec.outputs[source] for source, stage in staged.items()})
+    pairs = [(m.target, host) for host, m in spec.mounts.items()]
+    pairs += list(spec.outputs.items())
+    if pairs:
+        sink("engine", "local paths: " + ", ".join(f"{c} = {h}" for c, h in sorted(pairs)))
+
+    def forward(stream: Stream, line: str) -> None:
+        sink(stream, back.rewrite(line))
+
+    return forward
 
 
 def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, Path]:

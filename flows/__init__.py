@@ -1,7 +1,9 @@
 """Prefect flows and the task that runs one step.
 
 ``run_step`` is imported on first use, so that ``python -m flows.steps`` (the step code that runs
-inside containers, where Prefect is not installed) never imports Prefect.
+inside containers, where Prefect is not installed) never imports Prefect. ``quiet_prefect_defaults``
+and ``run_flow_quietly`` give a script the CLI's clean console (no telemetry races, no shutdown
+noise, one link to the run).
 
 Examples:
     >>> from flows import run_step  # doctest: +SKIP
@@ -12,12 +14,23 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from flows._console import quiet_prefect_defaults, run_flow_quietly
     from flows.step_task import StepOutcome, execute_step, run_step
 
-__all__ = ["StepOutcome", "execute_step", "run_step"]
+__all__ = [
+    "StepOutcome",
+    "execute_step",
+    "quiet_prefect_defaults",
+    "run_flow_quietly",
+    "run_step",
+]
 
 
 def __getattr__(name: str) -> Any:
+    if name in ("quiet_prefect_defaults", "run_flow_quietly"):
+        from flows import _console
+
+        return getattr(_console, name)
     if name in __all__:
         from flows import step_task
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 __all__ = [
     "describe_infrastructure_error",
     "docs_url",
+    "flow_run_ui_url",
     "print_summary",
     "quiet_prefect_defaults",
     "run_flow_quietly",
@@ -27,6 +30,19 @@ def docs_url(page: str = "") -> str:
     """The URL of a docs page, from ``AIOP_DOCS_URL`` (default: the local ``mkdocs serve``)."""
     base = os.environ.get("AIOP_DOCS_URL", DEFAULT_DOCS_URL)
     return base.rstrip("/") + "/" + page.lstrip("/")
+
+
+def flow_run_ui_url(ui_base: str, flow_run_id: object) -> str:
+    """A flow run's page in the Prefect UI's V2 front end, where its artifacts' charts render.
+
+    Prefect's own links (``/runs/flow-run/<id>``, ``/flow-runs/flow-run/<id>``) open the V1 front
+    end, which shows mermaid charts as code.
+
+    Examples:
+        >>> flow_run_ui_url("http://127.0.0.1:4200/", "0f3c")
+        'http://127.0.0.1:4200/v2/runs/flow-run/0f3c'
+    """
+    return f"{ui_base.rstrip('/')}/v2/runs/flow-run/{flow_run_id}"
 
 
 def quiet_prefect_defaults() -> None:
@@ -62,6 +78,60 @@ class _DropShutdownNoise(logging.Filter):
         return not any(n in message for n in self._NOISE)
 
 
+_V1_RUN_LINK = re.compile(r"^View at (\S+?)/(?:flow-runs|runs)/flow-run/([0-9a-f-]+)$")
+_FINISHED = re.compile(r"^Finished in state (\w+)\(.*\)$", re.DOTALL)
+
+
+class _OneLinkOneError(logging.Filter):
+    """What the console shows of a run: one link to its V2 page, and its error once, at the end.
+
+    Installed on the console handler only, so the run's logs in the UI keep every message.
+
+    * Prefect's ``View at .../runs/flow-run/<id>`` (printed twice, opening the V1 pages where
+      charts show as code) becomes one ``View at .../v2/runs/flow-run/<id>`` line.
+    * ``Finished in state Failed('<the error>')`` keeps the state and drops the error, and the
+      flow's own log of an :class:`~adapters.AiopError` is not shown: the command prints that error
+      once, as its last paragraph, with where to read more.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._links: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        link = _V1_RUN_LINK.match(message)
+        if link:
+            url = flow_run_ui_url(link[1], link[2])
+            if url in self._links:
+                return False
+            self._links.add(url)
+            record.msg, record.args = f"View at {url}", ()
+            return True
+        finished = _FINISHED.match(message)
+        if finished and finished[1] not in ("Completed", "Cached"):
+            record.msg, record.args = f"Finished in state {finished[1]}", ()
+            return True
+        if record.levelno >= logging.ERROR and record.name == "prefect.flow_runs":
+            from adapters import AiopError
+
+            args = record.args if isinstance(record.args, tuple) else ()
+            return not any(isinstance(arg, AiopError) for arg in args)
+        return True
+
+
+def _filter_console(console_filter: logging.Filter) -> None:
+    """Add ``console_filter`` to Prefect's console handler(s), on the root logger."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and console_filter not in handler.filters:
+            handler.addFilter(console_filter)
+
+
+_CONSOLE_FILTER = _OneLinkOneError()
+
+
 def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
     """Run an async flow to completion with the embedded server's noise filtered out.
 
@@ -78,6 +148,7 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
         "EventsWorker",
     ):
         logging.getLogger(name).addFilter(noise)
+    _filter_console(_CONSOLE_FILTER)
 
     async def main() -> T:
         return await start()
@@ -146,7 +217,25 @@ def print_summary(summary: dict[str, Any]) -> None:
     if summary.get("flow_run_url"):
         print(f"Flow run:   {summary['flow_run_url']}")
     else:
-        print(
-            f"Flow run:   {summary['flow_run_id']} (on the embedded server; to browse runs, start"
-            " `prefect server start` and export PREFECT_API_URL=http://127.0.0.1:4200/api)"
-        )
+        print(f"Flow run:   {flow_run_ui_url(DEFAULT_UI_URL, summary['flow_run_id'])}")
+        print(f"            (kept in {_embedded_database()}: open it after `prefect server start`)")
+
+
+#: Where ``prefect server start`` serves the UI when no port is given.
+DEFAULT_UI_URL = "http://127.0.0.1:4200"
+
+
+def _embedded_database() -> str:
+    """Where the embedded server keeps runs (the same database ``prefect server start`` reads)."""
+    try:
+        from prefect.settings import get_current_settings
+
+        url = get_current_settings().server.database.connection_url
+        text = url.get_secret_value() if url is not None else ""
+    except Exception:  # settings that fail to load: name the default place
+        text = ""
+    if text and not text.startswith("sqlite"):
+        return "Prefect's database"
+    path = text.split(":///", 1)[1] if ":///" in text else "~/.prefect/prefect.db"
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path.startswith(home + "/") else path

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 from flows._console import docs_url
+from flows.charts import bar_chart, gantt
 from flows.step_task import StepOutcome
 
 __all__ = [
@@ -39,48 +40,36 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _offsets_ms(outcomes: Sequence[StepOutcome]) -> list[tuple[int, int]]:
+    """(start, end) of each step in milliseconds since the first step started."""
+    origin = min(o.started_at for o in outcomes)
+    spans = []
+    for o in outcomes:
+        start = int((o.started_at - origin) * 1000)
+        spans.append((start, max(start + 1, start + int(o.duration_s * 1000))))
+    return spans
+
+
 def render_timeline(outcomes: Sequence[StepOutcome]) -> str:
     """A mermaid gantt chart of when each step ran (milliseconds since the first step started)."""
     if not outcomes:
         return ""
-    origin = min(o.started_at for o in outcomes)
-    lines = [
-        "```mermaid",
-        "gantt",
-        "    title Step timeline",
-        "    dateFormat x",
-        "    axisFormat %M:%S",
-        "    section steps",
-    ]
-    for i, o in enumerate(outcomes):
-        start = int((o.started_at - origin) * 1000)
-        end = max(start + 1, start + int(o.duration_s * 1000))
-        tag = (
-            "crit, "
-            if o.state not in ("Completed", "Cached")
-            else ("done, " if o.state == "Cached" else "")
-        )
-        lines.append(f"    {o.name} ({o.state}) :{tag}s{i}, {start}, {end}")
-    lines.append("```")
-    return "\n".join(lines)
+    tasks = []
+    for o, (start, end) in zip(outcomes, _offsets_ms(outcomes), strict=True):
+        tag = "" if o.state == "Completed" else ("done" if o.state == "Cached" else "crit")
+        tasks.append((f"{o.name} ({o.state})", tag, start, end))
+    return gantt("Step timeline", tasks)
 
 
 def render_durations_chart(outcomes: Sequence[StepOutcome]) -> str:
-    """A mermaid xychart of step durations in seconds."""
+    """A mermaid bar chart of step durations in seconds (axis from 0)."""
     if not outcomes:
         return ""
-    names = ", ".join(f'"{o.name}"' for o in outcomes)
-    values = ", ".join(f"{o.duration_s:.3f}" for o in outcomes)
-    return "\n".join(
-        [
-            "```mermaid",
-            "xychart-beta",
-            '    title "Step durations (s)"',
-            f"    x-axis [{names}]",
-            '    y-axis "seconds"',
-            f"    bar [{values}]",
-            "```",
-        ]
+    return bar_chart(
+        "Step durations (s)",
+        [o.name for o in outcomes],
+        [o.duration_s for o in outcomes],
+        "seconds",
     )
 
 
@@ -101,21 +90,17 @@ def _rate(outcome: StepOutcome, summary: dict[str, Any]) -> float | None:
 
 
 def render_throughput_chart(outcomes: Sequence[StepOutcome], summary: dict[str, Any]) -> str:
-    """A mermaid xychart of rows per second for each step that ran in this run."""
+    """A mermaid bar chart of rows per second for each step that ran in this run (axis from 0)."""
     rated = [(o.name, _rate(o, summary)) for o in outcomes]
     shown = [(name, rate) for name, rate in rated if rate]
     if not shown:
         return "No step ran in this run (all cached), so there is no throughput to chart."
-    return "\n".join(
-        [
-            "```mermaid",
-            "xychart-beta",
-            '    title "Rows per second"',
-            "    x-axis [" + ", ".join(f'"{name}"' for name, _ in shown) + "]",
-            '    y-axis "rows/s"',
-            "    bar [" + ", ".join(f"{rate:.0f}" for _, rate in shown) + "]",
-            "```",
-        ]
+    return bar_chart(
+        "Rows per second",
+        [name for name, _ in shown],
+        [rate for _, rate in shown],
+        "rows/s",
+        decimals=0,
     )
 
 
@@ -137,16 +122,18 @@ def render_summary(
         f" grouped by `{summary.get('group_by')}`; steps took {wall:.2f} s wall time"
         f" ({total:.2f} s summed).",
         "",
-        "| step | state | attempts | duration (s) | breaker wait (s) | exit code | rows/s |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| step | state | attempts | started at (s) | duration (s) | breaker wait (s) | exit code"
+        " | rows/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for o in outcomes:
+    starts = [start for start, _ in _offsets_ms(outcomes)] if outcomes else []
+    for o, start in zip(outcomes, starts, strict=True):
         exit_code = (
             o.result.exit_code if o.result is not None else getattr(o.error, "exit_code", "")
         )
         rate = _rate(o, summary)
         lines.append(
-            f"| {_cell(o.name)} | {o.state} | {o.attempts} | {o.duration_s:.2f} |"
+            f"| {_cell(o.name)} | {o.state} | {o.attempts} | {start / 1000:.2f} | {o.duration_s:.2f} |"
             f" {o.breaker_wait_s:.2f} | {exit_code} | {f'{rate:,.0f}' if rate else ''} |"
         )
     retries = sum(max(0, o.attempts - 1) for o in outcomes)
@@ -166,19 +153,35 @@ def render_summary(
         f" [troubleshooting]({docs_url('troubleshooting/')}) ·"
         f" [self-healing]({docs_url('explanation/self-healing/')})",
         "",
-        "## Timeline",
+        "## Charts",
+        "",
+        "The charts draw the table above. The Prefect UI draws them on a run's V2 pages"
+        " (`/v2/runs/flow-run/<id>`, Artifacts tab); elsewhere their mermaid source shows instead.",
+        "",
+        "### Timeline",
         "",
         render_timeline(outcomes),
         "",
-        "## Step durations",
+        "### Step durations",
         "",
         render_durations_chart(outcomes),
         "",
-        "## Throughput",
+        "### Throughput",
         "",
         render_throughput_chart(outcomes, summary),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _what_happened(step: str, message: str, has_tail: bool) -> str:
+    """The error as one complete sentence (its stderr lines, shown below it, taken out)."""
+    text = " ".join(message.split("; last stderr lines:", 1)[0].split()).rstrip(" :;,.")
+    if not text:
+        text = "failed without a message"
+    if text[:1].islower() and not text.startswith(("step ", f"{step}:")):
+        text = f"step `{step}` {text}"
+    sentence = _cell(text[:1].upper() + text[1:]) + "."
+    return sentence + (" Its last stderr lines are below." if has_tail else "")
 
 
 def render_failure(step: str, error: BaseException | None, flow_run_name: str) -> str:
@@ -193,7 +196,7 @@ def render_failure(step: str, error: BaseException | None, flow_run_name: str) -
         "",
         f"**Error class**: `{name}`",
         "",
-        f"**What happened**: {_cell(message.splitlines()[0] if message else '')}",
+        f"**What happened**: {_what_happened(step, message, bool(tail))}",
         "",
     ]
     if tail:

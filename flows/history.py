@@ -13,8 +13,14 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+from flows.charts import bar_chart
+
+if TYPE_CHECKING:
+    from flows.step_task import StepOutcome
 
 __all__ = [
     "RunRecord",
@@ -23,6 +29,7 @@ __all__ = [
     "publish_metrics",
     "read_history",
     "render_history",
+    "rows_so_far",
 ]
 
 DEFAULT_FLOW = "data-pipeline"
@@ -60,6 +67,24 @@ def current_record(summary: dict[str, Any], name: str, started: Any, state: str)
         retries=sum(max(0, int(s.get("attempts", 0)) - 1) for s in steps),
         backend=summary.get("backend"),
     )
+
+
+def rows_so_far(outcomes: Sequence[StepOutcome]) -> dict[str, int]:
+    """The row counts the ``validate`` step recorded, for a run that failed after it.
+
+    A run that stops before ``report`` has no final summary, but ``validate`` already counted its
+    rows (``validate.json`` in its output folder); the history shows those instead of blanks.
+    """
+    for outcome in outcomes:
+        if outcome.name != "validate" or outcome.result is None:
+            continue
+        for folder in outcome.result.outputs.values():
+            facts_file = Path(folder) / "validate.json"
+            if facts_file.is_file():
+                facts = json.loads(facts_file.read_text(encoding="utf-8"))
+                keys = ("input_rows", "valid_rows", "quarantined_rows")
+                return {k: int(facts[k]) for k in keys if isinstance(facts.get(k), int)}
+    return {}
 
 
 def metrics_key(flow: str) -> str:
@@ -165,23 +190,28 @@ def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> st
         ]
         lines = ["  ".join(c.ljust(w) for c, w in zip(_COLUMNS, widths, strict=True))]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
-        return "\n".join(lines) if rows else "No runs recorded yet."
+        return "\n".join(x.rstrip() for x in lines) if rows else "No runs recorded yet."
     lines = [
         "| " + " | ".join(_COLUMNS) + " |",
         "| " + " | ".join("---" for _ in _COLUMNS) + " |",
         *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    timed = [r for r in reversed(records) if r.duration_s is not None]
+    # Newest first: a horizontal chart draws its first bar at the bottom, so the oldest is on top.
+    timed = [r for r in records if r.duration_s is not None]
     if timed:
         lines += [
             "",
-            "```mermaid",
-            "xychart-beta",
-            '    title "Run duration (s), oldest to newest"',
-            "    x-axis [" + ", ".join(f'"{r.name}"' for r in timed) + "]",
-            '    y-axis "seconds"',
-            "    bar [" + ", ".join(f"{r.duration_s:.2f}" for r in timed) + "]",
-            "```",
+            "The chart draws the durations of the table, oldest run at the top. The Prefect UI"
+            " draws it on its V2 pages (`/v2/...`); elsewhere its mermaid source shows instead.",
+            "",
+            bar_chart(
+                "Run duration (s), oldest at the top",
+                [r.name for r in timed],
+                [r.duration_s or 0.0 for r in timed],
+                "seconds",
+                decimals=2,
+                horizontal=True,
+            ),
         ]
     return "\n".join(lines) + "\n"
 

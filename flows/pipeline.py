@@ -23,6 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
@@ -30,9 +31,10 @@ from adapters.ownership import claim, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run
 from agents import AgentManager
+from flows._console import flow_run_ui_url
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
-from flows.history import current_record, publish_history, publish_metrics
+from flows.history import current_record, publish_history, publish_metrics, rows_so_far
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, step_cache_key
 
@@ -196,6 +198,7 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
         await progress.step_done()
         if outcome.error is not None or outcome.result is None:
             summary = _summary(options, backend, outcomes, out_dir, None)
+            summary.update(rows_so_far(outcomes))
             summary["error"] = {
                 "step": outcome.name,
                 "class": type(outcome.error).__name__,
@@ -203,6 +206,7 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
             }
             _write_json_atomically(out_dir / "summary.json", summary)
             await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
+            await publish_metrics(FLOW_NAME, summary)  # the history shows the rows counted so far
             raise PipelineFailed(
                 str(getattr(outcome.error, "message", outcome.error)),
                 step=outcome.name,
@@ -319,11 +323,16 @@ def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
 
 
 def _ui_url() -> str | None:
-    """The run's page in the Prefect UI, when a server (not the embedded one) is configured."""
-    if not os.environ.get("PREFECT_API_URL"):
+    """The run's V2 page in the Prefect UI (where charts render), when a server is configured.
+
+    Without ``PREFECT_API_URL`` the run is on the embedded server, whose UI ends with the command;
+    the console then prints the address the run will have under ``prefect server start``.
+    """
+    if not os.environ.get("PREFECT_API_URL") or not flow_run.id:
         return None
-    url = flow_run.ui_url
-    return redact_url(str(url)) if url else None  # a URL with credentials keeps them out
+    base = PREFECT_UI_URL.value()
+    # a URL with credentials keeps them out
+    return redact_url(flow_run_ui_url(str(base), flow_run.id)) if base else None
 
 
 _STAGES = ("ingest", "validate", "transform", "aggregate", "report")

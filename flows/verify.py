@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import http.client
+import json
 import os
 import shutil
 import subprocess
@@ -137,6 +138,50 @@ def _health_request(url: str) -> urllib.request.Request:
     return request
 
 
+def check_prefect_ui(timeout_s: float = 3.0) -> Check:
+    """The server's UI calls the same API as PREFECT_API_URL (else its pages stay blank).
+
+    ``prefect server start --port P`` serves a UI that still calls ``http://127.0.0.1:4200/api``
+    unless ``PREFECT_SERVER_UI_API_URL`` is set; the UI's ``/ui-settings`` says which API it calls.
+    Reported, not required: runs work either way.
+    """
+    api = (os.environ.get("PREFECT_API_URL") or "").rstrip("/")
+    if not api:
+        try:  # a Prefect profile may set it
+            from prefect.settings import PREFECT_API_URL
+
+            api = (PREFECT_API_URL.value() or "").rstrip("/")
+        except Exception:  # settings that fail to load are reported by the Prefect API row
+            api = ""
+    if not api:
+        return Check("Prefect UI", "SKIP", "no PREFECT_API_URL: no server UI to check", "", False)
+    base = api.removesuffix("/api")
+    try:
+        with urllib.request.urlopen(f"{base}/ui-settings", timeout=timeout_s) as reply:
+            settings = json.load(reply)
+    except (OSError, ValueError) as exc:
+        return Check("Prefect UI", "SKIP", f"{base}/ui-settings did not answer ({exc})", "", False)
+    ui_api = str(settings.get("api_url") or "").rstrip("/")
+    if ui_api.replace("//localhost:", "//127.0.0.1:") == api.replace(
+        "//localhost:", "//127.0.0.1:"
+    ):
+        return Check("Prefect UI", "PASS", f"{base}/v2 calls {ui_api}", required=False)
+    return Check(
+        "Prefect UI",
+        "FAIL",
+        f"the UI at {base} calls the API at {ui_api or '(none)'}, not {api}: its pages stay blank",
+        f"restart the server with PREFECT_SERVER_UI_API_URL={api} (read"
+        f" {_docs('troubleshooting/')}#prefect-ui-blank)",
+        required=False,
+    )
+
+
+def _docs(page: str) -> str:
+    from flows._console import docs_url
+
+    return docs_url(page)
+
+
 def check_engine() -> Check:
     """Which Dagger engine would run steps, or which part is missing (reported, not required).
 
@@ -240,6 +285,7 @@ def run_checks(*, include_docs: bool = True) -> list[Check]:
         check_python,
         check_packages,
         check_prefect_api,
+        check_prefect_ui,
         check_engine,
         lambda: check_runner("local"),
         lambda: check_runner("dagger"),

@@ -21,8 +21,8 @@ INDEX_HEAD = """# Architecture decisions
 Sources live in the repository's `adr/` folder; new ones start from the [template](template.md).
 See also the [timeline](timeline.md).
 
-| ADR | Title | Status | Date |
-| --- | --- | --- | --- |"""
+| ADR | Title | Status | Date | Supersedes / superseded by |
+| --- | --- | --- | --- | --- |"""
 
 
 def _folder(config: MkDocsConfig) -> Path:
@@ -31,29 +31,71 @@ def _folder(config: MkDocsConfig) -> Path:
 
 def _record(path: Path) -> dict[str, Any]:
     body, meta = get_data(path.read_text(encoding="utf-8"))
-    title = re.search(r"^# +(.+)$", body, re.MULTILINE)
+    heading = re.search(r"^# +(.+)$", body, re.MULTILINE)
+    # Headings read "# 0001. Title": the number is shown once, as the link.
+    title = re.sub(r"^\d{4}\.?\s*", "", heading[1]).strip() if heading else path.stem
     sup = meta.get("supersedes") or []
     return {
+        "number": path.name[:4],
         "link": f"[{path.name[:4]}]({path.name})",
-        "title": title[1] if title else path.stem,
-        "status": meta.get("status", "proposed"),
+        "title": title,
+        "status": str(meta.get("status", "proposed")),
         "date": str(meta.get("date", "undated")),
         "supersedes": [f"{int(n):04d}" for n in (sup if isinstance(sup, list) else [sup])],
     }
 
 
+def _notes(num: str, records: dict[str, dict[str, Any]]) -> list[str]:
+    """Supersedes links, both directions."""
+    r = records[num]
+    notes = [f"supersedes {records[n]['link']}" for n in r["supersedes"] if n in records]
+    notes += [f"superseded by {o['link']}" for o in records.values() if num in o["supersedes"]]
+    return notes
+
+
+def _short(title: str, limit: int = 44) -> str:
+    """``title`` without mermaid's separators, cut at a word boundary."""
+    text = " ".join(re.sub(r"[:#;`]", " ", title).split())
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",") + "…"
+
+
+def _timeline_chart(by_date: dict[str, list[str]], records: dict[str, dict[str, Any]]) -> list[str]:
+    """A mermaid timeline: one period per date, the decisions of that day under it."""
+    lines = ["```mermaid", "timeline", "    title Decisions by date"]
+    for date, nums in by_date.items():
+        events = " : ".join(f"{n} {_short(records[n]['title'])}" for n in nums)
+        lines.append(f"    {date} : {events}")
+    return [*lines, "```"]
+
+
 def _pages(records: dict[str, dict[str, Any]]) -> tuple[str, str]:
     index = [INDEX_HEAD] + [
         f"| {r['link']} | {r['title']} | {r['status']} | {r['date']} |"
-        for _, r in sorted(records.items())
+        + (f" {'; '.join(_notes(num, records))} |" if _notes(num, records) else " |")
+        for num, r in sorted(records.items())
     ]
-    timeline = ["# Decision timeline", ""]
+    by_date: dict[str, list[str]] = {}
     for num, r in sorted(records.items(), key=lambda item: (item[1]["date"], item[0])):
-        notes = [f"supersedes {records[n]['link']}" for n in r["supersedes"] if n in records]
-        notes += [f"superseded by {o['link']}" for o in records.values() if num in o["supersedes"]]
-        line = f"- **{r['date']}** {r['link']} {r['title']}: {r['status']}"
-        timeline.append(line + "".join(f"; {n}" for n in notes))
-    return "\n".join([*index, ""]), "\n".join([*timeline, ""])
+        by_date.setdefault(r["date"], []).append(num)
+    timeline = [
+        "# Decision timeline",
+        "",
+        "Every decision by the day it was taken, with its status and what it replaced. Sources"
+        " and the [index](index.md) list the same records.",
+        "",
+        *_timeline_chart(by_date, records),
+        "",
+    ]
+    for date, nums in by_date.items():
+        timeline += [f"## {date}", ""]
+        for num in nums:
+            r = records[num]
+            notes = "".join(f"; {n}" for n in _notes(num, records))
+            timeline.append(f"- {r['link']} **{r['title']}** · *{r['status']}*{notes}")
+        timeline.append("")
+    return "\n".join([*index, ""]), "\n".join(timeline)
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:

@@ -70,3 +70,24 @@ def test_troubleshooting_anchor_exists_and_is_scrolled_to(
     expect(section).to_be_in_viewport()
     _shot(offline, screenshots, "troubleshooting-step-failed")
     assert not offline.blocked, offline.blocked
+
+
+def test_adr_timeline_draws_the_decisions_by_date(
+    docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()
+    page.goto(f"{docs_server}adr/timeline/")
+    expect(page.locator("h1")).to_contain_text("Decision timeline")
+    drawn = page.locator("div.mermaid svg")  # inside the (test-opened) shadow root
+    expect(drawn.first).to_be_visible()
+    box = drawn.first.bounding_box()
+    assert box is not None and box["width"] > 300 and box["height"] > 100, box
+    dates = page.locator("h2", has_text="2026-11-")
+    assert dates.count() >= 2, dates.all_inner_texts()
+    entry = page.locator("li", has_text="One plain-data step contract")
+    expect(entry).to_contain_text("accepted")
+    assert "0001 0001" not in page.locator("article").inner_text()
+    _shot(offline, screenshots, "adr-timeline", full_page=True)
+    assert not offline.blocked, offline.blocked

@@ -13,6 +13,7 @@ because the UI otherwise calls the API on the default port 4200, not the one giv
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.browser._legibility import Chart, measure
 from tests.browser._support import (
     PYTHON,
     ROOT,
@@ -49,10 +51,11 @@ class Server:
 
 @dataclass(frozen=True)
 class Run:
-    """One finished pipeline run."""
+    """One finished pipeline run, with the link the console printed for it."""
 
     id: str
     name: str
+    link: str
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +105,8 @@ def _run_pipeline(server: Server, docs: str, number: int) -> Run:
     run_id = json.loads((work / "out" / "summary.json").read_text(encoding="utf-8"))["flow_run_id"]
     with urllib.request.urlopen(f"{server.api}/flow_runs/{run_id}", timeout=10) as response:
         name = json.load(response)["name"]
-    return Run(id=run_id, name=name)
+    (printed,) = [x for x in done.stdout.splitlines() if x.startswith("Flow run:")]
+    return Run(id=run_id, name=name, link=printed.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +142,8 @@ def _open_artifact_of_run(page: Page, server: Server, run: Run, key: str) -> Loc
     """Open the run's page, its Artifacts tab, then the artifact; returns the rendered markdown."""
     from playwright.sync_api import expect
 
-    page.goto(f"{server.ui}/runs/flow-run/{run.id}")
+    page.goto(run.link)  # exactly what the console printed
+    expect(page).to_have_url(re.compile(rf"^{re.escape(server.ui)}/runs/flow-run/{run.id}"))
     expect(page.get_by_text(run.name).first).to_be_visible()
     page.get_by_role("tab", name="Artifacts").click()
     page.locator('a[href*="/artifacts/artifact/"]', has_text=key).click()
@@ -148,18 +153,54 @@ def _open_artifact_of_run(page: Page, server: Server, run: Run, key: str) -> Loc
     return markdown
 
 
-def _expect_chart(markdown: Locator, kind: str, count: int = 1) -> None:
-    """``count`` mermaid diagrams of ``kind`` (gantt, xychart), each drawn as a non-empty SVG."""
+def _expect_chart(
+    markdown: Locator, kind: str, count: int = 1, *, shots: Path | None = None, name: str = ""
+) -> list[Chart]:
+    """``count`` mermaid diagrams of ``kind`` (gantt, xychart), each drawn; returns their measures.
+
+    With ``shots``, each chart is screenshotted as ``<name>-<kind>-<n>.png`` there.
+    """
     from playwright.sync_api import expect
 
     charts = markdown.locator(f'svg[aria-roledescription="{kind}"]')
     expect(charts).to_have_count(count)
+    measured = []
     for index in range(count):
         chart = charts.nth(index)
         expect(chart).to_be_visible()
         box = chart.bounding_box()
         assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
         assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
+        measured.append(measure(chart))
+        if shots is not None:
+            _shot_element(chart, shots, f"{name}-{kind}-{index}")
+    return measured
+
+
+def _shot_element(element: Locator, folder: Path, name: str) -> None:
+    path = folder / f"{name}.png"
+    element.screenshot(path=str(path))
+    print(f"screenshot: {path}")
+
+
+def _assert_legible(chart: Chart, *, min_font_px: float) -> None:
+    """Every text readable (size, WCAG contrast 4.5) and every bar distinct from its background."""
+    bad = chart.illegible(min_font_px=min_font_px)
+    assert not bad, f"illegible texts in the {chart.kind} chart: {bad}"
+    assert chart.bar_contrasts, f"no bars measured in the {chart.kind} chart"
+    faint = [c for c in chart.bar_contrasts if c < 3.0]
+    assert not faint, f"{chart.kind} bars barely differ from their background: {faint}"
+
+
+def _value_axis_minimum(chart: Chart) -> float:
+    numbers = []
+    for t in chart.texts:
+        try:
+            numbers.append(float(t.text.replace(",", "")))
+        except ValueError:
+            continue
+    assert numbers, chart.texts
+    return min(numbers)
 
 
 def test_run_summary_renders_a_table_charts_and_docs_links(
@@ -172,9 +213,30 @@ def test_run_summary_renders_a_table_charts_and_docs_links(
     row = summary.locator("table tr", has_text="transform-0")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Completed")
-    _expect_chart(summary, "gantt")
-    _expect_chart(summary, "xychart", count=2)  # step durations and rows per second
+    (timeline,) = _expect_chart(summary, "gantt", shots=screenshots, name="run-summary")
+    bars = _expect_chart(summary, "xychart", count=2, shots=screenshots, name="run-summary")
     _shot(page, screenshots, "run-summary", full_page=True)
+    # Legible at the UI's default width: the timeline is tall enough for its six steps, its
+    # title, step labels and axis are readable on the dark code block they are drawn on.
+    assert timeline.height >= 6 * 30, timeline
+    _assert_legible(timeline, min_font_px=10)  # axis ticks are 10 px
+    labels = [t for t in timeline.texts if "(Completed)" in t.text or t.text == "Step timeline"]
+    assert len(labels) == 7 and min(t.font_px for t in labels) >= 13, labels
+    for chart in bars:  # step durations and rows per second
+        _assert_legible(chart, min_font_px=12)
+        assert _value_axis_minimum(chart) == 0, chart.texts
+
+    # A user on the V1 UI (Prefect's own links) gets the same artifact with the table first and
+    # the charts as their source below it.
+    v1 = offline.context.new_page()
+    v1.goto(page.url.replace("/v2/artifacts/", "/artifacts/", 1).split("?", 1)[0])
+    table = v1.locator("table", has_text="transform-0")
+    expect(table.first).to_be_visible()
+    code = v1.get_by_text("gantt", exact=False).first
+    expect(code).to_be_visible()
+    table_box, code_box = table.first.bounding_box(), code.bounding_box()
+    assert table_box and code_box and table_box["y"] < code_box["y"], (table_box, code_box)
+    _shot(v1, screenshots, "run-summary-v1", full_page=True)
 
     for page_path in ("guides/data-pipeline/", "troubleshooting/", "explanation/self-healing/"):
         expect(summary.locator(f'a[href="{docs_server}{page_path}"]')).to_have_count(1)
@@ -207,8 +269,11 @@ def test_history_shows_a_table_of_both_runs(
         row = history.locator("table tbody tr", has_text=run.name)
         expect(row).to_have_count(1)
         expect(row).to_contain_text("3000")  # input_rows, from the run's metrics artifact
-    _expect_chart(history, "xychart")
+    (chart,) = _expect_chart(history, "xychart", shots=screenshots, name="history")
     _shot(page, screenshots, "history", full_page=True)
+    _assert_legible(chart, min_font_px=12)
+    assert _value_axis_minimum(chart) == 0, chart.texts  # durations measured from 0
+    assert {run.name for run in runs} <= {t.text for t in chart.texts}  # bars named by run
 
 
 def test_deployment_description_links_into_the_docs(

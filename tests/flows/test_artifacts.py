@@ -44,7 +44,7 @@ class TestSummary:
     def test_has_rows_steps_outputs_and_docs_links(self) -> None:
         text = render_summary(SUMMARY, OUTCOMES, "brave-otter")
         assert "**1000** rows in, **990** valid, **10** quarantined" in text
-        assert "| validate | Completed | 3 | 1.50 | 0.00 | 0 | 667 |" in text
+        assert "| validate | Completed | 3 | 0.50 | 1.50 | 0.00 | 0 | 667 |" in text
         assert "| report | Cached | 0 |" in text
         assert "Retries: 2. Time waiting on open circuit breakers: 0.00 s." in text
         assert "`/o/aggregates.csv`" in text
@@ -68,7 +68,7 @@ class TestSummary:
             breaker_wait_s=2.5,
         )
         text = render_summary(SUMMARY, [waited], "x")
-        assert "| ingest | Completed | 3 | 4.00 | 2.50 |" in text
+        assert "| ingest | Completed | 3 | 0.00 | 4.00 | 2.50 |" in text
         assert "Time waiting on open circuit breakers: 2.50 s." in text
 
     def test_throughput_chart_skips_cached_steps(self) -> None:
@@ -92,6 +92,35 @@ class TestCharts:
         assert 'x-axis ["ingest", "validate", "report"]' in text
         assert "bar [0.500, 1.500, 0.200]" in text
 
+    def test_charts_carry_a_legible_config_and_bars_start_at_zero(self) -> None:
+        import json
+
+        text = render_summary(SUMMARY, OUTCOMES, "x")
+        configs = [
+            json.loads(line.removeprefix("config: "))
+            for line in text.splitlines()
+            if line.startswith("config: ")
+        ]
+        assert len(configs) == 3, text
+        timeline, durations, throughput = configs
+        assert timeline["gantt"]["useWidth"] <= 660 and timeline["gantt"]["barHeight"] >= 24
+        assert timeline["themeVariables"]["titleColor"] == "#f1f5f9"  # on the dark code block
+        for chart in (durations, throughput):
+            assert chart["themeVariables"]["xyChart"]["plotColorPalette"] != "#FFF4DD"
+            assert chart["xyChart"]["width"] <= 660
+        assert 'y-axis "seconds" 0 --> 2' in text and 'y-axis "rows/s" 0 --> 2000' in text
+
+    def test_history_chart_starts_at_zero_with_run_names_down_the_side(self) -> None:
+        from flows.history import RunRecord, render_history
+
+        records = [
+            RunRecord(f"run-{i}", "Completed", "", d, 10, 9, 1, 0, "local")
+            for i, d in enumerate((12.5, 13.0))
+        ]
+        text = render_history(records)
+        assert text.index("| run-0 |") < text.index("```mermaid")  # the table comes first
+        assert "xychart-beta horizontal" in text and 'y-axis "seconds" 0 --> 20' in text
+
     def test_no_steps_no_chart(self) -> None:
         assert render_timeline([]) == "" and render_durations_chart([]) == ""
 
@@ -106,6 +135,19 @@ class TestFailure:
         assert "bad row 7" in text
         assert "(http://docs.test/troubleshooting/#step-failed)" in text
         assert "(http://docs.test/?q=StepFailedError)" in text
+
+    def test_what_happened_is_a_full_sentence_before_the_stderr_block(self) -> None:
+        error = StepFailedError(
+            "exited with code 1; last stderr lines:\nboom",
+            step="transform-0",
+            exit_code=1,
+            stderr_tail="boom",
+        )
+        text = render_failure("transform-0", error, "r")
+        assert (
+            "**What happened**: Step `transform-0` exited with code 1. Its last stderr lines are"
+            " below.\n" in text
+        )
 
     def test_infrastructure_error_links_its_own_anchor(self) -> None:
         text = render_failure("ingest", StepTimeoutError("too slow", timeout_s=1), "r")

@@ -175,7 +175,13 @@ def test_cli_default_run_is_clean_and_exits_0(prefect_api_url: str, tmp_path: Pa
     assert done.returncode == 0, console
     assert "Traceback" not in console and "| ERROR" not in console
     assert "Pipeline finished: 2000 rows in" in done.stdout
-    assert "/flow-runs/flow-run/" in done.stdout  # a link to the run in the UI
+    # One link to the run, on the V2 UI where its charts render (V1 links show them as code).
+    base = prefect_api_url.removesuffix("/api")
+    (link,) = [x for x in done.stdout.splitlines() if x.startswith("Flow run:")]
+    assert link.split()[-1].startswith(f"{base}/v2/runs/flow-run/"), link
+    view_at = [x for x in console.splitlines() if "View at " in x]
+    assert len(view_at) == 1 and view_at[0].endswith(link.split()[-1]), view_at
+    assert "/flow-runs/flow-run/" not in console and f"{base}/runs/" not in console, console
     assert (tmp_path / "o" / "summary.json").is_file()
 
 

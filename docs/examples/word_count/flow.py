@@ -5,14 +5,13 @@ Run it from this folder: ``python flow.py text.txt`` (add ``AIOP_BACKEND=local``
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
 from prefect import flow
 
 from adapters import StepSpec
-from flows import run_step
+from flows import quiet_prefect_defaults, run_flow_quietly, run_step
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,4 +41,6 @@ async def word_count(text_file: str, output_dir: str = "output/word-count") -> i
 
 
 if __name__ == "__main__":
-    print(asyncio.run(word_count(sys.argv[1])))
+    # The CLI's set-up: no telemetry racing the embedded server's first start, no shutdown noise.
+    quiet_prefect_defaults()
+    print(run_flow_quietly(lambda: word_count(sys.argv[1])))
