@@ -125,10 +125,10 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
     return Check("Prefect API", "PASS" if ok else "FAIL", f"{shown} answers", "")
 
 
-def _health_request(url: str) -> urllib.request.Request:
-    """A GET of ``<url>/health``; credentials in the URL become a basic-auth header (urllib
+def _health_request(url: str, path: str = "/health") -> urllib.request.Request:
+    """A GET of ``<url><path>``; credentials in the URL become a basic-auth header (urllib
     cannot take them in the URL)."""
-    parts = urllib.parse.urlsplit(url.rstrip("/") + "/health")
+    parts = urllib.parse.urlsplit(url.rstrip("/") + path)
     userinfo, at, host = parts.netloc.rpartition("@")
     request = urllib.request.Request(urllib.parse.urlunsplit(parts._replace(netloc=host)))
     if at:
@@ -155,25 +155,39 @@ def check_prefect_ui(timeout_s: float = 3.0) -> Check:
             api = ""
     if not api:
         return Check("Prefect UI", "SKIP", "no PREFECT_API_URL: no server UI to check", "", False)
-    base = api.removesuffix("/api")
+    secret_base = api.removesuffix("/api")
+    base = redact_url(secret_base)  # what is shown: never the URL's credentials
     try:
-        with urllib.request.urlopen(f"{base}/ui-settings", timeout=timeout_s) as reply:
+        request = _health_request(secret_base, "/ui-settings")
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
             settings = json.load(reply)
     except (OSError, ValueError) as exc:
-        return Check("Prefect UI", "SKIP", f"{base}/ui-settings did not answer ({exc})", "", False)
-    ui_api = str(settings.get("api_url") or "").rstrip("/")
-    if ui_api.replace("//localhost:", "//127.0.0.1:") == api.replace(
-        "//localhost:", "//127.0.0.1:"
-    ):
+        why = redact_urls(str(exc), secret_base)
+        return Check("Prefect UI", "SKIP", f"{base}/ui-settings did not answer ({why})", "", False)
+    ui_api = redact_url(str(settings.get("api_url") or "").rstrip("/"))
+    shown_api = redact_url(api)
+    if _same_api(ui_api, api):
         return Check("Prefect UI", "PASS", f"{base}/v2 calls {ui_api}", required=False)
     return Check(
         "Prefect UI",
         "FAIL",
-        f"the UI at {base} calls the API at {ui_api or '(none)'}, not {api}: its pages stay blank",
-        f"restart the server with PREFECT_SERVER_UI_API_URL={api} (read"
+        f"the UI at {base} calls the API at {ui_api or '(none)'}, not {shown_api}: its pages stay"
+        " blank",
+        f"restart the server with PREFECT_SERVER_UI_API_URL={shown_api} (read"
         f" {_docs('troubleshooting/')}#prefect-ui-blank)",
         required=False,
     )
+
+
+def _same_api(ui_api: str, api: str) -> bool:
+    """Whether two API URLs name the same server (credentials and localhost spelling aside)."""
+
+    def plain(url: str) -> str:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.netloc.rpartition("@")[2].replace("localhost", "127.0.0.1")
+        return urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/")
+
+    return plain(ui_api) == plain(api)
 
 
 def _docs(page: str) -> str:
