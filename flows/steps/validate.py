@@ -64,6 +64,7 @@ __all__ = ["InvariantError", "run"]
 SAMPLE_MIN = 100_000
 SAMPLE_FRACTION = 0.03
 MAX_GROUP_VALUES = 50
+BATCH_COLUMNS = 100
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
     "UNQUOTED VALUE": "malformed quoting (a quote inside an unquoted field or an unclosed quote)",
@@ -114,33 +115,81 @@ def _sample_size(path: Path, size: int) -> int:
 def _class_counts(
     con: Any, path: Path, n: int, limit: int | None
 ) -> tuple[int, list[dict[str, int]]]:
-    """Records read and, per column, values per class, over the first ``limit`` records."""
+    """Records read and, per column, values per class, over the first ``limit`` records.
+
+    The values are unpivoted into one column first, so the query has the same size for
+    any number of columns (time grows with the number of cells, not columns squared).
+    """
     rows = records_sql(path, n) + (f" LIMIT {int(limit)}" if limit else "")
-    trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
-    hist = ", ".join(f"histogram({sql_classify(f't{i}')})" for i in range(n))
-    got, *hists = con.execute(
-        f"SELECT count(*), {hist} FROM (SELECT {trimmed} FROM (SELECT * FROM {rows}))"
-    ).fetchone()
-    return int(got), [{k: int(v) for k, v in (h or {}).items() if k is not None} for h in hists]
+    got = con.execute(f"SELECT count(*) FROM (SELECT c0 FROM {rows})").fetchone()[0]
+    classes = con.execute(
+        f"SELECT col, cls, count(*) FROM (SELECT col, {sql_classify('t')} AS cls FROM ("
+        f"SELECT col, {sql_trimmed('v')} AS t FROM (UNPIVOT (SELECT * FROM {rows}) "
+        "ON COLUMNS(*) INTO NAME col VALUE v))) WHERE cls IS NOT NULL GROUP BY ALL"
+    ).fetchall()
+    counts: list[dict[str, int]] = [{} for _ in range(n)]
+    for col, cls, count in classes:
+        counts[int(str(col)[1:])][str(cls)] = int(count)
+    return int(got), counts
+
+
+def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> str:
+    """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``."""
+    parsed = sql_parse_select([(f"c{i}", types[i]) for i in cols], source)
+    # sql_parse_select numbers its outputs 0..len(cols)-1; map them back to column indexes.
+    typed = [(j, i) for j, i in enumerate(cols) if types[i] != "string"]
+    if typed:
+        # Flat lists, not chains of OR/CASE: a chain as deep as the number of columns makes
+        # DuckDB's planner slow (quadratic) and, at thousands of columns, overflow its stack.
+        items = ", ".join(f"CASE WHEN f{j} THEN {i} END" for j, i in typed)
+        vals = ", ".join(f"CASE WHEN f{j} THEN c{j} END" for j, _ in typed)
+        fails = f"nullif(list_filter([{items}], lambda x: x IS NOT NULL), [])"
+        badval = f"list_filter([{vals}], lambda x: x IS NOT NULL)[1]"
+    else:
+        fails, badval = "CAST(NULL AS INTEGER[])", "CAST(NULL AS VARCHAR)"
+    out = ", ".join(f"p{j} AS p{i}" for j, i in enumerate(cols))
+    return f"SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})"
 
 
 def _write_staging(con: Any, path: Path, types: Sequence[str], staging: Path, rej: str) -> None:
-    """Typed pass: parse every value into ``p0..``; failing columns per row (``_fails``)."""
+    """Typed pass: parse every value into ``p0..``; failing columns per row (``_fails``).
+
+    Up to :data:`BATCH_COLUMNS` columns are parsed in one query straight from the file.
+    Wider files are read once into a table, parsed in batches of columns (each query
+    stays small) and the batches joined back by position, so the work grows with the
+    number of cells.
+    """
     n = len(types)
-    parsed = sql_parse_select([(f"c{i}", types[i]) for i in range(n)], records_sql(path, n, rej))
-    typed = [i for i in range(n) if types[i] != "string"]
-    if typed:
-        items = ", ".join(f"CASE WHEN f{i} THEN {i} END" for i in typed)
-        any_fail = " OR ".join(f"f{i}" for i in typed)
-        fails = f"CASE WHEN {any_fail} THEN list_filter([{items}], lambda x: x IS NOT NULL) END"
-        badval = "CASE " + " ".join(f"WHEN f{i} THEN c{i}" for i in typed) + " END"
-    else:
-        fails, badval = "CAST(NULL AS INTEGER[])", "CAST(NULL AS VARCHAR)"
-    out = ", ".join(f"p{i}" for i in range(n))
+    target = quote_literal(str(staging))
+    if n <= BATCH_COLUMNS:
+        select = _staging_select(types, range(n), records_sql(path, n, rej))
+        con.execute(f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION snappy)")
+        return
     con.execute(
-        f"COPY (SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})) "
-        f"TO {quote_literal(str(staging))} (FORMAT parquet, COMPRESSION snappy)"
+        f"CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM {records_sql(path, n, rej)}"
     )
+    parts = []
+    for b, lo in enumerate(range(0, n, BATCH_COLUMNS)):
+        cols = range(lo, min(n, lo + BATCH_COLUMNS))
+        source = f"(SELECT {', '.join(f'c{i}' for i in cols)} FROM raw_records)"
+        part = staging.with_name(f"{staging.stem}-{b}.parquet")
+        select = _staging_select(types, cols, source)
+        select = select.replace("AS _fails,", f"AS _fails{b},").replace(
+            "AS _badval FROM", f"AS _badval{b} FROM"
+        )
+        con.execute(f"COPY ({select}) TO {quote_literal(str(part))} (FORMAT parquet)")
+        parts.append(part)
+    con.execute("DROP TABLE raw_records")
+    joined = " POSITIONAL JOIN ".join(f"read_parquet({quote_literal(str(p))})" for p in parts)
+    fails = ", ".join(f"coalesce(_fails{b}, [])" for b in range(len(parts)))
+    badval = ", ".join(f"_badval{b}" for b in range(len(parts)))
+    cols_out = ", ".join(f"p{i}" for i in range(n))
+    con.execute(
+        f"COPY (SELECT {cols_out}, nullif(flatten([{fails}]), []) AS _fails, "
+        f"coalesce({badval}) AS _badval FROM {joined}) TO {target} (FORMAT parquet, COMPRESSION snappy)"
+    )
+    for part in parts:
+        part.unlink()
 
 
 def _staging_stats(con: Any, staging: Path, n: int) -> tuple[int, list[int], list[int]]:

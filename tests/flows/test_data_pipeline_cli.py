@@ -30,12 +30,30 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("make_args", "expected"),
     [
-        (lambda d: ["--input", str(d / "missing.csv")], "no such file"),
-        (lambda d: ["--input", str(write(d / "empty.csv", b""))], "the file is empty"),
+        (lambda d: ["--input", str(d / "missing.csv")], "does not exist"),
+        (lambda d: ["--input", str(write(d / "empty.csv", b""))], "is empty"),
         (lambda d: ["--input", str(write(d / "bin.csv", b"a,b\n\x00\x01\x02"))], "looks binary"),
         (lambda d: ["--input", str(write(d / "l1.csv", b"a,b\n\xe9t\xe9,1\n"))], "is not UTF-8"),
         (lambda d: ["--input", str(d)], "not a regular file"),
-        (lambda d: ["--input", str(write(d / "dup.csv", b"a,a\n1,2\n"))], "names a column twice"),
+        (lambda d: ["--input", str(write(d / "case.csv", b"id,ID\n1,2\n"))], "case-insensitively"),
+        (
+            lambda d: ["--input", str(write(d / "pad.csv", b'" grp ",v\nx,1\n'))],
+            "leading or trailing",
+        ),
+        (
+            lambda d: ["--input", str(write(d / "nl.csv", b'"a\nb",v\nx,1\n'))],
+            "control character",
+        ),
+        (
+            lambda d: [
+                "--input",
+                str(write(d / "dupq.csv", b'"a,b",a\n1,2\n')),
+                "--group-by",
+                "a,",
+            ],
+            "'a,' is not a column",
+        ),
+        (lambda d: ["--input", str(write(d / "dup.csv", b"a,a\n1,2\n"))], "repeats column 1"),
         (
             lambda d: ["--input", str(write(d / "ok.csv", b"a,b\n1,2\n")), "--group-by", "zzz"],
             "'zzz' is not a column",
