@@ -14,7 +14,7 @@ Rules (RFC 4180, read byte by byte; no decoding, so any encoding can be counted)
   not a record. The first record is the header.
 * A **physical line** ends at LF, CRLF or a lone CR, quoted or not; lines are 1-based.
 
-Speed: the file is read in 16 MiB blocks cut at record ends. A block without a line end
+Speed: the file is read in 4 MiB blocks cut at record ends. A block without a line end
 inside quotes (the usual case) is counted with ``bytes.count``/``bytes.find`` (C loops);
 only blocks with multi-line records are walked record by record (a C regex). Where a
 record starts is stored sparsely: only records whose start line is not the previous
@@ -26,13 +26,13 @@ from __future__ import annotations
 import bisect
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["BLOCK_BYTES", "Record", "RecordScan", "scan"]
 
-BLOCK_BYTES = 1 << 24
+BLOCK_BYTES = 1 << 22
 _TERM = re.compile(rb"\r\n|\n|\r")
 # One record under the parity rule, then its line end (or the end of the block).
 _RECORD = re.compile(rb'((?:[^"\r\n]++|"[^"]*+")*+)("[^"]*+\Z)?(\r\n|\n|\r|\Z)')
@@ -99,49 +99,49 @@ class RecordScan:
             self._anchor_record.append(index)
             self._anchor_line.append(line)
 
-    def _block_of_record(self, index: int) -> int:
-        return bisect.bisect_right([b.first_record for b in self._blocks], index) - 1
-
     def fetch(self, indexes: Iterable[int]) -> dict[int, Record]:
         """The records with the given indexes (re-reading only the blocks that hold them)."""
-        wanted = sorted(set(indexes))
-        firsts = [b.first_record for b in self._blocks]
-        found: dict[int, Record] = {}
-        for number, group in itertools.groupby(
-            wanted, key=lambda k: bisect.bisect_right(firsts, k) - 1
-        ):
-            if number < 0:
-                continue
-            records = _block_records(self.path, self._blocks[number])
-            first = self._blocks[number].first_record
-            for k in group:
-                if 0 <= k - first < len(records):
-                    _, line, raw = records[k - first]
-                    found[k] = Record(k, line, raw)
-        return found
+        return self.lookup((), indexes)[1]
 
     def locate(self, offsets: Iterable[int]) -> dict[int, int]:
         """Map byte offsets in the file to the index of the record holding them."""
-        wanted = sorted(set(offsets))
+        return self.lookup(offsets, ())[0]
+
+    def lookup(
+        self, offsets: Iterable[int], indexes: Iterable[int]
+    ) -> tuple[dict[int, int], dict[int, Record]]:
+        """:meth:`locate` and :meth:`fetch` in one pass over the blocks they need."""
         starts = [b.offset for b in self._blocks]
-        found: dict[int, int] = {}
-        for number, group in itertools.groupby(
-            wanted, key=lambda o: bisect.bisect_right(starts, o) - 1
-        ):
-            if number < 0:
-                continue
+        firsts = [b.first_record for b in self._blocks]
+        by_block: dict[int, tuple[list[int], list[int]]] = {}
+        for offset in set(offsets):
+            number = bisect.bisect_right(starts, offset) - 1
+            if number >= 0:
+                by_block.setdefault(number, ([], []))[0].append(offset)
+        for index in set(indexes):
+            number = bisect.bisect_right(firsts, index) - 1
+            if number >= 0:
+                by_block.setdefault(number, ([], []))[1].append(index)
+        where: dict[int, int] = {}
+        found: dict[int, Record] = {}
+        for number in sorted(by_block):
             block = self._blocks[number]
-            begins = [r[0] for r in _block_records(self.path, block)]
-            for offset in group:
-                i = bisect.bisect_right(begins, offset) - 1
+            records = _block_records(self.path, block)
+            for offset in by_block[number][0]:
+                i = bisect.bisect_right(records.starts, offset) - 1
                 if i >= 0:
-                    found[offset] = block.first_record + i
-        return found
+                    where[offset] = block.first_record + i
+            for index in by_block[number][1]:
+                i = index - block.first_record
+                if 0 <= i < len(records):
+                    found[index] = Record(index, records.lines[i], records.raws[i])
+        return where, found
 
     def iter_records(self) -> Iterator[Record]:
         """Every record of the file in order, header first."""
         for block in self._blocks:
-            for i, (_, line, raw) in enumerate(_block_records(self.path, block)):
+            records = _block_records(self.path, block)
+            for i, (line, raw) in enumerate(zip(records.lines, records.raws, strict=True)):
                 yield Record(block.first_record + i, line, raw)
 
 
@@ -180,33 +180,62 @@ def _simple_records(block: bytes) -> tuple[list[bytes], list[int]]:
     return parts, ends
 
 
-def _block_records(path: Path, block: _Block) -> list[tuple[int, int, bytes]]:
-    """``(start offset, first line, raw bytes)`` of each record of ``block``."""
+class _Records:
+    """The records of one block: ``starts`` (file offsets), ``lines`` and ``raws``."""
+
+    def __init__(self, starts: Sequence[int], lines: Sequence[int], raws: Sequence[bytes]):
+        self.starts, self.lines, self.raws = starts, lines, raws
+
+    def __len__(self) -> int:
+        return len(self.raws)
+
+
+def _block_records(path: Path, block: _Block) -> _Records:
+    """The records of ``block``, read again from ``path``."""
     with path.open("rb") as fh:
         fh.seek(block.offset)
         data = fh.read(block.size)
-    out: list[tuple[int, int, bytes]] = []
     if not block.multiline:
         parts, ends = _simple_records(data)
         if len(ends) == 1:
-            sizes = [len(p) + ends[0] for p in parts]
+            steps = [n + ends[0] for n in map(len, parts)]
         else:
-            sizes = [len(p) + e for p, e in zip(parts, [*ends, 0], strict=False)]
-        starts = list(itertools.accumulate(sizes, initial=block.offset))
-        line = block.first_line
-        for i, part in enumerate(parts):
-            if part:
-                out.append((starts[i], line + i, part))
-        return out
+            steps = [len(p) + e for p, e in zip(parts, [*ends, 0], strict=False)]
+        starts = list(itertools.accumulate(steps, initial=block.offset))
+        lines = range(block.first_line, block.first_line + len(parts))
+        if b"" not in parts:
+            return _Records(starts, lines, parts)
+        keep = [i for i, part in enumerate(parts) if part]
+        return _Records(
+            [starts[i] for i in keep], [lines[i] for i in keep], [parts[i] for i in keep]
+        )
+    out_starts: list[int] = []
+    out_lines: list[int] = []
+    out_raws: list[bytes] = []
     line = block.first_line
     for m in _RECORD.finditer(data):
         if m.start() == len(data):
             break
         raw = data[m.start() : m.end(3) - len(m.group(3))]
         if raw:
-            out.append((block.offset + m.start(), line, raw))
+            out_starts.append(block.offset + m.start())
+            out_lines.append(line)
+            out_raws.append(raw)
         line += 1 + (len(_TERM.findall(raw)) if b'"' in raw else 0)
-    return out
+    return _Records(out_starts, out_lines, out_raws)
+
+
+def _find_lines(norm: bytes, pattern: bytes, shift: int) -> list[int]:
+    """For each match of ``pattern`` in ``norm`` (LF line ends only), the 0-based number
+    of the line where the match starts, plus ``shift``."""
+    found: list[int] = []
+    pos, last, count = norm.find(pattern), 0, 0
+    while pos != -1:
+        count += norm.count(b"\n", last, pos)
+        last = pos
+        found.append(count + shift)
+        pos = norm.find(pattern, pos + 1)
+    return found
 
 
 class _Scanner:
@@ -231,39 +260,32 @@ class _Scanner:
 
     def _count(self, block: bytes) -> None:
         res = self.result
-        crlf = block.count(b"\r\n")
-        lf, cr = block.count(b"\n") - crlf, block.count(b"\r") - crlf
+        if b"\r" in block:
+            crlf = block.count(b"\r\n")
+            lf, cr = block.count(b"\n") - crlf, block.count(b"\r") - crlf
+            norm = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        else:
+            crlf, cr, norm = 0, 0, block
+            lf = block.count(b"\n")
         for kind, n in ((b"\n", lf), (b"\r\n", crlf), (b"\r", cr)):
             if n:
                 res.line_ends.add(kind)
-        norm = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if cr or crlf else block
-        nlines = norm.count(b"\n") + (0 if norm.endswith(b"\n") else 1)
-        blanks = []
+        nlines = lf + crlf + cr + (0 if norm.endswith(b"\n") else 1)
+        blanks = _find_lines(norm, b"\n\n", 1)
         if norm.startswith(b"\n"):
-            blanks.append(0)
-        pos = norm.find(b"\n\n")
-        last, count = 0, 0
-        while pos != -1:
-            count += norm.count(b"\n", last, pos + 1)
-            last = pos + 1
-            blanks.append(count)  # line index of the blank line within the block
-            pos = norm.find(b"\n\n", pos + 1)
+            blanks.insert(0, 0)
         first_index, first_line = self.index, self.line
         for n, blank in enumerate(blanks):  # the record after a blank line starts late
             res._anchor(first_index + blank - n, first_line + blank + 1)
-        if _TRAILING_EMPTY.search(block):
-            self._trailing(block, blanks)
+        # Records whose last field is empty: a line ending in ',' or ',""'.
+        ends = sorted(_find_lines(norm, b",\n", 0) + _find_lines(norm, b',""\n', 0))
+        if not norm.endswith(b"\n") and (norm.endswith(b",") or norm.endswith(b',""')):
+            ends.append(nlines - 1)
+        for line in ends:
+            res.trailing_empty.append(first_index + line - bisect.bisect_left(blanks, line))
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
-
-    def _trailing(self, block: bytes, blanks: list[int]) -> None:
-        last, lines = 0, 0
-        for m in _TRAILING_EMPTY.finditer(block):
-            lines += len(_TERM.findall(block, last, m.start()))
-            last = m.start()
-            index = self.index + lines - bisect.bisect_left(blanks, lines)
-            self.result.trailing_empty.append(index)
 
     def _walk(self, block: bytes) -> None:
         res = self.result
@@ -281,7 +303,7 @@ class _Scanner:
                 res._anchor(self.index, self.line)
                 if span > 1:
                     res.quoted_line_ends = True
-                if _TRAILING_EMPTY.search(body + b"\n"):
+                if _TRAILING_EMPTY.search(raw + b"\n"):
                     res.trailing_empty.append(self.index)
                 self.index += 1
             self.line += span

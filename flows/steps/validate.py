@@ -139,12 +139,12 @@ def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> s
     # sql_parse_select numbers its outputs 0..len(cols)-1; map them back to column indexes.
     typed = [(j, i) for j, i in enumerate(cols) if types[i] != "string"]
     if typed:
-        # Flat lists, not chains of OR/CASE: a chain as deep as the number of columns makes
-        # DuckDB's planner slow (quadratic) and, at thousands of columns, overflow its stack.
+        # Batches keep these chains short: a chain as deep as thousands of columns makes
+        # DuckDB's planner slow and can overflow its stack.
         items = ", ".join(f"CASE WHEN f{j} THEN {i} END" for j, i in typed)
-        vals = ", ".join(f"CASE WHEN f{j} THEN c{j} END" for j, _ in typed)
-        fails = f"nullif(list_filter([{items}], lambda x: x IS NOT NULL), [])"
-        badval = f"list_filter([{vals}], lambda x: x IS NOT NULL)[1]"
+        any_fail = " OR ".join(f"f{j}" for j, _ in typed)
+        fails = f"CASE WHEN {any_fail} THEN list_filter([{items}], lambda x: x IS NOT NULL) END"
+        badval = "CASE " + " ".join(f"WHEN f{j} THEN c{j}" for j, _ in typed) + " END"
     else:
         fails, badval = "CAST(NULL AS INTEGER[])", "CAST(NULL AS VARCHAR)"
     out = ", ".join(f"p{j} AS p{i}" for j, i in enumerate(cols))
@@ -267,7 +267,8 @@ def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int)
         "min(CAST(error_type AS VARCHAR)) AS etype, min(error_message) AS msg "
         f"FROM {rej}_errors GROUP BY line_byte_position)"
     ).fetchall()
-    where = scan.locate(int(pos) for pos, _ in rejects)
+    candidates = [k for k in scan.trailing_empty if k >= 1]
+    where, records = scan.lookup((int(pos) for pos, _ in rejects), candidates)
     plan = _Plan()
     for pos, reason in rejects:
         index = where.get(int(pos), 0)
@@ -276,13 +277,11 @@ def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int)
         plan.skipped.setdefault(index, str(reason).splitlines()[0])
     if rows != scan.records - len(plan.skipped):
         return None
-    candidates = [k for k in scan.trailing_empty if k >= 1 and k not in plan.skipped]
-    if candidates:
-        records = scan.fetch(candidates)
-        for k, rid in zip(candidates, _rids(candidates, plan.skipped), strict=True):
-            found = _field_count(records[k].raw)
-            if found is not None and found > n:
-                plan.extra[rid] = f"expected {n} fields, found {found}"
+    candidates = [k for k in candidates if k not in plan.skipped]
+    for k, rid in zip(candidates, _rids(candidates, plan.skipped), strict=True):
+        found = _field_count(records[k].raw)
+        if found is not None and found > n:
+            plan.extra[rid] = f"expected {n} fields, found {found}"
     return plan
 
 
