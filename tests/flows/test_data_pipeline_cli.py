@@ -110,3 +110,23 @@ def test_help_names_every_option(tmp_path: Path) -> None:
         "--backend",
     ):
         assert option in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("data", "group_by"),
+    [
+        (b"\xef\xbb\xbfgrp,v\nx,1\n", "grp"),  # a BOM is not part of the first name
+        (b'"a,b",c\n1,2\n', "a,b"),  # CSV quoting: one column named a,b
+        (b'id,"x""y"\r1,2\r', 'x"y'),  # CR line ends, a doubled quote
+        (",".join(f"column_{i:05d}" for i in range(8_000)).encode() + b"\n", "column_07999"),
+    ],
+)
+def test_the_header_is_read_by_the_steps_parser(tmp_path: Path, data: bytes, group_by: str) -> None:
+    """The CLI accepts what the steps accept; the run stops later, at the unusable --output."""
+    src = write(tmp_path / "in.csv", data)
+    done = run_cli(
+        "--input", str(src), "--group-by", group_by, "--output", str(write(tmp_path / "f", b"x")),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "not a column" not in done.stderr and "--output" in done.stderr
