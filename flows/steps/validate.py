@@ -20,9 +20,12 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
 5. **Reconciliation**: every record DuckDB rejected is found in the scan (by its byte
    position); the records DuckDB accepted must then be exactly the others, in order
    (their number is checked). Records whose last fields are empty are re-counted from
-   their bytes (DuckDB drops trailing empty fields silently).
-6. **Record-by-record path**: when DuckDB cannot read the file (mixed or CR line ends in
-   some layouts, a record DuckDB skips without a word) or the numbers do not agree, each
+   their bytes (DuckDB drops trailing empty fields silently); if one has too many
+   fields, the record-by-record path below takes over, so that its values do not count
+   in the type inference.
+6. **Record-by-record path**: when the file's records do not all end with LF or all with
+   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, or when the numbers
+   do not agree (e.g. a record DuckDB skipped without a word), each
    record of the scan is parsed in Python (``csv``), the ones with a wrong number of
    fields, bad quoting, invalid UTF-8 or over :data:`~flows.steps._csv.MAX_RECORD_BYTES`
    are quarantined, and the others are written to a clean copy that DuckDB types.
@@ -466,8 +469,14 @@ def run(
             log(f"validate: DuckDB cannot read the file directly ({first})")
             read = False
         scan = counting.result()
-        if read:
+        # DuckDB reads one kind of line end per file; with mixed or CR ones it may split
+        # or reject records differently from the CSV rules, so it does not read them.
+        if read and scan.uniform_line_ends:
             plan = _reconcile(con, scan, rej, rows, len(columns))
+        if plan is not None and plan.extra:
+            # DuckDB read those records without their trailing empty fields and counted
+            # their values when inferring the types; the clean copy leaves them out.
+            plan = None
         if plan is None:
             log("validate: reading the file record by record")
             clean = work / "records.csv"
