@@ -68,6 +68,8 @@ SAMPLE_MIN = 100_000
 SAMPLE_FRACTION = 0.03
 MAX_GROUP_VALUES = 50
 BATCH_COLUMNS = 100
+#: Columns whose distinct values are counted at once (each needs its own hash table).
+DISTINCT_BATCH = 16
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
     "UNQUOTED VALUE": "malformed quoting (a quote inside an unquoted field or an unclosed quote)",
@@ -389,24 +391,28 @@ def _quarantine(
 def _group_candidates(
     con: Any, valid: Path, columns: Sequence[str], types: Sequence[str]
 ) -> list[str]:
+    """String columns with 2 to 50 distinct values (counted in batches of columns, so the
+    distinct-value tables of a wide file never all exist at once)."""
     strings = [c for c, t in zip(columns, types, strict=True) if t == "string"]
-    if not strings:
-        return []
     path = quote_literal(str(valid))
-    approx = con.execute(
-        "SELECT "
-        + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in strings)
-        + f" FROM read_parquet({path})"
-    ).fetchone()
-    maybe = [c for c, a in zip(strings, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
-    if not maybe:
-        return []
-    exact = con.execute(
-        "SELECT "
-        + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
-        + f" FROM read_parquet({path})"
-    ).fetchone()
-    return [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
+    found: list[str] = []
+    for lo in range(0, len(strings), DISTINCT_BATCH):
+        batch = strings[lo : lo + DISTINCT_BATCH]
+        approx = con.execute(
+            "SELECT "
+            + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in batch)
+            + f" FROM read_parquet({path})"
+        ).fetchone()
+        maybe = [c for c, a in zip(batch, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
+        if not maybe:
+            continue
+        exact = con.execute(
+            "SELECT "
+            + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
+            + f" FROM read_parquet({path})"
+        ).fetchone()
+        found += [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
+    return found
 
 
 def run(
