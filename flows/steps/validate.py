@@ -113,7 +113,7 @@ class _Plan:
 def _sample_size(path: Path, size: int) -> int:
     with path.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
-    per_line = len(head) / max(1, head.count(b"\n") + head.count(b"\r"))
+    per_line = len(head) / max(1, head.count(b"\n") or head.count(b"\r"))
     return max(SAMPLE_MIN, int(SAMPLE_FRACTION * size / max(per_line, 1.0)) + 1)
 
 
@@ -339,14 +339,10 @@ def _normalize(scan: _records.RecordScan, n: int, target: Path) -> _Plan:
     return plan
 
 
-def _reason_sql(columns: Sequence[str], types: Sequence[str]) -> str:
-    whens = []
-    for i, (name, type_) in enumerate(zip(columns, types, strict=True)):
-        if type_ != "string":
-            prefix = quote_literal(f"column {name!r}: '")
-            suffix = quote_literal(f"' is not {_ARTICLE[type_]} {type_}")
-            whens.append(f"WHEN {i} THEN {prefix} || val || {suffix}")
-    return f"CASE k {' '.join(whens)} END" if whens else "NULL"
+def _mismatch(name: str, type_: str, value: str) -> str:
+    """The reason of a value that does not fit its column's type."""
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
 
 
 def _raw_text(raw: bytes) -> str:
@@ -361,11 +357,9 @@ def _quarantine(
     """Write quarantine.csv (sorted by line); returns the rows written."""
     stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
     bad = con.execute(
-        f"SELECT file_row_number, {_reason_sql(columns, types)} FROM (SELECT file_row_number, "
-        "_fails[1] AS k, CASE WHEN strlen(_badval) > 80 THEN left(_badval, 77) || '...' "
-        f"ELSE _badval END AS val FROM {stage} WHERE _fails IS NOT NULL) ORDER BY 1"
+        f"SELECT file_row_number, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
     ).fetchall()
-    by_rid = {int(rid): str(reason) for rid, reason in bad}
+    by_rid = {int(r): _mismatch(columns[k], types[k], str(v)) for r, k, v in bad}
     by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
     rids = sorted(by_rid)
     reasons = dict(plan.skipped)
