@@ -87,6 +87,7 @@ ACCEPTS: Mapping[str, frozenset[str]] = {
 
 _WS = " \t\n\r\x0b\x0c"  # ASCII whitespace (string.whitespace)
 _WS_CODES = tuple(ord(ch) for ch in _WS)
+_WS_LITERAL = "'" + _WS + "'"  # the characters themselves: no chr() calls to fold per use
 _INT_RE = r"[+-]?(0|[1-9][0-9]*)"
 _FLOAT_RE = r"[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
 _DIGITS_RE = r"[+-]?[0-9]+"
@@ -217,7 +218,7 @@ def _in(expr: str, tokens: Iterable[str]) -> str:
 
 
 def _trim(x: str) -> str:
-    return f"trim({x}, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
+    return f"trim({x}, {_WS_LITERAL})"
 
 
 def _null_fast(x: str) -> str:
