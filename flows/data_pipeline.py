@@ -76,7 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="Parquet partitions, transformed in parallel (default: CPU count)",
     )
-    parser.add_argument("--group-by", metavar="COLUMN", help="column to aggregate by")
+    parser.add_argument(
+        "--group-by",
+        metavar="COLUMN",
+        help="column to aggregate by (a name starting with '-': --group-by=NAME)",
+    )
     parser.add_argument(
         "--output", metavar="DIR", help="output folder (default output/<timestamp>)"
     )

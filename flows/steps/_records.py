@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -197,11 +198,12 @@ def _block_records(path: Path, block: _Block) -> _Records:
         data = fh.read(block.size)
     if not block.multiline:
         parts, ends = _simple_records(data)
-        if len(ends) == 1:
-            steps = [n + ends[0] for n in map(len, parts)]
+        if len(ends) == 1:  # start of part i: offset + lengths before it + i line ends
+            lengths = itertools.accumulate(map(len, parts), initial=block.offset)
+            starts = list(map(operator.add, lengths, range(0, ends[0] * (len(parts) + 1), ends[0])))
         else:
             steps = [len(p) + e for p, e in zip(parts, [*ends, 0], strict=False)]
-        starts = list(itertools.accumulate(steps, initial=block.offset))
+            starts = list(itertools.accumulate(steps, initial=block.offset))
         lines = range(block.first_line, block.first_line + len(parts))
         if b"" not in parts:
             return _Records(starts, lines, parts)
