@@ -360,11 +360,10 @@ def _raw_text(raw: bytes) -> str:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def _quarantine(
-    con: Any, scan: _records.RecordScan, plan: _Plan, columns: Sequence[str],
-    types: Sequence[str], staging: Path, target: Path,
-) -> int:  # fmt: skip
-    """Write quarantine.csv (sorted by line); returns the rows written."""
+def _reasons(
+    con: Any, plan: _Plan, columns: Sequence[str], types: Sequence[str], staging: Path
+) -> dict[int, str]:
+    """Record index -> reason of every quarantined record; creates temp table ``extras``."""
     stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
     bad = con.execute(
         f"SELECT file_row_number, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
@@ -375,6 +374,19 @@ def _quarantine(
     reasons = dict(plan.skipped)
     for rid, index in zip(rids, plan.records_of(rids), strict=True):
         reasons[index] = by_rid[rid]
+    if plan.extra:
+        con.execute("CREATE OR REPLACE TEMP TABLE extras AS SELECT unnest($1::BIGINT[]) AS rid",
+                    [sorted(plan.extra)])  # fmt: skip
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE extras (rid BIGINT)")
+    return reasons
+
+
+def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], target: Path) -> int:
+    """Write quarantine.csv (sorted by line) from the scan; returns the rows written.
+
+    Pure Python (no DuckDB), so it runs in a thread while DuckDB writes valid.parquet.
+    """
     records = scan.fetch(reasons)
     if len(records) != len(reasons):
         raise InvariantError(f"{len(reasons) - len(records)} quarantined records not found")
@@ -384,11 +396,6 @@ def _quarantine(
         for index in sorted(reasons):
             record = records[index]
             writer.writerow([record.line, reasons[index], _raw_text(record.raw)])
-    if plan.extra:
-        con.execute("CREATE OR REPLACE TEMP TABLE extras AS SELECT unnest($1::BIGINT[]) AS rid",
-                    [sorted(plan.extra)])  # fmt: skip
-    else:
-        con.execute("CREATE OR REPLACE TEMP TABLE extras (rid BIGINT)")
     return len(reasons)
 
 
@@ -498,7 +505,8 @@ def run(
             assert plan.kept is not None
             if rows != len(plan.kept):
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
-        quarantined = _quarantine(con, scan, plan, columns, types, staging, out / "quarantine.csv")
+        reasons = _reasons(con, plan, columns, types, staging)
+        writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         with atomic_path(out / "valid.parquet") as tmp:
@@ -509,6 +517,7 @@ def run(
                 f"NOT IN (SELECT rid FROM extras) ORDER BY file_row_number) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION snappy)"
             ).fetchone()[0]
+            quarantined = writing.result()
             input_rows = scan.records
             if input_rows != int(valid) + quarantined:
                 raise InvariantError(

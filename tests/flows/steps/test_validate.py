@@ -207,11 +207,11 @@ def test_accounting_invariant_on_the_sample(pipeline: Pipeline) -> None:
 def test_broken_accounting_is_an_invariant_error(
     write_csv: WriteCsv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = validate._quarantine
+    real = validate._write_quarantine
 
     def lossy(*args: Any) -> int:
         return int(real(*args)) - 1
 
-    monkeypatch.setattr(validate, "_quarantine", lossy)
+    monkeypatch.setattr(validate, "_write_quarantine", lossy)
     with pytest.raises(validate.InvariantError, match="row accounting broken"):
         _run(write_csv("a,b\n1,2\n3\n"), tmp_path / "v")
