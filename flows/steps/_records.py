@@ -105,13 +105,15 @@ class RecordScan:
         return self.lookup((), indexes)[1]
 
     def locate(self, offsets: Iterable[int]) -> dict[int, int]:
-        """Map byte offsets in the file to the index of the record holding them."""
+        """Map byte offsets in the file to the index of the record holding them (an offset
+        in blank lines maps to the record after them)."""
         return self.lookup(offsets, ())[0]
 
     def lookup(
         self, offsets: Iterable[int], indexes: Iterable[int]
     ) -> tuple[dict[int, int], dict[int, Record]]:
-        """:meth:`locate` and :meth:`fetch` in one pass over the blocks they need."""
+        """:meth:`locate` and :meth:`fetch` in one pass over the blocks they need (the
+        located records are fetched too)."""
         starts = [b.offset for b in self._blocks]
         firsts = [b.first_record for b in self._blocks]
         by_block: dict[int, tuple[list[int], list[int]]] = {}
@@ -130,8 +132,13 @@ class RecordScan:
             records = _block_records(self.path, block)
             for offset in by_block[number][0]:
                 i = bisect.bisect_right(records.starts, offset) - 1
-                if i >= 0:
+                if i >= 0 and offset > records.starts[i] + len(records.raws[i]):
+                    i += 1  # past the record's line end: in blank lines before the next one
+                if 0 <= i < len(records):
                     where[offset] = block.first_record + i
+                    found[block.first_record + i] = Record(
+                        block.first_record + i, records.lines[i], records.raws[i]
+                    )
             for index in by_block[number][1]:
                 i = index - block.first_record
                 if 0 <= i < len(records):

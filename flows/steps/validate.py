@@ -273,21 +273,29 @@ def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int)
         "SELECT pos, CASE "
         f"WHEN many IS NOT NULL THEN 'expected {n} fields, found ' || many "
         f"WHEN few IS NOT NULL THEN 'expected {n} fields, found ' || few "
-        f"ELSE CASE etype {known} ELSE 'cannot parse the row: ' || msg END END FROM ("
+        f"ELSE CASE etype {known} ELSE 'cannot parse the row: ' || msg END END, etype, raw FROM ("
         "SELECT CAST(line_byte_position AS BIGINT) AS pos, "
         "max(TRY_CAST(regexp_extract(error_message, 'Found: ([0-9]+)', 1) AS BIGINT)) "
         "FILTER (WHERE error_type = 'TOO MANY COLUMNS') AS many, "
         "min(TRY_CAST(regexp_extract(error_message, 'Found: ([0-9]+)', 1) AS BIGINT)) "
         "FILTER (WHERE error_type = 'MISSING COLUMNS') AS few, "
-        "min(CAST(error_type AS VARCHAR)) AS etype, min(error_message) AS msg "
-        f"FROM {rej}_errors GROUP BY line_byte_position)"
+        "min(CAST(error_type AS VARCHAR)) AS etype, min(error_message) AS msg, "
+        f"any_value(csv_line) AS raw FROM {rej}_errors GROUP BY line_byte_position)"
     ).fetchall()
     candidates = [k for k in scan.trailing_empty if k >= 1]
-    where, records = scan.lookup((int(pos) for pos, _ in rejects), candidates)
+    where, records = scan.lookup((int(row[0]) for row in rejects), candidates)
     plan = _Plan()
-    for pos, reason in rejects:
+    for pos, reason, etype, raw in rejects:
         index = where.get(int(pos), 0)
         if index < 1:
+            return None
+        # DuckDB's own copy of the record must be the scanned one (cheap proof of the
+        # mapping; DuckDB may add the blank lines before it and shows bad bytes as '?').
+        text = records[index].raw.decode("utf-8", errors="replace")
+        if etype != "INVALID ENCODING" and str(raw).strip("\r\n") not in (
+            text,
+            text[: len(str(raw))],
+        ):
             return None
         plan.skipped.setdefault(index, str(reason).splitlines()[0])
     if rows != scan.records - len(plan.skipped):

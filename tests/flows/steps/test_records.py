@@ -150,3 +150,15 @@ def test_a_wide_file_is_typed_in_column_batches(tmp_path: Path) -> None:
     assert (line, reason) == (9, "column 'c180': 'oops' is not an integer")
     valid = _valid(out)
     assert valid[7] == tuple(8000 + i for i in range(n))
+
+
+def test_rejected_records_after_blank_lines_keep_their_own_line(tmp_path: Path) -> None:
+    # DuckDB reports such a reject at the blank lines' position; the scan finds the record.
+    meta, out = _validate(tmp_path, b'a,b\n1,2\n\n\n3\n4,"x\ny"\n\n5\n6,7,8\n9,10\n')
+    assert (meta["input_rows"], meta["valid_rows"]) == (6, 3)
+    assert _quarantine(out) == [
+        (5, "expected 2 fields, found 1", "3"),
+        (9, "expected 2 fields, found 1", "5"),
+        (10, "expected 2 fields, found 3", "6,7,8"),
+    ]
+    assert [r[0] for r in _valid(out)] == [1, 4, 9]
