@@ -26,7 +26,6 @@ from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-_SNIFF_BYTES = 64 * 1024
 #: The most partitions the command line accepts (each one is a step process).
 MAX_PARTITIONS = 256
 
@@ -86,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         help="Parquet partitions, transformed in parallel (default: CPU count; at most"
         f" {MAX_PARTITIONS})",
     )
-    parser.add_argument("--group-by", metavar="COLUMN", help="column to aggregate by")
+    parser.add_argument(
+        "--group-by",
+        metavar="COLUMN",
+        help="column to aggregate by (a name starting with '-': --group-by=NAME)",
+    )
     parser.add_argument(
         "--output", metavar="DIR", help="output folder (default output/<timestamp>)"
     )
@@ -155,33 +158,17 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
 
 
 def _check_input(path: Path) -> list[str]:
-    fix = "Pass the path of a UTF-8 CSV file whose first line names the columns."
-    if not path.exists():
-        raise UsageError(f"--input {path}: no such file. {fix}")
-    if not path.is_file():
-        raise UsageError(f"--input {path}: not a regular file. {fix}")
-    if path.stat().st_size == 0:
-        raise UsageError(f"--input {path}: the file is empty. {fix}")
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
-    if b"\x00" in head:
-        raise UsageError(f"--input {path}: the file looks binary (it contains NUL bytes). {fix}")
+    """The input's column names, by the same parser and rules as the steps (flows.steps.header)."""
+    from flows.steps._io import DataError
+    from flows.steps.header import check_input
+
     try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-            raise UsageError(
-                f"--input {path}: byte {exc.start} is not UTF-8. Convert the file to UTF-8"
-                " (e.g. iconv -f latin1 -t utf-8) and run again."
-            ) from None
-        text = head[: exc.start].decode("utf-8")
-    first = text.splitlines()[0] if text.splitlines() else ""
-    columns = [c.strip().strip('"') for c in first.split(",")]
-    if not first.strip() or any(not c for c in columns):
-        raise UsageError(f"--input {path}: the header line has an empty column name. {fix}")
-    if len(set(columns)) != len(columns):
-        raise UsageError(f"--input {path}: the header names a column twice. {fix}")
-    return columns
+        return list(check_input(path).columns)
+    except DataError as exc:
+        raise UsageError(
+            f"--input: {exc}. The input must be a UTF-8 CSV file whose first line names the"
+            f" columns; see {docs_url('guides/data-pipeline/')}#column-names."
+        ) from None
 
 
 def _check_schema(path: Path, header: list[str] | None) -> None:

@@ -1,7 +1,8 @@
 """The ``ingest`` step: check a given CSV file, or generate the sample CSV.
 
 With ``--input FILE`` the file is checked (exists, regular, non-empty, UTF-8 text without
-NUL bytes in its first 64 KiB, a header of unique non-empty names) but *not* copied:
+NUL bytes in its first 64 KiB, a header by the rules of :mod:`flows.steps.header`) but
+*not* copied:
 ``ingest.json`` points at it (``"source"``: the path as given). Without ``--input`` the
 deterministic sample (:mod:`flows.steps.sample`) is written to ``OUTPUT/input.csv`` and
 ``"source"`` is ``"input.csv"``, relative to ``ingest.json``'s folder, so that the step's

@@ -66,19 +66,28 @@ def run(
     out = ensure_dir(output_dir)
     con = connect(threads=threads)
     try:
-        scan = f"read_parquet({quote_literal(str(src))}, file_row_number = true)"
+        plain = f"read_parquet({quote_literal(str(src))})"
         try:
-            total = con.execute(f"SELECT count(*) FROM {scan}").fetchone()[0]
+            names = [
+                r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {plain}").fetchall()
+            ]
+            total = con.execute(f"SELECT count(*) FROM {plain}").fetchone()[0]
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
             raise DataError(f"{src} is not readable Parquet ({first}); re-run validate") from None
         start, end = bounds(int(total), partition, partitions)
+        if "file_row_number" in names:  # a user column of that name: cut by position instead
+            rows_sql = f"SELECT * FROM {plain} LIMIT {end - start} OFFSET {start}"
+        else:
+            scan = f"read_parquet({quote_literal(str(src))}, file_row_number = true)"
+            rows_sql = (
+                f"SELECT * EXCLUDE (file_row_number) FROM {scan} "
+                f"WHERE file_row_number >= {start} AND file_row_number < {end}"
+            )
         target = out / part_name(partition)
         with atomic_path(target) as tmp:
             rows = con.execute(
-                f"COPY (SELECT * EXCLUDE (file_row_number) FROM {scan} "
-                f"WHERE file_row_number >= {start} AND file_row_number < {end}) "
-                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                f"COPY ({rows_sql}) TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
             ).fetchone()[0]
     finally:
         con.close()

@@ -13,9 +13,14 @@ CR, VT, FF):
   ``None``; exact and case-sensitive).
 * **boolean**: ``true/false``, ``t/f``, ``yes/no``, case-insensitive. ``0``/``1`` are
   *not* booleans, so integer columns stay integers.
-* **integer**: optional sign and ASCII digits, within the signed 64-bit range.
-* **float**: decimal or scientific notation (``1``, ``-1.5``, ``.5``, ``1.``, ``2e-3``),
-  finite. No ``inf``/``nan``, no thousands separators, no decimal comma.
+* **integer**: optional sign and ASCII digits, within the signed 64-bit range, without
+  leading zeros (``0`` and ``-0`` are integers; ``02134`` is not: it is a code, such as
+  a zip code, and stays a string).
+* **float**: decimal or scientific notation (``1``, ``-1.5``, ``.5``, ``0.5``, ``1.``,
+  ``2e-3``), finite, without leading zeros before the point (``01.5`` is not a float).
+  No ``inf``/``nan``, no thousands separators, no decimal comma. A whole number that does
+  not fit 64 bits is not a float either (a double would round it): such a column is a
+  string, so 23-digit ids keep every digit.
 * **date**: ``YYYY-MM-DD``, a real calendar date (``2023-02-30`` is not), year 0001-9999.
 * **timestamp**: ``YYYY-MM-DD HH:MM:SS[.f{1,6}]`` or with ``T`` instead of the space, no
   time zone; a plain date also parses as a timestamp (midnight).
@@ -82,8 +87,10 @@ ACCEPTS: Mapping[str, frozenset[str]] = {
 
 _WS = " \t\n\r\x0b\x0c"  # ASCII whitespace (string.whitespace)
 _WS_CODES = tuple(ord(ch) for ch in _WS)
-_INT_RE = r"[+-]?[0-9]+"
-_FLOAT_RE = r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_WS_LITERAL = "'" + _WS + "'"  # the characters themselves: no chr() calls to fold per use
+_INT_RE = r"[+-]?(0|[1-9][0-9]*)"
+_FLOAT_RE = r"[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
+_DIGITS_RE = r"[+-]?[0-9]+"
 _DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _TS_RE = _DATE_RE + r"([ T]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?)?"
 _REGEX = {"integer": _INT_RE, "float": _FLOAT_RE, "date": _DATE_RE, "timestamp": _TS_RE}
@@ -113,6 +120,8 @@ def _parse_trimmed(t: str, type_: str) -> object | None:
         n = int(t)
         return n if _INT_MIN <= n <= _INT_MAX else None
     if type_ == "float":
+        if re.fullmatch(_DIGITS_RE, t) and not _INT_MIN <= int(t) <= _INT_MAX:
+            return None  # a whole number beyond 64 bits: a double would change it
         f = float(t)
         return f if math.isfinite(f) else None
     try:
@@ -209,7 +218,7 @@ def _in(expr: str, tokens: Iterable[str]) -> str:
 
 
 def _trim(x: str) -> str:
-    return f"trim({x}, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))"
+    return f"trim({x}, {_WS_LITERAL})"
 
 
 def _null_fast(x: str) -> str:
@@ -228,7 +237,8 @@ def _check_cast(t: str, type_: str) -> str:
     cond = f"regexp_full_match({t}, '{_REGEX[type_]}')"
     cast = f"TRY_CAST({t} AS {DUCKDB_TYPES[type_]})"
     if type_ == "float":
-        return f"CASE WHEN {cond} AND isfinite({cast}) THEN {cast} END"
+        wide = f"(regexp_full_match({t}, '{_DIGITS_RE}') AND TRY_CAST({t} AS BIGINT) IS NULL)"
+        return f"CASE WHEN {cond} AND NOT {wide} AND isfinite({cast}) THEN {cast} END"
     if type_ in ("date", "timestamp"):
         cond += f" AND NOT starts_with({t}, '0000')"
     return f"CASE WHEN {cond} THEN {cast} END"
@@ -242,7 +252,17 @@ def _fast(c: str, q: str, type_: str) -> tuple[str, str]:
     if type_ == "integer":
         return f"TRY_CAST({c} AS BIGINT)", f"CAST({q} AS VARCHAR) = {c}"
     if type_ == "float":
-        guard = f"NOT contains({c}, '_') AND NOT contains({c}, '+-')"
+        # Only short plain decimals take the fast path: no leading zero, at most 18
+        # characters (so never a whole number beyond 64 bits); the rest is checked exactly.
+        first, second = f"ascii({c})", f"ascii(substr({c}, 2, 1))"
+        starts_well = (  # 1-9, '.', '0' not followed by a digit, '-' then 1-9
+            f"({first} BETWEEN 49 AND 57 OR {first} = 46 OR ({first} = 48 AND NOT {second} "
+            f"BETWEEN 48 AND 57) OR ({first} = 45 AND {second} BETWEEN 49 AND 57))"
+        )
+        guard = (
+            f"strlen({c}) <= 18 AND {starts_well} AND NOT contains({c}, '_') "
+            f"AND NOT contains({c}, '+-')"
+        )
         return f"CASE WHEN {guard} THEN TRY_CAST({c} AS DOUBLE) END", f"isfinite({q})"
     if type_ == "date":
         return f"TRY_CAST({c} AS DATE)", f"CAST({q} AS VARCHAR) = {c}"

@@ -3,46 +3,52 @@
 Outputs (in ``--output``): ``valid.parquet`` (typed columns, input column and row order),
 ``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json``.
 
-How it works (all row work runs in DuckDB, multi-threaded; Python touches only the few
-odd lines):
+How it works (row work runs in DuckDB, multi-threaded; Python touches only odd records):
 
-1. **Sample**: the first ``max(100k, 3% of the estimated rows)`` records are classified
+1. **Count**: :mod:`flows.steps._records` scans the file's bytes (in a thread, beside
+   DuckDB) and counts its records by the CSV quoting rules, independently of DuckDB.
+   This count is ``input_rows``.
+2. **Sample**: the first ``max(100k, 3% of the estimated rows)`` records are classified
    value by value (:func:`flows.steps.types.sql_classify`), giving candidate types.
-2. **Typed pass**: the whole file is read once more (``read_csv`` with all-VARCHAR
-   columns, ``strict_mode`` and ``store_rejects`` so rows with a wrong number of fields or
-   broken quoting are kept aside with their line number and text) and every value is
-   parsed as its candidate type into a staging Parquet file that also records, per row,
-   which columns failed.
-3. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
+3. **Typed pass**: the file is read once more (``read_csv`` with all-VARCHAR columns,
+   ``strict_mode`` and ``store_rejects``) and every value is parsed as its candidate type
+   into a staging Parquet file that also records, per row, which columns failed.
+4. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
    values, and every narrower type must already be ruled out by the failures counted in
    the sample. If either cannot be shown, the whole file is classified and the typed
    pass repeated (slower, rare: e.g. columns that are almost all null in the sample).
-4. **Quarantine**: DuckDB's rejects, rows DuckDB accepted despite trailing extra empty
-   fields, and rows with a value that does not fit its column's type (first failing
-   column named). Line numbers and raw text come from a plain-line read of the file
-   (:mod:`flows.steps._lines`).
-
-Limitations: the input must be comma-separated UTF-8 with consistent ``\\n`` or
-``\\r\\n`` line ends (mixed ends make DuckDB's strict reader fail: exit 65). When a
-record spans several physical lines (a quoted field containing a newline), line numbers
-of later type-mismatch rows are approximate, their raw text is re-assembled from the
-parsed fields, and trailing-extra-field detection is skipped; ``validate.json`` then has
-``"line_numbers_exact": false``. A line that is not valid UTF-8 is quarantined (``not
-valid UTF-8``); its presence also makes the plain-line read fail, so raw texts are then
-re-assembled and trailing extra fields go undetected (line numbers stay exact).
+5. **Reconciliation**: every record DuckDB rejected is found in the scan (by its byte
+   position); the records DuckDB accepted must then be exactly the others, in order
+   (their number is checked). Records whose last fields are empty are re-counted from
+   their bytes (DuckDB drops trailing empty fields silently); if one has too many
+   fields, the record-by-record path below takes over, so that its values do not count
+   in the type inference.
+6. **Record-by-record path**: when the file's records do not all end with LF or all with
+   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, or when the numbers
+   do not agree (e.g. a record DuckDB skipped without a word), each
+   record of the scan is parsed in Python (``csv``), the ones with a wrong number of
+   fields, bad quoting, invalid UTF-8 or over :data:`~flows.steps._csv.MAX_RECORD_BYTES`
+   are quarantined, and the others are written to a clean copy that DuckDB types.
+7. **Quarantine**: rejected records, records with extra fields, and records with a value
+   that does not fit its column's type (first failing column named), each with the
+   physical line where it starts and its bytes (UTF-8; bytes that are not UTF-8 are
+   written as ``\\xNN`` escapes).
 """
 
 from __future__ import annotations
 
+import csv
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.steps import _lines
-from flows.steps._csv import SNIFF_BYTES, InputFile, check_input, connect, records_sql
-from flows.steps._io import DataError, atomic_path, ensure_dir, write_json
+from flows.steps import _records
+from flows.steps._csv import MAX_RECORD_BYTES, SNIFF_BYTES, check_input, connect, records_sql
+from flows.steps._io import atomic_path, ensure_dir, write_json
 from flows.steps.schema import load_schema
 from flows.steps.types import (
     TYPES,
@@ -61,79 +67,158 @@ __all__ = ["InvariantError", "run"]
 SAMPLE_MIN = 100_000
 SAMPLE_FRACTION = 0.03
 MAX_GROUP_VALUES = 50
+BATCH_COLUMNS = 100
+#: Widest file whose classes are counted column by column (wider: unpivoted).
+WIDE_CLASSIFY = 32
+#: Columns whose distinct values are counted at once (each needs its own hash table).
+DISTINCT_BATCH = 16
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
     "UNQUOTED VALUE": "malformed quoting (a quote inside an unquoted field or an unclosed quote)",
     "INVALID ENCODING": "not valid UTF-8",
-    "LINE SIZE OVER MAXIMUM": "line is longer than the maximum line size (2 MB)",
+    "LINE SIZE OVER MAXIMUM": f"record is longer than {MAX_RECORD_BYTES >> 20} MiB",
 }
+csv.field_size_limit(MAX_RECORD_BYTES + 1)
 
 
 class InvariantError(RuntimeError):
     """input_rows != valid_rows + quarantined_rows: a bug, reported with exit code 1."""
 
 
-def _sample_size(src: InputFile) -> int:
-    with src.path.open("rb") as fh:
+@dataclass
+class _Plan:
+    """How the rows of the staging file map to the records of the scan.
+
+    ``skipped``: records that never reached the staging file, with their reason.
+    ``kept``: record index of each staging row, when not implied by ``skipped``.
+    ``extra``: staging row -> reason, for rows accepted with too many fields.
+    """
+
+    skipped: dict[int, str] = field(default_factory=dict)
+    kept: array[int] | None = None
+    extra: dict[int, str] = field(default_factory=dict)
+
+    def records_of(self, rids: Iterable[int]) -> list[int]:
+        """Record index of each staging row in ``rids`` (ascending)."""
+        if self.kept is not None:
+            return [self.kept[r] for r in rids]
+        out, skipped, j = [], sorted(self.skipped), 0
+        for rid in rids:
+            k = rid + 1 + j
+            while j < len(skipped) and skipped[j] <= k:
+                j += 1
+                k += 1
+            out.append(k)
+        return out
+
+
+def _sample_size(path: Path, size: int) -> int:
+    with path.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
-    per_line = len(head) / max(1, head.count(b"\n"))
-    return max(SAMPLE_MIN, int(SAMPLE_FRACTION * src.size / per_line) + 1)
+    per_line = len(head) / max(1, head.count(b"\n") or head.count(b"\r"))
+    return max(SAMPLE_MIN, int(SAMPLE_FRACTION * size / max(per_line, 1.0)) + 1)
 
 
-def _read_error(src: InputFile, exc: Exception) -> DataError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DataError(
-        f"{src.path}: DuckDB cannot read the file as CSV ({first}); it must be comma-"
-        "separated UTF-8 with '\"' quotes and consistent line ends"
-    )
+def _class_counts(
+    con: Any, path: Path, n: int, limit: int | None
+) -> tuple[int, list[dict[str, int]]]:
+    """Records read and, per column, values per class, over the first ``limit`` records.
+
+    Up to :data:`WIDE_CLASSIFY` columns, one histogram per column in one query (fastest).
+    Wider files have their values unpivoted into one column first, so the query has the
+    same size for any number of columns (planning time would otherwise grow with it).
+    """
+    rows = records_sql(path, n) + (f" LIMIT {int(limit)}" if limit else "")
+    if n <= WIDE_CLASSIFY:
+        trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
+        hist = ", ".join(f"histogram({sql_classify(f't{i}')})" for i in range(n))
+        got, *hists = con.execute(
+            f"SELECT count(*), {hist} FROM (SELECT {trimmed} FROM (SELECT * FROM {rows}))"
+        ).fetchone()
+        return int(got), [{k: int(v) for k, v in (h or {}).items() if k is not None} for h in hists]
+    got = con.execute(f"SELECT count(*) FROM (SELECT c0 FROM {rows})").fetchone()[0]
+    classes = con.execute(
+        f"SELECT col, cls, count(*) FROM (SELECT col, {sql_classify('t')} AS cls FROM ("
+        f"SELECT col, {sql_trimmed('v')} AS t FROM (UNPIVOT (SELECT * FROM {rows}) "
+        "ON COLUMNS(*) INTO NAME col VALUE v))) WHERE cls IS NOT NULL GROUP BY ALL"
+    ).fetchall()
+    counts: list[dict[str, int]] = [{} for _ in range(n)]
+    for col, cls, count in classes:
+        counts[int(str(col)[1:])][str(cls)] = int(count)
+    return int(got), counts
 
 
-def _class_counts(con: Any, src: InputFile, limit: int | None) -> tuple[int, list[dict[str, int]]]:
-    """Records read and, per column, values per class, over the first ``limit`` records."""
-    n = len(src.columns)
-    rows = records_sql(src.path, n) + (f" LIMIT {int(limit)}" if limit else "")
-    trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
-    hist = ", ".join(f"histogram({sql_classify(f't{i}')})" for i in range(n))
-    got, *hists = con.execute(
-        f"SELECT count(*), {hist} FROM (SELECT {trimmed} FROM (SELECT * FROM {rows}))"
-    ).fetchone()
-    return int(got), [{k: int(v) for k, v in (h or {}).items() if k is not None} for h in hists]
-
-
-def _write_staging(con: Any, src: InputFile, types: Sequence[str], staging: Path, rej: str) -> None:
-    """Typed pass: parse every value; record failing columns per row (``_fails``)."""
-    n = len(src.columns)
-    parsed = sql_parse_select(
-        [(f"c{i}", types[i]) for i in range(n)], records_sql(src.path, n, rej)
-    )
-    typed = [i for i in range(n) if types[i] != "string"]
+def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> str:
+    """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``."""
+    parsed = sql_parse_select([(f"c{i}", types[i]) for i in cols], source)
+    # sql_parse_select numbers its outputs 0..len(cols)-1; map them back to column indexes.
+    typed = [(j, i) for j, i in enumerate(cols) if types[i] != "string"]
     if typed:
-        items = ", ".join(f"CASE WHEN f{i} THEN {i} END" for i in typed)
-        any_fail = " OR ".join(f"f{i}" for i in typed)
+        # Batches keep these chains short: a chain as deep as thousands of columns makes
+        # DuckDB's planner slow and can overflow its stack.
+        items = ", ".join(f"CASE WHEN f{j} THEN {i} END" for j, i in typed)
+        any_fail = " OR ".join(f"f{j}" for j, _ in typed)
         fails = f"CASE WHEN {any_fail} THEN list_filter([{items}], lambda x: x IS NOT NULL) END"
-        badval = "CASE " + " ".join(f"WHEN f{i} THEN c{i}" for i in typed) + " END"
+        badval = "CASE " + " ".join(f"WHEN f{j} THEN c{j}" for j, _ in typed) + " END"
     else:
         fails, badval = "CAST(NULL AS INTEGER[])", "CAST(NULL AS VARCHAR)"
-    out = ", ".join(f"p{i} AS {quote_ident(name)}" for i, name in enumerate(src.columns))
+    out = ", ".join(f"p{j} AS p{i}" for j, i in enumerate(cols))
+    return f"SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})"
+
+
+def _write_staging(con: Any, path: Path, types: Sequence[str], staging: Path, rej: str) -> None:
+    """Typed pass: parse every value into ``p0..``; failing columns per row (``_fails``).
+
+    Up to :data:`BATCH_COLUMNS` columns are parsed in one query straight from the file.
+    Wider files are read once into a table, parsed in batches of columns (each query
+    stays small) and the batches joined back by position, so the work grows with the
+    number of cells.
+    """
+    n = len(types)
+    target = quote_literal(str(staging))
+    if n <= BATCH_COLUMNS:
+        select = _staging_select(types, range(n), records_sql(path, n, rej))
+        con.execute(f"COPY ({select}) TO {target} (FORMAT parquet, COMPRESSION snappy)")
+        return
     con.execute(
-        f"COPY (SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})) "
-        f"TO {quote_literal(str(staging))} (FORMAT parquet, COMPRESSION snappy)"
+        f"CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM {records_sql(path, n, rej)}"
     )
+    parts = []
+    for b, lo in enumerate(range(0, n, BATCH_COLUMNS)):
+        cols = range(lo, min(n, lo + BATCH_COLUMNS))
+        source = f"(SELECT {', '.join(f'c{i}' for i in cols)} FROM raw_records)"
+        part = staging.with_name(f"{staging.stem}-{b}.parquet")
+        select = _staging_select(types, cols, source)
+        select = select.replace("AS _fails,", f"AS _fails{b},").replace(
+            "AS _badval FROM", f"AS _badval{b} FROM"
+        )
+        con.execute(f"COPY ({select}) TO {quote_literal(str(part))} (FORMAT parquet)")
+        parts.append(part)
+    con.execute("DROP TABLE raw_records")
+    joined = " POSITIONAL JOIN ".join(f"read_parquet({quote_literal(str(p))})" for p in parts)
+    fails = ", ".join(f"coalesce(_fails{b}, [])" for b in range(len(parts)))
+    badval = ", ".join(f"_badval{b}" for b in range(len(parts)))
+    cols_out = ", ".join(f"p{i}" for i in range(n))
+    con.execute(
+        f"COPY (SELECT {cols_out}, nullif(flatten([{fails}]), []) AS _fails, "
+        f"coalesce({badval}) AS _badval FROM {joined}) TO {target} (FORMAT parquet, COMPRESSION snappy)"
+    )
+    for part in parts:
+        part.unlink()
 
 
-def _staging_stats(con: Any, staging: Path, n: int) -> tuple[list[int], list[int]]:
-    """Non-null values per column and failing values per column of the staging file."""
+def _staging_stats(con: Any, staging: Path, n: int) -> tuple[int, list[int], list[int]]:
+    """Rows, non-null values per column and failing values per column of the staging file."""
     path = quote_literal(str(staging))
-    cols = con.execute(f"SELECT * FROM read_parquet({path}) LIMIT 0").description
-    counts = ", ".join(f"count({quote_ident(cols[i][0])})" for i in range(n))
-    parsed = con.execute(f"SELECT {counts} FROM read_parquet({path})").fetchone()
+    counts = ", ".join(f"count(p{i})" for i in range(n))
+    rows, *parsed = con.execute(f"SELECT count(*), {counts} FROM read_parquet({path})").fetchone()
     fails = [0] * n
     for k, c in con.execute(
         f"SELECT k, count(*) FROM (SELECT unnest(_fails) AS k FROM read_parquet({path}) "
         "WHERE _fails IS NOT NULL) GROUP BY k"
     ).fetchall():
         fails[int(k)] = int(c)
-    return [int(p) + f for p, f in zip(parsed, fails, strict=True)], fails
+    return int(rows), [int(p) + f for p, f in zip(parsed, fails, strict=True)], fails
 
 
 def _settled(type_: str, sample: Mapping[str, int], nonnull: int, fails: int) -> bool:
@@ -149,126 +234,204 @@ def _settled(type_: str, sample: Mapping[str, int], nonnull: int, fails: int) ->
     return True
 
 
-def _reason_sql(columns: Sequence[str], types: Sequence[str]) -> str:
-    whens = []
-    for i, (name, type_) in enumerate(zip(columns, types, strict=True)):
-        if type_ != "string":
-            prefix = quote_literal(f"column {name!r}: '")
-            suffix = quote_literal(f"' is not {_ARTICLE[type_]} {type_}")
-            whens.append(f"WHEN {i} THEN {prefix} || val || {suffix}")
-    return f"CASE k {' '.join(whens)} END" if whens else "NULL"
+def _typed(
+    con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, str], k: int,
+    staging: Path, log: Callable[[str], None],
+) -> tuple[list[str], str, int]:  # fmt: skip
+    """Infer the types and write the staging file. Returns (types, reject table, rows)."""
+    n = len(columns)
+    got, sample = _class_counts(con, path, n, k)
+    types = [fixed.get(c) or infer_from_counts(sample[i]) for i, c in enumerate(columns)]
+    _write_staging(con, path, types, staging, "rej1")
+    rows, nonnull, fails = _staging_stats(con, staging, n)
+    if got >= k and not all(
+        columns[i] in fixed or _settled(types[i], sample[i], nonnull[i], fails[i]) for i in range(n)
+    ):
+        log(f"validate: sample of {k} rows not conclusive; classifying the whole file")
+        full = _class_counts(con, path, n, None)[1]
+        types = [fixed.get(c) or infer_from_counts(full[i]) for i, c in enumerate(columns)]
+        _write_staging(con, path, types, staging, "rej2")
+        rows = _staging_stats(con, staging, n)[0]
+        return types, "rej2", rows
+    return types, "rej1", rows
 
 
-def _reject_rows(con: Any, rej: str, n: int) -> str:
-    """SQL of ``(line, reason, raw)`` for the records DuckDB rejected."""
+def _field_count(raw: bytes) -> int | None:
+    """Number of CSV fields of one record's bytes (None if its quoting is broken)."""
+    text = raw.decode("utf-8", errors="surrogateescape")
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error:
+        return None
+    return len(rows[0]) if len(rows) == 1 else None
+
+
+def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int) -> _Plan | None:
+    """Match DuckDB's accepted and rejected records to the scan's; None if they differ."""
     known = " ".join(f"WHEN '{k}' THEN {quote_literal(v)}" for k, v in _REJECT_REASON.items())
-    return (
-        "SELECT line, CASE "
+    rejects = con.execute(
+        "SELECT pos, CASE "
         f"WHEN many IS NOT NULL THEN 'expected {n} fields, found ' || many "
         f"WHEN few IS NOT NULL THEN 'expected {n} fields, found ' || few "
-        f"ELSE CASE etype {known} ELSE 'cannot parse the row: ' || msg END END AS reason, "
-        "rtrim(ltrim(raw, chr(10) || chr(13)), chr(10) || chr(13)) AS raw FROM ("
-        "SELECT CAST(line AS BIGINT) AS line, any_value(csv_line) AS raw, "
+        f"ELSE CASE etype {known} ELSE 'cannot parse the row: ' || msg END END, etype, raw FROM ("
+        "SELECT CAST(line_byte_position AS BIGINT) AS pos, "
         "max(TRY_CAST(regexp_extract(error_message, 'Found: ([0-9]+)', 1) AS BIGINT)) "
         "FILTER (WHERE error_type = 'TOO MANY COLUMNS') AS many, "
         "min(TRY_CAST(regexp_extract(error_message, 'Found: ([0-9]+)', 1) AS BIGINT)) "
         "FILTER (WHERE error_type = 'MISSING COLUMNS') AS few, "
-        "min(CAST(error_type AS VARCHAR)) AS etype, min(error_message) AS msg "
-        f"FROM {rej}_errors GROUP BY line)"
-    )
+        "min(CAST(error_type AS VARCHAR)) AS etype, min(error_message) AS msg, "
+        f"any_value(csv_line) AS raw FROM {rej}_errors GROUP BY line_byte_position)"
+    ).fetchall()
+    candidates = [k for k in scan.trailing_empty if k >= 1]
+    where, records = scan.lookup((int(row[0]) for row in rejects), candidates)
+    plan = _Plan()
+    for pos, reason, etype, raw in rejects:
+        index = where.get(int(pos), 0)
+        if index < 1:
+            return None
+        # DuckDB's own copy of the record must be the scanned one (cheap proof of the
+        # mapping; DuckDB may add the blank lines before it and shows bad bytes as '?').
+        text = records[index].raw.decode("utf-8", errors="replace")
+        if etype != "INVALID ENCODING" and str(raw).strip("\r\n") not in (
+            text,
+            text[: len(str(raw))],
+        ):
+            return None
+        plan.skipped.setdefault(index, str(reason).splitlines()[0])
+    if rows != scan.records - len(plan.skipped):
+        return None
+    candidates = [k for k in candidates if k not in plan.skipped]
+    for k, rid in zip(candidates, _rids(candidates, plan.skipped), strict=True):
+        found = _field_count(records[k].raw)
+        if found is not None and found > n:
+            plan.extra[rid] = f"expected {n} fields, found {found}"
+    return plan
 
 
-def _raw_join(src: InputFile, fetched: bool) -> str:
-    """SQL join clause giving ``badl`` rows their ``raw`` text."""
-    if fetched:
-        return "LEFT JOIN (SELECT rn AS line, raw FROM scanned) t USING (line)"
-    n = len(src.columns)  # re-assemble the raw text from the parsed fields
-    quoted = ", ".join(
-        f"CASE WHEN c{i} IS NULL THEN '' WHEN regexp_matches(c{i}, '[\",\\r\\n]') "
-        f"THEN '\"' || replace(c{i}, '\"', '\"\"') || '\"' ELSE c{i} END"
-        for i in range(n)
-    )
-    rows = f"(SELECT row_number() OVER () - 1 AS rid, * FROM {records_sql(src.path, n)})"
-    return (
-        f"LEFT JOIN (SELECT rid, concat_ws(',', {quoted}) AS raw FROM {rows} "
-        "WHERE rid IN (SELECT rid FROM bad)) t USING (rid)"
-    )
+def _rids(indexes: Sequence[int], skipped: Mapping[int, str]) -> list[int]:
+    """Staging row of each record index (ascending) when ``skipped`` did not reach it."""
+    ordered = sorted(skipped)
+    out, j = [], 0
+    for k in indexes:
+        while j < len(ordered) and ordered[j] < k:
+            j += 1
+        out.append(k - 1 - j)
+    return out
 
 
-def _quarantine(
-    con: Any,
-    src: InputFile,
-    types: Sequence[str],
-    staging: Path,
-    rej: str,
-    target: Path,
-    scan: _lines.LineScan,
-) -> tuple[int, int, bool]:
-    """Write quarantine.csv. Returns (rows written, trailing-extra rows, exact line numbers)."""
-    n = len(src.columns)
-    rejected = {r[0] for r in con.execute(f"SELECT DISTINCT line FROM {rej}_errors").fetchall()}
+def _record_reason(raw: bytes, n: int) -> tuple[str | None, list[str]]:
+    """Why a record cannot be a row (None if it can), and its fields."""
+    if len(raw) > MAX_RECORD_BYTES:
+        return f"record is longer than {MAX_RECORD_BYTES >> 20} MiB", []
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1})", []
+    try:
+        rows = list(csv.reader([text], strict=True))
+    except csv.Error:
+        return _REJECT_REASON["UNQUOTED VALUE"], []
+    if len(rows) != 1:
+        return _REJECT_REASON["UNQUOTED VALUE"], []
+    if len(rows[0]) != n:
+        return f"expected {n} fields, found {len(rows[0])}", []
+    return None, rows[0]
+
+
+def _normalize(scan: _records.RecordScan, n: int, target: Path) -> _Plan:
+    """Record-by-record path: write the readable records to a clean CSV for DuckDB."""
+    plan = _Plan(kept=array("q"))
+    assert plan.kept is not None
+    with target.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\n")
+        writer.writerow([f"c{i}" for i in range(n)])
+        for record in scan.iter_records():
+            if record.index == 0:
+                continue
+            reason, fields = _record_reason(record.raw, n)
+            if reason is None:
+                writer.writerow(fields)
+                plan.kept.append(record.index)
+            else:
+                plan.skipped[record.index] = reason
+    return plan
+
+
+def _mismatch(name: str, type_: str, value: str) -> str:
+    """The reason of a value that does not fit its column's type."""
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    return f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+
+
+def _raw_text(raw: bytes) -> str:
+    """A record's bytes as text: exact for UTF-8, ``\\xNN`` for bytes that are not."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+def _reasons(
+    con: Any, plan: _Plan, columns: Sequence[str], types: Sequence[str], staging: Path
+) -> dict[int, str]:
+    """Record index -> reason of every quarantined record; creates temp table ``extras``."""
     stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
-    accepted = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-    exact = scan.exact(accepted + len(rejected))
-    blanks = scan.blanks
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE bad AS SELECT file_row_number AS rid, _fails[1] AS k, "
-        "CASE WHEN strlen(_badval) > 80 THEN left(_badval, 77) || '...' ELSE _badval END AS val "
-        f"FROM {stage} WHERE _fails IS NOT NULL"
-    )
-    _lines.excluded_table(con, "exg", f"{rej}_errors", blanks)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE badl AS {_lines.map_lines_sql('bad', 'exg')}")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE extras (rid BIGINT, line BIGINT, raw VARCHAR, nf BIGINT)"
-    )
-    fetched = exact and _lines.fetch_lines(con, src.path, n, "badl", "scanned")
-    if fetched:
-        candidates = con.execute("SELECT rn, raw FROM scanned WHERE is_trailing").fetchall()
-        excluded = sorted(set(blanks) | rejected)
-        extras = [
-            (_lines.rid_of_line(line, excluded), line, raw, nf)
-            for line, raw, nf in _lines.extra_field_lines(candidates, n, rejected)
-        ]
-        if extras:
-            con.executemany("INSERT INTO extras VALUES (?, ?, ?, ?)", extras)
-    mismatches = (
-        f"SELECT line, {_reason_sql(src.columns, types)} AS reason, raw FROM badl "
-        f"{_raw_join(src, fetched)} WHERE rid NOT IN (SELECT rid FROM extras)"
-    )
-    union = (
-        f"{_reject_rows(con, rej, n)} UNION ALL "
-        f"SELECT line, 'expected {n} fields, found ' || nf, raw FROM extras UNION ALL {mismatches}"
-    )
-    with atomic_path(target) as tmp:
-        written = con.execute(
-            f"COPY (SELECT line, reason, raw FROM ({union}) ORDER BY line) "
-            f"TO {quote_literal(str(tmp))} (FORMAT csv, HEADER true)"
-        ).fetchone()[0]
-    extra_rows = con.execute("SELECT count(*) FROM extras").fetchone()[0]
-    return int(written), int(extra_rows), exact
+    bad = con.execute(
+        f"SELECT file_row_number, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
+    ).fetchall()
+    by_rid = {int(r): _mismatch(columns[k], types[k], str(v)) for r, k, v in bad}
+    by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
+    rids = sorted(by_rid)
+    reasons = dict(plan.skipped)
+    for rid, index in zip(rids, plan.records_of(rids), strict=True):
+        reasons[index] = by_rid[rid]
+    if plan.extra:
+        con.execute("CREATE OR REPLACE TEMP TABLE extras AS SELECT unnest($1::BIGINT[]) AS rid",
+                    [sorted(plan.extra)])  # fmt: skip
+    else:
+        con.execute("CREATE OR REPLACE TEMP TABLE extras (rid BIGINT)")
+    return reasons
+
+
+def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], target: Path) -> int:
+    """Write quarantine.csv (sorted by line) from the scan; returns the rows written.
+
+    Pure Python (no DuckDB), so it runs in a thread while DuckDB writes valid.parquet.
+    """
+    records = scan.fetch(reasons)
+    if len(records) != len(reasons):
+        raise InvariantError(f"{len(reasons) - len(records)} quarantined records not found")
+    with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["line", "reason", "raw"])
+        for index in sorted(reasons):
+            record = records[index]
+            writer.writerow([record.line, reasons[index], _raw_text(record.raw)])
+    return len(reasons)
 
 
 def _group_candidates(
     con: Any, valid: Path, columns: Sequence[str], types: Sequence[str]
 ) -> list[str]:
+    """String columns with 2 to 50 distinct values (counted in batches of columns, so the
+    distinct-value tables of a wide file never all exist at once)."""
     strings = [c for c, t in zip(columns, types, strict=True) if t == "string"]
-    if not strings:
-        return []
     path = quote_literal(str(valid))
-    approx = con.execute(
-        "SELECT "
-        + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in strings)
-        + f" FROM read_parquet({path})"
-    ).fetchone()
-    maybe = [c for c, a in zip(strings, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
-    if not maybe:
-        return []
-    exact = con.execute(
-        "SELECT "
-        + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
-        + f" FROM read_parquet({path})"
-    ).fetchone()
-    return [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
+    found: list[str] = []
+    for lo in range(0, len(strings), DISTINCT_BATCH):
+        batch = strings[lo : lo + DISTINCT_BATCH]
+        approx = con.execute(
+            "SELECT "
+            + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in batch)
+            + f" FROM read_parquet({path})"
+        ).fetchone()
+        maybe = [c for c, a in zip(batch, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
+        if not maybe:
+            continue
+        exact = con.execute(
+            "SELECT "
+            + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
+            + f" FROM read_parquet({path})"
+        ).fetchone()
+        found += [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
+    return found
 
 
 def run(
@@ -296,51 +459,64 @@ def run(
     Raises:
         DataError: If the input or schema is unusable.
         InvariantError: If the row accounting does not add up (a bug).
+
+    Examples:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (d / "in.csv").write_text("zip,n\\n02134,1\\n10001,x\\n")
+        >>> r = run(d / "in.csv", d / "out", log=lambda _: None)
+        >>> r["input_rows"], r["columns"]
+        (2, {'zip': 'string', 'n': 'integer'})
     """
     import duckdb
 
     src = check_input(input_path)
-    fixed = load_schema(schema_path, src.columns) if schema_path else {}
+    columns = src.columns
+    fixed = load_schema(schema_path, columns) if schema_path else {}
     out = ensure_dir(output_dir)
     work = out / ".validate.work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     con = connect(work / "spill", threads)
-    # The byte scan for line numbers runs beside DuckDB (which releases the GIL).
+    # The byte scan that counts records runs beside DuckDB (which releases the GIL).
     pool = ThreadPoolExecutor(max_workers=1)
-    line_scan = pool.submit(_lines.scan_lines, src.path)
+    counting = pool.submit(_records.scan, src.path)
+    staging = work / "staging.parquet"
+    k = sample_rows or _sample_size(src.path, src.size)
     try:
-        k = sample_rows or _sample_size(src)
-        n = len(src.columns)
+        plan: _Plan | None = None
+        types, rej, rows = list(columns), "", 0
         try:
-            got, sample = _class_counts(con, src, k)
-            types = [
-                fixed.get(c) or infer_from_counts(sample[i]) for i, c in enumerate(src.columns)
-            ]
-            staging = work / "staging.parquet"
-            _write_staging(con, src, types, staging, "rej1")
-            rej = "rej1"
-            nonnull, fails = _staging_stats(con, staging, n)
-            if got >= k and not all(
-                src.columns[i] in fixed or _settled(types[i], sample[i], nonnull[i], fails[i])
-                for i in range(n)
-            ):
-                log(f"validate: sample of {k} rows not conclusive; classifying the whole file")
-                full = _class_counts(con, src, None)[1]
-                types = [
-                    fixed.get(c) or infer_from_counts(full[i]) for i, c in enumerate(src.columns)
-                ]
-                _write_staging(con, src, types, staging, "rej2")
-                rej = "rej2"
+            types, rej, rows = _typed(con, src.path, columns, fixed, k, staging, log)
+            read = True
         except duckdb.Error as exc:
-            raise _read_error(src, exc) from None
-        quarantined, extras, exact = _quarantine(
-            con, src, types, staging, rej, out / "quarantine.csv", line_scan.result()
-        )
-        rejected = con.execute(f"SELECT count(DISTINCT line) FROM {rej}_errors").fetchone()[0]
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log(f"validate: DuckDB cannot read the file directly ({first})")
+            read = False
+        scan = counting.result()
+        # DuckDB reads one kind of line end per file; with mixed or CR ones it may split
+        # or reject records differently from the CSV rules, so it does not read them.
+        if read and scan.uniform_line_ends:
+            plan = _reconcile(con, scan, rej, rows, len(columns))
+        if plan is not None and plan.extra:
+            # DuckDB read those records without their trailing empty fields and counted
+            # their values when inferring the types; the clean copy leaves them out.
+            plan = None
+        if plan is None:
+            log("validate: reading the file record by record")
+            clean = work / "records.csv"
+            plan = _normalize(scan, len(columns), clean)
+            try:
+                types, rej, rows = _typed(con, clean, columns, fixed, k, staging, log)
+            except duckdb.Error as exc:
+                raise InvariantError(f"DuckDB cannot read the clean copy ({exc})") from None
+            assert plan.kept is not None
+            if rows != len(plan.kept):
+                raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
+        reasons = _reasons(con, plan, columns, types, staging)
+        writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
-        accepted = con.execute(f"SELECT count(*) FROM {stage}").fetchone()[0]
-        cols = ", ".join(quote_ident(c) for c in src.columns)
+        cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         with atomic_path(out / "valid.parquet") as tmp:
             valid = con.execute(
                 # The NOT IN runs as a join that may reorder rows: sort back to input order, so
@@ -349,21 +525,19 @@ def run(
                 f"NOT IN (SELECT rid FROM extras) ORDER BY file_row_number) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION snappy)"
             ).fetchone()[0]
-            input_rows = int(accepted) + int(rejected)
+            quarantined = writing.result()
+            input_rows = scan.records
             if input_rows != int(valid) + quarantined:
                 raise InvariantError(
                     f"row accounting broken: input_rows={input_rows} != valid_rows={valid} + "
-                    f"quarantined_rows={quarantined} (extras={extras}); this is a bug"
+                    f"quarantined_rows={quarantined}; this is a bug"
                 )
         result = {
             "input_rows": input_rows,
             "valid_rows": int(valid),
             "quarantined_rows": quarantined,
-            "columns": dict(zip(src.columns, types, strict=True)),
-            "group_by_candidates": _group_candidates(
-                con, out / "valid.parquet", src.columns, types
-            ),
-            "line_numbers_exact": exact,
+            "columns": dict(zip(columns, types, strict=True)),
+            "group_by_candidates": _group_candidates(con, out / "valid.parquet", columns, types),
         }
     finally:
         pool.shutdown(cancel_futures=True)

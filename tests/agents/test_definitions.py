@@ -51,7 +51,7 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "aggregate",
         {"input_dir": f"{IN}/parts", "group_by": "category", "output": OUT},
-        [*STEPS, "aggregate", "--input-dir", f"{IN}/parts", "--group-by", "category", "--output", OUT],
+        [*STEPS, "aggregate", "--input-dir", f"{IN}/parts", "--group-by=category", "--output", OUT],
     ),
     (
         "report",

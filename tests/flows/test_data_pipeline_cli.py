@@ -30,12 +30,30 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("make_args", "expected"),
     [
-        (lambda d: ["--input", str(d / "missing.csv")], "no such file"),
-        (lambda d: ["--input", str(write(d / "empty.csv", b""))], "the file is empty"),
+        (lambda d: ["--input", str(d / "missing.csv")], "does not exist"),
+        (lambda d: ["--input", str(write(d / "empty.csv", b""))], "is empty"),
         (lambda d: ["--input", str(write(d / "bin.csv", b"a,b\n\x00\x01\x02"))], "looks binary"),
         (lambda d: ["--input", str(write(d / "l1.csv", b"a,b\n\xe9t\xe9,1\n"))], "is not UTF-8"),
         (lambda d: ["--input", str(d)], "not a regular file"),
-        (lambda d: ["--input", str(write(d / "dup.csv", b"a,a\n1,2\n"))], "names a column twice"),
+        (lambda d: ["--input", str(write(d / "case.csv", b"id,ID\n1,2\n"))], "case-insensitively"),
+        (
+            lambda d: ["--input", str(write(d / "pad.csv", b'" grp ",v\nx,1\n'))],
+            "leading or trailing",
+        ),
+        (
+            lambda d: ["--input", str(write(d / "nl.csv", b'"a\nb",v\nx,1\n'))],
+            "control character",
+        ),
+        (
+            lambda d: [
+                "--input",
+                str(write(d / "dupq.csv", b'"a,b",a\n1,2\n')),
+                "--group-by",
+                "a,",
+            ],
+            "'a,' is not a column",
+        ),
+        (lambda d: ["--input", str(write(d / "dup.csv", b"a,a\n1,2\n"))], "repeats column 1"),
         (
             lambda d: ["--input", str(write(d / "ok.csv", b"a,b\n1,2\n")), "--group-by", "zzz"],
             "'zzz' is not a column",
@@ -92,3 +110,23 @@ def test_help_names_every_option(tmp_path: Path) -> None:
         "--backend",
     ):
         assert option in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("data", "group_by"),
+    [
+        (b"\xef\xbb\xbfgrp,v\nx,1\n", "grp"),  # a BOM is not part of the first name
+        (b'"a,b",c\n1,2\n', "a,b"),  # CSV quoting: one column named a,b
+        (b'id,"x""y"\r1,2\r', 'x"y'),  # CR line ends, a doubled quote
+        (",".join(f"column_{i:05d}" for i in range(8_000)).encode() + b"\n", "column_07999"),
+    ],
+)
+def test_the_header_is_read_by_the_steps_parser(tmp_path: Path, data: bytes, group_by: str) -> None:
+    """The CLI accepts what the steps accept; the run stops later, at the unusable --output."""
+    src = write(tmp_path / "in.csv", data)
+    done = run_cli(
+        "--input", str(src), "--group-by", group_by, "--output", str(write(tmp_path / "f", b"x")),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "not a column" not in done.stderr and "--output" in done.stderr

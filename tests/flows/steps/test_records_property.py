@@ -1,0 +1,145 @@
+"""Property: every record is counted once, kept with its values or quarantined exactly.
+
+Hypothesis writes CSV files from a model (random quoting, line ends inside quoted fields,
+empty and quoted-empty fields, long fields, a BOM, odd column names, blank lines, LF,
+CRLF, CR or mixed line ends, records with too few or too many fields) and knows, from
+the model alone, each record's first physical line, its exact text and its values. The
+``ingest`` and ``validate`` steps run on the file; their results must match the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows.steps import ingest, validate
+from flows.steps import types as T
+
+from .conftest import query, quiet
+
+_LINE_END = re.compile(r"\r\n|\n|\r")
+_NAME = st.text(alphabet='abXY_-,"é 1', min_size=1, max_size=6).filter(lambda s: s == s.strip())
+_SHORT = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "NA",
+            "0",
+            "-0",
+            "007",
+            "1",
+            "-2",
+            "3.5",
+            "true",
+            "2024-01-31",
+            " x ",
+            "12345678901234567890123",
+            "a,b",
+            'say "hi"',
+        ]
+    ),
+    st.text(alphabet='ab ,"\n\r1é', max_size=6),
+    st.integers(-1000, 1000).map(str),
+)
+_LONG = st.integers(70_000, 80_000).map(lambda n: "L" * n)  # past the 64 KiB sniff
+_VALUE = st.one_of(*[_SHORT] * 15, _LONG)
+
+
+@dataclass
+class Record:
+    line: int
+    text: str
+    values: list[str]
+
+
+def _field(value: str, quoted: bool) -> str:
+    if quoted or any(ch in value for ch in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> tuple[bytes, list[str], list[Record]]:
+    names = draw(st.lists(_NAME, min_size=1, max_size=4, unique_by=str.lower))
+    n = len(names)
+    style = draw(st.sampled_from(["\n", "\r\n", "\r", "mixed"]))
+
+    def end() -> str:
+        return draw(st.sampled_from(["\n", "\r\n"])) if style == "mixed" else style
+
+    text = ",".join(_field(x, draw(st.booleans())) for x in names) + end()
+    line = 2
+    records: list[Record] = []
+    for _ in range(draw(st.integers(0, 10))):
+        while draw(st.integers(0, 5)) == 0:  # blank lines: no records
+            text += end()
+            line += 1
+        count = draw(st.sampled_from([n, n, n, n, max(1, n - 1), n + 1]))
+        values = [draw(_VALUE) for _ in range(count)]
+        body = ",".join(_field(v, draw(st.booleans())) for v in values)
+        text += body + end()
+        if body:  # one empty unquoted field is a blank line, not a record
+            records.append(Record(line, body, values))
+        line += 1 + len(_LINE_END.findall(body))
+    if records and draw(st.booleans()):  # the last record without a line end
+        text = text.removesuffix("\r\n").removesuffix("\n").removesuffix("\r")
+    bom = b"\xef\xbb\xbf" if draw(st.booleans()) else b""
+    return bom + text.encode("utf-8"), names, records
+
+
+def _quarantine(out: Path) -> list[tuple[int, str, str]]:
+    with (out / "quarantine.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return [(int(a), b, c) for a, b, c in rows[1:]]
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(csv_files())
+def test_every_record_is_counted_once_and_kept_exactly(
+    tmp_path_factory: Any, case: tuple[bytes, list[str], list[Record]]
+) -> None:
+    data, names, records = case
+    root = tmp_path_factory.mktemp("prop")
+    src = root / "in.csv"
+    src.write_bytes(data)
+    assert ingest.run(root / "i", src, log=quiet)["columns"] == names
+    result = validate.run(src, root / "v", threads=1, log=quiet)
+    n = len(names)
+
+    shaped = [r for r in records if len(r.values) == n]
+    types = [T.infer_type(r.values[i] for r in shaped) for i in range(n)]
+    assert result["columns"] == dict(zip(names, types, strict=True))
+
+    def fits(r: Record) -> bool:
+        return all(
+            T.is_null(v) or T.parse_value(v, t) is not None
+            for v, t in zip(r.values, types, strict=True)
+        )
+
+    valid = [r for r in shaped if fits(r)]
+    bad = [r for r in records if r not in valid]
+    assert result["input_rows"] == len(records)
+    assert (result["valid_rows"], result["quarantined_rows"]) == (len(valid), len(bad))
+
+    quarantined = _quarantine(root / "v")
+    assert [(line, raw) for line, _, raw in quarantined] == [(r.line, r.text) for r in bad]
+    for (_, reason, _), r in zip(quarantined, bad, strict=True):
+        if len(r.values) != n:
+            assert reason == f"expected {n} fields, found {len(r.values)}"
+
+    rows = query(f"SELECT * FROM '{root / 'v' / 'valid.parquet'}'")
+    expected = [
+        tuple(T.parse_value(v, t) for v, t in zip(r.values, types, strict=True)) for r in valid
+    ]
+    assert rows == expected
