@@ -1,4 +1,4 @@
-"""Running the pieces benchmarks 4 and 5 time: input generation, the pipeline flow, the baseline.
+"""Running the pieces benchmarks 1, 5 and 6 time: input generation, the pipeline flow, the baseline.
 
 Every run is timed end to end and its process tree's resident memory sampled
 (:class:`~flows.benchmarks._measure.PeakTreeMemory`); the pipeline runs in this process (it is the

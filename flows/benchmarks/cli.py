@@ -1,8 +1,10 @@
 """``python -m flows.benchmarks [--quick] [--json PATH]``: run every benchmark, print the table.
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
-batches) and this process pointed at it; then step overhead, concurrency, fast failure, pipeline
-throughput and cached re-run run against it; the server is stopped and the cold start runs alone.
+batches) and this process pointed at it; then orchestration share, step overhead, concurrency, fast
+failure, pipeline throughput and cached re-run run against it; the server is stopped and the
+default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
+subset (the JSON then holds only those keys).
 This process gets its own ``PREFECT_HOME`` and local caches in a scratch folder, and no
 ``AIOP_*`` setting from the caller's environment (no chaos plan, no engine limit, no Redis
 breakers): the defaults are measured. Everything is restored and the scratch folder deleted at the
@@ -53,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer samples and 100k rows only, no cold start (under a minute on 2 idle cores)",
+        help="fewer samples and 100k rows only, no default-run benchmark (about a minute)",
     )
     parser.add_argument(
         "--json", metavar="PATH", type=Path, help="also write every raw number here"

@@ -1,4 +1,4 @@
-"""Benchmark 3, fast failure: how soon a dead engine opens the breaker, and what a rejection costs.
+"""Benchmark 4, fast failure: how soon a dead engine opens the breaker, and what a rejection costs.
 
 The engine "dies" through the chaos plan ``kind=engine-down,seconds=3600`` (every run attempt
 raises :class:`~adapters.errors.EngineUnavailableError`, as the Dagger runner does when no engine

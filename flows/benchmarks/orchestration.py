@@ -1,4 +1,4 @@
-"""Benchmark 0, orchestration share: what Prefect and the agent manager add to the main job.
+"""Benchmark 1, orchestration share: what Prefect and the agent manager add to the main job.
 
 The 5,000-row pipeline (``data_pipeline(rows=5000, backend="local")``: the flow the CLI runs, each
 step chosen by :class:`~agents.AgentManager` and run as a ``run_step`` task run) against the
