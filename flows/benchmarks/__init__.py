@@ -14,7 +14,9 @@ noisy; ratios of interleaved or back-to-back runs hold up where absolute numbers
 6. :mod:`~flows.benchmarks.cached_rerun`: an unchanged re-run against the first run;
 7. :mod:`~flows.benchmarks.cold_start`: the default run with nothing configured: a first
    ``python -m flows.data_pipeline`` on a fresh machine, and repeat runs against runs with
-   ``PREFECT_API_URL`` set.
+   ``PREFECT_API_URL`` set;
+8. :mod:`~flows.benchmarks.scaling`: per-step overhead and throughput against rows and against
+   fan-out (no target).
 
 Why here and not in a top-level ``benchmarks/`` package: the repository's top-level layout is fixed
 (``flows/``, ``adapters/``, ``agents/``, ``tests/``, ``docs/``, ``adr/``); the benchmarks drive

@@ -2,7 +2,7 @@
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
 batches) and this process pointed at it; then orchestration share, step overhead, concurrency, fast
-failure, pipeline throughput and cached re-run run against it; the server is stopped and the
+failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
 default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
 subset (the JSON then holds only those keys).
 This process gets its own ``PREFECT_HOME`` and local caches in a scratch folder, and no
@@ -43,6 +43,7 @@ BENCHMARKS = (
     "fast_failure",
     "throughput",
     "cached_rerun",
+    "scaling",
     "cold_start",
 )
 
@@ -135,6 +136,7 @@ def _run_with_server(
         concurrency,
         fast_failure,
         orchestration,
+        scaling,
         step_overhead,
         throughput,
     )
@@ -154,7 +156,20 @@ def _run_with_server(
         "throughput": measure_throughput,
         "cached_rerun": lambda: cached_rerun.run(ctx, firsts.get(ctx.rerun_rows)),
     }
-    results = {key: _attempt(key, fn, failures) for key, fn in steps.items() if key in only}
+    results: dict[str, Outcome] = {}
+    for key, fn in steps.items():
+        if key in only:
+            results[key] = _attempt(key, fn, failures)
+    if "scaling" in only:
+        results["scaling"] = _attempt(
+            "scaling",
+            lambda: scaling.run(
+                ctx,
+                results["orchestration"].data if "orchestration" in results else None,
+                results["throughput"].data if "throughput" in results else None,
+            ),
+            failures,
+        )
     _drain()
     return results
 
@@ -195,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import flows.benchmarks.concurrency
                 import flows.benchmarks.fast_failure
                 import flows.benchmarks.orchestration
+                import flows.benchmarks.scaling
                 import flows.benchmarks.step_overhead
                 import flows.benchmarks.throughput  # noqa: F401
 
