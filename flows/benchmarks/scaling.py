@@ -112,7 +112,7 @@ def run(
     rows = [
         Row(
             f"scaling {_label(r['rows'])} rows: wall, per-step overhead",
-            f"{r['wall_s']:.2f} s ({r['rows_per_s'] / 1e3:,.0f}k rows/s)",
+            f"{r['wall_s']:.2f} s ({r['rows_per_s']:,.0f} rows/s)",
             f"{r['steps_run_s']:.2f} s in {r['steps']} steps",
             f"{_ms(r['median_step_overhead_s'])}/step",
         )
@@ -121,7 +121,7 @@ def run(
     rows += [
         Row(
             f"scaling {_label(FAN_OUT_ROWS)} rows, {r['partitions']} partitions",
-            f"{r['wall_s']:.2f} s ({r['rows_per_s'] / 1e3:,.0f}k rows/s)",
+            f"{r['wall_s']:.2f} s ({r['rows_per_s']:,.0f} rows/s)",
             f"{r['steps_run_s']:.2f} s in {r['steps']} steps",
             f"{_ms(r['median_step_overhead_s'])}/step",
         )
