@@ -3,13 +3,13 @@
 A step the open breaker rejects costs microseconds when it is refused here, and 8-18 ms when its
 task run is created, fails and is recorded first. A task run is still worth creating when
 ``run_step`` would wait for the probe and retry (the wait then shows on the task run), or when the
-step's result may come from the cache (a cached step never touches the engine).
+step's result may come from the cache (a cached step never touches the engine): the caller checks
+that, only when this module says the breaker would reject.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from adapters import AiopError, CircuitOpenError
 from adapters.breaker import get_breaker
@@ -24,21 +24,18 @@ def rejection_before_start(
     policy: RetryPolicy,
     *,
     step: str,
-    cached: Callable[[], bool],
 ) -> CircuitOpenError | None:
-    """The engine breaker's rejection of ``step`` when no task run could do better, else None.
+    """The engine breaker's rejection of ``step`` when no retry would wait for its probe, else None.
 
     Args:
         backend: the step's backend (as given to ``run_step``).
         policy: the step's retry policy.
         step: the step's name (set on the error).
-        cached: whether the step's result may come from the cache (asked only when the breaker
-            would reject).
 
     Examples:
         >>> from adapters.breaker import reset_breakers
         >>> reset_breakers()
-        >>> rejection_before_start("local", RetryPolicy(), step="s", cached=lambda: False) is None
+        >>> rejection_before_start("local", RetryPolicy(), step="s") is None
         True
     """
     try:
@@ -49,8 +46,6 @@ def rejection_before_start(
     if exc is None:
         return None
     if policy.retries > 0 and policy.within_budget(max(0.0, exc.probe_at - time.time())):
-        return None
-    if cached():
         return None
     exc.step = step
     return exc

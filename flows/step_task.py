@@ -293,12 +293,9 @@ async def execute_step(
     started, started_at = time.monotonic(), time.time()
     policy = retry or DEFAULT_RETRY_POLICY
     usable_cache = outputs_present(spec)
-    refused = rejection_before_start(
-        backend,
-        policy,
-        step=spec.name,
-        cached=lambda: usable_cache and _has_cached_result(spec),
-    )
+    refused = rejection_before_start(backend, policy, step=spec.name)
+    if refused is not None and usable_cache and await _has_cached_result(spec):
+        refused = None  # the task run serves the cached result without touching the engine
     if refused is not None:
         outcome = StepOutcome(
             spec.name, "Failed", 0, time.monotonic() - started, error=refused, started_at=started_at
@@ -361,10 +358,14 @@ async def _outcome(
     )
 
 
-def _has_cached_result(spec: StepSpec) -> bool:
+async def _has_cached_result(spec: StepSpec) -> bool:
     """True when the result store holds a result under ``spec``'s cache key."""
     key = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
-    return key is not None and get_result_store().exists(key)
+    if key is None:
+        return False
+    # The task's own store (the flow's has a null metadata storage that never finds the record).
+    store = await get_result_store().update_for_task(run_step, _sync=False)  # type: ignore[call-arg,misc]
+    return bool(await store.aexists(key))
 
 
 def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:

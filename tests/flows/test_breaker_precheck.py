@@ -88,38 +88,24 @@ class TestBreakerRejection:
 class TestRejectionBeforeStart:
     async def test_refused_when_no_retry_would_wait_for_the_probe(self) -> None:
         await open_breaker(get_breaker("engine:local", BreakerPolicy(fail_max=1)))
-        exc = rejection_before_start("local", NO_RETRY, step="s", cached=lambda: False)
+        exc = rejection_before_start("local", NO_RETRY, step="s")
         assert isinstance(exc, CircuitOpenError) and exc.step == "s"
         assert exc.breaker == "engine:local"
 
     async def test_left_to_the_task_run_when_a_retry_waits_for_the_probe(self) -> None:
         await open_breaker(get_breaker("engine:local", BreakerPolicy(fail_max=1, reset_timeout=5)))
         policy = RetryPolicy(attempts=3, budget_s=60)
-        assert rejection_before_start("local", policy, step="s", cached=lambda: False) is None
+        assert rejection_before_start("local", policy, step="s") is None
 
     async def test_refused_when_the_probe_comes_after_the_retry_budget(self) -> None:
         policy = BreakerPolicy(fail_max=1, reset_timeout=600)
         await open_breaker(get_breaker("engine:local", policy))
         retry = RetryPolicy(attempts=3, budget_s=60)
-        exc = rejection_before_start("local", retry, step="s", cached=lambda: False)
+        exc = rejection_before_start("local", retry, step="s")
         assert isinstance(exc, CircuitOpenError)
 
-    async def test_left_to_the_task_run_when_the_result_may_be_cached(self) -> None:
-        await open_breaker(get_breaker("engine:local", BreakerPolicy(fail_max=1)))
-        asked: list[bool] = []
-
-        def cached() -> bool:
-            asked.append(True)
-            return True
-
-        assert rejection_before_start("local", NO_RETRY, step="s", cached=cached) is None
-        assert asked == [True]
-
-    def test_a_closed_breaker_never_asks_the_cache(self) -> None:
-        def cached() -> bool:
-            raise AssertionError("the cache is only asked when the breaker would reject")
-
-        assert rejection_before_start("local", NO_RETRY, step="s", cached=cached) is None
+    def test_a_closed_breaker_rejects_nothing(self) -> None:
+        assert rejection_before_start("local", NO_RETRY, step="s") is None
 
 
 @pytest.mark.prefect
@@ -161,9 +147,10 @@ class TestThroughPrefect:
         async def once() -> StepOutcome:
             return await execute_step(spec, "local", retry=NO_RETRY)
 
+        breaker = get_breaker("engine:local", BreakerPolicy(fail_max=1))
         first = await once()
         assert first.state == "Completed"
-        await open_breaker(get_breaker("engine:local", BreakerPolicy(fail_max=1)))
+        await open_breaker(breaker)
         again = await once()
         assert again.state == "Cached" and again.result is not None
         assert again.result.stdout.strip() == str(tmp_path)
