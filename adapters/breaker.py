@@ -238,6 +238,33 @@ class Breaker:
         """
         return _Guard(self)
 
+    def rejection(self) -> CircuitOpenError | None:
+        """The error a call would fail with right now, or None when it would be admitted.
+
+        Asks without calling: an open circuit whose probe time has come stays open (the next
+        call moves it to half-open) and no probe slot is taken. Lets a caller refuse work before
+        it pays for setting it up (``flows.execute_step`` does, before creating a task run).
+
+        Examples:
+            >>> Breaker("engine:rejection-doc").rejection() is None
+            True
+        """
+        try:
+            with self._lock:
+                state = self._cb.state.name
+                if state == pybreaker.STATE_OPEN:
+                    opened_at = self._opened_at()
+                    if self._clock() < opened_at + self.policy.reset_timeout:
+                        return self._open_error(opened_at)
+                elif (
+                    state == pybreaker.STATE_HALF_OPEN
+                    and self._probes >= self.policy.half_open_max_calls
+                ):
+                    return self._open_error(self._opened_at(), busy=True)
+                return None
+        finally:
+            self._dispatch()
+
     @property
     def state(self) -> BreakerState:
         """``closed``, ``open`` or ``half-open`` (open stays open until the next call asks)."""

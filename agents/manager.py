@@ -217,7 +217,7 @@ class AgentManager:
         """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
 
         Must be awaited inside a Prefect flow: each attempt is a ``run_step`` task run (via
-        :func:`flows.step_task.execute_step`) tagged ``agent:<name>``.
+        :func:`flows.step_task.execute_step`) named ``<step> [<agent>]``.
 
         Args:
             target: an agent name, or a capability.
@@ -308,13 +308,15 @@ class AgentManager:
         )
 
     async def _execute(self, agent: AgentSpec, spec: StepSpec, backend: str | None) -> StepOutcome:
-        """One run of ``spec`` through the agent's breaker, as ``run_step`` tagged with the agent.
+        """One run of ``spec`` through the agent's breaker, as a ``run_step`` task run named
+        ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
+
+        Not a Prefect tag: a tagged task run makes Prefect reserve tag concurrency slots before it
+        starts, which stalls for 2 s whenever the SQLite server is busy (:mod:`agents.recent`).
 
         Raises:
             CircuitOpenError: the agent's breaker did not admit the run (nothing ran).
         """
-        from prefect import tags
-
         from flows.breaker_events import attach_event_emitter
         from flows.step_task import execute_step
 
@@ -322,8 +324,9 @@ class AgentManager:
         outcome: StepOutcome | None = None
         try:
             async with breaker.guard():
-                with tags(agent.breaker_name, *(f"capability:{c}" for c in agent.capabilities)):
-                    outcome = await execute_step(spec, backend, retry=agent.retry.policy())
+                outcome = await execute_step(
+                    spec, backend, retry=agent.retry.policy(), agent=agent.name
+                )
                 if isinstance(outcome.error, InfrastructureError):
                     raise outcome.error  # so that the agent's breaker counts it
         except InfrastructureError:

@@ -1,9 +1,20 @@
-"""Recent runs of each agent, read from the Prefect server (task runs tagged ``agent:<name>``).
+"""Which agent ran a step, and the recent runs of each agent read from the Prefect server.
 
-Only asked when a Prefect API is configured (``PREFECT_API_URL``): ``python -m agents list`` must
-not start an embedded server just to show a column.
+A step an agent runs is a ``run_step`` task run named ``<step> [<agent>]``
+(:func:`agent_run_name`): the agent's name is in the task run's name, where the Prefect UI's
+search and the API's name filter find it. It is deliberately not a tag: Prefect reserves tag
+concurrency slots before every tagged task run, and on a SQLite server that request often meets
+a locked database and stalls the step for 2 s. Runs recorded before this naming carry the tag
+``agent:<name>`` instead; they are still counted.
+
+Recent runs are only asked for when a Prefect API is configured (``PREFECT_API_URL``):
+``python -m agents list`` must not start a server just to show a column.
 
 Examples:
+    >>> agent_run_name("validate", "validate-duckdb")
+    'validate [validate-duckdb]'
+    >>> ran_by("validate [validate-duckdb]")
+    'validate-duckdb'
     >>> RecentRuns(ok=3, failed=1).text
     '3 ok, 1 failed'
 """
@@ -14,10 +25,24 @@ import asyncio
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["RecentRuns", "read_recent_runs"]
+__all__ = ["RecentRuns", "agent_run_name", "ran_by", "read_recent_runs"]
 
 _FAILED = {"FAILED", "CRASHED", "TIMEDOUT"}
+
+
+def agent_run_name(step: str, agent: str | None) -> str:
+    """The task run name of ``step`` run by ``agent``: ``<step> [<agent>]`` (just ``step``
+    when no agent runs it)."""
+    return f"{step} [{agent}]" if agent else step
+
+
+def ran_by(task_run_name: str) -> str | None:
+    """The agent named in a task run name made by :func:`agent_run_name`, or None."""
+    if not task_run_name.endswith("]") or " [" not in task_run_name:
+        return None
+    return task_run_name.rsplit(" [", 1)[1][:-1] or None
 
 
 @dataclass(frozen=True)
@@ -53,8 +78,23 @@ async def read_recent_runs(
 
 async def _read(names: list[str], limit: int) -> dict[str, RecentRuns]:
     from prefect.client.orchestration import get_client
+
+    found: dict[str, RecentRuns] = {}
+    async with get_client() as client:
+        for name in names:
+            runs = await _runs_of(client, name, limit)
+            failed = sum(
+                1 for r in runs if r.state_type is not None and r.state_type.name in _FAILED
+            )
+            found[name] = RecentRuns(ok=len(runs) - failed, failed=failed)
+    return found
+
+
+async def _runs_of(client: Any, name: str, limit: int) -> list[Any]:
+    """The last ``limit`` finished task runs of agent ``name``: named for it, or tagged (older)."""
     from prefect.client.schemas.filters import (
         TaskRunFilter,
+        TaskRunFilterName,
         TaskRunFilterState,
         TaskRunFilterStateType,
         TaskRunFilterTags,
@@ -62,20 +102,25 @@ async def _read(names: list[str], limit: int) -> dict[str, RecentRuns]:
     from prefect.client.schemas.objects import StateType
     from prefect.client.schemas.sorting import TaskRunSort
 
-    finished = [StateType.COMPLETED, StateType.FAILED, StateType.CRASHED]
-    found: dict[str, RecentRuns] = {}
-    async with get_client() as client:
-        for name in names:
-            runs = await client.read_task_runs(
-                task_run_filter=TaskRunFilter(
-                    tags=TaskRunFilterTags(all_=[f"agent:{name}"]),
-                    state=TaskRunFilterState(type=TaskRunFilterStateType(any_=finished)),
-                ),
-                sort=TaskRunSort.EXPECTED_START_TIME_DESC,
-                limit=limit,
-            )
-            failed = sum(
-                1 for r in runs if r.state_type is not None and r.state_type.name in _FAILED
-            )
-            found[name] = RecentRuns(ok=len(runs) - failed, failed=failed)
-    return found
+    finished = TaskRunFilterState(
+        type=TaskRunFilterStateType(any_=[StateType.COMPLETED, StateType.FAILED, StateType.CRASHED])
+    )
+    by_name = TaskRunFilter(name=TaskRunFilterName(like_=f"[{name}]"), state=finished)
+    by_tag = TaskRunFilter(tags=TaskRunFilterTags(all_=[f"agent:{name}"]), state=finished)
+    runs: dict[Any, Any] = {}
+    for task_run_filter in (by_name, by_tag):
+        page = await client.read_task_runs(
+            task_run_filter=task_run_filter,
+            sort=TaskRunSort.EXPECTED_START_TIME_DESC,
+            limit=limit * 2 if task_run_filter is by_name else limit,
+        )
+        for run in page:
+            # like_ is a substring match in which '_' matches any character: check exactly.
+            if task_run_filter is by_tag or ran_by(run.name) == name:
+                runs[run.id] = run
+    newest = sorted(
+        runs.values(),
+        key=lambda r: r.expected_start_time.timestamp() if r.expected_start_time else 0.0,
+        reverse=True,
+    )
+    return newest[:limit]

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from flows.local_server import LocalServer
 
 __all__ = [
     "describe_infrastructure_error",
@@ -46,15 +50,21 @@ def flow_run_ui_url(ui_base: str, flow_run_id: object) -> str:
 
 
 def quiet_prefect_defaults() -> None:
-    """Defaults (never overrides) that keep Prefect's embedded server quiet on a first run.
+    """Defaults (never overrides) that keep Prefect quiet and fast; call before importing it.
 
     Telemetry racing the first database migration causes ``database is locked`` errors; it is off
-    unless the user turned it on.
+    unless the user turned it on. With no Prefect API configured and the local server of
+    :mod:`flows.local_server` running, ``PREFECT_API_URL`` points at it.
     """
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The first start creates and migrates the embedded server's database: on a busy machine that
     # took longer than Prefect's 20 s default, and the run died before it began.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # A local server kept by the main job (flows.local_server) holds the same database: use it
+    # rather than start a temporary server next to it. Never starts one.
+    from flows.local_server import reuse_running
+
+    reuse_running()
 
 
 class _DropShutdownNoise(logging.Filter):
@@ -132,8 +142,14 @@ def _filter_console(console_filter: logging.Filter) -> None:
 _CONSOLE_FILTER = _OneLinkOneError()
 
 
-def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
+def run_flow_quietly(start: Callable[[], Awaitable[T]], server: LocalServer | None = None) -> T:
     """Run an async flow to completion with the embedded server's noise filtered out.
+
+    Args:
+        start: makes the flow's coroutine.
+        server: the local Prefect server to run against (:func:`flows.local_server.start_or_reuse`);
+            waited for first. When it does not come up, the run uses Prefect's temporary embedded
+            server instead and says so in one line.
 
     The filter stays for the rest of the process: the noise comes at interpreter exit, after the
     flow has returned.
@@ -154,7 +170,8 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
         return await start()
 
     try:
-        return asyncio.run(main())
+        with _against(server):
+            return asyncio.run(main())
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
@@ -167,6 +184,30 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]]) -> T:
 
 def _api_url() -> str:
     return os.environ.get("PREFECT_API_URL", "")
+
+
+@contextlib.contextmanager
+def _against(server: LocalServer | None) -> Iterator[None]:
+    """Prefect's settings pointed at ``server`` once it answers (its embedded server otherwise)."""
+    if server is None:
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if server.wait_ready():
+        os.environ["PREFECT_API_URL"] = server.api_url
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield
+        return
+    os.environ.pop("PREFECT_API_URL", None)
+    print(
+        f"note: the local Prefect server at {server.ui_url} did not come up (its log:"
+        f" {server.log}); this run uses a temporary embedded server instead.",
+        file=sys.stderr,
+        flush=True,
+    )
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        yield
 
 
 def describe_infrastructure_error(exc: BaseException) -> str:

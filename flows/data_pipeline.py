@@ -260,12 +260,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         fail(str(exc), EXIT_USAGE)
     quiet_prefect_defaults()
+    from flows.local_server import start_or_reuse
+
+    server = start_or_reuse()  # before Prefect is imported: it starts while we import
     from adapters import InvalidInputError
     from flows._console import print_summary, run_flow_quietly
     from flows.pipeline import PipelineFailed, data_pipeline
 
     state = run_flow_quietly(
-        lambda: data_pipeline(**dataclasses.asdict(options), return_state=True)
+        lambda: data_pipeline(**dataclasses.asdict(options), return_state=True), server
     )
     outcome: Any = state.data if state.is_failed() else None
     if state.is_failed() and not isinstance(outcome, BaseException):

@@ -17,10 +17,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from prefect import get_run_logger, task
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
+from prefect.results import get_result_store
 from prefect.runtime import task_run as runtime_task_run
 
 from adapters import (
@@ -46,8 +47,12 @@ from adapters.ownership import origin_of, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
+from agents.recent import agent_run_name
 from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
+from flows.breaker_precheck import rejection_before_start
 from flows.installation_key import keyed_digest
+from flows.step_events import emit_step_event
+from flows.step_outcome import StepOutcome
 
 __all__ = [
     "StepOutcome",
@@ -57,6 +62,7 @@ __all__ = [
     "retry_condition_for",
     "run_step",
     "step_cache_key",
+    "task_run_name",
 ]
 
 #: Bump when the meaning of a cached StepResult changes, to invalidate every cached step.
@@ -146,9 +152,21 @@ def outputs_present(spec: StepSpec) -> bool:
     return all(output_present(Path(host), origin_of(spec)) for host in spec.outputs.values())
 
 
+def task_run_name(parameters: dict[str, Any]) -> str:
+    """The name of a ``run_step`` task run: the step's, and the agent's in brackets when an agent
+    runs it (``validate [validate-duckdb]``; see :func:`agents.recent.agent_run_name`).
+
+    The agent is in the name rather than in a tag: Prefect reserves tag concurrency slots before
+    every tagged task run, which stalls for seconds on a busy SQLite server.
+    """
+    spec = parameters["spec"]
+    name = spec.name if isinstance(spec, StepSpec) else str(spec)
+    return agent_run_name(name, parameters.get("agent"))
+
+
 @task(
     name="run_step",
-    task_run_name="{spec.name}",
+    task_run_name=task_run_name,  # type: ignore[arg-type]  # its Protocol has a classmethod too
     retries=DEFAULT_RETRY_POLICY.retries,
     retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
     retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
@@ -156,12 +174,16 @@ def outputs_present(spec: StepSpec) -> bool:
     cache_key_fn=step_cache_key,
     persist_result=True,
 )
-async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
+async def run_step(
+    spec: StepSpec, backend: str | None = None, agent: str | None = None
+) -> StepResult:
     """Run one step through a runner and return its :class:`~adapters.StepResult`.
 
     Args:
         spec: the step to run.
         backend: ``auto``, ``dagger`` or ``local``; None reads ``AIOP_BACKEND`` (default ``auto``).
+        agent: the agent running the step, when one does (named in the task run's name and
+            logged; not part of the cache key).
 
     Raises:
         StepFailedError: the command exited non-zero (retried only if the exit code is declared
@@ -190,8 +212,9 @@ async def run_step(spec: StepSpec, backend: str | None = None) -> StepResult:
         runner = ChaosRunner(runner, plan)
     breaker = attach_event_emitter(get_breaker(engine_breaker_name(runner.backend)))
     logger.info(
-        "%s (backend %s, attempt %d): %s",
+        "%s (%sbackend %s, attempt %d): %s",
         spec.name,
+        f"agent {agent}, " if agent else "",
         runner.backend,
         attempt,
         spec.redacted_command(),
@@ -244,43 +267,12 @@ def _engine_slot() -> contextlib.AbstractAsyncContextManager[None]:
     return concurrency(limit, occupy=1, strict=False) if limit else contextlib.nullcontext()
 
 
-@dataclass(frozen=True)
-class StepOutcome:
-    """How one step went in this flow run.
-
-    Attributes:
-        name: the step name.
-        state: the Prefect state name (Completed, Cached, Failed...).
-        attempts: attempts made in this run (0 when the result came from the cache).
-        duration_s: wall time in this run, Prefect overhead included.
-        result: the StepResult, when the step succeeded.
-        error: the exception, when it failed.
-        started_at: when the step was submitted (epoch seconds).
-        breaker_wait_s: seconds spent waiting for an open circuit's probe time.
-    """
-
-    name: str
-    state: str
-    attempts: int
-    duration_s: float
-    result: StepResult | None = None
-    error: BaseException | None = None
-    started_at: float = 0.0
-    breaker_wait_s: float = 0.0
-
-    def as_summary(self) -> dict[str, Any]:
-        """The ``{name, state, attempts, duration_s, breaker_wait_s}`` entry of ``summary.json``."""
-        return {
-            "name": self.name,
-            "state": self.state,
-            "attempts": self.attempts,
-            "duration_s": round(self.duration_s, 3),
-            "breaker_wait_s": round(self.breaker_wait_s, 3),
-        }
-
-
 async def execute_step(
-    spec: StepSpec, backend: str | None = None, *, retry: RetryPolicy | None = None
+    spec: StepSpec,
+    backend: str | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    agent: str | None = None,
 ) -> StepOutcome:
     """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
 
@@ -288,25 +280,64 @@ async def execute_step(
         spec: the step.
         backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
         retry: the step's retry policy (default :data:`~adapters.DEFAULT_RETRY_POLICY`).
+        agent: the agent running the step: named in the task run's name, and an
+            ``aiop.agent.step.<state>`` event is emitted when it ends (:mod:`flows.step_events`).
 
-    The cache is refreshed when an output of a cached run has since disappeared, and for a step
-    the active fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
+    The engine's breaker is asked first: when it would reject the step and ``run_step`` would not
+    wait for its probe (no retries, or a probe time past the retry budget), the step fails here,
+    in microseconds, without a task run (unless its result is cached: then the task run serves
+    it). The cache is refreshed when an output of a cached run has since disappeared, and for a
+    step the active fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
+
+    Examples:
+        >>> from prefect import flow
+        >>> from adapters import StepSpec
+        >>> @flow
+        ... async def one() -> str:
+        ...     spec = StepSpec(name="hello", image="python:3.12-slim", args=["echo", "hi"])
+        ...     return (await execute_step(spec, "local")).state
     """
     started, started_at = time.monotonic(), time.time()
-    waited_before = BREAKER_WAITS.get(spec.name, 0.0)
     policy = retry or DEFAULT_RETRY_POLICY
     plan = active_plan()
+    # A drill must reach the steps it targets, so it never takes them from the cache.
+    usable_cache = outputs_present(spec) and not (plan is not None and plan.targets(spec.name))
+    refused = rejection_before_start(backend, policy, step=spec.name)
+    if refused is not None and usable_cache and await _has_cached_result(spec):
+        refused = None  # the task run serves the cached result without touching the engine
+    if refused is not None:
+        outcome = StepOutcome(
+            spec.name, "Failed", 0, time.monotonic() - started, error=refused, started_at=started_at
+        )
+        _run_logger().warning("%s (not started: no task run was created)", refused)
+        if agent:
+            emit_step_event(agent, outcome)
+        return outcome
+    waited_before = BREAKER_WAITS.get(spec.name, 0.0)
     options = run_step.with_options(
-        # A drill must reach the steps it targets, so it never takes them from the cache.
-        refresh_cache=not outputs_present(spec) or (plan is not None and plan.targets(spec.name)),
+        refresh_cache=not usable_cache,
         retries=policy.retries,
         retry_delay_seconds=policy.delays(),
         retry_jitter_factor=policy.jitter,
         retry_condition_fn=retry_condition_for(policy),
     )
-    state: State[StepResult] = await options(spec, backend, return_state=True)  # type: ignore[misc]
+    state: State[StepResult] = await options(spec, backend, agent, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started
     waited = BREAKER_WAITS.get(spec.name, 0.0) - waited_before
+    outcome = await _outcome(spec, state, duration, started_at, waited)
+    if agent:
+        emit_step_event(
+            agent,
+            outcome,
+            state.state_details.task_run_id,
+            agent_run_name(spec.name, agent),
+        )
+    return outcome
+
+
+async def _outcome(
+    spec: StepSpec, state: State[StepResult], duration: float, started_at: float, waited: float
+) -> StepOutcome:
     if state.is_completed():
         result = await state.aresult()
         assert isinstance(result, StepResult)
@@ -334,3 +365,20 @@ async def execute_step(
         started_at=started_at,
         breaker_wait_s=waited,
     )
+
+
+async def _has_cached_result(spec: StepSpec) -> bool:
+    """True when the result store holds a result under ``spec``'s cache key."""
+    key = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+    if key is None:
+        return False
+    # The task's own store (the flow's has a null metadata storage that never finds the record).
+    store = await get_result_store().update_for_task(run_step, _sync=False)  # type: ignore[call-arg,misc]
+    return bool(await store.aexists(key))
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a flow run
+        return logging.getLogger("aiop.steps")

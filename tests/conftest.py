@@ -17,6 +17,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("AIOP_CACHE_DIR", str(_HOME / "caches"))
 os.environ.setdefault("AIOP_INSTALLATION_KEY_FILE", str(_HOME / "installation.key"))
 os.environ.pop("PREFECT_API_URL", None)
+# Commands run without PREFECT_API_URL use Prefect's temporary server, never the local background
+# server the main job keeps between runs (flows.local_server): a test run leaves nothing running.
+os.environ["AIOP_PREFECT_SERVER"] = "embedded"
 os.environ.pop("AIOP_BACKEND", None)
 
 ROOT = Path(__file__).resolve().parents[1]

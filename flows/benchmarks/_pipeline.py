@@ -1,4 +1,4 @@
-"""Running the pieces benchmarks 4 and 5 time: input generation, the pipeline flow, the baseline.
+"""Running the pieces benchmarks 1, 5 and 6 time: input generation, the pipeline flow, the baseline.
 
 Every run is timed end to end and its process tree's resident memory sampled
 (:class:`~flows.benchmarks._measure.PeakTreeMemory`); the pipeline runs in this process (it is the
@@ -99,8 +99,10 @@ def run_pipeline(
     csv_path: Path | None = None,
     rows: int | None = None,
     exclude: tuple[int, ...] = (),
+    partitions: int | None = None,
 ) -> Timed:
-    """Run the ``data_pipeline`` flow (local backend) on ``csv_path``, or generating ``rows``.
+    """Run the ``data_pipeline`` flow (local backend) on ``csv_path``, or generating ``rows``,
+    with ``partitions`` transform partitions (default: one per core).
 
     Raises:
         RuntimeError: the flow run did not complete.
@@ -112,6 +114,7 @@ def run_pipeline(
         "work_dir": str(work),
         "backend": "local",
         "group_by": GROUP_BY,
+        "partitions": partitions,
     }
     if csv_path is not None:
         params["input"] = str(csv_path)

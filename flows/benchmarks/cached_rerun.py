@@ -1,4 +1,4 @@
-"""Benchmark 5, cached re-run: an unchanged pipeline run again, against its first run.
+"""Benchmark 6, cached re-run: an unchanged pipeline run again, against its first run.
 
 Each re-run gets exactly the first run's parameters (same input CSV, output folder and work
 folder, 10M rows; 100k with ``--quick``) and should find every step ``Cached``: it still creates a

@@ -1,8 +1,10 @@
 """``python -m flows.benchmarks [--quick] [--json PATH]``: run every benchmark, print the table.
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
-batches) and this process pointed at it; then step overhead, concurrency, fast failure, pipeline
-throughput and cached re-run run against it; the server is stopped and the cold start runs alone.
+batches) and this process pointed at it; then orchestration share, step overhead, concurrency, fast
+failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
+default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
+subset (the JSON then holds only those keys).
 This process gets its own ``PREFECT_HOME`` and local caches in a scratch folder, and no
 ``AIOP_*`` setting from the caller's environment (no chaos plan, no engine limit, no Redis
 breakers): the defaults are measured. Everything is restored and the scratch folder deleted at the
@@ -35,11 +37,13 @@ __all__ = ["BENCHMARKS", "main"]
 
 #: The benchmark keys, in the order they run (also the keys of the JSON's ``benchmarks``).
 BENCHMARKS = (
+    "orchestration",
     "step_overhead",
     "concurrency",
     "fast_failure",
     "throughput",
     "cached_rerun",
+    "scaling",
     "cold_start",
 )
 
@@ -52,14 +56,32 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer samples and 100k rows only, no cold start (under a minute on 2 idle cores)",
+        help="fewer samples and 100k rows only, no default-run benchmark (about a minute)",
     )
     parser.add_argument(
         "--json", metavar="PATH", type=Path, help="also write every raw number here"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
     parser.add_argument("--verbose", action="store_true", help="let Prefect log to the console")
+    parser.add_argument(
+        "--only",
+        metavar="KEYS",
+        type=_keys,
+        default=BENCHMARKS,
+        help=f"run only these benchmarks, comma-separated (of {', '.join(BENCHMARKS)})",
+    )
     return parser
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    keys = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in keys if k not in BENCHMARKS]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'} is not a benchmark; choose among"
+            f" {', '.join(BENCHMARKS)}"
+        )
+    return keys
 
 
 def _isolate(base: Path, verbose: bool) -> dict[str, str | None]:
@@ -106,20 +128,19 @@ def _attempt(key: str, fn: Callable[[], Outcome], failures: list[str]) -> Outcom
         return Outcome({"error": message, "met": None}, [Row(key, f"ERROR: {message[:120]}")])
 
 
-def _run_with_server(ctx: BenchContext, failures: list[str]) -> dict[str, Outcome]:
+def _run_with_server(
+    ctx: BenchContext, only: Sequence[str], failures: list[str]
+) -> dict[str, Outcome]:
     from flows.benchmarks import (
         cached_rerun,
         concurrency,
         fast_failure,
+        orchestration,
+        scaling,
         step_overhead,
         throughput,
     )
 
-    results = {
-        "step_overhead": _attempt("step_overhead", lambda: step_overhead.run(ctx), failures),
-        "concurrency": _attempt("concurrency", lambda: concurrency.run(ctx), failures),
-        "fast_failure": _attempt("fast_failure", lambda: fast_failure.run(ctx), failures),
-    }
     firsts: dict[int, Any] = {}
 
     def measure_throughput() -> Outcome:
@@ -127,10 +148,28 @@ def _run_with_server(ctx: BenchContext, failures: list[str]) -> dict[str, Outcom
         firsts.update(found)
         return outcome
 
-    results["throughput"] = _attempt("throughput", measure_throughput, failures)
-    results["cached_rerun"] = _attempt(
-        "cached_rerun", lambda: cached_rerun.run(ctx, firsts.get(ctx.rerun_rows)), failures
-    )
+    steps: dict[str, Callable[[], Outcome]] = {
+        "orchestration": lambda: orchestration.run(ctx),
+        "step_overhead": lambda: step_overhead.run(ctx),
+        "concurrency": lambda: concurrency.run(ctx),
+        "fast_failure": lambda: fast_failure.run(ctx),
+        "throughput": measure_throughput,
+        "cached_rerun": lambda: cached_rerun.run(ctx, firsts.get(ctx.rerun_rows)),
+    }
+    results: dict[str, Outcome] = {}
+    for key, fn in steps.items():
+        if key in only:
+            results[key] = _attempt(key, fn, failures)
+    if "scaling" in only:
+        results["scaling"] = _attempt(
+            "scaling",
+            lambda: scaling.run(
+                ctx,
+                results["orchestration"].data if "orchestration" in results else None,
+                results["throughput"].data if "throughput" in results else None,
+            ),
+            failures,
+        )
     _drain()
     return results
 
@@ -170,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import flows.benchmarks.cached_rerun
                 import flows.benchmarks.concurrency
                 import flows.benchmarks.fast_failure
+                import flows.benchmarks.orchestration
+                import flows.benchmarks.scaling
                 import flows.benchmarks.step_overhead
                 import flows.benchmarks.throughput  # noqa: F401
 
@@ -178,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ctx = BenchContext(
                     quick=args.quick, base=base, server_pid=server.pid, api_url=server.api_url
                 )
-                results.update(_run_with_server(ctx, failures))
+                results.update(_run_with_server(ctx, args.only, failures))
         except (RuntimeError, TimeoutError) as exc:
             if results:
                 raise
@@ -188,9 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from flows.benchmarks import cold_start
 
         ctx = BenchContext(quick=args.quick, base=base)
-        if args.quick:
+        if "cold_start" in args.only and args.quick:
             results["cold_start"] = cold_start.skipped("keeps --quick under a minute")
-        else:
+        elif "cold_start" in args.only:
             results["cold_start"] = _attempt("cold_start", lambda: cold_start.run(ctx), failures)
     finally:
         _restore(saved)
@@ -198,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kept {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
-    rows = [row for key in BENCHMARKS for row in results[key].rows]
+    ran = [key for key in BENCHMARKS if key in results]
+    rows = [row for key in ran for row in results[key].rows]
     print()
     print(format_table(rows))
     meta = _meta(args, started, server_s)
@@ -206,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         report = {
             "meta": meta,
-            "benchmarks": {key: results[key].as_json() for key in BENCHMARKS},
+            "benchmarks": {key: results[key].as_json() for key in ran},
             "failures": failures,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)

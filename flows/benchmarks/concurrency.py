@@ -1,4 +1,4 @@
-"""Benchmark 2, concurrency: 8 concurrent 0.5 s steps through one breaker, against one.
+"""Benchmark 3, concurrency: 8 concurrent 0.5 s steps through one breaker, against one.
 
 Measured twice, because the claim is the breaker's but users feel the whole step:
 

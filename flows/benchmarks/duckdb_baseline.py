@@ -1,4 +1,4 @@
-"""The baseline of benchmark 4: the pipeline's work as one single-process DuckDB script.
+"""The baseline of benchmark 5: the pipeline's work as one single-process DuckDB script.
 
 ``python -m flows.benchmarks.duckdb_baseline --input CSV --output DIR --group-by COLUMN`` reads
 the CSV once, types its columns, quarantines bad rows, aggregates per group and writes

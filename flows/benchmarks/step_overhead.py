@@ -1,4 +1,4 @@
-"""Benchmark 1, step overhead: what ``run_step`` adds to a trivial command.
+"""Benchmark 2, step overhead: what ``run_step`` adds to a trivial command.
 
 Four ways of running ``python -c pass`` (the interpreter that runs the benchmark), timed call by
 call inside one flow run against the Prefect server, the kinds taking turns so that noise on the

@@ -1,4 +1,4 @@
-"""Benchmark 4, pipeline throughput: the data pipeline against a single-process DuckDB script.
+"""Benchmark 5, pipeline throughput: the data pipeline against a single-process DuckDB script.
 
 For each size (1M and 10M rows; 100k with ``--quick``) the sample CSV is generated once
 (``python -m flows.steps ingest --rows N --seed 42``), then, in this order (steps 1 and 2 taking
@@ -174,7 +174,7 @@ def _with_generation_row(label: str, data: dict[str, Any]) -> Row:
 
 
 def measure(ctx: BenchContext) -> tuple[Outcome, dict[int, tuple[Timed, Path]]]:
-    """Run the benchmark; also return each size's first pipeline run and input (for benchmark 5)."""
+    """Run the benchmark; also return each size's first pipeline run and input (for benchmark 6)."""
     sizes: dict[str, Any] = {}
     firsts: dict[int, tuple[Timed, Path]] = {}
     rows_out: list[Row] = []

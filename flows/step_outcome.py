@@ -1,0 +1,58 @@
+"""``StepOutcome``: how one step went in a flow run (re-exported by :mod:`flows.step_task`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adapters import StepResult
+
+__all__ = ["StepOutcome"]
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    """How one step went in this flow run.
+
+    Attributes:
+        name: the step name.
+        state: the Prefect state name (Completed, Cached, Failed...).
+        attempts: attempts made in this run (0 when the result came from the cache).
+        duration_s: wall time in this run, Prefect overhead included.
+        result: the StepResult, when the step succeeded.
+        error: the exception, when it failed.
+        started_at: when the step was submitted (epoch seconds).
+        breaker_wait_s: seconds spent waiting for an open circuit's probe time.
+    """
+
+    name: str
+    state: str
+    attempts: int
+    duration_s: float
+    result: StepResult | None = None
+    error: BaseException | None = None
+    started_at: float = 0.0
+    breaker_wait_s: float = 0.0
+
+    @property
+    def run_s(self) -> float | None:
+        """The step's own run time in this run (its command, as the runner timed it): 0.0 when the
+        result came from the cache, None when there is no result.
+
+        ``duration_s - run_s`` is what orchestration added to this step.
+        """
+        if self.result is None:
+            return None
+        return 0.0 if self.state == "Cached" else self.result.duration_s
+
+    def as_summary(self) -> dict[str, Any]:
+        """The ``{name, state, attempts, duration_s, run_s, breaker_wait_s}`` entry of
+        ``summary.json`` (``run_s`` is None when the step has no result)."""
+        return {
+            "name": self.name,
+            "state": self.state,
+            "attempts": self.attempts,
+            "duration_s": round(self.duration_s, 3),
+            "run_s": None if self.run_s is None else round(self.run_s, 3),
+            "breaker_wait_s": round(self.breaker_wait_s, 3),
+        }
