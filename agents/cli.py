@@ -179,7 +179,7 @@ def _run(ns: argparse.Namespace) -> int:
     quiet_prefect_defaults()
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_NoTracebackForOurErrors())
-    from agents.run_flow import agent_run
+    from flows.agent_run import agent_run
 
     state: Any = run_flow_quietly(
         lambda: agent_run(

@@ -8,11 +8,9 @@ Agents able to do a capability are ranked by health:
    runs yet counts as fully successful);
 3. then their declared ``priority`` (higher first), then their name.
 
-:meth:`AgentManager.run` tries them in that order. It moves on to the next agent when one is
-refused before running (a missing secret, an llm agent without an engine or key), when its breaker
-is open, or when its run ends in an infrastructure error (which its breaker counts); any other
-outcome -- success, or the step's own non-zero exit -- is final. Nothing here imports Prefect until
-:meth:`~AgentManager.run` is awaited.
+:func:`flows.agent_run.run_agent` tries them in that order, with fallback. This module is the
+catalog only (select, rank, health, readiness): it never imports Prefect or ``flows``, so the
+layers point one way (flows -> agents -> adapters).
 
 Examples:
     >>> manager = AgentManager.from_paths()
@@ -26,21 +24,17 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker
-from adapters.contract import Mount, StepSpec
-from adapters.errors import CircuitOpenError, InfrastructureError, InvalidInputError
+from adapters.errors import InvalidInputError
 from adapters.selection import EngineProbe, probe_engine
-from agents.errors import AgentNotFoundError, AgentParameterError, AgentRefusedError
+from agents.errors import AgentNotFoundError, AgentParameterError
 from agents.health import AgentHealth, RunHistory, RunRecord, effective_state
 from agents.loader import DefinitionProblem, load_definitions
 from agents.readiness import check_ready
 from agents.secret_values import BlockLoader, load_prefect_secret, prefect_api_configured
 from agents.spec import AgentSpec, ParamValue
-
-if TYPE_CHECKING:
-    from flows.step_task import StepOutcome
 
 __all__ = ["AgentManager", "BreakerLookup"]
 
@@ -201,145 +195,11 @@ class AgentManager:
             engine_probe=self._engine_probe,
         )
 
-    async def run(
-        self,
-        target: str,
-        params: Mapping[str, ParamValue | None] | None = None,
-        backend: str | None = None,
-        *,
-        step_name: str | None = None,
-        mounts: Mapping[str, str | Mount] | None = None,
-        outputs: Mapping[str, str] | None = None,
-        caches: Mapping[str, str] | None = None,
-        env: Mapping[str, str] | None = None,
-        prepare: Callable[[StepSpec], StepSpec] | None = None,
-    ) -> StepOutcome:
-        """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
-
-        Must be awaited inside a Prefect flow: each attempt is a ``run_step`` task run (via
-        :func:`flows.step_task.execute_step`) named ``<step> [<agent>]``.
-
-        Args:
-            target: an agent name, or a capability.
-            params: parameter values; None means "not given".
-            backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
-            step_name: the step (and task run) name; default the agent's name.
-            mounts: host path -> container path, added to the agent's StepSpec.
-            outputs: container path -> host path, added to the agent's StepSpec.
-            caches: cache volume name -> container path, added to the agent's StepSpec.
-            env: environment variables added to the agent's StepSpec.
-            prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
-
-        Returns:
-            The outcome of the last agent tried; ``error`` is set when none succeeded (an
-            :class:`AgentRefusedError` or :class:`~adapters.CircuitOpenError` when none could run).
-
-        Raises:
-            AgentNotFoundError: ``target`` is neither an agent nor a capability.
-            AgentParameterError: ``params`` fit none of the candidates.
-
-        Examples:
-            >>> from prefect import flow
-            >>> @flow
-            ... async def check() -> str:  # the healthiest 'validate' agent, e.g. validate-duckdb
-            ...     params = {"input": "/aiop/in/input.csv", "output": "/aiop/out"}
-            ...     return (await AgentManager.from_paths().run("validate", params)).state
-        """
-        from flows.step_task import StepOutcome
-
-        started, started_at = time.monotonic(), time.time()
-        by_name = target in self._agents
-        candidates = self.candidates(target, params)
-        logger = _run_logger()
-        skipped: list[Exception] = []
-        failed: StepOutcome | None = None
-        for index, agent in enumerate(candidates):
-            more = "; trying the next agent" if index + 1 < len(candidates) else ""
-            values, reasons = await self.check_ready(agent, backend)
-            if reasons:
-                refused = AgentRefusedError(
-                    f"agent {agent.name!r} is refused before anything runs: " + "; ".join(reasons)
-                )
-                skipped.append(refused)
-                logger.warning("%s%s", refused, more)
-                continue
-            spec = agent.to_step_spec(
-                params,
-                secrets=values,
-                name=step_name,
-                mounts=mounts,
-                outputs=outputs,
-                caches=caches,
-                env=env,
-            )
-            spec = prepare(spec) if prepare is not None else spec
-            logger.info(
-                "agent %r runs step %r%s",
-                *(agent.name, spec.name, "" if by_name else f" (capability {target!r})"),
-            )
-            try:
-                outcome = await self._execute(agent, spec, backend)
-            except CircuitOpenError as exc:
-                skipped.append(exc)
-                logger.warning("%s%s", exc, more)
-                continue
-            self.record(agent.name, ok=outcome.error is None, state=outcome.state, step=spec.name)
-            if isinstance(outcome.error, InfrastructureError) and more:
-                logger.warning("agent %r failed (%s)%s", agent.name, outcome.error, more)
-                failed = outcome
-                continue
-            return outcome
-        if failed is not None:  # an agent ran and failed; the others could not run at all
-            return failed
-        error = (
-            skipped[0]
-            if len(skipped) == 1
-            else AgentRefusedError(
-                f"no agent could run {target!r}: " + "; ".join(str(e) for e in skipped)
-            )
-        )
-        return StepOutcome(
-            step_name or target,
-            "Failed",
-            0,
-            time.monotonic() - started,
-            error=error,
-            started_at=started_at,
-        )
-
-    async def _execute(self, agent: AgentSpec, spec: StepSpec, backend: str | None) -> StepOutcome:
-        """One run of ``spec`` through the agent's breaker, as a ``run_step`` task run named
-        ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
-
-        Not a Prefect tag: a tagged task run makes Prefect reserve tag concurrency slots before it
-        starts, which stalls for 2 s whenever the SQLite server is busy (:mod:`agents.recent`).
-
-        Raises:
-            CircuitOpenError: the agent's breaker did not admit the run (nothing ran).
-        """
-        from flows.breaker_events import attach_event_emitter
-        from flows.step_task import execute_step
-
-        breaker = attach_event_emitter(self.breaker(agent.name))
-        outcome: StepOutcome | None = None
-        try:
-            async with breaker.guard():
-                outcome = await execute_step(
-                    spec, backend, retry=agent.retry.policy(), agent=agent.name
-                )
-                if isinstance(outcome.error, InfrastructureError):
-                    raise outcome.error  # so that the agent's breaker counts it
-        except InfrastructureError:
-            if outcome is None:
-                raise
-        assert outcome is not None
-        return outcome
-
     def candidates(
         self, target: str, params: Mapping[str, ParamValue | None] | None = None
     ) -> list[AgentSpec]:
-        """Who :meth:`run` would try, in order: the agent named ``target``, or the agents able to
-        do capability ``target`` ranked by health; only those that accept ``params``.
+        """Who :func:`flows.agent_run.run_agent` would try, in order: the agent named ``target``,
+        or the agents able to do capability ``target`` ranked by health; only those that accept ``params``.
 
         Raises:
             AgentNotFoundError: ``target`` is neither an agent nor a capability.
@@ -374,12 +234,3 @@ class AgentManager:
                 " python -m agents validate)"
             )
         return text
-
-
-def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        from prefect import get_run_logger
-
-        return get_run_logger()
-    except Exception:  # outside a flow or task run
-        return _log

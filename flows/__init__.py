@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flows._console import quiet_prefect_defaults, run_flow_quietly
+    from flows.agent_run import run_agent
     from flows.step_task import StepOutcome, execute_step, run_step
 
 __all__ = [
     "StepOutcome",
     "execute_step",
     "quiet_prefect_defaults",
+    "run_agent",
     "run_flow_quietly",
     "run_step",
 ]
@@ -31,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from flows import _console
 
         return getattr(_console, name)
+    if name == "run_agent":
+        from flows import agent_run
+
+        return agent_run.run_agent
     if name in __all__:
         from flows import step_task
 

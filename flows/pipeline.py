@@ -32,6 +32,7 @@ from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run
 from agents import AgentManager
 from flows._console import flow_run_ui_url
+from flows.agent_run import run_agent
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
@@ -185,7 +186,8 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
             }
             return spec.model_copy(update=update)
 
-        outcome = await manager.run(
+        outcome = await run_agent(
+            manager,
             capability,
             {**params, "output": _OUT},
             backend,

@@ -1,4 +1,4 @@
-"""AgentManager.run through Prefect (local runner): fallback on an open breaker and on an
+"""run_agent through Prefect (local runner): fallback on an open breaker and on an
 infrastructure error, no fallback on a step's own failure, refusals before anything runs, and
 secrets from a Prefect Secret block, masked."""
 
@@ -12,6 +12,7 @@ from prefect import flow
 
 from adapters.errors import StepFailedError, StepTimeoutError
 from agents import AgentManager, AgentRefusedError, AgentSpec
+from flows.agent_run import run_agent
 from flows.step_task import StepOutcome
 from tests.agents.conftest import Breakers, FakeClock, minimal
 from tests.agents.test_manager import trip
@@ -58,7 +59,7 @@ async def test_falls_back_when_the_chosen_agents_breaker_does_not_admit_it(
     try:
         assert manager.select("work").name == "primary"
         text = request.node.name
-        outcome = await in_flow(lambda: manager.run("work", {"text": text}, "local"))()
+        outcome = await in_flow(lambda: run_agent(manager, "work", {"text": text}, "local"))()
     finally:
         await probe.__aexit__(None, None, None)
     assert outcome.error is None and outcome.result is not None
@@ -74,7 +75,9 @@ async def test_an_open_breaker_passes_the_work_to_the_next_agent(
         [printer("primary", 10), printer("secondary", 0)], breakers=breakers, clock=clock
     )
     await trip(manager.breaker("primary"))
-    outcome = await in_flow(lambda: manager.run("work", {"text": request.node.name}, "local"))()
+    outcome = await in_flow(
+        lambda: run_agent(manager, "work", {"text": request.node.name}, "local")
+    )()
     assert outcome.result is not None and outcome.result.stdout.startswith("secondary ")
     assert [r.agent for r in manager.recent_runs()] == ["secondary"]
 
@@ -84,7 +87,9 @@ async def test_falls_back_after_an_infrastructure_error_which_the_breaker_counts
 ) -> None:
     slow = printer("slow", 10, code="import time; time.sleep(30)", timeout_s=0.5)
     manager = AgentManager([slow, printer("quick", 0)], breakers=breakers, clock=clock)
-    outcome = await in_flow(lambda: manager.run("work", {"text": request.node.name}, "local"))()
+    outcome = await in_flow(
+        lambda: run_agent(manager, "work", {"text": request.node.name}, "local")
+    )()
     assert outcome.result is not None and outcome.result.stdout.startswith("quick ")
     assert [(r.agent, r.ok) for r in manager.recent_runs()] == [("slow", False), ("quick", True)]
     assert manager.breaker("slow").state == "open"  # fail_max 1: the timeout opened it
@@ -96,7 +101,9 @@ async def test_the_last_agents_infrastructure_error_is_the_outcome(
 ) -> None:
     slow = printer("slow", 10, code="import time; time.sleep(30)", timeout_s=0.5)
     manager = AgentManager([slow], breakers=breakers)
-    outcome = await in_flow(lambda: manager.run("slow", {"text": request.node.name}, "local"))()
+    outcome = await in_flow(
+        lambda: run_agent(manager, "slow", {"text": request.node.name}, "local")
+    )()
     assert isinstance(outcome.error, StepTimeoutError) and outcome.state == "Failed"
 
 
@@ -105,7 +112,9 @@ async def test_a_steps_own_failure_is_final(
 ) -> None:
     failing = printer("failing", 10, code="import sys; sys.exit(3)")
     manager = AgentManager([failing, printer("spare", 0)], breakers=breakers)
-    outcome = await in_flow(lambda: manager.run("work", {"text": request.node.name}, "local"))()
+    outcome = await in_flow(
+        lambda: run_agent(manager, "work", {"text": request.node.name}, "local")
+    )()
     assert isinstance(outcome.error, StepFailedError) and outcome.error.exit_code == 3
     assert [(r.agent, r.ok) for r in manager.recent_runs()] == [("failing", False)]
     assert manager.breaker("failing").state == "closed"  # the engine ran it: not a breaker failure
@@ -120,7 +129,7 @@ async def test_when_no_agent_can_run_the_outcome_says_why_and_nothing_ran(
         breakers=breakers,
         environ={},
     )
-    outcome = await in_flow(lambda: manager.run("work", {"text": "x"}, "local"))()
+    outcome = await in_flow(lambda: run_agent(manager, "work", {"text": "x"}, "local"))()
     assert isinstance(outcome.error, AgentRefusedError)
     assert (outcome.state, outcome.attempts, outcome.name) == ("Failed", 0, "work")
     message = str(outcome.error)
@@ -138,7 +147,9 @@ async def test_a_secret_from_a_prefect_secret_block_reaches_the_step_masked(
     agent = printer("secretive", 0, code=code, secrets=["AIOP_TEST_TOKEN"])
     manager = AgentManager([agent], breakers=breakers, environ={})
     outcome = await in_flow(
-        lambda: manager.run("secretive", {"text": request.node.name}, "local", step_name="sec")
+        lambda: run_agent(
+            manager, "secretive", {"text": request.node.name}, "local", step_name="sec"
+        )
     )()
     assert outcome.result is not None and outcome.name == "sec"
     assert outcome.result.stdout == f"{request.node.name} ***\n"
@@ -157,7 +168,8 @@ async def test_prepare_shapes_the_spec_before_it_runs(
     manager = AgentManager([agent], breakers=breakers)
     target = tmp_path / "out"
     outcome = await in_flow(
-        lambda: manager.run(
+        lambda: run_agent(
+            manager,
             "writer",
             {"text": "written"},
             "local",

@@ -1,0 +1,254 @@
+"""Running agents: one agent (by name) or the healthiest able one (by capability), with fallback.
+
+The catalog of agents -- who can do what, and how healthy each is -- lives in
+:class:`agents.AgentManager`, which knows nothing of Prefect or flows. This module runs them:
+:func:`run_agent` tries the candidates the manager ranks, each attempt a ``run_step`` task run
+through the agent's breaker, and :func:`agent_run` is the flow behind ``python -m agents run``.
+
+:func:`run_agent` moves on to the next agent when one is refused before running (a missing
+secret, an llm agent without an engine or key), when its breaker is open, or when its run ends in
+an infrastructure error (which its breaker counts); any other outcome -- success, or the step's own
+non-zero exit -- is final. How one attempt runs is a parameter (``execute``, default
+:func:`flows.step_task.execute_step`), so the fallback rules are testable without Prefect.
+
+Examples:
+    >>> from prefect import flow
+    >>> from agents import AgentManager
+    >>> @flow
+    ... async def check() -> str:  # the healthiest 'validate' agent, e.g. validate-duckdb
+    ...     params = {"input": "/aiop/in/input.csv", "output": "/aiop/out"}
+    ...     return (await run_agent(AgentManager.from_paths(), "validate", params)).state
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from prefect import flow, get_run_logger
+
+from adapters import choose_backend
+from adapters.contract import Mount, StepSpec
+from adapters.errors import CircuitOpenError, InfrastructureError
+from adapters.policies import RetryPolicy
+from agents.errors import AgentRefusedError
+from agents.manager import AgentManager
+from agents.spec import AgentSpec, ParamValue
+from flows.breaker_events import attach_event_emitter
+from flows.step_outcome import StepOutcome
+from flows.step_task import execute_step
+
+__all__ = ["FLOW_NAME", "ExecuteStep", "agent_run", "run_agent"]
+
+FLOW_NAME = "agent-run"
+_log = logging.getLogger("aiop.agents")
+
+
+class ExecuteStep(Protocol):
+    """Runs one attempt of a step and reports its outcome without raising
+    (the signature of :func:`flows.step_task.execute_step`)."""
+
+    def __call__(
+        self,
+        spec: StepSpec,
+        backend: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        agent: str | None = None,
+    ) -> Awaitable[StepOutcome]: ...
+
+
+async def run_agent(
+    manager: AgentManager,
+    target: str,
+    params: Mapping[str, ParamValue | None] | None = None,
+    backend: str | None = None,
+    *,
+    step_name: str | None = None,
+    mounts: Mapping[str, str | Mount] | None = None,
+    outputs: Mapping[str, str] | None = None,
+    caches: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    prepare: Callable[[StepSpec], StepSpec] | None = None,
+    execute: ExecuteStep = execute_step,
+) -> StepOutcome:
+    """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
+
+    With the default ``execute``, it must be awaited inside a Prefect flow: each attempt is a
+    ``run_step`` task run named ``<step> [<agent>]``.
+
+    Args:
+        manager: the agents to choose from, and their health.
+        target: an agent name, or a capability.
+        params: parameter values; None means "not given".
+        backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
+        step_name: the step (and task run) name; default the agent's name.
+        mounts: host path -> container path, added to the agent's StepSpec.
+        outputs: container path -> host path, added to the agent's StepSpec.
+        caches: cache volume name -> container path, added to the agent's StepSpec.
+        env: environment variables added to the agent's StepSpec.
+        prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
+        execute: runs one attempt (default :func:`flows.step_task.execute_step`).
+
+    Returns:
+        The outcome of the last agent tried; ``error`` is set when none succeeded (an
+        :class:`~agents.AgentRefusedError` or :class:`~adapters.CircuitOpenError` when none
+        could run).
+
+    Raises:
+        AgentNotFoundError: ``target`` is neither an agent nor a capability.
+        AgentParameterError: ``params`` fit none of the candidates.
+    """
+    started, started_at = time.monotonic(), time.time()
+    by_name = target in {a.name for a in manager.agents()}
+    candidates = manager.candidates(target, params)
+    logger = _run_logger()
+    skipped: list[Exception] = []
+    failed: StepOutcome | None = None
+    for index, agent in enumerate(candidates):
+        more = "; trying the next agent" if index + 1 < len(candidates) else ""
+        values, reasons = await manager.check_ready(agent, backend)
+        if reasons:
+            refused = AgentRefusedError(
+                f"agent {agent.name!r} is refused before anything runs: " + "; ".join(reasons)
+            )
+            skipped.append(refused)
+            logger.warning("%s%s", refused, more)
+            continue
+        spec = agent.to_step_spec(
+            params,
+            secrets=values,
+            name=step_name,
+            mounts=mounts,
+            outputs=outputs,
+            caches=caches,
+            env=env,
+        )
+        spec = prepare(spec) if prepare is not None else spec
+        logger.info(
+            "agent %r runs step %r%s",
+            *(agent.name, spec.name, "" if by_name else f" (capability {target!r})"),
+        )
+        try:
+            outcome = await _attempt(manager, agent, spec, backend, execute)
+        except CircuitOpenError as exc:
+            skipped.append(exc)
+            logger.warning("%s%s", exc, more)
+            continue
+        manager.record(agent.name, ok=outcome.error is None, state=outcome.state, step=spec.name)
+        if isinstance(outcome.error, InfrastructureError) and more:
+            logger.warning("agent %r failed (%s)%s", agent.name, outcome.error, more)
+            failed = outcome
+            continue
+        return outcome
+    if failed is not None:  # an agent ran and failed; the others could not run at all
+        return failed
+    error = (
+        skipped[0]
+        if len(skipped) == 1
+        else AgentRefusedError(
+            f"no agent could run {target!r}: " + "; ".join(str(e) for e in skipped)
+        )
+    )
+    return StepOutcome(
+        step_name or target,
+        "Failed",
+        0,
+        time.monotonic() - started,
+        error=error,
+        started_at=started_at,
+    )
+
+
+async def _attempt(
+    manager: AgentManager,
+    agent: AgentSpec,
+    spec: StepSpec,
+    backend: str | None,
+    execute: ExecuteStep,
+) -> StepOutcome:
+    """One run of ``spec`` through the agent's breaker, as a ``run_step`` task run named
+    ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
+
+    Not a Prefect tag: a tagged task run makes Prefect reserve tag concurrency slots before it
+    starts, which stalls for 2 s whenever the SQLite server is busy (:mod:`agents.recent`).
+
+    Raises:
+        CircuitOpenError: the agent's breaker did not admit the run (nothing ran).
+    """
+    breaker = attach_event_emitter(manager.breaker(agent.name))
+    outcome: StepOutcome | None = None
+    try:
+        async with breaker.guard():
+            outcome = await execute(spec, backend, retry=agent.retry.policy(), agent=agent.name)
+            if isinstance(outcome.error, InfrastructureError):
+                raise outcome.error  # so that the agent's breaker counts it
+    except InfrastructureError:
+        if outcome is None:
+            raise
+    assert outcome is not None
+    return outcome
+
+
+def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except Exception:  # outside a flow or task run
+        return _log
+
+
+@flow(name=FLOW_NAME, flow_run_name="{target}", log_prints=False)
+async def agent_run(
+    target: str,
+    params: dict[str, str] | None = None,
+    backend: str | None = None,
+    mounts: dict[str, str] | None = None,
+    outputs: dict[str, str] | None = None,
+    paths: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run one agent (by name, or the healthiest for a capability) and return what it did: the
+    flow behind ``python -m agents run``.
+
+    Args:
+        target: an agent name or a capability.
+        params: the agent's parameters.
+        backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+        mounts: host path -> container path, read-only.
+        outputs: container path -> host path, exported after the step exits 0.
+        paths: definition folders or files (default: shipped + ``AIOP_AGENTS_PATH``).
+
+    Returns:
+        ``agent``, ``step``, ``state``, ``attempts``, ``exit_code``, ``duration_s``, ``backend``,
+        ``stdout``, ``stderr`` (tails, secrets masked) and ``outputs``.
+
+    Raises:
+        AiopError: the step failed, or no agent could run (the flow run ends Failed).
+
+    Examples:
+        >>> import asyncio
+        >>> asyncio.run(agent_run("validate-duckdb", {"input": "/in.csv", "output": "/out"},
+        ...                       backend="local"))  # doctest: +SKIP
+    """
+    manager = AgentManager.from_paths(paths)
+    if any(a.kind == "container" for a in manager.candidates(target, params)):
+        get_run_logger().info(choose_backend(backend).reason)  # llm agents say it when refused
+    outcome = await run_agent(manager, target, params, backend, mounts=mounts, outputs=outputs)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.result is not None
+    runs = manager.recent_runs()
+    result = outcome.result
+    return {
+        "agent": runs[-1].agent if runs else target,
+        "step": outcome.name,
+        "state": outcome.state,
+        "attempts": outcome.attempts,
+        "exit_code": result.exit_code,
+        "duration_s": result.duration_s,
+        "backend": result.backend,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "outputs": result.outputs,
+    }
