@@ -328,3 +328,46 @@ class TestExecMode:
         assert os.environ["DAGGER_SESSION_PORT"] == "1"
         assert "DAGGER_SESSION_TOKEN" not in os.environ
         assert not fake.alive
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic links in a mounted folder (docs/guides/real-dagger-engine.md, "What the Dagger runner
+# does for you")
+# ---------------------------------------------------------------------------------------------
+
+_LINKS = """
+import os
+for name in ("inside", "outside"):
+    path = os.path.join("/aiop/in/data", name)
+    body = open(path).read() if os.path.exists(path) else None
+    print(name, os.path.islink(path), body is not None, (body or "").splitlines()[:1])
+"""
+
+
+def links(inputs: Path, out: Path) -> StepSpec:
+    return StepSpec(
+        name="links",
+        image="python:3.12-slim",
+        args=["python", "-c", _LINKS],
+        mounts={str(inputs / "data"): Mount(target="/aiop/in/data")},
+        timeout_s=60,
+    )
+
+
+class TestSymlinksInMounts:
+    """A link inside the mounted folder works on both runners; a link out of it resolves on the
+    local runner (the host's path) and dangles in a container, as the guide says."""
+
+    async def test_links_inside_work_and_links_out_differ_as_documented(
+        self, engine: FakeDaggerEngine, inputs: Path, tmp_path: Path
+    ) -> None:
+        (inputs / "data" / "inside").symlink_to("rows.csv")
+        (inputs / "data" / "outside").symlink_to("../config.json")
+        (local, _), (dagger, _) = await run_both(links, inputs, tmp_path)
+        assert local.ok and dagger.ok, (local.stderr, dagger.stderr)
+        inside = "inside True True ['id,name']"
+        assert local.stdout.splitlines() == [
+            inside,
+            'outside True True [\'{"greeting": "hello"}\']',
+        ]
+        assert dagger.stdout.splitlines() == [inside, "outside True False []"]

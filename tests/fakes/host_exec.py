@@ -52,7 +52,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from adapters.paths import PathMap
-from tests.fakes.dagger_engine import EXEC, ExecOutcome, ExecRequest, FakeDaggerEngine
+from tests.fakes.dagger_engine import (
+    EXEC,
+    ExecOutcome,
+    ExecRequest,
+    FakeDaggerEngine,
+    MountedPath,
+    _excluded,
+)
 
 __all__ = ["HOST_FOLDERS", "HostExec", "exec_standin_engine"]
 
@@ -92,7 +99,10 @@ class HostExec:
         """Run ``request`` in a fresh scratch root; its paths seen from the host as documented."""
         (self.root / "containers").mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.root / "containers"))
-        prefixes = {target: mounted.host_path for target, mounted in request.mounts.items()}
+        prefixes = {
+            target: _uploaded(mounted, scratch / "mounts" / target.lstrip("/"))
+            for target, mounted in request.mounts.items()
+        }
         for target, key in request.caches.items():
             volume = self.root / "caches" / key.replace("/", "_")
             volume.mkdir(parents=True, exist_ok=True)
@@ -218,3 +228,20 @@ def exec_standin_engine(*, check_queries: bool = True) -> Iterator[FakeDaggerEng
                     os.environ[name] = value
     if check_queries and engine.rejected:
         raise AssertionError(f"the real engine would reject these queries: {engine.rejected}")
+
+
+def _uploaded(mounted: MountedPath, copy: Path) -> str:
+    """Where the command finds a mounted directory: a copy, as the engine uploads a snapshot of
+    it (``host.directory`` through the session's file sync, engine/filesync), with symbolic links
+    kept as links and ``exclude`` left out. A link out of the folder therefore dangles, as in a
+    container. Mounted files are used in place (reading them is all a step does)."""
+    if mounted.kind != "directory":
+        return mounted.host_path
+    root = Path(mounted.host_path)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        relative = Path(folder).relative_to(root)
+        return {n for n in names if _excluded((relative / n).as_posix(), mounted.exclude)}
+
+    shutil.copytree(root, copy, symlinks=True, ignore=ignore)
+    return str(copy)
