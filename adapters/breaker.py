@@ -251,17 +251,7 @@ class Breaker:
         """
         try:
             with self._lock:
-                state = self._cb.state.name
-                if state == pybreaker.STATE_OPEN:
-                    opened_at = self._opened_at()
-                    if self._clock() < opened_at + self.policy.reset_timeout:
-                        return self._open_error(opened_at)
-                elif (
-                    state == pybreaker.STATE_HALF_OPEN
-                    and self._probes >= self.policy.half_open_max_calls
-                ):
-                    return self._open_error(self._opened_at(), busy=True)
-                return None
+                return self._refusal(self._cb.state.name)
         finally:
             self._dispatch()
 
@@ -333,19 +323,33 @@ class Breaker:
 
     # -- admission and outcome -------------------------------------------------------------
 
+    def _refusal(self, state: str) -> CircuitOpenError | None:
+        """Why a call would be refused in ``state`` now, or None (the caller holds the lock).
+
+        Open refuses until its probe time; half-open refuses once its probe slots are taken.
+        """
+        if state == pybreaker.STATE_OPEN:
+            opened_at = self._opened_at()
+            if self._clock() < opened_at + self.policy.reset_timeout:
+                return self._open_error(opened_at)
+        elif state == pybreaker.STATE_HALF_OPEN and self._probes >= self.policy.half_open_max_calls:
+            return self._open_error(self._opened_at(), busy=True)
+        return None
+
     def _admit(self) -> _Ticket:
         try:
             with self._lock:
                 state = self._cb.state.name
-                if state == pybreaker.STATE_OPEN:
-                    opened_at = self._opened_at()
-                    if self._clock() < opened_at + self.policy.reset_timeout:
-                        raise self._open_error(opened_at)
+                refused = self._refusal(state)
+                if refused is not None:
+                    raise refused
+                if state == pybreaker.STATE_OPEN:  # its probe time has come
                     self._cb.half_open()
                     state = pybreaker.STATE_HALF_OPEN
+                    refused = self._refusal(state)
+                    if refused is not None:
+                        raise refused
                 if state == pybreaker.STATE_HALF_OPEN:
-                    if self._probes >= self.policy.half_open_max_calls:
-                        raise self._open_error(self._opened_at(), busy=True)
                     self._probes += 1
                     return _Ticket(probe=True)
                 return _Ticket(probe=False)

@@ -94,7 +94,7 @@ def check_packages() -> list[Check]:
 
 
 def check_prefect_api(timeout_s: float = 3.0) -> Check:
-    """The Prefect API in PREFECT_API_URL answers, or the embedded server will be used."""
+    """The Prefect API in PREFECT_API_URL answers, or the main job's local server will be used."""
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         try:
@@ -107,8 +107,9 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
         return Check(
             "Prefect API",
             "PASS",
-            "not configured: each run starts Prefect's embedded server (slower start)",
-            "for the UI and faster runs: `prefect server start`, then"
+            "not configured: the main job uses its local Prefect server (started on first use and"
+            " kept between runs; AIOP_PREFECT_SERVER=embedded: a temporary server per run)",
+            "to use a server of your own: `prefect server start`, then"
             " export PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
     shown = redact_url(url)
@@ -120,7 +121,7 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
             "Prefect API",
             "FAIL",
             f"{shown} does not answer ({redact_urls(str(exc), url)})",
-            "start it with `prefect server start`, or unset PREFECT_API_URL to use the embedded server",
+            "start it with `prefect server start`, or unset PREFECT_API_URL to use the local server",
         )
     return Check("Prefect API", "PASS" if ok else "FAIL", f"{shown} answers", "")
 
