@@ -23,26 +23,13 @@ from adapters.errors import EngineConnectionError, InvalidSpecError, StepFailedE
 from flows.step_task import StepOutcome, execute_step, run_step
 from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
-
-_ENGINE_ENV = ("_EXPERIMENTAL_DAGGER_CLI_BIN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST")
-
-
-@pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    """A scripted stand-in engine (results kept, as the engine does) found as the session."""
-    for name in _ENGINE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
-        yield fake
-    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
+from tests.fakes.session import ENGINE_ENV
 
 
 @pytest.fixture
 def exec_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
     """The stand-in in exec mode (commands really run on the host), results kept."""
-    for name in _ENGINE_ENV:
+    for name in ENGINE_ENV:
         monkeypatch.delenv(name, raising=False)
     with exec_standin_engine() as fake:
         yield fake

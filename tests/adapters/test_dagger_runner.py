@@ -50,18 +50,13 @@ from tests.fakes.dagger_engine import (
     SCHEMA_ENV,
     official_schema,
 )
+from tests.fakes.session import ENGINE_ENV
 from tests.services import REQUIRE_SERVICES_ENV, services_required
 
 SECRET = "s3cr3t-value-42"
-_ENGINE_ENV = (
-    "DAGGER_SESSION_PORT",
-    "DAGGER_SESSION_TOKEN",
-    "_EXPERIMENTAL_DAGGER_CLI_BIN",
-    "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
-)
 #: The engine settings of the shell that started pytest (only the opt-in real-engine test uses them).
-_AMBIENT_ENGINE_ENV = {name: os.environ[name] for name in _ENGINE_ENV if name in os.environ}
-_AMBIENT_SESSION = "DAGGER_SESSION_PORT" in _AMBIENT_ENGINE_ENV
+_AMBIENTENGINE_ENV = {name: os.environ[name] for name in ENGINE_ENV if name in os.environ}
+_AMBIENT_SESSION = "DAGGER_SESSION_PORT" in _AMBIENTENGINE_ENV
 Lines = list[tuple[str, str]]
 
 
@@ -73,18 +68,8 @@ Lines = list[tuple[str, str]]
 @pytest.fixture(autouse=True)
 def _no_ambient_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever the developer's shell says about engines, these tests pick their own."""
-    for name in _ENGINE_ENV:
+    for name in ENGINE_ENV:
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    """A running stand-in engine that the SDK finds as an existing session."""
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
-        yield fake
-    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
 
 
 @pytest.fixture
@@ -925,7 +910,7 @@ class TestRealEngine:
                 "no real Dagger engine: set AIOP_TEST_REAL_DAGGER=1 with Docker running, or run"
                 " the tests under `dagger run` (which provides a session)"
             )
-        for name, value in _AMBIENT_ENGINE_ENV.items():
+        for name, value in _AMBIENTENGINE_ENV.items():
             monkeypatch.setenv(name, value)
         result = await DaggerRunner(provision_timeout_s=600).run(
             spec(

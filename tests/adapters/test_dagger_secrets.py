@@ -4,7 +4,6 @@ lines, the result, a failed step's error or an engine error."""
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterator
 
 import pytest
 from graphql import GraphQLError
@@ -15,24 +14,7 @@ from adapters.errors import EngineConnectionError
 from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine
 from tests.flows.test_step_secrets import body_lines, pem_key
 
-_ENGINE_ENV = (
-    "DAGGER_SESSION_PORT",
-    "DAGGER_SESSION_TOKEN",
-    "_EXPERIMENTAL_DAGGER_CLI_BIN",
-    "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
-)
 KEY = pem_key(3)
-
-
-@pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    for name in _ENGINE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
-        yield fake
-    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
 
 
 def spec() -> StepSpec:

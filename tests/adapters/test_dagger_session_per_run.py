@@ -26,26 +26,17 @@ from adapters.selection import engine_for_run
 from flows.pipeline import data_pipeline
 from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
 from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes.session import ENGINE_ENV, standin_session
 
 Lines = list[tuple[str, str]]
-_ENGINE_ENV = (
-    "DAGGER_SESSION_PORT",
-    "DAGGER_SESSION_TOKEN",
-    "_EXPERIMENTAL_DAGGER_CLI_BIN",
-    "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
-)
 
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    for name in _ENGINE_ENV:
-        monkeypatch.delenv(name, raising=False)
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
+    """The stand-in as the session, each exec echoing its last argument."""
+    with standin_session(monkeypatch) as fake:
         fake.behaviour = lambda req: ExecOutcome(stdout=req.args[-1] + "\n")
         yield fake
-    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
 
 
 def runner() -> DaggerRunner:
@@ -125,7 +116,7 @@ class TestOpeningTheSession:
     async def test_a_hung_cli_is_bounded_by_the_sessions_limit(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        for name in _ENGINE_ENV:
+        for name in ENGINE_ENV:
             monkeypatch.delenv(name, raising=False)
         pidfile = tmp_path / "cli.pid"
         monkeypatch.setenv("_EXPERIMENTAL_DAGGER_CLI_BIN", str(fake_cli(tmp_path, _HANGING_CLI)))
@@ -215,7 +206,7 @@ class TestSessionsPerPipelineRun:
     async def test_a_pipeline_run_opens_one_session(
         self, prefect_api_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        for name in _ENGINE_ENV:
+        for name in ENGINE_ENV:
             monkeypatch.delenv(name, raising=False)
         with exec_standin_engine() as fake:
             summary = await data_pipeline(
