@@ -605,6 +605,22 @@ class _Query(_Object):
     def version(self, info: GraphQLResolveInfo[Any]) -> str:
         return "v0.21.8"
 
+    # The LLM API lives in tests.fakes.dagger_llm (it builds on this module's types).
+    def llm(
+        self,
+        info: GraphQLResolveInfo[Any],
+        model: str | None = None,
+        maxAPICalls: int | None = None,
+    ) -> _Object:
+        from tests.fakes.dagger_llm import new_llm
+
+        return new_llm(self.engine, model, maxAPICalls)
+
+    def env(self, info: GraphQLResolveInfo[Any], **_: Any) -> _Object:
+        from tests.fakes.dagger_llm import new_env
+
+        return new_env(self.engine)
+
 
 # ---------------------------------------------------------------------------------------------
 # HTTP
@@ -683,6 +699,7 @@ class FakeDaggerEngine:
         queries: every query received, in order.
         rejected: queries the official schema rejects (with the reasons).
         token: the session token (HTTP basic auth user).
+        model: the LLM provider's side (:class:`tests.fakes.dagger_llm.ScriptedModel`).
     """
 
     def __init__(self, behaviour: ExecBehaviour = echo) -> None:
@@ -712,6 +729,10 @@ class FakeDaggerEngine:
         self._thread: threading.Thread | None = None
         self._root = _Query(self)
         self._host_exec: HostExec | None = None
+        from tests.fakes.dagger_llm import ScriptedModel
+
+        #: The LLM provider's side: scripted replies, accepted keys, received calls.
+        self.model = ScriptedModel()
 
     # --- lifecycle ---
 
