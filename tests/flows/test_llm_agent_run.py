@@ -1,0 +1,154 @@
+"""An llm agent end to end against the stand-in engine: the CLI, retries, the cache, secrecy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prefect import flow
+
+from adapters.errors import BudgetExceededError
+from adapters.ownership import write_owned_file
+from agents import AgentManager
+from flows.agent_run import run_agent
+from flows.llm_task import llm_cache_key
+from tests.agents.conftest import write_definition
+from tests.agents.test_cli import cli
+from tests.fakes.dagger_engine import FakeDaggerEngine
+from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, read_input, save_file
+
+#: A multi-line key: every line of it must stay out of what the platform prints and stores.
+KEY = "sk-ant-first-line-0123456789\nsecond-line-of-the-key-abcdef"
+
+
+def summary_from_input(view: EnvView) -> str:
+    counts = json.loads(read_input(view, "report", "summary.json"))
+    return f"{counts['input_rows']} rows in, {counts['quarantined_rows']} quarantined.\n"
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
+    with FakeDaggerEngine() as fake:
+        for name, value in fake.session_env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+        fake.model.valid_keys = {KEY}
+        yield fake
+    assert not fake.rejected, [q.errors for q in fake.rejected]
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> Path:
+    folder = tmp_path / "results"
+    counts = {"input_rows": 1000, "quarantined_rows": 7}
+    write_owned_file(folder, "summary.json", json.dumps(counts).encode())
+    return folder
+
+
+def test_python_m_agents_run_summarize_llm_writes_the_summary_and_never_shows_the_key(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path
+) -> None:
+    engine.model.script = [
+        Reply("Writing it.", (save_file("summary", summary_from_input),), 400, 60),
+        Reply("Done."),
+    ]
+    done = cli(
+        "run",
+        "summarize-llm",
+        "--param",
+        f"report={report}",
+        PREFECT_API_URL=prefect_api_url,
+        **engine.session_env(),
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console
+    assert (report / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
+    assert "Writing it." in done.stdout
+    assert "model claude-sonnet-4-5: 1 API calls, 460 tokens" in done.stderr
+    assert f"output summary -> {report / 'summary.md'}" in done.stderr
+    assert engine.model.calls[0].key == KEY  # the engine read it from its client's environment
+    for line in KEY.splitlines():
+        assert line not in console
+
+
+def test_a_rate_limit_is_retried_and_a_resumed_run_does_not_pay_twice(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path, tmp_path: Path
+) -> None:
+    definitions = tmp_path / "agents"
+    write_definition(
+        definitions,
+        {
+            "name": "summarize-fast-retry",
+            "kind": "llm",
+            "description": "Summarizes, retrying at once.",
+            "capabilities": ["summarize-test"],
+            "parameters": {"report": {"description": "result folder"}},
+            "llm": {
+                "model": "claude-sonnet-4-5",
+                "prompt": "Summarize.",
+                "inputs": {
+                    "report": {"kind": "directory", "value": "{report}", "description": "r"}
+                },
+                "outputs": {
+                    "summary": {"kind": "file", "path": "{report}/summary.md", "description": "s"}
+                },
+            },
+            "secrets": ["ANTHROPIC_API_KEY"],
+            "retry": {"attempts": 2, "backoff_s": 0, "jitter": 0},
+        },
+    )
+    engine.model.script = [
+        ProviderFailure(429, "rate_limit_error", "rate limited"),
+        Reply("Saving.", (save_file("summary", summary_from_input),)),
+    ]
+
+    @flow
+    async def twice() -> list[str]:
+        manager = AgentManager.from_paths([str(definitions)])
+        states = []
+        for _ in range(2):
+            outcome = await run_agent(manager, "summarize-test", {"report": str(report)})
+            assert outcome.error is None, outcome.error
+            states.append(f"{outcome.state}:{outcome.attempts}")
+        return states
+
+    assert asyncio.run(twice()) == ["Completed:2", "Cached:0"]
+    assert len(engine.model.calls) == 2  # the 429, then the answer; the cached run paid nothing
+    assert (report / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
+
+
+def test_a_budget_exceeded_fails_once_without_retries(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path
+) -> None:
+    from tests.fakes.dagger_llm import ToolCall
+
+    engine.model.script = [Reply("More.", (ToolCall("ls", lambda v: "x"),), 10, 1)] * 20
+
+    @flow
+    async def once() -> BaseException | None:
+        manager = AgentManager.from_paths()
+        outcome = await run_agent(manager, "summarize-llm", {"report": str(report)})
+        return outcome.error
+
+    error = asyncio.run(once())
+    assert isinstance(error, BudgetExceededError)
+    assert len(engine.model.calls) == 8  # summarize-llm's max_api_calls, one attempt only
+
+
+def test_the_cache_key_holds_no_key_value(report: Path) -> None:
+    from agents.llm_agent import llm_step_spec
+
+    agent = AgentManager.from_paths().get("summarize-llm")
+    spec = llm_step_spec(agent, {"report": str(report)})
+    os.environ["ANTHROPIC_API_KEY"] = "one-key-value"
+    try:
+        first = llm_cache_key(None, {"spec": spec})
+        os.environ["ANTHROPIC_API_KEY"] = "another-key-value"
+        assert llm_cache_key(None, {"spec": spec}) == first  # the value never enters the key
+    finally:
+        del os.environ["ANTHROPIC_API_KEY"]
+    assert "key-value" not in json.dumps(spec.model_dump())
