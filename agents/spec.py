@@ -78,7 +78,7 @@ class AgentSpec(BaseModel):
     priority: int = Field(
         default=0, description="Preferred among equally healthy agents: higher wins."
     )
-    image: str | None = Field(default=None, description="Container image (its tool, for llm).")
+    image: str | None = Field(default=None, description="Container image (container agents).")
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     command: CommandTemplate | None = Field(default=None, description="Argument-list template.")
     llm: LlmSection | None = Field(default=None, description="Prompt and model of an llm agent.")
@@ -225,6 +225,13 @@ class AgentSpec(BaseModel):
                 _fail("llm", "an llm agent needs one; add e.g. llm: {prompt: 'Summarize {report}'}")
             if self.command is not None:
                 _fail("command", "an llm agent has no command (the LLM decides); remove it")
+            for field, what in (("image", self.image), ("env", self.env), ("caches", self.caches)):
+                if what:
+                    _fail(
+                        field,
+                        "an llm agent runs no container of its own (the model works on its"
+                        " llm.inputs and llm.outputs); remove it",
+                    )
             keys = [k for k in self.secrets if k in PROVIDER_KEYS]
             if not keys:
                 _fail(

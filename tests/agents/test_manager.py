@@ -136,6 +136,7 @@ class TestCandidates:
 LLM = minimal(
     name="summarize",
     kind="llm",
+    image=None,
     command=None,
     capabilities=["summarize"],
     parameters={"report": {"description": "report folder"}},
