@@ -108,12 +108,14 @@ def translate_llm_error(
     """The platform error for a foreign exception raised while an llm step ran.
 
     Examples:
-        >>> import dagger
+        >>> from dagger import QueryError
+        >>> from dagger._exceptions import QueryErrorValue
+        >>> from gql.graphql_request import GraphQLRequest
         >>> from adapters.llm_contract import LlmSpec
         >>> spec = LlmSpec(name="s", prompt="p", key_name="ANTHROPIC_API_KEY")
-        >>> err = dagger.QueryError([dagger.client._exceptions.QueryErrorValue(
-        ...     message='not retrying: 429 Too Many Requests', locations=[], path=[])], None)
-        >>> type(translate_llm_error(err, spec=spec, secrets=[])).__name__
+        >>> said = QueryErrorValue(message="not retrying: 429 Too Many Requests")
+        >>> error = QueryError([said], GraphQLRequest("{ version }"))
+        >>> type(translate_llm_error(error, spec=spec, secrets=[])).__name__
         'ProviderUnavailableError'
     """
     detail = mask_secrets(describe(exc), secrets)

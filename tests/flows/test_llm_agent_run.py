@@ -152,3 +152,47 @@ def test_the_cache_key_holds_no_key_value(report: Path) -> None:
     finally:
         del os.environ["ANTHROPIC_API_KEY"]
     assert "key-value" not in json.dumps(spec.model_dump())
+
+
+def test_summarize_writes_summary_md_on_the_runs_one_engine_session(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path
+) -> None:
+    import logging
+
+    from adapters.dagger_runner import DaggerRunner
+    from flows.summarize_step import summarize_results
+
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+
+    @flow
+    async def pipeline_tail() -> str | None:
+        async with DaggerRunner(provision_timeout_s=5).session():
+            manager = AgentManager.from_paths()
+            outcome = await summarize_results(manager, report, "dagger", logging.getLogger("test"))
+        return None if outcome is None else outcome.state
+
+    assert asyncio.run(pipeline_tail()) == "Completed"
+    assert (report / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
+    assert engine.sessions == 1  # the run's session, not one of its own
+
+
+def test_summarize_without_a_key_is_skipped_with_one_line(
+    engine: FakeDaggerEngine,
+    report: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from flows.summarize_step import summarize_results
+
+    monkeypatch.delenv("ANTHROPIC_API_KEY")
+    manager = AgentManager.from_paths()
+    manager_ready = asyncio.run(
+        summarize_results(manager, report, "dagger", logging.getLogger("test.summarize"))
+    )
+    assert manager_ready is None
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.summarize"]
+    assert len(lines) == 1 and "--summarize skipped" in lines[0], lines
+    assert "ANTHROPIC_API_KEY" in lines[0]
+    assert engine.queries == [] and not (report / "summary.md").exists()
