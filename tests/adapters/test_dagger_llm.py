@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -187,3 +188,37 @@ def test_an_unknown_model_is_permanent(engine: FakeDaggerEngine, report: Path) -
     with pytest.raises(UnknownModelError, match="claude-nonexistent") as caught:
         run(spec_for(report, model="claude-nonexistent"))
     assert not caught.value.transient
+
+
+def test_a_reply_that_quotes_the_key_is_masked(engine: FakeDaggerEngine, report: Path) -> None:
+    engine.model.script = [
+        Reply(f"Your key is {KEY}.", (save_file("summary", "done\n"),)),
+    ]
+    result = run(spec_for(report))
+    assert KEY not in result.reply and "***" in result.reply  # type: ignore[attr-defined]
+
+
+# The session a real engine run uses: `dagger run` provides one, else AIOP_TEST_REAL_DAGGER=1 lets
+# the SDK start its CLI (Docker needed). Read before the stand-in fixtures change the environment.
+_AMBIENT = {
+    n: os.environ[n] for n in ("DAGGER_SESSION_PORT", "DAGGER_SESSION_TOKEN") if n in os.environ
+}
+
+
+@pytest.mark.dagger
+async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
+    """Opt-in: a real engine and a real Anthropic key; a real model call costs a few cents."""
+    if os.environ.get("AIOP_TEST_REAL_DAGGER") != "1" and "DAGGER_SESSION_PORT" not in _AMBIENT:
+        pytest.skip(
+            "no real Dagger engine: set AIOP_TEST_REAL_DAGGER=1 with Docker running, or run the"
+            " tests under `dagger run` (which provides a session)"
+        )
+    key = os.environ.get("ANTHROPIC_API_KEY")
+    if not key:
+        pytest.skip("no provider key: export ANTHROPIC_API_KEY (the engine reads it from there)")
+    spec = spec_for(report, prompt="Read summary.json in the directory input 'report' and save"
+                    " one line saying how many rows came in to the file output 'summary'.",
+                    budget=LlmBudget(max_api_calls=6, max_tokens=50_000))  # fmt: skip
+    result = await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
+    assert "1000" in (report / "summary.md").read_text()
+    assert 0 < result.usage.spent <= 50_000 and 1 <= result.api_calls <= 6

@@ -196,3 +196,64 @@ def test_summarize_without_a_key_is_skipped_with_one_line(
     assert len(lines) == 1 and "--summarize skipped" in lines[0], lines
     assert "ANTHROPIC_API_KEY" in lines[0]
     assert engine.queries == [] and not (report / "summary.md").exists()
+
+
+def test_the_key_stays_out_of_the_runs_logs_artifacts_results_and_cache_keys(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+        TaskRunFilter,
+        TaskRunFilterFlowRunId,
+    )
+    from prefect.runtime import flow_run
+
+    engine.model.script = [
+        Reply(f"I was given {KEY}.", (save_file("summary", summary_from_input),)),
+    ]
+
+    @flow
+    async def run() -> tuple[str, str]:
+        outcome = await run_agent(
+            AgentManager.from_paths(), "summarize-llm", {"report": str(report)}
+        )
+        assert outcome.error is None, outcome.error
+        assert outcome.result is not None
+        return str(flow_run.id), outcome.result.model_dump_json() + repr(outcome.llm)
+
+    run_id, result = asyncio.run(run())
+
+    async def stored() -> list[str]:
+        from prefect.logging.handlers import APILogHandler
+
+        await APILogHandler.aflush()  # logs go to the server in batches
+        async with get_client() as client:
+            for _ in range(50):  # the server records what it received in the background
+                logs = await client.read_logs(
+                    log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
+                )
+                if any("finished in" in log.message for log in logs):
+                    break
+                await asyncio.sleep(0.1)
+            artifacts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
+            tasks = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id]))
+            )
+        assert any("Model usage" in str(a.data) for a in artifacts), artifacts
+        assert any("model call 1" in log.message for log in logs), [g.message for g in logs]
+        return [
+            *(str(a.data) for a in artifacts),
+            *(log.message for log in logs),
+            *(f"{t.cache_key} {t.name}" for t in tasks),
+        ]
+
+    texts = [result, *asyncio.run(stored())]
+    assert "I was given ***." in result
+    for line in KEY.splitlines():
+        assert not [t for t in texts if line in t]
