@@ -147,7 +147,8 @@ def translate_llm_error(
         if _PASSING.search(detail):
             return ProviderUnavailableError(
                 f"the {spec.provider} provider turned the request away for now ({detail}); the"
-                " engine's own retries gave up, the step is retried with backoff",
+                " engine's own retries gave up, and the step is retried with backoff while its"
+                " retry policy allows",
                 step=spec.name,
             )
     error = translate_error(exc, connected=connected)

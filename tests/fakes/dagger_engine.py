@@ -22,7 +22,10 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
   :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
-  arguments (:meth:`FakeDaggerEngine.calls`).
+  arguments (:meth:`FakeDaggerEngine.calls`);
+* answers the LLM API (``llm``, ``env``, ``LLM.step``, ``tokenUsage``, ``Env`` bindings) with a
+  scripted model (:attr:`FakeDaggerEngine.model`, :mod:`tests.fakes.dagger_llm`, which names the
+  engine sources it follows).
 
 It does not scrub secret values from output (the real engine does) so that the adapter's own masking
 is what the tests see.

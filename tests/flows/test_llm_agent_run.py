@@ -257,3 +257,41 @@ def test_the_key_stays_out_of_the_runs_logs_artifacts_results_and_cache_keys(
     assert "I was given ***." in result
     for line in KEY.splitlines():
         assert not [t for t in texts if line in t]
+
+
+def test_the_providers_breaker_opens_on_failures_and_not_on_a_budget(
+    prefect_api_url: str,
+    engine: FakeDaggerEngine,
+    report: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapters.breaker import get_breaker
+    from adapters.errors import CircuitOpenError, ProviderUnavailableError
+    from adapters.policies import RetryPolicy
+    from agents.llm_agent import llm_step_spec
+    from flows.llm_task import execute_llm_step
+    from tests.fakes.dagger_llm import ToolCall
+
+    monkeypatch.setenv("AIOP_BREAKER_FAIL_MAX", "2")
+    agent = AgentManager.from_paths().get("summarize-llm")
+    spec = llm_step_spec(agent, {"report": str(report)})
+    once = RetryPolicy(attempts=1)
+    engine.model.script = [Reply("More.", (ToolCall("ls", lambda v: "x"),), 10, 1)] * 8
+    engine.model.script += [ProviderFailure(529, "overloaded_error", "Overloaded")] * 5
+
+    @flow
+    async def three() -> list[str]:
+        errors = []
+        for _ in range(4):
+            outcome = await execute_llm_step(spec, retry=once)
+            errors.append(type(outcome.error).__name__)
+        return errors
+
+    assert asyncio.run(three()) == [
+        BudgetExceededError.__name__,  # neutral for the breaker
+        ProviderUnavailableError.__name__,
+        ProviderUnavailableError.__name__,  # the second failure opens llm:anthropic
+        CircuitOpenError.__name__,  # no model call
+    ]
+    assert len(engine.model.calls) == 8 + 2
+    assert get_breaker("llm:anthropic").state == "open"
