@@ -40,12 +40,12 @@ from prefect.runtime import task_run as runtime_task_run
 
 from adapters.breaker import get_breaker
 from adapters.contract import StepResult
-from adapters.dagger_llm import DaggerLlmRunner
 from adapters.errors import AiopError
 from adapters.llm_contract import LlmResult, LlmSpec
 from adapters.ownership import MANIFEST, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
+from adapters.selection import provision_timeout_s
 from agents.recent import agent_run_name
 from flows.breaker_events import attach_event_emitter
 from flows.step_events import emit_step_event
@@ -151,6 +151,9 @@ async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
     """
     from prefect.artifacts import acreate_markdown_artifact
 
+    from adapters.dagger_llm import DaggerLlmRunner  # imported on demand: dagger is heavy
+    from adapters.dagger_runner import DaggerRunner
+
     logger = get_run_logger()
     attempt = int(runtime_task_run.run_count or 1)
     breaker = attach_event_emitter(get_breaker(provider_breaker_name(spec)))
@@ -165,9 +168,8 @@ async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
         logger.info("%s", line)
 
     async def on_engine() -> LlmResult:
-        return await DaggerLlmRunner().run(
-            spec, key_value=key_value, attempt=attempt, on_line=forward
-        )
+        runner = DaggerLlmRunner(DaggerRunner(provision_timeout_s=provision_timeout_s()))
+        return await runner.run(spec, key_value=key_value, attempt=attempt, on_line=forward)
 
     try:
         result = await breaker.call(on_engine)
