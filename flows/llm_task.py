@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import re
 import time
@@ -251,10 +250,3 @@ async def execute_llm_step(
             agent, outcome, state.state_details.task_run_id, agent_run_name(spec.name, agent)
         )
     return outcome
-
-
-def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    try:
-        return get_run_logger()
-    except Exception:  # outside a flow run
-        return logging.getLogger("aiop.steps")
