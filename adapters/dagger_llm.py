@@ -259,8 +259,9 @@ class DaggerLlmRunner:
                 model = await llm.model()
                 outputs = await _export_outputs(llm, spec)
         except TimeoutError as exc:
-            if not scope.expired():
-                raise
+            if not scope.expired():  # a timeout of the transport, not the step's deadline
+                scrub(exc, secrets)
+                raise translate_llm_error(exc, spec=spec, secrets=secrets) from exc
             raise StepTimeoutError(
                 f"the model ran longer than timeout_s={spec.timeout_s:g} s and was stopped",
                 step=spec.name,

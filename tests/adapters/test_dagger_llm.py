@@ -222,3 +222,17 @@ async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
     result = await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
     assert "1000" in (report / "summary.md").read_text()
     assert 0 < result.usage.spent <= 50_000 and 1 <= result.api_calls <= 6
+
+
+def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Path) -> None:
+    import time
+
+    from adapters.errors import StepTimeoutError
+
+    def slow(view: EnvView) -> str:
+        time.sleep(0.5)
+        return "late"
+
+    engine.model.script = [Reply("Working.", (ToolCall("slow", slow),))]
+    with pytest.raises(StepTimeoutError, match="timeout_s=0.2"):
+        run(spec_for(report, timeout_s=0.2))
