@@ -40,6 +40,12 @@ async def summarize_results(
         The step's outcome, or None when it was skipped before anything ran.
     """
     params = {"report": str(results)}
+    if backend == "local":
+        logger.warning(
+            "--summarize skipped (the results are complete): the model runs through a Dagger"
+            " engine's LLM API, and this run's steps ran on the local runner (no engine was used)"
+        )
+        return None
     try:
         candidates = manager.candidates(CAPABILITY, params)
         refusals = [(await manager.check_ready(a, backend))[1] for a in candidates]
