@@ -234,5 +234,5 @@ def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Pat
         return "late"
 
     engine.model.script = [Reply("Working.", (ToolCall("slow", slow),))]
-    with pytest.raises(StepTimeoutError, match="timeout_s=0.2"):
+    with pytest.raises(StepTimeoutError, match=r"timeout_s=0\.2"):
         run(spec_for(report, timeout_s=0.2))
