@@ -13,8 +13,13 @@ AiopError                          root; never raised itself
 │   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)
 │   ├── EngineConnectionError      the engine or its transport broke while a step ran
 │   └── StepTimeoutError           the step ran past its timeout_s and was stopped
+│   └── ProviderUnavailableError   an LLM provider refused for now: rate limit (429), 5xx, overload
 ├── StepFailedError                the step's own command exited non-zero (the engine is healthy);
 │                                  permanent unless the exit code is declared transient for the step
+├── LlmRefusedError                permanent: an LLM provider will not serve this request as written
+│   ├── ProviderKeyError           the provider key is missing or the provider refused it (401/403)
+│   └── UnknownModelError          the provider does not know the model (404)
+├── BudgetExceededError            permanent: an llm step used more API calls or tokens than allowed
 └── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
 ```
 
@@ -28,15 +33,20 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AiopError",
+    "BudgetExceededError",
     "CircuitOpenError",
     "EngineConnectionError",
     "EngineUnavailableError",
     "InfrastructureError",
     "InvalidInputError",
     "InvalidSpecError",
+    "LlmRefusedError",
+    "ProviderKeyError",
+    "ProviderUnavailableError",
     "ProvisioningTimeoutError",
     "StepFailedError",
     "StepTimeoutError",
+    "UnknownModelError",
 ]
 
 
@@ -118,6 +128,51 @@ class StepTimeoutError(InfrastructureError):
     def __init__(self, message: str, *, step: str | None = None, timeout_s: float) -> None:
         super().__init__(message, step=step)
         self.timeout_s = timeout_s
+
+
+class ProviderUnavailableError(InfrastructureError):
+    """An LLM provider turned a request away for now (429 rate limit, 5xx, overloaded), after the
+    engine's own retries; retried with backoff and counted by the provider's breaker."""
+
+    docs_anchor = "llm-provider-unavailable"
+
+
+class LlmRefusedError(AiopError):
+    """An LLM provider will not serve the request as written; retrying cannot help."""
+
+    docs_anchor = "llm-refused"
+
+
+class ProviderKeyError(LlmRefusedError):
+    """The provider key is missing where the engine reads it, or the provider refused it."""
+
+    docs_anchor = "llm-provider-key"
+
+
+class UnknownModelError(LlmRefusedError):
+    """The provider does not know the model the agent names."""
+
+    docs_anchor = "llm-unknown-model"
+
+
+class BudgetExceededError(AiopError):
+    """An llm step used more model API calls or tokens than its budget allows; it was stopped.
+
+    Attributes:
+        limit: which limit was passed (``max_api_calls`` or ``max_tokens``).
+        allowed: the budget's value.
+        used: what the step had used when it was stopped.
+    """
+
+    docs_anchor = "llm-budget-exceeded"
+
+    def __init__(
+        self, message: str, *, step: str | None = None, limit: str, allowed: int, used: int
+    ) -> None:
+        super().__init__(message, step=step)
+        self.limit = limit
+        self.allowed = allowed
+        self.used = used
 
 
 class StepFailedError(AiopError):

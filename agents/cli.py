@@ -205,6 +205,12 @@ def _run(ns: argparse.Namespace) -> int:
         f" {done['exit_code']}, backend {done['backend']}, attempts {done['attempts']})",
         file=sys.stderr,
     )
+    if "tokens" in done:  # an llm agent: what the model cost
+        print(
+            f"model {done['model']}: {done['api_calls']} API calls,"
+            f" {done['tokens']['total_tokens']} tokens",
+            file=sys.stderr,
+        )
     for target, host in done["outputs"].items():
         print(f"output {target} -> {host}", file=sys.stderr)
     return EXIT_OK

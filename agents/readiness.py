@@ -1,5 +1,5 @@
 """Whether an agent can run here, checked before anything runs: its secrets, and for an ``llm``
-agent a Dagger engine (and, in this release, the LLM adapter it would need).
+agent a Dagger engine and its provider key where the engine reads it (ADR 0021).
 
 Examples:
     >>> import asyncio
@@ -16,16 +16,21 @@ import os
 from collections.abc import Callable, Mapping
 
 from adapters.selection import EngineProbe, probe_engine
+from agents.llm_agent import provider_key
 from agents.secret_values import BlockLoader, resolve_secrets
 from agents.spec import AgentSpec
 
-__all__ = ["LLM_ADAPTER_MISSING", "check_ready"]
+__all__ = ["check_ready", "key_only_in_block"]
 
-#: Why an llm agent is refused even with an engine and a key: the adapter is not built yet.
-LLM_ADAPTER_MISSING = (
-    "running llm agents needs the Dagger LLM adapter (dag.llm() with an Env of inputs and"
-    " outputs), which this release does not include yet"
-)
+
+def key_only_in_block(key: str) -> str:
+    """Why an llm agent whose provider key is only in a Prefect Secret block cannot run."""
+    return (
+        f"the provider key {key} was found only in a Prefect Secret block, and the Dagger engine"
+        " reads provider keys from the environment of the process that starts its session;"
+        f" export {key}=... before the run (its value may be a secret reference the engine"
+        " resolves, such as op://..., vault://... or file://...)"
+    )
 
 
 async def check_ready(
@@ -67,6 +72,7 @@ async def check_ready(
                 f"llm agents need a Dagger engine and none is reachable ({probe.detail}); start"
                 " Docker or set _EXPERIMENTAL_DAGGER_RUNNER_HOST to a remote engine",
             )
-    if not reasons:
-        reasons.append(LLM_ADAPTER_MISSING)
+    key = provider_key(agent)
+    if key in values and not env.get(key):
+        reasons.append(key_only_in_block(key))
     return values, reasons

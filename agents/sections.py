@@ -14,7 +14,7 @@ Examples:
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,8 +22,18 @@ from adapters.breaker_policy import BreakerPolicy
 from adapters.policies import RetryPolicy
 from agents.template import placeholders
 
-__all__ = ["BreakerSection", "LlmSection", "Parameter", "ResourceHints", "RetrySection"]
+__all__ = [
+    "BreakerSection",
+    "LlmBudgetSection",
+    "LlmInputSection",
+    "LlmOutputSection",
+    "LlmSection",
+    "Parameter",
+    "ResourceHints",
+    "RetrySection",
+]
 
+_BINDING_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$")
 _MEMORY_UNITS = {
     "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
@@ -118,6 +128,49 @@ class ResourceHints(_Section):
         return int(float(match[1]) * _MEMORY_UNITS[match[2] or "B"])
 
 
+class LlmInputSection(_Section):
+    """One entry of ``llm.inputs``: a folder, a file or a text given to the model's environment."""
+
+    kind: Literal["directory", "file", "string"] = Field(
+        description="directory or file (a host path, uploaded as a snapshot), or string (text)."
+    )
+    value: str = Field(
+        min_length=1, description="Host path or text, with {parameter} placeholders."
+    )
+    description: str = Field(min_length=1, description="What it is, as the model reads it.")
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        placeholders(value)
+        return value
+
+
+class LlmOutputSection(_Section):
+    """One entry of ``llm.outputs``: a folder or file the model must produce, and where it goes."""
+
+    kind: Literal["directory", "file"] = Field(description="directory or file.")
+    path: str = Field(min_length=1, description="Host path, with {parameter} placeholders.")
+    description: str = Field(min_length=1, description="What to put there, as the model reads it.")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        placeholders(value)
+        return value
+
+
+class LlmBudgetSection(_Section):
+    """``llm.budget:`` -- what one run may spend; the step stops with an error past either limit."""
+
+    max_api_calls: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=10, description="Model API calls (steps of the loop) per run."
+    )
+    max_tokens: Annotated[int, Field(ge=1)] = Field(
+        default=100_000, description="Tokens (input + output, as the provider counts) per run."
+    )
+
+
 class LlmSection(_Section):
     """``llm:`` -- what an ``llm`` agent asks (run through Dagger's ``dag.llm()``)."""
 
@@ -125,9 +178,48 @@ class LlmSection(_Section):
     model: str | None = Field(
         default=None, description="Model name; the engine's default if unset."
     )
+    key: str | None = Field(
+        default=None,
+        description="The provider key's name (one of the agent's secrets); default: the one"
+        " provider key among them.",
+    )
+    inputs: dict[str, LlmInputSection] = Field(
+        default_factory=dict, description="Input name -> what the model is given."
+    )
+    outputs: dict[str, LlmOutputSection] = Field(
+        default_factory=dict, description="Output name -> what the model must produce."
+    )
+    budget: LlmBudgetSection = Field(default_factory=LlmBudgetSection)
 
     @field_validator("prompt")
     @classmethod
     def _prompt(cls, value: str) -> str:
         placeholders(value)
         return value
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _binding_names(cls, value: dict[str, object]) -> dict[str, object]:
+        for name in value:
+            if not _BINDING_RE.match(name):
+                raise ValueError(
+                    f"{name!r} is not a usable input or output name; use lower-case letters,"
+                    " digits and '_', starting with a letter (e.g. report)"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> LlmSection:
+        both = sorted(set(self.inputs) & set(self.outputs))
+        if both:
+            raise ValueError(f"{both[0]!r} is both an input and an output; rename one of them")
+        return self
+
+    def placeholders(self) -> set[str]:
+        """Every parameter the prompt, the inputs and the outputs refer to."""
+        used = set(placeholders(self.prompt))
+        for item in self.inputs.values():
+            used |= set(placeholders(item.value))
+        for out in self.outputs.values():
+            used |= set(placeholders(out.path))
+        return used

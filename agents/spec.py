@@ -39,7 +39,7 @@ from adapters.breaker_policy import BreakerPolicy
 from adapters.contract import Mount, StepSpec
 from adapters.errors import InvalidInputError
 from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
-from agents.template import CommandTemplate, placeholders
+from agents.template import CommandTemplate
 
 __all__ = ["PROVIDER_KEYS", "AgentSpec", "ParamValue"]
 
@@ -78,7 +78,7 @@ class AgentSpec(BaseModel):
     priority: int = Field(
         default=0, description="Preferred among equally healthy agents: higher wins."
     )
-    image: str | None = Field(default=None, description="Container image (its tool, for llm).")
+    image: str | None = Field(default=None, description="Container image (container agents).")
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     command: CommandTemplate | None = Field(default=None, description="Argument-list template.")
     llm: LlmSection | None = Field(default=None, description="Prompt and model of an llm agent.")
@@ -165,7 +165,7 @@ class AgentSpec(BaseModel):
         cls, value: LlmSection | None, info: ValidationInfo
     ) -> LlmSection | None:
         if value is not None and "parameters" in info.data:
-            _check_declared(set(placeholders(value.prompt)), info.data["parameters"])
+            _check_declared(value.placeholders(), info.data["parameters"])
         return value
 
     @field_validator("env")
@@ -225,15 +225,35 @@ class AgentSpec(BaseModel):
                 _fail("llm", "an llm agent needs one; add e.g. llm: {prompt: 'Summarize {report}'}")
             if self.command is not None:
                 _fail("command", "an llm agent has no command (the LLM decides); remove it")
-            if not set(self.secrets) & set(PROVIDER_KEYS):
+            for field, what in (("image", self.image), ("env", self.env), ("caches", self.caches)):
+                if what:
+                    _fail(
+                        field,
+                        "an llm agent runs no container of its own (the model works on its"
+                        " llm.inputs and llm.outputs); remove it",
+                    )
+            keys = [k for k in self.secrets if k in PROVIDER_KEYS]
+            if not keys:
                 _fail(
                     "secrets",
                     "an llm agent needs its provider key here, e.g. secrets: [ANTHROPIC_API_KEY]"
                     f" (one of {', '.join(PROVIDER_KEYS)})",
                 )
+            if self.llm.key is None and len(keys) > 1:
+                _fail(
+                    "llm",
+                    f"secrets list {len(keys)} provider keys ({', '.join(keys)}); say which one"
+                    f" the model uses, e.g. llm: {{key: {keys[0]}}}",
+                )
+            if self.llm.key is not None and self.llm.key not in keys:
+                _fail(
+                    "llm",
+                    f"key {self.llm.key!r} is not among the agent's secrets as a provider key; add"
+                    f" it to secrets: (one of {', '.join(PROVIDER_KEYS)}) or fix the name",
+                )
         used = self.command.parameters() if self.command is not None else set()
         if self.llm is not None:
-            used |= set(placeholders(self.llm.prompt))
+            used |= self.llm.placeholders()
         unused = sorted(set(self.parameters) - used)
         if unused:
             _fail(

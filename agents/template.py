@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, RootModel, model_validator
 
 from adapters.errors import InvalidInputError
 
-__all__ = ["CommandTemplate", "OptionalArgs", "TemplateItem", "placeholders"]
+__all__ = ["CommandTemplate", "OptionalArgs", "TemplateItem", "placeholders", "render_text"]
 
 _PARAM_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 _FORMATTER = string.Formatter()
@@ -77,6 +77,16 @@ def placeholders(text: str) -> list[str]:
             )
         names.append(field)
     return names
+
+
+def render_text(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with each ``{name}`` replaced by ``values[name]`` (``{{``/``}}`` are literal braces).
+
+    Examples:
+        >>> render_text("Read {report}/summary.json {{as JSON}}", {"report": "/out"})
+        'Read /out/summary.json {as JSON}'
+    """
+    return _fill(text, values)
 
 
 def _fill(text: str, values: Mapping[str, str]) -> str:

@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,9 +35,11 @@ from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
 from adapters.policies import RetryPolicy
 from agents.errors import AgentRefusedError
+from agents.llm_agent import llm_step_spec
 from agents.manager import AgentManager
 from agents.spec import AgentSpec, ParamValue
 from flows.breaker_events import attach_event_emitter
+from flows.llm_task import execute_llm_step
 from flows.step_outcome import StepOutcome
 from flows.step_task import execute_step
 
@@ -117,27 +120,39 @@ async def run_agent(
             skipped.append(refused)
             logger.warning("%s%s", refused, more)
             continue
-        spec = agent.to_step_spec(
-            params,
-            secrets=values,
-            name=step_name,
-            mounts=mounts,
-            outputs=outputs,
-            caches=caches,
-            env=env,
-        )
-        spec = prepare(spec) if prepare is not None else spec
+        run_once: Callable[[], Awaitable[StepOutcome]]
+        if agent.kind == "llm":  # the model runs on the engine's LLM API (flows.llm_task)
+            llm_spec = llm_step_spec(agent, params, name=step_name)
+            step = llm_spec.name
+            run_once = functools.partial(
+                execute_llm_step, llm_spec, retry=agent.retry.policy(), agent=agent.name
+            )
+        else:
+            spec = agent.to_step_spec(
+                params,
+                secrets=values,
+                name=step_name,
+                mounts=mounts,
+                outputs=outputs,
+                caches=caches,
+                env=env,
+            )
+            spec = prepare(spec) if prepare is not None else spec
+            step = spec.name
+            run_once = functools.partial(
+                execute, spec, backend, retry=agent.retry.policy(), agent=agent.name
+            )
         logger.info(
             "agent %r runs step %r%s",
-            *(agent.name, spec.name, "" if by_name else f" (capability {target!r})"),
+            *(agent.name, step, "" if by_name else f" (capability {target!r})"),
         )
         try:
-            outcome = await _attempt(manager, agent, spec, backend, execute)
+            outcome = await _attempt(manager, agent, run_once)
         except CircuitOpenError as exc:
             skipped.append(exc)
             logger.warning("%s%s", exc, more)
             continue
-        manager.record(agent.name, ok=outcome.error is None, state=outcome.state, step=spec.name)
+        manager.record(agent.name, ok=outcome.error is None, state=outcome.state, step=step)
         if isinstance(outcome.error, InfrastructureError) and more:
             logger.warning("agent %r failed (%s)%s", agent.name, outcome.error, more)
             failed = outcome
@@ -165,12 +180,10 @@ async def run_agent(
 async def _attempt(
     manager: AgentManager,
     agent: AgentSpec,
-    spec: StepSpec,
-    backend: str | None,
-    execute: ExecuteStep,
+    run_once: Callable[[], Awaitable[StepOutcome]],
 ) -> StepOutcome:
-    """One run of ``spec`` through the agent's breaker, as a ``run_step`` task run named
-    ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
+    """One run of the agent's step through its breaker, as a ``run_step`` (or ``run_llm_step``)
+    task run named ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
 
     Not a Prefect tag: a tagged task run makes Prefect reserve tag concurrency slots before it
     starts, which stalls for 2 s whenever the SQLite server is busy (:mod:`agents.recent`).
@@ -182,7 +195,7 @@ async def _attempt(
     outcome: StepOutcome | None = None
     try:
         async with breaker.guard():
-            outcome = await execute(spec, backend, retry=agent.retry.policy(), agent=agent.name)
+            outcome = await run_once()
             if isinstance(outcome.error, InfrastructureError):
                 raise outcome.error  # so that the agent's breaker counts it
     except InfrastructureError:
@@ -240,6 +253,22 @@ async def agent_run(
     assert outcome.result is not None
     runs = manager.recent_runs()
     result = outcome.result
+    if outcome.llm is not None:  # an llm agent: what the model did and what it cost
+        return {
+            "agent": runs[-1].agent if runs else target,
+            "step": outcome.name,
+            "state": outcome.state,
+            "attempts": outcome.attempts,
+            "model": outcome.llm.model,
+            "api_calls": outcome.llm.api_calls,
+            "exit_code": 0,
+            "tokens": outcome.llm.usage.model_dump(),
+            "duration_s": outcome.llm.duration_s,
+            "backend": result.backend,
+            "stdout": result.stdout,
+            "stderr": "",
+            "outputs": result.outputs,
+        }
     return {
         "agent": runs[-1].agent if runs else target,
         "step": outcome.name,

@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
         help="where steps run (default AIOP_BACKEND, else auto: Dagger if an engine is reachable)",
     )
     parser.add_argument(
+        "--summarize",
+        action="store_true",
+        help="last, write summary.md beside the results with a 'summarize' agent (an LLM; needs"
+        " a Dagger engine and its provider key, else skipped with one line)",
+    )
+    parser.add_argument(
         "--chaos",
         metavar="SPEC",
         default=os.environ.get("AIOP_CHAOS"),
@@ -154,6 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         output=str(output),
         work_dir=ns.work_dir,
         backend=ns.backend,
+        summarize=ns.summarize,
     )
 
 

@@ -38,6 +38,7 @@ from flows.data_pipeline import check_output_folder
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
 from flows.options import PipelineOptions
 from flows.step_task import StepOutcome, step_cache_key
+from flows.summarize_step import summarize_results
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
@@ -112,6 +113,7 @@ async def data_pipeline(
     output: str | None = None,
     work_dir: str | None = None,
     backend: str | None = None,
+    summarize: bool = False,
 ) -> dict[str, Any]:
     """Ingest a CSV (or a generated sample), validate and quarantine it, write typed partitioned
     Parquet, aggregate per group and report, each step in its own container.
@@ -128,6 +130,9 @@ async def data_pipeline(
         work_dir: where step outputs are kept between runs (default ``AIOP_WORK_DIR`` or
             ``.aiop/work``).
         backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+        summarize: last, write ``summary.md`` beside the results with a ``summarize`` agent
+            (:mod:`flows.summarize_step`); skipped with one line, never failing the run, when it
+            cannot run.
 
     Returns:
         The content of ``summary.json``.
@@ -142,6 +147,7 @@ async def data_pipeline(
         output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
         work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
         backend=backend,
+        summarize=summarize,
     )
     logger = get_run_logger()
     try:
@@ -298,6 +304,8 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
         summary["quarantined_rows"],
         out_dir,
     )
+    if options.summarize:  # optional, last, never fails the run
+        await summarize_results(manager, out_dir, backend, logger)
     return summary
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters import StepResult
+from adapters.llm_contract import LlmResult
 
 __all__ = ["StepOutcome"]
 
@@ -23,6 +24,7 @@ class StepOutcome:
         error: the exception, when it failed.
         started_at: when the step was submitted (epoch seconds).
         breaker_wait_s: seconds spent waiting for an open circuit's probe time.
+        llm: for an llm step that succeeded, its model, calls and token usage.
     """
 
     name: str
@@ -33,6 +35,7 @@ class StepOutcome:
     error: BaseException | None = None
     started_at: float = 0.0
     breaker_wait_s: float = 0.0
+    llm: LlmResult | None = None
 
     @property
     def run_s(self) -> float | None:

@@ -11,7 +11,7 @@ from adapters.breaker import Breaker
 from adapters.errors import EngineUnavailableError
 from adapters.selection import EngineProbe
 from agents import AgentManager, AgentNotFoundError, AgentParameterError, AgentSpec
-from agents.readiness import LLM_ADAPTER_MISSING
+from agents.readiness import key_only_in_block
 from agents.secret_values import block_name, resolve_secrets
 from tests.agents.conftest import Breakers, FakeClock, minimal
 
@@ -136,6 +136,7 @@ class TestCandidates:
 LLM = minimal(
     name="summarize",
     kind="llm",
+    image=None,
     command=None,
     capabilities=["summarize"],
     parameters={"report": {"description": "report folder"}},
@@ -152,7 +153,7 @@ class TestRefusals:
             (NO_ENGINE, {"ANTHROPIC_API_KEY": "k"}, "auto", ["need a Dagger engine and none is reachable"]),
             (ENGINE, {}, "dagger", ["secret ANTHROPIC_API_KEY is not set and there is no Prefect Secret block 'anthropic-api-key'"]),
             (ENGINE, {"ANTHROPIC_API_KEY": "k", "AIOP_BACKEND": "local"}, None, ["run only on a Dagger engine (dag.llm()) and the backend is 'local'"]),
-            (ENGINE, {"ANTHROPIC_API_KEY": "k"}, None, [LLM_ADAPTER_MISSING]),
+            (ENGINE, {"ANTHROPIC_API_KEY": "k"}, None, []),
         ],
     )  # fmt: skip
     async def test_an_llm_agent_is_refused_with_every_reason(
@@ -220,3 +221,20 @@ class TestSecretValues:
 
     def test_block_names_are_lower_kebab(self) -> None:
         assert block_name("OPENAI_API_KEY") == "openai-api-key"
+
+
+async def test_an_llm_key_only_in_a_secret_block_is_refused_with_the_way_the_engine_reads_keys(
+    breakers: Breakers,
+) -> None:
+    async def block(name: str) -> str | None:
+        return "sk-from-block" if name == "anthropic-api-key" else None
+
+    manager = AgentManager(
+        [AgentSpec.model_validate(LLM)],
+        breakers=breakers,
+        engine_probe=lambda: ENGINE,
+        environ={},
+        secret_blocks=block,
+    )
+    _, reasons = await manager.check_ready(manager.get("summarize"), None)
+    assert reasons == [key_only_in_block("ANTHROPIC_API_KEY")]

@@ -15,6 +15,7 @@ from tests.agents.conftest import minimal, write_definition
 
 LLM = {
     "kind": "llm",
+    "image": None,
     "command": None,
     "parameters": {"report": {"description": "report folder"}},
     "llm": {"prompt": "Summarize {report}"},
@@ -75,6 +76,44 @@ LLM = {
         ({**LLM, "command": ["echo"]}, "command", "remove it"),
         ({**LLM, "secrets": []}, "secrets", "secrets: [ANTHROPIC_API_KEY]"),
         ({**LLM, "llm": {"prompt": "Summarize {reprt}"}}, "llm", "did you mean 'report'?"),
+        ({**LLM, "image": "python:3.12-slim"}, "image", "runs no container of its own"),
+        (
+            {**LLM, "llm": {"prompt": "p {report}", "key": "OPENAI_API_KEY"}},
+            "llm",
+            "key 'OPENAI_API_KEY' is not among the agent's secrets",
+        ),
+        (
+            {**LLM, "secrets": ["ANTHROPIC_API_KEY", "OPENAI_API_KEY"]},
+            "llm",
+            "say which one the model uses",
+        ),
+        (
+            {
+                **LLM,
+                "llm": {
+                    "prompt": "p",
+                    "inputs": {"r": {"kind": "directory", "value": "{rep}", "description": "r"}},
+                },
+            },
+            "llm",
+            "did you mean 'report'?",
+        ),
+        (
+            {**LLM, "llm": {"prompt": "p {report}", "budget": {"max_api_calls": 0}}},
+            "llm.budget.max_api_calls",
+            ">= 1",
+        ),
+        (
+            {
+                **LLM,
+                "llm": {
+                    "prompt": "p {report}",
+                    "outputs": {"Out": {"kind": "file", "path": "/x", "description": "o"}},
+                },
+            },
+            "llm.outputs",
+            "not a usable input or output name",
+        ),
     ],
 )
 def test_each_bad_field_names_the_file_the_field_and_the_fix(

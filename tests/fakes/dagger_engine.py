@@ -22,7 +22,10 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
   :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
-  arguments (:meth:`FakeDaggerEngine.calls`).
+  arguments (:meth:`FakeDaggerEngine.calls`);
+* answers the LLM API (``llm``, ``env``, ``LLM.step``, ``tokenUsage``, ``Env`` bindings) with a
+  scripted model (:attr:`FakeDaggerEngine.model`, :mod:`tests.fakes.dagger_llm`, which names the
+  engine sources it follows).
 
 It does not scrub secret values from output (the real engine does) so that the adapter's own masking
 is what the tests see.
@@ -605,6 +608,22 @@ class _Query(_Object):
     def version(self, info: GraphQLResolveInfo[Any]) -> str:
         return "v0.21.8"
 
+    # The LLM API lives in tests.fakes.dagger_llm (it builds on this module's types).
+    def llm(
+        self,
+        info: GraphQLResolveInfo[Any],
+        model: str | None = None,
+        maxAPICalls: int | None = None,
+    ) -> _Object:
+        from tests.fakes.dagger_llm import new_llm
+
+        return new_llm(self.engine, model, maxAPICalls)
+
+    def env(self, info: GraphQLResolveInfo[Any], **_: Any) -> _Object:
+        from tests.fakes.dagger_llm import new_env
+
+        return new_env(self.engine)
+
 
 # ---------------------------------------------------------------------------------------------
 # HTTP
@@ -683,6 +702,7 @@ class FakeDaggerEngine:
         queries: every query received, in order.
         rejected: queries the official schema rejects (with the reasons).
         token: the session token (HTTP basic auth user).
+        model: the LLM provider's side (:class:`tests.fakes.dagger_llm.ScriptedModel`).
     """
 
     def __init__(self, behaviour: ExecBehaviour = echo) -> None:
@@ -712,6 +732,10 @@ class FakeDaggerEngine:
         self._thread: threading.Thread | None = None
         self._root = _Query(self)
         self._host_exec: HostExec | None = None
+        from tests.fakes.dagger_llm import ScriptedModel
+
+        #: The LLM provider's side: scripted replies, accepted keys, received calls.
+        self.model = ScriptedModel()
 
     # --- lifecycle ---
 

@@ -163,6 +163,7 @@ def test_cli_default_run_is_clean_and_exits_0(prefect_api_url: str, tmp_path: Pa
             str(tmp_path / "o"),
             "--work-dir",
             str(tmp_path / "w"),
+            "--summarize",  # no engine here: skipped with one plain line, the run still succeeds
         ],
         cwd=tmp_path,
         env=env,
@@ -183,6 +184,9 @@ def test_cli_default_run_is_clean_and_exits_0(prefect_api_url: str, tmp_path: Pa
     assert len(view_at) == 1 and view_at[0].endswith(link.split()[-1]), view_at
     assert "/flow-runs/flow-run/" not in console and f"{base}/runs/" not in console, console
     assert (tmp_path / "o" / "summary.json").is_file()
+    skipped = [line for line in console.splitlines() if "--summarize" in line]
+    assert len(skipped) == 1 and "skipped" in skipped[0], console
+    assert not (tmp_path / "o" / "summary.md").exists()
 
 
 def test_user_csv_with_bad_rows_is_quarantined_with_line_numbers(

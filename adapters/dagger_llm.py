@@ -1,0 +1,405 @@
+"""Run one llm step on a Dagger engine through its LLM API, within a budget.
+
+:class:`DaggerLlmRunner` turns an :class:`~adapters.llm_contract.LlmSpec` into an ``Env`` (each
+input a ``with<Kind>Input`` binding, each output a ``with<Kind>Output`` declaration) and an
+``llm(model:, maxAPICalls:)`` with that environment and the prompt, drives the model's loop one
+``step`` at a time, reads ``tokenUsage`` after each, writes the outputs the model bound to their
+host paths, and returns a plain :class:`~adapters.llm_contract.LlmResult`. Like
+:mod:`adapters.dagger_runner`, nothing it returns or raises is a Dagger type.
+
+The loop:
+    While the model has a queued prompt or tool results (``hasPrompt``) and not every declared
+    output is bound yet, one ``step`` is one model API call plus the tool calls it asked for
+    (dagger/dagger ``core/llm.go``: ``LLM.Step`` sets ``syncOneStep``, ``loop`` returns after the
+    tool calls). Before a step the number of calls is checked against ``max_api_calls``; after it
+    the conversation's token usage (the engine's sum over its messages) against ``max_tokens``.
+    Past either, the step stops with :class:`~adapters.errors.BudgetExceededError`. A single call
+    can pass the token limit by up to that call's own tokens: the engine reports usage per call.
+    The engine also gets ``maxAPICalls``, so it stops by itself at the same limit.
+
+The provider key (ADR 0021):
+    The engine never takes a key as an argument in v0.21: it reads ``ANTHROPIC_API_KEY``,
+    ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` from the environment of the session's client (the
+    ``dagger session`` CLI the SDK starts, which inherits this process's environment, or the
+    ``dagger run`` that provides the session), or from a ``.env`` file in its working directory;
+    a value that is itself a secret reference (``op://``, ``vault://``, ``file://``, ``env://``)
+    is resolved by the engine (``core/llm.go``: ``NewLLMRouter``, ``loadLLMRouter``). So this
+    module never sends the key: the value it is given is used only to mask it in the reply, in
+    engine log lines and in error messages.
+
+Errors (:func:`translate_llm_error`): the engine retries a provider's passing failures itself (up
+to two minutes, ``core/llm.go``: ``sendQueryWithRetry``) and then reports ``not retrying: <the
+provider's error>``:
+
+    provider said                                    platform error              retried
+    429, rate limit, 5xx, overloaded                 ProviderUnavailableError    yes
+    401/403, authentication or permission error,     ProviderKeyError            no
+      no key configured (no valid endpoint)
+    404 / not_found_error about the model            UnknownModelError           no
+    reached API call limit                           BudgetExceededError         no
+    (anything else: the table of dagger_runner)      EngineConnectionError ...   yes
+
+Examples:
+    >>> import asyncio
+    >>> from adapters.llm_contract import LlmSpec
+    >>> spec = LlmSpec(name="ask", model="claude-sonnet-4-5", prompt="Say hi.",
+    ...                key_name="ANTHROPIC_API_KEY")
+    >>> result = asyncio.run(DaggerLlmRunner().run(spec))  # doctest: +SKIP
+    >>> result.usage.total_tokens  # doctest: +SKIP
+    42
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagger
+
+from adapters import _dagger_shared as _shared
+from adapters._dagger_errors import describe, scrub
+from adapters._fs import atomic_landing, landing_path
+from adapters._staging import remove_path
+from adapters.contract import tail
+from adapters.dagger_runner import _FOREIGN, MOUNT_EXCLUDE, DaggerRunner, translate_error
+from adapters.errors import (
+    AiopError,
+    BudgetExceededError,
+    EngineConnectionError,
+    EngineUnavailableError,
+    InvalidSpecError,
+    ProviderKeyError,
+    ProviderUnavailableError,
+    StepTimeoutError,
+    UnknownModelError,
+)
+from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.ownership import Status, inspect, write_owned_file
+from adapters.redaction import mask_secrets
+from adapters.runner import LineSink
+
+__all__ = ["DaggerLlmRunner", "llm_origin", "translate_llm_error"]
+
+_BUDGET = re.compile(r"reached API call limit", re.I)
+_KEY = re.compile(
+    r"(?<![\w.])(?:401|403)(?![\w.])|authentication_error|permission_error|invalid x-api-key"
+    r"|x-api-key header is required|incorrect api key|invalid api key|api key not valid"
+    r"|no valid LLM endpoint configuration|unauthorized",
+    re.I,
+)
+_MODEL = re.compile(
+    r"not_found_error|model_not_found|unknown model|model \S+ (?:does not exist|not found)"
+    r"|(?<![\w.])404(?![\w.])",
+    re.I,
+)
+_PASSING = re.compile(
+    r"(?<![\w.])(?:429|5\d\d)(?![\w.])|rate.?limit|too many requests|overloaded"
+    r"|internal server error|service unavailable|bad gateway|timed? ?out",
+    re.I,
+)
+
+
+def translate_llm_error(
+    exc: BaseException, *, spec: LlmSpec, secrets: Sequence[str], connected: bool = True
+) -> AiopError:
+    """The platform error for a foreign exception raised while an llm step ran.
+
+    Examples:
+        >>> from dagger import QueryError
+        >>> from dagger._exceptions import QueryErrorValue
+        >>> from gql.graphql_request import GraphQLRequest
+        >>> from adapters.llm_contract import LlmSpec
+        >>> spec = LlmSpec(name="s", prompt="p", key_name="ANTHROPIC_API_KEY")
+        >>> said = QueryErrorValue(message="not retrying: 429 Too Many Requests")
+        >>> error = QueryError([said], GraphQLRequest("{ version }"))
+        >>> type(translate_llm_error(error, spec=spec, secrets=[])).__name__
+        'ProviderUnavailableError'
+    """
+    detail = mask_secrets(describe(exc), secrets)
+    if connected and isinstance(exc, dagger.QueryError):
+        model = spec.model or "the engine's default model"
+        if _BUDGET.search(detail):
+            return BudgetExceededError(
+                f"the model made max_api_calls={spec.budget.max_api_calls} API calls without"
+                f" finishing ({detail}); raise llm.budget.max_api_calls or make the prompt"
+                " narrower",
+                step=spec.name,
+                limit="max_api_calls",
+                allowed=spec.budget.max_api_calls,
+                used=spec.budget.max_api_calls,
+            )
+        if _KEY.search(detail) and not _PASSING.search(detail):
+            return ProviderKeyError(
+                f"the {spec.provider} provider refused the key or found none ({detail}); set"
+                f" {spec.key_name} in the environment of the process that starts the engine"
+                " session (or in the `dagger run` that provides it) to a valid key",
+                step=spec.name,
+            )
+        if _MODEL.search(detail) and not _PASSING.search(detail):
+            return UnknownModelError(
+                f"the {spec.provider} provider does not know the model {model!r} ({detail});"
+                " fix llm.model in the agent definition (a model name the provider lists)",
+                step=spec.name,
+            )
+        if _PASSING.search(detail):
+            return ProviderUnavailableError(
+                f"the {spec.provider} provider turned the request away for now ({detail}); the"
+                " engine's own retries gave up, and the step is retried with backoff while its"
+                " retry policy allows",
+                step=spec.name,
+            )
+    error = translate_error(exc, connected=connected)
+    error.step = spec.name
+    error.message = mask_secrets(error.message, secrets)
+    error.args = (error.message,)
+    return error
+
+
+def llm_origin(spec: LlmSpec) -> str:
+    """What an llm step would write, as a digest (recorded in the manifests of its outputs)."""
+    import hashlib
+
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:32]
+
+
+class DaggerLlmRunner:
+    """Runs llm steps on a Dagger engine: on the flow run's shared session when one is open
+    (:meth:`adapters.dagger_runner.DaggerRunner.session`), else on a session of its own.
+
+    Args:
+        runner: opens sessions when no shared one is open (default ``DaggerRunner()``).
+
+    Examples:
+        >>> DaggerLlmRunner().backend
+        'dagger'
+    """
+
+    backend = "dagger"
+
+    def __init__(self, runner: DaggerRunner | None = None) -> None:
+        self._runner = runner or DaggerRunner()
+
+    async def run(
+        self,
+        spec: LlmSpec,
+        *,
+        key_value: str | None = None,
+        attempt: int = 1,
+        on_line: LineSink | None = None,
+    ) -> LlmResult:
+        """Run ``spec`` once.
+
+        Args:
+            spec: the llm step.
+            key_value: the provider key's value, when known: only used to mask it everywhere.
+            attempt: which attempt this is (copied into the result).
+            on_line: receives ``("engine", line)`` for each line about the run (masked).
+
+        Raises:
+            InvalidSpecError: an input path is missing, an output destination holds files the
+                platform did not write, or the model did not produce a declared output.
+            BudgetExceededError: the model needed more API calls or tokens than the budget.
+            ProviderKeyError, UnknownModelError: the provider refused the key or the model.
+            ProviderUnavailableError: the provider stayed rate-limited or failing.
+            EngineUnavailableError, EngineConnectionError: the engine could not be used.
+            StepTimeoutError: the step ran longer than ``spec.timeout_s``.
+        """
+        started = time.monotonic()
+        secrets = [key_value] if key_value else []
+        _check_paths(spec)
+        shared = _shared.current()
+        if shared is not None:
+            shared.secrets.extend(secrets)
+            client = await shared.client()
+            try:
+                return await self._execute(client, spec, secrets, attempt, started, on_line)
+            except (EngineConnectionError, EngineUnavailableError):
+                shared.mark_broken(client)
+                raise
+        opened = await self._runner._open(self._runner.provision_timeout_s, on_line, secrets, None)
+        try:
+            return await self._execute(opened.client, spec, secrets, attempt, started, on_line)
+        finally:
+            await opened.close()
+
+    async def _execute(
+        self,
+        client: dagger.Client,
+        spec: LlmSpec,
+        secrets: list[str],
+        attempt: int,
+        started: float,
+        on_line: LineSink | None,
+    ) -> LlmResult:
+        def say(line: str) -> None:
+            if on_line is not None:
+                on_line("engine", mask_secrets(line, secrets))
+
+        try:
+            async with asyncio.timeout(spec.timeout_s) as scope:
+                llm = (
+                    client.llm(model=spec.model, max_api_calls=spec.budget.max_api_calls)
+                    .with_env(_environment(client, spec))
+                    .with_prompt(spec.prompt)
+                )
+                calls, usage = 0, TokenUsage()
+                while await llm.has_prompt() and not await _all_bound(llm, spec):
+                    if calls >= spec.budget.max_api_calls:
+                        raise _over_budget(spec, "max_api_calls", calls, usage)
+                    llm = await llm.step()
+                    calls += 1
+                    usage = await _usage(llm)
+                    say(f"model call {calls}: {usage.spent} tokens so far")
+                    if usage.exceeds(spec.budget.max_tokens):
+                        raise _over_budget(spec, "max_tokens", calls, usage)
+                reply = await llm.last_reply()
+                model = await llm.model()
+                outputs = await _export_outputs(llm, spec)
+        except TimeoutError as exc:
+            if not scope.expired():  # a timeout of the transport, not the step's deadline
+                scrub(exc, secrets)
+                raise translate_llm_error(exc, spec=spec, secrets=secrets) from exc
+            raise StepTimeoutError(
+                f"the model ran longer than timeout_s={spec.timeout_s:g} s and was stopped",
+                step=spec.name,
+                timeout_s=spec.timeout_s,
+            ) from exc
+        except _FOREIGN as exc:
+            scrub(exc, secrets)
+            raise translate_llm_error(exc, spec=spec, secrets=secrets) from exc
+        return LlmResult(
+            step=spec.name,
+            model=model,
+            reply=tail(mask_secrets(reply, secrets)),
+            outputs=outputs,
+            usage=usage,
+            api_calls=calls,
+            duration_s=time.monotonic() - started,
+            attempt=attempt,
+        )
+
+
+def _check_paths(spec: LlmSpec) -> None:
+    """Refuse, before the engine is asked, a missing input or an output the platform may not write."""
+    for name, item in spec.inputs.items():
+        path = Path(item.value)
+        if item.kind == "directory" and not path.is_dir():
+            raise InvalidSpecError(
+                f"input {name!r}: {item.value!r} is not a folder; create it or fix the path",
+                step=spec.name,
+            )
+        if item.kind == "file" and not path.is_file():
+            raise InvalidSpecError(
+                f"input {name!r}: {item.value!r} is not a file; create it or fix the path",
+                step=spec.name,
+            )
+    for name, out in spec.outputs.items():
+        dest = Path(out.path)
+        folder = dest if out.kind == "directory" else dest.parent
+        if inspect(folder).status in (Status.FOREIGN, Status.NOT_A_FOLDER):
+            raise InvalidSpecError(
+                f"output {name!r} goes to {out.path!r}, inside {str(folder)!r}, which holds files"
+                " the platform did not write (no .aiop-manifest.json); nothing there is replaced"
+                " or deleted. Give a path in a new or empty folder, or in a result folder of the"
+                " platform",
+                step=spec.name,
+            )
+
+
+def _environment(client: dagger.Client, spec: LlmSpec) -> dagger.Env:
+    env = client.env()
+    for name, item in spec.inputs.items():
+        if item.kind == "directory":
+            source = client.host().directory(item.value, exclude=list(MOUNT_EXCLUDE))
+            env = env.with_directory_input(name, source, item.description)
+        elif item.kind == "file":
+            env = env.with_file_input(name, client.host().file(item.value), item.description)
+        else:
+            env = env.with_string_input(name, item.value, item.description)
+    for name, out in spec.outputs.items():
+        if out.kind == "directory":
+            env = env.with_directory_output(name, out.description)
+        else:
+            env = env.with_file_output(name, out.description)
+    return env
+
+
+async def _all_bound(llm: dagger.LLM, spec: LlmSpec) -> bool:
+    """True when the step declares outputs and the model has bound every one of them."""
+    if not spec.outputs:
+        return False
+    env = llm.env()
+    for name in spec.outputs:
+        if await env.output(name).is_null():
+            return False
+    return True
+
+
+async def _usage(llm: dagger.LLM) -> TokenUsage:
+    usage = llm.token_usage()
+    return TokenUsage(
+        input_tokens=await usage.input_tokens(),
+        output_tokens=await usage.output_tokens(),
+        cached_token_reads=await usage.cached_token_reads(),
+        cached_token_writes=await usage.cached_token_writes(),
+        total_tokens=await usage.total_tokens(),
+    )
+
+
+def _over_budget(spec: LlmSpec, limit: str, calls: int, usage: TokenUsage) -> BudgetExceededError:
+    if limit == "max_api_calls":
+        allowed, used = spec.budget.max_api_calls, calls
+        what = f"{calls} model API calls without finishing"
+    else:
+        allowed, used = spec.budget.max_tokens, usage.spent
+        what = f"{usage.spent} tokens after {calls} model API call(s)"
+    return BudgetExceededError(
+        f"the model used {what}, past its budget of {limit}={allowed}; it was stopped and its"
+        f" outputs were not written. Raise llm.budget.{limit} in the agent definition, or give"
+        " it a narrower task or smaller inputs",
+        step=spec.name,
+        limit=limit,
+        allowed=allowed,
+        used=used,
+    )
+
+
+async def _export_outputs(llm: dagger.LLM, spec: LlmSpec) -> dict[str, str]:
+    """Write every declared output to its host path (each atomically, under ADR 0013's rules)."""
+    env = llm.env()
+    written: dict[str, str] = {}
+    for name, out in spec.outputs.items():
+        binding = env.output(name)
+        if await binding.is_null():
+            raise InvalidSpecError(
+                f"the model finished without producing output {name!r} ({out.description}); say"
+                f" in the prompt what to put in the output {name!r}, or remove it from"
+                " llm.outputs",
+                step=spec.name,
+            )
+        dest = Path(out.path)
+        try:
+            if out.kind == "directory":
+                with atomic_landing(dest, origin=llm_origin(spec)) as landing:
+                    await binding.as_directory().export(str(landing))
+            else:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                landing = landing_path(dest)
+                try:
+                    await binding.as_file().export(str(landing))
+                    write_owned_file(dest.parent, dest.name, landing.read_bytes())
+                finally:
+                    remove_path(landing)
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(exc.message, step=spec.name) from exc
+        except OSError as exc:
+            raise InvalidSpecError(
+                f"cannot write output {name!r} to {out.path!r} ({exc}); make its folder writable"
+                " or choose another path",
+                step=spec.name,
+            ) from exc
+        written[name] = str(dest)
+    return written

@@ -1,0 +1,252 @@
+"""``run_llm_step``: the Prefect task that runs one llm step, like ``run_step`` runs a container.
+
+* **Retries by error class**: a provider that stays rate-limited or failing
+  (:class:`~adapters.errors.ProviderUnavailableError`) and engine trouble are retried with the
+  agent's backoff; a refused key, an unknown model and a passed budget are not.
+* **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``): it counts only
+  infrastructure errors, so a provider that keeps failing is left alone for a while by every agent
+  that uses it, and a bad key or budget never opens it.
+* **Cached by prompt, inputs and model**: the key hashes the spec (model, rendered prompt, input
+  and output bindings, budget, the key's *name*) and a fingerprint of every input path; the key's
+  value never enters it. A resumed run with the same inputs gets the earlier result back without
+  paying for the model again, as long as the outputs are still as written.
+* **Token usage as an artifact**: each run publishes a task-run markdown artifact with the calls
+  and tokens it used against its budget.
+
+Examples:
+    >>> from prefect import flow
+    >>> from adapters.llm_contract import LlmSpec
+    >>> @flow
+    ... async def ask() -> str:
+    ...     spec = LlmSpec(name="ask", prompt="Say hi.", key_name="ANTHROPIC_API_KEY")
+    ...     return (await execute_llm_step(spec)).state
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.client.schemas.objects import State
+from prefect.context import TaskRunContext
+from prefect.runtime import task_run as runtime_task_run
+
+from adapters.breaker import get_breaker
+from adapters.contract import StepResult
+from adapters.errors import AiopError
+from adapters.llm_contract import LlmResult, LlmSpec
+from adapters.ownership import MANIFEST, output_present
+from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
+from adapters.runner import Stream
+from adapters.selection import provision_timeout_s
+from agents.recent import agent_run_name
+from flows.breaker_events import attach_event_emitter
+from flows.step_events import emit_step_event
+from flows.step_outcome import StepOutcome
+from flows.step_task import _fingerprint, retry_condition_for
+
+__all__ = [
+    "execute_llm_step",
+    "llm_cache_key",
+    "provider_breaker_name",
+    "render_usage",
+    "run_llm_step",
+]
+
+#: Bump when the meaning of a cached LlmResult changes.
+CACHE_VERSION = "1"
+
+
+def provider_breaker_name(spec: LlmSpec) -> str:
+    """The breaker of the step's provider: ``llm:<provider>``."""
+    return f"llm:{spec.provider}"
+
+
+def llm_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str | None:
+    """Cache key of a ``run_llm_step`` call: the spec and a fingerprint of its input paths.
+
+    The provider key's value is not part of it (only its name is, inside the spec).
+    """
+    spec = parameters.get("spec")
+    if not isinstance(spec, LlmSpec):
+        return None
+    digest = hashlib.sha256(CACHE_VERSION.encode())
+    digest.update(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode())
+    for name, item in sorted(spec.inputs.items()):
+        if item.kind != "string":
+            digest.update(name.encode())
+            for entry in _input_fingerprint(spec, Path(item.value)):
+                digest.update(entry.encode())
+    return f"llm-{spec.name}-{digest.hexdigest()[:32]}"
+
+
+def _input_fingerprint(spec: LlmSpec, path: Path) -> list[str]:
+    """The input's fingerprint without the step's own outputs (and the manifest recording them),
+    so an output written inside an input folder (summary.md in the result folder it summarizes)
+    does not change the key of the run that wrote it."""
+    own = {MANIFEST} | {
+        str(Path(o.path).relative_to(path))
+        for o in spec.outputs.values()
+        if Path(o.path).is_relative_to(path)
+    }
+    return [e for e in _fingerprint(path) if e.rsplit(":", 2)[0] not in own]
+
+
+def render_usage(spec: LlmSpec, result: LlmResult) -> str:
+    """The token-usage artifact: calls and tokens against the budget, and the outputs written."""
+    usage = result.usage
+    lines = [
+        f"# Model usage of `{spec.name}`",
+        "",
+        f"Model **{result.model}** ({spec.provider}), attempt {result.attempt},"
+        f" {result.duration_s:.2f} s.",
+        "",
+        "| measure | used | budget |",
+        "| --- | ---: | ---: |",
+        f"| API calls | {result.api_calls} | {spec.budget.max_api_calls} |",
+        f"| tokens (counted) | {usage.spent} | {spec.budget.max_tokens} |",
+        f"| input tokens | {usage.input_tokens} | |",
+        f"| output tokens | {usage.output_tokens} | |",
+        f"| cached token reads | {usage.cached_token_reads} | |",
+        f"| cached token writes | {usage.cached_token_writes} | |",
+        "",
+    ]
+    lines += [f"- output `{name}` -> `{path}`" for name, path in sorted(result.outputs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _task_run_name(parameters: dict[str, Any]) -> str:
+    spec = parameters["spec"]
+    name = spec.name if isinstance(spec, LlmSpec) else str(spec)
+    return agent_run_name(name, parameters.get("agent"))
+
+
+@task(
+    name="run_llm_step",
+    task_run_name=_task_run_name,  # type: ignore[arg-type]
+    retries=DEFAULT_RETRY_POLICY.retries,
+    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
+    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
+    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
+    cache_key_fn=llm_cache_key,
+    persist_result=True,
+)
+async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
+    """Run one llm step on the Dagger engine through the provider's breaker.
+
+    The provider key's value is read from this process's environment only to mask it in logs
+    and messages; the engine reads the key itself (ADR 0021).
+
+    Raises:
+        BudgetExceededError, ProviderKeyError, UnknownModelError, InvalidSpecError: permanent.
+        ProviderUnavailableError, InfrastructureError: retried.
+        CircuitOpenError: the provider's breaker is open.
+    """
+    from prefect.artifacts import acreate_markdown_artifact
+
+    from adapters.dagger_llm import DaggerLlmRunner  # imported on demand: dagger is heavy
+    from adapters.dagger_runner import DaggerRunner
+
+    logger = get_run_logger()
+    attempt = int(runtime_task_run.run_count or 1)
+    breaker = attach_event_emitter(get_breaker(provider_breaker_name(spec)))
+    key_value = os.environ.get(spec.key_name) or None
+    logger.info(
+        "%s (%smodel %s, attempt %d, budget %d calls / %d tokens)",
+        *(spec.name, f"agent {agent}, " if agent else "", spec.model or "default", attempt),
+        *(spec.budget.max_api_calls, spec.budget.max_tokens),
+    )
+
+    def forward(stream: Stream, line: str) -> None:
+        logger.info("%s", line)
+
+    async def on_engine() -> LlmResult:
+        runner = DaggerLlmRunner(DaggerRunner(provision_timeout_s=provision_timeout_s()))
+        return await runner.run(spec, key_value=key_value, attempt=attempt, on_line=forward)
+
+    try:
+        result = await breaker.call(on_engine)
+    except AiopError as exc:
+        exc.attempt = attempt
+        raise
+    await acreate_markdown_artifact(
+        render_usage(spec, result),
+        key=re.sub(r"[^a-z0-9-]", "-", f"llm-usage-{spec.name}"),
+        description=f"Model calls and tokens of {spec.name}",
+    )
+    logger.info(
+        "%s finished in %.2f s: %d model calls, %d tokens",
+        *(spec.name, result.duration_s, result.api_calls, result.usage.spent),
+    )
+    return result
+
+
+def as_step_result(result: LlmResult) -> StepResult:
+    """The llm result in the container steps' shape: exit 0, the reply as stdout."""
+    return StepResult(
+        step=result.step,
+        exit_code=0,
+        stdout=result.reply,
+        stderr="",
+        duration_s=result.duration_s,
+        outputs=dict(result.outputs),
+        backend="dagger",
+        attempt=result.attempt,
+    )
+
+
+async def execute_llm_step(
+    spec: LlmSpec, *, retry: RetryPolicy | None = None, agent: str | None = None
+) -> StepOutcome:
+    """Run ``run_llm_step`` for ``spec`` inside a flow and report the outcome without raising.
+
+    The cache is refreshed when an output of a cached run has since disappeared.
+    """
+    started, started_at = time.monotonic(), time.time()
+    policy = retry or DEFAULT_RETRY_POLICY
+    usable_cache = all(output_present(Path(o.path)) for o in spec.outputs.values())
+    options = run_llm_step.with_options(
+        refresh_cache=not usable_cache,
+        retries=policy.retries,
+        retry_delay_seconds=policy.delays(),
+        retry_jitter_factor=policy.jitter,
+        retry_condition_fn=retry_condition_for(policy),
+    )
+    state: State[LlmResult] = await options(spec, agent, return_state=True)  # type: ignore[misc]
+    duration = time.monotonic() - started
+    if state.is_completed():
+        result = await state.aresult()
+        assert isinstance(result, LlmResult)
+        outcome = StepOutcome(
+            spec.name,
+            state.name or "Completed",
+            0 if state.name == "Cached" else result.attempt,
+            duration,
+            result=as_step_result(result),
+            started_at=started_at,
+            llm=result,
+        )
+    else:
+        error = state.data if isinstance(state.data, BaseException) else None
+        if error is None:
+            loaded = await state.aresult(raise_on_failure=False)
+            error = loaded if isinstance(loaded, BaseException) else None
+        outcome = StepOutcome(
+            spec.name,
+            state.name or "Failed",
+            getattr(error, "attempt", None) or 1,
+            duration,
+            error=error,
+            started_at=started_at,
+        )
+    if agent:
+        emit_step_event(
+            agent, outcome, state.state_details.task_run_id, agent_run_name(spec.name, agent)
+        )
+    return outcome
