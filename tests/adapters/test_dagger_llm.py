@@ -27,19 +27,17 @@ from adapters.llm_contract import LlmBudget, LlmInput, LlmOutput, LlmSpec
 from adapters.ownership import MANIFEST, write_owned_file
 from tests.fakes.dagger_engine import FakeDaggerEngine
 from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, ToolCall, read_input, save_file
+from tests.fakes.session import standin_session
 
 KEY = "sk-ant-test-0123456789abcdef"
 
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
+    with standin_session(monkeypatch) as fake:
         fake.model.client_env = {"ANTHROPIC_API_KEY": KEY}
         fake.model.valid_keys = {KEY}
         yield fake
-    assert not fake.rejected, [q.errors for q in fake.rejected]
 
 
 @pytest.fixture

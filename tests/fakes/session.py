@@ -35,4 +35,4 @@ def standin_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngin
         for name, value in fake.session_env().items():
             monkeypatch.setenv(name, value)
         yield fake
-    assert not fake.rejected, f"the real engine would reject: {fake.rejected}"
+    assert not fake.rejected, f"the real engine would reject: {[q.errors for q in fake.rejected]}"

@@ -20,6 +20,7 @@ from tests.agents.conftest import write_definition
 from tests.agents.test_cli import cli
 from tests.fakes.dagger_engine import FakeDaggerEngine
 from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, read_input, save_file
+from tests.fakes.session import standin_session
 
 #: A multi-line key: every line of it must stay out of what the platform prints and stores.
 KEY = "sk-ant-first-line-0123456789\nsecond-line-of-the-key-abcdef"
@@ -32,13 +33,10 @@ def summary_from_input(view: EnvView) -> str:
 
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
-    with FakeDaggerEngine() as fake:
-        for name, value in fake.session_env().items():
-            monkeypatch.setenv(name, value)
+    with standin_session(monkeypatch) as fake:
         monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
         fake.model.valid_keys = {KEY}
         yield fake
-    assert not fake.rejected, [q.errors for q in fake.rejected]
 
 
 @pytest.fixture
