@@ -56,7 +56,7 @@ DEFINITION_ERROR = "agent_definition"
 
 
 class AgentSpec(BaseModel):
-    """One agent definition (one YAML file in ``agents/definitions`` or an ``AIOP_AGENTS_PATH`` folder).
+    """One agent definition (one YAML file in ``agents/definitions`` or an ``agents_path`` folder).
 
     Examples:
         >>> spec = AgentSpec.model_validate({
@@ -90,7 +90,7 @@ class AgentSpec(BaseModel):
     timeout_s: Annotated[float, Field(gt=0)] = Field(default=3600.0)
     retry: RetrySection = Field(default_factory=RetrySection)
     breaker: BreakerSection | None = Field(
-        default=None, description="Unset: AIOP_BREAKER_* / defaults."
+        default=None, description="Unset: the breaker settings, else the defaults."
     )
     resources: ResourceHints = Field(default_factory=ResourceHints)
     docs: str | None = Field(default=None, description="Link to the agent's documentation.")

@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +34,7 @@ from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
 from adapters.policies import RetryPolicy
+from adapters.settings import Settings, load_settings
 from agents.errors import AgentRefusedError
 from agents.manager import AgentManager
 from agents.spec import AgentSpec, ParamValue
@@ -72,7 +74,8 @@ async def run_agent(
     caches: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     prepare: Callable[[StepSpec], StepSpec] | None = None,
-    execute: ExecuteStep = execute_step,
+    execute: ExecuteStep | None = None,
+    settings: Settings | None = None,
 ) -> StepOutcome:
     """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
 
@@ -83,14 +86,16 @@ async def run_agent(
         manager: the agents to choose from, and their health.
         target: an agent name, or a capability.
         params: parameter values; None means "not given".
-        backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
+        backend: ``auto``, ``dagger``, ``local``, or None for the ``backend`` setting.
         step_name: the step (and task run) name; default the agent's name.
         mounts: host path -> container path, added to the agent's StepSpec.
         outputs: container path -> host path, added to the agent's StepSpec.
         caches: cache volume name -> container path, added to the agent's StepSpec.
         env: environment variables added to the agent's StepSpec.
         prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
-        execute: runs one attempt (default :func:`flows.step_task.execute_step`).
+        execute: runs one attempt (default :func:`flows.step_task.execute_step` with ``settings``).
+        settings: the platform settings (default: read from the environment once, here). The
+            retry settings apply over each agent's ``retry:`` section.
 
     Returns:
         The outcome of the last agent tried; ``error`` is set when none succeeded (an
@@ -102,6 +107,10 @@ async def run_agent(
         AgentParameterError: ``params`` fit none of the candidates.
     """
     started, started_at = time.monotonic(), time.time()
+    settings = settings if settings is not None else load_settings()
+    backend = backend or settings.backend
+    if execute is None:
+        execute = functools.partial(execute_step, settings=settings)
     by_name = target in {a.name for a in manager.agents()}
     candidates = manager.candidates(target, params)
     logger = _run_logger()
@@ -132,7 +141,8 @@ async def run_agent(
             *(agent.name, spec.name, "" if by_name else f" (capability {target!r})"),
         )
         try:
-            outcome = await _attempt(manager, agent, spec, backend, execute)
+            retry = settings.retry_policy(agent.retry.policy())
+            outcome = await _attempt(manager, agent, spec, backend, retry, execute)
         except CircuitOpenError as exc:
             skipped.append(exc)
             logger.warning("%s%s", exc, more)
@@ -167,6 +177,7 @@ async def _attempt(
     agent: AgentSpec,
     spec: StepSpec,
     backend: str | None,
+    retry: RetryPolicy,
     execute: ExecuteStep,
 ) -> StepOutcome:
     """One run of ``spec`` through the agent's breaker, as a ``run_step`` task run named
@@ -182,7 +193,7 @@ async def _attempt(
     outcome: StepOutcome | None = None
     try:
         async with breaker.guard():
-            outcome = await execute(spec, backend, retry=agent.retry.policy(), agent=agent.name)
+            outcome = await execute(spec, backend, retry=retry, agent=agent.name)
             if isinstance(outcome.error, InfrastructureError):
                 raise outcome.error  # so that the agent's breaker counts it
     except InfrastructureError:
@@ -207,6 +218,7 @@ async def agent_run(
     mounts: dict[str, str] | None = None,
     outputs: dict[str, str] | None = None,
     paths: list[str] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run one agent (by name, or the healthiest for a capability) and return what it did: the
     flow behind ``python -m agents run``.
@@ -214,10 +226,11 @@ async def agent_run(
     Args:
         target: an agent name or a capability.
         params: the agent's parameters.
-        backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+        backend: ``auto``, ``dagger`` or ``local`` (default: the ``backend`` setting).
         mounts: host path -> container path, read-only.
         outputs: container path -> host path, exported after the step exits 0.
-        paths: definition folders or files (default: shipped + ``AIOP_AGENTS_PATH``).
+        paths: definition folders or files (default: shipped + the ``agents_path`` setting).
+        settings: the platform settings (default: read from the environment once, here).
 
     Returns:
         ``agent``, ``step``, ``state``, ``attempts``, ``exit_code``, ``duration_s``, ``backend``,
@@ -231,10 +244,14 @@ async def agent_run(
         >>> asyncio.run(agent_run("validate-duckdb", {"input": "/in.csv", "output": "/out"},
         ...                       backend="local"))  # doctest: +SKIP
     """
-    manager = AgentManager.from_paths(paths)
+    settings = settings if settings is not None else load_settings()
+    backend = backend or settings.backend
+    manager = AgentManager.from_settings(settings, paths)
     if any(a.kind == "container" for a in manager.candidates(target, params)):
         get_run_logger().info(choose_backend(backend).reason)  # llm agents say it when refused
-    outcome = await run_agent(manager, target, params, backend, mounts=mounts, outputs=outputs)
+    outcome = await run_agent(
+        manager, target, params, backend, mounts=mounts, outputs=outputs, settings=settings
+    )
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from adapters.errors import InvalidInputError
+from adapters.settings import Settings, load_settings, variable_name
 from flows._console import docs_url, quiet_prefect_defaults
 from flows.options import PipelineOptions
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
@@ -51,7 +53,7 @@ def _at_least(low: int, high: int | None = None, why: str = "") -> Callable[[str
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows.data_pipeline",
         description=(
@@ -96,28 +98,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--work-dir",
         metavar="DIR",
-        default=os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
-        help="where step outputs are kept between runs (default .aiop/work or AIOP_WORK_DIR)",
+        default=str(settings.work_dir),
+        help=f"where step outputs are kept between runs (default {variable_name('work_dir')},"
+        " else .aiop/work)",
     )
     parser.add_argument(
         "--backend",
         choices=["auto", "dagger", "local"],
         default=None,
-        help="where steps run (default AIOP_BACKEND, else auto: Dagger if an engine is reachable)",
+        help=f"where steps run (default {variable_name('backend')}, else auto: Dagger if an engine"
+        " is reachable)",
     )
     parser.add_argument(
         "--chaos",
         metavar="SPEC",
-        default=os.environ.get("AIOP_CHAOS"),
+        default=None,
         help="fault plan to inject, e.g. 'step=transform,kind=transient-exit,times=2'"
-        f" (default AIOP_CHAOS); see {docs_url('explanation/self-healing/#fault-drills')}",
+        f" (default {variable_name('chaos')}); see {docs_url('explanation/self-healing/#fault-drills')}",
     )
     return parser
 
 
-def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
-    """Parse and check the command line; raises :class:`UsageError` for unusable input."""
-    ns = _parser().parse_args(argv)
+def parse_args(
+    argv: Sequence[str] | None = None, settings: Settings | None = None
+) -> PipelineOptions:
+    """Parse and check the command line (defaults from ``settings``, else the defaults); raises
+    :class:`UsageError` for unusable input."""
+    settings = settings if settings is not None else Settings.model_construct()
+    ns = _parser(settings).parse_args(argv)
     header: list[str] | None = None
     if ns.input:
         header = _check_input(Path(ns.input))
@@ -137,13 +145,11 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
     _check_output(output, ns)
     if ns.chaos:
         from adapters.chaos import parse_plan
-        from adapters.errors import InvalidInputError
 
         try:
             parse_plan(ns.chaos, source="--chaos")
         except InvalidInputError as exc:
             raise UsageError(str(exc)) from None
-        os.environ["AIOP_CHAOS"] = ns.chaos
     return PipelineOptions(
         input=ns.input,
         rows=ns.rows,
@@ -154,6 +160,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         output=str(output),
         work_dir=ns.work_dir,
         backend=ns.backend,
+        chaos=ns.chaos,
     )
 
 
@@ -234,7 +241,6 @@ def check_output_folder(
 
 
 def _check_output(output: Path, ns: argparse.Namespace) -> None:
-    from adapters.errors import InvalidInputError
 
     try:
         check_output_folder(output, input=ns.input, schema_file=ns.schema, work_dir=ns.work_dir)
@@ -256,19 +262,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(args[1:])
     try:
-        options = parse_args(argv)
-    except UsageError as exc:
+        settings = load_settings()
+        options = parse_args(argv, settings)
+    except (UsageError, InvalidInputError) as exc:
         fail(str(exc), EXIT_USAGE)
-    quiet_prefect_defaults()
+    quiet_prefect_defaults(settings)
     from flows.local_server import start_or_reuse
 
-    server = start_or_reuse()  # before Prefect is imported: it starts while we import
-    from adapters import InvalidInputError
+    # before Prefect is imported: it starts while we import
+    server = start_or_reuse(mode=settings.prefect_server)
     from flows._console import print_summary, run_flow_quietly
     from flows.pipeline import PipelineFailed, data_pipeline
 
     state = run_flow_quietly(
-        lambda: data_pipeline(**dataclasses.asdict(options), return_state=True), server
+        lambda: data_pipeline(**dataclasses.asdict(options), settings=settings, return_state=True),
+        server,
+        debug=settings.debug,
     )
     outcome: Any = state.data if state.is_failed() else None
     if state.is_failed() and not isinstance(outcome, BaseException):

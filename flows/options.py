@@ -21,3 +21,4 @@ class PipelineOptions:
     output: str
     work_dir: str
     backend: str | None = None
+    chaos: str | None = None
