@@ -34,6 +34,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
+from adapters.settings import Settings
 
 START = 1_700_000_000.0
 
@@ -586,14 +587,11 @@ class TestRegistry:
         assert len(got) == 16
         assert all(b is got[0] for b in got)
 
-    def test_new_breakers_take_the_policy_from_the_environment(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("AIOP_BREAKER_FAIL_MAX", "2")
-        monkeypatch.delenv("AIOP_BREAKER_REDIS_URL", raising=False)
-        breaker = get_breaker("agent:env")
+    def test_new_breakers_take_the_given_policy_and_keep_state_in_process(self) -> None:
+        breaker = get_breaker("agent:env", Settings(breaker_fail_max=2).breaker_policy())
         assert breaker.policy.fail_max == 2
         assert breaker.storage == "memory"
+        assert get_breaker("agent:defaults").policy == BreakerPolicy()
 
     def test_a_different_policy_for_an_existing_breaker_is_invalid_input(self) -> None:
         get_breaker("engine:local", BreakerPolicy(fail_max=3))
