@@ -487,16 +487,23 @@ _registry_lock = threading.Lock()
 
 
 def get_breaker(
-    name: str, policy: BreakerPolicy | None = None, *, redis_url: str | None = None
+    name: str,
+    policy: BreakerPolicy | None = None,
+    *,
+    default_policy: BreakerPolicy | None = None,
+    redis_url: str | None = None,
 ) -> Breaker:
     """The process-wide breaker for ``name``, created on first use (thread-safe).
 
-    A new breaker takes ``policy`` (default: the defaults) and shares its state through
-    ``redis_url`` when one is given (the caller passes the ``breaker_redis_url`` setting).
+    A new breaker takes ``policy``, else ``default_policy``, else the defaults, and shares its
+    state through ``redis_url`` when one is given (the caller passes the ``breaker_redis_url``
+    setting).
 
     Args:
         name: the target, e.g. ``engine:local``, ``engine:dagger:<host>``, ``agent:<name>``.
-        policy: the policy for a new breaker; for an existing one it must equal its policy.
+        policy: the policy the breaker must have; for an existing one it must equal its policy.
+        default_policy: the policy of a new breaker when ``policy`` is None (the operator's
+            breaker settings); an existing breaker keeps its own.
         redis_url: where a new breaker keeps its state (None: in this process).
 
     Raises:
@@ -517,7 +524,7 @@ def get_breaker(
             return existing
         breaker = Breaker(
             name,
-            policy if policy is not None else BreakerPolicy(),
+            policy or default_policy or BreakerPolicy(),
             redis_url=redis_url,
         )
         _registry[name] = breaker

@@ -45,6 +45,7 @@ __all__ = [
     "reference_markdown",
     "settings_in_environment",
     "variable_name",
+    "with_reference",
 ]
 
 #: The prefix of every platform variable.
@@ -442,9 +443,10 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
             f"{where}{shown} is not valid ({error['msg'].lower()}); set a valid value"
             f" (default {default}) or unset it"
         )
+    base = (os.environ.get(variable_name("docs_url")) or "").strip() or DEFAULT_DOCS_URL
     return (
         "; ".join(problems)
-        + ". The settings are described in the configuration reference (reference/configuration/)."
+        + f". Every setting is described in {base.rstrip('/')}/reference/configuration/"
     )
 
 
@@ -487,17 +489,44 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def with_reference(page: str) -> str:
+    """``page`` with the text between :data:`BEGIN_MARK` and :data:`END_MARK` regenerated.
+
+    Raises:
+        ValueError: the page does not hold the two marks.
+    """
+    start, end = page.find(BEGIN_MARK), page.find(END_MARK)
+    if start < 0 or end < start:
+        raise ValueError(f"the page has no {BEGIN_MARK!r} ... {END_MARK!r} block")
+    return page[:start] + reference_markdown().rstrip("\n") + page[end + len(END_MARK) :]
+
+
 def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m adapters.settings",
-        description="Show the platform's settings, or the reference table generated from them.",
+        description="Show the platform's settings as this environment sets them, or the"
+        " configuration reference table generated from them.",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the configuration reference table"
     )
+    parser.add_argument(
+        "--write",
+        metavar="PAGE",
+        help="regenerate the table inside PAGE (docs/reference/configuration.md)",
+    )
     ns = parser.parse_args(argv)
     if ns.markdown:
         sys.stdout.write(reference_markdown())
+        return 0
+    if ns.write:
+        page = Path(ns.write)
+        try:
+            page.write_text(with_reference(page.read_text(encoding="utf-8")), encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            print(f"error: {ns.write}: {exc}", file=sys.stderr)
+            return 2
+        print(f"regenerated the settings table in {page}")
         return 0
     try:
         settings = load_settings()

@@ -114,8 +114,12 @@ def _list(settings: Settings) -> int:
     recent, why_not = asyncio.run(read_recent_runs(a.name for a in agents))
     rows = [("NAME", "KIND", "CAPABILITIES", "PRIORITY", "BREAKER", "RECENT RUNS")]
     for agent in agents:
-        policy = agent.breaker_policy() or settings.breaker_policy()
-        state = get_breaker(agent.breaker_name, policy, redis_url=settings.redis_url()).state
+        state = get_breaker(
+            agent.breaker_name,
+            agent.breaker_policy(),
+            default_policy=settings.breaker_policy(),
+            redis_url=settings.redis_url(),
+        ).state
         runs = recent.get(agent.name)
         rows.append(
             (

@@ -126,7 +126,7 @@ class AgentManager:
         policy, redis_url = settings.breaker_policy(), settings.redis_url()
 
         def breakers(name: str, own: BreakerPolicy | None) -> Breaker:
-            return get_breaker(name, own or policy, redis_url=redis_url)
+            return get_breaker(name, own, default_policy=policy, redis_url=redis_url)
 
         options.setdefault("breakers", breakers)
         chosen = default_paths(settings.agent_paths()) if paths is None else paths

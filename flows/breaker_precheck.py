@@ -34,7 +34,7 @@ def rejection_before_start(
         backend: the step's backend (as given to ``run_step``).
         policy: the step's retry policy.
         step: the step's name (set on the error).
-        breaker_policy: the engine breaker's policy, as ``run_step`` passes it.
+        breaker_policy: the engine breaker's policy if it is new, as ``run_step`` passes it.
         redis_url: where the engine breaker keeps its state, as ``run_step`` passes it.
 
     Examples:
@@ -47,7 +47,7 @@ def rejection_before_start(
         name = engine_breaker_name(choose_backend(backend).backend)
     except AiopError:
         return None  # a bad backend: run_step reports it, with its task run
-    exc = get_breaker(name, breaker_policy, redis_url=redis_url).rejection()
+    exc = get_breaker(name, default_policy=breaker_policy, redis_url=redis_url).rejection()
     if exc is None:
         return None
     if policy.retries > 0 and policy.within_budget(max(0.0, exc.probe_at - time.time())):

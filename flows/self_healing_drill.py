@@ -227,7 +227,7 @@ async def run_scenario(
     from flows.breaker_events import RECENT_TRANSITIONS
 
     slug = scenario.name.replace(" ", "-")
-    drill = (settings or load_settings()).with_changes(**_DRILL_SETTINGS, **scenario.settings)
+    drill = (settings or load_settings()).with_changes(**{**_DRILL_SETTINGS, **scenario.settings})
     reset_breakers()
     seen = len(RECENT_TRANSITIONS)
     started = time.monotonic()

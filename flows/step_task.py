@@ -222,7 +222,7 @@ async def _run_step(
     breaker = attach_event_emitter(
         get_breaker(
             engine_breaker_name(runner.backend),
-            settings.breaker_policy(),
+            default_policy=settings.breaker_policy(),
             redis_url=settings.redis_url(),
         )
     )
