@@ -35,7 +35,6 @@ from prefect.runtime import task_run as runtime_task_run
 from adapters import (
     AiopError,
     CircuitOpenError,
-    InfrastructureError,
     StepFailedError,
     StepResult,
     StepSpec,
@@ -89,16 +88,15 @@ def retry_condition_for(policy: RetryPolicy) -> Callable[[Any, Any, State[Any]],
 
 
 def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
-    """Prefect ``retry_condition_fn``: retry infrastructure errors and declared-transient exits.
+    """Prefect ``retry_condition_fn``: retry exactly the errors whose ``transient`` is True.
 
-    An open circuit is retried too: ``run_step`` has already waited until its probe time, so the
-    retry arrives when the breaker lets a probe through instead of burning attempts in a burst.
-    Invalid specs, bad input and permanent non-zero exits are never retried.
+    Those are infrastructure errors, declared-transient exits and an open circuit (``run_step``
+    has already waited until its probe time, so the retry arrives when the breaker lets a probe
+    through instead of burning attempts in a burst). Invalid specs, bad input, permanent
+    non-zero exits and anything outside the error tree are never retried.
     """
     exc = exception_of(state)
-    if isinstance(exc, InfrastructureError | CircuitOpenError):
-        return True
-    return isinstance(exc, StepFailedError) and exc.retryable
+    return isinstance(exc, AiopError) and exc.transient
 
 
 def exception_of(state: State[Any]) -> BaseException | None:

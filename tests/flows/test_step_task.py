@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,9 @@ def spec_of(code: str, **fields: Any) -> StepSpec:
 )
 def test_retry_condition_follows_the_error_class(error: Exception, retried: bool) -> None:
     assert retry_condition(None, None, Failed(data=error)) is retried
+    # The condition reads `transient` and nothing else: each error says it itself, pickled too.
+    assert getattr(error, "transient", False) is retried
+    assert getattr(pickle.loads(pickle.dumps(error)), "transient", False) is retried
 
 
 class TestCacheKey:
