@@ -22,14 +22,13 @@ from typing import Any, NoReturn
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings, variable_name
 from flows._console import docs_url, quiet_prefect_defaults
-from flows.options import PipelineOptions
+from flows.options import MAX_PARTITIONS, PipelineOptions, default_partitions
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The most partitions the command line accepts (each one is a step process).
-MAX_PARTITIONS = 256
 
 
 class UsageError(Exception):
@@ -83,7 +82,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
             "each partition is one step process, and all of them start at once; more partitions"
             " than CPUs only add processes competing for the same cores",
         ),
-        default=min(os.cpu_count() or 1, MAX_PARTITIONS),
+        default=default_partitions(),
         help="Parquet partitions, transformed in parallel (default: CPU count; at most"
         f" {MAX_PARTITIONS})",
     )

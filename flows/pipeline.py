@@ -38,7 +38,7 @@ from flows.agent_run import run_agent
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
-from flows.options import PipelineOptions
+from flows.options import PipelineOptions, default_partitions
 from flows.step_task import StepOutcome, step_cache_key
 from flows.steps._environment import environment as step_environment
 
@@ -126,7 +126,7 @@ async def data_pipeline(
         rows: rows of the generated sample.
         seed: seed of the generated sample.
         schema_file: YAML file of ``column: type`` lines; other columns' types are inferred.
-        partitions: Parquet partitions, transformed in parallel (default: CPU count).
+        partitions: Parquet partitions, transformed in parallel (default: CPU count, at most 256).
         group_by: column to aggregate by (default: ``category`` for the sample).
         output: output folder (default ``output/<timestamp>``): absent, empty, or an earlier
             result; a folder of other files is refused (InvalidInputError) before the first step.
@@ -147,7 +147,7 @@ async def data_pipeline(
             rows=rows,
             seed=seed,
             schema_file=schema_file,
-            partitions=partitions or os.cpu_count() or 1,
+            partitions=partitions or default_partitions(),
             group_by=group_by,
             output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
             work_dir=work_dir or str(settings.work_dir),

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from prefect import Task, get_run_logger
+from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
@@ -169,7 +169,48 @@ def task_run_name(parameters: dict[str, Any]) -> str:
     return agent_run_name(name, parameters.get("agent"))
 
 
-async def _run_step(
+class _RunStepTask(Task[_P, _R]):
+    """``run_step``'s task: a direct call is retried as its settings' retry policy says.
+
+    ``execute_step`` (and tests) set the options themselves through ``with_options``, which
+    returns a plain :class:`prefect.Task`.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        settings = kwargs.get("settings") or (args[3] if len(args) > 3 else None)
+        if settings is None:
+            settings = load_settings()
+            if len(args) > 3:
+                args = (*args[:3], settings, *args[4:])
+            else:
+                kwargs["settings"] = settings
+        policy = settings.retry_policy()
+        return self.with_options(
+            retries=policy.retries,
+            retry_delay_seconds=policy.delays(),
+            retry_jitter_factor=policy.jitter,
+            retry_condition_fn=retry_condition_for(policy),
+        )(*args, **kwargs)
+
+
+def _retried_as_configured(task_: Task[_P, _R]) -> _RunStepTask[_P, _R]:
+    """``task_``, its options unchanged, as a :class:`_RunStepTask`."""
+    task_.__class__ = _RunStepTask
+    return task_  # type: ignore[return-value]
+
+
+@_retried_as_configured
+@task(
+    name="run_step",
+    task_run_name=task_run_name,  # type: ignore[arg-type]  # its Protocol has a classmethod too
+    retries=DEFAULT_RETRY_POLICY.retries,
+    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
+    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
+    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
+    cache_key_fn=step_cache_key,
+    persist_result=True,
+)
+async def run_step(
     spec: StepSpec,
     backend: str | None = None,
     agent: str | None = None,
@@ -177,7 +218,7 @@ async def _run_step(
 ) -> StepResult:
     """Run one step through a runner and return its :class:`~adapters.StepResult`.
 
-    Retried as the retry settings say (``AIOP_RETRY_*``, the same policy an agent run applies
+    Retried as the retry settings say (the same policy an agent run applies
     over its agent's defaults): a direct call takes them from ``settings``.
 
     Args:
@@ -271,43 +312,6 @@ async def _run_step(
         raise
     logger.info("%s finished in %.2f s", spec.name, result.duration_s)
     return result
-
-
-class _RunStepTask(Task[_P, _R]):
-    """``run_step``'s task: a direct call is retried as its settings' retry policy says.
-
-    ``execute_step`` (and tests) set the options themselves through ``with_options``, which
-    returns a plain :class:`prefect.Task`.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        settings = kwargs.get("settings") or (args[3] if len(args) > 3 else None)
-        if settings is None:
-            settings = load_settings()
-            if len(args) > 3:
-                args = (*args[:3], settings, *args[4:])
-            else:
-                kwargs["settings"] = settings
-        policy = settings.retry_policy()
-        return self.with_options(
-            retries=policy.retries,
-            retry_delay_seconds=policy.delays(),
-            retry_jitter_factor=policy.jitter,
-            retry_condition_fn=retry_condition_for(policy),
-        )(*args, **kwargs)
-
-
-run_step = _RunStepTask(
-    fn=_run_step,
-    name="run_step",
-    task_run_name=task_run_name,  # type: ignore[arg-type]  # its Protocol has a classmethod too
-    retries=DEFAULT_RETRY_POLICY.retries,
-    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
-    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
-    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
-    cache_key_fn=step_cache_key,
-    persist_result=True,
-)
 
 
 def _engine_slot(limit: str | None) -> contextlib.AbstractAsyncContextManager[None]:
