@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from adapters.breaker_policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
@@ -216,6 +216,18 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Probe calls allowed at once while half-open, per process."
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment: no ``.env`` file and no secrets folder are read."""
+        return init_settings, env_settings
+
     @field_validator("backend", "prefect_server", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -248,11 +260,15 @@ class Settings(BaseSettings):
             >>> Settings(backend="local").with_changes(retry_attempts=4).retry_policy().attempts
             4
         """
-        values = {name: getattr(self, name) for name in self.model_fields_set}
+        # Every field is given, so the environment (a source below the arguments) decides nothing;
+        # then the copy says "set" only for what was set here or in this object.
+        values = {name: getattr(self, name) for name in type(self).model_fields}
         try:
-            return type(self).model_validate({**values, **changes})
+            changed = type(self)(**{**values, **changes})
         except ValidationError as exc:
             raise InvalidInputError(_describe(exc, changes)) from None
+        object.__setattr__(changed, "__pydantic_fields_set__", self.model_fields_set | set(changes))
+        return changed
 
     # -- derived values --------------------------------------------------------------------
     def retry_policy(self, base: RetryPolicy | None = None) -> RetryPolicy:

@@ -143,6 +143,15 @@ class TestDerivedValues:
             fail_max=9, reset_timeout=1.0, success_threshold=2
         )
 
+    def test_with_changes_reads_no_environment_and_keeps_what_was_set(
+        self, clean_environment: pytest.MonkeyPatch
+    ) -> None:
+        clean_environment.setenv("AIOP_BACKEND", "local")
+        changed = Settings.model_construct().with_changes(retry_attempts=2)
+        assert changed.backend == "auto" and changed.retry_attempts == 2
+        assert changed.model_fields_set == {"retry_attempts"}
+        assert changed.retry_policy(RetryPolicy(backoff_s=9.0)).backoff_s == 9.0
+
     def test_a_child_gets_exactly_the_settings_that_differ_from_the_defaults(
         self, clean_environment: pytest.MonkeyPatch
     ) -> None:
