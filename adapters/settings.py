@@ -549,9 +549,10 @@ def _main(argv: list[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name in Settings.model_fields:
+    for name, info in Settings.model_fields.items():
         value = getattr(settings, name)
-        print(f"{variable_name(name)}={_env_text(value)}")
+        shown = "(unset)" if value is None and info.default is None else _env_text(value)
+        print(f"{variable_name(name)}={shown}")
     return 0
 
 

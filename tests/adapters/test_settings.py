@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,9 @@ from adapters.settings import (
     settings_in_environment,
     variable_name,
 )
+from adapters.settings import _main as settings_main
+from agents.cli import main as agents_main
+from flows.data_pipeline import main as pipeline_main
 
 
 @pytest.fixture
@@ -187,3 +191,37 @@ class TestDerivedValues:
     def test_every_field_is_described_for_the_reference(self) -> None:
         for name, info in Settings.model_fields.items():
             assert info.description and len(info.description) > 20, name
+
+
+class TestCommandLines:
+    def test_the_settings_command_shows_values_with_the_secret_masked(
+        self, clean_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        clean_environment.setenv("AIOP_BREAKER_REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")
+        clean_environment.setenv("AIOP_BACKEND", "local")
+        assert settings_main([]) == 0
+        out = capsys.readouterr().out
+        assert "AIOP_BACKEND=local\n" in out and "AIOP_BREAKER_REDIS_URL=**********\n" in out
+        assert "AIOP_ENGINE_LIMIT=(unset)\n" in out and "s3cret" not in out
+
+    @pytest.mark.parametrize(
+        "main",
+        [pipeline_main, agents_main, settings_main],
+        ids=["flows.data_pipeline", "agents", "adapters.settings"],
+    )
+    def test_a_bad_value_stops_a_command_with_exit_2_and_one_paragraph(
+        self,
+        clean_environment: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        main: Callable[[list[str]], int],
+    ) -> None:
+        clean_environment.setenv("AIOP_BREAKER_FAIL_MAX", "lots")
+        args = {pipeline_main: ["--rows", "10"], agents_main: ["list"]}.get(main, [])
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = int(str(exc.code))
+        err = capsys.readouterr().err
+        assert code == 2
+        assert err.startswith("error: AIOP_BREAKER_FAIL_MAX='lots' is not valid")
+        assert "Traceback" not in err and err.count("\n") == 1
