@@ -20,6 +20,7 @@ from adapters._dagger_errors import ENGINE_HINT, describe, scrub
 from adapters._engine_process import EngineLog, ProgressConsole, engine_said
 from adapters.contract import StepSpec
 from adapters.errors import AiopError, InvalidInputError, ProvisioningTimeoutError, StepTimeoutError
+from adapters.settings import variable_name
 
 __all__ = ["Translate", "check_limits", "close_session", "open_session", "step_deadline"]
 
@@ -78,8 +79,8 @@ async def open_session(
         raise ProvisioningTimeoutError(
             f"the Dagger engine was not ready within provision_timeout_s={limit:g} s; the attempt"
             f" was abandoned{engine_said(engine_log, spec)}. If the engine is starting for the"
-            f" first time, raise the limit (AIOP_DAGGER_PROVISION_TIMEOUT_S, or"
-            f" AIOP_DAGGER_FIRST_RUN_TIMEOUT_S for a flow run's session); else {ENGINE_HINT}",
+            f" first time, raise the limit ({variable_name('dagger_provision_timeout_s')}, or"
+            f" {variable_name('dagger_first_run_timeout_s')} for a flow run's session); else {ENGINE_HINT}",
             step=spec.name if spec else None,
         )
     try:

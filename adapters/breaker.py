@@ -18,7 +18,7 @@ machine, counters, listeners and storage; this module adds what the platform nee
 * **injected clock** for ``opened_at``, ``probe_at`` and the open -> half-open decision.
 * **events**: each transition is logged on ``aiop.breaker`` and handed to listeners as a
   :class:`BreakerEvent` (``aiop.breaker.opened`` / ``half-opened`` / ``closed``).
-* **shared state** in Redis when ``AIOP_BREAKER_REDIS_URL`` (or ``redis_url=``) is set, falling
+* **shared state** in Redis when ``redis_url=`` is given (the ``AIOP_BREAKER_REDIS_URL`` setting), falling
   back to in-process state with one warning while Redis is down (see
   :mod:`adapters.breaker_storage`).
 
@@ -35,7 +35,6 @@ Examples:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -134,7 +133,7 @@ class Breaker:
         listeners: called with a :class:`BreakerEvent` on every transition, outside the lock.
         clock: epoch seconds; drives ``opened_at``, ``probe_at`` and open -> half-open.
         redis_url: share the state through this Redis (``redis://host:port/db``); None keeps it in
-            this process. :func:`get_breaker` passes ``AIOP_BREAKER_REDIS_URL``.
+            this process. :func:`get_breaker` passes the caller's ``redis_url``.
         redis_recheck_s: seconds between attempts to reach Redis again after it failed.
 
     Raises:
@@ -487,15 +486,25 @@ _registry: dict[str, Breaker] = {}
 _registry_lock = threading.Lock()
 
 
-def get_breaker(name: str, policy: BreakerPolicy | None = None) -> Breaker:
+def get_breaker(
+    name: str,
+    policy: BreakerPolicy | None = None,
+    *,
+    default_policy: BreakerPolicy | None = None,
+    redis_url: str | None = None,
+) -> Breaker:
     """The process-wide breaker for ``name``, created on first use (thread-safe).
 
-    A new breaker takes ``policy`` or else :meth:`BreakerPolicy.from_env`, and shares its state
-    through ``AIOP_BREAKER_REDIS_URL`` when that is set.
+    A new breaker takes ``policy``, else ``default_policy``, else the defaults, and shares its
+    state through ``redis_url`` when one is given (the caller passes the ``breaker_redis_url``
+    setting).
 
     Args:
         name: the target, e.g. ``engine:local``, ``engine:dagger:<host>``, ``agent:<name>``.
-        policy: the policy for a new breaker; for an existing one it must equal its policy.
+        policy: the policy the breaker must have; for an existing one it must equal its policy.
+        default_policy: the policy of a new breaker when ``policy`` is None (the operator's
+            breaker settings); an existing breaker keeps its own.
+        redis_url: where a new breaker keeps its state (None: in this process).
 
     Raises:
         InvalidInputError: ``policy`` differs from the existing breaker's, or a bad environment.
@@ -515,8 +524,8 @@ def get_breaker(name: str, policy: BreakerPolicy | None = None) -> Breaker:
             return existing
         breaker = Breaker(
             name,
-            policy if policy is not None else BreakerPolicy.from_env(),
-            redis_url=os.environ.get("AIOP_BREAKER_REDIS_URL") or None,
+            policy or default_policy or BreakerPolicy(),
+            redis_url=redis_url,
         )
         _registry[name] = breaker
         return breaker

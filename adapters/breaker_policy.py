@@ -1,7 +1,7 @@
 """The circuit breaker's plain values: its policy, the rule for what counts, its events.
 
-:class:`BreakerPolicy` (when a circuit opens and how it recovers) is a small frozen value, read
-from the environment or passed in; :class:`BreakerEvent` is what listeners receive on a transition.
+:class:`BreakerPolicy` (when a circuit opens and how it recovers) is a small frozen value, passed in
+(the operator's ``AIOP_BREAKER_*`` settings through :meth:`adapters.settings.Settings.breaker_policy`); :class:`BreakerEvent` is what listeners receive on a transition.
 :func:`classify_outcome` is the one rule for how a guarded call's result counts:
 
 * :class:`~adapters.errors.InfrastructureError` (also inside an ``ExceptionGroup``) is a
@@ -18,16 +18,12 @@ Examples:
     >>> from adapters.breaker_policy import BreakerPolicy
     >>> BreakerPolicy(fail_max=3, reset_timeout=10.0)
     BreakerPolicy(fail_max=3, reset_timeout=10.0, success_threshold=1, half_open_max_calls=1)
-    >>> BreakerPolicy.from_env(environ={"AIOP_BREAKER_FAIL_MAX": "2"}).fail_max
-    2
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -124,13 +120,12 @@ def classify_outcome(exc: BaseException | None) -> Outcome:
     return Outcome.NEUTRAL
 
 
-# Field name -> (environment suffix, minimum, kind). Kept in one table so from_env and the
-# validation messages cannot drift apart.
-_ENV_FIELDS: dict[str, tuple[str, float, type[int] | type[float]]] = {
-    "fail_max": ("FAIL_MAX", 1, int),
-    "reset_timeout": ("RESET_TIMEOUT", 0.0, float),
-    "success_threshold": ("SUCCESS_THRESHOLD", 1, int),
-    "half_open_max_calls": ("HALF_OPEN_MAX_CALLS", 1, int),
+# Field name -> (minimum, kind): the one table the validation below reads.
+_LIMITS: dict[str, tuple[float, type[int] | type[float]]] = {
+    "fail_max": (1, int),
+    "reset_timeout": (0.0, float),
+    "success_threshold": (1, int),
+    "half_open_max_calls": (1, int),
 }
 
 
@@ -161,7 +156,7 @@ class BreakerPolicy:
     half_open_max_calls: int = 1
 
     def __post_init__(self) -> None:
-        for field, (_suffix, minimum, kind) in _ENV_FIELDS.items():
+        for field, (minimum, kind) in _LIMITS.items():
             value = getattr(self, field)
             if kind is int:
                 ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
@@ -180,64 +175,3 @@ class BreakerPolicy:
                 )
         if isinstance(self.reset_timeout, int):
             object.__setattr__(self, "reset_timeout", float(self.reset_timeout))
-
-    @classmethod
-    def from_env(
-        cls,
-        prefix: str = "AIOP_BREAKER_",
-        base: BreakerPolicy | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-    ) -> BreakerPolicy:
-        """Build a policy from ``<prefix>FAIL_MAX``, ``RESET_TIMEOUT``, ``SUCCESS_THRESHOLD``,
-        ``HALF_OPEN_MAX_CALLS``; unset or empty variables keep the value of ``base``.
-
-        Args:
-            prefix: prefix of the variable names.
-            base: the policy whose values are kept for unset variables (defaults if None).
-            environ: the mapping to read (``os.environ`` if None).
-
-        Returns:
-            The policy.
-
-        Raises:
-            InvalidInputError: a variable is not a number or out of range; the message names the
-                variable and the fix.
-
-        Examples:
-            >>> env = {"AIOP_BREAKER_FAIL_MAX": "3", "AIOP_BREAKER_RESET_TIMEOUT": "2.5"}
-            >>> p = BreakerPolicy.from_env(environ=env)
-            >>> (p.fail_max, p.reset_timeout, p.success_threshold)
-            (3, 2.5, 1)
-        """
-        env = os.environ if environ is None else environ
-        start = base if base is not None else cls()
-        changes: dict[str, int | float] = {}
-        for field, (suffix, minimum, kind) in _ENV_FIELDS.items():
-            variable = f"{prefix}{suffix}"
-            raw = env.get(variable, "").strip()
-            if not raw:
-                continue
-            default = getattr(start, field)
-            if kind is int:
-                fix = f"set it to a whole number >= {int(minimum)} (e.g. {variable}={default})"
-                try:
-                    value: int | float = int(raw)
-                except ValueError:
-                    raise InvalidInputError(
-                        f"{variable}={raw!r} is not a whole number; {fix} or unset it"
-                    ) from None
-                bad = value < minimum
-            else:
-                fix = f"set it to a number of seconds > 0 (e.g. {variable}={default:g})"
-                try:
-                    value = float(raw)
-                except ValueError:
-                    raise InvalidInputError(
-                        f"{variable}={raw!r} is not a number; {fix} or unset it"
-                    ) from None
-                bad = not math.isfinite(value) or value <= minimum
-            if bad:
-                raise InvalidInputError(f"{variable}={raw!r} is out of range; {fix} or unset it")
-            changes[field] = value
-        return dataclasses.replace(start, **changes)  # type: ignore[arg-type]

@@ -66,7 +66,7 @@ def make_redis_client(url: str) -> redis.Redis:
     except ValueError as exc:
         raise InvalidInputError(
             f"breaker Redis URL {redact_url(url)!r} is invalid ({redact_urls(str(exc), url)});"
-            " set AIOP_BREAKER_REDIS_URL "
+            " set the breaker Redis URL setting "
             "(or redis_url=) to e.g. redis://127.0.0.1:6379/0, or unset it for in-process state"
         ) from exc
     if client.get_connection_kwargs().get("decode_responses"):

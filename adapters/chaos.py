@@ -24,7 +24,6 @@ a normal run still injects its faults.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -130,7 +129,7 @@ class FaultPlan:
         return None
 
 
-def parse_plan(spec: str, *, source: str = "AIOP_CHAOS") -> FaultPlan:
+def parse_plan(spec: str, *, source: str = "the fault plan") -> FaultPlan:
     """Parse a fault plan; raises :class:`InvalidInputError` naming the bad part and the fix.
 
     Examples:
@@ -181,30 +180,24 @@ def parse_plan(spec: str, *, source: str = "AIOP_CHAOS") -> FaultPlan:
 
 
 _installed: FaultPlan | None = None
-_from_env: tuple[str, FaultPlan] | None = None
 _plan_lock = threading.Lock()
 
 
 def install_plan(plan: FaultPlan | None) -> None:
-    """Use ``plan`` for this process (None: back to ``AIOP_CHAOS``), its hit counts fresh."""
-    global _installed, _from_env
+    """Use ``plan`` for the steps this process runs (None: no plan), its hit counts fresh.
+
+    Entry points install the plan of their ``chaos`` setting (or ``--chaos``) once, before the
+    first step; a plan's hit counts span every step and attempt of the run.
+    """
+    global _installed
     with _plan_lock:
         _installed = plan
-        _from_env = None
 
 
 def active_plan() -> FaultPlan | None:
-    """The installed plan, else the one in ``AIOP_CHAOS`` (parsed once per value), else None."""
-    global _from_env
+    """The installed plan, or None."""
     with _plan_lock:
-        if _installed is not None:
-            return _installed
-        spec = os.environ.get("AIOP_CHAOS", "").strip()
-        if not spec:
-            return None
-        if _from_env is None or _from_env[0] != spec:
-            _from_env = (spec, parse_plan(spec))
-        return _from_env[1]
+        return _installed
 
 
 class ChaosRunner:

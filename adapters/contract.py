@@ -46,6 +46,51 @@ _ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CACHE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
+# -- the naming rules, in one place (agents/spec.py applies them to definitions) ----------------
+
+
+def check_name(value: str, kind: str = "step", example: str = "transform-0") -> str:
+    """``value`` if it is a usable step (or agent) name, else ValueError naming the rule.
+
+    Examples:
+        >>> check_name("transform-0")
+        'transform-0'
+    """
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a usable {kind} name; use 1-63 lower-case letters, digits, '.', '_'"
+            f" or '-', starting with a letter or digit (e.g. '{example}')"
+        )
+    return value
+
+
+def check_image(value: str) -> str:
+    """``value`` if it can be an image reference (no blanks), else ValueError with an example."""
+    if not value.strip() or any(c.isspace() for c in value):
+        raise ValueError(
+            f"{value!r} is not an image reference; write it as 'name[:tag]',"
+            " e.g. 'python:3.12-slim'"
+        )
+    return value
+
+
+def check_env_name(key: str) -> str:
+    """``key`` if it is a valid environment variable name, else ValueError naming the rule."""
+    if not _ENV_RE.match(key):
+        raise ValueError(
+            f"{key!r} is not a valid environment variable name; use letters, digits and '_',"
+            " not starting with a digit"
+        )
+    return key
+
+
+def check_cache_name(name: str) -> str:
+    """``name`` if it is a usable cache volume name, else ValueError naming the rule."""
+    if not _CACHE_RE.match(name):
+        raise ValueError(f"cache name {name!r} is not usable; use letters, digits, '.', '_' or '-'")
+    return name
+
+
 def _container_path(value: str, field: str) -> str:
     if not value.startswith("/"):
         raise ValueError(
@@ -135,22 +180,12 @@ class StepSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a usable step name; use 1-63 lower-case letters, digits, '.', '_'"
-                " or '-', starting with a letter or digit (e.g. 'transform-0')"
-            )
-        return value
+        return check_name(value, "step", "transform-0")
 
     @field_validator("image")
     @classmethod
     def _image(cls, value: str) -> str:
-        if not value.strip() or any(c.isspace() for c in value):
-            raise ValueError(
-                f"{value!r} is not an image reference; write it as 'name[:tag]',"
-                " e.g. 'python:3.12-slim'"
-            )
-        return value
+        return check_image(value)
 
     @field_validator("args", mode="before")
     @classmethod
@@ -173,11 +208,7 @@ class StepSpec(BaseModel):
     @classmethod
     def _env_names(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
         for key in value:
-            if not _ENV_RE.match(key):
-                raise ValueError(
-                    f"{key!r} is not a valid environment variable name; use letters, digits and '_',"
-                    " not starting with a digit"
-                )
+            check_env_name(key)
         return value
 
     @field_validator("workdir")
@@ -206,10 +237,7 @@ class StepSpec(BaseModel):
     @classmethod
     def _caches(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not _CACHE_RE.match(name):
-                raise ValueError(
-                    f"cache name {name!r} is not usable; use letters, digits, '.', '_' or '-'"
-                )
+            check_cache_name(name)
         return {name: _container_path(path, "cache") for name, path in value.items()}
 
     @model_validator(mode="after")

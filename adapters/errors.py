@@ -23,8 +23,10 @@ AiopError                          root; never raised itself
 └── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
 ```
 
-Each class carries ``transient`` (whether a retry may help) and ``docs_anchor`` (its section of the
-troubleshooting page), so retry conditions, breakers and the UI read the class instead of the message.
+Each error carries ``transient`` (whether a retry may help: the one thing ``run_step``'s retry
+condition reads) and ``docs_anchor`` (its section of the troubleshooting page), so retry conditions,
+breakers and the UI read the error instead of the message. ``transient`` is a class value except
+for :class:`StepFailedError`, where it is the step's declaration for that exit code.
 """
 
 from __future__ import annotations
@@ -54,11 +56,12 @@ class AiopError(Exception):
     """Root of every error the platform raises.
 
     Attributes:
-        transient: True when retrying the same step may succeed.
+        transient: True when retrying the same step may succeed (``run_step`` retries exactly
+            the errors whose ``transient`` is True).
         docs_anchor: the anchor of this error class on the troubleshooting page.
     """
 
-    transient: ClassVar[bool] = False
+    transient: bool = False
     docs_anchor: ClassVar[str] = "troubleshooting"
 
     def __init__(self, message: str, *, step: str | None = None) -> None:
@@ -178,8 +181,9 @@ class BudgetExceededError(AiopError):
 class StepFailedError(AiopError):
     """The step's command exited non-zero.
 
-    Permanent unless the step declares the exit code transient (``StepSpec.transient_exit_codes``);
-    never counted against the engine, which did its job.
+    Permanent unless the step declares the exit code transient (``StepSpec.transient_exit_codes``):
+    then ``transient`` (and ``transient_exit``, the constructor's name for it) is True. Never
+    counted against the engine, which did its job.
     """
 
     docs_anchor = "step-failed"
@@ -197,15 +201,15 @@ class StepFailedError(AiopError):
         self.exit_code = exit_code
         self.stderr_tail = stderr_tail
         self.transient_exit = transient_exit
-
-    @property
-    def retryable(self) -> bool:
-        """True when the exit code is declared transient for this step."""
-        return self.transient_exit
+        self.transient = transient_exit
 
 
 class CircuitOpenError(AiopError):
     """A circuit breaker is open; the call failed fast without touching the engine.
+
+    Transient: at the breaker's ``probe_at`` a call is let through again, so a retry then may
+    succeed. ``run_step`` waits until that time before its retry (and ``execute_step`` fails the
+    step at once, without a task run, when no retry would wait for it).
 
     Attributes:
         breaker: the breaker's name.
@@ -213,6 +217,7 @@ class CircuitOpenError(AiopError):
         probe_at: when it will let a probe call through (epoch seconds).
     """
 
+    transient = True
     docs_anchor = "circuit-open"
 
     def __init__(

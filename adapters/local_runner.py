@@ -6,7 +6,7 @@ How container paths map to host paths (the same spec gives the same outputs on b
 | --- | --- | --- |
 | ``mounts`` | the mount target | the host path itself (read-only is *not* enforced) |
 | ``outputs`` | the output source | a private staging folder, moved to the host path atomically after exit 0 |
-| ``caches`` | the cache target | ``$AIOP_CACHE_DIR/<name>`` (default ``~/.cache/aiop/caches/<name>``) |
+| ``caches`` | the cache target | ``<cache_dir>/<name>`` (default ``~/.cache/aiop/caches/<name>``) |
 | ``workdir`` | the working directory | its mapped host path, else a private scratch folder |
 
 Every argument and environment value that names one of those container paths is rewritten
@@ -61,10 +61,10 @@ _KILL_GRACE_S = 2.0
 _READ_BYTES = 64 * 1024
 
 
-def cache_root() -> Path:
-    """Where the local runner keeps cache volumes (``AIOP_CACHE_DIR`` or ``~/.cache/aiop/caches``)."""
-    configured = os.environ.get("AIOP_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "aiop" / "caches"
+def cache_root(configured: Path | None = None) -> Path:
+    """Where the local runner keeps cache volumes: ``configured`` (the ``cache_dir`` setting) or
+    ``~/.cache/aiop/caches``."""
+    return configured if configured is not None else Path.home() / ".cache" / "aiop" / "caches"
 
 
 class LocalRunner:
@@ -80,8 +80,11 @@ class LocalRunner:
 
     backend: Backend = "local"
 
-    def __init__(self, *, kill_grace_s: float = _KILL_GRACE_S) -> None:
+    def __init__(
+        self, *, kill_grace_s: float = _KILL_GRACE_S, cache_dir: Path | None = None
+    ) -> None:
         self._kill_grace_s = kill_grace_s
+        self._cache_root = cache_root(cache_dir)
 
     async def run(
         self, spec: StepSpec, *, attempt: int = 1, on_line: LineSink | None = None
@@ -90,7 +93,7 @@ class LocalRunner:
         host_mounts(spec)
         check_outputs(spec)
         with _scratch(spec.name) as scratch:
-            staged, path_map, cwd = _prepare(spec, scratch)
+            staged, path_map, cwd = _prepare(spec, scratch, self._cache_root)
             on_line = _in_user_paths(on_line, spec, staged)
             args = [path_map.rewrite(a) for a in spec.args]
             if args[0] in _PYTHONS:
@@ -315,7 +318,7 @@ def _in_user_paths(
     return forward
 
 
-def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, Path]:
+def _prepare(spec: StepSpec, scratch: Path, caches: Path) -> tuple[dict[str, Path], PathMap, Path]:
     prefixes: dict[str, str] = {}
     for host, mount in spec.mounts.items():
         prefixes[mount.target] = str(Path(host).resolve())
@@ -326,7 +329,7 @@ def _prepare(spec: StepSpec, scratch: Path) -> tuple[dict[str, Path], PathMap, P
         staged[source] = stage
         prefixes[source] = str(stage)
     for name, target in spec.caches.items():
-        volume = cache_root() / name
+        volume = caches / name
         volume.mkdir(parents=True, exist_ok=True)
         prefixes[target] = str(volume)
     prefixes.update(_virtual_parents(prefixes, scratch / "root"))

@@ -8,11 +8,7 @@ Examples:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-
-from adapters.errors import InvalidInputError
+from dataclasses import dataclass
 
 __all__ = ["DEFAULT_RETRY_POLICY", "RetryPolicy"]
 
@@ -31,7 +27,9 @@ class RetryPolicy:
             (None: no budget).
 
     The exit codes that count as transient are declared on the step
-    (``StepSpec.transient_exit_codes``), next to the command that returns them.
+    (``StepSpec.transient_exit_codes``), next to the command that returns them. The operator's
+    ``AIOP_RETRY_*`` settings apply over a policy through
+    :meth:`adapters.settings.Settings.retry_policy`.
     """
 
     attempts: int = 3
@@ -60,64 +58,9 @@ class RetryPolicy:
             min(self.max_backoff_s, self.backoff_s * self.factor**i) for i in range(self.retries)
         ] or [0.0]
 
-    @classmethod
-    def from_env(
-        cls,
-        prefix: str = "AIOP_RETRY_",
-        base: RetryPolicy | None = None,
-        *,
-        environ: Mapping[str, str] | None = None,
-    ) -> RetryPolicy:
-        """``base`` (default: the defaults) with ``AIOP_RETRY_ATTEMPTS``, ``_BACKOFF_S``,
-        ``_FACTOR``, ``_MAX_BACKOFF_S``, ``_JITTER`` and ``_BUDGET_S`` applied.
-
-        Raises:
-            InvalidInputError: a variable is not a number or out of range; names it and the fix.
-
-        Examples:
-            >>> RetryPolicy.from_env(environ={"AIOP_RETRY_ATTEMPTS": "5"}).attempts
-            5
-        """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = asdict(base or cls())
-        for name, kind in _ENV_FIELDS.items():
-            raw = env.get(prefix + name.upper())
-            if raw is None or not raw.strip():
-                continue
-            try:
-                values[name] = (
-                    None if raw.strip().lower() == "none" and name == "budget_s" else kind(raw)
-                )
-            except ValueError:
-                raise InvalidInputError(
-                    f"{prefix}{name.upper()}={raw!r} is not a {'whole number' if kind is int else 'number'}; e.g."
-                    f" {prefix}{name.upper()}={_EXAMPLES[name]}"
-                ) from None
-        try:
-            return cls(**values)  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise InvalidInputError(f"{prefix}*: {exc}") from None
-
     def within_budget(self, elapsed_s: float) -> bool:
         """True when a retry may still start ``elapsed_s`` seconds after the first attempt."""
         return self.budget_s is None or elapsed_s < self.budget_s
 
-
-_ENV_FIELDS: dict[str, type[int] | type[float]] = {
-    "attempts": int,
-    "backoff_s": float,
-    "factor": float,
-    "max_backoff_s": float,
-    "jitter": float,
-    "budget_s": float,
-}
-_EXAMPLES = {
-    "attempts": "3",
-    "backoff_s": "1.0",
-    "factor": "2",
-    "max_backoff_s": "30",
-    "jitter": "0.5",
-    "budget_s": "600",
-}
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

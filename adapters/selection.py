@@ -11,12 +11,13 @@ order of evidence:
 3. a container runtime the Dagger CLI can start an engine in (``docker``, ``podman``, ``nerdctl`` or
    ``finch`` whose ``info`` answers).
 
-Every check is bounded by ``timeout_s``. ``AIOP_BACKEND`` (``auto``, ``dagger``, ``local``) sets the
-default backend.
+Every check is bounded by ``timeout_s``. The backend (``auto``, ``dagger``, ``local``) and the
+limits come from the caller (the ``backend`` and ``dagger_*_timeout_s`` fields of
+:class:`adapters.settings.Settings`); nothing here reads the platform's settings itself.
 
 A flow run decides for real with :func:`engine_for_run`: the probe only says that an engine *may*
 start; the run then opens its one engine session (CLI download and engine image pull included,
-within ``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``, default 600 s) and, under ``auto``, falls back to the
+within ``first_run_timeout_s``, default 600 s) and, under ``auto``, falls back to the
 local runner with one plain line when that fails. :func:`adapters.dagger_diagnosis.diagnose_engine`
 says which part is missing: the container runtime, the Dagger CLI or the engine image.
 """
@@ -47,7 +48,6 @@ __all__ = [
     "choose_backend",
     "engine_breaker_name",
     "engine_for_run",
-    "first_run_timeout_s",
     "get_runner",
     "probe_engine",
 ]
@@ -123,18 +123,17 @@ def _cached_probe(timeout_s: float, env_key: tuple[str | None, ...]) -> EnginePr
 
 
 def choose_backend(backend: str | None = None, *, timeout_s: float = 2.0) -> BackendChoice:
-    """Resolve ``backend`` (or ``AIOP_BACKEND``, default ``auto``) to a concrete backend.
+    """Resolve ``backend`` (default ``auto``) to a concrete backend.
 
     The probe result is cached per process and per relevant environment, so many steps pay for it once.
 
     Raises:
         InvalidInputError: the backend name is not one of auto, dagger, local.
     """
-    name = (backend or os.environ.get("AIOP_BACKEND") or "auto").strip().lower()
+    name = (backend or "auto").strip().lower()
     if name not in ("auto", "dagger", "local"):
-        source = "backend" if backend else "AIOP_BACKEND"
         raise InvalidInputError(
-            f"{source}={name!r} is not a backend; use 'auto' (Dagger when an engine is reachable,"
+            f"backend={name!r} is not a backend; use 'auto' (Dagger when an engine is reachable,"
             " else local), 'dagger' or 'local'"
         )
     if name == "local":
@@ -156,8 +155,18 @@ def choose_backend(backend: str | None = None, *, timeout_s: float = 2.0) -> Bac
     )
 
 
-def get_runner(backend: str | None = None) -> Runner:
-    """A runner for ``backend``: ``auto``, ``dagger`` or ``local`` (None reads ``AIOP_BACKEND``).
+def get_runner(
+    backend: str | None = None,
+    *,
+    provision_timeout_s: float = 60.0,
+    cache_dir: Path | None = None,
+) -> Runner:
+    """A runner for ``backend``: ``auto`` (the default), ``dagger`` or ``local``.
+
+    Args:
+        backend: the backend asked for.
+        provision_timeout_s: the Dagger runner's limit on opening a session of its own.
+        cache_dir: the local runner's folder of cache volumes (None: its default).
 
     Examples:
         >>> get_runner("local").backend
@@ -165,65 +174,36 @@ def get_runner(backend: str | None = None) -> Runner:
     """
     choice = choose_backend(backend)
     if choice.backend == "local":
-        return LocalRunner()
+        return LocalRunner(cache_dir=cache_dir)
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
-    return DaggerRunner(provision_timeout_s=provision_timeout_s())
-
-
-def provision_timeout_s() -> float:
-    """The Dagger provisioning limit: ``AIOP_DAGGER_PROVISION_TIMEOUT_S`` (default 60 s).
-
-    Raises:
-        InvalidInputError: the variable is not a positive number.
-    """
-    return _seconds("AIOP_DAGGER_PROVISION_TIMEOUT_S", 60.0)
-
-
-def first_run_timeout_s() -> float:
-    """The limit on opening a flow run's engine session: ``AIOP_DAGGER_FIRST_RUN_TIMEOUT_S``.
-
-    Default 600 s: on a machine's first run the CLI downloads itself and pulls the engine image,
-    which can take minutes.
-
-    Raises:
-        InvalidInputError: the variable is not a positive number.
-    """
-    return _seconds("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", 600.0)
-
-
-def _seconds(variable: str, default: float) -> float:
-    raw = os.environ.get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if value <= 0:
-        raise InvalidInputError(
-            f"{variable}={raw!r} is not a positive number of seconds; e.g. {variable}=120"
-        )
-    return value
+    return DaggerRunner(provision_timeout_s=provision_timeout_s)
 
 
 @contextlib.asynccontextmanager
 async def engine_for_run(
-    backend: str | None = None, *, on_line: LineSink | None = None
+    backend: str | None = None,
+    *,
+    on_line: LineSink | None = None,
+    provision_timeout_s: float = 60.0,
+    first_run_timeout_s: float = 600.0,
 ) -> AsyncIterator[BackendChoice]:
     """Choose the backend of one flow run and, for Dagger, hold the run's one engine session.
 
     With Dagger chosen (asked for, or found by ``auto``'s probe), the run's session is opened here,
-    within :func:`first_run_timeout_s`, and every step of the run in this event loop uses it until
+    within ``first_run_timeout_s`` (a first run downloads the CLI and pulls the engine image, which
+    can take minutes), and every step of the run in this event loop uses it until
     the block ends. If it cannot be opened, ``auto`` falls back to the local runner and says so in
     the choice's one-line reason; an explicit ``dagger`` raises.
 
     Args:
-        backend: ``auto``, ``dagger`` or ``local`` (None reads ``AIOP_BACKEND``).
+        backend: ``auto`` (the default), ``dagger`` or ``local``.
         on_line: receives ``("engine", line)`` for the engine's own log lines.
+        provision_timeout_s: the runner's limit on opening a session again after a break.
+        first_run_timeout_s: the limit on opening the run's session.
 
     Raises:
-        InvalidInputError: the backend name or a limit setting is not valid.
+        InvalidInputError: the backend name is not valid.
         EngineUnavailableError: ``dagger`` was asked for and no engine could be started.
 
     Examples:
@@ -240,14 +220,14 @@ async def engine_for_run(
         return
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
-    runner = DaggerRunner(provision_timeout_s=provision_timeout_s())
+    runner = DaggerRunner(provision_timeout_s=provision_timeout_s)
     async with contextlib.AsyncExitStack() as stack:
         try:
             await stack.enter_async_context(
-                runner.session(provision_timeout_s=first_run_timeout_s(), on_line=on_line)
+                runner.session(provision_timeout_s=first_run_timeout_s, on_line=on_line)
             )
         except InfrastructureError as exc:
-            asked = (backend or os.environ.get("AIOP_BACKEND") or "auto").strip().lower()
+            asked = (backend or "auto").strip().lower()
             if asked != "auto":
                 raise
             why = " ".join(exc.message.split())

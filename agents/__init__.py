@@ -1,6 +1,6 @@
 """Who does the work: declared agents (YAML, validated on load) and the manager that picks one.
 
-Definitions live in ``agents/definitions/*.yaml`` and in the folders of ``AIOP_AGENTS_PATH``; each
+Definitions live in ``agents/definitions/*.yaml`` and in the folders of the ``agents_path`` setting; each
 is an :class:`AgentSpec`. :class:`AgentManager` ranks the agents able to do a capability by health
 and runs the healthiest, falling back to the next one. Importing this package never imports Prefect.
 
@@ -19,7 +19,6 @@ from agents.errors import (
 )
 from agents.health import AgentHealth, RunRecord
 from agents.loader import (
-    AGENTS_PATH_VARIABLE,
     SHIPPED_DEFINITIONS,
     DefinitionProblem,
     default_paths,
@@ -32,7 +31,6 @@ from agents.spec import AgentSpec
 from agents.template import CommandTemplate, OptionalArgs
 
 __all__ = [
-    "AGENTS_PATH_VARIABLE",
     "SHIPPED_DEFINITIONS",
     "AgentHealth",
     "AgentManager",

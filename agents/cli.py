@@ -1,7 +1,7 @@
 """``python -m agents``: list, validate and run agents.
 
 * ``list`` -- a table of every agent: name, kind, capabilities, priority, breaker state, recent runs.
-* ``validate [PATH ...]`` -- check definitions (default: shipped + ``AIOP_AGENTS_PATH``); lists what
+* ``validate [PATH ...]`` -- check definitions (default: shipped + the ``agents_path`` setting); lists what
   is valid, reports each invalid file in one paragraph, exits 1 when any is invalid.
 * ``run NAME --param key=value ... [--backend B]`` -- one Prefect flow run (``agent-run``) that runs
   the agent (or the healthiest agent for a capability) and prints its output; exits 1 with one
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from adapters.errors import AiopError, InvalidInputError
+from adapters.settings import Settings, load_settings
 from agents.loader import default_paths, load_definitions
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "main"]
@@ -105,15 +106,20 @@ def _check_outputs(items: Sequence[str]) -> None:
             raise _Usage(str(exc)) from None
 
 
-def _list() -> int:
+def _list(settings: Settings) -> int:
     from adapters.breaker import get_breaker
     from agents.recent import read_recent_runs
 
-    agents, problems = load_definitions()
+    agents, problems = load_definitions(default_paths(settings.agent_paths()))
     recent, why_not = asyncio.run(read_recent_runs(a.name for a in agents))
     rows = [("NAME", "KIND", "CAPABILITIES", "PRIORITY", "BREAKER", "RECENT RUNS")]
     for agent in agents:
-        state = get_breaker(agent.breaker_name, agent.breaker_policy()).state
+        state = get_breaker(
+            agent.breaker_name,
+            agent.breaker_policy(),
+            default_policy=settings.breaker_policy(),
+            redis_url=settings.redis_url(),
+        ).state
         runs = recent.get(agent.name)
         rows.append(
             (
@@ -138,13 +144,13 @@ def _list() -> int:
     return EXIT_OK
 
 
-def _validate(paths: Sequence[str]) -> int:
+def _validate(paths: Sequence[str], settings: Settings) -> int:
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         raise _Usage(
             f"{missing[0]}: no such file or folder; give agent definition files or folders"
         )
-    agents, problems = load_definitions(paths or default_paths())
+    agents, problems = load_definitions(paths or default_paths(settings.agent_paths()))
     for agent in agents:
         print(f"ok     {agent.name:<28} {agent.source}")
     for problem in problems:
@@ -153,7 +159,7 @@ def _validate(paths: Sequence[str]) -> int:
     return EXIT_FAILED if problems else EXIT_OK
 
 
-def _run(ns: argparse.Namespace) -> int:
+def _run(ns: argparse.Namespace, settings: Settings) -> int:
     params = _pairs(ns.param, "--param", "input=/aiop/in/data.csv")
     mounts = _pairs(ns.mount, "--mount", "./data=/aiop/in")
     outputs = _pairs(ns.output, "--output", "/aiop/out=./out")
@@ -162,12 +168,13 @@ def _run(ns: argparse.Namespace) -> int:
     _check_outputs(ns.output)
     from agents.manager import AgentManager
 
-    manager = AgentManager.from_paths()
+    manager = AgentManager.from_settings(settings)
+    backend = ns.backend or settings.backend
     try:  # usage problems are found before any flow run starts
         candidates = manager.candidates(ns.target, params)
     except InvalidInputError as exc:
         raise _Usage(str(exc)) from None
-    refusals = [asyncio.run(manager.check_ready(a, ns.backend))[1] for a in candidates]
+    refusals = [asyncio.run(manager.check_ready(a, backend))[1] for a in candidates]
     if all(refusals):  # nothing could run: say why without starting a flow run
         why = "; ".join(
             f"agent {a.name!r}: {'; '.join(r)}" for a, r in zip(candidates, refusals, strict=True)
@@ -176,15 +183,22 @@ def _run(ns: argparse.Namespace) -> int:
 
     from flows._console import docs_url, quiet_prefect_defaults, run_flow_quietly
 
-    quiet_prefect_defaults()
+    quiet_prefect_defaults(settings)
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_NoTracebackForOurErrors())
     from flows.agent_run import agent_run
 
     state: Any = run_flow_quietly(
         lambda: agent_run(
-            ns.target, params, ns.backend, mounts or None, outputs or None, return_state=True
-        )
+            ns.target,
+            params,
+            backend,
+            mounts or None,
+            outputs or None,
+            settings=settings,
+            return_state=True,
+        ),
+        debug=settings.debug,
     )
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
@@ -220,11 +234,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m agents``; returns the exit code."""
     ns = _parser().parse_args(argv)
     try:
+        settings = load_settings()
         if ns.command == "list":
-            return _list()
+            return _list(settings)
         if ns.command == "validate":
-            return _validate(ns.paths)
-        return _run(ns)
+            return _validate(ns.paths, settings)
+        return _run(ns, settings)
     except _Usage as exc:
         _fail(str(exc), EXIT_USAGE)
     except InvalidInputError as exc:

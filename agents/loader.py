@@ -1,7 +1,7 @@
 """Loading agent definitions: YAML files in folders, each validated, problems reported per file.
 
-Definitions are read from the shipped folder (``agents/definitions``) and then from each folder in
-``AIOP_AGENTS_PATH`` (``os.pathsep``-separated), ``*.yaml`` and ``*.yml`` in name order. A file that
+Definitions are read from the shipped folder (``agents/definitions``) and then from each extra
+folder the caller gives (the ``agents_path`` setting), ``*.yaml`` and ``*.yml`` in name order. A file that
 cannot be used becomes a :class:`DefinitionProblem` -- one paragraph naming the file, the field and
 the fix -- and never stops the other files from loading. When two files define the same name, the
 first one loaded is kept and the second is reported.
@@ -26,12 +26,12 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from adapters.settings import variable_name
 from agents.errors import DefinitionError
 from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
 from agents.spec import DEFINITION_ERROR, AgentSpec
 
 __all__ = [
-    "AGENTS_PATH_VARIABLE",
     "SHIPPED_DEFINITIONS",
     "DefinitionError",
     "DefinitionProblem",
@@ -42,8 +42,6 @@ __all__ = [
 
 #: The folder of the definitions shipped with the platform.
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parent / "definitions"
-#: The variable naming extra definition folders (or files), ``os.pathsep``-separated.
-AGENTS_PATH_VARIABLE = "AIOP_AGENTS_PATH"
 
 _SUFFIXES = (".yaml", ".yml")
 _FIELDS = tuple(AgentSpec.model_fields)
@@ -73,16 +71,15 @@ class DefinitionProblem:
         return self.message
 
 
-def default_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
-    """The shipped folder, then every folder in ``AIOP_AGENTS_PATH`` (empty entries skipped).
+def default_paths(extra: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The shipped folder, then every folder (or file) in ``extra`` (the ``agents_path`` setting,
+    :meth:`adapters.settings.Settings.agent_paths`).
 
     Examples:
-        >>> default_paths({"AIOP_AGENTS_PATH": ""}) == [SHIPPED_DEFINITIONS]
+        >>> default_paths() == [SHIPPED_DEFINITIONS]
         True
     """
-    env = os.environ if environ is None else environ
-    extra = [Path(p).expanduser() for p in env.get(AGENTS_PATH_VARIABLE, "").split(os.pathsep) if p]
-    return [SHIPPED_DEFINITIONS, *extra]
+    return [SHIPPED_DEFINITIONS, *(Path(p).expanduser() for p in extra)]
 
 
 def load_definitions(
@@ -111,7 +108,7 @@ def load_definitions(
             problems.append(
                 DefinitionProblem(
                     path,
-                    f"{path}: no such folder or file; create it, or fix {AGENTS_PATH_VARIABLE}"
+                    f"{path}: no such folder or file; create it, or fix {variable_name('agents_path')}"
                     f" (folders separated by {os.pathsep!r})",
                 )
             )

@@ -29,9 +29,10 @@ from typing import Any
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker
 from adapters.errors import InvalidInputError
 from adapters.selection import EngineProbe, probe_engine
+from adapters.settings import Settings
 from agents.errors import AgentNotFoundError, AgentParameterError
 from agents.health import AgentHealth, RunHistory, RunRecord, effective_state
-from agents.loader import DefinitionProblem, load_definitions
+from agents.loader import DefinitionProblem, default_paths, load_definitions
 from agents.readiness import check_ready
 from agents.secret_values import BlockLoader, load_prefect_secret, prefect_api_configured
 from agents.spec import AgentSpec, ParamValue
@@ -92,7 +93,7 @@ class AgentManager:
     def from_paths(
         cls, paths: Iterable[str | os.PathLike[str]] | None = None, **options: Any
     ) -> AgentManager:
-        """Load the definitions in ``paths`` (default: shipped + ``AIOP_AGENTS_PATH``).
+        """Load the definitions in ``paths`` (default: the shipped ones; see :func:`default_paths`).
 
         Problems are logged as warnings and kept in :attr:`problems`; they never stop the others.
 
@@ -104,6 +105,32 @@ class AgentManager:
         for problem in problems:
             _log.warning("agent definition skipped: %s", problem)
         return cls(agents, problems=problems, **options)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        paths: Iterable[str | os.PathLike[str]] | None = None,
+        **options: Any,
+    ) -> AgentManager:
+        """:meth:`from_paths` configured by ``settings``: the shipped definitions plus those of
+        ``agents_path`` (unless ``paths`` is given), and agent breakers that take the breaker
+        settings (where a definition has no ``breaker:`` section) and the breaker Redis URL.
+
+        Examples:
+            >>> from adapters.settings import Settings
+            >>> manager = AgentManager.from_settings(Settings(breaker_fail_max=2))
+            >>> manager.breaker("validate-duckdb").policy.fail_max
+            2
+        """
+        policy, redis_url = settings.breaker_policy(), settings.redis_url()
+
+        def breakers(name: str, own: BreakerPolicy | None) -> Breaker:
+            return get_breaker(name, own, default_policy=policy, redis_url=redis_url)
+
+        options.setdefault("breakers", breakers)
+        chosen = default_paths(settings.agent_paths()) if paths is None else paths
+        return cls.from_paths(chosen, **options)
 
     # -- looking up ------------------------------------------------------------------------
 

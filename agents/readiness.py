@@ -45,8 +45,8 @@ async def check_ready(
 
     Args:
         agent: the agent.
-        backend: the backend asked for (None: ``AIOP_BACKEND``, else auto).
-        environ: where secret values and ``AIOP_BACKEND`` are read (``os.environ`` if None).
+        backend: the backend asked for (None: auto).
+        environ: where secret values are read (``os.environ`` if None).
         secret_blocks: loads Prefect Secret blocks (None: never tried).
         engine_probe: looks for a Dagger engine (only asked for llm agents).
 
@@ -57,7 +57,7 @@ async def check_ready(
     values, reasons = await resolve_secrets(agent.secrets, environ=env, load_block=secret_blocks)
     if agent.kind != "llm":
         return values, reasons
-    chosen = (backend or env.get("AIOP_BACKEND") or "auto").strip().lower()
+    chosen = (backend or "auto").strip().lower()
     if chosen == "local":
         reasons.insert(
             0,

@@ -82,11 +82,10 @@ class RetrySection(_Section):
     transient_exit_codes: frozenset[Annotated[int, Field(ge=1, le=255)]] = frozenset()
 
     def policy(self) -> RetryPolicy:
-        """The retry policy for ``execute_step``: this section, with ``AIOP_RETRY_*`` applied over it
-        (the operator's environment wins over an agent file's defaults)."""
-        return RetryPolicy.from_env(
-            base=RetryPolicy(**self.model_dump(exclude={"transient_exit_codes"}))
-        )
+        """The retry policy this section declares. A run applies the operator's retry settings
+        over it (:meth:`adapters.settings.Settings.retry_policy`: the operator wins over an agent
+        file's defaults)."""
+        return RetryPolicy(**self.model_dump(exclude={"transient_exit_codes"}))
 
 
 class BreakerSection(_Section):

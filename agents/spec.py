@@ -36,7 +36,14 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from adapters.breaker_policy import BreakerPolicy
-from adapters.contract import Mount, StepSpec
+from adapters.contract import (
+    Mount,
+    StepSpec,
+    check_cache_name,
+    check_env_name,
+    check_image,
+    check_name,
+)
 from adapters.errors import InvalidInputError
 from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
 from agents.template import CommandTemplate
@@ -46,9 +53,7 @@ __all__ = ["PROVIDER_KEYS", "AgentSpec", "ParamValue"]
 #: Secret names that hold an LLM provider key; an ``llm`` agent must declare one of them.
 PROVIDER_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY")
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _CAPABILITY_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 ParamValue = str | int | float | Path
 #: The pydantic error type of the checks that span several fields (the message has the fix).
@@ -56,7 +61,7 @@ DEFINITION_ERROR = "agent_definition"
 
 
 class AgentSpec(BaseModel):
-    """One agent definition (one YAML file in ``agents/definitions`` or an ``AIOP_AGENTS_PATH`` folder).
+    """One agent definition (one YAML file in ``agents/definitions`` or an ``agents_path`` folder).
 
     Examples:
         >>> spec = AgentSpec.model_validate({
@@ -90,7 +95,7 @@ class AgentSpec(BaseModel):
     timeout_s: Annotated[float, Field(gt=0)] = Field(default=3600.0)
     retry: RetrySection = Field(default_factory=RetrySection)
     breaker: BreakerSection | None = Field(
-        default=None, description="Unset: AIOP_BREAKER_* / defaults."
+        default=None, description="Unset: the breaker settings, else the defaults."
     )
     resources: ResourceHints = Field(default_factory=ResourceHints)
     docs: str | None = Field(default=None, description="Link to the agent's documentation.")
@@ -102,12 +107,7 @@ class AgentSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME_RE.match(value):
-            raise ValueError(
-                f"{value!r} is not a usable agent name; use 1-63 lower-case letters, digits, '.', '_'"
-                " or '-', starting with a letter or digit (e.g. 'validate-duckdb')"
-            )
-        return value
+        return check_name(value, "agent", "validate-duckdb")
 
     @field_validator("capabilities")
     @classmethod
@@ -125,11 +125,7 @@ class AgentSpec(BaseModel):
     @field_validator("image")
     @classmethod
     def _image(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
-            raise ValueError(
-                f"{value!r} is not an image reference; write it as 'name[:tag]', e.g. python:3.12-slim"
-            )
-        return value
+        return None if value is None else check_image(value)
 
     @field_validator("parameters")
     @classmethod
@@ -172,14 +168,14 @@ class AgentSpec(BaseModel):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            _env_name(key)
+            check_env_name(key)
         return value
 
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for key in value:
-            _env_name(key)
+            check_env_name(key)
         if len(set(value)) != len(value):
             raise ValueError("a secret is listed twice; list each once")
         return value
@@ -188,10 +184,7 @@ class AgentSpec(BaseModel):
     @classmethod
     def _caches(cls, value: dict[str, str]) -> dict[str, str]:
         for name, path in value.items():
-            if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", name):
-                raise ValueError(
-                    f"cache name {name!r} is not usable; use letters, digits, '.', '_', '-'"
-                )
+            check_cache_name(name)
             if not path.startswith("/"):
                 raise ValueError(f"cache {name!r} path {path!r} must be an absolute container path")
         return value
@@ -396,14 +389,6 @@ def _check_declared(used: set[str], declared: Mapping[str, Parameter]) -> None:
         raise ValueError(
             f"parameter {unknown[0]!r} is not declared{hint}; declare it under parameters:"
             f" ({unknown[0]}: {{description: ...}}) or fix the name"
-        )
-
-
-def _env_name(key: str) -> None:
-    if not _ENV_RE.match(key):
-        raise ValueError(
-            f"{key!r} is not a valid environment variable name; use letters, digits and '_',"
-            " not starting with a digit"
         )
 
 

@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from adapters.settings import DEFAULT_DOCS_URL, Settings, variable_name
+
 if TYPE_CHECKING:
     from flows.local_server import LocalServer
 
@@ -26,14 +28,23 @@ __all__ = [
 
 T = TypeVar("T")
 
-#: Where the docs are served by ``mkdocs serve`` unless ``AIOP_DOCS_URL`` says otherwise.
-DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
+_docs_base = DEFAULT_DOCS_URL
+
+
+def use_docs_url(base: str) -> None:
+    """Make :func:`docs_url` link under ``base`` (the ``docs_url`` setting) in this process.
+
+    The entry point that loaded the settings calls it once, as it configures logging: every
+    message and artifact it then prints links there.
+    """
+    global _docs_base
+    _docs_base = base
 
 
 def docs_url(page: str = "") -> str:
-    """The URL of a docs page, from ``AIOP_DOCS_URL`` (default: the local ``mkdocs serve``)."""
-    base = os.environ.get("AIOP_DOCS_URL", DEFAULT_DOCS_URL)
-    return base.rstrip("/") + "/" + page.lstrip("/")
+    """The URL of a docs page under the ``docs_url`` setting the entry point applied
+    (:func:`use_docs_url`; default: the local ``mkdocs serve``)."""
+    return _docs_base.rstrip("/") + "/" + page.lstrip("/")
 
 
 def flow_run_ui_url(ui_base: str, flow_run_id: object) -> str:
@@ -49,13 +60,16 @@ def flow_run_ui_url(ui_base: str, flow_run_id: object) -> str:
     return f"{ui_base.rstrip('/')}/v2/runs/flow-run/{flow_run_id}"
 
 
-def quiet_prefect_defaults() -> None:
+def quiet_prefect_defaults(settings: Settings | None = None) -> None:
     """Defaults (never overrides) that keep Prefect quiet and fast; call before importing it.
 
     Telemetry racing the first database migration causes ``database is locked`` errors; it is off
     unless the user turned it on. With no Prefect API configured and the local server of
-    :mod:`flows.local_server` running, ``PREFECT_API_URL`` points at it.
+    :mod:`flows.local_server` running, ``PREFECT_API_URL`` points at it (unless ``settings``
+    ask for the embedded server). Links printed from now on use ``settings.docs_url``.
     """
+    settings = settings if settings is not None else Settings.model_construct()
+    use_docs_url(settings.docs_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The first start creates and migrates the embedded server's database: on a busy machine that
     # took longer than Prefect's 20 s default, and the run died before it began.
@@ -64,7 +78,7 @@ def quiet_prefect_defaults() -> None:
     # rather than start a temporary server next to it. Never starts one.
     from flows.local_server import reuse_running
 
-    reuse_running()
+    reuse_running(mode=settings.prefect_server)
 
 
 class _DropShutdownNoise(logging.Filter):
@@ -142,7 +156,9 @@ def _filter_console(console_filter: logging.Filter) -> None:
 _CONSOLE_FILTER = _OneLinkOneError()
 
 
-def run_flow_quietly(start: Callable[[], Awaitable[T]], server: LocalServer | None = None) -> T:
+def run_flow_quietly(
+    start: Callable[[], Awaitable[T]], server: LocalServer | None = None, *, debug: bool = False
+) -> T:
     """Run an async flow to completion with the embedded server's noise filtered out.
 
     Args:
@@ -150,6 +166,8 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]], server: LocalServer | No
         server: the local Prefect server to run against (:func:`flows.local_server.start_or_reuse`);
             waited for first. When it does not come up, the run uses Prefect's temporary embedded
             server instead and says so in one line.
+        debug: re-raise an unexpected error with its traceback (the ``debug`` setting) instead
+            of printing one paragraph.
 
     The filter stays for the rest of the process: the noise comes at interpreter exit, after the
     flow has returned.
@@ -176,7 +194,7 @@ def run_flow_quietly(start: Callable[[], Awaitable[T]], server: LocalServer | No
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     except Exception as exc:
-        if os.environ.get("AIOP_DEBUG"):
+        if debug:
             raise
         print(f"error: {describe_infrastructure_error(exc)}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -228,11 +246,11 @@ def describe_infrastructure_error(exc: BaseException) -> str:
         return (
             f"{type(exc).__name__}: {text}. Is the Prefect server in PREFECT_API_URL running? Start"
             " it with `prefect server start`, or unset PREFECT_API_URL to use the embedded server."
-            " Set AIOP_DEBUG=1 to see the traceback."
+            f" Set {variable_name('debug')}=1 to see the traceback."
         )
     return (
         f"{type(exc).__name__}: {text}. This is not an error of your input or of a step; set"
-        f" AIOP_DEBUG=1 to see the traceback and report it. Read more: {docs_url('troubleshooting/')}"
+        f" {variable_name('debug')}=1 to see the traceback and report it. Read more: {docs_url('troubleshooting/')}"
     )
 
 

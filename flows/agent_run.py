@@ -34,6 +34,7 @@ from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
 from adapters.policies import RetryPolicy
+from adapters.settings import Settings, load_settings
 from agents.errors import AgentRefusedError
 from agents.llm_agent import llm_step_spec
 from agents.manager import AgentManager
@@ -75,7 +76,8 @@ async def run_agent(
     caches: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
     prepare: Callable[[StepSpec], StepSpec] | None = None,
-    execute: ExecuteStep = execute_step,
+    execute: ExecuteStep | None = None,
+    settings: Settings | None = None,
 ) -> StepOutcome:
     """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
 
@@ -86,14 +88,16 @@ async def run_agent(
         manager: the agents to choose from, and their health.
         target: an agent name, or a capability.
         params: parameter values; None means "not given".
-        backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
+        backend: ``auto``, ``dagger``, ``local``, or None for the ``backend`` setting.
         step_name: the step (and task run) name; default the agent's name.
         mounts: host path -> container path, added to the agent's StepSpec.
         outputs: container path -> host path, added to the agent's StepSpec.
         caches: cache volume name -> container path, added to the agent's StepSpec.
         env: environment variables added to the agent's StepSpec.
         prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
-        execute: runs one attempt (default :func:`flows.step_task.execute_step`).
+        execute: runs one attempt (default :func:`flows.step_task.execute_step` with ``settings``).
+        settings: the platform settings (default: read from the environment once, here). The
+            retry settings apply over each agent's ``retry:`` section.
 
     Returns:
         The outcome of the last agent tried; ``error`` is set when none succeeded (an
@@ -105,6 +109,10 @@ async def run_agent(
         AgentParameterError: ``params`` fit none of the candidates.
     """
     started, started_at = time.monotonic(), time.time()
+    settings = settings if settings is not None else load_settings()
+    backend = backend or settings.backend
+    if execute is None:
+        execute = functools.partial(execute_step, settings=settings)
     by_name = target in {a.name for a in manager.agents()}
     candidates = manager.candidates(target, params)
     logger = _run_logger()
@@ -121,11 +129,12 @@ async def run_agent(
             logger.warning("%s%s", refused, more)
             continue
         run_once: Callable[[], Awaitable[StepOutcome]]
+        retry = settings.retry_policy(agent.retry.policy())
         if agent.kind == "llm":  # the model runs on the engine's LLM API (flows.llm_task)
             llm_spec = llm_step_spec(agent, params, name=step_name)
             step = llm_spec.name
             run_once = functools.partial(
-                execute_llm_step, llm_spec, retry=agent.retry.policy(), agent=agent.name
+                execute_llm_step, llm_spec, retry=retry, agent=agent.name, settings=settings
             )
         else:
             spec = agent.to_step_spec(
@@ -139,9 +148,7 @@ async def run_agent(
             )
             spec = prepare(spec) if prepare is not None else spec
             step = spec.name
-            run_once = functools.partial(
-                execute, spec, backend, retry=agent.retry.policy(), agent=agent.name
-            )
+            run_once = functools.partial(execute, spec, backend, retry=retry, agent=agent.name)
         logger.info(
             "agent %r runs step %r%s",
             *(agent.name, step, "" if by_name else f" (capability {target!r})"),
@@ -220,6 +227,7 @@ async def agent_run(
     mounts: dict[str, str] | None = None,
     outputs: dict[str, str] | None = None,
     paths: list[str] | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run one agent (by name, or the healthiest for a capability) and return what it did: the
     flow behind ``python -m agents run``.
@@ -227,10 +235,11 @@ async def agent_run(
     Args:
         target: an agent name or a capability.
         params: the agent's parameters.
-        backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+        backend: ``auto``, ``dagger`` or ``local`` (default: the ``backend`` setting).
         mounts: host path -> container path, read-only.
         outputs: container path -> host path, exported after the step exits 0.
-        paths: definition folders or files (default: shipped + ``AIOP_AGENTS_PATH``).
+        paths: definition folders or files (default: shipped + the ``agents_path`` setting).
+        settings: the platform settings (default: read from the environment once, here).
 
     Returns:
         ``agent``, ``step``, ``state``, ``attempts``, ``exit_code``, ``duration_s``, ``backend``,
@@ -244,10 +253,14 @@ async def agent_run(
         >>> asyncio.run(agent_run("validate-duckdb", {"input": "/in.csv", "output": "/out"},
         ...                       backend="local"))  # doctest: +SKIP
     """
-    manager = AgentManager.from_paths(paths)
+    settings = settings if settings is not None else load_settings()
+    backend = backend or settings.backend
+    manager = AgentManager.from_settings(settings, paths)
     if any(a.kind == "container" for a in manager.candidates(target, params)):
         get_run_logger().info(choose_backend(backend).reason)  # llm agents say it when refused
-    outcome = await run_agent(manager, target, params, backend, mounts=mounts, outputs=outputs)
+    outcome = await run_agent(
+        manager, target, params, backend, mounts=mounts, outputs=outputs, settings=settings
+    )
     if outcome.error is not None:
         raise outcome.error
     assert outcome.result is not None

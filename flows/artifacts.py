@@ -1,7 +1,7 @@
 """What a pipeline run shows in the Prefect UI: progress, a summary, charts, and why it failed.
 
 The ``render_*`` functions are pure (markdown in, markdown out) so they are tested without a server;
-the ``publish_*`` coroutines hand their markdown to Prefect. Every docs link uses ``AIOP_DOCS_URL``.
+the ``publish_*`` coroutines hand their markdown to Prefect. Every docs link uses the ``docs_url`` setting.
 Artifact keys are stable per flow (``data-pipeline-summary``...), so the Artifacts page keeps one
 entry per kind with every run's version in its history.
 """

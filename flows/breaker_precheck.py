@@ -13,6 +13,7 @@ import time
 
 from adapters import AiopError, CircuitOpenError
 from adapters.breaker import get_breaker
+from adapters.breaker_policy import BreakerPolicy
 from adapters.policies import RetryPolicy
 from adapters.selection import choose_backend, engine_breaker_name
 
@@ -24,6 +25,8 @@ def rejection_before_start(
     policy: RetryPolicy,
     *,
     step: str,
+    breaker_policy: BreakerPolicy | None = None,
+    redis_url: str | None = None,
 ) -> CircuitOpenError | None:
     """The engine breaker's rejection of ``step`` when no retry would wait for its probe, else None.
 
@@ -31,6 +34,8 @@ def rejection_before_start(
         backend: the step's backend (as given to ``run_step``).
         policy: the step's retry policy.
         step: the step's name (set on the error).
+        breaker_policy: the engine breaker's policy if it is new, as ``run_step`` passes it.
+        redis_url: where the engine breaker keeps its state, as ``run_step`` passes it.
 
     Examples:
         >>> from adapters.breaker import reset_breakers
@@ -42,7 +47,7 @@ def rejection_before_start(
         name = engine_breaker_name(choose_backend(backend).backend)
     except AiopError:
         return None  # a bad backend: run_step reports it, with its task run
-    exc = get_breaker(name).rejection()
+    exc = get_breaker(name, default_policy=breaker_policy, redis_url=redis_url).rejection()
     if exc is None:
         return None
     if policy.retries > 0 and policy.within_budget(max(0.0, exc.probe_at - time.time())):

@@ -19,15 +19,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from adapters.errors import InvalidInputError
+from adapters.settings import Settings, load_settings, variable_name
 from flows._console import docs_url, quiet_prefect_defaults
-from flows.options import PipelineOptions
+from flows.options import MAX_PARTITIONS, PipelineOptions, default_partitions
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The most partitions the command line accepts (each one is a step process).
-MAX_PARTITIONS = 256
 
 
 class UsageError(Exception):
@@ -51,7 +52,7 @@ def _at_least(low: int, high: int | None = None, why: str = "") -> Callable[[str
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m flows.data_pipeline",
         description=(
@@ -81,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
             "each partition is one step process, and all of them start at once; more partitions"
             " than CPUs only add processes competing for the same cores",
         ),
-        default=min(os.cpu_count() or 1, MAX_PARTITIONS),
+        default=default_partitions(),
         help="Parquet partitions, transformed in parallel (default: CPU count; at most"
         f" {MAX_PARTITIONS})",
     )
@@ -96,14 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--work-dir",
         metavar="DIR",
-        default=os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
-        help="where step outputs are kept between runs (default .aiop/work or AIOP_WORK_DIR)",
+        default=str(settings.work_dir),
+        help=f"where step outputs are kept between runs (default {variable_name('work_dir')},"
+        " else .aiop/work)",
     )
     parser.add_argument(
         "--backend",
         choices=["auto", "dagger", "local"],
         default=None,
-        help="where steps run (default AIOP_BACKEND, else auto: Dagger if an engine is reachable)",
+        help=f"where steps run (default {variable_name('backend')}, else auto: Dagger if an engine"
+        " is reachable)",
     )
     parser.add_argument(
         "--summarize",
@@ -114,16 +117,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--chaos",
         metavar="SPEC",
-        default=os.environ.get("AIOP_CHAOS"),
+        default=None,
         help="fault plan to inject, e.g. 'step=transform,kind=transient-exit,times=2'"
-        f" (default AIOP_CHAOS); see {docs_url('explanation/self-healing/#fault-drills')}",
+        f" (default {variable_name('chaos')}); see {docs_url('explanation/self-healing/#fault-drills')}",
     )
     return parser
 
 
-def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
-    """Parse and check the command line; raises :class:`UsageError` for unusable input."""
-    ns = _parser().parse_args(argv)
+def parse_args(
+    argv: Sequence[str] | None = None, settings: Settings | None = None
+) -> PipelineOptions:
+    """Parse and check the command line (defaults from ``settings``, else the defaults); raises
+    :class:`UsageError` for unusable input."""
+    settings = settings if settings is not None else Settings.model_construct()
+    ns = _parser(settings).parse_args(argv)
     header: list[str] | None = None
     if ns.input:
         header = _check_input(Path(ns.input))
@@ -143,13 +150,11 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
     _check_output(output, ns)
     if ns.chaos:
         from adapters.chaos import parse_plan
-        from adapters.errors import InvalidInputError
 
         try:
             parse_plan(ns.chaos, source="--chaos")
         except InvalidInputError as exc:
             raise UsageError(str(exc)) from None
-        os.environ["AIOP_CHAOS"] = ns.chaos
     return PipelineOptions(
         input=ns.input,
         rows=ns.rows,
@@ -161,6 +166,7 @@ def parse_args(argv: Sequence[str] | None = None) -> PipelineOptions:
         work_dir=ns.work_dir,
         backend=ns.backend,
         summarize=ns.summarize,
+        chaos=ns.chaos,
     )
 
 
@@ -241,7 +247,6 @@ def check_output_folder(
 
 
 def _check_output(output: Path, ns: argparse.Namespace) -> None:
-    from adapters.errors import InvalidInputError
 
     try:
         check_output_folder(output, input=ns.input, schema_file=ns.schema, work_dir=ns.work_dir)
@@ -263,19 +268,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return serve(args[1:])
     try:
-        options = parse_args(argv)
-    except UsageError as exc:
+        settings = load_settings()
+        options = parse_args(argv, settings)
+    except (UsageError, InvalidInputError) as exc:
         fail(str(exc), EXIT_USAGE)
-    quiet_prefect_defaults()
+    quiet_prefect_defaults(settings)
     from flows.local_server import start_or_reuse
 
-    server = start_or_reuse()  # before Prefect is imported: it starts while we import
-    from adapters import InvalidInputError
+    # before Prefect is imported: it starts while we import
+    server = start_or_reuse(mode=settings.prefect_server)
     from flows._console import print_summary, run_flow_quietly
     from flows.pipeline import PipelineFailed, data_pipeline
 
     state = run_flow_quietly(
-        lambda: data_pipeline(**dataclasses.asdict(options), return_state=True), server
+        lambda: data_pipeline(**dataclasses.asdict(options), settings=settings, return_state=True),
+        server,
+        debug=settings.debug,
     )
     outcome: Any = state.data if state.is_failed() else None
     if state.is_failed() and not isinstance(outcome, BaseException):

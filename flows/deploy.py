@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adapters.redaction import redact_url, redact_urls
+from adapters.settings import variable_name
 from flows.serve import deployment_description
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ DEFAULT_POOL = "aiop-process"
 DEFAULT_LIMIT_NAME = "aiop-engine"
 DEFAULT_CONCURRENCY = 4
 #: Names the global concurrency limit to the flow runs of the deployment.
-ENGINE_LIMIT_ENV = "AIOP_ENGINE_LIMIT"
+#: The variable that names the limit to a deployment's runs (the ``engine_limit`` setting).
+ENGINE_LIMIT_ENV = variable_name("engine_limit")
 _TAGS = ["aiop"]
 
 Action = Literal["created", "updated", "unchanged"]

@@ -249,10 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.last < 1:
         print("error: --last must be 1 or more", file=sys.stderr)
         return 2
+    from adapters.errors import InvalidInputError
+    from adapters.settings import load_settings
     from flows._console import quiet_prefect_defaults, run_flow_quietly
 
-    quiet_prefect_defaults()
-    records = run_flow_quietly(lambda: read_history(ns.flow, ns.last))
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    quiet_prefect_defaults(settings)
+    records = run_flow_quietly(lambda: read_history(ns.flow, ns.last), debug=settings.debug)
     print(render_history(records, markdown=False))
     return 0
 

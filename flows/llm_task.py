@@ -44,7 +44,7 @@ from adapters.llm_contract import LlmResult, LlmSpec
 from adapters.ownership import MANIFEST, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
-from adapters.selection import provision_timeout_s
+from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
 from flows.breaker_events import attach_event_emitter
 from flows.step_events import emit_step_event
@@ -137,7 +137,9 @@ def _task_run_name(parameters: dict[str, Any]) -> str:
     cache_key_fn=llm_cache_key,
     persist_result=True,
 )
-async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
+async def run_llm_step(
+    spec: LlmSpec, agent: str | None = None, settings: Settings | None = None
+) -> LlmResult:
     """Run one llm step on the Dagger engine through the provider's breaker.
 
     The provider key's value is read from this process's environment only to mask it in logs
@@ -154,8 +156,15 @@ async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
     from adapters.dagger_runner import DaggerRunner
 
     logger = get_run_logger()
+    settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
-    breaker = attach_event_emitter(get_breaker(provider_breaker_name(spec)))
+    breaker = attach_event_emitter(
+        get_breaker(
+            provider_breaker_name(spec),
+            default_policy=settings.breaker_policy(),
+            redis_url=settings.redis_url(),
+        )
+    )
     key_value = os.environ.get(spec.key_name) or None
     logger.info(
         "%s (%smodel %s, attempt %d, budget %d calls / %d tokens)",
@@ -167,7 +176,9 @@ async def run_llm_step(spec: LlmSpec, agent: str | None = None) -> LlmResult:
         logger.info("%s", line)
 
     async def on_engine() -> LlmResult:
-        runner = DaggerLlmRunner(DaggerRunner(provision_timeout_s=provision_timeout_s()))
+        runner = DaggerLlmRunner(
+            DaggerRunner(provision_timeout_s=settings.dagger_provision_timeout_s)
+        )
         return await runner.run(spec, key_value=key_value, attempt=attempt, on_line=forward)
 
     try:
@@ -202,14 +213,19 @@ def as_step_result(result: LlmResult) -> StepResult:
 
 
 async def execute_llm_step(
-    spec: LlmSpec, *, retry: RetryPolicy | None = None, agent: str | None = None
+    spec: LlmSpec,
+    *,
+    retry: RetryPolicy | None = None,
+    agent: str | None = None,
+    settings: Settings | None = None,
 ) -> StepOutcome:
     """Run ``run_llm_step`` for ``spec`` inside a flow and report the outcome without raising.
 
     The cache is refreshed when an output of a cached run has since disappeared.
     """
     started, started_at = time.monotonic(), time.time()
-    policy = retry or DEFAULT_RETRY_POLICY
+    settings = settings if settings is not None else load_settings()
+    policy = retry or settings.retry_policy()
     usable_cache = all(output_present(Path(o.path)) for o in spec.outputs.values())
     options = run_llm_step.with_options(
         refresh_cache=not usable_cache,
@@ -218,7 +234,7 @@ async def execute_llm_step(
         retry_jitter_factor=policy.jitter,
         retry_condition_fn=retry_condition_for(policy),
     )
-    state: State[LlmResult] = await options(spec, agent, return_state=True)  # type: ignore[misc]
+    state: State[LlmResult] = await options(spec, agent, settings, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started
     if state.is_completed():
         result = await state.aresult()

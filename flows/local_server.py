@@ -44,6 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from adapters.settings import variable_name
+
 __all__ = [
     "MODE_VARIABLE",
     "STATE_FILE",
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 #: ``background`` (default): use or start the local server; ``embedded``: Prefect's temporary one.
-MODE_VARIABLE = "AIOP_PREFECT_SERVER"
+MODE_VARIABLE = variable_name("prefect_server")
 STATE_FILE = "aiop-local-server.json"
 LOG_FILE = "aiop-local-server.log"
 PID_FILE = "server.pid"  # Prefect's own (`prefect server start --background` / `stop`)
@@ -114,7 +116,10 @@ def read_state(home: Path) -> dict[str, object] | None:
 
 
 def start_or_reuse(
-    environ: MutableMapping[str, str] | None = None, *, notice: IO[str] | None = None
+    environ: MutableMapping[str, str] | None = None,
+    *,
+    notice: IO[str] | None = None,
+    mode: str = "background",
 ) -> LocalServer | None:
     """Point this process at the local server, starting it if none runs; don't wait for it.
 
@@ -125,12 +130,12 @@ def start_or_reuse(
     Args:
         environ: the environment to read and update.
         notice: where the one-line announcement of a started server goes (default stderr).
+        mode: the ``prefect_server`` setting: ``background`` or ``embedded`` (start nothing).
 
     Returns:
-        The server, or None when a Prefect API is configured or ``AIOP_PREFECT_SERVER=embedded``.
+        The server, or None when a Prefect API is configured or ``mode`` is ``embedded``.
     """
     env = os.environ if environ is None else environ
-    mode = env.get(MODE_VARIABLE, "background").strip().lower() or "background"
     if mode == "embedded" or env.get("PREFECT_API_URL"):
         return None
     if _may_be_configured(env) and (env is not os.environ or _configured_api_url()):
@@ -152,7 +157,9 @@ def start_or_reuse(
     return server
 
 
-def reuse_running(environ: MutableMapping[str, str] | None = None) -> str | None:
+def reuse_running(
+    environ: MutableMapping[str, str] | None = None, *, mode: str = "background"
+) -> str | None:
     """Point this process at the local server if one is up; never start one.
 
     For the commands that only read or briefly use Prefect (history, drills, agents): with the
@@ -160,7 +167,6 @@ def reuse_running(environ: MutableMapping[str, str] | None = None) -> str | None
     database. Sets and returns ``PREFECT_API_URL``; None when nothing was changed.
     """
     env = os.environ if environ is None else environ
-    mode = env.get(MODE_VARIABLE, "background").strip().lower() or "background"
     if mode == "embedded" or env.get("PREFECT_API_URL") or _may_be_configured(env):
         return None
     server = _recorded(prefect_home(env))

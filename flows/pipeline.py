@@ -27,17 +27,20 @@ from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
+from adapters.chaos import install_plan, parse_plan
 from adapters.ownership import claim, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run
+from adapters.settings import Settings, load_settings
 from agents import AgentManager
-from flows._console import flow_run_ui_url
+from flows._console import flow_run_ui_url, use_docs_url
 from flows.agent_run import run_agent
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.data_pipeline import check_output_folder
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
-from flows.options import PipelineOptions
+from flows.options import PipelineOptions, default_partitions
 from flows.step_task import StepOutcome, step_cache_key
+from flows.steps._environment import environment as step_environment
 from flows.summarize_step import summarize_results
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
@@ -63,9 +66,9 @@ class PipelineFailed(AiopError):
         return str(getattr(self.cause, "docs_anchor", "step-failed"))
 
 
-def step_cache_key_for(spec: StepSpec) -> str:
+def step_cache_key_for(spec: StepSpec, settings: Settings | None = None) -> str:
     """A short content key of ``spec`` (command, environment, code and input fingerprints)."""
-    full = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+    full = step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
     assert full is not None
     return hashlib.sha256(full.encode()).hexdigest()[:16]
 
@@ -114,6 +117,8 @@ async def data_pipeline(
     work_dir: str | None = None,
     backend: str | None = None,
     summarize: bool = False,
+    chaos: str | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Ingest a CSV (or a generated sample), validate and quarantine it, write typed partitioned
     Parquet, aggregate per group and report, each step in its own container.
@@ -123,13 +128,14 @@ async def data_pipeline(
         rows: rows of the generated sample.
         seed: seed of the generated sample.
         schema_file: YAML file of ``column: type`` lines; other columns' types are inferred.
-        partitions: Parquet partitions, transformed in parallel (default: CPU count).
+        partitions: Parquet partitions, transformed in parallel (default: CPU count, at most 256).
         group_by: column to aggregate by (default: ``category`` for the sample).
         output: output folder (default ``output/<timestamp>``): absent, empty, or an earlier
             result; a folder of other files is refused (InvalidInputError) before the first step.
-        work_dir: where step outputs are kept between runs (default ``AIOP_WORK_DIR`` or
-            ``.aiop/work``).
-        backend: ``auto``, ``dagger`` or ``local`` (default ``AIOP_BACKEND``, else ``auto``).
+        work_dir: where step outputs are kept between runs (default: the ``work_dir`` setting).
+        backend: ``auto``, ``dagger`` or ``local`` (default: the ``backend`` setting).
+        chaos: a fault plan injected into this run's steps (default: the ``chaos`` setting).
+        settings: the platform settings (default: read from the environment once, here).
         summarize: last, write ``summary.md`` beside the results with a ``summarize`` agent
             (:mod:`flows.summarize_step`); skipped with one line, never failing the run, when it
             cannot run.
@@ -137,33 +143,46 @@ async def data_pipeline(
     Returns:
         The content of ``summary.json``.
     """
-    options = PipelineOptions(
-        input=input,
-        rows=rows,
-        seed=seed,
-        schema_file=schema_file,
-        partitions=partitions or os.cpu_count() or 1,
-        group_by=group_by,
-        output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
-        work_dir=work_dir or os.environ.get("AIOP_WORK_DIR", ".aiop/work"),
-        backend=backend,
-        summarize=summarize,
-    )
     logger = get_run_logger()
     try:
+        settings = settings if settings is not None else load_settings()
+        use_docs_url(settings.docs_url)
+        options = PipelineOptions(
+            input=input,
+            rows=rows,
+            seed=seed,
+            schema_file=schema_file,
+            partitions=partitions or default_partitions(),
+            group_by=group_by,
+            output=output or str(Path("output") / time.strftime("%Y%m%d-%H%M%S")),
+            work_dir=work_dir or str(settings.work_dir),
+            backend=backend or settings.backend,
+            chaos=chaos or settings.chaos,
+            summarize=summarize,
+        )
+        plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
         _prepare_output(options)
-        # The run's one engine session (Dagger), or the local runner when none can start.
-        async with engine_for_run(
-            options.backend, on_line=lambda _, line: logger.info(line)
-        ) as choice:
-            return await _run(options, choice)
+        install_plan(plan)  # this run's fault plan, its hit counts fresh; none after the run
+        try:
+            # The run's one engine session (Dagger), or the local runner when none can start.
+            async with engine_for_run(
+                options.backend,
+                on_line=lambda _, line: logger.info(line),
+                provision_timeout_s=settings.dagger_provision_timeout_s,
+                first_run_timeout_s=settings.dagger_first_run_timeout_s,
+            ) as choice:
+                return await _run(options, choice, settings)
+        finally:
+            install_plan(None)
     except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
 
 
-async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any]:
+async def _run(
+    options: PipelineOptions, choice: BackendChoice, settings: Settings
+) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info(choice.reason)
     backend = choice.backend
@@ -174,8 +193,9 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
     progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
     await progress.start()
 
-    manager = AgentManager.from_paths()
-    pin = {"AIOP_STEP_REQUIREMENTS": f"duckdb=={version('duckdb')}"}
+    manager = AgentManager.from_settings(settings)
+    requirements = [f"duckdb=={version('duckdb')}"]
+    pin = step_environment(requirements=requirements)
 
     async def step(
         capability: str,
@@ -185,10 +205,10 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
         final: Path | None = None,
     ) -> StepOutcome:
         def content_addressed(spec: StepSpec) -> StepSpec:
-            where = final or work / f"{name}-{step_cache_key_for(spec)}"
+            where = final or work / f"{name}-{step_cache_key_for(spec, settings)}"
             update = {
                 "outputs": {_OUT: str(where)},
-                "requirements": pin["AIOP_STEP_REQUIREMENTS"].split(),
+                "requirements": requirements,
             }
             return spec.model_copy(update=update)
 
@@ -201,6 +221,7 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
             mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
             env=pin,
             prepare=content_addressed,
+            settings=settings,
         )
         outcomes.append(outcome)
         await progress.step_done()
@@ -305,7 +326,7 @@ async def _run(options: PipelineOptions, choice: BackendChoice) -> dict[str, Any
         out_dir,
     )
     if options.summarize:  # optional, last, never fails the run
-        await summarize_results(manager, out_dir, backend, logger)
+        await summarize_results(manager, out_dir, backend, logger, settings)
     return summary
 
 

@@ -22,11 +22,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from adapters.errors import InvalidInputError
+from adapters.settings import Settings, load_settings
 
 __all__ = [
     "SCENARIOS",
@@ -38,12 +40,13 @@ __all__ = [
     "self_healing_drill",
 ]
 
-_DRILL_ENV = {
-    "AIOP_RETRY_ATTEMPTS": "4",
-    "AIOP_RETRY_BACKOFF_S": "0.2",
-    "AIOP_RETRY_MAX_BACKOFF_S": "1",
-    "AIOP_BREAKER_FAIL_MAX": "5",
-    "AIOP_BREAKER_RESET_TIMEOUT": "30",
+#: The settings every scenario runs with (over the caller's), so that a drill takes seconds.
+_DRILL_SETTINGS: dict[str, Any] = {
+    "retry_attempts": 4,
+    "retry_backoff_s": 0.2,
+    "retry_max_backoff_s": 1,
+    "breaker_fail_max": 5,
+    "breaker_reset_timeout": 30,
 }
 
 
@@ -78,7 +81,7 @@ class Scenario:
     fault: str
     expected: str
     check: Check
-    env: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 def _completed(o: Observed) -> bool:
@@ -186,7 +189,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the breaker opens after 2 failures, the retry waits for the probe time (not a burst),"
         " the probe succeeds and closes it; completes",
         _circuit,
-        env={"AIOP_BREAKER_FAIL_MAX": "2", "AIOP_BREAKER_RESET_TIMEOUT": "1.5"},
+        settings={"breaker_fail_max": 2, "breaker_reset_timeout": 1.5},
     ),
 )
 
@@ -205,20 +208,6 @@ class ScenarioResult:
     passed: bool
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 async def _run_pipeline(**kwargs: Any) -> tuple[dict[str, Any] | None, BaseException | None]:
     from flows.pipeline import data_pipeline
 
@@ -229,34 +218,36 @@ async def _run_pipeline(**kwargs: Any) -> tuple[dict[str, Any] | None, BaseExcep
     return None, error if isinstance(error, BaseException) else RuntimeError(str(state.message))
 
 
-async def run_scenario(scenario: Scenario, base: Path, backend: str, rows: int) -> ScenarioResult:
-    """Run one scenario on a fresh work folder and judge it."""
+async def run_scenario(
+    scenario: Scenario, base: Path, backend: str, rows: int, settings: Settings | None = None
+) -> ScenarioResult:
+    """Run one scenario on a fresh work folder and judge it (``settings``: the caller's, with the
+    drill's and the scenario's over them)."""
     from adapters.breaker import reset_breakers
-    from adapters.chaos import install_plan, parse_plan
     from flows.breaker_events import RECENT_TRANSITIONS
 
     slug = scenario.name.replace(" ", "-")
-    with _environment({**_DRILL_ENV, **scenario.env}):
+    drill = (settings or load_settings()).with_changes(**{**_DRILL_SETTINGS, **scenario.settings})
+    reset_breakers()
+    seen = len(RECENT_TRANSITIONS)
+    started = time.monotonic()
+    try:
+        summary, error = await _run_pipeline(
+            rows=rows,
+            partitions=2,
+            output=str(base / slug / "out"),
+            work_dir=str(base / slug / "work"),
+            backend=backend,
+            chaos=scenario.fault,
+            settings=drill,
+        )
+    finally:
         reset_breakers()
-        install_plan(parse_plan(scenario.fault, source=f"scenario {scenario.name!r}"))
-        seen = len(RECENT_TRANSITIONS)
-        started = time.monotonic()
-        try:
-            summary, error = await _run_pipeline(
-                rows=rows,
-                partitions=2,
-                output=str(base / slug / "out"),
-                work_dir=str(base / slug / "work"),
-                backend=backend,
-            )
-        finally:
-            install_plan(None)
-            reset_breakers()
-        seconds = time.monotonic() - started
-        written = base / slug / "out" / "summary.json"
-        if summary is None and written.exists():  # a failed run still writes its step list
-            summary = json.loads(written.read_text(encoding="utf-8"))
-        transitions: list[str] = [e.name for e in list(RECENT_TRANSITIONS)[seen:]]
+    seconds = time.monotonic() - started
+    written = base / slug / "out" / "summary.json"
+    if summary is None and written.exists():  # a failed run still writes its step list
+        summary = json.loads(written.read_text(encoding="utf-8"))
+    transitions: list[str] = [e.name for e in list(RECENT_TRANSITIONS)[seen:]]
     observed = Observed(summary, error, seconds, transitions)
     passed, text = scenario.check(observed)
     steps = (summary or {}).get("steps", [])
@@ -272,8 +263,11 @@ async def run_scenario(scenario: Scenario, base: Path, backend: str, rows: int) 
     )
 
 
-async def run_resume_scenario(base: Path, backend: str, rows: int) -> ScenarioResult:
+async def run_resume_scenario(
+    base: Path, backend: str, rows: int, settings: Settings | None = None
+) -> ScenarioResult:
     """SIGKILL a pipeline process mid-step, re-run it, compare with an uninterrupted run."""
+    drill = (settings or load_settings()).with_changes(**_DRILL_SETTINGS)
     fault = "SIGKILL during aggregate"
     expected = (
         "the re-run finds ingest, validate and transform Cached, re-executes aggregate and report,"
@@ -287,7 +281,8 @@ async def run_resume_scenario(base: Path, backend: str, rows: int) -> ScenarioRe
         "work_dir": str(slug / "work"),
         "backend": backend,
     }
-    env = {**os.environ, "AIOP_CHAOS": "step=aggregate,kind=slow,seconds=120"}
+    # The child gets the drill's settings, and the slow fault, explicitly: nothing else of ours.
+    env = drill.environment_for_child(os.environ, chaos="step=aggregate,kind=slow,seconds=120")
     api = _api_url()
     if api:
         env["PREFECT_API_URL"] = api
@@ -314,11 +309,11 @@ async def run_resume_scenario(base: Path, backend: str, rows: int) -> ScenarioRe
     if killed:
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    with _environment(_DRILL_ENV):
-        resumed, error = await _run_pipeline(**args)
-        reference, ref_error = await _run_pipeline(
-            **{**args, "output": str(slug / "reference"), "work_dir": str(slug / "reference-work")}
-        )
+    resumed, error = await _run_pipeline(**args, settings=drill)
+    reference, ref_error = await _run_pipeline(
+        **{**args, "output": str(slug / "reference"), "work_dir": str(slug / "reference-work")},
+        settings=drill,
+    )
     seconds = time.monotonic() - started
     if not killed or error or ref_error or resumed is None or reference is None:
         why = (
@@ -403,9 +398,15 @@ def render_report(results: Sequence[ScenarioResult], backend: str) -> str:
 
 
 async def self_healing_drill(
-    output: str, backend: str = "local", rows: int = 2000, names: Sequence[str] = ()
+    output: str,
+    backend: str = "local",
+    rows: int = 2000,
+    names: Sequence[str] = (),
+    settings: Settings | None = None,
 ) -> list[ScenarioResult]:
-    """Run the drill (all scenarios, or those in ``names``) and write the report."""
+    """Run the drill (all scenarios, or those in ``names``) and write the report
+    (``settings``: the platform settings; default: read from the environment once, here)."""
+    settings = settings if settings is not None else load_settings()
     from prefect import flow
     from prefect.artifacts import acreate_markdown_artifact
 
@@ -415,12 +416,12 @@ async def self_healing_drill(
     @flow(name="self-healing-drill")
     async def drill() -> list[ScenarioResult]:
         results = [
-            await run_scenario(s, base, backend, rows)
+            await run_scenario(s, base, backend, rows, settings)
             for s in SCENARIOS
             if not wanted or s.name in wanted
         ]
         if not wanted or "resume after SIGKILL" in wanted:
-            results.append(await run_resume_scenario(base, backend, rows))
+            results.append(await run_resume_scenario(base, backend, rows, settings))
         report = render_report(results, backend)
         base.mkdir(parents=True, exist_ok=True)
         (base / "self-healing-report.md").write_text(report, encoding="utf-8")
@@ -454,9 +455,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ns = parser.parse_args(argv)
     from flows._console import quiet_prefect_defaults, run_flow_quietly
 
-    quiet_prefect_defaults()
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    quiet_prefect_defaults(settings)
     results = run_flow_quietly(
-        lambda: self_healing_drill(ns.output, ns.backend, ns.rows, ns.scenario)
+        lambda: self_healing_drill(ns.output, ns.backend, ns.rows, ns.scenario, settings),
+        debug=settings.debug,
     )
     report = render_report(results, ns.backend)
     if ns.docs_page:

@@ -1,7 +1,7 @@
 """``python -m flows.serve``: serve the platform's flows as deployments, with docs in the UI.
 
 Prefect shows a deployment's description as markdown on its page; each description here is the flow's
-docstring followed by links into the docs site (``AIOP_DOCS_URL``): the flow's guide, the
+docstring followed by links into the docs site (the ``docs_url`` setting): the flow's guide, the
 troubleshooting page and a docs search. Serving needs a Prefect server (``PREFECT_API_URL``).
 """
 
@@ -15,7 +15,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from flows._console import docs_url
+from adapters.errors import InvalidInputError
+from adapters.settings import load_settings
+from flows._console import docs_url, use_docs_url
 
 __all__ = ["deployment_description", "deployments", "main"]
 
@@ -62,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Serve the platform's flows as deployments on the Prefect server.",
     )
     parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    use_docs_url(settings.docs_url)  # the deployments' descriptions link there
     if not os.environ.get("PREFECT_API_URL"):
         print(
             "error: serving deployments needs a Prefect server: run `prefect server start` in"

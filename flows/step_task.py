@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import get_run_logger, task
+from prefect import Task, get_run_logger, task
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
@@ -35,7 +35,6 @@ from prefect.runtime import task_run as runtime_task_run
 from adapters import (
     AiopError,
     CircuitOpenError,
-    InfrastructureError,
     StepFailedError,
     StepResult,
     StepSpec,
@@ -47,6 +46,7 @@ from adapters.ownership import origin_of, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
+from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
 from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
 from flows.breaker_precheck import rejection_before_start
@@ -64,6 +64,9 @@ __all__ = [
     "step_cache_key",
     "task_run_name",
 ]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: Bump when the meaning of a cached StepResult changes, to invalidate every cached step.
 CACHE_VERSION = "1"
@@ -85,16 +88,15 @@ def retry_condition_for(policy: RetryPolicy) -> Callable[[Any, Any, State[Any]],
 
 
 def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
-    """Prefect ``retry_condition_fn``: retry infrastructure errors and declared-transient exits.
+    """Prefect ``retry_condition_fn``: retry exactly the errors whose ``transient`` is True.
 
-    An open circuit is retried too: ``run_step`` has already waited until its probe time, so the
-    retry arrives when the breaker lets a probe through instead of burning attempts in a burst.
-    Invalid specs, bad input and permanent non-zero exits are never retried.
+    Those are infrastructure errors, declared-transient exits and an open circuit (``run_step``
+    has already waited until its probe time, so the retry arrives when the breaker lets a probe
+    through instead of burning attempts in a burst). Invalid specs, bad input, permanent
+    non-zero exits and anything outside the error tree are never retried.
     """
     exc = exception_of(state)
-    if isinstance(exc, InfrastructureError | CircuitOpenError):
-        return True
-    return isinstance(exc, StepFailedError) and exc.retryable
+    return isinstance(exc, AiopError) and exc.transient
 
 
 def exception_of(state: State[Any]) -> BaseException | None:
@@ -112,15 +114,18 @@ def exception_of(state: State[Any]) -> BaseException | None:
 def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
     """Cache key of a ``run_step`` call: the spec, its secrets' HMACs and its inputs' fingerprint.
 
-    A secret value enters the key only as an HMAC under the installation key, so the key (stored
-    on the Prefect server) cannot be used to test guesses of it without that key file.
+    A secret value enters the key only as an HMAC under the installation key (the file of the
+    call's ``settings``), so the key (stored on the Prefect server) cannot be used to test
+    guesses of it without that key file. The settings themselves are not part of the key.
     """
     spec = parameters.get("spec")
     if not isinstance(spec, StepSpec):
         return None
+    settings = parameters.get("settings")
+    key_file = settings.installation_key_file if isinstance(settings, Settings) else None
     data = spec.model_dump(mode="json", exclude={"secrets"})
     data["secrets"] = {
-        k: keyed_digest(k, v.get_secret_value()) for k, v in sorted(spec.secrets.items())
+        k: keyed_digest(k, v.get_secret_value(), key_file) for k, v in sorted(spec.secrets.items())
     }
     digest = hashlib.sha256(CACHE_VERSION.encode())
     digest.update(json.dumps(data, sort_keys=True).encode())
@@ -164,6 +169,37 @@ def task_run_name(parameters: dict[str, Any]) -> str:
     return agent_run_name(name, parameters.get("agent"))
 
 
+class _RunStepTask(Task[_P, _R]):
+    """``run_step``'s task: a direct call is retried as its settings' retry policy says.
+
+    ``execute_step`` (and tests) set the options themselves through ``with_options``, which
+    returns a plain :class:`prefect.Task`.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        settings = kwargs.get("settings") or (args[3] if len(args) > 3 else None)
+        if settings is None:
+            settings = load_settings()
+            if len(args) > 3:
+                args = (*args[:3], settings, *args[4:])
+            else:
+                kwargs["settings"] = settings
+        policy = settings.retry_policy()
+        return self.with_options(
+            retries=policy.retries,
+            retry_delay_seconds=policy.delays(),
+            retry_jitter_factor=policy.jitter,
+            retry_condition_fn=retry_condition_for(policy),
+        )(*args, **kwargs)
+
+
+def _retried_as_configured(task_: Task[_P, _R]) -> _RunStepTask[_P, _R]:
+    """``task_``, its options unchanged, as a :class:`_RunStepTask`."""
+    task_.__class__ = _RunStepTask
+    return task_  # type: ignore[return-value]
+
+
+@_retried_as_configured
 @task(
     name="run_step",
     task_run_name=task_run_name,  # type: ignore[arg-type]  # its Protocol has a classmethod too
@@ -175,15 +211,22 @@ def task_run_name(parameters: dict[str, Any]) -> str:
     persist_result=True,
 )
 async def run_step(
-    spec: StepSpec, backend: str | None = None, agent: str | None = None
+    spec: StepSpec,
+    backend: str | None = None,
+    agent: str | None = None,
+    settings: Settings | None = None,
 ) -> StepResult:
     """Run one step through a runner and return its :class:`~adapters.StepResult`.
 
+    Retried as the retry settings say (the same policy an agent run applies
+    over its agent's defaults): a direct call takes them from ``settings``.
+
     Args:
         spec: the step to run.
-        backend: ``auto``, ``dagger`` or ``local``; None reads ``AIOP_BACKEND`` (default ``auto``).
+        backend: ``auto``, ``dagger`` or ``local``; None: the ``backend`` setting.
         agent: the agent running the step, when one does (named in the task run's name and
             logged; not part of the cache key).
+        settings: the platform settings (default: read from the environment once per call).
 
     Raises:
         StepFailedError: the command exited non-zero (retried only if the exit code is declared
@@ -205,12 +248,23 @@ async def run_step(
         'hello\\n'
     """
     logger = get_run_logger()
+    settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
-    runner = get_runner(backend)
+    runner = get_runner(
+        backend or settings.backend,
+        provision_timeout_s=settings.dagger_provision_timeout_s,
+        cache_dir=settings.cache_dir,
+    )
     plan = active_plan()
     if plan is not None:
         runner = ChaosRunner(runner, plan)
-    breaker = attach_event_emitter(get_breaker(engine_breaker_name(runner.backend)))
+    breaker = attach_event_emitter(
+        get_breaker(
+            engine_breaker_name(runner.backend),
+            default_policy=settings.breaker_policy(),
+            redis_url=settings.redis_url(),
+        )
+    )
     logger.info(
         "%s (%sbackend %s, attempt %d): %s",
         spec.name,
@@ -226,7 +280,7 @@ async def run_step(
     try:
 
         async def on_engine() -> StepResult:
-            async with _engine_slot():
+            async with _engine_slot(settings.engine_limit):
                 return await runner.run(spec, attempt=attempt, on_line=forward)
 
         # The slot is taken inside the breaker: an open circuit rejects without waiting for one.
@@ -260,10 +314,9 @@ async def run_step(
     return result
 
 
-def _engine_slot() -> contextlib.AbstractAsyncContextManager[None]:
-    """One slot of the Prefect global concurrency limit named in ``AIOP_ENGINE_LIMIT`` (set by
-    ``python -m flows.deploy``), protecting the engine; no limit when the variable is unset."""
-    limit = os.environ.get("AIOP_ENGINE_LIMIT", "").strip()
+def _engine_slot(limit: str | None) -> contextlib.AbstractAsyncContextManager[None]:
+    """One slot of the Prefect global concurrency limit named ``limit`` (the ``engine_limit``
+    setting, set by ``python -m flows.deploy``), protecting the engine; none when unset."""
     return concurrency(limit, occupy=1, strict=False) if limit else contextlib.nullcontext()
 
 
@@ -273,13 +326,15 @@ async def execute_step(
     *,
     retry: RetryPolicy | None = None,
     agent: str | None = None,
+    settings: Settings | None = None,
 ) -> StepOutcome:
     """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
 
     Args:
         spec: the step.
-        backend: ``auto``, ``dagger``, ``local``, or None for ``AIOP_BACKEND``.
-        retry: the step's retry policy (default :data:`~adapters.DEFAULT_RETRY_POLICY`).
+        backend: ``auto``, ``dagger``, ``local``, or None for the ``backend`` setting.
+        retry: the step's retry policy (default: the retry settings' policy).
+        settings: the platform settings (default: read from the environment once, here).
         agent: the agent running the step: named in the task run's name, and an
             ``aiop.agent.step.<state>`` event is emitted when it ends (:mod:`flows.step_events`).
 
@@ -298,12 +353,20 @@ async def execute_step(
         ...     return (await execute_step(spec, "local")).state
     """
     started, started_at = time.monotonic(), time.time()
-    policy = retry or DEFAULT_RETRY_POLICY
+    settings = settings if settings is not None else load_settings()
+    backend = backend or settings.backend
+    policy = retry or settings.retry_policy()
     plan = active_plan()
     # A drill must reach the steps it targets, so it never takes them from the cache.
     usable_cache = outputs_present(spec) and not (plan is not None and plan.targets(spec.name))
-    refused = rejection_before_start(backend, policy, step=spec.name)
-    if refused is not None and usable_cache and await _has_cached_result(spec):
+    refused = rejection_before_start(
+        backend,
+        policy,
+        step=spec.name,
+        breaker_policy=settings.breaker_policy(),
+        redis_url=settings.redis_url(),
+    )
+    if refused is not None and usable_cache and await _has_cached_result(spec, settings):
         refused = None  # the task run serves the cached result without touching the engine
     if refused is not None:
         outcome = StepOutcome(
@@ -321,7 +384,7 @@ async def execute_step(
         retry_jitter_factor=policy.jitter,
         retry_condition_fn=retry_condition_for(policy),
     )
-    state: State[StepResult] = await options(spec, backend, agent, return_state=True)  # type: ignore[misc]
+    state: State[StepResult] = await options(spec, backend, agent, settings, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started
     waited = BREAKER_WAITS.get(spec.name, 0.0) - waited_before
     outcome = await _outcome(spec, state, duration, started_at, waited)
@@ -367,9 +430,9 @@ async def _outcome(
     )
 
 
-async def _has_cached_result(spec: StepSpec) -> bool:
+async def _has_cached_result(spec: StepSpec, settings: Settings) -> bool:
     """True when the result store holds a result under ``spec``'s cache key."""
-    key = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+    key = step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
     if key is None:
         return False
     # The task's own store (the flow's has a null metadata storage that never finds the record).

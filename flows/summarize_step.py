@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from adapters.errors import AiopError
+from adapters.settings import Settings
 from agents import AgentManager
 from flows.agent_run import run_agent
 from flows.step_outcome import StepOutcome
@@ -27,6 +28,7 @@ async def summarize_results(
     results: Path,
     backend: str,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    settings: Settings,
 ) -> StepOutcome | None:
     """Write ``results/summary.md`` with a ``summarize`` agent; never raises.
 
@@ -35,6 +37,7 @@ async def summarize_results(
         results: the run's result folder (complete, with its ``summary.json``).
         backend: the backend the run's steps used (``dagger`` or ``local``).
         logger: where the one line about a skipped or failed summary goes.
+        settings: the run's platform settings.
 
     Returns:
         The step's outcome, or None when it was skipped before anything ran.
@@ -56,7 +59,9 @@ async def summarize_results(
         first = next(iter(refusals), ["no agent offers it"])
         logger.warning("--summarize skipped (the results are complete): %s", first[0])
         return None
-    outcome = await run_agent(manager, CAPABILITY, params, backend, step_name="summarize")
+    outcome = await run_agent(
+        manager, CAPABILITY, params, backend, step_name="summarize", settings=settings
+    )
     if outcome.error is not None:
         logger.warning("--summarize failed (the results are complete): %s", outcome.error)
     else:

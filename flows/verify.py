@@ -28,8 +28,11 @@ from typing import Literal
 
 from adapters import AiopError, StepSpec, choose_backend
 from adapters.dagger_diagnosis import diagnose_engine
+from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
+from adapters.settings import Settings, load_settings, variable_name
+from flows._console import use_docs_url
 
 __all__ = ["Check", "main", "run_checks"]
 
@@ -108,7 +111,8 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
             "Prefect API",
             "PASS",
             "not configured: the main job uses its local Prefect server (started on first use and"
-            " kept between runs; AIOP_PREFECT_SERVER=embedded: a temporary server per run)",
+            f" kept between runs; {variable_name('prefect_server')}=embedded: a temporary server"
+            " per run)",
             "to use a server of your own: `prefect server start`, then"
             " export PREFECT_API_URL=http://127.0.0.1:4200/api",
         )
@@ -222,26 +226,26 @@ def _smoke_spec() -> StepSpec:
     return StepSpec(
         name="verify-smoke",
         image="python:3.12-slim",
-        args=["python", "-c", "import os; print('smoke ok', os.environ['AIOP_SMOKE'])"],
-        env={"AIOP_SMOKE": "1"},
+        args=["python", "-c", "import os; print('smoke ok', os.environ['VERIFY_SMOKE'])"],
+        env={"VERIFY_SMOKE": "1"},
         timeout_s=120,
     )
 
 
-def check_runner(backend: Literal["local", "dagger"]) -> Check:
-    """A one-line step through the runner, end to end."""
+def check_runner(backend: Literal["local", "dagger"], settings: Settings | None = None) -> Check:
+    """A one-line step through the runner, end to end (its limits and folders from ``settings``)."""
+    settings = settings if settings is not None else Settings.model_construct()
     name = f"Smoke step ({backend})"
     if backend == "dagger" and choose_backend("auto").backend != "dagger":
         return Check(name, "SKIP", "no Dagger engine reachable", required=False)
     try:
         if backend == "local":
-            runner = LocalRunner()
+            runner = LocalRunner(cache_dir=settings.cache_dir)
             result = asyncio.run(runner.run(_smoke_spec()))
         else:
             from adapters.dagger_runner import DaggerRunner
-            from adapters.selection import provision_timeout_s
 
-            runner_ = DaggerRunner(provision_timeout_s=provision_timeout_s())
+            runner_ = DaggerRunner(provision_timeout_s=settings.dagger_provision_timeout_s)
             result = asyncio.run(runner_.run(_smoke_spec()))
     except AiopError as exc:
         return Check(
@@ -294,7 +298,7 @@ def check_docs(timeout_s: float = 300.0) -> Check:
     )
 
 
-def run_checks(*, include_docs: bool = True) -> list[Check]:
+def run_checks(*, include_docs: bool = True, settings: Settings | None = None) -> list[Check]:
     """Every check, in report order."""
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python,
@@ -302,8 +306,8 @@ def run_checks(*, include_docs: bool = True) -> list[Check]:
         check_prefect_api,
         check_prefect_ui,
         check_engine,
-        lambda: check_runner("local"),
-        lambda: check_runner("dagger"),
+        lambda: check_runner("local", settings),
+        lambda: check_runner("dagger", settings),
     ]
     if include_docs:
         steps.append(check_docs)
@@ -335,7 +339,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-docs", action="store_true", help="skip the docs build check")
     ns = parser.parse_args(argv)
-    checks = run_checks(include_docs=not ns.no_docs)
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    use_docs_url(settings.docs_url)
+    checks = run_checks(include_docs=not ns.no_docs, settings=settings)
     print(render(checks))
     failed = [c for c in checks if c.status == "FAIL" and c.required]
     print()

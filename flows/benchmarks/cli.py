@@ -29,6 +29,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import Settings, settings_in_environment
 from flows.benchmarks._context import BenchContext
 from flows.benchmarks._report import Outcome, Row, format_table
 from flows.benchmarks._server import prefect_server
@@ -85,14 +86,14 @@ def _keys(text: str) -> tuple[str, ...]:
 
 
 def _isolate(base: Path, verbose: bool) -> dict[str, str | None]:
-    """Set this process's environment for the run; return what it was (for :func:`_restore`)."""
-    saved = {k: v for k, v in os.environ.items() if k.startswith(("PREFECT_", "AIOP_"))}
+    """Set this process's Prefect environment for the run; return what it was (for
+    :func:`_restore`). The platform's own settings are set by :func:`_platform_settings`."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
     for key in saved:
         del os.environ[key]
     settings = {
         "PREFECT_HOME": str(base / "client-home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "AIOP_CACHE_DIR": str(base / "caches"),
     }
     if not verbose:  # records still go to the server; only the console stays quiet
         settings["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
@@ -100,8 +101,13 @@ def _isolate(base: Path, verbose: bool) -> dict[str, str | None]:
     return {**dict.fromkeys(settings), **saved}
 
 
+def _platform_settings(base: Path) -> Settings:
+    """The defaults, with the local runner's cache volumes in the scratch folder."""
+    return Settings.model_construct().with_changes(cache_dir=base / "caches")
+
+
 def _restore(saved: dict[str, str | None]) -> None:
-    for key in [k for k in os.environ if k.startswith(("PREFECT_", "AIOP_"))]:
+    for key in [k for k in os.environ if k.startswith("PREFECT_")]:
         del os.environ[key]
     os.environ.update({k: v for k, v in saved.items() if v is not None})
 
@@ -195,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="aiop-bench-"))
     saved = _isolate(base, args.verbose)
+    platform_settings = settings_in_environment(_platform_settings(base))
+    platform_settings.__enter__()
     failures: list[str] = []
     results: dict[str, Outcome] = {}
     server_s: float | None = None
@@ -234,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif "cold_start" in args.only:
             results["cold_start"] = _attempt("cold_start", lambda: cold_start.run(ctx), failures)
     finally:
+        platform_settings.__exit__(None, None, None)
         _restore(saved)
         if args.keep:
             print(f"kept {base}")

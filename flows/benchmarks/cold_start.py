@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import Settings, variable_name
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
 from flows.local_server import read_state, stop
@@ -53,14 +54,21 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _clean_env(folder: Path, port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "AIOP_"))}
+def _clean_env(
+    folder: Path, port: int, api_url: str | None = None, **changes: Any
+) -> dict[str, str]:
+    """A child's environment: no Prefect setting, the platform's defaults with the cache volumes
+    in ``folder`` and ``changes`` (settings fields)."""
+    settings = Settings.model_construct().with_changes(cache_dir=folder / "caches", **changes)
+    env = settings.environment_for_child(
+        {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    )
     env["PREFECT_HOME"] = str(folder / "prefect-home")
-    env["AIOP_CACHE_DIR"] = str(folder / "caches")
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     env["PREFECT_SERVER_API_PORT"] = str(port)
     # The project is importable from anywhere once installed; this keeps a plain checkout working.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
-    env.update(extra)
     return env
 
 
@@ -92,7 +100,7 @@ def run(ctx: BenchContext) -> Outcome:
         if state is None:
             raise RuntimeError(f"the first run started no local server; its stderr: {first_err}")
         api_url = str(state["api_url"])
-        on_server = _clean_env(folder, port, PREFECT_API_URL=api_url)
+        on_server = _clean_env(folder, port, api_url=api_url)
         log(f"default run: {ctx.repeats} x {REPEAT_ROWS:,} rows, default vs PREFECT_API_URL set")
         default_s: list[float] = []
         server_s: list[float] = []
@@ -105,8 +113,11 @@ def run(ctx: BenchContext) -> Outcome:
         stop(home)
     embedded_s: float | None = None
     if not ctx.quick:
-        log(f"default run: {REPEAT_ROWS:,} rows with AIOP_PREFECT_SERVER=embedded (old default)")
-        embedded = _clean_env(folder, port, AIOP_PREFECT_SERVER="embedded")
+        log(
+            f"default run: {REPEAT_ROWS:,} rows with {variable_name('prefect_server')}=embedded"
+            " (old default)"
+        )
+        embedded = _clean_env(folder, port, prefect_server="embedded")
         embedded_s = _timed_run(_pipeline(REPEAT_ROWS, ".aiop/w-e"), folder, embedded)[0]
     repeat, served = statistics.median(default_s), statistics.median(server_s)
     ratio = repeat / served

@@ -67,7 +67,7 @@ def trivial_spec(nonce: str, call: int, args: tuple[str, ...] = _COMMAND) -> Ste
         name="bench-trivial",
         image="python:3.12-slim",
         args=list(args),
-        env={"AIOP_BENCH_CALL": f"{nonce}-{call}"},
+        env={"BENCH_CALL": f"{nonce}-{call}"},
     )
 
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from flows.steps import _deps
+from flows.steps import _deps, _environment
 
 __all__ = ["EX_DATAERR", "EX_USAGE", "build_parser", "main"]
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--threads",
         type=_positive,
         default=None,
-        help="DuckDB threads (default: $AIOP_DUCKDB_THREADS, else all cores)",
+        help=f"DuckDB threads (default: ${_environment.DUCKDB_THREADS}, else all cores)",
     )
     sub = parser.add_subparsers(dest="step", required=True, parser_class=_Parser)
 
@@ -121,12 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = build_parser()
     args = parser.parse_args(argv)
-    env_threads = os.environ.get("AIOP_DUCKDB_THREADS", "").strip()
-    if args.threads is None and env_threads:
-        if not env_threads.isdigit() or int(env_threads) < 1:
-            parser.error(f"AIOP_DUCKDB_THREADS must be a whole number >= 1, got {env_threads!r}")
-        args.threads = int(env_threads)
-    _deps.ensure()
+    try:
+        told = _environment.read(os.environ)
+    except _environment.StepEnvironmentError as exc:
+        parser.error(str(exc))
+    if args.threads is None:
+        args.threads = told.duckdb_threads
+    _deps.ensure(told)
     from flows.steps._io import DataError, UsageError
     from flows.steps.validate import InvariantError
 

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flows.steps._environment import DEPS_DIR, StepEnvironment
+
 __all__ = ["EX_SOFTWARE", "ensure"]
 
 EX_SOFTWARE = 70
@@ -34,15 +36,15 @@ def _fail(message: str) -> None:
     raise SystemExit(EX_SOFTWARE)
 
 
-def ensure() -> None:
-    """Import duckdb, installing it into ``$AIOP_STEP_DEPS_DIR`` first if needed."""
+def ensure(told: StepEnvironment) -> None:
+    """Import duckdb, installing ``told.requirements`` into ``told.deps_dir`` first if needed."""
     if _importable():
         return
-    target = os.environ.get("AIOP_STEP_DEPS_DIR")
+    target = told.deps_dir
     if not target:
-        _fail("duckdb is not installed; install it or set AIOP_STEP_DEPS_DIR")
+        _fail(f"duckdb is not installed; install it or set {DEPS_DIR}")
         return
-    reqs = os.environ.get("AIOP_STEP_REQUIREMENTS", "duckdb").split()
+    reqs = list(told.requirements)
     deps = Path(target)
     marker = deps / f".installed-{hashlib.sha256(' '.join(reqs).encode()).hexdigest()[:16]}"
     if str(deps) not in sys.path:

@@ -34,6 +34,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
+from adapters.settings import Settings
 
 START = 1_700_000_000.0
 
@@ -564,53 +565,6 @@ class TestPolicy:
         with pytest.raises(InvalidInputError, match=next(iter(kwargs))):
             BreakerPolicy(**kwargs)
 
-    def test_from_env_reads_the_variables(self) -> None:
-        env = {
-            "AIOP_BREAKER_FAIL_MAX": "3",
-            "AIOP_BREAKER_RESET_TIMEOUT": "2.5",
-            "AIOP_BREAKER_SUCCESS_THRESHOLD": " 2 ",
-            "AIOP_BREAKER_HALF_OPEN_MAX_CALLS": "4",
-        }
-        assert BreakerPolicy.from_env(environ=env) == BreakerPolicy(
-            fail_max=3, reset_timeout=2.5, success_threshold=2, half_open_max_calls=4
-        )
-
-    def test_from_env_keeps_base_values_for_unset_or_empty_variables(self) -> None:
-        base = BreakerPolicy(fail_max=9, reset_timeout=1.0)
-        env = {"AIOP_BREAKER_RESET_TIMEOUT": "", "AIOP_BREAKER_SUCCESS_THRESHOLD": "2"}
-        assert BreakerPolicy.from_env(base=base, environ=env) == BreakerPolicy(
-            fail_max=9, reset_timeout=1.0, success_threshold=2
-        )
-
-    def test_from_env_reads_os_environ_with_a_custom_prefix(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("AGENT_BREAKER_FAIL_MAX", "7")
-        assert BreakerPolicy.from_env(prefix="AGENT_BREAKER_").fail_max == 7
-
-    @pytest.mark.parametrize(
-        ("variable", "value", "says"),
-        [
-            ("AIOP_BREAKER_FAIL_MAX", "five", "not a whole number"),
-            ("AIOP_BREAKER_FAIL_MAX", "2.5", "not a whole number"),
-            ("AIOP_BREAKER_FAIL_MAX", "0", "out of range"),
-            ("AIOP_BREAKER_RESET_TIMEOUT", "soon", "not a number"),
-            ("AIOP_BREAKER_RESET_TIMEOUT", "-1", "out of range"),
-            ("AIOP_BREAKER_RESET_TIMEOUT", "nan", "out of range"),
-            ("AIOP_BREAKER_SUCCESS_THRESHOLD", "0", "out of range"),
-            ("AIOP_BREAKER_SUCCESS_THRESHOLD", "x", "not a whole number"),
-        ],
-    )
-    def test_from_env_bad_values_name_the_variable_and_the_fix(
-        self, variable: str, value: str, says: str
-    ) -> None:
-        with pytest.raises(InvalidInputError) as info:
-            BreakerPolicy.from_env(environ={variable: value})
-        message = str(info.value)
-        assert variable in message
-        assert says in message
-        assert "set it to" in message and "unset it" in message
-
 
 class TestRegistry:
     def test_returns_one_shared_breaker_per_name(self) -> None:
@@ -633,14 +587,11 @@ class TestRegistry:
         assert len(got) == 16
         assert all(b is got[0] for b in got)
 
-    def test_new_breakers_take_the_policy_from_the_environment(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("AIOP_BREAKER_FAIL_MAX", "2")
-        monkeypatch.delenv("AIOP_BREAKER_REDIS_URL", raising=False)
-        breaker = get_breaker("agent:env")
+    def test_new_breakers_take_the_given_policy_and_keep_state_in_process(self) -> None:
+        breaker = get_breaker("agent:env", Settings(breaker_fail_max=2).breaker_policy())
         assert breaker.policy.fail_max == 2
         assert breaker.storage == "memory"
+        assert get_breaker("agent:defaults").policy == BreakerPolicy()
 
     def test_a_different_policy_for_an_existing_breaker_is_invalid_input(self) -> None:
         get_breaker("engine:local", BreakerPolicy(fail_max=3))

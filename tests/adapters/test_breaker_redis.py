@@ -27,6 +27,7 @@ import redis
 
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.errors import CircuitOpenError, EngineUnavailableError, InvalidInputError
+from adapters.settings import Settings
 from tests.services import require_redis
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,12 +239,12 @@ class TestSharedState:
         assert await attempt(a, ok) is None  # a's probe closes it for everybody
         assert b.snapshot()["state"] == "closed"
 
-    async def test_registry_breakers_use_aiop_breaker_redis_url(
-        self, shared_redis: str, name: str, monkeypatch: pytest.MonkeyPatch
+    async def test_registry_breakers_use_the_redis_url_setting(
+        self, shared_redis: str, name: str
     ) -> None:
-        monkeypatch.setenv("AIOP_BREAKER_REDIS_URL", shared_redis)
+        settings = Settings(breaker_redis_url=shared_redis)
         try:
-            breaker = get_breaker(name)
+            breaker = get_breaker(name, redis_url=settings.redis_url())
             assert breaker.storage == "redis"
             assert breaker.snapshot()["redis_url"] == shared_redis
         finally:

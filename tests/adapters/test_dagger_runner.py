@@ -806,7 +806,7 @@ class TestErrorTranslation:
             spec=spec(transient_exit_codes=[1]),
         )
         assert isinstance(error, StepFailedError)
-        assert (error.exit_code, error.stderr_tail, error.retryable) == (1, "nope", True)
+        assert (error.exit_code, error.stderr_tail, error.transient) == (1, "nope", True)
 
     def test_retry_error_names_the_last_underlying_error(self) -> None:
         error = translate_error(_retry_error(), connected=True)

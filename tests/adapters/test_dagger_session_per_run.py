@@ -185,9 +185,8 @@ class TestEngineForRun:
         self, engine: FakeDaggerEngine, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         engine.hang_introspection = True
-        monkeypatch.setenv("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", "0.5")
         started = time.monotonic()
-        async with engine_for_run("auto") as choice:
+        async with engine_for_run("auto", first_run_timeout_s=0.5) as choice:
             assert choice.backend == "local"
         assert time.monotonic() - started < 2.0
         assert "AIOP_DAGGER_FIRST_RUN_TIMEOUT_S" in choice.reason

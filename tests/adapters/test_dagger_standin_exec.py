@@ -38,7 +38,6 @@ def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDagg
     """A stand-in engine in exec mode, found by the SDK as the current session."""
     for name in ("_EXPERIMENTAL_DAGGER_CLI_BIN", "_EXPERIMENTAL_DAGGER_RUNNER_HOST"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AIOP_CACHE_DIR", str(tmp_path / "local-caches"))
     with exec_standin_engine() as fake:
         yield fake
 
@@ -99,7 +98,7 @@ async def run_both(
     """Run the spec on each runner, each with its own outputs folder."""
     results = []
     runner: Runner
-    for runner in (LocalRunner(), _dagger()):
+    for runner in (LocalRunner(cache_dir=tmp_path / "local-caches"), _dagger()):
         out = tmp_path / f"out-{runner.backend}"
         results.append((await runner.run(make(inputs, out)), out))
     return results[0], results[1]
@@ -244,7 +243,7 @@ class TestSameResultOnBothRunners:
         self, engine: FakeDaggerEngine, tmp_path: Path
     ) -> None:
         spec = StepSpec(name="nope", image="alpine:3.20", args=["aiop-no-such-command-xyz"])
-        for runner in (LocalRunner(), _dagger()):
+        for runner in (LocalRunner(cache_dir=tmp_path / "local-caches"), _dagger()):
             with pytest.raises(InvalidSpecError, match="aiop-no-such-command-xyz"):
                 await runner.run(spec)
 

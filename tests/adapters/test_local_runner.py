@@ -112,14 +112,16 @@ class TestPaths:
         with pytest.raises(InvalidSpecError, match="wrote nothing"):
             await LocalRunner().run(spec_of("pass", outputs={"/aiop/out": str(tmp_path / "r")}))
 
-    async def test_caches_persist_between_runs(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("AIOP_CACHE_DIR", str(tmp_path / "caches"))
+    async def test_caches_persist_between_runs(self, tmp_path: Path) -> None:
         code = "import os; p = '/c/n'; n = int(open(p).read()) if os.path.exists(p) else 0; open(p, 'w').write(str(n + 1)); print(n)"
         spec = spec_of(code, caches={"counter": "/c"})
-        first, second = await LocalRunner().run(spec), await LocalRunner().run(spec)
+        runner = LocalRunner(cache_dir=tmp_path / "caches")
+        first, second = (
+            await runner.run(spec),
+            await LocalRunner(cache_dir=tmp_path / "caches").run(spec),
+        )
         assert (first.stdout, second.stdout) == ("0\n", "1\n")
+        assert (tmp_path / "caches" / "counter" / "n").read_text() == "2"
 
     async def test_missing_mount_source_is_an_invalid_spec(self, tmp_path: Path) -> None:
         with pytest.raises(InvalidSpecError, match="does not exist"):

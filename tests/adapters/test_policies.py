@@ -1,10 +1,10 @@
-"""Retry policies: capped exponential delays, the budget, and configuration by environment."""
+"""Retry policies: capped exponential delays and the budget (the environment: test_settings.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from adapters import InvalidInputError, RetryPolicy
+from adapters import RetryPolicy
 
 
 def test_delays_grow_exponentially_up_to_the_cap() -> None:
@@ -29,22 +29,3 @@ def test_budget_limits_when_a_retry_may_start() -> None:
 def test_nonsense_values_are_refused(fields: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**fields)  # type: ignore[arg-type]
-
-
-def test_environment_overrides_the_defaults() -> None:
-    env = {"AIOP_RETRY_ATTEMPTS": "5", "AIOP_RETRY_BACKOFF_S": "0.1", "AIOP_RETRY_BUDGET_S": "none"}
-    policy = RetryPolicy.from_env(environ=env)
-    assert (policy.attempts, policy.backoff_s, policy.budget_s) == (5, 0.1, None)
-
-
-@pytest.mark.parametrize(
-    ("env", "hint"),
-    [
-        ({"AIOP_RETRY_ATTEMPTS": "many"}, "AIOP_RETRY_ATTEMPTS='many' is not a whole number"),
-        ({"AIOP_RETRY_JITTER": "lots"}, "is not a number"),
-        ({"AIOP_RETRY_ATTEMPTS": "0"}, "attempts must be at least 1"),
-    ],
-)
-def test_bad_environment_names_the_variable(env: dict[str, str], hint: str) -> None:
-    with pytest.raises(InvalidInputError, match=hint):
-        RetryPolicy.from_env(environ=env)

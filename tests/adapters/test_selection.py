@@ -10,6 +10,7 @@ import pytest
 from adapters import InvalidInputError, choose_backend, get_runner, probe_engine
 from adapters.local_runner import LocalRunner
 from adapters.selection import _cached_probe
+from adapters.settings import Settings
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "DAGGER_SESSION_PORT",
         "DAGGER_SESSION_TOKEN",
         "_EXPERIMENTAL_DAGGER_RUNNER_HOST",
-        "AIOP_BACKEND",
     ):
         monkeypatch.delenv(var, raising=False)
     _cached_probe.cache_clear()
@@ -91,34 +91,19 @@ class TestChooseBackend:
         monkeypatch.setenv("DAGGER_SESSION_TOKEN", "t")
         assert choose_backend("auto").backend == "dagger"
 
-    def test_aiop_backend_sets_the_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setenv("AIOP_BACKEND", "local")
-        assert choose_backend(None).backend == "local"
-        assert isinstance(get_runner(), LocalRunner)
+    def test_the_backend_setting_is_the_callers_to_pass(self) -> None:
+        settings = Settings(backend="local")
+        assert choose_backend(settings.backend).backend == "local"
+        assert isinstance(get_runner(settings.backend), LocalRunner)
 
-    def test_unknown_backend_is_refused_with_the_choices(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
+    def test_unknown_backend_is_refused_with_the_choices(self) -> None:
         with pytest.raises(InvalidInputError, match=r"'auto'.*'dagger' or 'local'"):
             choose_backend("kubernetes")
-        monkeypatch.setenv("AIOP_BACKEND", "docker")
-        with pytest.raises(InvalidInputError, match="AIOP_BACKEND"):
-            choose_backend(None)
 
 
 class TestProvisionTimeout:
-    def test_default_and_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        from adapters.selection import provision_timeout_s
-
-        assert provision_timeout_s() == 60.0
-        monkeypatch.setenv("AIOP_DAGGER_PROVISION_TIMEOUT_S", "120")
-        assert provision_timeout_s() == 120.0
-        assert get_runner("dagger").provision_timeout_s == 120.0  # type: ignore[attr-defined]
-
-    @pytest.mark.parametrize("raw", ["soon", "0", "-5"])
-    def test_bad_values_name_the_variable(self, monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
-        from adapters.selection import provision_timeout_s
-
-        monkeypatch.setenv("AIOP_DAGGER_PROVISION_TIMEOUT_S", raw)
-        with pytest.raises(InvalidInputError, match="AIOP_DAGGER_PROVISION_TIMEOUT_S"):
-            provision_timeout_s()
+    def test_the_dagger_runner_takes_the_given_limit(self) -> None:
+        settings = Settings(dagger_provision_timeout_s=120)
+        runner = get_runner("dagger", provision_timeout_s=settings.dagger_provision_timeout_s)
+        assert runner.provision_timeout_s == 120.0  # type: ignore[attr-defined]
+        assert get_runner("dagger").provision_timeout_s == 60.0  # type: ignore[attr-defined]

@@ -10,6 +10,7 @@ import pytest
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.errors import EngineUnavailableError, InvalidInputError
 from adapters.redaction import redact_url, redact_urls
+from adapters.settings import Settings
 
 PASSWORD = "pw-s3cret-9f2"
 
@@ -36,13 +37,15 @@ async def _down() -> None:
 )
 async def test_a_redis_password_is_never_logged_nor_shown(
     url: str,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     fresh_breakers: None,
 ) -> None:
-    monkeypatch.setenv("AIOP_BREAKER_REDIS_URL", url)
+    settings = Settings(breaker_redis_url=url)
+    assert PASSWORD not in repr(settings)
     with caplog.at_level(logging.DEBUG):
-        breaker = get_breaker("engine:redaction", BreakerPolicy(fail_max=1))
+        breaker = get_breaker(
+            "engine:redaction", BreakerPolicy(fail_max=1), redis_url=settings.redis_url()
+        )
         with pytest.raises(EngineUnavailableError):
             await breaker.call(_down)
         snapshot = breaker.snapshot()

@@ -7,8 +7,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
+from adapters.settings import Settings
 from agents import SHIPPED_DEFINITIONS, AgentManager, default_paths, load_definitions
 from tests.agents.conftest import minimal, write_definition
 
@@ -49,16 +48,17 @@ def test_a_missing_folder_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     assert "no such folder or file" in str(problems[0]) and "AIOP_AGENTS_PATH" in str(problems[0])
 
 
-def test_aiop_agents_path_adds_folders_after_the_shipped_ones(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_agents_path_setting_adds_folders_after_the_shipped_ones(tmp_path: Path) -> None:
     write_definition(tmp_path / "x", minimal(name="extra-x"))
     write_definition(tmp_path / "y", minimal(name="extra-y"))
-    monkeypatch.setenv(
-        "AIOP_AGENTS_PATH", f"{tmp_path / 'x'}{os.pathsep}{os.pathsep}{tmp_path / 'y'}"
-    )
-    assert default_paths() == [SHIPPED_DEFINITIONS, tmp_path / "x", tmp_path / "y"]
-    manager = AgentManager.from_paths()
+    settings = Settings(agents_path=f"{tmp_path / 'x'}{os.pathsep}{os.pathsep}{tmp_path / 'y'}")
+    assert default_paths(settings.agent_paths()) == [
+        SHIPPED_DEFINITIONS,
+        tmp_path / "x",
+        tmp_path / "y",
+    ]
+    assert default_paths() == [SHIPPED_DEFINITIONS]
+    manager = AgentManager.from_settings(settings)
     names = [a.name for a in manager.agents()]
     assert names[-2:] == ["extra-x", "extra-y"] and "validate-duckdb" in names
     assert manager.problems == []

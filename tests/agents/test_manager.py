@@ -152,7 +152,7 @@ class TestRefusals:
             (NO_ENGINE, {}, None, ["need a Dagger engine and none is reachable (no container", "secret ANTHROPIC_API_KEY is not set"]),
             (NO_ENGINE, {"ANTHROPIC_API_KEY": "k"}, "auto", ["need a Dagger engine and none is reachable"]),
             (ENGINE, {}, "dagger", ["secret ANTHROPIC_API_KEY is not set and there is no Prefect Secret block 'anthropic-api-key'"]),
-            (ENGINE, {"ANTHROPIC_API_KEY": "k", "AIOP_BACKEND": "local"}, None, ["run only on a Dagger engine (dag.llm()) and the backend is 'local'"]),
+            (ENGINE, {"ANTHROPIC_API_KEY": "k"}, "local", ["run only on a Dagger engine (dag.llm()) and the backend is 'local'"]),
             (ENGINE, {"ANTHROPIC_API_KEY": "k"}, None, []),
         ],
     )  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 from adapters.contract import StepResult, StepSpec
 from adapters.errors import InfrastructureError, StepFailedError, StepTimeoutError
 from adapters.policies import RetryPolicy
+from adapters.settings import Settings
 from agents import AgentManager, AgentRefusedError, AgentSpec
 from flows.agent_run import run_agent
 from flows.step_outcome import StepOutcome
@@ -43,6 +44,7 @@ class FakeExecute:
     def __init__(self, errors: dict[str, BaseException | None]) -> None:
         self.errors = errors
         self.calls: list[tuple[str, str | None, str | None]] = []
+        self.retries: list[RetryPolicy | None] = []
 
     async def __call__(
         self,
@@ -54,6 +56,7 @@ class FakeExecute:
     ) -> StepOutcome:
         assert agent is not None
         self.calls.append((agent, spec.name, backend))
+        self.retries.append(retry)
         error = self.errors.get(agent)
         if error is not None:
             return StepOutcome(spec.name, "Failed", 1, 0.01, error=error)
@@ -131,9 +134,35 @@ async def test_prepare_shapes_the_spec_and_step_name_names_it(breakers: Breakers
         return spec.model_copy(update={"env": {"EXTRA": "1"}})
 
     await run_agent(
-        manager, "one", {"text": "x"}, step_name="named", prepare=prepare, execute=execute
+        manager,
+        "one",
+        {"text": "x"},
+        step_name="named",
+        prepare=prepare,
+        execute=execute,
+        settings=Settings(backend="local"),
     )
-    assert execute.calls == [("one", "named", None)]
+    assert execute.calls == [("one", "named", "local")]
+
+
+async def test_the_retry_settings_apply_over_the_agents_retry_section(breakers: Breakers) -> None:
+    own = AgentSpec.model_validate(
+        minimal(
+            name="one",
+            capabilities=["work"],
+            command=["python", "-c", "pass", "{text}"],
+            retry={"attempts": 2, "backoff_s": 4.0},
+        )
+    )
+    execute = FakeExecute({})
+    manager = AgentManager([own], breakers=breakers)
+    await run_agent(
+        manager, "one", {"text": "x"}, execute=execute, settings=Settings(retry_attempts=5)
+    )
+    await run_agent(manager, "one", {"text": "x"}, execute=execute, settings=Settings())
+    first, second = execute.retries
+    assert first is not None and (first.attempts, first.backoff_s) == (5, 4.0)
+    assert second is not None and (second.attempts, second.backoff_s) == (2, 4.0)
 
 
 @pytest.mark.parametrize("target", ["nobody", "no-such-capability"])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from adapters import StepFailedError, StepResult, StepTimeoutError
+from adapters.settings import DEFAULT_DOCS_URL, Settings
+from flows._console import use_docs_url
 from flows.artifacts import render_durations_chart, render_failure, render_summary, render_timeline
 from flows.step_task import StepOutcome
 
@@ -36,8 +40,10 @@ SUMMARY = {
 
 
 @pytest.fixture(autouse=True)
-def docs_base(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOP_DOCS_URL", "http://docs.test/")
+def docs_base() -> Iterator[None]:
+    use_docs_url(Settings(docs_url="http://docs.test/").docs_url)  # as an entry point does
+    yield
+    use_docs_url(DEFAULT_DOCS_URL)
 
 
 class TestSummary:

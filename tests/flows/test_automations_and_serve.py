@@ -17,7 +17,7 @@ pytestmark = pytest.mark.prefect
 
 
 def test_description_has_parameters_and_docs_links(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOP_DOCS_URL", "http://docs.test")
+    monkeypatch.setattr("flows._console._docs_base", "http://docs.test")  # use_docs_url, undone
     (deployment,) = deployments()
     text = deployment.description
     from flows.pipeline import data_pipeline

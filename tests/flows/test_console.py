@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from adapters.settings import Settings
 from flows._console import describe_infrastructure_error, run_flow_quietly
 
 
@@ -22,11 +23,7 @@ def test_unexpected_errors_point_at_aiop_debug() -> None:
     assert "AIOP_DEBUG=1" in describe_infrastructure_error(ValueError("boom"))
 
 
-def test_run_flow_quietly_exits_1_without_a_traceback(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("AIOP_DEBUG", raising=False)
-
+def test_run_flow_quietly_exits_1_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
     async def broken() -> None:
         raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
 
@@ -37,11 +34,9 @@ def test_run_flow_quietly_exits_1_without_a_traceback(
     assert err.startswith("error: Prefect's embedded server") and "Traceback" not in err
 
 
-def test_aiop_debug_lets_the_exception_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIOP_DEBUG", "1")
-
+def test_the_debug_setting_lets_the_exception_through() -> None:
     async def broken() -> None:
         raise ValueError("boom")
 
     with pytest.raises(ValueError, match="boom"):
-        run_flow_quietly(broken)
+        run_flow_quietly(broken, debug=Settings(debug=True).debug)

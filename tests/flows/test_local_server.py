@@ -47,8 +47,9 @@ class TestWhenNothingStarts:
         assert not (tmp_path / STATE_FILE).exists()
 
     def test_embedded_mode_keeps_prefects_temporary_server(self, tmp_path: Path) -> None:
-        env = {"PREFECT_HOME": str(tmp_path), MODE_VARIABLE: "embedded"}
-        assert start_or_reuse(env) is None
+        env = {"PREFECT_HOME": str(tmp_path)}
+        assert start_or_reuse(env, mode="embedded") is None
+        assert reuse_running(env, mode="embedded") is None
         assert "PREFECT_API_URL" not in env and not (tmp_path / STATE_FILE).exists()
 
     def test_an_api_url_in_the_active_profile_counts_as_configured(self, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 from prefect import flow
 
 from adapters import StepFailedError, StepSpec
+from adapters.settings import Settings
 from flows.artifacts import render_failure
 from flows.step_task import StepOutcome, execute_step, step_cache_key
 
@@ -109,55 +110,54 @@ class TestCacheKey:
             secrets={"TOKEN": token},
         )
 
+    def key_of(self, spec: StepSpec, key_file: Path) -> str | None:
+        """The cache key of ``spec`` for a run whose settings name ``key_file``."""
+        settings = Settings(installation_key_file=key_file)
+        return step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
+
     @pytest.mark.slow
-    def test_a_five_digit_token_cannot_be_recovered_from_the_key(
-        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-    ) -> None:
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(tmp_path / "victim.key"))
+    def test_a_five_digit_token_cannot_be_recovered_from_the_key(self, tmp_path: Path) -> None:
+        victim, attacker = tmp_path / "victim.key", tmp_path / "attacker.key"
         token = "48213"
-        key = step_cache_key(None, {"spec": self.spec_with(token)})  # type: ignore[arg-type]
+        key = self.key_of(self.spec_with(token), victim)
         assert key is not None
         # The attacker knows the spec (image, args, names) and the algorithm, but has another
         # installation key: trying every 5-digit token finds nothing.
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(tmp_path / "attacker.key"))
         spec = self.spec_with("00000")
+        settings = Settings(installation_key_file=attacker)
         found = [
             candidate
             for candidate in (f"{n:05d}" for n in range(100_000))
             if step_cache_key(
                 None,  # type: ignore[arg-type]
-                {"spec": spec.model_copy(update={"secrets": {"TOKEN": _secret(candidate)}})},
+                {
+                    "spec": spec.model_copy(update={"secrets": {"TOKEN": _secret(candidate)}}),
+                    "settings": settings,
+                },
             )
             == key
         ]
         assert found == []
         # With the victim's installation key the same search does find it: the test can fail.
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(tmp_path / "victim.key"))
-        again = step_cache_key(None, {"spec": self.spec_with(token)})  # type: ignore[arg-type]
-        assert again == key
+        assert self.key_of(self.spec_with(token), victim) == key
 
     def test_the_key_holds_no_plain_hash_and_depends_on_the_installation_key(
-        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+        self, tmp_path: Path
     ) -> None:
         spec = self.spec_with("48213")
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(tmp_path / "one.key"))
-        one = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(tmp_path / "two.key"))
-        two = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+        one = self.key_of(spec, tmp_path / "one.key")
+        two = self.key_of(spec, tmp_path / "two.key")
         assert one is not None and two is not None and one != two
         plain = hashlib.sha256(b"48213").hexdigest()
         assert plain[:16] not in one and plain[:16] not in two
 
-    def test_the_installation_key_file_is_private_and_kept(
-        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-    ) -> None:
+    def test_the_installation_key_file_is_private_and_kept(self, tmp_path: Path) -> None:
         path = tmp_path / "sub" / "installation.key"
-        monkeypatch.setenv("AIOP_INSTALLATION_KEY_FILE", str(path))
         spec = self.spec_with("48213")
-        first = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+        first = self.key_of(spec, path)
         assert path.stat().st_mode & 0o777 == 0o600
         content = path.read_bytes()
-        assert step_cache_key(None, {"spec": spec}) == first  # type: ignore[arg-type]
+        assert self.key_of(spec, path) == first
         assert path.read_bytes() == content
 
 

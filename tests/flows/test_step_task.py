@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from adapters import (
     StepSpec,
     StepTimeoutError,
 )
+from adapters.settings import Settings
 from flows.step_task import (
     StepOutcome,
     execute_step,
@@ -53,6 +55,9 @@ def spec_of(code: str, **fields: Any) -> StepSpec:
 )
 def test_retry_condition_follows_the_error_class(error: Exception, retried: bool) -> None:
     assert retry_condition(None, None, Failed(data=error)) is retried
+    # The condition reads `transient` and nothing else: each error says it itself, pickled too.
+    assert getattr(error, "transient", False) is retried
+    assert getattr(pickle.loads(pickle.dumps(error)), "transient", False) is retried
 
 
 class TestCacheKey:
@@ -145,6 +150,27 @@ class TestThroughPrefect:
         outcome = await once()
         assert outcome.state == "Completed" and outcome.attempts == 3
         assert counter.read_text() == "3"
+
+    @pytest.mark.parametrize(("attempts", "runs", "state"), [(4, 3, "Completed"), (2, 2, "Failed")])
+    async def test_a_direct_call_is_retried_as_the_retry_settings_say(
+        self, prefect_api_url: str, tmp_path: Path, attempts: int, runs: int, state: str
+    ) -> None:
+        counter = tmp_path / "attempts"
+        code = (
+            f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); "
+            "n = int(p.read_text()) + 1 if p.exists() else 1; p.write_text(str(n)); "
+            "sys.exit(75 if n < 3 else 0)"
+        )
+        spec = spec_of(code, transient_exit_codes=frozenset({75}))
+        settings = Settings(retry_attempts=attempts, retry_backoff_s=0, retry_jitter=0)
+
+        @flow
+        async def direct() -> str:
+            done = await run_step(spec, "local", settings=settings, return_state=True)
+            return done.name or ""
+
+        assert await direct() == state
+        assert counter.read_text() == str(runs)
 
     async def test_secrets_never_reach_the_logs(
         self, prefect_api_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -1,0 +1,560 @@
+"""The platform's one settings object: every ``AIOP_*`` environment variable, typed and described.
+
+An entry point (a CLI, the ``data_pipeline`` flow, ``run_step``, ``run_agent``) calls
+:func:`load_settings` once when it is not given a :class:`Settings`, and passes the object (or the
+values it needs) down. No other module reads or writes an ``AIOP_*`` variable; a test
+(``tests/test_settings_access.py``) fails on any that does. Values a child process needs go to it
+explicitly: :meth:`Settings.child_environment` builds that environment in this one place.
+
+A bad value is an :class:`~adapters.errors.InvalidInputError` naming the variable and the fix, found
+before any work starts. The configuration reference page is generated from the fields here
+(``python -m adapters.settings --markdown``).
+
+Examples:
+    >>> settings = Settings(backend="local", retry_attempts=1)
+    >>> (settings.backend, settings.retry_policy().attempts, settings.breaker_policy().fail_max)
+    ('local', 1, 5)
+    >>> Settings(breaker_redis_url="redis://:hunter2@cache:6379/0").breaker_redis_url
+    SecretStr('**********')
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import sys
+from collections.abc import Iterator, Mapping, MutableMapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from adapters.breaker_policy import BreakerPolicy
+from adapters.chaos import FaultPlan, parse_plan
+from adapters.errors import InvalidInputError
+from adapters.policies import RetryPolicy
+
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "environment_without_settings",
+    "load_settings",
+    "reference_markdown",
+    "settings_in_environment",
+    "variable_name",
+    "with_reference",
+]
+
+#: The prefix of every platform variable.
+ENV_PREFIX = "AIOP_"
+
+#: Where ``mkdocs serve`` serves the docs; the default of ``AIOP_DOCS_URL``.
+DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
+
+_RETRY_FIELDS = {
+    "retry_attempts": "attempts",
+    "retry_backoff_s": "backoff_s",
+    "retry_factor": "factor",
+    "retry_max_backoff_s": "max_backoff_s",
+    "retry_jitter": "jitter",
+    "retry_budget_s": "budget_s",
+}
+_BREAKER_FIELDS = {
+    "breaker_fail_max": "fail_max",
+    "breaker_reset_timeout": "reset_timeout",
+    "breaker_success_threshold": "success_threshold",
+    "breaker_half_open_max_calls": "half_open_max_calls",
+}
+
+
+class Settings(BaseSettings):
+    """Every platform setting, read from ``AIOP_<FIELD>`` environment variables (unset or empty: the
+    default). Frozen: an entry point loads it once and passes it down.
+
+    Build one in code to configure a run without touching the environment:
+    ``Settings(backend="local", retry_backoff_s=0)``.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_ignore_empty=True,
+        frozen=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # -- where steps run -------------------------------------------------------------------
+    backend: Literal["auto", "dagger", "local"] = Field(
+        default="auto",
+        description="Where steps run: `auto` (Dagger when an engine is reachable, else the local"
+        " runner, said in one line), `dagger` (always Dagger) or `local` (host processes, no"
+        " container isolation). `--backend` overrides it.",
+    )
+    dagger_first_run_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds allowed to open a flow run's one Dagger session (a machine's first"
+        " run downloads the Dagger CLI and pulls the engine image). Under `auto`, a session that"
+        " does not open in time means the local runner, said in one line.",
+    )
+    dagger_provision_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds allowed to open a Dagger session again after the engine broke, and"
+        " for a step's own session outside a flow run (a hung Dagger CLI is stopped then).",
+    )
+    engine_limit: str | None = Field(
+        default=None,
+        description="Name of a Prefect global concurrency limit every step takes one slot of while"
+        " it uses the engine. `python -m flows.deploy` sets it for the runs of its deployments;"
+        " unset: no limit.",
+    )
+    # -- files and folders -----------------------------------------------------------------
+    work_dir: Path = Field(
+        default=Path(".aiop/work"),
+        description="Where step outputs are kept between runs (`<work>/<step>-<key>`);"
+        " `--work-dir` overrides it. Safe to delete: the next run recomputes.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Host folder of the local runner's cache volumes (`<dir>/<name>`); the"
+        " pipeline keeps the steps' installed dependencies there (`aiop-step-deps`). Unset:"
+        " `~/.cache/aiop/caches`.",
+    )
+    installation_key_file: Path | None = Field(
+        default=None,
+        description="The key under which secret values enter a step's cache key (HMAC-SHA256),"
+        " made on first use with permissions 0600. Deleting it is safe: steps with secrets run"
+        " once more. Give every worker the same file to share cached results. Unset:"
+        " `$XDG_CONFIG_HOME/aiop/installation.key` (`~/.config/aiop/installation.key`).",
+    )
+    agents_path: str = Field(
+        default="",
+        description="Extra folders (or files) of agent definitions, separated by `os.pathsep`"
+        " (`:` on Linux and macOS), read after the shipped `agents/definitions/`.",
+    )
+    # -- Prefect and the docs --------------------------------------------------------------
+    prefect_server: Literal["background", "embedded"] = Field(
+        default="background",
+        description="With no `PREFECT_API_URL`: `background` uses (and on first use starts) the"
+        " local Prefect server kept between runs; `embedded` uses Prefect's temporary server per"
+        " run. Ignored when `PREFECT_API_URL` is set.",
+    )
+    docs_url: str = Field(
+        default=DEFAULT_DOCS_URL,
+        description="Base URL of this documentation site in CLI messages and UI links"
+        " (`<url>troubleshooting/#<anchor>`). Set it when the docs are published elsewhere.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="`1` (or `true`): an unexpected error of Prefect's machinery shows its"
+        " traceback instead of the one-paragraph message, to report it.",
+    )
+    # -- fault drills ----------------------------------------------------------------------
+    chaos: str | None = Field(
+        default=None,
+        description="A fault plan injected into the steps of a run, e.g."
+        " `step=transform,kind=transient-exit,times=2`; `--chaos` overrides it. For drills"
+        " only.",
+    )
+    # -- retries ---------------------------------------------------------------------------
+    retry_attempts: int = Field(
+        default=3, ge=1, description="Total attempts per step, the first included (`1` = no retry)."
+    )
+    retry_backoff_s: float = Field(
+        default=1.0, ge=0, allow_inf_nan=False, description="Delay before the first retry, seconds."
+    )
+    retry_factor: float = Field(
+        default=2.0,
+        ge=1,
+        allow_inf_nan=False,
+        description="Each further delay is the previous one times this (>= 1).",
+    )
+    retry_max_backoff_s: float = Field(
+        default=30.0, ge=0, allow_inf_nan=False, description="Cap on a single delay, seconds."
+    )
+    retry_jitter: float = Field(
+        default=0.5,
+        ge=0,
+        allow_inf_nan=False,
+        description="Each delay varies randomly by up to this fraction.",
+    )
+    retry_budget_s: float | None = Field(
+        default=600.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="No retry starts once this many seconds have passed since the step's first"
+        " attempt; `none` for no budget.",
+    )
+    # -- circuit breakers ------------------------------------------------------------------
+    breaker_redis_url: SecretStr | None = Field(
+        default=None,
+        description="Redis URL (`redis://host:6379/0`, a password allowed) where breakers keep"
+        " their state, so every worker sees the same open or closed circuit. Never shown:"
+        " logs and messages print it with the password masked. Unset: state in this process.",
+    )
+    breaker_fail_max: int = Field(
+        default=5, ge=1, description="Consecutive infrastructure failures that open a circuit."
+    )
+    breaker_reset_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a circuit stays open before it lets one probe call through.",
+    )
+    breaker_success_threshold: int = Field(
+        default=1,
+        ge=1,
+        description="Consecutive successful probes needed to close a half-open circuit.",
+    )
+    breaker_half_open_max_calls: int = Field(
+        default=1, ge=1, description="Probe calls allowed at once while half-open, per process."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then the environment: no ``.env`` file and no secrets folder are read."""
+        return init_settings, env_settings
+
+    @field_validator("backend", "prefect_server", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("retry_budget_s", mode="before")
+    @classmethod
+    def _no_budget(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
+
+    @field_validator("chaos", "engine_limit", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("chaos")
+    @classmethod
+    def _plan_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_plan(value, source=variable_name("chaos"))  # raises InvalidInputError
+        return value
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A validated copy with ``changes`` (field=value); the environment is not read again.
+
+        Raises:
+            InvalidInputError: a change has a bad value.
+
+        Examples:
+            >>> Settings(backend="local").with_changes(retry_attempts=4).retry_policy().attempts
+            4
+        """
+        # Every field is given, so the environment (a source below the arguments) decides nothing;
+        # then the copy says "set" only for what was set here or in this object.
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        try:
+            changed = type(self)(**{**values, **changes})
+        except ValidationError as exc:
+            raise InvalidInputError(_describe(exc, changes)) from None
+        object.__setattr__(changed, "__pydantic_fields_set__", self.model_fields_set | set(changes))
+        return changed
+
+    # -- derived values --------------------------------------------------------------------
+    def retry_policy(self, base: RetryPolicy | None = None) -> RetryPolicy:
+        """``base`` (default: the defaults) with the retry settings that were set applied over it.
+
+        Examples:
+            >>> Settings(retry_attempts=5).retry_policy(RetryPolicy(attempts=2, jitter=0)).attempts
+            5
+            >>> Settings().retry_policy(RetryPolicy(attempts=2)).attempts
+            2
+        """
+        return _overlay(self, base or RetryPolicy(), _RETRY_FIELDS)
+
+    def breaker_policy(self, base: BreakerPolicy | None = None) -> BreakerPolicy:
+        """``base`` (default: the defaults) with the breaker settings that were set applied over it.
+
+        Examples:
+            >>> Settings(breaker_fail_max=2).breaker_policy().fail_max
+            2
+        """
+        return _overlay(self, base or BreakerPolicy(), _BREAKER_FIELDS)
+
+    def chaos_plan(self) -> FaultPlan | None:
+        """A fresh fault plan from ``chaos`` (its hit counts at zero), or None."""
+        return parse_plan(self.chaos, source=variable_name("chaos")) if self.chaos else None
+
+    def agent_paths(self) -> list[Path]:
+        """The folders of ``agents_path``, empty entries skipped.
+
+        Examples:
+            >>> Settings(agents_path=os.pathsep.join(["a", "", "b"])).agent_paths()
+            [PosixPath('a'), PosixPath('b')]
+        """
+        return [Path(p) for p in self.agents_path.split(os.pathsep) if p.strip()]
+
+    def redis_url(self) -> str | None:
+        """The breaker Redis URL in clear, for the one client that connects with it."""
+        return self.breaker_redis_url.get_secret_value() if self.breaker_redis_url else None
+
+    def docs_link(self, page: str = "") -> str:
+        """The URL of a docs page under ``docs_url``.
+
+        Examples:
+            >>> Settings().docs_link("troubleshooting/")
+            'http://127.0.0.1:8000/troubleshooting/'
+        """
+        return self.docs_url.rstrip("/") + "/" + page.lstrip("/")
+
+    def child_environment(self, **changes: Any) -> dict[str, str]:
+        """The ``AIOP_*`` variables that give a child process these settings (with ``changes``).
+
+        Only values that differ from the defaults are written; secrets in clear, since the child
+        needs them: pass the result as the child's environment, never log it.
+
+        Examples:
+            >>> Settings(backend="local").child_environment(retry_attempts=4)
+            {'AIOP_BACKEND': 'local', 'AIOP_RETRY_ATTEMPTS': '4'}
+        """
+        settings = self.model_copy(update=changes) if changes else self
+        env: dict[str, str] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(settings, name)
+            if value == info.default:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[variable_name(name)] = _env_text(value)
+        return env
+
+    def environment_for_child(self, base: Mapping[str, str], **changes: Any) -> dict[str, str]:
+        """``base`` without its ``AIOP_*`` variables, plus :meth:`child_environment`: the whole
+        environment of a child process that must run with these settings and no others.
+
+        Examples:
+            >>> Settings().environment_for_child({"PATH": "/bin", "AIOP_CHAOS": "kind=timeout"})
+            {'PATH': '/bin'}
+        """
+        kept = {k: v for k, v in base.items() if not k.upper().startswith(ENV_PREFIX)}
+        return {**kept, **self.child_environment(**changes)}
+
+
+def _env_text(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+_P = TypeVar("_P", RetryPolicy, BreakerPolicy)
+
+
+def _overlay(settings: Settings, base: _P, fields: Mapping[str, str]) -> _P:
+    changes = {
+        target: getattr(settings, name)
+        for name, target in fields.items()
+        if name in settings.model_fields_set
+    }
+    try:
+        return dataclasses.replace(base, **changes)
+    except (ValueError, InvalidInputError) as exc:
+        names = ", ".join(variable_name(n) for n in fields if n in settings.model_fields_set)
+        raise InvalidInputError(
+            f"{names}: {exc}; change these settings so they fit together, or unset them"
+        ) from None
+
+
+@contextlib.contextmanager
+def settings_in_environment(
+    settings: Settings, environ: MutableMapping[str, str] | None = None
+) -> Iterator[None]:
+    """Within the block, ``environ``'s (default ``os.environ``) ``AIOP_*`` variables say exactly
+    ``settings``; afterwards they are as before.
+
+    For a harness that runs the user's code path in this process, whose entry points read the
+    environment (the benchmarks): the one place that writes these variables.
+
+    Examples:
+        >>> env = {"AIOP_CHAOS": "kind=timeout", "PATH": "/bin"}
+        >>> with settings_in_environment(Settings(backend="local"), env):
+        ...     sorted(env)
+        ['AIOP_BACKEND', 'PATH']
+        >>> sorted(env)
+        ['AIOP_CHAOS', 'PATH']
+    """
+    env = os.environ if environ is None else environ
+    saved = {k: v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)}
+    for key in saved:
+        del env[key]
+    env.update(settings.child_environment())
+    try:
+        yield
+    finally:
+        for key in [k for k in env if k.upper().startswith(ENV_PREFIX)]:
+            del env[key]
+        env.update(saved)
+
+
+def environment_without_settings(base: Mapping[str, str]) -> dict[str, str]:
+    """``base`` without any ``AIOP_*`` variable (a child that must start from the defaults)."""
+    return Settings().environment_for_child(base)
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a settings field.
+
+    Examples:
+        >>> variable_name("retry_attempts")
+        'AIOP_RETRY_ATTEMPTS'
+    """
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from the environment once, with ``overrides`` (field=value) over them.
+
+    Raises:
+        InvalidInputError: a variable has a bad value; one paragraph names it, what is wrong,
+            and how to fix it (the value itself is not repeated for a secret setting).
+
+    Examples:
+        >>> load_settings(backend="local").backend
+        'local'
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise InvalidInputError(_describe(exc, overrides)) from None
+
+
+def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        where = field if field in overrides else variable_name(field)
+        shown = (
+            ""
+            if info is not None
+            and info.annotation is not None
+            and "SecretStr" in str(info.annotation)
+            else f"={error.get('input')!r}"
+        )
+        default = _env_text(info.default) if info is not None else ""
+        problems.append(
+            f"{where}{shown} is not valid ({error['msg'].lower()}); set a valid value"
+            f" (default {default}) or unset it"
+        )
+    base = (os.environ.get(variable_name("docs_url")) or "").strip() or DEFAULT_DOCS_URL
+    return (
+        "; ".join(problems)
+        + f". Every setting is described in {base.rstrip('/')}/reference/configuration/"
+    )
+
+
+# -- the reference page ------------------------------------------------------------------------
+
+#: The generated table sits between these lines of docs/reference/configuration.md.
+BEGIN_MARK = "<!-- settings-table: generated by `python -m adapters.settings --markdown` -->"
+END_MARK = "<!-- end of settings-table -->"
+
+
+def _type_text(annotation: object) -> str:
+    text = str(annotation).replace("typing.", "").replace("pathlib.", "")
+    text = text.replace("<class '", "").replace("'>", "")
+    text = text.replace("pydantic.types.", "")
+    return text.replace("Literal[", "one of [").replace("|", "\\|")
+
+
+def reference_markdown() -> str:
+    """The settings table of the configuration reference: variable, type, default, meaning.
+
+    Examples:
+        >>> "| `AIOP_DEBUG` |" in reference_markdown()
+        True
+    """
+    lines = [
+        BEGIN_MARK,
+        "",
+        "| Variable | Type | Default | Meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, info in Settings.model_fields.items():
+        default = "unset" if info.default is None else f"`{_env_text(info.default)}`"
+        if info.default == "":
+            default = "unset"
+        lines.append(
+            f"| `{variable_name(name)}` | {_type_text(info.annotation)} | {default} |"
+            f" {info.description} |"
+        )
+    lines += ["", END_MARK]
+    return "\n".join(lines) + "\n"
+
+
+def with_reference(page: str) -> str:
+    """``page`` with the text between :data:`BEGIN_MARK` and :data:`END_MARK` regenerated.
+
+    Raises:
+        ValueError: the page does not hold the two marks.
+    """
+    start, end = page.find(BEGIN_MARK), page.find(END_MARK)
+    if start < 0 or end < start:
+        raise ValueError(f"the page has no {BEGIN_MARK!r} ... {END_MARK!r} block")
+    return page[:start] + reference_markdown().rstrip("\n") + page[end + len(END_MARK) :]
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m adapters.settings",
+        description="Show the platform's settings as this environment sets them, or the"
+        " configuration reference table generated from them.",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the configuration reference table"
+    )
+    parser.add_argument(
+        "--write",
+        metavar="PAGE",
+        help="regenerate the table inside PAGE (docs/reference/configuration.md)",
+    )
+    ns = parser.parse_args(argv)
+    if ns.markdown:
+        sys.stdout.write(reference_markdown())
+        return 0
+    if ns.write:
+        page = Path(ns.write)
+        try:
+            page.write_text(with_reference(page.read_text(encoding="utf-8")), encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            print(f"error: {ns.write}: {exc}", file=sys.stderr)
+            return 2
+        print(f"regenerated the settings table in {page}")
+        return 0
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, info in Settings.model_fields.items():
+        value = getattr(settings, name)
+        shown = "(unset)" if value is None and info.default is None else _env_text(value)
+        print(f"{variable_name(name)}={shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

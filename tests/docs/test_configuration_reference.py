@@ -1,0 +1,34 @@
+"""The configuration reference is generated from the settings object and agrees with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.settings import BEGIN_MARK, END_MARK, Settings, variable_name, with_reference
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "configuration.md"
+
+
+def test_the_page_holds_the_table_generated_from_the_settings() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    assert with_reference(page) == page, (
+        "docs/reference/configuration.md is out of date: run"
+        " python -m adapters.settings --write docs/reference/configuration.md"
+    )
+
+
+def test_every_setting_has_a_row_with_its_type_default_and_meaning() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    table = page[page.index(BEGIN_MARK) : page.index(END_MARK)]
+    rows = [line for line in table.splitlines() if line.startswith("| `AIOP_")]
+    assert [row.split("`")[1] for row in rows] == [variable_name(n) for n in Settings.model_fields]
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        assert len(cells) == 4 and all(cells), row
+    assert "`AIOP_DEBUG`" in table and "`AIOP_DAGGER_PROVISION_TIMEOUT_S`" in table
+
+
+def test_a_changed_description_makes_the_page_disagree() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    stale = page.replace("Consecutive infrastructure failures", "Failures", 1)
+    assert stale != page and with_reference(stale) == page
