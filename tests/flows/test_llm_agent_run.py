@@ -13,6 +13,7 @@ from prefect import flow
 
 from adapters.errors import BudgetExceededError
 from adapters.ownership import write_owned_file
+from adapters.settings import load_settings
 from agents import AgentManager
 from flows.agent_run import run_agent
 from flows.llm_task import llm_cache_key
@@ -166,7 +167,9 @@ def test_summarize_writes_summary_md_on_the_runs_one_engine_session(
     async def pipeline_tail() -> str | None:
         async with DaggerRunner(provision_timeout_s=5).session():
             manager = AgentManager.from_paths()
-            outcome = await summarize_results(manager, report, "dagger", logging.getLogger("test"))
+            outcome = await summarize_results(
+                manager, report, "dagger", logging.getLogger("test"), load_settings()
+            )
         return None if outcome is None else outcome.state
 
     assert asyncio.run(pipeline_tail()) == "Completed"
@@ -187,7 +190,9 @@ def test_summarize_without_a_key_is_skipped_with_one_line(
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     manager = AgentManager.from_paths()
     manager_ready = asyncio.run(
-        summarize_results(manager, report, "dagger", logging.getLogger("test.summarize"))
+        summarize_results(
+            manager, report, "dagger", logging.getLogger("test.summarize"), load_settings()
+        )
     )
     assert manager_ready is None
     lines = [r.getMessage() for r in caplog.records if r.name == "test.summarize"]
