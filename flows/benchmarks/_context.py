@@ -17,12 +17,14 @@ class BenchContext:
         base: a scratch folder of this run (deleted at the end unless ``--keep``).
         server_pid: the Prefect server's pid, left out of process-tree memory (None: no server).
         api_url: the server's API URL (None: no server).
+        rows: input sizes of the throughput benchmark instead of the mode's (``--rows``).
     """
 
     quick: bool
     base: Path
     server_pid: int | None = None
     api_url: str | None = None
+    rows: tuple[int, ...] | None = None
 
     @property
     def samples(self) -> int:
@@ -48,6 +50,8 @@ class BenchContext:
     @property
     def row_counts(self) -> tuple[int, ...]:
         """Input sizes of the throughput benchmark."""
+        if self.rows:
+            return self.rows
         return (100_000,) if self.quick else (1_000_000, 10_000_000)
 
     def throughput_repeats(self, rows: int) -> int:
@@ -58,8 +62,8 @@ class BenchContext:
 
     @property
     def rerun_rows(self) -> int:
-        """Input size of the cached re-run benchmark."""
-        return 100_000 if self.quick else 10_000_000
+        """Input size of the cached re-run benchmark (the largest throughput size)."""
+        return max(self.row_counts)
 
     def folder(self, name: str) -> Path:
         """A fresh sub-folder of :attr:`base`."""

@@ -4,7 +4,8 @@ Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small
 batches) and this process pointed at it; then orchestration share, step overhead, concurrency, fast
 failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
 default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
-subset (the JSON then holds only those keys).
+subset (the JSON then holds only those keys). ``--api-url`` measures against a running server
+instead of starting one; ``--rows`` sets the throughput sizes.
 This process gets its own ``PREFECT_HOME`` and local caches in a scratch folder, and no
 ``AIOP_*`` setting from the caller's environment (no chaos plan, no engine limit, no Redis
 breakers): the defaults are measured. Everything is restored and the scratch folder deleted at the
@@ -17,6 +18,7 @@ failed (its error is in the table and the JSON), 2 when the Prefect server did n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -24,10 +26,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from adapters.settings import Settings, settings_in_environment
 from flows.benchmarks._context import BenchContext
@@ -62,6 +65,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--json", metavar="PATH", type=Path, help="also write every raw number here"
     )
+    parser.add_argument(
+        "--rows",
+        metavar="N[,N]",
+        type=_sizes,
+        default=None,
+        help="input sizes of the throughput benchmark (default: 1000000,10000000; 100000 quick)",
+    )
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        default=None,
+        help="measure against this running Prefect server instead of starting a fresh one",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
     parser.add_argument("--verbose", action="store_true", help="let Prefect log to the console")
     parser.add_argument(
@@ -83,6 +99,53 @@ def _keys(text: str) -> tuple[str, ...]:
             f" {', '.join(BENCHMARKS)}"
         )
     return keys
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of row counts such as 1000000")
+    return sizes
+
+
+@contextlib.contextmanager
+def _server(base: Path, api_url: str | None) -> Iterator[_Server]:
+    """The benchmark's own fresh server, or the running one at ``api_url``."""
+    if api_url is None:
+        with prefect_server(base) as server:
+            yield server
+        return
+    yield _Running(api_url)
+
+
+class _Server(Protocol):
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def wait_healthy(self) -> float: ...
+
+
+class _Running:
+    """A server someone else runs (``--api-url``): checked, never started or stopped."""
+
+    def __init__(self, api_url: str) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.pid: int | None = None
+
+    def wait_healthy(self) -> float:
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/health", timeout=10) as answer:
+                answer.read()
+        except OSError as exc:
+            raise RuntimeError(f"no Prefect server answers at {self.api_url} ({exc})") from None
+        return time.monotonic() - started
 
 
 def _isolate(base: Path, verbose: bool) -> dict[str, str | None]:
@@ -183,7 +246,7 @@ def _run_with_server(
 def _meta(args: argparse.Namespace, started: float, server_s: float | None) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": "python -m flows.benchmarks" + (" --quick" if args.quick else ""),
+        "command": " ".join(["python -m flows.benchmarks", *args.argv]),
         "mode": "quick" if args.quick else "full",
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -198,6 +261,7 @@ def _meta(args: argparse.Namespace, started: float, server_s: float | None) -> d
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks; see the module docstring."""
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     base = Path(tempfile.mkdtemp(prefix="aiop-bench-"))
     saved = _isolate(base, args.verbose)
@@ -209,9 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mode = "quick" if args.quick else "full"
     print(f"python -m flows.benchmarks ({mode} mode, {os.cpu_count()} cores); scratch: {base}")
     try:
-        print("  starting a Prefect server", flush=True)
+        where = (
+            f"using the Prefect server at {args.api_url}"
+            if args.api_url
+            else "starting a Prefect server"
+        )
+        print(f"  {where}", flush=True)
         try:
-            with prefect_server(base) as server:
+            with _server(base, args.api_url) as server:
                 # Set before Prefect is imported; the imports overlap the server's start-up.
                 os.environ["PREFECT_API_URL"] = server.api_url
                 import flows.benchmarks.cached_rerun
@@ -225,7 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 server_s = server.wait_healthy()
                 print(f"  server healthy after {server_s:.1f} s at {server.api_url}", flush=True)
                 ctx = BenchContext(
-                    quick=args.quick, base=base, server_pid=server.pid, api_url=server.api_url
+                    quick=args.quick,
+                    base=base,
+                    server_pid=server.pid,
+                    api_url=server.api_url,
+                    rows=args.rows,
                 )
                 results.update(_run_with_server(ctx, args.only, failures))
         except (RuntimeError, TimeoutError) as exc:
@@ -236,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.pop("PREFECT_API_URL", None)
         from flows.benchmarks import cold_start
 
-        ctx = BenchContext(quick=args.quick, base=base)
+        ctx = BenchContext(quick=args.quick, base=base, rows=args.rows)
         if "cold_start" in args.only and args.quick:
             results["cold_start"] = cold_start.skipped("keeps --quick under a minute")
         elif "cold_start" in args.only:

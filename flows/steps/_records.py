@@ -18,7 +18,9 @@ Speed: the file is read in 4 MiB blocks cut at record ends. A block without a li
 inside quotes (the usual case) is counted with ``bytes.count``/``bytes.find`` (C loops);
 only blocks with multi-line records are walked record by record (a C regex). Where a
 record starts is stored sparsely: only records whose start line is not the previous
-record's start line plus one (after a blank line or a multi-line record).
+record's start line plus one (after a blank line or a multi-line record). Finding records
+again (:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without
+blank lines or quoted line ends a byte offset is mapped to its record by counting line ends.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import bisect
 import itertools
 import operator
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,7 @@ class _Block:
     first_record: int
     first_line: int
     multiline: bool
+    blank: bool = True  # may hold blank lines (False only when the scan saw none)
 
 
 @dataclass
@@ -71,7 +74,9 @@ class RecordScan:
         line_ends: Kinds of record ends seen (``b"\\n"``, ``b"\\r\\n"``, ``b"\\r"``).
         quoted_line_ends: True if some record spans several lines (a quoted line end).
         unclosed: True if the file ends inside a quoted field.
-        trailing_empty: Indexes of records whose last field is empty (see module doc).
+        trailing_empty: Indexes of records whose last field is empty (see module doc)
+            and that may have more fields than the header (all of them when
+            :func:`scan` got no ``fields``).
     """
 
     path: Path
@@ -129,21 +134,82 @@ class RecordScan:
         found: dict[int, Record] = {}
         for number in sorted(by_block):
             block = self._blocks[number]
-            records = _block_records(self.path, block)
-            for offset in by_block[number][0]:
-                i = bisect.bisect_right(records.starts, offset) - 1
-                if i >= 0 and offset > records.starts[i] + len(records.raws[i]):
-                    i += 1  # past the record's line end: in blank lines before the next one
-                if 0 <= i < len(records):
-                    where[offset] = block.first_record + i
-                    found[block.first_record + i] = Record(
-                        block.first_record + i, records.lines[i], records.raws[i]
-                    )
-            for index in by_block[number][1]:
-                i = index - block.first_record
-                if 0 <= i < len(records):
-                    found[index] = Record(index, records.lines[i], records.raws[i])
+            at, wanted = by_block[number]
+            if not block.multiline and not block.blank:
+                self._plain_lookup(block, at, wanted, where, found)
+            else:
+                self._split_lookup(block, _read(self.path, block), at, wanted, where, found)
         return where, found
+
+    def _plain_lookup(
+        self,
+        block: _Block,
+        offsets: Sequence[int],
+        indexes: Sequence[int],
+        where: dict[int, int],
+        found: dict[int, Record],
+    ) -> None:
+        """:meth:`lookup` in a block of one record per line, without blank lines: an offset
+        is mapped by counting the line ends before it (no list of every record)."""
+        data = _read(self.path, block)
+        crlf = b"\r" in data
+        if crlf and not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
+            self._split_lookup(block, data, offsets, indexes, where, found)  # mixed line ends
+            return
+        records = data.count(b"\n") + (not data.endswith(b"\n"))
+
+        def record_at(start: int) -> bytes:
+            end = data.find(b"\n", start)
+            if end == -1:
+                return data[start:]
+            return data[start : end - 1] if crlf else data[start:end]
+
+        lines, pos = 0, 0  # line ends before ``pos``
+        for offset in sorted(offsets):
+            rel = offset - block.offset
+            lines += data.count(b"\n", pos, rel)
+            pos = rel
+            i, start = lines, data.rfind(b"\n", 0, rel) + 1
+            raw = record_at(start)
+            if rel > start + len(raw):  # in the line end: the next record
+                i, start = i + 1, start + len(raw) + 1 + crlf
+                raw = record_at(start) if i < records else b""
+            if 0 <= i < records:
+                where[offset] = block.first_record + i
+                found[block.first_record + i] = Record(
+                    block.first_record + i, block.first_line + i, raw
+                )
+        if indexes:
+            parts = _simple_records(data)[0]  # no blank lines: part i is record i
+            for index in indexes:
+                i = index - block.first_record
+                if 0 <= i < len(parts):
+                    found[index] = Record(index, block.first_line + i, parts[i])
+
+    @staticmethod
+    def _split_lookup(
+        block: _Block,
+        data: bytes,
+        offsets: Iterable[int],
+        indexes: Iterable[int],
+        where: dict[int, int],
+        found: dict[int, Record],
+    ) -> None:
+        """:meth:`lookup` in one block, from the list of its records."""
+        records = _split_records(data, block)
+        for offset in offsets:
+            i = bisect.bisect_right(records.starts, offset) - 1
+            if i >= 0 and offset > records.starts[i] + len(records.raws[i]):
+                i += 1  # past the record's line end: in blank lines before the next one
+            if 0 <= i < len(records):
+                where[offset] = block.first_record + i
+                found[block.first_record + i] = Record(
+                    block.first_record + i, records.lines[i], records.raws[i]
+                )
+        for index in indexes:
+            i = index - block.first_record
+            if 0 <= i < len(records):
+                found[index] = Record(index, records.lines[i], records.raws[i])
 
     def iter_records(self) -> Iterator[Record]:
         """Every record of the file in order, header first."""
@@ -198,11 +264,20 @@ class _Records:
         return len(self.raws)
 
 
-def _block_records(path: Path, block: _Block) -> _Records:
-    """The records of ``block``, read again from ``path``."""
+def _read(path: Path, block: _Block) -> bytes:
+    """The bytes of ``block``, read again from ``path``."""
     with path.open("rb") as fh:
         fh.seek(block.offset)
-        data = fh.read(block.size)
+        return fh.read(block.size)
+
+
+def _block_records(path: Path, block: _Block) -> _Records:
+    """The records of ``block``, read again from ``path``."""
+    return _split_records(_read(path, block), block)
+
+
+def _split_records(data: bytes, block: _Block) -> _Records:
+    """The records of ``block``, whose bytes are ``data``."""
     if not block.multiline:
         parts, ends = _simple_records(data)
         if len(ends) == 1:  # start of part i: offset + lengths before it + i line ends
@@ -234,22 +309,26 @@ def _block_records(path: Path, block: _Block) -> _Records:
     return _Records(out_starts, out_lines, out_raws)
 
 
-def _find_lines(norm: bytes, pattern: bytes, shift: int) -> list[int]:
-    """For each match of ``pattern`` in ``norm`` (LF line ends only), the 0-based number
-    of the line where the match starts, plus ``shift``."""
+def _find_lines(
+    norm: bytes, pattern: bytes, shift: int, keep: Callable[[int], bool] | None = None
+) -> list[int]:
+    """For each match of ``pattern`` in ``norm`` (LF line ends only) at a position ``keep``
+    accepts, the 0-based number of the line where the match starts, plus ``shift``."""
     found: list[int] = []
     pos, last, count = norm.find(pattern), 0, 0
     while pos != -1:
         count += norm.count(b"\n", last, pos)
         last = pos
-        found.append(count + shift)
+        if keep is None or keep(pos):
+            found.append(count + shift)
         pos = norm.find(pattern, pos + 1)
     return found
 
 
 class _Scanner:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fields: int | None) -> None:
         self.result = RecordScan(path)
+        self.fields = fields
         self.index = 0  # next record index (0 = header)
         self.line = 1  # line where the next record or blank line starts
         self.offset = 0
@@ -259,15 +338,20 @@ class _Scanner:
         segs = block.split(b'"')
         inside = b"".join(segs[1::2]) if len(segs) > 1 else b""
         multiline = b"\n" in inside or b"\r" in inside or len(segs) % 2 == 0
-        res._blocks.append(_Block(self.offset, len(block), self.index, self.line, multiline))
+        first_record, first_line = self.index, self.line
         res._anchor(self.index, self.line)
+        blank = True
         if multiline:
             self._walk(block)
         else:
-            self._count(block)
+            blank = self._count(block)
+        res._blocks.append(
+            _Block(self.offset, len(block), first_record, first_line, multiline, blank)
+        )
         self.offset += len(block)
 
-    def _count(self, block: bytes) -> None:
+    def _count(self, block: bytes) -> bool:
+        """Count the records of a block without quoted line ends; True if it has blank lines."""
         res = self.result
         if b"\r" in block:
             crlf = block.count(b"\r\n")
@@ -286,15 +370,26 @@ class _Scanner:
         first_index, first_line = self.index, self.line
         for n, blank in enumerate(blanks):  # the record after a blank line starts late
             res._anchor(first_index + blank - n, first_line + blank + 1)
-        # Records whose last field is empty: a line ending in ',' or ',""'.
-        ends = sorted(_find_lines(norm, b",\n", 0) + _find_lines(norm, b',""\n', 0))
-        if not norm.endswith(b"\n") and (norm.endswith(b",") or norm.endswith(b',""')):
+        # Records whose last field is empty: a line ending in ',' or ',""' (and, when the
+        # header's fields are known, enough commas for more fields than it has).
+        fields = self.fields
+
+        def more_fields(pos: int) -> bool:  # ``pos``: the last comma of its line
+            start = norm.rfind(b"\n", 0, pos) + 1
+            return fields is None or norm.count(b",", start, pos + 1) >= fields
+
+        ends = sorted(
+            _find_lines(norm, b",\n", 0, more_fields) + _find_lines(norm, b',""\n', 0, more_fields)
+        )
+        tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
+        if not norm.endswith(b"\n") and tail and more_fields(len(norm) - tail):
             ends.append(nlines - 1)
         for line in ends:
             res.trailing_empty.append(first_index + line - bisect.bisect_left(blanks, line))
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
+        return bool(blanks)
 
     def _walk(self, block: bytes) -> None:
         res = self.result
@@ -312,18 +407,23 @@ class _Scanner:
                 res._anchor(self.index, self.line)
                 if span > 1:
                     res.quoted_line_ends = True
-                if _TRAILING_EMPTY.search(raw + b"\n"):
+                if _TRAILING_EMPTY.search(raw + b"\n") and (
+                    self.fields is None or raw.count(b",") >= self.fields
+                ):
                     res.trailing_empty.append(self.index)
                 self.index += 1
             self.line += span
         res.lines = self.line - 1
 
 
-def scan(path: str | Path) -> RecordScan:
+def scan(path: str | Path, fields: int | None = None) -> RecordScan:
     """Scan ``path`` and count its records (see the module docstring for the rules).
 
     Args:
         path: The CSV file.
+        fields: The header's number of fields, when known: records whose last field is
+            empty are then listed in ``trailing_empty`` only if they have enough commas
+            for more fields than that.
 
     Returns:
         The counts and what is needed to find any record again.
@@ -338,7 +438,7 @@ def scan(path: str | Path) -> RecordScan:
         >>> os.unlink(fh.name)
     """
     p = Path(path)
-    scanner = _Scanner(p)
+    scanner = _Scanner(p, fields)
     carry, size = b"", BLOCK_BYTES
     with p.open("rb") as fh:
         while True:

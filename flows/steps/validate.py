@@ -480,7 +480,7 @@ def run(
     con = connect(work / "spill", threads)
     # The byte scan that counts records runs beside DuckDB (which releases the GIL).
     pool = ThreadPoolExecutor(max_workers=1)
-    counting = pool.submit(_records.scan, src.path)
+    counting = pool.submit(_records.scan, src.path, len(columns))
     staging = work / "staging.parquet"
     k = sample_rows or _sample_size(src.path, src.size)
     try:
@@ -517,12 +517,15 @@ def run(
         writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         stage = f"read_parquet({quote_literal(str(staging))}, file_row_number = true)"
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
+        if plan.extra:
+            # The NOT IN runs as a join that may reorder rows: sort back to input order, so
+            # partitions are contiguous input ranges and re-runs write identical files.
+            keep = "AND file_row_number NOT IN (SELECT rid FROM extras) ORDER BY file_row_number"
+        else:  # a filter keeps the input order (insertion order is preserved): no sort
+            keep = ""
         with atomic_path(out / "valid.parquet") as tmp:
             valid = con.execute(
-                # The NOT IN runs as a join that may reorder rows: sort back to input order, so
-                # partitions are contiguous input ranges and re-runs write identical files.
-                f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL AND file_row_number "
-                f"NOT IN (SELECT rid FROM extras) ORDER BY file_row_number) "
+                f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL {keep}) "
                 f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION snappy)"
             ).fetchone()[0]
             quarantined = writing.result()

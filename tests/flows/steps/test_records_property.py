@@ -10,6 +10,7 @@ the model alone, each record's first physical line, its exact text and its value
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.steps import ingest, validate
+from flows.steps import _records, ingest, validate
 from flows.steps import types as T
 
 from .conftest import query, quiet
@@ -143,3 +144,49 @@ def test_every_record_is_counted_once_and_kept_exactly(
         tuple(T.parse_value(v, t) for v, t in zip(r.values, types, strict=True)) for r in valid
     ]
     assert rows == expected
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(csv_files(), st.sampled_from([64, 4096, 1 << 22]), st.integers(1, 5))
+def test_lookup_by_counting_line_ends_agrees_with_the_list_of_records(
+    tmp_path_factory: Any,
+    case: tuple[bytes, list[str], list[Record]],
+    block_bytes: int,
+    fields: int,
+) -> None:
+    """Blocks without blank lines map offsets by counting line ends; every offset and index
+    must come out as from the full list of each block's records, and the trailing-empty
+    records kept for ``fields`` must be those with more commas than the header's fields."""
+    data = case[0]
+    src = tmp_path_factory.mktemp("lookup") / "in.csv"
+    src.write_bytes(data)
+    old = _records.BLOCK_BYTES
+    _records.BLOCK_BYTES = block_bytes  # many small blocks: the cuts are exercised too
+    try:
+        scan = _records.scan(src, fields)
+        every = _records.scan(src)
+    finally:
+        _records.BLOCK_BYTES = old
+    assert scan.records == every.records
+    records = list(every.iter_records())
+    # Every offset at and around line ends and quotes, and a stride through long fields.
+    marks = {m.start() + d for m in re.finditer(rb'[\r\n"]', data) for d in (-1, 0, 1)}
+    offsets = sorted(o for o in marks | set(range(0, len(data), 997)) if 0 <= o < len(data))
+    indexes = range(len(records) + 1)
+    reference = dataclasses.replace(
+        scan, _blocks=[dataclasses.replace(b, blank=True) for b in scan._blocks]
+    )
+    assert scan.locate(offsets) == reference.locate(offsets)
+    # One at a time, so that a later offset in the same record cannot hide a wrong record.
+    line_ends = [m.start() for m in re.finditer(rb"[\r\n]", data)][:12]
+    for offset in [*line_ends, *offsets[:: max(1, len(offsets) // 8)]]:
+        assert scan.lookup([offset], ()) == reference.lookup([offset], ()), offset
+    assert scan.fetch(indexes) == {r.index: r for r in records}
+    assert set(scan.trailing_empty) == {
+        k for k in every.trailing_empty if records[k].raw.count(b",") >= fields
+    }
