@@ -48,13 +48,14 @@ from adapters.runner import Stream
 from adapters.selection import engine_breaker_name
 from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
-from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
+from flows.breaker_events import attach_event_emitter
 from flows.breaker_precheck import rejection_before_start
 from flows.installation_key import keyed_digest
 from flows.step_events import emit_step_event
-from flows.step_outcome import StepOutcome
+from flows.step_outcome import StepFacts, StepOutcome
 
 __all__ = [
+    "StepFacts",
     "StepOutcome",
     "execute_step",
     "outputs_present",
@@ -215,6 +216,7 @@ async def run_step(
     backend: str | None = None,
     agent: str | None = None,
     settings: Settings | None = None,
+    facts: StepFacts | None = None,
 ) -> StepResult:
     """Run one step through a runner and return its :class:`~adapters.StepResult`.
 
@@ -227,6 +229,9 @@ async def run_step(
         agent: the agent running the step, when one does (named in the task run's name and
             logged; not part of the cache key).
         settings: the platform settings (default: read from the environment once per call).
+        facts: where the attempts record what they learn besides the result (the time waited
+            for an open circuit's probe); passed by :func:`execute_step`, not part of the cache
+            key.
 
     Raises:
         StepFailedError: the command exited non-zero (retried only if the exit code is declared
@@ -304,7 +309,8 @@ async def run_step(
         retries = context.task.retries if context is not None else 0
         if attempt <= retries and wait > 0:
             logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
-            record_breaker_wait(spec.name, wait)
+            if facts is not None:
+                facts.add_breaker_wait(wait)
             await asyncio.sleep(wait)
         raise
     except AiopError as exc:
@@ -376,7 +382,7 @@ async def execute_step(
         if agent:
             emit_step_event(agent, outcome)
         return outcome
-    waited_before = BREAKER_WAITS.get(spec.name, 0.0)
+    facts = StepFacts()
     options = run_step.with_options(
         refresh_cache=not usable_cache,
         retries=policy.retries,
@@ -384,10 +390,11 @@ async def execute_step(
         retry_jitter_factor=policy.jitter,
         retry_condition_fn=retry_condition_for(policy),
     )
-    state: State[StepResult] = await options(spec, backend, agent, settings, return_state=True)  # type: ignore[misc]
+    state: State[StepResult] = await options(
+        spec, backend, agent, settings, facts, return_state=True
+    )  # type: ignore[misc]
     duration = time.monotonic() - started
-    waited = BREAKER_WAITS.get(spec.name, 0.0) - waited_before
-    outcome = await _outcome(spec, state, duration, started_at, waited)
+    outcome = await _outcome(spec, state, duration, started_at, facts.breaker_wait_s)
     if agent:
         emit_step_event(
             agent,
