@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from adapters.chaos import ChaosRunner, FaultPlan
 from adapters.contract import Backend
 from adapters.errors import InfrastructureError, InvalidInputError
 from adapters.local_runner import LocalRunner
@@ -45,11 +46,13 @@ from adapters.runner import LineSink, Runner
 __all__ = [
     "BackendChoice",
     "EngineProbe",
+    "StepRunner",
     "choose_backend",
     "engine_breaker_name",
     "engine_for_run",
     "get_runner",
     "probe_engine",
+    "resolve_runner",
 ]
 
 BackendName = Literal["auto", "dagger", "local"]
@@ -178,6 +181,45 @@ def get_runner(
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
     return DaggerRunner(provision_timeout_s=provision_timeout_s)
+
+
+@dataclass(frozen=True)
+class StepRunner:
+    """A flow run's runner, resolved once and passed to each of its steps.
+
+    Attributes:
+        runner: the runner, wrapped in a :class:`~adapters.chaos.ChaosRunner` when ``plan`` is set.
+        breaker_name: the engine breaker guarding it (:func:`engine_breaker_name`).
+        plan: the run's fault plan, or None.
+    """
+
+    runner: Runner
+    breaker_name: str
+    plan: FaultPlan | None = None
+
+    @property
+    def backend(self) -> Backend:
+        """The backend the runner executes steps on."""
+        return self.runner.backend
+
+
+def resolve_runner(
+    backend: str | None = None,
+    *,
+    provision_timeout_s: float = 60.0,
+    cache_dir: Path | None = None,
+    plan: FaultPlan | None = None,
+) -> StepRunner:
+    """The runner of ``backend`` (:func:`get_runner`) with its engine breaker's name, and the fault
+    ``plan`` injected into it when one is given: what a flow run resolves once for all its steps.
+
+    Examples:
+        >>> resolve_runner("local").breaker_name
+        'engine:local'
+    """
+    runner = get_runner(backend, provision_timeout_s=provision_timeout_s, cache_dir=cache_dir)
+    name = engine_breaker_name(runner.backend)
+    return StepRunner(runner if plan is None else ChaosRunner(runner, plan), name, plan)
 
 
 @contextlib.asynccontextmanager

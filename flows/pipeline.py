@@ -27,10 +27,10 @@ from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
-from adapters.chaos import install_plan, parse_plan
+from adapters.chaos import FaultPlan, parse_plan
 from adapters.ownership import claim, write_owned_file
 from adapters.redaction import redact_url
-from adapters.selection import BackendChoice, engine_for_run
+from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
 from flows._console import flow_run_ui_url, use_docs_url
@@ -162,18 +162,14 @@ async def data_pipeline(
         )
         plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
         _prepare_output(options)
-        install_plan(plan)  # this run's fault plan, its hit counts fresh; none after the run
-        try:
-            # The run's one engine session (Dagger), or the local runner when none can start.
-            async with engine_for_run(
-                options.backend,
-                on_line=lambda _, line: logger.info(line),
-                provision_timeout_s=settings.dagger_provision_timeout_s,
-                first_run_timeout_s=settings.dagger_first_run_timeout_s,
-            ) as choice:
-                return await _run(options, choice, settings)
-        finally:
-            install_plan(None)
+        # The run's one engine session (Dagger), or the local runner when none can start.
+        async with engine_for_run(
+            options.backend,
+            on_line=lambda _, line: logger.info(line),
+            provision_timeout_s=settings.dagger_provision_timeout_s,
+            first_run_timeout_s=settings.dagger_first_run_timeout_s,
+        ) as choice:
+            return await _run(options, choice, settings, plan)
     except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
@@ -181,11 +177,18 @@ async def data_pipeline(
 
 
 async def _run(
-    options: PipelineOptions, choice: BackendChoice, settings: Settings
+    options: PipelineOptions, choice: BackendChoice, settings: Settings, plan: FaultPlan | None
 ) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info(choice.reason)
     backend = choice.backend
+    # Resolved once for every step, with this run's fault plan (its hit counts fresh) injected.
+    runner = resolve_runner(
+        backend,
+        provision_timeout_s=settings.dagger_provision_timeout_s,
+        cache_dir=settings.cache_dir,
+        plan=plan,
+    )
     work = Path(options.work_dir).resolve()
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
@@ -222,6 +225,7 @@ async def _run(
             env=pin,
             prepare=content_addressed,
             settings=settings,
+            runner=runner,
         )
         outcomes.append(outcome)
         await progress.step_done()
