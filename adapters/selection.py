@@ -50,6 +50,7 @@ __all__ = [
     "choose_backend",
     "engine_breaker_name",
     "engine_for_run",
+    "find_runtime",
     "get_runner",
     "probe_engine",
     "resolve_runner",
@@ -104,17 +105,10 @@ def probe_engine(timeout_s: float = 2.0) -> EngineProbe:
     remote = os.environ.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
     if remote:
         return _probe_remote(remote, timeout_s)
-    reasons = []
-    for runtime in _RUNTIMES:
-        exe = shutil.which(runtime)
-        if exe is None:
-            continue
-        ok, why = _runtime_answers(exe, timeout_s)
-        if ok:
-            return EngineProbe(
-                True, "runtime", f"{runtime} is running; Dagger starts its engine there"
-            )
-        reasons.append(f"{runtime} is installed but {why}")
+    exe, reasons = find_runtime(timeout_s)
+    if exe is not None:
+        runtime = Path(exe).name
+        return EngineProbe(True, "runtime", f"{runtime} is running; Dagger starts its engine there")
     if not reasons:
         reasons.append("no container runtime (docker, podman, nerdctl, finch) is installed")
     return EngineProbe(False, "none", "; ".join(reasons))
@@ -328,6 +322,28 @@ def _probe_remote(remote_url: str, timeout_s: float) -> EngineProbe:
         finally:
             sock.close()
     return EngineProbe(True, "remote", f"remote engine {remote} (not probed for this scheme)")
+
+
+def find_runtime(timeout_s: float) -> tuple[str | None, list[str]]:
+    """The first container runtime (docker, podman, nerdctl, finch, in that order) whose ``info``
+    answers within ``timeout_s``, as an executable path (None when none does), and why each
+    installed one before it did not.
+
+    Examples:
+        >>> exe, reasons = find_runtime(timeout_s=1.0)
+        >>> exe is None or bool(exe)
+        True
+    """
+    reasons: list[str] = []
+    for name in _RUNTIMES:
+        exe = shutil.which(name)
+        if exe is None:
+            continue
+        ok, why = _runtime_answers(exe, timeout_s)
+        if ok:
+            return exe, reasons
+        reasons.append(f"{name} is installed but {why}")
+    return None, reasons
 
 
 def _runtime_answers(exe: str, timeout_s: float) -> tuple[bool, str]:
