@@ -34,7 +34,7 @@ from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
 from adapters.policies import RetryPolicy
-from adapters.selection import StepRunner
+from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents.errors import AgentRefusedError
 from agents.llm_agent import llm_step_spec
@@ -261,10 +261,23 @@ async def agent_run(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     manager = AgentManager.from_settings(settings, paths)
+    runner: StepRunner | None = None
     if any(a.kind == "container" for a in manager.candidates(target, params)):
         get_run_logger().info(choose_backend(backend).reason)  # llm agents say it when refused
+        runner = resolve_runner(  # once for every agent tried
+            backend,
+            provision_timeout_s=settings.dagger_provision_timeout_s,
+            cache_dir=settings.cache_dir,
+        )
     outcome = await run_agent(
-        manager, target, params, backend, mounts=mounts, outputs=outputs, settings=settings
+        manager,
+        target,
+        params,
+        backend,
+        mounts=mounts,
+        outputs=outputs,
+        settings=settings,
+        runner=runner,
     )
     if outcome.error is not None:
         raise outcome.error
