@@ -184,10 +184,12 @@ _plan_lock = threading.Lock()
 
 
 def install_plan(plan: FaultPlan | None) -> None:
-    """Use ``plan`` for the steps this process runs (None: no plan), its hit counts fresh.
+    """Use ``plan`` for the steps this process runs without a resolved runner (None: no plan).
 
-    Entry points install the plan of their ``chaos`` setting (or ``--chaos``) once, before the
-    first step; a plan's hit counts span every step and attempt of the run.
+    A flow run carries its plan with its runner instead
+    (:func:`adapters.selection.resolve_runner`); the installed plan reaches only the direct
+    ``run_step`` and ``execute_step`` calls given no runner (a benchmark's, a test's). A plan's
+    hit counts span every step and attempt it reaches.
     """
     global _installed
     with _plan_lock:

@@ -19,18 +19,11 @@ Nothing here imports ``dagger``.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.selection import (
-    _HOW_TO_GET_CONTAINERS,
-    _RUNTIMES,
-    _probe_remote,
-    _runtime_answers,
-    probe_engine,
-)
+from adapters.selection import _HOW_TO_GET_CONTAINERS, _probe_remote, find_runtime, probe_engine
 
 __all__ = ["EngineDiagnosis", "EnginePart", "diagnose_engine"]
 
@@ -113,16 +106,7 @@ def diagnose_engine(timeout_s: float = 5.0) -> EngineDiagnosis:
         parts.append(EnginePart("remote engine", probe.reachable, probe.detail, "" if probe.reachable
                                 else "start the remote engine or fix _EXPERIMENTAL_DAGGER_RUNNER_HOST"))  # fmt: skip
     else:
-        reasons = []
-        for name in _RUNTIMES:
-            exe = shutil.which(name)
-            if exe is None:
-                continue
-            ok, why = _runtime_answers(exe, timeout_s)
-            if ok:
-                runtime = exe
-                break
-            reasons.append(f"{name} is installed but {why}")
+        runtime, reasons = find_runtime(timeout_s)
         if runtime is not None:
             parts.append(EnginePart("runtime", True, f"{Path(runtime).name} is running"))
         else:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from adapters.chaos import ChaosRunner, FaultPlan
 from adapters.contract import Backend
 from adapters.errors import InfrastructureError, InvalidInputError
 from adapters.local_runner import LocalRunner
@@ -45,11 +46,14 @@ from adapters.runner import LineSink, Runner
 __all__ = [
     "BackendChoice",
     "EngineProbe",
+    "StepRunner",
     "choose_backend",
     "engine_breaker_name",
     "engine_for_run",
+    "find_runtime",
     "get_runner",
     "probe_engine",
+    "resolve_runner",
 ]
 
 BackendName = Literal["auto", "dagger", "local"]
@@ -101,17 +105,10 @@ def probe_engine(timeout_s: float = 2.0) -> EngineProbe:
     remote = os.environ.get("_EXPERIMENTAL_DAGGER_RUNNER_HOST")
     if remote:
         return _probe_remote(remote, timeout_s)
-    reasons = []
-    for runtime in _RUNTIMES:
-        exe = shutil.which(runtime)
-        if exe is None:
-            continue
-        ok, why = _runtime_answers(exe, timeout_s)
-        if ok:
-            return EngineProbe(
-                True, "runtime", f"{runtime} is running; Dagger starts its engine there"
-            )
-        reasons.append(f"{runtime} is installed but {why}")
+    exe, reasons = find_runtime(timeout_s)
+    if exe is not None:
+        runtime = Path(exe).name
+        return EngineProbe(True, "runtime", f"{runtime} is running; Dagger starts its engine there")
     if not reasons:
         reasons.append("no container runtime (docker, podman, nerdctl, finch) is installed")
     return EngineProbe(False, "none", "; ".join(reasons))
@@ -178,6 +175,45 @@ def get_runner(
     from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
 
     return DaggerRunner(provision_timeout_s=provision_timeout_s)
+
+
+@dataclass(frozen=True)
+class StepRunner:
+    """A flow run's runner, resolved once and passed to each of its steps.
+
+    Attributes:
+        runner: the runner, wrapped in a :class:`~adapters.chaos.ChaosRunner` when ``plan`` is set.
+        breaker_name: the engine breaker guarding it (:func:`engine_breaker_name`).
+        plan: the run's fault plan, or None.
+    """
+
+    runner: Runner
+    breaker_name: str
+    plan: FaultPlan | None = None
+
+    @property
+    def backend(self) -> Backend:
+        """The backend the runner executes steps on."""
+        return self.runner.backend
+
+
+def resolve_runner(
+    backend: str | None = None,
+    *,
+    provision_timeout_s: float = 60.0,
+    cache_dir: Path | None = None,
+    plan: FaultPlan | None = None,
+) -> StepRunner:
+    """The runner of ``backend`` (:func:`get_runner`) with its engine breaker's name, and the fault
+    ``plan`` injected into it when one is given: what a flow run resolves once for all its steps.
+
+    Examples:
+        >>> resolve_runner("local").breaker_name
+        'engine:local'
+    """
+    runner = get_runner(backend, provision_timeout_s=provision_timeout_s, cache_dir=cache_dir)
+    name = engine_breaker_name(runner.backend)
+    return StepRunner(runner if plan is None else ChaosRunner(runner, plan), name, plan)
 
 
 @contextlib.asynccontextmanager
@@ -286,6 +322,28 @@ def _probe_remote(remote_url: str, timeout_s: float) -> EngineProbe:
         finally:
             sock.close()
     return EngineProbe(True, "remote", f"remote engine {remote} (not probed for this scheme)")
+
+
+def find_runtime(timeout_s: float) -> tuple[str | None, list[str]]:
+    """The first container runtime (docker, podman, nerdctl, finch, in that order) whose ``info``
+    answers within ``timeout_s``, as an executable path (None when none does), and why each
+    installed one before it did not.
+
+    Examples:
+        >>> exe, reasons = find_runtime(timeout_s=1.0)
+        >>> exe is None or bool(exe)
+        True
+    """
+    reasons: list[str] = []
+    for name in _RUNTIMES:
+        exe = shutil.which(name)
+        if exe is None:
+            continue
+        ok, why = _runtime_answers(exe, timeout_s)
+        if ok:
+            return exe, reasons
+        reasons.append(f"{name} is installed but {why}")
+    return None, reasons
 
 
 def _runtime_answers(exe: str, timeout_s: float) -> tuple[bool, str]:

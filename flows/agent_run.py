@@ -34,6 +34,7 @@ from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
 from adapters.policies import RetryPolicy
+from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents.errors import AgentRefusedError
 from agents.llm_agent import llm_step_spec
@@ -78,6 +79,7 @@ async def run_agent(
     prepare: Callable[[StepSpec], StepSpec] | None = None,
     execute: ExecuteStep | None = None,
     settings: Settings | None = None,
+    runner: StepRunner | None = None,
 ) -> StepOutcome:
     """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
 
@@ -95,9 +97,12 @@ async def run_agent(
         caches: cache volume name -> container path, added to the agent's StepSpec.
         env: environment variables added to the agent's StepSpec.
         prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
-        execute: runs one attempt (default :func:`flows.step_task.execute_step` with ``settings``).
+        execute: runs one attempt (default :func:`flows.step_task.execute_step` with ``settings``
+            and ``runner``).
         settings: the platform settings (default: read from the environment once, here). The
             retry settings apply over each agent's ``retry:`` section.
+        runner: the flow run's runner, resolved once (:func:`adapters.selection.resolve_runner`),
+            for the default ``execute``; None: each attempt resolves its own from ``backend``.
 
     Returns:
         The outcome of the last agent tried; ``error`` is set when none succeeded (an
@@ -112,7 +117,7 @@ async def run_agent(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     if execute is None:
-        execute = functools.partial(execute_step, settings=settings)
+        execute = functools.partial(execute_step, settings=settings, runner=runner)
     by_name = target in {a.name for a in manager.agents()}
     candidates = manager.candidates(target, params)
     logger = _run_logger()
@@ -256,10 +261,23 @@ async def agent_run(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     manager = AgentManager.from_settings(settings, paths)
+    runner: StepRunner | None = None
     if any(a.kind == "container" for a in manager.candidates(target, params)):
         get_run_logger().info(choose_backend(backend).reason)  # llm agents say it when refused
+        runner = resolve_runner(  # once for every agent tried
+            backend,
+            provision_timeout_s=settings.dagger_provision_timeout_s,
+            cache_dir=settings.cache_dir,
+        )
     outcome = await run_agent(
-        manager, target, params, backend, mounts=mounts, outputs=outputs, settings=settings
+        manager,
+        target,
+        params,
+        backend,
+        mounts=mounts,
+        outputs=outputs,
+        settings=settings,
+        runner=runner,
     )
     if outcome.error is not None:
         raise outcome.error

@@ -16,25 +16,15 @@ from typing import Any
 from adapters.breaker import Breaker, BreakerEvent
 
 __all__ = [
-    "BREAKER_WAITS",
     "RECENT_TRANSITIONS",
     "attach_event_emitter",
     "emit_breaker_event",
-    "record_breaker_wait",
 ]
 
 _log = logging.getLogger("aiop.breaker")
 
 #: The last transitions seen in this process, newest last (read by the drill and the artifacts).
 RECENT_TRANSITIONS: deque[BreakerEvent] = deque(maxlen=1000)
-
-#: Seconds each step (by name) spent waiting for an open circuit's probe time, in this process.
-BREAKER_WAITS: dict[str, float] = {}
-
-
-def record_breaker_wait(step: str, seconds: float) -> None:
-    """Add ``seconds`` of waiting on an open circuit to ``step``'s total."""
-    BREAKER_WAITS[step] = BREAKER_WAITS.get(step, 0.0) + seconds
 
 
 def emit_breaker_event(event: BreakerEvent) -> None:

@@ -27,6 +27,7 @@ def rejection_before_start(
     step: str,
     breaker_policy: BreakerPolicy | None = None,
     redis_url: str | None = None,
+    breaker_name: str | None = None,
 ) -> CircuitOpenError | None:
     """The engine breaker's rejection of ``step`` when no retry would wait for its probe, else None.
 
@@ -36,6 +37,8 @@ def rejection_before_start(
         step: the step's name (set on the error).
         breaker_policy: the engine breaker's policy if it is new, as ``run_step`` passes it.
         redis_url: where the engine breaker keeps its state, as ``run_step`` passes it.
+        breaker_name: the engine breaker's name when the flow run resolved its runner already
+            (:class:`adapters.selection.StepRunner`); None: found from ``backend``.
 
     Examples:
         >>> from adapters.breaker import reset_breakers
@@ -44,7 +47,7 @@ def rejection_before_start(
         True
     """
     try:
-        name = engine_breaker_name(choose_backend(backend).backend)
+        name = breaker_name or engine_breaker_name(choose_backend(backend).backend)
     except AiopError:
         return None  # a bad backend: run_step reports it, with its task run
     exc = get_breaker(name, default_policy=breaker_policy, redis_url=redis_url).rejection()

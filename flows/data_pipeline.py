@@ -11,7 +11,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any, NoReturn
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings, variable_name
 from flows._console import docs_url, quiet_prefect_defaults
-from flows.options import MAX_PARTITIONS, PipelineOptions, default_partitions
+from flows.options import MAX_PARTITIONS, PipelineParameters
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
@@ -82,7 +81,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
             "each partition is one step process, and all of them start at once; more partitions"
             " than CPUs only add processes competing for the same cores",
         ),
-        default=default_partitions(),
+        default=None,
         help="Parquet partitions, transformed in parallel (default: CPU count; at most"
         f" {MAX_PARTITIONS})",
     )
@@ -126,9 +125,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
 
 def parse_args(
     argv: Sequence[str] | None = None, settings: Settings | None = None
-) -> PipelineOptions:
-    """Parse and check the command line (defaults from ``settings``, else the defaults); raises
-    :class:`UsageError` for unusable input."""
+) -> PipelineParameters:
+    """Parse and check the command line into the flow's keyword arguments (defaults from
+    ``settings``, else the defaults); raises :class:`UsageError` for unusable input."""
     settings = settings if settings is not None else Settings.model_construct()
     ns = _parser(settings).parse_args(argv)
     header: list[str] | None = None
@@ -155,7 +154,7 @@ def parse_args(
             parse_plan(ns.chaos, source="--chaos")
         except InvalidInputError as exc:
             raise UsageError(str(exc)) from None
-    return PipelineOptions(
+    return PipelineParameters(
         input=ns.input,
         rows=ns.rows,
         seed=ns.seed,
@@ -281,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from flows.pipeline import PipelineFailed, data_pipeline
 
     state = run_flow_quietly(
-        lambda: data_pipeline(**dataclasses.asdict(options), settings=settings, return_state=True),
+        lambda: data_pipeline(**options, settings=settings, return_state=True),
         server,
         debug=settings.debug,
     )
@@ -294,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         anchor = outcome.cause_anchor
         fail(
             f"the pipeline stopped at step {outcome.step!r}: {outcome.message}\nPartial results and"
-            f" the step list are in {Path(options.output) / 'summary.json'}. Read more:"
+            f" the step list are in {Path(options['output']) / 'summary.json'}. Read more:"
             f" {docs_url('troubleshooting/')}#{anchor}",
             EXIT_FAILED,
         )

@@ -27,10 +27,10 @@ from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
-from adapters.chaos import install_plan, parse_plan
+from adapters.chaos import FaultPlan, parse_plan
 from adapters.ownership import claim, write_owned_file
 from adapters.redaction import redact_url
-from adapters.selection import BackendChoice, engine_for_run
+from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
 from flows._console import flow_run_ui_url, use_docs_url
@@ -147,6 +147,7 @@ async def data_pipeline(
     try:
         settings = settings if settings is not None else load_settings()
         use_docs_url(settings.docs_url)
+        # The one place the run's defaults are filled in (the CLI passes None for "not given").
         options = PipelineOptions(
             input=input,
             rows=rows,
@@ -162,18 +163,14 @@ async def data_pipeline(
         )
         plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
         _prepare_output(options)
-        install_plan(plan)  # this run's fault plan, its hit counts fresh; none after the run
-        try:
-            # The run's one engine session (Dagger), or the local runner when none can start.
-            async with engine_for_run(
-                options.backend,
-                on_line=lambda _, line: logger.info(line),
-                provision_timeout_s=settings.dagger_provision_timeout_s,
-                first_run_timeout_s=settings.dagger_first_run_timeout_s,
-            ) as choice:
-                return await _run(options, choice, settings)
-        finally:
-            install_plan(None)
+        # The run's one engine session (Dagger), or the local runner when none can start.
+        async with engine_for_run(
+            options.backend,
+            on_line=lambda _, line: logger.info(line),
+            provision_timeout_s=settings.dagger_provision_timeout_s,
+            first_run_timeout_s=settings.dagger_first_run_timeout_s,
+        ) as choice:
+            return await _run(options, choice, settings, plan)
     except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
@@ -181,11 +178,18 @@ async def data_pipeline(
 
 
 async def _run(
-    options: PipelineOptions, choice: BackendChoice, settings: Settings
+    options: PipelineOptions, choice: BackendChoice, settings: Settings, plan: FaultPlan | None
 ) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info(choice.reason)
     backend = choice.backend
+    # Resolved once for every step, with this run's fault plan (its hit counts fresh) injected.
+    runner = resolve_runner(
+        backend,
+        provision_timeout_s=settings.dagger_provision_timeout_s,
+        cache_dir=settings.cache_dir,
+        plan=plan,
+    )
     work = Path(options.work_dir).resolve()
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
@@ -222,11 +226,12 @@ async def _run(
             env=pin,
             prepare=content_addressed,
             settings=settings,
+            runner=runner,
         )
         outcomes.append(outcome)
         await progress.step_done()
         if outcome.error is not None or outcome.result is None:
-            summary = _summary(options, backend, outcomes, out_dir, None)
+            summary = _summary(options, backend, outcomes, out_dir, None, None)
             summary.update(rows_so_far(outcomes))
             summary["error"] = {
                 "step": outcome.name,
@@ -302,7 +307,7 @@ async def _run(
     )
 
     outcomes.sort(key=_pipeline_order)
-    summary = _summary(options, backend, outcomes, out_dir, group_by)
+    summary = _summary(options, backend, outcomes, out_dir, group_by, facts)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
         raise PipelineFailed(
             "rows were lost: input_rows != valid_rows + quarantined_rows"
@@ -382,26 +387,28 @@ def _summary(
     outcomes: list[StepOutcome],
     output: Path,
     group_by: str | None,
+    facts: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    report_path = output / "summary.json"
-    report: dict[str, Any] = {}
-    if group_by is not None and report_path.exists():
-        report = json.loads(report_path.read_text(encoding="utf-8"))
-    files = report.get("files", {})
+    """The content of ``summary.json``: the run's row counts and columns (``facts``, the validate
+    step's ``validate.json``, which the report step copies; None before it), the run and its steps.
+
+    The flow is the file's last writer; it never reads the file back.
+    """
+    facts = facts or {}
     return {
-        "input_rows": report.get("input_rows"),
-        "valid_rows": report.get("valid_rows"),
-        "quarantined_rows": report.get("quarantined_rows"),
+        "input_rows": facts.get("input_rows"),
+        "valid_rows": facts.get("valid_rows"),
+        "quarantined_rows": facts.get("quarantined_rows"),
         "backend": backend,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "flow_run_url": _ui_url(),
         "group_by": group_by,
         "input": str(Path(options.input).resolve()) if options.input else None,
         "generated": None if options.input else {"rows": options.rows, "seed": options.seed},
-        "columns": report.get("columns"),
+        "columns": facts.get("columns"),
         "steps": [o.as_summary() for o in sorted(outcomes, key=_pipeline_order)],
-        "aggregates": str(output / files.get("aggregates", "aggregates.csv")),
-        "quarantine": str(output / files.get("quarantine", "quarantine.csv")),
-        "data": str(output / files.get("data", "data")),
+        "aggregates": str(output / "aggregates.csv"),
+        "quarantine": str(output / "quarantine.csv"),
+        "data": str(output / "data"),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

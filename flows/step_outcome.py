@@ -1,4 +1,5 @@
-"""``StepOutcome``: how one step went in a flow run (re-exported by :mod:`flows.step_task`)."""
+"""``StepOutcome``: how one step went in a flow run (re-exported by :mod:`flows.step_task`), and
+``StepFacts``: what a step's task runs learn on the way besides their result."""
 
 from __future__ import annotations
 
@@ -8,7 +9,26 @@ from typing import Any
 from adapters import StepResult
 from adapters.llm_contract import LlmResult
 
-__all__ = ["StepOutcome"]
+__all__ = ["StepFacts", "StepOutcome"]
+
+
+@dataclass
+class StepFacts:
+    """What the task runs of one step learn besides their result, handed back as a value.
+
+    :func:`flows.step_task.execute_step` creates one per step and passes it to every attempt of
+    ``run_step`` (a parameter outside the cache key); the attempts add to it and the outcome
+    reads it. A direct ``run_step`` call needs none.
+
+    Attributes:
+        breaker_wait_s: seconds the step's attempts waited for an open circuit's probe time.
+    """
+
+    breaker_wait_s: float = 0.0
+
+    def add_breaker_wait(self, seconds: float) -> None:
+        """Add ``seconds`` of waiting on an open circuit."""
+        self.breaker_wait_s += seconds
 
 
 @dataclass(frozen=True)

@@ -38,23 +38,23 @@ from adapters import (
     StepFailedError,
     StepResult,
     StepSpec,
-    get_runner,
 )
 from adapters.breaker import get_breaker
-from adapters.chaos import ChaosRunner, active_plan
+from adapters.chaos import active_plan
 from adapters.ownership import origin_of, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
-from adapters.selection import engine_breaker_name
+from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
-from flows.breaker_events import BREAKER_WAITS, attach_event_emitter, record_breaker_wait
+from flows.breaker_events import attach_event_emitter
 from flows.breaker_precheck import rejection_before_start
 from flows.installation_key import keyed_digest
 from flows.step_events import emit_step_event
-from flows.step_outcome import StepOutcome
+from flows.step_outcome import StepFacts, StepOutcome
 
 __all__ = [
+    "StepFacts",
     "StepOutcome",
     "execute_step",
     "outputs_present",
@@ -215,6 +215,8 @@ async def run_step(
     backend: str | None = None,
     agent: str | None = None,
     settings: Settings | None = None,
+    facts: StepFacts | None = None,
+    runner: StepRunner | None = None,
 ) -> StepResult:
     """Run one step through a runner and return its :class:`~adapters.StepResult`.
 
@@ -227,6 +229,12 @@ async def run_step(
         agent: the agent running the step, when one does (named in the task run's name and
             logged; not part of the cache key).
         settings: the platform settings (default: read from the environment once per call).
+        facts: where the attempts record what they learn besides the result (the time waited
+            for an open circuit's probe); passed by :func:`execute_step`, not part of the cache
+            key.
+        runner: the flow run's runner, resolved once for all its steps (not part of the cache
+            key); None: resolved here from ``backend`` and the settings, with the installed
+            fault plan (:func:`adapters.chaos.install_plan`) if there is one.
 
     Raises:
         StepFailedError: the command exited non-zero (retried only if the exit code is declared
@@ -250,17 +258,16 @@ async def run_step(
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
-    runner = get_runner(
-        backend or settings.backend,
-        provision_timeout_s=settings.dagger_provision_timeout_s,
-        cache_dir=settings.cache_dir,
-    )
-    plan = active_plan()
-    if plan is not None:
-        runner = ChaosRunner(runner, plan)
+    if runner is None:
+        runner = resolve_runner(
+            backend or settings.backend,
+            provision_timeout_s=settings.dagger_provision_timeout_s,
+            cache_dir=settings.cache_dir,
+            plan=active_plan(),
+        )
     breaker = attach_event_emitter(
         get_breaker(
-            engine_breaker_name(runner.backend),
+            runner.breaker_name,
             default_policy=settings.breaker_policy(),
             redis_url=settings.redis_url(),
         )
@@ -281,7 +288,7 @@ async def run_step(
 
         async def on_engine() -> StepResult:
             async with _engine_slot(settings.engine_limit):
-                return await runner.run(spec, attempt=attempt, on_line=forward)
+                return await runner.runner.run(spec, attempt=attempt, on_line=forward)
 
         # The slot is taken inside the breaker: an open circuit rejects without waiting for one.
         result = await breaker.call(on_engine)
@@ -304,7 +311,8 @@ async def run_step(
         retries = context.task.retries if context is not None else 0
         if attempt <= retries and wait > 0:
             logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
-            record_breaker_wait(spec.name, wait)
+            if facts is not None:
+                facts.add_breaker_wait(wait)
             await asyncio.sleep(wait)
         raise
     except AiopError as exc:
@@ -327,6 +335,7 @@ async def execute_step(
     retry: RetryPolicy | None = None,
     agent: str | None = None,
     settings: Settings | None = None,
+    runner: StepRunner | None = None,
 ) -> StepOutcome:
     """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
 
@@ -337,6 +346,8 @@ async def execute_step(
         settings: the platform settings (default: read from the environment once, here).
         agent: the agent running the step: named in the task run's name, and an
             ``aiop.agent.step.<state>`` event is emitted when it ends (:mod:`flows.step_events`).
+        runner: the flow run's runner, resolved once (:func:`adapters.selection.resolve_runner`),
+            with its fault plan; None: ``run_step`` resolves one from ``backend``.
 
     The engine's breaker is asked first: when it would reject the step and ``run_step`` would not
     wait for its probe (no retries, or a probe time past the retry budget), the step fails here,
@@ -356,7 +367,7 @@ async def execute_step(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     policy = retry or settings.retry_policy()
-    plan = active_plan()
+    plan = runner.plan if runner is not None else active_plan()
     # A drill must reach the steps it targets, so it never takes them from the cache.
     usable_cache = outputs_present(spec) and not (plan is not None and plan.targets(spec.name))
     refused = rejection_before_start(
@@ -365,6 +376,7 @@ async def execute_step(
         step=spec.name,
         breaker_policy=settings.breaker_policy(),
         redis_url=settings.redis_url(),
+        breaker_name=runner.breaker_name if runner is not None else None,
     )
     if refused is not None and usable_cache and await _has_cached_result(spec, settings):
         refused = None  # the task run serves the cached result without touching the engine
@@ -376,7 +388,7 @@ async def execute_step(
         if agent:
             emit_step_event(agent, outcome)
         return outcome
-    waited_before = BREAKER_WAITS.get(spec.name, 0.0)
+    facts = StepFacts()
     options = run_step.with_options(
         refresh_cache=not usable_cache,
         retries=policy.retries,
@@ -384,10 +396,11 @@ async def execute_step(
         retry_jitter_factor=policy.jitter,
         retry_condition_fn=retry_condition_for(policy),
     )
-    state: State[StepResult] = await options(spec, backend, agent, settings, return_state=True)  # type: ignore[misc]
+    state: State[StepResult] = await options(
+        spec, backend, agent, settings, facts, runner, return_state=True
+    )  # type: ignore[misc]
     duration = time.monotonic() - started
-    waited = BREAKER_WAITS.get(spec.name, 0.0) - waited_before
-    outcome = await _outcome(spec, state, duration, started_at, waited)
+    outcome = await _outcome(spec, state, duration, started_at, facts.breaker_wait_s)
     if agent:
         emit_step_event(
             agent,

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from adapters import InvalidInputError, choose_backend, get_runner, probe_engine
+from adapters.chaos import ChaosRunner, parse_plan
 from adapters.local_runner import LocalRunner
-from adapters.selection import _cached_probe
+from adapters.selection import _cached_probe, resolve_runner
 from adapters.settings import Settings
 
 
@@ -107,3 +108,22 @@ class TestProvisionTimeout:
         runner = get_runner("dagger", provision_timeout_s=settings.dagger_provision_timeout_s)
         assert runner.provision_timeout_s == 120.0  # type: ignore[attr-defined]
         assert get_runner("dagger").provision_timeout_s == 60.0  # type: ignore[attr-defined]
+
+
+class TestResolveRunner:
+    def test_the_engine_breaker_is_named_when_resolved_not_at_each_step(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "kube-pod://engine-a")
+        resolved = resolve_runner("dagger", provision_timeout_s=5)
+        monkeypatch.setenv("_EXPERIMENTAL_DAGGER_RUNNER_HOST", "kube-pod://engine-b")
+        assert resolved.breaker_name == "engine:dagger:kube-pod://engine-a"
+        assert resolved.backend == "dagger" and resolved.plan is None
+        assert resolved.runner.provision_timeout_s == 5.0  # type: ignore[attr-defined]
+
+    def test_a_fault_plan_travels_with_the_runner_it_wraps(self) -> None:
+        plan = parse_plan("step=s,kind=permanent-exit")
+        resolved = resolve_runner("local", plan=plan)
+        assert isinstance(resolved.runner, ChaosRunner) and resolved.runner.plan is plan
+        assert isinstance(resolved.runner.inner, LocalRunner)
+        assert resolved.breaker_name == "engine:local" and resolved.plan is plan

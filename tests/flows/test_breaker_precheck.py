@@ -154,3 +154,30 @@ class TestThroughPrefect:
         again = await once()
         assert again.state == "Cached" and again.result is not None
         assert again.result.stdout.strip() == str(tmp_path)
+
+    async def test_each_step_reports_only_its_own_wait_for_the_probe(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        # Two steps of one name, open circuit: each attempt waits for the probe, then retries. The
+        # wait is each step's own value, not a per-name total another step adds to meanwhile.
+        policy = BreakerPolicy(fail_max=1, reset_timeout=0.5, half_open_max_calls=2)
+        retry = RetryPolicy(attempts=2, backoff_s=0, jitter=0)
+        specs = [
+            StepSpec(name="waits", image="python:3.12-slim", args=["python", "-c", f"print({i!r})"])
+            for i in (str(tmp_path), tmp_path.name)
+        ]
+
+        @flow
+        async def both() -> list[StepOutcome]:
+            await open_breaker(
+                get_breaker("engine:local", policy)
+            )  # in the flow: its start is slow
+            return list(
+                await asyncio.gather(*(execute_step(s, "local", retry=retry) for s in specs))
+            )
+
+        outcomes = await both()
+        assert [o.state for o in outcomes] == ["Completed", "Completed"]
+        for outcome in outcomes:
+            assert outcome.attempts == 2
+            assert 0.3 < outcome.breaker_wait_s < min(0.7, outcome.duration_s), outcome

@@ -110,3 +110,33 @@ class TestChaos:
     def test_endless_or_absurd_seconds_are_refused(self, tmp_path: Path, seconds: str) -> None:
         done = run_cli("--chaos", f"step=transform,kind=slow,seconds={seconds}", cwd=tmp_path)
         assert_refused(done, "--chaos", "seconds")
+
+
+class TestParametersReachTheFlowAsGiven:
+    """The CLI hands the flow its plain keyword arguments once; the flow fills every default."""
+
+    def test_the_checked_arguments_are_exactly_the_flows_parameters(self, tmp_path: Path) -> None:
+        import inspect
+
+        from adapters.settings import Settings
+        from flows.data_pipeline import parse_args
+        from flows.pipeline import data_pipeline
+
+        given = parse_args(["--rows", "10", "--output", str(tmp_path / "o")], Settings())
+        flow_parameters = set(inspect.signature(data_pipeline.fn).parameters) - {"settings"}
+        assert set(given) == flow_parameters
+        # not given: left to the flow, the one place of the CPU-count default
+        assert given["partitions"] is None and given["rows"] == 10
+
+    def test_the_summary_takes_its_counts_from_the_run_not_from_a_file(
+        self, tmp_path: Path
+    ) -> None:
+        from flows.options import PipelineOptions
+        from flows.pipeline import _summary
+
+        (tmp_path / "summary.json").write_text('{"input_rows": 999}')  # not read back
+        options = PipelineOptions(output=str(tmp_path), work_dir=str(tmp_path), partitions=1)
+        facts = {"input_rows": 3, "valid_rows": 2, "quarantined_rows": 1, "columns": ["a"]}
+        summary = _summary(options, "local", [], tmp_path, "a", facts)
+        assert [summary[k] for k in ("input_rows", "valid_rows", "quarantined_rows")] == [3, 2, 1]
+        assert summary["columns"] == ["a"] and summary["data"] == str(tmp_path / "data")
