@@ -46,8 +46,6 @@ __all__ = [
     "Fault",
     "FaultKind",
     "FaultPlan",
-    "active_plan",
-    "install_plan",
     "parse_plan",
 ]
 
@@ -177,29 +175,6 @@ def parse_plan(spec: str, *, source: str = "the fault plan") -> FaultPlan:
             Fault(kind=cast(FaultKind, kind), step=fields.get("step"), times=times, seconds=seconds)
         )
     return FaultPlan(faults=faults, spec=spec)
-
-
-_installed: FaultPlan | None = None
-_plan_lock = threading.Lock()
-
-
-def install_plan(plan: FaultPlan | None) -> None:
-    """Use ``plan`` for the steps this process runs without a resolved runner (None: no plan).
-
-    A flow run carries its plan with its runner instead
-    (:func:`adapters.selection.resolve_runner`); the installed plan reaches only the direct
-    ``run_step`` and ``execute_step`` calls given no runner (a benchmark's, a test's). A plan's
-    hit counts span every step and attempt it reaches.
-    """
-    global _installed
-    with _plan_lock:
-        _installed = plan
-
-
-def active_plan() -> FaultPlan | None:
-    """The installed plan, or None."""
-    with _plan_lock:
-        return _installed
 
 
 class ChaosRunner:

@@ -40,7 +40,6 @@ from adapters import (
     StepSpec,
 )
 from adapters.breaker import get_breaker
-from adapters.chaos import active_plan
 from adapters.ownership import origin_of, output_present
 from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
@@ -233,8 +232,8 @@ async def run_step(
             for an open circuit's probe); passed by :func:`execute_step`, not part of the cache
             key.
         runner: the flow run's runner, resolved once for all its steps (not part of the cache
-            key); None: resolved here from ``backend`` and the settings, with the installed
-            fault plan (:func:`adapters.chaos.install_plan`) if there is one.
+            key); None: resolved here from ``backend`` and the settings (no fault plan: a plan
+            travels only with a resolved runner, :func:`adapters.selection.resolve_runner`).
 
     Raises:
         StepFailedError: the command exited non-zero (retried only if the exit code is declared
@@ -263,7 +262,6 @@ async def run_step(
             backend or settings.backend,
             provision_timeout_s=settings.dagger_provision_timeout_s,
             cache_dir=settings.cache_dir,
-            plan=active_plan(),
         )
     breaker = attach_event_emitter(
         get_breaker(
@@ -367,7 +365,7 @@ async def execute_step(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     policy = retry or settings.retry_policy()
-    plan = runner.plan if runner is not None else active_plan()
+    plan = runner.plan if runner is not None else None
     # A drill must reach the steps it targets, so it never takes them from the cache.
     usable_cache = outputs_present(spec) and not (plan is not None and plan.targets(spec.name))
     refused = rejection_before_start(

@@ -35,10 +35,11 @@ from prefect.client.schemas.objects import State
 
 from adapters import StepResult
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
-from adapters.chaos import ChaosRunner, install_plan, parse_plan
+from adapters.chaos import ChaosRunner, parse_plan
 from adapters.errors import CircuitOpenError, EngineUnavailableError
 from adapters.local_runner import LocalRunner
 from adapters.policies import RetryPolicy
+from adapters.selection import resolve_runner
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms
 from flows.benchmarks._report import Outcome, Row
@@ -83,6 +84,7 @@ async def through_steps(samples: int, direct: bool) -> dict[str, Any]:
     """The same as :func:`breaker_only`, each call a step: through ``execute_step`` with one
     attempt, or (``direct``) a ``run_step`` task run with ``retries=0``."""
     fast = run_step.with_options(retries=0)
+    runner = resolve_runner("local", plan=parse_plan(PLAN))  # the engine is "down" for these steps
     breaker = get_breaker("engine:local", POLICY)
     nonce = uuid.uuid4().hex[:12]
     calls = 0
@@ -91,8 +93,8 @@ async def through_steps(samples: int, direct: bool) -> dict[str, Any]:
     async def attempt() -> BaseException | None:
         spec = trivial_spec(nonce, calls)
         if not direct:
-            return (await execute_step(spec, "local", retry=_ONE_ATTEMPT)).error
-        state: State[StepResult] = await fast(spec, "local", return_state=True)  # type: ignore[misc]
+            return (await execute_step(spec, "local", retry=_ONE_ATTEMPT, runner=runner)).error
+        state: State[StepResult] = await fast(spec, "local", runner=runner, return_state=True)  # type: ignore[misc]
         if not state.is_failed():
             return None
         if isinstance(state.data, BaseException):
@@ -139,12 +141,10 @@ def run(ctx: BenchContext) -> Outcome:
     try:
         reset_breakers()
         pure = _summary(asyncio.run(breaker_only(ctx.samples)))
-        install_plan(parse_plan(PLAN))
         steps = _summary(asyncio.run(through_steps(ctx.samples, direct=False)))
         reset_breakers()
         direct = _summary(asyncio.run(through_steps(ctx.samples, direct=True)))
     finally:
-        install_plan(None)
         reset_breakers()
     data = {
         "plan": PLAN,

@@ -11,7 +11,7 @@ from adapters import (
     StepSpec,
     StepTimeoutError,
 )
-from adapters.chaos import EX_TEMPFAIL, ChaosRunner, active_plan, install_plan, parse_plan
+from adapters.chaos import EX_TEMPFAIL, ChaosRunner, parse_plan
 from adapters.local_runner import LocalRunner
 
 SPEC = StepSpec(
@@ -69,19 +69,6 @@ class TestHits:
         assert plan.take("b") is not None
         clock.now = 5.0
         assert plan.take("c") is None
-
-    def test_only_an_installed_plan_is_active_never_the_environment(
-        self, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        monkeypatch.setenv("AIOP_CHAOS", "kind=slow")  # read by entry points, not here
-        install_plan(None)
-        assert active_plan() is None
-        installed = parse_plan("kind=timeout")
-        install_plan(installed)
-        try:
-            assert active_plan() is installed
-        finally:
-            install_plan(None)
 
 
 class TestInjection:
