@@ -21,7 +21,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
-from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
+from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import LineSink, Runner
 from adapters.selection import BackendChoice, EngineProbe, choose_backend, get_runner, probe_engine
 

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from adapters.breaker_policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import InvalidInputError
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 
 __all__ = [
     "ENV_PREFIX",

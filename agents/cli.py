@@ -181,7 +181,7 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         )
         _fail(f"agent run {ns.target!r} refused before anything ran: {why}", EXIT_FAILED)
 
-    from flows._console import docs_url, quiet_prefect_defaults, run_flow_quietly
+    from flows.console import docs_url, quiet_prefect_defaults, run_flow_quietly
 
     quiet_prefect_defaults(settings)
     for name in ("prefect.task_runs", "prefect.flow_runs"):

@@ -1,7 +1,7 @@
 """The sections of an agent definition: parameters, retry, breaker, resources and llm.
 
 Each is a frozen pydantic model that forbids unknown fields; ``retry:`` and ``breaker:`` carry the
-fields of :class:`~adapters.policies.RetryPolicy` and :class:`~adapters.breaker_policy.BreakerPolicy`
+fields of :class:`~adapters.retry_policy.RetryPolicy` and :class:`~adapters.breaker_policy.BreakerPolicy`
 under the same names, and build those policies.
 
 Examples:
@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from adapters.breaker_policy import BreakerPolicy
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from agents.template import placeholders
 
 __all__ = [
@@ -70,7 +70,7 @@ class Parameter(_Section):
 
 
 class RetrySection(_Section):
-    """``retry:`` -- the fields of :class:`~adapters.policies.RetryPolicy`, plus the exit codes
+    """``retry:`` -- the fields of :class:`~adapters.retry_policy.RetryPolicy`, plus the exit codes
     that mean "try again" for this agent."""
 
     attempts: Annotated[int, Field(ge=1)] = RetryPolicy.attempts

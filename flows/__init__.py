@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flows._console import quiet_prefect_defaults, run_flow_quietly
     from flows.agent_run import run_agent
+    from flows.console import quiet_prefect_defaults, run_flow_quietly
     from flows.step_task import StepOutcome, execute_step, run_step
 
 __all__ = [
@@ -30,9 +30,9 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("quiet_prefect_defaults", "run_flow_quietly"):
-        from flows import _console
+        from flows import console
 
-        return getattr(_console, name)
+        return getattr(console, name)
     if name == "run_agent":
         from flows import agent_run
 

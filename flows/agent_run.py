@@ -33,7 +33,7 @@ from prefect import flow, get_run_logger
 from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
 from adapters.errors import CircuitOpenError, InfrastructureError
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents.errors import AgentRefusedError

@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
-from flows._console import docs_url
 from flows.charts import bar_chart, gantt
+from flows.console import docs_url
 from flows.step_task import StepOutcome
 
 __all__ = [

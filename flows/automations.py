@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    from flows._console import run_flow_quietly
+    from flows.console import run_flow_quietly
 
     for result in run_flow_quietly(lambda: install(ns.notify_block)):
         detail = f" ({result.detail})" if result.detail else ""

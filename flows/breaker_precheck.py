@@ -14,7 +14,7 @@ import time
 from adapters import AiopError, CircuitOpenError
 from adapters.breaker import get_breaker
 from adapters.breaker_policy import BreakerPolicy
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from adapters.selection import choose_backend, engine_breaker_name
 
 __all__ = ["rejection_before_start"]

@@ -251,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from adapters.errors import InvalidInputError
     from adapters.settings import load_settings
-    from flows._console import quiet_prefect_defaults, run_flow_quietly
+    from flows.console import quiet_prefect_defaults, run_flow_quietly
 
     try:
         settings = load_settings()

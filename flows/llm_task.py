@@ -42,7 +42,7 @@ from adapters.contract import StepResult
 from adapters.errors import AiopError
 from adapters.llm_contract import LlmResult, LlmSpec
 from adapters.ownership import MANIFEST, output_present
-from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
+from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name

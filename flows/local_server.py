@@ -125,7 +125,7 @@ def start_or_reuse(
 
     Sets ``PREFECT_API_URL`` in ``environ`` (default ``os.environ``). Call it before importing
     Prefect, so that the server starts while the caller imports; then run the flow with
-    :func:`flows._console.run_flow_quietly` (``server=``), which waits for it.
+    :func:`flows.console.run_flow_quietly` (``server=``), which waits for it.
 
     Args:
         environ: the environment to read and update.

@@ -209,7 +209,7 @@ class ScenarioResult:
 
 
 async def _run_pipeline(**kwargs: Any) -> tuple[dict[str, Any] | None, BaseException | None]:
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     state = await data_pipeline(**kwargs, return_state=True)
     if state.is_completed():
@@ -453,7 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--docs-page", metavar="PATH", help="also write the report to this docs page"
     )
     ns = parser.parse_args(argv)
-    from flows._console import quiet_prefect_defaults, run_flow_quietly
+    from flows.console import quiet_prefect_defaults, run_flow_quietly
 
     try:
         settings = load_settings()

@@ -17,7 +17,7 @@ from typing import Any
 
 from adapters.errors import InvalidInputError
 from adapters.settings import load_settings
-from flows._console import docs_url, use_docs_url
+from flows.console import docs_url, use_docs_url
 
 __all__ = ["deployment_description", "deployments", "main"]
 
@@ -45,7 +45,7 @@ def deployment_description(flow_name: str, docstring: str | None) -> str:
 
 def deployments() -> list[Any]:
     """Every flow of the platform as a deployment ready to serve."""
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     return [
         data_pipeline.to_deployment(

@@ -41,7 +41,7 @@ from adapters import (
 )
 from adapters.breaker import get_breaker
 from adapters.ownership import origin_of, output_present
-from adapters.policies import DEFAULT_RETRY_POLICY, RetryPolicy
+from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings

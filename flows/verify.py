@@ -32,7 +32,7 @@ from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
 from adapters.settings import Settings, load_settings, variable_name
-from flows._console import use_docs_url
+from flows.console import use_docs_url
 
 __all__ = ["Check", "main", "run_checks"]
 
@@ -196,7 +196,7 @@ def _same_api(ui_api: str, api: str) -> bool:
 
 
 def _docs(page: str) -> str:
-    from flows._console import docs_url
+    from flows.console import docs_url
 
     return docs_url(page)
 
@@ -265,7 +265,7 @@ def check_runner(backend: Literal["local", "dagger"], settings: Settings | None 
 
 
 def _fix_for(exc: AiopError) -> str:
-    from flows._console import docs_url
+    from flows.console import docs_url
 
     return f"read {docs_url('troubleshooting/')}#{exc.docs_anchor}"
 

@@ -107,7 +107,7 @@ def run_pipeline(
     Raises:
         RuntimeError: the flow run did not complete.
     """
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     params: dict[str, Any] = {
         "output": str(output),

@@ -38,7 +38,7 @@ from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.chaos import ChaosRunner, parse_plan
 from adapters.errors import CircuitOpenError, EngineUnavailableError
 from adapters.local_runner import LocalRunner
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from adapters.selection import resolve_runner
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms

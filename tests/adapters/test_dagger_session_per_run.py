@@ -23,7 +23,7 @@ from adapters.errors import (
     ProvisioningTimeoutError,
 )
 from adapters.selection import engine_for_run
-from flows.pipeline import data_pipeline
+from flows.data_pipeline.flow import data_pipeline
 from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
 from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.session import ENGINE_ENV, standin_session

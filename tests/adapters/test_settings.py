@@ -17,7 +17,7 @@ from adapters.settings import (
 )
 from adapters.settings import _main as settings_main
 from agents.cli import main as agents_main
-from flows.data_pipeline import main as pipeline_main
+from flows.data_pipeline.cli import main as pipeline_main
 
 
 @pytest.fixture

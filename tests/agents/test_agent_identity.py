@@ -24,7 +24,7 @@ _RECORDED_WITHIN_S = 30.0  # the server records task runs and events in batches
 
 @pytest.fixture(scope="module")
 def pipeline_run(prefect_api_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     base = tmp_path_factory.mktemp("identity")
     summary = asyncio.run(

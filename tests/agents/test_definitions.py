@@ -18,7 +18,7 @@ def manager() -> AgentManager:
     return AgentManager.from_paths([Path(__file__).resolve().parents[2] / "agents" / "definitions"])
 
 
-# (capability, params, the args flows/pipeline.py builds for the same step)
+# (capability, params, the args flows/data_pipeline/flow.py builds for the same step)
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "ingest",

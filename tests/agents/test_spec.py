@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.errors import InvalidInputError
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from agents import AgentSpec, DefinitionError, load_file
 from tests.agents.conftest import minimal, write_definition
 

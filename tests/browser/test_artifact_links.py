@@ -26,7 +26,7 @@ from flows.step_task import StepOutcome
 
 DOCS = "http://docs.invalid/"
 #: Modules that define error classes; imported so the walk sees all of them.
-_MODULES_WITH_ERRORS = ("adapters.errors", "agents.errors", "flows.pipeline")
+_MODULES_WITH_ERRORS = ("adapters.errors", "agents.errors", "flows.data_pipeline.flow")
 _LINK = re.compile(r"\]\((\S+?)\)")
 
 
@@ -73,7 +73,7 @@ def _outcome(name: str, start: float) -> StepOutcome:
 
 def _rendered() -> dict[str, str]:
     """Every markdown text the UI shows, by what it is."""
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     summary = {"input_rows": 3, "valid_rows": 3, "quarantined_rows": 0, "backend": "local"}
     texts = {
@@ -90,7 +90,7 @@ def _rendered() -> dict[str, str]:
 def test_every_docs_link_of_the_ui_resolves_on_the_built_site(
     docs_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("flows._console._docs_base", DOCS)  # use_docs_url, undone after the test
+    monkeypatch.setattr("flows.console._docs_base", DOCS)  # use_docs_url, undone after the test
     texts = _rendered()
     assert len(texts) >= 12, sorted(texts)  # summary, description, unknown + >= 9 error classes
     checked: set[str] = set()

@@ -124,7 +124,7 @@ def deployment_id(server: Server, docs_server: str) -> str:
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PREFECT_API_URL", server.api)
-        env.setattr("flows._console._docs_base", docs_server)  # used when the description is built
+        env.setattr("flows.console._docs_base", docs_server)  # used when the description is built
         with temporary_settings({PREFECT_API_URL: server.api}):
             (deployment,) = deployments()
             # _sync: under pytest-asyncio, Prefect's async_dispatch sees an event loop and

@@ -22,7 +22,7 @@ from adapters.errors import AiopError
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Modules that define error classes; imported so the anchor check sees all of them.
-_MODULES_WITH_ERRORS = ("adapters.errors", "agents.errors", "flows.pipeline")
+_MODULES_WITH_ERRORS = ("adapters.errors", "agents.errors", "flows.data_pipeline.flow")
 _EXTERNAL = re.compile(r"^(?:https?:)?//", re.IGNORECASE)
 
 

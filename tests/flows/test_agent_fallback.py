@@ -15,7 +15,7 @@ import pytest
 
 from adapters.contract import StepResult, StepSpec
 from adapters.errors import InfrastructureError, StepFailedError, StepTimeoutError
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from adapters.settings import Settings
 from agents import AgentManager, AgentRefusedError, AgentSpec
 from flows.agent_run import run_agent

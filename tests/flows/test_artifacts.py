@@ -8,8 +8,8 @@ import pytest
 
 from adapters import StepFailedError, StepResult, StepTimeoutError
 from adapters.settings import DEFAULT_DOCS_URL, Settings
-from flows._console import use_docs_url
 from flows.artifacts import render_durations_chart, render_failure, render_summary, render_timeline
+from flows.console import use_docs_url
 from flows.step_task import StepOutcome
 
 

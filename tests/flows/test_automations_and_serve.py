@@ -17,10 +17,10 @@ pytestmark = pytest.mark.prefect
 
 
 def test_description_has_parameters_and_docs_links(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("flows._console._docs_base", "http://docs.test")  # use_docs_url, undone
+    monkeypatch.setattr("flows.console._docs_base", "http://docs.test")  # use_docs_url, undone
     (deployment,) = deployments()
     text = deployment.description
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     assert text == deployment_description("data-pipeline", data_pipeline.__doc__)
     assert "- `input`:" in text and "- `partitions`:" in text

@@ -17,7 +17,7 @@ from prefect import flow
 
 from adapters import CircuitOpenError, EngineUnavailableError, StepSpec
 from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
-from adapters.policies import RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from flows.breaker_precheck import rejection_before_start
 from flows.step_task import StepOutcome, execute_step
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.settings import Settings
-from flows._console import describe_infrastructure_error, run_flow_quietly
+from flows.console import describe_infrastructure_error, run_flow_quietly
 
 
 def test_embedded_server_timeout_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:

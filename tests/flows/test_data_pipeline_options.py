@@ -119,8 +119,8 @@ class TestParametersReachTheFlowAsGiven:
         import inspect
 
         from adapters.settings import Settings
-        from flows.data_pipeline import parse_args
-        from flows.pipeline import data_pipeline
+        from flows.data_pipeline.cli import parse_args
+        from flows.data_pipeline.flow import data_pipeline
 
         given = parse_args(["--rows", "10", "--output", str(tmp_path / "o")], Settings())
         flow_parameters = set(inspect.signature(data_pipeline.fn).parameters) - {"settings"}
@@ -131,8 +131,8 @@ class TestParametersReachTheFlowAsGiven:
     def test_the_summary_takes_its_counts_from_the_run_not_from_a_file(
         self, tmp_path: Path
     ) -> None:
-        from flows.options import PipelineOptions
-        from flows.pipeline import _summary
+        from flows.data_pipeline.flow import _summary
+        from flows.data_pipeline.options import PipelineOptions
 
         (tmp_path / "summary.json").write_text('{"input_rows": 999}')  # not read back
         options = PipelineOptions(output=str(tmp_path), work_dir=str(tmp_path), partitions=1)

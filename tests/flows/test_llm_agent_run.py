@@ -159,7 +159,7 @@ def test_summarize_writes_summary_md_on_the_runs_one_engine_session(
     import logging
 
     from adapters.dagger_runner import DaggerRunner
-    from flows.summarize_step import summarize_results
+    from flows.data_pipeline.summarize import summarize_results
 
     engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
 
@@ -185,7 +185,7 @@ def test_summarize_without_a_key_is_skipped_with_one_line(
 ) -> None:
     import logging
 
-    from flows.summarize_step import summarize_results
+    from flows.data_pipeline.summarize import summarize_results
 
     monkeypatch.delenv("ANTHROPIC_API_KEY")
     manager = AgentManager.from_paths()
@@ -270,7 +270,7 @@ def test_the_providers_breaker_opens_on_failures_and_not_on_a_budget(
 ) -> None:
     from adapters.breaker import get_breaker
     from adapters.errors import CircuitOpenError, ProviderUnavailableError
-    from adapters.policies import RetryPolicy
+    from adapters.retry_policy import RetryPolicy
     from agents.llm_agent import llm_step_spec
     from flows.llm_task import execute_llm_step
     from tests.fakes.dagger_llm import ToolCall

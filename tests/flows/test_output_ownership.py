@@ -85,7 +85,7 @@ def refused_by_the_cli(project: Path, tmp_path: Path) -> str:
 
 def refused_by_the_flow(project: Path, tmp_path: Path) -> str:
     """The flow's parameters: the Python API, deployments and UI runs all come through here."""
-    from flows.pipeline import data_pipeline
+    from flows.data_pipeline.flow import data_pipeline
 
     state = asyncio.run(
         data_pipeline(  # type: ignore[call-overload]
@@ -262,7 +262,7 @@ class TestResultFolders:
     def test_schema_that_the_run_would_replace_is_refused_by_the_flow(
         self, previous_result: Path, tmp_path: Path
     ) -> None:
-        from flows.pipeline import data_pipeline
+        from flows.data_pipeline.flow import data_pipeline
 
         before = tree_hash(previous_result)
         state = asyncio.run(

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from flows.pipeline import data_pipeline
+from flows.data_pipeline.flow import data_pipeline
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 

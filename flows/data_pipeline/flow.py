@@ -33,20 +33,20 @@ from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
-from flows._console import flow_run_ui_url, use_docs_url
 from flows.agent_run import run_agent
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
-from flows.data_pipeline import check_output_folder
+from flows.console import flow_run_ui_url, use_docs_url
+from flows.data_pipeline.cli import check_output_folder
+from flows.data_pipeline.options import PipelineOptions, default_partitions
+from flows.data_pipeline.summarize import summarize_results
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
-from flows.options import PipelineOptions, default_partitions
 from flows.step_task import StepOutcome, step_cache_key
 from flows.steps._environment import environment as step_environment
-from flows.summarize_step import summarize_results
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
 FLOW_NAME = "data-pipeline"
-_STEPS_DIR = Path(__file__).resolve().parent / "steps"
+_STEPS_DIR = Path(__file__).resolve().parent.parent / "steps"  # flows/steps
 _SRC = "/aiop/src"
 _IN = "/aiop/in"
 _OUT = "/aiop/out"
@@ -137,7 +137,7 @@ async def data_pipeline(
         chaos: a fault plan injected into this run's steps (default: the ``chaos`` setting).
         settings: the platform settings (default: read from the environment once, here).
         summarize: last, write ``summary.md`` beside the results with a ``summarize`` agent
-            (:mod:`flows.summarize_step`); skipped with one line, never failing the run, when it
+            (:mod:`flows.data_pipeline.summarize`); skipped with one line, never failing the run, when it
             cannot run.
 
     Returns:

@@ -1,7 +1,7 @@
 """``python -m flows.data_pipeline``: the main job.
 
 Checks its arguments and input before anything starts (exit 2 with one paragraph when they are
-unusable), runs the :func:`flows.pipeline.data_pipeline` flow, prints a summary, and exits 0 on
+unusable), runs the :func:`flows.data_pipeline.flow.data_pipeline` flow, prints a summary, and exits 0 on
 success or 1 when a step failed for good, saying which, why and where to read more.
 
 Examples:
@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings, variable_name
-from flows._console import docs_url, quiet_prefect_defaults
-from flows.options import MAX_PARTITIONS, PipelineParameters
+from flows.console import docs_url, quiet_prefect_defaults
+from flows.data_pipeline.options import MAX_PARTITIONS, PipelineParameters
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
@@ -276,8 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # before Prefect is imported: it starts while we import
     server = start_or_reuse(mode=settings.prefect_server)
-    from flows._console import print_summary, run_flow_quietly
-    from flows.pipeline import PipelineFailed, data_pipeline
+    from flows.console import print_summary, run_flow_quietly
+    from flows.data_pipeline.flow import PipelineFailed, data_pipeline
 
     state = run_flow_quietly(
         lambda: data_pipeline(**options, settings=settings, return_state=True),
@@ -309,9 +309,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def __getattr__(name: str) -> Any:
-    # `from flows.data_pipeline import data_pipeline` gives the flow, imported on first use.
+    # `from flows.data_pipeline.cli import data_pipeline` gives the flow, imported on first use.
     if name == "data_pipeline":
-        from flows.pipeline import data_pipeline
+        from flows.data_pipeline.flow import data_pipeline
 
         return data_pipeline
     raise AttributeError(name)
