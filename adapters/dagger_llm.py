@@ -64,7 +64,7 @@ from adapters._dagger_errors import describe, scrub
 from adapters._fs import atomic_landing, landing_path
 from adapters._staging import remove_path
 from adapters.contract import tail
-from adapters.dagger_runner import _FOREIGN, MOUNT_EXCLUDE, DaggerRunner, translate_error
+from adapters.dagger_runner import FOREIGN_ERRORS, MOUNT_EXCLUDE, DaggerRunner, translate_error
 from adapters.errors import (
     AiopError,
     BudgetExceededError,
@@ -219,7 +219,9 @@ class DaggerLlmRunner:
             except (EngineConnectionError, EngineUnavailableError):
                 shared.mark_broken(client)
                 raise
-        opened = await self._runner._open(self._runner.provision_timeout_s, on_line, secrets, None)
+        opened = await self._runner.open_connection(
+            self._runner.provision_timeout_s, on_line, secrets, None
+        )
         try:
             return await self._execute(opened.client, spec, secrets, attempt, started, on_line)
         finally:
@@ -267,7 +269,7 @@ class DaggerLlmRunner:
                 step=spec.name,
                 timeout_s=spec.timeout_s,
             ) from exc
-        except _FOREIGN as exc:
+        except FOREIGN_ERRORS as exc:
             scrub(exc, secrets)
             raise translate_llm_error(exc, spec=spec, secrets=secrets) from exc
         return LlmResult(

@@ -201,7 +201,9 @@ ERROR_RULES: tuple[ErrorRule, ...] = (
     *UNDERLYING_RULES,
 )
 
-_FOREIGN: tuple[type[BaseException], ...] = tuple(rule.foreign for rule in ERROR_RULES)
+#: Every foreign exception class the error table translates (what a caller must catch around SDK
+#: calls before translating; :mod:`adapters.dagger_llm` uses it too).
+FOREIGN_ERRORS: tuple[type[BaseException], ...] = tuple(rule.foreign for rule in ERROR_RULES)
 
 
 def translate_error(
@@ -330,7 +332,7 @@ class DaggerRunner:
                 shared.mark_broken(client)
                 raise
         else:
-            opened = await self._open(self.provision_timeout_s, on_line, secrets, spec)
+            opened = await self.open_connection(self.provision_timeout_s, on_line, secrets, spec)
             try:
                 executed = await self._execute(opened.client, spec, mounts, on_line)
             finally:
@@ -377,10 +379,10 @@ class DaggerRunner:
             return
         secrets: list[str] = []
         limit = provision_timeout_s or self.provision_timeout_s
-        opened = await self._open(limit, on_line, secrets, None)
+        opened = await self.open_connection(limit, on_line, secrets, None)
         shared = _shared.SharedSession(
             opened,
-            reopen=lambda: self._open(self.provision_timeout_s, on_line, secrets, None),
+            reopen=lambda: self.open_connection(self.provision_timeout_s, on_line, secrets, None),
             secrets=secrets,
         )
         _shared.register(shared)
@@ -390,14 +392,16 @@ class DaggerRunner:
             _shared.unregister(shared)
             await shared.aclose()
 
-    async def _open(
+    async def open_connection(
         self,
         limit: float,
         on_line: LineSink | None,
         secrets: Sequence[str],
         spec: StepSpec | None,
     ) -> _shared.Opened[dagger.Client]:
-        """Open a session within ``limit`` seconds; engine log lines go to ``on_line``."""
+        """Open a session within ``limit`` seconds; engine log lines go to ``on_line``.
+
+        Used by :mod:`adapters.dagger_llm` too, when no flow run holds a shared session."""
         # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
         os.environ.setdefault("DAGGER_NO_NAG", "1")
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
@@ -417,7 +421,7 @@ class DaggerRunner:
                 console=console,
                 spec=spec,
                 translate=translate_error,
-                foreign=_FOREIGN,
+                foreign=FOREIGN_ERRORS,
             )
         except BaseException:
             await engine_log.aclose()
@@ -459,7 +463,7 @@ class DaggerRunner:
                     await _export(ran, spec, source, Path(destination))
                     outputs[source] = str(Path(destination))
             return _Executed(0, stdout, stderr, outputs)
-        except _FOREIGN as exc:
+        except FOREIGN_ERRORS as exc:
             scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
 
