@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from prefect import flow
 
 from adapters._dagger_errors import normalized_image
-from adapters.contract import StepSpec
-from adapters.dagger_runner import DaggerRunner
 from adapters.errors import EngineConnectionError, InvalidSpecError, StepFailedError
 from flows.step_task import StepOutcome, execute_step, run_step
 from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
-from tests.fakes.session import ENGINE_ENV
+from tests.fakes.session import ENGINE_ENV, short_runner, step_spec
 
 
 @pytest.fixture
@@ -35,19 +32,10 @@ def exec_engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngine]:
         yield fake
 
 
-def runner() -> DaggerRunner:
-    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+runner = short_runner
 
 
-def spec(**overrides: Any) -> StepSpec:
-    fields: dict[str, Any] = {
-        "name": "step-1",
-        "image": "python:3.12-slim",
-        "args": ["python", "-c", "print('hi')"],
-        "timeout_s": 10,
-    }
-    fields.update(overrides)
-    return StepSpec.model_validate(fields)
+spec = step_spec
 
 
 class TestTheStandInKeepsResultsLikeTheEngine:

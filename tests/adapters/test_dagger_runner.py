@@ -30,7 +30,7 @@ from dagger.mod._exceptions import ModuleError
 from graphql import GraphQLError
 
 from adapters import _engine_process
-from adapters.contract import MASK, StepResult, StepSpec
+from adapters.contract import MASK, StepResult
 from adapters.dagger_runner import ERROR_RULES, DaggerRunner, translate_error
 from adapters.errors import (
     AiopError,
@@ -50,7 +50,7 @@ from tests.fakes.dagger_engine import (
     SCHEMA_ENV,
     official_schema,
 )
-from tests.fakes.session import ENGINE_ENV
+from tests.fakes.session import ENGINE_ENV, short_runner, step_spec
 from tests.services import REQUIRE_SERVICES_ENV, services_required
 
 SECRET = "s3cr3t-value-42"
@@ -74,18 +74,10 @@ def _no_ambient_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def runner() -> DaggerRunner:
-    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+    return short_runner()
 
 
-def spec(**overrides: Any) -> StepSpec:
-    fields: dict[str, Any] = {
-        "name": "step-1",
-        "image": "python:3.12-slim",
-        "args": ["python", "-c", "print('hi')"],
-        "timeout_s": 10,
-    }
-    fields.update(overrides)
-    return StepSpec.model_validate(fields)
+spec = step_spec
 
 
 def collector() -> tuple[Lines, Callable[[str, str], None]]:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
+from adapters import StepSpec
+from adapters.dagger_runner import DaggerRunner
 from tests.fakes.dagger_engine import FakeDaggerEngine
 
-__all__ = ["ENGINE_ENV", "standin_session"]
+__all__ = ["ENGINE_ENV", "short_runner", "standin_session", "step_spec"]
 
 #: Every environment variable through which the SDK finds an engine.
 ENGINE_ENV = (
@@ -36,3 +39,20 @@ def standin_session(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDaggerEngin
             monkeypatch.setenv(name, value)
         yield fake
     assert not fake.rejected, f"the real engine would reject: {[q.errors for q in fake.rejected]}"
+
+
+def short_runner() -> DaggerRunner:
+    """A DaggerRunner with short limits: the stand-in answers at once, so a hang fails fast."""
+    return DaggerRunner(provision_timeout_s=5.0, close_timeout_s=5.0)
+
+
+def step_spec(**overrides: Any) -> StepSpec:
+    """A small valid step (``step-1`` printing ``hi``) with ``overrides`` applied."""
+    fields: dict[str, Any] = {
+        "name": "step-1",
+        "image": "python:3.12-slim",
+        "args": ["python", "-c", "print('hi')"],
+        "timeout_s": 10,
+    }
+    fields.update(overrides)
+    return StepSpec.model_validate(fields)
