@@ -215,3 +215,22 @@ def test_broken_accounting_is_an_invariant_error(
     monkeypatch.setattr(validate, "_write_quarantine", lossy)
     with pytest.raises(validate.InvariantError, match="row accounting broken"):
         _run(write_csv("a,b\n1,2\n3\n"), tmp_path / "v")
+
+
+@pytest.mark.parametrize("gap", [False, True])
+def test_staging_rows_are_numbered_in_input_order_with_or_without_rowid_gaps(gap: bool) -> None:
+    """Quarantine reasons and the rows kept are found by ``rid``, each staging row's position:
+    the table's rowids when they have no gap, counted by a window when they do."""
+    from flows.steps._csv import connect
+
+    con = connect()
+    try:
+        con.execute(f"CREATE TEMP TABLE {validate.STAGE} AS SELECT range AS p0 FROM range(5)")
+        if gap:
+            con.execute(f"DELETE FROM {validate.STAGE} WHERE p0 = 1")
+        stage = validate._numbered(con)
+        rows = con.execute(f"SELECT rid, p0 FROM {stage} ORDER BY rid").fetchall()
+    finally:
+        con.close()
+    assert rows == ([(0, 0), (1, 2), (2, 3), (3, 4)] if gap else [(i, i) for i in range(5)])
+    assert ("row_number()" in stage) is gap
