@@ -8,8 +8,8 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
 1. **Count**: :mod:`flows.steps._records` scans the file's bytes (in a thread, beside
    DuckDB) and counts its records by the CSV quoting rules, independently of DuckDB.
    This count is ``input_rows``.
-2. **Sample**: the first ``max(100k, 3% of the estimated rows)`` records are classified
-   value by value (:func:`flows.steps.types.sql_classify`), giving candidate types.
+2. **Sample**: the first 100k records are classified value by value
+   (:func:`flows.steps.types.sql_classify`), giving candidate types.
 3. **Typed pass**: the file is read once more (``read_csv`` with all-VARCHAR columns,
    ``strict_mode`` and ``store_rejects``) and every value is parsed as its candidate type
    into a staging table that also records, per row, which columns failed. The table lives
@@ -17,8 +17,12 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    Parquet and reading it back cost about a third more at 10M rows.
 4. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
    values, and every narrower type must already be ruled out by the failures counted in
-   the sample. If either cannot be shown, the whole file is classified and the typed
-   pass repeated (slower, rare: e.g. columns that are almost all null in the sample).
+   the sample (more than 1% of all the column's non-null values). In a large file 100k
+   records cannot show that 1%: the sample is then extended by as many records as the
+   failure rates seen so far say it needs (about 1.2% of the file for columns where every
+   value fails the narrower types), which only adds evidence and never changes a type.
+   If either still cannot be shown, the whole file is classified and the typed pass
+   repeated (slower, rare: e.g. columns that are almost all null in the sample).
 5. **Reconciliation**: every record DuckDB rejected is found in the scan (by its byte
    position); the records DuckDB accepted must then be exactly the others, in order
    (their number is checked). Records whose last fields are empty are re-counted from
@@ -49,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.steps import _records
-from flows.steps._csv import MAX_RECORD_BYTES, SNIFF_BYTES, check_input, connect, records_sql
+from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
 from flows.steps._io import atomic_path, ensure_dir, write_json
 from flows.steps.schema import load_schema
 from flows.steps.types import (
@@ -67,7 +71,10 @@ from flows.steps.types import (
 __all__ = ["InvariantError", "run"]
 
 SAMPLE_MIN = 100_000
-SAMPLE_FRACTION = 0.03
+#: Extra records classified beyond what the sample's failure rates say is needed.
+SAMPLE_MARGIN = 1.2
+#: Largest extension of the sample, as a share of the records; beyond, the whole file.
+SAMPLE_MAX_SHARE = 0.25
 MAX_GROUP_VALUES = 50
 BATCH_COLUMNS = 100
 #: The temp table of the typed pass (see :func:`_write_staging`).
@@ -116,23 +123,18 @@ class _Plan:
         return out
 
 
-def _sample_size(path: Path, size: int) -> int:
-    with path.open("rb") as fh:
-        head = fh.read(SNIFF_BYTES)
-    per_line = len(head) / max(1, head.count(b"\n") or head.count(b"\r"))
-    return max(SAMPLE_MIN, int(SAMPLE_FRACTION * size / max(per_line, 1.0)) + 1)
-
-
 def _class_counts(
-    con: Any, path: Path, n: int, limit: int | None
+    con: Any, path: Path, n: int, limit: int | None, offset: int = 0
 ) -> tuple[int, list[dict[str, int]]]:
-    """Records read and, per column, values per class, over the first ``limit`` records.
+    """Records read and, per column, values per class, over ``limit`` records after the
+    first ``offset`` (all records when ``limit`` is None).
 
     Up to :data:`WIDE_CLASSIFY` columns, one histogram per column in one query (fastest).
     Wider files have their values unpivoted into one column first, so the query has the
     same size for any number of columns (planning time would otherwise grow with it).
     """
     rows = records_sql(path, n) + (f" LIMIT {int(limit)}" if limit else "")
+    rows += f" OFFSET {int(offset)}" if offset else ""
     if n <= WIDE_CLASSIFY:
         trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
         hist = ", ".join(f"histogram({sql_classify(f't{i}')})" for i in range(n))
@@ -250,6 +252,35 @@ def _settled(type_: str, sample: Mapping[str, int], nonnull: int, fails: int) ->
     return True
 
 
+def _extension(
+    types: Sequence[str],
+    sample: Sequence[Mapping[str, int]],
+    got: int,
+    rows: int,
+    stats: tuple[list[int], list[int]],
+    unsettled: Iterable[int],
+) -> int:
+    """Records to classify after the first ``got`` so that the ``unsettled`` columns' narrower
+    types are ruled out, estimated from the failure rates in the sample; 0 when extending
+    cannot settle them (a candidate that fails the 99% rule, no values, or too many records).
+
+    ``stats``: non-null and failing values per column over all ``rows`` staging rows.
+    """
+    nonnull, fails = stats
+    needed = got
+    for i in unsettled:
+        seen = sum(sample[i].values())
+        if nonnull[i] == 0 or seen == 0 or not meets_threshold(nonnull[i] - fails[i], nonnull[i]):
+            return 0
+        narrower = TYPES[: TYPES.index(types[i])]
+        worst = min((seen - ok_count(sample[i], t) for t in narrower), default=seen)
+        if worst == 0:
+            return 0
+        # Failures grow with the records classified: worst per `got`; more than 1% is needed.
+        needed = max(needed, int((nonnull[i] // 100 + 1) * got / worst * SAMPLE_MARGIN) + 1)
+    return needed - got if needed <= rows * SAMPLE_MAX_SHARE else 0
+
+
 def _typed(
     con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, str], k: int,
     work: Path, log: Callable[[str], None],
@@ -260,9 +291,21 @@ def _typed(
     types = [fixed.get(c) or infer_from_counts(sample[i]) for i, c in enumerate(columns)]
     _write_staging(con, path, types, work, "rej1")
     rows, nonnull, fails = _staging_stats(con, n)
-    if got >= k and not all(
-        columns[i] in fixed or _settled(types[i], sample[i], nonnull[i], fails[i]) for i in range(n)
-    ):
+
+    def unsettled() -> list[int]:
+        return [
+            i
+            for i in range(n)
+            if columns[i] not in fixed and not _settled(types[i], sample[i], nonnull[i], fails[i])
+        ]
+
+    more = _extension(types, sample, got, rows, (nonnull, fails), unsettled()) if got >= k else 0
+    if more:
+        extra = _class_counts(con, path, n, more, offset=got)[1]
+        for counts, added in zip(sample, extra, strict=True):
+            for cls, count in added.items():
+                counts[cls] = counts.get(cls, 0) + count
+    if got >= k and unsettled():
         log(f"validate: sample of {k} rows not conclusive; classifying the whole file")
         full = _class_counts(con, path, n, None)[1]
         types = [fixed.get(c) or infer_from_counts(full[i]) for i, c in enumerate(columns)]
@@ -466,7 +509,8 @@ def run(
         input_path: CSV file to validate.
         output_dir: Directory for ``valid.parquet``, ``quarantine.csv``, ``validate.json``.
         schema_path: Optional schema file fixing some column types.
-        sample_rows: Records in the inference sample (default: max(100k, 3% of rows)).
+        sample_rows: Records in the first inference sample (default 100k; extended when
+            the file is too large for it to settle the types).
         threads: DuckDB threads (default: all cores).
         log: Progress printer.
 
@@ -498,7 +542,7 @@ def run(
     # The byte scan that counts records runs beside DuckDB (which releases the GIL).
     pool = ThreadPoolExecutor(max_workers=1)
     counting = pool.submit(_records.scan, src.path, len(columns))
-    k = sample_rows or _sample_size(src.path, src.size)
+    k = sample_rows or SAMPLE_MIN
     try:
         plan: _Plan | None = None
         types, rej, rows = list(columns), "", 0

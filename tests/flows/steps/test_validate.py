@@ -153,6 +153,23 @@ def test_sample_that_settles_the_types_needs_no_second_pass(
     assert result["quarantined_rows"] == 1
 
 
+def test_a_sample_too_small_for_the_file_is_extended_not_redone(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # 10 sampled strings cannot show that more than 1% of 3,000 values fail the narrower
+    # types (30 would be needed): about 30 more records are classified, not the whole file.
+    rows = [f"{i},name{i}" for i in range(3_000)]
+    logs: list[str] = []
+    result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=10, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "string"}
+    assert not any("not conclusive" in line for line in logs)
+    assert validate._extension(
+        ["integer", "string"], [{"integer": 10}, {"string": 10}], 10, 3_000,
+        ([3_000, 3_000], [0, 0]), [1],
+    ) == 28  # fmt: skip
+
+
 def test_line_numbers_stay_exact_after_a_multiline_record(
     write_csv: WriteCsv, tmp_path: Path
 ) -> None:
