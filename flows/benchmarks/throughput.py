@@ -30,7 +30,15 @@ from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._pipeline import Timed, generate_input, run_baseline, run_pipeline
 from flows.benchmarks._report import Outcome, Row
 
-__all__ = ["TARGET_RATIOS", "compare_outputs", "measure", "rows_of", "run", "validate_vs_ingest"]
+__all__ = [
+    "TARGET_RATIOS",
+    "compare_outputs",
+    "measure",
+    "rows_of",
+    "run",
+    "time_split",
+    "validate_vs_ingest",
+]
 
 #: Pipeline time over the script's, at the sizes of the full run (issue 13, goal 3).
 TARGET_RATIOS = {1_000_000: 1.5, 10_000_000: 1.2}
@@ -202,6 +210,56 @@ def validate_vs_ingest(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def time_split(data: dict[str, Any]) -> dict[str, float] | None:
+    """Where the median pipeline run's wall time went (None without its steps' times).
+
+    ``validate_s``: the validate step's own run time; ``recut_s``: the slowest transform
+    partition (re-cutting ``valid.parquet`` into the partitions, work the script does not do);
+    ``other_steps_s``: ingest, aggregate and report, one after the other; ``orchestration_s``: the
+    rest of the wall time (task runs, step processes started and finished, the flow's own work).
+    """
+    steps = data.get("steps") or []
+    validate = _step_run_s(steps, "validate")
+    if validate is None:
+        return None
+    recut = max(
+        (
+            float(step["run_s"])
+            for step in steps
+            if str(step.get("name", "")).startswith("transform-") and step.get("run_s") is not None
+        ),
+        default=0.0,
+    )
+    others = sum(_step_run_s(steps, name) or 0.0 for name in ("ingest", "aggregate", "report"))
+    rest = data["pipeline"]["seconds"] - validate - recut - others
+    return {
+        "validate_s": validate,
+        "recut_s": recut,
+        "other_steps_s": others,
+        "orchestration_s": rest,
+    }
+
+
+def _split_rows(label: str, data: dict[str, Any]) -> list[Row]:
+    split = data.get("time_split") or time_split(data)
+    if split is None:
+        return []
+    script = data["baseline"]["seconds"]
+    return [
+        Row(
+            f"  validate step alone vs the script {label}",
+            f"{split['validate_s']:.1f} s",
+            f"{script:.1f} s",
+            f"{split['validate_s'] / script:.2f}x",
+        ),
+        Row(
+            f"  rest of the pipeline {label}: re-cut, other steps, orchestration",
+            f"{split['recut_s']:.1f} + {split['other_steps_s']:.1f} + "
+            f"{split['orchestration_s']:.1f} s",
+        ),
+    ]
+
+
 def rows_of(rows: int, data: dict[str, Any]) -> list[Row]:
     """The table rows of one size (targets: :data:`TARGET_RATIOS`, peak memory at most the
     script's, validate at least as fast per row as ingest)."""
@@ -235,6 +293,7 @@ def rows_of(rows: int, data: dict[str, Any]) -> list[Row]:
             "<= 1x" if target else "",
             (per_row is not None and per_row <= 1.0) if target else None,
         ),
+        *_split_rows(label, data),
         _with_generation_row(label, data),
         Row(
             f"  baseline output agrees {label}",
@@ -252,6 +311,7 @@ def measure(ctx: BenchContext) -> tuple[Outcome, dict[int, tuple[Timed, Path]]]:
     for rows in ctx.row_counts:
         data, first, csv_path = _one_size(ctx, rows)
         data["validate_vs_ingest"] = validate_vs_ingest(data)
+        data["time_split"] = time_split(data)
         sizes[str(rows)] = data
         firsts[rows] = (first, csv_path)
         table = rows_of(rows, data)

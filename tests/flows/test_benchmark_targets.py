@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from flows.benchmarks.throughput import rows_of, validate_vs_ingest
+from flows.benchmarks.throughput import rows_of, time_split, validate_vs_ingest
 
 
 def _size(rows: int, pipeline_s: float, script_s: float, peak: int, base_peak: int,
@@ -52,3 +52,24 @@ def test_validate_is_compared_with_the_ingest_step_per_million_rows() -> None:
     without = _size(1_000_000, 1, 1, 1, 1, validate_s=4.0, ingest_s=2.0)
     without["pipeline_with_generation"] = None  # --quick: the stand-alone generation instead
     assert validate_vs_ingest(without)["ingest_s_per_million"] == 99.0
+
+
+def test_the_pipeline_time_is_split_into_validate_recut_other_steps_and_orchestration() -> None:
+    data = _size(1_000_000, 4.0, 2.0, 1, 1, validate_s=2.0, ingest_s=1.0)
+    data["steps"] += [
+        {"name": "ingest", "run_s": 0.1},
+        {"name": "transform-0", "run_s": 0.5},
+        {"name": "transform-1", "run_s": 0.6},  # partitions run side by side: the slowest counts
+        {"name": "aggregate", "run_s": 0.2},
+        {"name": "report", "run_s": 0.2},
+    ]
+    split = time_split(data)
+    assert split is not None
+    assert split["validate_s"] == 2.0 and split["recut_s"] == 0.6
+    assert split["other_steps_s"] == pytest.approx(0.5)
+    assert split["orchestration_s"] == pytest.approx(0.9)
+    table = {row.benchmark.strip(): row for row in rows_of(1_000_000, data)}
+    assert table["validate step alone vs the script 1M"].comparison == "1.00x"
+    assert table["rest of the pipeline 1M: re-cut, other steps, orchestration"].measured == (
+        "0.6 + 0.5 + 0.9 s"
+    )
