@@ -14,10 +14,11 @@ Rules (RFC 4180, read byte by byte; no decoding, so any encoding can be counted)
   not a record. The first record is the header.
 * A **physical line** ends at LF, CRLF or a lone CR, quoted or not; lines are 1-based.
 
-Speed: the file is read in 4 MiB blocks cut at record ends. A block without a line end
-inside quotes (the usual case) is counted with ``bytes.count``/``bytes.find`` (C loops);
-only blocks with multi-line records are walked record by record (a C regex). Where a
-record starts is stored sparsely: only records whose start line is not the previous
+Speed: the file is read in 4 MiB blocks cut at record ends; one regex pass checks that the
+quotes before the cut pair up within lines. Such a block (the usual case) is counted in C
+loops (``bytes.count`` and one regex pass that stops only at line ends, for blank lines and
+trailing empty fields); only blocks with multi-line records are walked record by record.
+Where a record starts is stored sparsely: only records whose start line is not the previous
 record's start line plus one (after a blank line or a multi-line record). Finding records
 again (:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without
 blank lines or quoted line ends a byte offset is mapped to its record by counting line ends.
@@ -29,7 +30,7 @@ import bisect
 import itertools
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,11 @@ _RECORD = re.compile(rb'((?:[^"\r\n]++|"[^"]*+")*+)("[^"]*+\Z)?(\r\n|\n|\r|\Z)')
 # A record whose last field is empty (``,`` or ``,""`` before its line end): DuckDB drops
 # trailing empty fields silently, so these records get their fields counted here.
 _TRAILING_EMPTY = re.compile(rb',(?:"")?(?=\r\n|\n|\r|\Z)')
+# In a block of LF line ends: a blank line's LF, or the LF of a line ending in ``,`` or
+# ``,""`` (one C pass that stops only at LFs).
+_LOOK = re.compile(rb'\n(?:(?<=\n\n)|(?<=,\n)|(?<=,""\n))')
+# Bytes whose quotes pair up with no line end between the two quotes of a pair.
+_QUOTES_CLOSED = re.compile(rb'(?:[^"]*+"[^"\r\n]*+")*+[^"]*+')
 
 
 @dataclass(frozen=True)
@@ -214,15 +220,27 @@ class RecordScan:
     def iter_records(self) -> Iterator[Record]:
         """Every record of the file in order, header first."""
         for block in self._blocks:
-            records = _block_records(self.path, block)
+            records = _split_records(_read(self.path, block), block)
             for i, (line, raw) in enumerate(zip(records.lines, records.raws, strict=True)):
                 yield Record(block.first_record + i, line, raw)
 
 
-def _cut(block: bytes, final: bool) -> int:
-    """Length of the longest prefix of ``block`` made of whole records (0 if none)."""
-    if final:
-        return len(block)
+def _cut(block: bytes, final: bool) -> tuple[int, bool]:
+    """Length of the longest prefix of ``block`` made of whole records (0 if none), and
+    whether that prefix may hold a line end inside quotes (or ends inside quotes)."""
+    cut = len(block)
+    if not final:  # a CR at the very end may be the first half of a CRLF: cut before it
+        end = cut - block.endswith(b"\r")
+        cut = max(block.rfind(b"\n", 0, end), block.rfind(b"\r", 0, end)) + 1
+    if cut and (block.find(b'"', 0, cut) == -1 or _QUOTES_CLOSED.fullmatch(block, 0, cut)):
+        return cut, False  # the usual case: no line end inside quotes before the cut
+    if not final:
+        cut = _cut_quoted(block)
+    return cut, b'"' in block[:cut] and not _QUOTES_CLOSED.fullmatch(block, 0, cut)
+
+
+def _cut_quoted(block: bytes) -> int:
+    """:func:`_cut` by walking the quoted and unquoted segments from the end."""
     segs = block.split(b'"')
     end = len(block)
     # Outside segments have even indexes; walk them from the end, tracking offsets.
@@ -271,11 +289,6 @@ def _read(path: Path, block: _Block) -> bytes:
         return fh.read(block.size)
 
 
-def _block_records(path: Path, block: _Block) -> _Records:
-    """The records of ``block``, read again from ``path``."""
-    return _split_records(_read(path, block), block)
-
-
 def _split_records(data: bytes, block: _Block) -> _Records:
     """The records of ``block``, whose bytes are ``data``."""
     if not block.multiline:
@@ -309,22 +322,6 @@ def _split_records(data: bytes, block: _Block) -> _Records:
     return _Records(out_starts, out_lines, out_raws)
 
 
-def _find_lines(
-    norm: bytes, pattern: bytes, shift: int, keep: Callable[[int], bool] | None = None
-) -> list[int]:
-    """For each match of ``pattern`` in ``norm`` (LF line ends only) at a position ``keep``
-    accepts, the 0-based number of the line where the match starts, plus ``shift``."""
-    found: list[int] = []
-    pos, last, count = norm.find(pattern), 0, 0
-    while pos != -1:
-        count += norm.count(b"\n", last, pos)
-        last = pos
-        if keep is None or keep(pos):
-            found.append(count + shift)
-        pos = norm.find(pattern, pos + 1)
-    return found
-
-
 class _Scanner:
     def __init__(self, path: Path, fields: int | None) -> None:
         self.result = RecordScan(path)
@@ -333,11 +330,8 @@ class _Scanner:
         self.line = 1  # line where the next record or blank line starts
         self.offset = 0
 
-    def add(self, block: bytes, final: bool) -> None:
+    def add(self, block: bytes, multiline: bool) -> None:
         res = self.result
-        segs = block.split(b'"')
-        inside = b"".join(segs[1::2]) if len(segs) > 1 else b""
-        multiline = b"\n" in inside or b"\r" in inside or len(segs) % 2 == 0
         first_record, first_line = self.index, self.line
         res._anchor(self.index, self.line)
         blank = True
@@ -358,38 +352,44 @@ class _Scanner:
             lf, cr = block.count(b"\n") - crlf, block.count(b"\r") - crlf
             norm = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
-            crlf, cr, norm = 0, 0, block
-            lf = block.count(b"\n")
+            crlf, cr, lf, norm = 0, 0, -1, block  # lf: counted by _look
+        blanks, ends, total = self._look(norm)
+        lf = total if lf < 0 else lf
         for kind, n in ((b"\n", lf), (b"\r\n", crlf), (b"\r", cr)):
             if n:
                 res.line_ends.add(kind)
-        nlines = lf + crlf + cr + (0 if norm.endswith(b"\n") else 1)
-        blanks = _find_lines(norm, b"\n\n", 1)
-        if norm.startswith(b"\n"):
-            blanks.insert(0, 0)
+        nlines = total + (0 if norm.endswith(b"\n") else 1)
+        tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
+        if tail and self._more_fields(norm, len(norm) - tail):
+            ends.append(nlines - 1)
         first_index, first_line = self.index, self.line
         for n, blank in enumerate(blanks):  # the record after a blank line starts late
             res._anchor(first_index + blank - n, first_line + blank + 1)
-        # Records whose last field is empty: a line ending in ',' or ',""' (and, when the
-        # header's fields are known, enough commas for more fields than it has).
-        fields = self.fields
-
-        def more_fields(pos: int) -> bool:  # ``pos``: the last comma of its line
-            start = norm.rfind(b"\n", 0, pos) + 1
-            return fields is None or norm.count(b",", start, pos + 1) >= fields
-
-        ends = sorted(
-            _find_lines(norm, b",\n", 0, more_fields) + _find_lines(norm, b',""\n', 0, more_fields)
-        )
-        tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
-        if not norm.endswith(b"\n") and tail and more_fields(len(norm) - tail):
-            ends.append(nlines - 1)
         for line in ends:
             res.trailing_empty.append(first_index + line - bisect.bisect_left(blanks, line))
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
         return bool(blanks)
+
+    def _look(self, norm: bytes) -> tuple[list[int], list[int], int]:
+        """In ``norm`` (LF line ends only): the 0-based lines that are blank, those ending in
+        ``,`` or ``,""`` that may have more fields than the header, and the number of LFs."""
+        blanks, ends, count, last = [0] if norm.startswith(b"\n") else [], [], 0, 0
+        for m in _LOOK.finditer(norm):
+            pos = m.start()
+            count += norm.count(b"\n", last, pos)
+            last = pos
+            if norm[pos - 1] == 10:  # LF
+                blanks.append(count)
+            elif self._more_fields(norm, pos - (1 if norm[pos - 1] == 44 else 3)):  # ','
+                ends.append(count)
+        return blanks, ends, count + norm.count(b"\n", last)
+
+    def _more_fields(self, norm: bytes, pos: int) -> bool:
+        """True if the line whose last comma is at ``pos`` may have more fields than the header."""
+        start = norm.rfind(b"\n", 0, pos) + 1
+        return self.fields is None or norm.count(b",", start, pos + 1) >= self.fields
 
     def _walk(self, block: bytes) -> None:
         res = self.result
@@ -447,9 +447,9 @@ def scan(path: str | Path, fields: int | None = None) -> RecordScan:
             block = carry + chunk
             if not block:
                 break
-            cut = _cut(block, final)
+            cut, multiline = _cut(block, final)
             if cut:
-                scanner.add(block[:cut], final)
+                scanner.add(block[:cut], multiline)
             # A record longer than a block: read more at once, so the work stays linear.
             size = BLOCK_BYTES if cut else size * 2
             carry = block[cut:]
