@@ -67,6 +67,8 @@ class _Block:
     first_line: int
     multiline: bool
     blank: bool = True  # may hold blank lines (False only when the scan saw none)
+    records: int = 0  # records that start in the block
+    line_end: bytes = b""  # its only kind of line end, if known (b"" if mixed or unknown)
 
 
 @dataclass
@@ -158,11 +160,10 @@ class RecordScan:
         """:meth:`lookup` in a block of one record per line, without blank lines: an offset
         is mapped by counting the line ends before it (no list of every record)."""
         data = _read(self.path, block)
-        crlf = b"\r" in data
-        if crlf and not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
-            self._split_lookup(block, data, offsets, indexes, where, found)  # mixed line ends
+        if not block.line_end:  # mixed line ends
+            self._split_lookup(block, data, offsets, indexes, where, found)
             return
-        records = data.count(b"\n") + (not data.endswith(b"\n"))
+        crlf, records = block.line_end == b"\r\n", block.records
 
         def record_at(start: int) -> bytes:
             end = data.find(b"\n", start)
@@ -186,10 +187,10 @@ class RecordScan:
                     block.first_record + i, block.first_line + i, raw
                 )
         if indexes:
-            parts = _simple_records(data)[0]  # no blank lines: part i is record i
+            parts = data.split(block.line_end)  # no blank lines: part i is record i
             for index in indexes:
                 i = index - block.first_record
-                if 0 <= i < len(parts):
+                if 0 <= i < records:
                     found[index] = Record(index, block.first_line + i, parts[i])
 
     @staticmethod
@@ -331,21 +332,18 @@ class _Scanner:
         self.offset = 0
 
     def add(self, block: bytes, multiline: bool) -> None:
-        res = self.result
-        first_record, first_line = self.index, self.line
-        res._anchor(self.index, self.line)
-        blank = True
-        if multiline:
-            self._walk(block)
-        else:
-            blank = self._count(block)
-        res._blocks.append(
-            _Block(self.offset, len(block), first_record, first_line, multiline, blank)
+        first, line = self.index, self.line
+        self.result._anchor(first, line)
+        blank, end = self._walk(block) if multiline else self._count(block)
+        size, records = len(block), self.index - first
+        self.result._blocks.append(
+            _Block(self.offset, size, first, line, multiline, blank, records, end)
         )
-        self.offset += len(block)
+        self.offset += size
 
-    def _count(self, block: bytes) -> bool:
-        """Count the records of a block without quoted line ends; True if it has blank lines."""
+    def _count(self, block: bytes) -> tuple[bool, bytes]:
+        """Count the records of a block without quoted line ends; returns whether it has
+        blank lines and its only kind of line end (b"" if mixed)."""
         res = self.result
         if b"\r" in block:
             crlf = block.count(b"\r\n")
@@ -370,7 +368,7 @@ class _Scanner:
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
-        return bool(blanks)
+        return bool(blanks), b"\n" if cr + crlf == 0 else b"\r\n" if cr + lf == 0 else b""
 
     def _look(self, norm: bytes) -> tuple[list[int], list[int], int]:
         """In ``norm`` (LF line ends only): the 0-based lines that are blank, those ending in
@@ -391,7 +389,7 @@ class _Scanner:
         start = norm.rfind(b"\n", 0, pos) + 1
         return self.fields is None or norm.count(b",", start, pos + 1) >= self.fields
 
-    def _walk(self, block: bytes) -> None:
+    def _walk(self, block: bytes) -> tuple[bool, bytes]:
         res = self.result
         for m in _RECORD.finditer(block):
             if m.start() == len(block):
@@ -414,6 +412,7 @@ class _Scanner:
                 self.index += 1
             self.line += span
         res.lines = self.line - 1
+        return True, b""
 
 
 def scan(path: str | Path, fields: int | None = None) -> RecordScan:
