@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["BLOCK_BYTES", "Record", "RecordScan", "scan"]
 
@@ -97,6 +98,7 @@ class RecordScan:
     _blocks: list[_Block] = field(default_factory=list)
     _anchor_record: list[int] = field(default_factory=lambda: [0])
     _anchor_line: list[int] = field(default_factory=lambda: [1])
+    _trailing_at: dict[int, int] = field(default_factory=dict)  # last comma, in LF blocks
 
     @property
     def uniform_line_ends(self) -> bool:
@@ -141,12 +143,17 @@ class RecordScan:
         where: dict[int, int] = {}
         found: dict[int, Record] = {}
         for number in sorted(by_block):
-            block = self._blocks[number]
-            at, wanted = by_block[number]
-            if not block.multiline and not block.blank:
-                self._plain_lookup(block, at, wanted, where, found)
-            else:
+            block, (at, wanted) = self._blocks[number], by_block[number]
+            if block.multiline or block.blank:
                 self._split_lookup(block, _read(self.path, block), at, wanted, where, found)
+                continue
+            via = [self._trailing_at.get(i, -1) for i in wanted]
+            if wanted and -1 not in via:  # found by an offset in each (no list of records)
+                self._plain_lookup(block, at + via, (), where, found)
+                for offset in set(via).difference(at):
+                    where.pop(offset, None)
+            else:
+                self._plain_lookup(block, at, wanted, where, found)
         return where, found
 
     def _plain_lookup(
@@ -208,14 +215,14 @@ class RecordScan:
             i = bisect.bisect_right(records.starts, offset) - 1
             if i >= 0 and offset > records.starts[i] + len(records.raws[i]):
                 i += 1  # past the record's line end: in blank lines before the next one
-            if 0 <= i < len(records):
+            if 0 <= i < len(records.raws):
                 where[offset] = block.first_record + i
                 found[block.first_record + i] = Record(
                     block.first_record + i, records.lines[i], records.raws[i]
                 )
         for index in indexes:
             i = index - block.first_record
-            if 0 <= i < len(records):
+            if 0 <= i < len(records.raws):
                 found[index] = Record(index, records.lines[i], records.raws[i])
 
     def iter_records(self) -> Iterator[Record]:
@@ -259,28 +266,12 @@ def _cut_quoted(block: bytes) -> int:
     return 0
 
 
-def _simple_records(block: bytes) -> tuple[list[bytes], list[int]]:
-    """Lines of a block without quoted line ends, and each line end's length."""
-    if b"\r" not in block:
-        parts, ends = block.split(b"\n"), [1]
-    elif block.count(b"\r") == block.count(b"\n") == block.count(b"\r\n"):
-        parts, ends = block.split(b"\r\n"), [2]
-    else:
-        parts = _TERM.split(block)
-        ends = [len(t) for t in _TERM.findall(block)]
-    if parts and parts[-1] == b"":
-        parts.pop()  # the block ends with a line end
-    return parts, ends
-
-
-class _Records:
+class _Records(NamedTuple):
     """The records of one block: ``starts`` (file offsets), ``lines`` and ``raws``."""
 
-    def __init__(self, starts: Sequence[int], lines: Sequence[int], raws: Sequence[bytes]):
-        self.starts, self.lines, self.raws = starts, lines, raws
-
-    def __len__(self) -> int:
-        return len(self.raws)
+    starts: Sequence[int]
+    lines: Sequence[int]
+    raws: Sequence[bytes]
 
 
 def _read(path: Path, block: _Block) -> bytes:
@@ -293,7 +284,11 @@ def _read(path: Path, block: _Block) -> bytes:
 def _split_records(data: bytes, block: _Block) -> _Records:
     """The records of ``block``, whose bytes are ``data``."""
     if not block.multiline:
-        parts, ends = _simple_records(data)
+        end = block.line_end  # b"" if mixed
+        parts = data.split(end) if end else _TERM.split(data)
+        ends = [len(end)] if end else [len(t) for t in _TERM.findall(data)]
+        if parts and parts[-1] == b"":
+            parts.pop()  # the block ends with a line end
         if len(ends) == 1:  # start of part i: offset + lengths before it + i line ends
             lengths = itertools.accumulate(map(len, parts), initial=block.offset)
             starts = list(map(operator.add, lengths, range(0, ends[0] * (len(parts) + 1), ends[0])))
@@ -359,20 +354,23 @@ class _Scanner:
         nlines = total + (0 if norm.endswith(b"\n") else 1)
         tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
         if tail and self._more_fields(norm, len(norm) - tail):
-            ends.append(nlines - 1)
+            ends.append((nlines - 1, len(norm) - tail))
         first_index, first_line = self.index, self.line
         for n, blank in enumerate(blanks):  # the record after a blank line starts late
             res._anchor(first_index + blank - n, first_line + blank + 1)
-        for line in ends:
+        for line, pos in ends:
             res.trailing_empty.append(first_index + line - bisect.bisect_left(blanks, line))
+            if norm is block:
+                res._trailing_at[res.trailing_empty[-1]] = self.offset + pos
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
         return bool(blanks), b"\n" if cr + crlf == 0 else b"\r\n" if cr + lf == 0 else b""
 
-    def _look(self, norm: bytes) -> tuple[list[int], list[int], int]:
+    def _look(self, norm: bytes) -> tuple[list[int], list[tuple[int, int]], int]:
         """In ``norm`` (LF line ends only): the 0-based lines that are blank, those ending in
-        ``,`` or ``,""`` that may have more fields than the header, and the number of LFs."""
+        ``,`` or ``,""`` that may have more fields than the header (with their last comma's
+        offset), and the number of LFs."""
         blanks, ends, count, last = [0] if norm.startswith(b"\n") else [], [], 0, 0
         for m in _LOOK.finditer(norm):
             pos = m.start()
@@ -380,8 +378,8 @@ class _Scanner:
             last = pos
             if norm[pos - 1] == 10:  # LF
                 blanks.append(count)
-            elif self._more_fields(norm, pos - (1 if norm[pos - 1] == 44 else 3)):  # ','
-                ends.append(count)
+            elif self._more_fields(norm, comma := pos - (1 if norm[pos - 1] == 44 else 3)):
+                ends.append((count, comma))  # 44: ','
         return blanks, ends, count + norm.count(b"\n", last)
 
     def _more_fields(self, norm: bytes, pos: int) -> bool:

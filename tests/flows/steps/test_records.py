@@ -209,3 +209,26 @@ def test_the_scan_is_the_same_for_every_block_size(
         assert scan.quoted_line_ends == quoted, size
         assert [r.line for r in scan.iter_records()] == starts, size
         assert [scan.line_of(i) for i in range(len(starts))] == starts, size
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'a,b\n1,2\n3,\n4,""\n5,6\n7,',  # LF, the last record without a line end
+        b'a,b\r\n1,2\r\n3,\r\n4,""\r\n5,6\r\n7,',  # CRLF: found from the list of records
+        b"a,b\n1,2\n3,\n\n4,5,\n",  # a blank line: found from the list of records
+    ],
+)
+def test_trailing_empty_records_are_fetched_alone_without_extra_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    for size in (4, 9, 1 << 22):
+        monkeypatch.setattr(_records, "BLOCK_BYTES", size)
+        scan = _records.scan(src)
+        every = {r.index: r for r in scan.iter_records()}
+        assert scan.trailing_empty == [k for k, r in every.items() if r.raw.endswith((b",", b'""'))]
+        where, found = scan.lookup([0], scan.trailing_empty)
+        assert where == {0: 0}, size
+        assert found == {k: every[k] for k in [0, *scan.trailing_empty]}, size
