@@ -436,22 +436,19 @@ def scan(path: str | Path, fields: int | None = None) -> RecordScan:
     """
     p = Path(path)
     scanner = _Scanner(p, fields)
-    carry, size = b"", BLOCK_BYTES
+    start, seen, size = 0, 0, BLOCK_BYTES  # the block starts at ``start``; ``seen``: bytes read
     with p.open("rb") as fh:
-        while True:
-            chunk = fh.read(size)
-            final = not chunk
-            block = carry + chunk
-            if not block:
-                break
+        # The rest of the last block (read again, not copied) and ``size`` new bytes.
+        while block := fh.read(seen - start + size):
+            final = len(block) <= seen - start  # no new bytes: the end of the file
+            seen = start + len(block)
             cut, multiline = _cut(block, final)
             if cut:
-                scanner.add(block[:cut], multiline)
+                scanner.add(block if cut == len(block) else block[:cut], multiline)
             # A record longer than a block: read more at once, so the work stays linear.
             size = BLOCK_BYTES if cut else size * 2
-            carry = block[cut:]
-            if final:
-                break
+            start += cut
+            fh.seek(start)
     res = scanner.result
     res.records = max(0, scanner.index - 1)
     return res
