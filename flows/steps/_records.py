@@ -21,7 +21,8 @@ trailing empty fields); only blocks with multi-line records are walked record by
 Where a record starts is stored sparsely: only records whose start line is not the previous
 record's start line plus one (after a blank line or a multi-line record). Finding records
 again (:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without
-blank lines or quoted line ends a byte offset is mapped to its record by counting line ends.
+blank lines or quoted line ends a byte offset is mapped to its record by counting line ends,
+and so is a record whose last field is empty (the scan keeps the offset of its last comma).
 """
 
 from __future__ import annotations
