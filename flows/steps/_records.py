@@ -14,13 +14,15 @@ Rules (RFC 4180, read byte by byte; no decoding, so any encoding can be counted)
   not a record. The first record is the header.
 * A **physical line** ends at LF, CRLF or a lone CR, quoted or not; lines are 1-based.
 
-Speed: the file is read in 4 MiB blocks cut at record ends. A block without a line end
-inside quotes (the usual case) is counted with ``bytes.count``/``bytes.find`` (C loops);
-only blocks with multi-line records are walked record by record (a C regex). Where a
-record starts is stored sparsely: only records whose start line is not the previous
+Speed: the file is read in 4 MiB blocks cut at record ends; one regex pass checks that the
+quotes before the cut pair up within lines. Such a block (the usual case) is counted in C
+loops (``bytes.count`` and one regex pass that stops only at line ends, for blank lines and
+trailing empty fields); only blocks with multi-line records are walked record by record.
+Where a record starts is stored sparsely: only records whose start line is not the previous
 record's start line plus one (after a blank line or a multi-line record). Finding records
 again (:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without
-blank lines or quoted line ends a byte offset is mapped to its record by counting line ends.
+blank lines or quoted line ends a byte offset is mapped to its record by counting line ends,
+and so is a record whose last field is empty (the scan keeps the offset of its last comma).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ import bisect
 import itertools
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["BLOCK_BYTES", "Record", "RecordScan", "scan"]
 
@@ -42,6 +45,11 @@ _RECORD = re.compile(rb'((?:[^"\r\n]++|"[^"]*+")*+)("[^"]*+\Z)?(\r\n|\n|\r|\Z)')
 # A record whose last field is empty (``,`` or ``,""`` before its line end): DuckDB drops
 # trailing empty fields silently, so these records get their fields counted here.
 _TRAILING_EMPTY = re.compile(rb',(?:"")?(?=\r\n|\n|\r|\Z)')
+# In a block of LF line ends: a blank line's LF, or the LF of a line ending in ``,`` or
+# ``,""`` (one C pass that stops only at LFs).
+_LOOK = re.compile(rb'\n(?:(?<=\n\n)|(?<=,\n)|(?<=,""\n))')
+# Bytes whose quotes pair up with no line end between the two quotes of a pair.
+_QUOTES_CLOSED = re.compile(rb'(?:[^"]*+"[^"\r\n]*+")*+[^"]*+')
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class _Block:
     first_line: int
     multiline: bool
     blank: bool = True  # may hold blank lines (False only when the scan saw none)
+    records: int = 0  # records that start in the block
+    line_end: bytes = b""  # its only kind of line end, if known (b"" if mixed or unknown)
 
 
 @dataclass
@@ -89,6 +99,7 @@ class RecordScan:
     _blocks: list[_Block] = field(default_factory=list)
     _anchor_record: list[int] = field(default_factory=lambda: [0])
     _anchor_line: list[int] = field(default_factory=lambda: [1])
+    _trailing_at: dict[int, int] = field(default_factory=dict)  # last comma, in LF blocks
 
     @property
     def uniform_line_ends(self) -> bool:
@@ -133,12 +144,17 @@ class RecordScan:
         where: dict[int, int] = {}
         found: dict[int, Record] = {}
         for number in sorted(by_block):
-            block = self._blocks[number]
-            at, wanted = by_block[number]
-            if not block.multiline and not block.blank:
-                self._plain_lookup(block, at, wanted, where, found)
-            else:
+            block, (at, wanted) = self._blocks[number], by_block[number]
+            if block.multiline or block.blank:
                 self._split_lookup(block, _read(self.path, block), at, wanted, where, found)
+                continue
+            via = [self._trailing_at.get(i, -1) for i in wanted]
+            if wanted and -1 not in via:  # found by an offset in each (no list of records)
+                self._plain_lookup(block, at + via, (), where, found)
+                for offset in set(via).difference(at):
+                    where.pop(offset, None)
+            else:
+                self._plain_lookup(block, at, wanted, where, found)
         return where, found
 
     def _plain_lookup(
@@ -152,11 +168,10 @@ class RecordScan:
         """:meth:`lookup` in a block of one record per line, without blank lines: an offset
         is mapped by counting the line ends before it (no list of every record)."""
         data = _read(self.path, block)
-        crlf = b"\r" in data
-        if crlf and not data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n"):
-            self._split_lookup(block, data, offsets, indexes, where, found)  # mixed line ends
+        if not block.line_end:  # mixed line ends
+            self._split_lookup(block, data, offsets, indexes, where, found)
             return
-        records = data.count(b"\n") + (not data.endswith(b"\n"))
+        crlf, records = block.line_end == b"\r\n", block.records
 
         def record_at(start: int) -> bytes:
             end = data.find(b"\n", start)
@@ -180,10 +195,10 @@ class RecordScan:
                     block.first_record + i, block.first_line + i, raw
                 )
         if indexes:
-            parts = _simple_records(data)[0]  # no blank lines: part i is record i
+            parts = data.split(block.line_end)  # no blank lines: part i is record i
             for index in indexes:
                 i = index - block.first_record
-                if 0 <= i < len(parts):
+                if 0 <= i < records:
                     found[index] = Record(index, block.first_line + i, parts[i])
 
     @staticmethod
@@ -201,28 +216,40 @@ class RecordScan:
             i = bisect.bisect_right(records.starts, offset) - 1
             if i >= 0 and offset > records.starts[i] + len(records.raws[i]):
                 i += 1  # past the record's line end: in blank lines before the next one
-            if 0 <= i < len(records):
+            if 0 <= i < len(records.raws):
                 where[offset] = block.first_record + i
                 found[block.first_record + i] = Record(
                     block.first_record + i, records.lines[i], records.raws[i]
                 )
         for index in indexes:
             i = index - block.first_record
-            if 0 <= i < len(records):
+            if 0 <= i < len(records.raws):
                 found[index] = Record(index, records.lines[i], records.raws[i])
 
     def iter_records(self) -> Iterator[Record]:
         """Every record of the file in order, header first."""
         for block in self._blocks:
-            records = _block_records(self.path, block)
+            records = _split_records(_read(self.path, block), block)
             for i, (line, raw) in enumerate(zip(records.lines, records.raws, strict=True)):
                 yield Record(block.first_record + i, line, raw)
 
 
-def _cut(block: bytes, final: bool) -> int:
-    """Length of the longest prefix of ``block`` made of whole records (0 if none)."""
-    if final:
-        return len(block)
+def _cut(block: bytes, final: bool) -> tuple[int, bool]:
+    """Length of the longest prefix of ``block`` made of whole records (0 if none), and
+    whether that prefix may hold a line end inside quotes (or ends inside quotes)."""
+    cut = len(block)
+    if not final:  # a CR at the very end may be the first half of a CRLF: cut before it
+        end = cut - block.endswith(b"\r")
+        cut = max(block.rfind(b"\n", 0, end), block.rfind(b"\r", 0, end)) + 1
+    if cut and (block.find(b'"', 0, cut) == -1 or _QUOTES_CLOSED.fullmatch(block, 0, cut)):
+        return cut, False  # the usual case: no line end inside quotes before the cut
+    if not final:
+        cut = _cut_quoted(block)
+    return cut, b'"' in block[:cut] and not _QUOTES_CLOSED.fullmatch(block, 0, cut)
+
+
+def _cut_quoted(block: bytes) -> int:
+    """:func:`_cut` by walking the quoted and unquoted segments from the end."""
     segs = block.split(b'"')
     end = len(block)
     # Outside segments have even indexes; walk them from the end, tracking offsets.
@@ -240,28 +267,12 @@ def _cut(block: bytes, final: bool) -> int:
     return 0
 
 
-def _simple_records(block: bytes) -> tuple[list[bytes], list[int]]:
-    """Lines of a block without quoted line ends, and each line end's length."""
-    if b"\r" not in block:
-        parts, ends = block.split(b"\n"), [1]
-    elif block.count(b"\r") == block.count(b"\n") == block.count(b"\r\n"):
-        parts, ends = block.split(b"\r\n"), [2]
-    else:
-        parts = _TERM.split(block)
-        ends = [len(t) for t in _TERM.findall(block)]
-    if parts and parts[-1] == b"":
-        parts.pop()  # the block ends with a line end
-    return parts, ends
-
-
-class _Records:
+class _Records(NamedTuple):
     """The records of one block: ``starts`` (file offsets), ``lines`` and ``raws``."""
 
-    def __init__(self, starts: Sequence[int], lines: Sequence[int], raws: Sequence[bytes]):
-        self.starts, self.lines, self.raws = starts, lines, raws
-
-    def __len__(self) -> int:
-        return len(self.raws)
+    starts: Sequence[int]
+    lines: Sequence[int]
+    raws: Sequence[bytes]
 
 
 def _read(path: Path, block: _Block) -> bytes:
@@ -271,15 +282,14 @@ def _read(path: Path, block: _Block) -> bytes:
         return fh.read(block.size)
 
 
-def _block_records(path: Path, block: _Block) -> _Records:
-    """The records of ``block``, read again from ``path``."""
-    return _split_records(_read(path, block), block)
-
-
 def _split_records(data: bytes, block: _Block) -> _Records:
     """The records of ``block``, whose bytes are ``data``."""
     if not block.multiline:
-        parts, ends = _simple_records(data)
+        end = block.line_end  # b"" if mixed
+        parts = data.split(end) if end else _TERM.split(data)
+        ends = [len(end)] if end else [len(t) for t in _TERM.findall(data)]
+        if parts and parts[-1] == b"":
+            parts.pop()  # the block ends with a line end
         if len(ends) == 1:  # start of part i: offset + lengths before it + i line ends
             lengths = itertools.accumulate(map(len, parts), initial=block.offset)
             starts = list(map(operator.add, lengths, range(0, ends[0] * (len(parts) + 1), ends[0])))
@@ -309,22 +319,6 @@ def _split_records(data: bytes, block: _Block) -> _Records:
     return _Records(out_starts, out_lines, out_raws)
 
 
-def _find_lines(
-    norm: bytes, pattern: bytes, shift: int, keep: Callable[[int], bool] | None = None
-) -> list[int]:
-    """For each match of ``pattern`` in ``norm`` (LF line ends only) at a position ``keep``
-    accepts, the 0-based number of the line where the match starts, plus ``shift``."""
-    found: list[int] = []
-    pos, last, count = norm.find(pattern), 0, 0
-    while pos != -1:
-        count += norm.count(b"\n", last, pos)
-        last = pos
-        if keep is None or keep(pos):
-            found.append(count + shift)
-        pos = norm.find(pattern, pos + 1)
-    return found
-
-
 class _Scanner:
     def __init__(self, path: Path, fields: int | None) -> None:
         self.result = RecordScan(path)
@@ -333,65 +327,68 @@ class _Scanner:
         self.line = 1  # line where the next record or blank line starts
         self.offset = 0
 
-    def add(self, block: bytes, final: bool) -> None:
-        res = self.result
-        segs = block.split(b'"')
-        inside = b"".join(segs[1::2]) if len(segs) > 1 else b""
-        multiline = b"\n" in inside or b"\r" in inside or len(segs) % 2 == 0
-        first_record, first_line = self.index, self.line
-        res._anchor(self.index, self.line)
-        blank = True
-        if multiline:
-            self._walk(block)
-        else:
-            blank = self._count(block)
-        res._blocks.append(
-            _Block(self.offset, len(block), first_record, first_line, multiline, blank)
+    def add(self, block: bytes, multiline: bool) -> None:
+        first, line = self.index, self.line
+        self.result._anchor(first, line)
+        blank, end = self._walk(block) if multiline else self._count(block)
+        size, records = len(block), self.index - first
+        self.result._blocks.append(
+            _Block(self.offset, size, first, line, multiline, blank, records, end)
         )
-        self.offset += len(block)
+        self.offset += size
 
-    def _count(self, block: bytes) -> bool:
-        """Count the records of a block without quoted line ends; True if it has blank lines."""
+    def _count(self, block: bytes) -> tuple[bool, bytes]:
+        """Count the records of a block without quoted line ends; returns whether it has
+        blank lines and its only kind of line end (b"" if mixed)."""
         res = self.result
         if b"\r" in block:
             crlf = block.count(b"\r\n")
             lf, cr = block.count(b"\n") - crlf, block.count(b"\r") - crlf
             norm = block.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         else:
-            crlf, cr, norm = 0, 0, block
-            lf = block.count(b"\n")
+            crlf, cr, lf, norm = 0, 0, -1, block  # lf: counted by _look
+        blanks, ends, total = self._look(norm)
+        lf = total if lf < 0 else lf
         for kind, n in ((b"\n", lf), (b"\r\n", crlf), (b"\r", cr)):
             if n:
                 res.line_ends.add(kind)
-        nlines = lf + crlf + cr + (0 if norm.endswith(b"\n") else 1)
-        blanks = _find_lines(norm, b"\n\n", 1)
-        if norm.startswith(b"\n"):
-            blanks.insert(0, 0)
+        nlines = total + (0 if norm.endswith(b"\n") else 1)
+        tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
+        if tail and self._more_fields(norm, len(norm) - tail):
+            ends.append((nlines - 1, len(norm) - tail))
         first_index, first_line = self.index, self.line
         for n, blank in enumerate(blanks):  # the record after a blank line starts late
             res._anchor(first_index + blank - n, first_line + blank + 1)
-        # Records whose last field is empty: a line ending in ',' or ',""' (and, when the
-        # header's fields are known, enough commas for more fields than it has).
-        fields = self.fields
-
-        def more_fields(pos: int) -> bool:  # ``pos``: the last comma of its line
-            start = norm.rfind(b"\n", 0, pos) + 1
-            return fields is None or norm.count(b",", start, pos + 1) >= fields
-
-        ends = sorted(
-            _find_lines(norm, b",\n", 0, more_fields) + _find_lines(norm, b',""\n', 0, more_fields)
-        )
-        tail = 1 if norm.endswith(b",") else 3 if norm.endswith(b',""') else 0
-        if not norm.endswith(b"\n") and tail and more_fields(len(norm) - tail):
-            ends.append(nlines - 1)
-        for line in ends:
+        for line, pos in ends:
             res.trailing_empty.append(first_index + line - bisect.bisect_left(blanks, line))
+            if norm is block:
+                res._trailing_at[res.trailing_empty[-1]] = self.offset + pos
         self.index += nlines - len(blanks)
         self.line += nlines
         res.lines = self.line - 1
-        return bool(blanks)
+        return bool(blanks), b"\n" if cr + crlf == 0 else b"\r\n" if cr + lf == 0 else b""
 
-    def _walk(self, block: bytes) -> None:
+    def _look(self, norm: bytes) -> tuple[list[int], list[tuple[int, int]], int]:
+        """In ``norm`` (LF line ends only): the 0-based lines that are blank, those ending in
+        ``,`` or ``,""`` that may have more fields than the header (with their last comma's
+        offset), and the number of LFs."""
+        blanks, ends, count, last = [0] if norm.startswith(b"\n") else [], [], 0, 0
+        for m in _LOOK.finditer(norm):
+            pos = m.start()
+            count += norm.count(b"\n", last, pos)
+            last = pos
+            if norm[pos - 1] == 10:  # LF
+                blanks.append(count)
+            elif self._more_fields(norm, comma := pos - (1 if norm[pos - 1] == 44 else 3)):
+                ends.append((count, comma))  # 44: ','
+        return blanks, ends, count + norm.count(b"\n", last)
+
+    def _more_fields(self, norm: bytes, pos: int) -> bool:
+        """True if the line whose last comma is at ``pos`` may have more fields than the header."""
+        start = norm.rfind(b"\n", 0, pos) + 1
+        return self.fields is None or norm.count(b",", start, pos + 1) >= self.fields
+
+    def _walk(self, block: bytes) -> tuple[bool, bytes]:
         res = self.result
         for m in _RECORD.finditer(block):
             if m.start() == len(block):
@@ -414,6 +411,7 @@ class _Scanner:
                 self.index += 1
             self.line += span
         res.lines = self.line - 1
+        return True, b""
 
 
 def scan(path: str | Path, fields: int | None = None) -> RecordScan:
@@ -439,22 +437,19 @@ def scan(path: str | Path, fields: int | None = None) -> RecordScan:
     """
     p = Path(path)
     scanner = _Scanner(p, fields)
-    carry, size = b"", BLOCK_BYTES
+    start, seen, size = 0, 0, BLOCK_BYTES  # the block starts at ``start``; ``seen``: bytes read
     with p.open("rb") as fh:
-        while True:
-            chunk = fh.read(size)
-            final = not chunk
-            block = carry + chunk
-            if not block:
-                break
-            cut = _cut(block, final)
+        # The rest of the last block (read again, not copied) and ``size`` new bytes.
+        while block := fh.read(seen - start + size):
+            final = len(block) <= seen - start  # no new bytes: the end of the file
+            seen = start + len(block)
+            cut, multiline = _cut(block, final)
             if cut:
-                scanner.add(block[:cut], final)
+                scanner.add(block if cut == len(block) else block[:cut], multiline)
             # A record longer than a block: read more at once, so the work stays linear.
             size = BLOCK_BYTES if cut else size * 2
-            carry = block[cut:]
-            if final:
-                break
+            start += cut
+            fh.seek(start)
     res = scanner.result
     res.records = max(0, scanner.index - 1)
     return res

@@ -12,6 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from flows.steps import _records
+
 from .conftest import query, run_cli
 
 
@@ -162,3 +166,69 @@ def test_rejected_records_after_blank_lines_keep_their_own_line(tmp_path: Path) 
         (10, "expected 2 fields, found 3", "6,7,8"),
     ]
     assert [r[0] for r in _valid(out)] == [1, 4, 9]
+
+
+# The scanner's fast paths (a cut at the last line end when the quotes before it pair up on
+# their lines; one pass for blank lines and trailing empty fields) against fixed answers,
+# with every block size, so that each cut position is tried: a block ending exactly at a
+# line end, between CR and LF, inside quotes, or with no line end at all.
+# (bytes, records, lines, trailing_empty with fields=1, unclosed, quoted_line_ends, lines)
+_SCAN_CASES = [
+    (b"a,b\n1,2\n3,\n\n4,5\n", 3, 5, [2], False, False, [1, 2, 3, 5]),  # quote-free
+    (b'a,b\r\n1,\r\n\r\n2,""\r\n', 2, 4, [1, 2], False, False, [1, 2, 4]),  # CRLF
+    (b"a,b\r1,2\r\r3,\r", 2, 4, [2], False, False, [1, 2, 4]),  # lone CR
+    (b"a,b\n1,2\r\n3,4\r5,\n", 3, 4, [3], False, False, [1, 2, 3, 4]),  # mixed
+    (b'a,b\n"1","2"\n"3",""\n', 2, 3, [2], False, False, [1, 2, 3]),  # quotes on one line
+    (b'a,b\n1,"x\ny"\n2,3\n', 2, 4, [], False, True, [1, 2, 4]),  # a quoted line end
+    (b'a,b\n1,"x\n2,3', 1, 3, [], True, True, [1, 2]),  # ends inside quotes
+    (b'a,b\n1,""', 1, 2, [1], False, False, [1, 2]),  # no final line end
+]
+
+
+@pytest.mark.parametrize(
+    ("data", "records", "lines", "trailing", "unclosed", "quoted", "starts"), _SCAN_CASES
+)
+def test_the_scan_is_the_same_for_every_block_size(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    data: bytes,
+    records: int,
+    lines: int,
+    trailing: list[int],
+    unclosed: bool,
+    quoted: bool,
+    starts: list[int],
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    for size in range(1, len(data) + 2):
+        monkeypatch.setattr(_records, "BLOCK_BYTES", size)
+        scan = _records.scan(src, 1)
+        found = (scan.records, scan.lines, scan.trailing_empty, scan.unclosed)
+        assert found == (records, lines, trailing, unclosed), size
+        assert scan.quoted_line_ends == quoted, size
+        assert [r.line for r in scan.iter_records()] == starts, size
+        assert [scan.line_of(i) for i in range(len(starts))] == starts, size
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'a,b\n1,2\n3,\n4,""\n5,6\n7,',  # LF, the last record without a line end
+        b'a,b\r\n1,2\r\n3,\r\n4,""\r\n5,6\r\n7,',  # CRLF: found from the list of records
+        b"a,b\n1,2\n3,\n\n4,5,\n",  # a blank line: found from the list of records
+    ],
+)
+def test_trailing_empty_records_are_fetched_alone_without_extra_offsets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes
+) -> None:
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    for size in (4, 9, 1 << 22):
+        monkeypatch.setattr(_records, "BLOCK_BYTES", size)
+        scan = _records.scan(src)
+        every = {r.index: r for r in scan.iter_records()}
+        assert scan.trailing_empty == [k for k, r in every.items() if r.raw.endswith((b",", b'""'))]
+        where, found = scan.lookup([0], scan.trailing_empty)
+        assert where == {0: 0}, size
+        assert found == {k: every[k] for k in [0, *scan.trailing_empty]}, size
