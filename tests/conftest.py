@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,3 +42,8 @@ def prefect_api_url() -> Iterator[str]:
             yield url
         finally:
             os.environ.pop("PREFECT_API_URL", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The session's Prefect home goes with the session (nothing of the user's is in it)."""
+    shutil.rmtree(_HOME, ignore_errors=True)
