@@ -18,7 +18,7 @@ threads)::
     aggregate --input-dir DIR --group-by COL --output DIR [--columns-json validate.json]
               writes aggregates.csv, aggregate.json
     report    --validate DIR --aggregate DIR --parts DIR --output DIR
-              writes aggregates.csv, quarantine.csv, data/part-*.parquet, summary.json
+              writes aggregates.csv, quarantine.csv, data/part-*.parquet
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input, with one line on stderr starting
 ``error:`` that says what is wrong, where and how to fix it; 70 duckdb unavailable;

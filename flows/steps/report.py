@@ -2,16 +2,15 @@
 
 Layout of ``--output``::
 
-    summary.json
     aggregates.csv
     quarantine.csv
     data/part-00000.parquet ...
 
 Files are hard-linked when source and target share a file system, copied otherwise
-(each put in place atomically). ``summary.json`` holds the row counts, the group column,
-the column types and the paths of the files relative to ``--output`` (``files.data`` is
-the folder of the Parquet parts, ``files.parts`` lists them); the flow adds its run
-metadata afterwards.
+(each put in place atomically). The step returns (and prints) the row counts, the group
+column and the files it placed; ``summary.json`` beside them is the flow's alone, written
+once when the run is over, because only the flow knows the run (its steps, their states
+and times, the backend).
 
 The step writes into its own staging folder; the runner puts that in place at ``--output`` and
 writes ``.aiop-manifest.json`` beside the files, the record of what the platform wrote there, so a
@@ -26,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from flows.steps._io import DataError, ensure_dir, read_json, write_json
+from flows.steps._io import DataError, ensure_dir, read_json
 from flows.steps.aggregate import find_parts
 
 __all__ = ["link_or_copy", "run"]
@@ -74,7 +73,9 @@ def run(
         log: Progress printer.
 
     Returns:
-        The content written to ``summary.json``.
+        The row counts, the group column, the column types and the paths of the files
+        relative to ``--output`` (``files.data`` is the folder of the Parquet parts,
+        ``files.parts`` lists them).
 
     Raises:
         DataError: If an input file is missing or two part files share a name.
@@ -107,9 +108,9 @@ def run(
             "parts": [f"data/{p.name}" for p in parts],
         },
     }
-    write_json(out / "summary.json", result)
     log(
-        f"report: {len(kinds)} files into {out} "
+        f"report: {result['input_rows']} rows, {result['valid_rows']} valid, "
+        f"{result['quarantined_rows']} quarantined; {len(kinds)} files into {out} "
         f"({kinds.count('link')} linked, {kinds.count('copy')} copied)"
     )
     return result
