@@ -22,9 +22,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
-__all__ = ["WIDTH", "bar_chart", "gantt", "nice_ceiling", "tick_interval"]
+__all__ = ["WIDTH", "bar_chart", "gantt", "nice_ceiling", "plain_number", "tick_interval"]
 
 #: Drawing width in pixels: the artifact column of the Prefect UI at a 1400 px wide window is ~660 px.
 WIDTH = 640
@@ -76,7 +77,8 @@ _XY_THEME = {
     "plotColorPalette": _BLUE,
 }
 
-#: Gantt axis steps, the first that gives at most 8 ticks is used.
+#: Gantt axis steps below a day, the first that gives at most 8 ticks is used; longer spans tick
+#: every 1, 2 or 5 x 10^k days.
 _TICKS = (
     (1, "second"),
     (2, "second"),
@@ -91,7 +93,12 @@ _TICKS = (
     (15, "minute"),
     (30, "minute"),
     (1, "hour"),
+    (2, "hour"),
+    (3, "hour"),
+    (6, "hour"),
+    (12, "hour"),
 )
+_MAX_TICKS = 8
 
 
 def _fence(config: dict[str, Any], body: Sequence[str]) -> str:
@@ -100,18 +107,41 @@ def _fence(config: dict[str, Any], body: Sequence[str]) -> str:
     return "\n".join(["```mermaid", *front, *body, "```"])
 
 
+def plain_number(value: float, decimals: int | None = None) -> str:
+    """``value`` as mermaid reads a number: plain decimal digits, never an exponent.
+
+    ``format(x, "g")`` writes ``1e+07`` from ten million on, which mermaid's chart grammars reject
+    ("Syntax error in text"). With ``decimals``, exactly that many digits after the point;
+    without, as few as keep the value (none for a whole number).
+
+    Examples:
+        >>> plain_number(1e7), plain_number(2.5e-3), plain_number(1e12 / 3, 0), plain_number(0.5, 3)
+        ('10000000', '0.0025', '333333333333', '0.500')
+    """
+    if decimals is not None:
+        return f"{value:.{decimals}f}"  # the f format never writes an exponent
+    text = format(Decimal(repr(float(value))), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def tick_interval(span_s: float) -> str:
     """A gantt ``tickInterval`` that puts at most 8 ticks on an axis of ``span_s`` seconds.
 
     Examples:
-        >>> tick_interval(17.4), tick_interval(300), tick_interval(0.2)
-        ('5second', '1minute', '1second')
+        >>> tick_interval(17.4), tick_interval(300), tick_interval(0.2), tick_interval(40 * 86400)
+        ('5second', '1minute', '1second', '5day')
     """
     unit_s = {"second": 1, "minute": 60, "hour": 3600}
     for count, unit in _TICKS:
-        if span_s / (count * unit_s[unit]) <= 8:
+        if span_s / (count * unit_s[unit]) <= _MAX_TICKS:
             return f"{count}{unit}"
-    return "1hour" if span_s <= 8 * 3600 else "1day"
+    days = span_s / 86400
+    power = 1
+    while True:
+        for step in (1, 2, 5):
+            if days / (step * power) <= _MAX_TICKS:
+                return f"{step * power}day"
+        power *= 10
 
 
 def nice_ceiling(value: float) -> float:
@@ -199,7 +229,7 @@ def bar_chart(
         "xychart-beta horizontal" if horizontal else "xychart-beta",
         f'    title "{title}"',
         "    x-axis [" + ", ".join(json.dumps(label) for label in labels) + "]",
-        f'    y-axis "{value_title}" 0 --> {top:g}',
-        "    bar [" + ", ".join(f"{v:.{decimals}f}" for v in values) + "]",
+        f'    y-axis "{value_title}" 0 --> {plain_number(top)}',
+        "    bar [" + ", ".join(plain_number(v, decimals) for v in values) + "]",
     ]
     return _fence(config, body)
