@@ -82,9 +82,10 @@ def _rows_for(step: str, summary: dict[str, Any]) -> int | None:
 
 
 def _rate(outcome: StepOutcome, summary: dict[str, Any]) -> float | None:
-    """Rows per second of a step that ran in this run (not for cached or failed steps)."""
+    """Rows per second of a step that ran in this run (not for cached or failed steps); 0 for a
+    step that ran on no rows (every row quarantined before it)."""
     rows = _rows_for(outcome.name, summary)
-    if not rows or outcome.duration_s <= 0 or outcome.state != "Completed":
+    if rows is None or outcome.duration_s <= 0 or outcome.state != "Completed":
         return None
     return float(rows) / outcome.duration_s
 
@@ -92,7 +93,7 @@ def _rate(outcome: StepOutcome, summary: dict[str, Any]) -> float | None:
 def render_throughput_chart(outcomes: Sequence[StepOutcome], summary: dict[str, Any]) -> str:
     """A mermaid bar chart of rows per second for each step that ran in this run (axis from 0)."""
     rated = [(o.name, _rate(o, summary)) for o in outcomes]
-    shown = [(name, rate) for name, rate in rated if rate]
+    shown = [(name, rate) for name, rate in rated if rate is not None]
     if not shown:
         return "No step ran in this run (all cached), so there is no throughput to chart."
     return bar_chart(
@@ -134,7 +135,7 @@ def render_summary(
         rate = _rate(o, summary)
         lines.append(
             f"| {_cell(o.name)} | {o.state} | {o.attempts} | {start / 1000:.2f} | {o.duration_s:.2f} |"
-            f" {o.breaker_wait_s:.2f} | {exit_code} | {f'{rate:,.0f}' if rate else ''} |"
+            f" {o.breaker_wait_s:.2f} | {exit_code} | {'' if rate is None else f'{rate:,.0f}'} |"
         )
     retries = sum(max(0, o.attempts - 1) for o in outcomes)
     waited = sum(o.breaker_wait_s for o in outcomes)

@@ -77,8 +77,9 @@ _XY_THEME = {
     "plotColorPalette": _BLUE,
 }
 
-#: Gantt axis steps below a day, the first that gives at most 8 ticks is used; longer spans tick
-#: every 1, 2 or 5 x 10^k days.
+#: Gantt axis steps up to a day, the first that gives at most 8 ticks is used; longer spans tick
+#: every 1, 2 or 5 x 10^k weeks (mermaid counts weeks from a fixed origin, so any multiple works,
+#: while seconds, minutes, hours and days are multiples within the minute, hour, day and month).
 _TICKS = (
     (1, "second"),
     (2, "second"),
@@ -97,7 +98,9 @@ _TICKS = (
     (3, "hour"),
     (6, "hour"),
     (12, "hour"),
+    (1, "day"),
 )
+_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 _MAX_TICKS = 8
 
 
@@ -129,19 +132,22 @@ def tick_interval(span_s: float) -> str:
 
     Examples:
         >>> tick_interval(17.4), tick_interval(300), tick_interval(0.2), tick_interval(40 * 86400)
-        ('5second', '1minute', '1second', '5day')
+        ('5second', '1minute', '1second', '1week')
     """
-    unit_s = {"second": 1, "minute": 60, "hour": 3600}
     for count, unit in _TICKS:
-        if span_s / (count * unit_s[unit]) <= _MAX_TICKS:
+        if span_s / (count * _UNIT_S[unit]) <= _MAX_TICKS:
             return f"{count}{unit}"
-    days = span_s / 86400
+    weeks = span_s / _UNIT_S["week"]
     power = 1
     while True:
         for step in (1, 2, 5):
-            if days / (step * power) <= _MAX_TICKS:
-                return f"{step * power}day"
+            if weeks / (step * power) <= _MAX_TICKS:
+                return f"{step * power}week"
         power *= 10
+
+
+#: The timeline's time unit by span: (longest span in seconds, seconds per unit, unit name).
+_GANTT_UNITS = ((600.0, 1, "s"), (600.0 * 60, 60, "min"), (math.inf, 3600, "h"))
 
 
 def nice_ceiling(value: float) -> float:
@@ -163,11 +169,17 @@ def nice_ceiling(value: float) -> float:
 def gantt(title: str, tasks: Sequence[tuple[str, str, int, int]]) -> str:
     """A timeline: ``tasks`` are ``(label, tag, start_ms, end_ms)``, tag ``""``, ``done`` or ``crit``.
 
+    The axis counts seconds since the first step (minutes past 10 minutes, hours past 10 hours),
+    and the title says which: mermaid draws times in the browser's time zone, so an axis of clock
+    times (``%M:%S``) would be off by the zone's offset; the epoch seconds mermaid prints for
+    ``%s`` are the same everywhere.
+
     Examples:
         >>> print(gantt("Steps", [("ingest", "", 0, 1500)]).splitlines()[-2])
             ingest :s0, 0, 1500
     """
     span_s = max((end for *_, end in tasks), default=0) / 1000
+    per_unit, unit = next((per, name) for most, per, name in _GANTT_UNITS if span_s <= most)
     config = {
         "themeVariables": _GANTT_THEME,
         "gantt": {
@@ -185,13 +197,14 @@ def gantt(title: str, tasks: Sequence[tuple[str, str, int, int]]) -> str:
     }
     body = [
         "gantt",
-        f"    title {title}",
-        "    dateFormat x",
-        "    axisFormat %M:%S",
-        f"    tickInterval {tick_interval(span_s)}",
+        f"    title {title} ({unit} since the first step)",
+        "    dateFormat x",  # milliseconds: one per second of the axis unit
+        "    axisFormat %s",
+        f"    tickInterval {tick_interval(span_s / per_unit)}",
     ]
     for i, (label, tag, start, end) in enumerate(tasks):
-        body.append(f"    {label} :{tag + ', ' if tag else ''}s{i}, {start}, {end}")
+        first, last = start // per_unit, max(start // per_unit + 1, end // per_unit)
+        body.append(f"    {label} :{tag + ', ' if tag else ''}s{i}, {first}, {last}")
     return _fence(config, body)
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -27,8 +28,9 @@ PYTHON = sys.executable
 #: Overrides the Chromium binary (default: the Debian package's ``/usr/bin/chromium``).
 CHROMIUM_ENV = "AIOP_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
-#: Where screenshots are kept (default: a pytest temporary folder).
+#: Where screenshots are kept (default: ``test-artifacts/`` at the root of the checkout, git-ignored).
 ARTIFACTS_ENV = "AIOP_TEST_ARTIFACTS"
+PREFECT = str(Path(PYTHON).with_name("prefect"))
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -49,6 +51,20 @@ Element.prototype.attachShadow = function (init) {
   return attach.call(this, { ...init, mode: "open" });
 };
 """
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running ``prefect server start`` of the tests."""
+
+    api: str  # http://127.0.0.1:<port>/api
+    ui: str  # the UI v2: http://127.0.0.1:<port>/v2
+    base: Path  # logs, Prefect homes, pipeline outputs
+
+
+def screenshot_root() -> Path:
+    """Where screenshots are kept: ``$AIOP_TEST_ARTIFACTS/screenshots`` or ``test-artifacts/screenshots``."""
+    return Path(os.environ.get(ARTIFACTS_ENV) or ROOT / "test-artifacts") / "screenshots"
 
 
 def _missing(what: str, how: str) -> NoReturn:

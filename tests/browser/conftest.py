@@ -1,8 +1,10 @@
-"""Fixtures of the browser tests: the built docs site and its server, Chromium, screenshots.
+"""Fixtures of the browser tests: the built docs site and its server, a Prefect server, Chromium,
+screenshots.
 
-Screenshots go to ``AIOP_TEST_ARTIFACTS`` when set (CI can keep that folder), else to a pytest
-temporary folder; either way the path is printed. A failing test also leaves a screenshot of each
-page it had open (``FAILED-<test>-<n>.png``).
+Screenshots are kept as test artifacts in ``test-artifacts/screenshots/<module>/`` at the root of
+the checkout (git-ignored), or under ``AIOP_TEST_ARTIFACTS`` when set; the folder is named at the
+end of the test output. A failing test also leaves a screenshot of each page it had open
+(``FAILED-<test>-<n>.png``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.browser._support import (
-    ARTIFACTS_ENV,
     CHROMIUM_ARGS,
+    PREFECT,
     PYTHON,
     ROOT,
     Offline,
+    PrefectServer,
     clean_env,
     require_chromium,
+    screenshot_root,
 )
 from tests.processes import free_port, start, stop, wait_http
 
@@ -65,14 +69,51 @@ def docs_server(docs_site: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def screenshots(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    """Where this module's screenshots go: ``$AIOP_TEST_ARTIFACTS/<module>`` or a temporary folder."""
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a free port, one per module so that each module's runs and
+    artifacts are its own (started after Chromium was found: no server for a skip)."""
+    require_chromium()
+    base = tmp_path_factory.mktemp("prefect-ui")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    log = base / "server.log"
+    proc = start(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        clean_env(
+            PREFECT_HOME=str(base / "server-home"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_API_URL=api,
+            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
+        ),
+        log,
+    )
+    try:
+        wait_http(f"{api}/health", proc, log, timeout_s=180)
+        yield PrefectServer(api=api, ui=f"http://127.0.0.1:{port}/v2", base=base)
+    finally:
+        stop(proc)
+
+
+_SHOT_FOLDERS: list[Path] = []
+
+
+@pytest.fixture(scope="module")
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """Where this module's screenshots are kept (``test-artifacts/screenshots/<module>``)."""
     name = request.module.__name__.rsplit(".", 1)[-1]
-    base = os.environ.get(ARTIFACTS_ENV)
-    folder = Path(base) / name if base else tmp_path_factory.mktemp(f"screenshots-{name}")
+    folder = screenshot_root() / name
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"\nscreenshots of {name}: {folder}")
+    for old in folder.glob("*.png"):  # the folder shows this run only
+        old.unlink()
+    _SHOT_FOLDERS.append(folder)
     return folder
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Name the folders the screenshots of this session were kept in, at the end of the output."""
+    for folder in _SHOT_FOLDERS:
+        shots = len(list(folder.glob("*.png")))
+        terminalreporter.write_line(f"screenshots kept as test artifacts: {folder} ({shots} files)")
 
 
 @pytest.fixture(scope="module")

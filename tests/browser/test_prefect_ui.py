@@ -16,7 +16,6 @@ import json
 import re
 import subprocess
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,29 +23,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser._legibility import Chart, measure
-from tests.browser._support import (
-    PYTHON,
-    ROOT,
-    Offline,
-    clean_env,
-)
-from tests.processes import free_port, start, stop, wait_http
+from tests.browser._support import PYTHON, ROOT, Offline, clean_env
+from tests.browser._support import PrefectServer as Server
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
-
-PREFECT = str(Path(PYTHON).with_name("prefect"))
-
-
-@dataclass(frozen=True)
-class Server:
-    """The running Prefect server."""
-
-    api: str  # http://127.0.0.1:<port>/api
-    ui: str  # the UI v2: http://127.0.0.1:<port>/v2
-    base: Path  # logs, Prefect homes, pipeline outputs
 
 
 @dataclass(frozen=True)
@@ -59,27 +42,9 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def server(browser: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """``prefect server start`` on a free port (after Chromium was found: no server for a skip)."""
-    base = tmp_path_factory.mktemp("prefect-ui")
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    log = base / "server.log"
-    proc = start(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        clean_env(
-            PREFECT_HOME=str(base / "server-home"),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_UI_API_URL=api,
-            PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT="false",
-        ),
-        log,
-    )
-    try:
-        wait_http(f"{api}/health", proc, log, timeout_s=180)
-        yield Server(api=api, ui=f"http://127.0.0.1:{port}/v2", base=base)
-    finally:
-        stop(proc)
+def server(prefect_server: Server) -> Server:
+    """The browser tests' Prefect server (conftest)."""
+    return prefect_server
 
 
 def _run_pipeline(server: Server, docs: str, number: int) -> Run:
@@ -220,7 +185,9 @@ def test_run_summary_renders_a_table_charts_and_docs_links(
     # title, step labels and axis are readable on the dark code block they are drawn on.
     assert timeline.height >= 6 * 30, timeline
     _assert_legible(timeline, min_font_px=10)  # axis ticks are 10 px
-    labels = [t for t in timeline.texts if "(Completed)" in t.text or t.text == "Step timeline"]
+    labels = [
+        t for t in timeline.texts if "(Completed)" in t.text or t.text.startswith("Step timeline")
+    ]
     assert len(labels) == 7 and min(t.font_px for t in labels) >= 13, labels
     for chart in bars:  # step durations and rows per second
         _assert_legible(chart, min_font_px=12)
@@ -274,6 +241,14 @@ def test_history_shows_a_table_of_both_runs(
     _assert_legible(chart, min_font_px=12)
     assert _value_axis_minimum(chart) == 0, chart.texts  # durations measured from 0
     assert {run.name for run in runs} <= {t.text for t in chart.texts}  # bars named by run
+    # The chart's order is the one its title and the table say: the newest run at the top.
+    svg = history.locator('svg[aria-roledescription="xychart"]')
+    title = svg.locator("text", has_text="newest at the top")
+    expect(title).to_have_count(1)
+    newest, oldest = (svg.locator("text", has_text=run.name).bounding_box() for run in runs[::-1])
+    assert newest and oldest and newest["y"] < oldest["y"], (newest, oldest)
+    rows = history.locator("table tbody tr").all_inner_texts()
+    assert runs[1].name in rows[0] and runs[0].name in rows[1], rows  # the table: newest first
 
 
 def test_deployment_description_links_into_the_docs(

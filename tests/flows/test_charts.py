@@ -76,9 +76,14 @@ def test_the_rows_per_second_axis_of_a_million_rows_is_plain() -> None:
     assert 'y-axis "rows/s" 0 --> 10000000' in chart
 
 
-def test_gantt_positions_are_whole_milliseconds() -> None:
-    text = gantt("Steps", [("ingest", "", 0, 10**15)])
-    assert "ingest :s0, 0, 1000000000000000" in text
+def test_gantt_positions_are_whole_numbers_in_the_unit_its_title_names() -> None:
+    short = gantt("Steps", [("ingest", "", 0, 1500), ("validate", "", 1500, 1501)])
+    assert "title Steps (s since the first step)" in short and "ingest :s0, 0, 1500" in short
+    hours = gantt("Steps", [("ingest", "", 0, 10**15)])  # 10^12 s
+    assert "title Steps (h since the first step)" in hours
+    assert "ingest :s0, 0, 277777777777" in hours  # a millisecond of the axis per hour
+    minutes = gantt("Steps", [("ingest", "", 0, 3_600_000)])
+    assert "(min since the first step)" in minutes and "ingest :s0, 0, 60000" in minutes
 
 
 @pytest.mark.parametrize(
@@ -87,6 +92,13 @@ def test_gantt_positions_are_whole_milliseconds() -> None:
 )
 def test_tick_interval_keeps_a_handful_of_ticks_at_any_span(span_s: float, most: int) -> None:
     interval = tick_interval(span_s)
-    count, unit = re.fullmatch(r"(\d+)(second|minute|hour|day)", interval).groups()  # type: ignore[union-attr]
-    seconds = int(count) * {"second": 1, "minute": 60, "hour": 3600, "day": 86400}[unit]
-    assert span_s / seconds <= most, interval
+    found = re.fullmatch(r"(\d+)(second|minute|hour|day|week)", interval)
+    assert found, interval
+    count, unit = int(found[1]), found[2]
+    assert (
+        span_s
+        / (count * {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}[unit])
+        <= most
+    )
+    # Mermaid ticks seconds, minutes, hours and days at multiples within the next unit up.
+    assert unit == "week" or count <= {"second": 30, "minute": 30, "hour": 12, "day": 1}[unit]
