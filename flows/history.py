@@ -180,6 +180,11 @@ _COLUMNS = (
 )
 
 
+def _bar_label(record: RunRecord) -> str:
+    """A run's name, with its state when it did not complete (``brave-otter (Crashed)``)."""
+    return record.name if record.state == "Completed" else f"{record.name} ({record.state})"
+
+
 def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> str:
     """The history as a markdown table with an xychart of durations, or as plain text."""
     rows = [[_fmt(getattr(r, c)) for c in _COLUMNS] for r in records]
@@ -196,17 +201,19 @@ def render_history(records: Sequence[RunRecord], *, markdown: bool = True) -> st
         "| " + " | ".join("---" for _ in _COLUMNS) + " |",
         *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    # Newest first: a horizontal chart draws its first bar at the bottom, so the oldest is on top.
+    # In the table's order: a horizontal xychart draws its first bar at the top (checked in the
+    # browser by tests/browser/test_prefect_ui.py), so the newest run is on top, as in the table.
     timed = [r for r in records if r.duration_s is not None]
     if timed:
         lines += [
             "",
-            "The chart draws the durations of the table, oldest run at the top. The Prefect UI"
-            " draws it on its V2 pages (`/v2/...`); elsewhere its mermaid source shows instead.",
+            "The chart draws the durations of the table, newest run at the top, each run that did"
+            " not complete named with its state. The Prefect UI draws it on its V2 pages"
+            " (`/v2/...`); elsewhere its mermaid source shows instead.",
             "",
             bar_chart(
-                "Run duration (s), oldest at the top",
-                [r.name for r in timed],
+                "Run duration (s), newest at the top",
+                [_bar_label(r) for r in timed],
                 [r.duration_s or 0.0 for r in timed],
                 "seconds",
                 decimals=2,
@@ -259,9 +266,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     quiet_prefect_defaults(settings)
-    records = run_flow_quietly(lambda: read_history(ns.flow, ns.last), debug=settings.debug)
+    records = run_flow_quietly(lambda: _listing(ns.flow, ns.last), debug=settings.debug)
     print(render_history(records, markdown=False))
     return 0
+
+
+async def _listing(flow: str, last: int) -> list[RunRecord]:
+    """The last runs, after marking those of this host whose process died (flows.crashed_runs)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.crashed_runs import mark_dead_runs_crashed
+
+    async with get_client() as client:
+        crashed = await mark_dead_runs_crashed(client)
+    for run in crashed:
+        print(f"note: {run.line()}.", file=sys.stderr)
+    return await read_history(flow, last)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from agents import AgentManager
 from flows.agent_run import run_agent
 from flows.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.console import flow_run_ui_url, use_docs_url
+from flows.crashed_runs import check_at_start
 from flows.data_pipeline.cli import check_output_folder
 from flows.data_pipeline.options import PipelineOptions, default_partitions
 from flows.data_pipeline.summarize import summarize_results
@@ -144,6 +145,7 @@ async def data_pipeline(
         The content of ``summary.json``.
     """
     logger = get_run_logger()
+    await check_at_start(logger)  # this run's process recorded; runs killed earlier end Crashed
     try:
         settings = settings if settings is not None else load_settings()
         use_docs_url(settings.docs_url)
