@@ -146,6 +146,7 @@ class _OneLinkOneError(logging.Filter):
 
 def _filter_console(console_filter: logging.Filter) -> None:
     """Add ``console_filter`` to Prefect's console handler(s), on the root logger."""
+    import prefect.main  # noqa: F401 - configures Prefect's logging: its handlers exist from here
     from prefect.logging.handlers import PrefectConsoleHandler
 
     for handler in logging.getLogger().handlers:

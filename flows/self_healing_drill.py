@@ -270,8 +270,8 @@ async def run_resume_scenario(
     drill = (settings or load_settings()).with_changes(**_DRILL_SETTINGS)
     fault = "SIGKILL during aggregate"
     expected = (
-        "the re-run finds ingest, validate and transform Cached, re-executes aggregate and report,"
-        " and writes output identical to an uninterrupted run"
+        "the killed run ends Crashed; the re-run finds ingest, validate and transform Cached,"
+        " re-executes aggregate and report, and writes output identical to an uninterrupted run"
     )
     slug = base / "resume"
     args: dict[str, Any] = {
@@ -330,8 +330,12 @@ async def run_resume_scenario(
     )
     rerun = states["aggregate"] != "Cached" and states["report"] != "Cached"
     same = _same_output(Path(args["output"]), slug / "reference")
+    # The re-run found the killed run (still Running: nothing could report its death) and set
+    # it Crashed (flows.crashed_runs), so the drill leaves no run Running behind it.
+    killed_state = await _state_of_run_of_process(proc.pid)
     observed = (
-        f"killed: yes; re-run states: {', '.join(f'{k}={v}' for k, v in states.items())};"
+        f"killed: yes, its run now {killed_state}; re-run states:"
+        f" {', '.join(f'{k}={v}' for k, v in states.items())};"
         f" output identical: {'yes' if same else 'no'}"
     )
     return ScenarioResult(
@@ -342,8 +346,29 @@ async def run_resume_scenario(
         observed,
         sum(int(s["attempts"]) for s in resumed["steps"]),
         round(seconds, 2),
-        cached and rerun and same,
+        cached and rerun and same and killed_state == "Crashed",
     )
+
+
+async def _state_of_run_of_process(pid: int) -> str:
+    """The state of the data-pipeline run that process ``pid`` of this host ran ("none found")."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from flows.crashed_runs import LABEL, ProcessId
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["data-pipeline"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=20,
+        )
+    for run in runs:
+        process = ProcessId.parse((run.labels or {}).get(LABEL))
+        if process is not None and process.pid == pid and run.state is not None:
+            return str(run.state.name)
+    return "none found"
 
 
 def _same_output(one: Path, two: Path) -> bool:
@@ -367,34 +392,41 @@ def _api_url() -> str | None:
 
 
 def render_report(results: Sequence[ScenarioResult], backend: str) -> str:
-    """The validation report as markdown."""
+    """The validation report as markdown: a four-column table (narrow enough for the Prefect UI's
+    artifact column at 1400 px), then each scenario's fault, expectation and observation."""
     passed = sum(r.passed for r in results)
     lines = [
         "# Self-healing validation report",
         "",
         f"Backend: **{backend}**. {passed} of {len(results)} scenarios passed.",
         "",
-        "| scenario | error class | fault injected | expected behaviour | observed behaviour | attempts | time to recover (s) | result |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| scenario | result | attempts | time to recover (s) |",
+        "| --- | --- | ---: | ---: |",
     ]
     for r in results:
-        cells = [
-            r.scenario,
-            r.error_class,
-            f"`{r.fault}`",
-            r.expected,
-            r.observed,
-            str(r.attempts),
-            f"{r.recover_s:.2f}",
-            "PASS" if r.passed else "**FAIL**",
+        verdict = "PASS" if r.passed else "**FAIL**"
+        lines.append(f"| {_cell(r.scenario)} | {verdict} | {r.attempts} | {r.recover_s:.2f} |")
+    for r in results:
+        lines += [
+            "",
+            f"## {r.scenario}: {'PASS' if r.passed else 'FAIL'}",
+            "",
+            f"- **Error class**: {r.error_class}",
+            f"- **Fault injected**: `{r.fault}`",
+            f"- **Expected**: {r.expected}",
+            f"- **Observed**: {r.observed}",
         ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += [
         "",
         "Faults are injected at the runner boundary (`--chaos`), so the real retry, breaker and"
-        " caching code handles them. Time to recover is the pipeline run's wall time with the fault.",
+        " caching code handles them. Attempts are summed over the run's steps; time to recover is"
+        " the pipeline run's wall time with the fault.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
 
 
 async def self_healing_drill(
@@ -406,15 +438,31 @@ async def self_healing_drill(
 ) -> list[ScenarioResult]:
     """Run the drill (all scenarios, or those in ``names``) and write the report
     (``settings``: the platform settings; default: read from the environment once, here)."""
+    results, _ = await _run_drill(output, backend, rows, names, settings)
+    return results
+
+
+async def _run_drill(
+    output: str,
+    backend: str,
+    rows: int,
+    names: Sequence[str],
+    settings: Settings | None,
+) -> tuple[list[ScenarioResult], str | None]:
+    """:func:`self_healing_drill`, and the id of the drill's flow run."""
     settings = settings if settings is not None else load_settings()
-    from prefect import flow
+    from prefect import flow, get_run_logger
     from prefect.artifacts import acreate_markdown_artifact
+    from prefect.runtime import flow_run
+
+    from flows.crashed_runs import check_at_start
 
     base = Path(output).resolve()
     wanted = set(names)
 
     @flow(name="self-healing-drill")
-    async def drill() -> list[ScenarioResult]:
+    async def drill() -> tuple[list[ScenarioResult], str | None]:
+        await check_at_start(get_run_logger())
         results = [
             await run_scenario(s, base, backend, rows, settings)
             for s in SCENARIOS
@@ -428,9 +476,27 @@ async def self_healing_drill(
         await acreate_markdown_artifact(
             report, key="self-healing-drill", description="Self-healing validation report"
         )
-        return results
+        return results, str(flow_run.id) if flow_run.id else None
 
     return await drill()
+
+
+def _flow_run_line(flow_run_id: str | None) -> list[str]:
+    """The ``Flow run:`` line(s) of the drill's run: its V2 page, where the report renders."""
+    from flows.console import DEFAULT_UI_URL, flow_run_ui_url
+
+    if flow_run_id is None:
+        return []
+    if _api_url():
+        from prefect.settings import PREFECT_UI_URL
+
+        base = PREFECT_UI_URL.value()
+        if base:
+            return [f"Flow run:   {flow_run_ui_url(str(base), flow_run_id)}"]
+    return [
+        f"Flow run:   {flow_run_ui_url(DEFAULT_UI_URL, flow_run_id)}",
+        "            (kept in Prefect's database: open it after `prefect server start`)",
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -461,8 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     quiet_prefect_defaults(settings)
-    results = run_flow_quietly(
-        lambda: self_healing_drill(ns.output, ns.backend, ns.rows, ns.scenario, settings),
+    results, flow_run_id = run_flow_quietly(
+        lambda: _run_drill(ns.output, ns.backend, ns.rows, ns.scenario, settings),
         debug=settings.debug,
     )
     report = render_report(results, ns.backend)
@@ -471,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.scenario:<24} {r.observed}")
-    print(f"\nReport: {Path(ns.output) / 'self-healing-report.md'}")
+    print(f"\nReport:     {Path(ns.output) / 'self-healing-report.md'}")
+    for line in _flow_run_line(flow_run_id):
+        print(line)
     return 0 if all(r.passed for r in results) else 1
 
 
