@@ -57,6 +57,40 @@ def test_architecture_diagrams_are_drawn_from_the_shipped_mermaid(
     assert not offline.blocked, f"the page fetched from other hosts: {offline.blocked}"
 
 
+#: Each label of a drawn mermaid diagram: its text and its font size in CSS pixels as drawn (the
+#: diagram is scaled down to the content column when it is wider).
+LABEL_SIZES = """
+svg => {
+  const box = svg.getBoundingClientRect();
+  const scale = box.width / (svg.viewBox.baseVal && svg.viewBox.baseVal.width || box.width);
+  return [...svg.querySelectorAll('.nodeLabel, .edgeLabel, .cluster-label, text')]
+    .filter(e => e.textContent.trim())
+    .map(e => [e.textContent.trim().slice(0, 40), parseFloat(getComputedStyle(e).fontSize) * scale]);
+}
+"""
+
+
+def test_architecture_diagrams_are_legible_at_1400_px(
+    docs_server: str, offline: Offline, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page = offline.context.new_page()  # 1400 px wide
+    page.goto(f"{docs_server}explanation/architecture/")
+    drawn = page.locator("div.mermaid svg")
+    expect(drawn.first).to_be_visible()
+    small = {}
+    for index in range(drawn.count()):
+        diagram = drawn.nth(index)
+        diagram.screenshot(path=str(screenshots / f"architecture-diagram-{index}.png"))
+        labels = diagram.evaluate(LABEL_SIZES)
+        assert labels, f"diagram {index} has no labels"
+        tiny = [(text, round(px, 1)) for text, px in labels if px < 11]
+        if tiny:
+            small[index] = tiny
+    assert not small, f"labels under 11 px (diagram: labels): {small}"
+
+
 def test_troubleshooting_anchor_exists_and_is_scrolled_to(
     docs_server: str, offline: Offline, screenshots: Path
 ) -> None:
