@@ -3,7 +3,8 @@
 Each pipeline run publishes a one-row table artifact ``<flow>-metrics`` (rows, retries, duration,
 backend). :func:`read_history` reads the last runs of a flow from the Prefect API together with
 those metrics; the pipeline publishes them as the ``<flow>-history`` markdown artifact (a table and
-an xychart), and ``python -m flows.history [--flow NAME] [--last N]`` prints the same table.
+an xychart), and ``python -m flows.history [--flow NAME] [--last N]`` prints the same table, after
+setting ``Crashed`` the runs of this host whose process died (:mod:`flows.crashed_runs`).
 """
 
 from __future__ import annotations
