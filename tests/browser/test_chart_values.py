@@ -180,6 +180,7 @@ def _artifact_page(server: PrefectServer, run_id: str, key: str) -> str:
         ("one-row-run", "id,category,amount\n1,books,12.50\n", 1),
         ("all-quarantined-run", "id,category,amount\n1,books\n2,toys,3,extra\n3\n", 0),
     ],
+    ids=["one-row", "all-quarantined"],
 )
 def test_the_charts_of_a_real_run_render(
     prefect_server: PrefectServer,
