@@ -174,6 +174,16 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         candidates = manager.candidates(ns.target, params)
     except InvalidInputError as exc:
         raise _Usage(str(exc)) from None
+    if any(agent.secrets for agent in candidates):
+        # Steps with secrets are cached under the installation key: a bad key stops us here.
+        from flows.installation_key import check_installation_key
+
+        try:
+            note = check_installation_key(settings.installation_key_file)
+        except InvalidInputError as exc:
+            raise _Usage(str(exc)) from None
+        if note:
+            print(note, file=sys.stderr)
     refusals = [asyncio.run(manager.check_ready(a, backend))[1] for a in candidates]
     if all(refusals):  # nothing could run: say why without starting a flow run
         why = "; ".join(
