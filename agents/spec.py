@@ -412,7 +412,7 @@ def _check_root_defaults(llm: LlmSection, declared: Mapping[str, Parameter]) -> 
     ] + [(f"output {name!r}", item.path, False) for name, item in llm.outputs.items()]
     for what, template, outside in paths:
         root, _ = split_root(template)
-        default = declared[root].default if root in declared else None
+        default = declared[root].default if root is not None and root in declared else None
         if default is not None:
             check_path_template(
                 default,
