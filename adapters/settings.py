@@ -61,7 +61,8 @@ __all__ = [
 #: The prefix of every platform variable.
 ENV_PREFIX = "AIOP_"
 
-#: Where ``mkdocs serve`` serves the docs; the default of ``AIOP_DOCS_URL``.
+#: Where ``mkdocs serve`` serves the docs: the docs base when ``AIOP_DOCS_URL`` is unset and no
+#: local Prefect server (which serves the docs beside its UI) is in use.
 DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
 
 _RETRY_FIELDS = {
@@ -161,10 +162,13 @@ class Settings(BaseSettings):
         " local Prefect server kept between runs; `embedded` uses Prefect's temporary server per"
         " run. Ignored when `PREFECT_API_URL` is set.",
     )
-    docs_url: str = Field(
-        default=DEFAULT_DOCS_URL,
+    docs_url: str | None = Field(
+        default=None,
         description="Base URL of this documentation site in CLI messages and UI links"
-        " (`<url>troubleshooting/#<anchor>`). Set it when the docs are published elsewhere.",
+        " (`<url>troubleshooting/#<anchor>`). Unset: the site the local Prefect server serves"
+        " beside its UI (`http://127.0.0.1:4201/` by default; `python -m flows.local_server"
+        " status` shows it), else `http://127.0.0.1:8000/` (`mkdocs serve`). Set it when the"
+        " docs are published elsewhere.",
     )
     debug: bool = Field(
         default=False,
@@ -277,7 +281,7 @@ class Settings(BaseSettings):
     def _no_budget(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
-    @field_validator("chaos", "engine_limit", mode="before")
+    @field_validator("chaos", "engine_limit", "docs_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return (value.strip() or None) if isinstance(value, str) else value
@@ -346,15 +350,6 @@ class Settings(BaseSettings):
     def redis_url(self) -> str | None:
         """The breaker Redis URL in clear, for the one client that connects with it."""
         return self.breaker_redis_url.get_secret_value() if self.breaker_redis_url else None
-
-    def docs_link(self, page: str = "") -> str:
-        """The URL of a docs page under ``docs_url``.
-
-        Examples:
-            >>> Settings().docs_link("troubleshooting/")
-            'http://127.0.0.1:8000/troubleshooting/'
-        """
-        return self.docs_url.rstrip("/") + "/" + page.lstrip("/")
 
     def child_environment(self, **changes: Any) -> dict[str, str]:
         """The ``AIOP_*`` variables that give a child process these settings (with ``changes``).
@@ -500,11 +495,13 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
             f"{where}{shown} is not valid ({error['msg'].lower()}); set {wanted}"
             f" (default {default}) or unset it"
         )
-    base = (os.environ.get(variable_name("docs_url")) or "").strip() or DEFAULT_DOCS_URL
-    return (
-        "; ".join(problems)
-        + f". Every setting is described in {base.rstrip('/')}/reference/configuration/"
+    base = (os.environ.get(variable_name("docs_url")) or "").strip()
+    where = (
+        f"{base.rstrip('/')}/reference/configuration/"
+        if base
+        else "the configuration reference (docs/reference/configuration.md)"
     )
+    return "; ".join(problems) + f". Every setting is described in {where}"
 
 
 def _bounds_text(info: FieldInfo) -> str:

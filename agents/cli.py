@@ -109,9 +109,11 @@ def _check_outputs(items: Sequence[str]) -> None:
 def _list(settings: Settings) -> int:
     from adapters.breaker import get_breaker
     from agents.recent import read_recent_runs
+    from flows.local_server import prefect_api  # the one choice of API every command makes
 
     agents, problems = load_definitions(default_paths(settings.agent_paths()))
-    recent, why_not = asyncio.run(read_recent_runs(a.name for a in agents))
+    api = prefect_api(mode=settings.prefect_server)
+    recent, why_not = asyncio.run(read_recent_runs((a.name for a in agents), api_url=api.url))
     rows = [("NAME", "KIND", "CAPABILITIES", "PRIORITY", "BREAKER", "RECENT RUNS")]
     for agent in agents:
         state = get_breaker(

@@ -130,7 +130,7 @@ def test_list_shows_every_agent_with_its_breaker_state() -> None:
     ]
     row = next(line for line in lines if line.startswith("summarize-llm "))
     assert row.split()[:5] == ["summarize-llm", "llm", "summarize", "0", "closed"]
-    assert "recent runs: set PREFECT_API_URL" in done.stdout
+    assert "recent runs: no Prefect server to ask" in done.stdout
 
 
 class TestRunUsage:
