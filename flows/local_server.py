@@ -170,8 +170,8 @@ class PrefectApi:
             f"{what} needs a Prefect server that keeps running, and there is none: PREFECT_API_URL"
             " is not set and the local Prefect server of this PREFECT_HOME is not running. Run"
             " `python -m flows.data_pipeline` once (it starts the local server and keeps it), or"
-            " start a server of your own (`prefect server start`) and export"
-            " PREFECT_API_URL=http://127.0.0.1:4200/api; then run this again."
+            " start a server of your own (`prefect server start`) and export PREFECT_API_URL to"
+            " its API (http://127.0.0.1:4200/api by default); then run this again."
         )
 
     def describe(self) -> str:
