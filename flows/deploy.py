@@ -1,8 +1,9 @@
 """``python -m flows.deploy``: the server-side objects of the scale-out topology, idempotently.
 
 On the Prefect server the platform's commands use (``PREFECT_API_URL``, else the local server of
-this ``PREFECT_HOME``: :func:`flows.local_server.prefect_api`) it makes sure these exist and prints one line
-per object, ``created``, ``updated`` or ``unchanged`` (running it twice changes nothing):
+this ``PREFECT_HOME``: :func:`flows.local_server.prefect_api`) it makes sure these exist and
+prints one line per object, ``created``, ``updated`` or ``unchanged`` (running it twice changes
+nothing):
 
 * the **work pool** (type ``process``, default ``aiop-process``) that
   ``prefect worker start --pool aiop-process`` takes flow runs from, on any number of machines;
