@@ -32,6 +32,7 @@ from adapters.errors import InfrastructureError, InvalidInputError, StepFailedEr
 
 __all__ = [
     "EVENT_NAMES",
+    "LIMITS",
     "BreakerEvent",
     "BreakerListener",
     "BreakerPolicy",
@@ -120,12 +121,14 @@ def classify_outcome(exc: BaseException | None) -> Outcome:
     return Outcome.NEUTRAL
 
 
-# Field name -> (minimum, kind): the one table the validation below reads.
-_LIMITS: dict[str, tuple[float, type[int] | type[float]]] = {
-    "fail_max": (1, int),
-    "reset_timeout": (0.0, float),
-    "success_threshold": (1, int),
-    "half_open_max_calls": (1, int),
+#: Field name -> (minimum, maximum, kind): the one table the validation below, the settings and
+#: the agents' ``breaker:`` section read. A reset timeout is at most a day (pybreaker and the Redis
+#: storage turn it into dates); the counts stay far below what anyone needs.
+LIMITS: dict[str, tuple[float, float, type[int] | type[float]]] = {
+    "fail_max": (1, 10_000, int),
+    "reset_timeout": (0.0, 86_400.0, float),
+    "success_threshold": (1, 1_000, int),
+    "half_open_max_calls": (1, 1_000, int),
 }
 
 
@@ -156,19 +159,23 @@ class BreakerPolicy:
     half_open_max_calls: int = 1
 
     def __post_init__(self) -> None:
-        for field, (minimum, kind) in _LIMITS.items():
+        for field, (minimum, maximum, kind) in LIMITS.items():
             value = getattr(self, field)
             if kind is int:
-                ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-                need = f"an integer >= {int(minimum)}"
+                ok = (
+                    isinstance(value, int)
+                    and not isinstance(value, bool)
+                    and minimum <= value <= maximum
+                )
+                need = f"an integer from {int(minimum)} to {int(maximum)}"
             else:
                 ok = (
                     isinstance(value, int | float)
                     and not isinstance(value, bool)
                     and math.isfinite(value)
-                    and value > minimum
+                    and minimum < value <= maximum
                 )
-                need = "a finite number of seconds > 0"
+                need = f"a number of seconds above 0 and at most {maximum:g}"
             if not ok:
                 raise InvalidInputError(
                     f"BreakerPolicy.{field}={value!r} is invalid: it must be {need}"

@@ -29,13 +29,23 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import annotated_types
 from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from adapters.breaker_policy import LIMITS as BREAKER_LIMITS
 from adapters.breaker_policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import InvalidInputError
-from adapters.retry_policy import RetryPolicy
+from adapters.retry_policy import (
+    MAX_ATTEMPTS,
+    MAX_BUDGET_S,
+    MAX_DELAY_S,
+    MAX_FACTOR,
+    MAX_JITTER,
+    RetryPolicy,
+)
 
 __all__ = [
     "ENV_PREFIX",
@@ -51,7 +61,8 @@ __all__ = [
 #: The prefix of every platform variable.
 ENV_PREFIX = "AIOP_"
 
-#: Where ``mkdocs serve`` serves the docs; the default of ``AIOP_DOCS_URL``.
+#: Where ``mkdocs serve`` serves the docs: the docs base when ``AIOP_DOCS_URL`` is unset and no
+#: local Prefect server (which serves the docs beside its UI) is in use.
 DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
 
 _RETRY_FIELDS = {
@@ -62,6 +73,10 @@ _RETRY_FIELDS = {
     "retry_jitter": "jitter",
     "retry_budget_s": "budget_s",
 }
+#: The longest a Dagger session may take to open: a day (asyncio and thread timeouts past
+#: ``threading.TIMEOUT_MAX`` overflow).
+MAX_TIMEOUT_S = 86_400.0
+
 _BREAKER_FIELDS = {
     "breaker_fail_max": "fail_max",
     "breaker_reset_timeout": "reset_timeout",
@@ -96,6 +111,7 @@ class Settings(BaseSettings):
     dagger_first_run_timeout_s: float = Field(
         default=600.0,
         gt=0,
+        le=MAX_TIMEOUT_S,
         allow_inf_nan=False,
         description="Seconds allowed to open a flow run's one Dagger session (a machine's first"
         " run downloads the Dagger CLI and pulls the engine image). Under `auto`, a session that"
@@ -104,6 +120,7 @@ class Settings(BaseSettings):
     dagger_provision_timeout_s: float = Field(
         default=60.0,
         gt=0,
+        le=MAX_TIMEOUT_S,
         allow_inf_nan=False,
         description="Seconds allowed to open a Dagger session again after the engine broke, and"
         " for a step's own session outside a flow run (a hung Dagger CLI is stopped then).",
@@ -145,10 +162,13 @@ class Settings(BaseSettings):
         " local Prefect server kept between runs; `embedded` uses Prefect's temporary server per"
         " run. Ignored when `PREFECT_API_URL` is set.",
     )
-    docs_url: str = Field(
-        default=DEFAULT_DOCS_URL,
+    docs_url: str | None = Field(
+        default=None,
         description="Base URL of this documentation site in CLI messages and UI links"
-        " (`<url>troubleshooting/#<anchor>`). Set it when the docs are published elsewhere.",
+        " (`<url>troubleshooting/#<anchor>`). Unset: the site the local Prefect server serves"
+        " beside its UI (`http://127.0.0.1:4201/` by default; `python -m flows.local_server"
+        " status` shows it), else `http://127.0.0.1:8000/` (`mkdocs serve`). Set it when the"
+        " docs are published elsewhere.",
     )
     debug: bool = Field(
         default=False,
@@ -164,29 +184,44 @@ class Settings(BaseSettings):
     )
     # -- retries ---------------------------------------------------------------------------
     retry_attempts: int = Field(
-        default=3, ge=1, description="Total attempts per step, the first included (`1` = no retry)."
+        default=3,
+        ge=1,
+        le=MAX_ATTEMPTS,
+        description="Total attempts per step, the first included (`1` = no retry; Prefect allows"
+        " at most 50 retries).",
     )
     retry_backoff_s: float = Field(
-        default=1.0, ge=0, allow_inf_nan=False, description="Delay before the first retry, seconds."
+        default=1.0,
+        ge=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="Delay before the first retry, seconds.",
     )
     retry_factor: float = Field(
         default=2.0,
         ge=1,
+        le=MAX_FACTOR,
         allow_inf_nan=False,
         description="Each further delay is the previous one times this (>= 1).",
     )
     retry_max_backoff_s: float = Field(
-        default=30.0, ge=0, allow_inf_nan=False, description="Cap on a single delay, seconds."
+        default=30.0,
+        ge=0,
+        le=MAX_DELAY_S,
+        allow_inf_nan=False,
+        description="Cap on a single delay, seconds.",
     )
     retry_jitter: float = Field(
         default=0.5,
         ge=0,
+        le=MAX_JITTER,
         allow_inf_nan=False,
         description="Each delay varies randomly by up to this fraction.",
     )
     retry_budget_s: float | None = Field(
         default=600.0,
         gt=0,
+        le=MAX_BUDGET_S,
         allow_inf_nan=False,
         description="No retry starts once this many seconds have passed since the step's first"
         " attempt; `none` for no budget.",
@@ -199,21 +234,29 @@ class Settings(BaseSettings):
         " logs and messages print it with the password masked. Unset: state in this process.",
     )
     breaker_fail_max: int = Field(
-        default=5, ge=1, description="Consecutive infrastructure failures that open a circuit."
+        default=5,
+        ge=BREAKER_LIMITS["fail_max"][0],
+        le=BREAKER_LIMITS["fail_max"][1],
+        description="Consecutive infrastructure failures that open a circuit.",
     )
     breaker_reset_timeout: float = Field(
         default=30.0,
-        gt=0,
+        gt=BREAKER_LIMITS["reset_timeout"][0],
+        le=BREAKER_LIMITS["reset_timeout"][1],
         allow_inf_nan=False,
         description="Seconds a circuit stays open before it lets one probe call through.",
     )
     breaker_success_threshold: int = Field(
         default=1,
-        ge=1,
+        ge=BREAKER_LIMITS["success_threshold"][0],
+        le=BREAKER_LIMITS["success_threshold"][1],
         description="Consecutive successful probes needed to close a half-open circuit.",
     )
     breaker_half_open_max_calls: int = Field(
-        default=1, ge=1, description="Probe calls allowed at once while half-open, per process."
+        default=1,
+        ge=BREAKER_LIMITS["half_open_max_calls"][0],
+        le=BREAKER_LIMITS["half_open_max_calls"][1],
+        description="Probe calls allowed at once while half-open, per process.",
     )
 
     @classmethod
@@ -238,7 +281,7 @@ class Settings(BaseSettings):
     def _no_budget(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
-    @field_validator("chaos", "engine_limit", mode="before")
+    @field_validator("chaos", "engine_limit", "docs_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return (value.strip() or None) if isinstance(value, str) else value
@@ -307,15 +350,6 @@ class Settings(BaseSettings):
     def redis_url(self) -> str | None:
         """The breaker Redis URL in clear, for the one client that connects with it."""
         return self.breaker_redis_url.get_secret_value() if self.breaker_redis_url else None
-
-    def docs_link(self, page: str = "") -> str:
-        """The URL of a docs page under ``docs_url``.
-
-        Examples:
-            >>> Settings().docs_link("troubleshooting/")
-            'http://127.0.0.1:8000/troubleshooting/'
-        """
-        return self.docs_url.rstrip("/") + "/" + page.lstrip("/")
 
     def child_environment(self, **changes: Any) -> dict[str, str]:
         """The ``AIOP_*`` variables that give a child process these settings (with ``changes``).
@@ -455,15 +489,46 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
             else f"={error.get('input')!r}"
         )
         default = _env_text(info.default) if info is not None else ""
+        bounds = _bounds_text(info) if info is not None else ""
+        wanted = f"a value {bounds}" if bounds else "a valid value"
         problems.append(
-            f"{where}{shown} is not valid ({error['msg'].lower()}); set a valid value"
+            f"{where}{shown} is not valid ({error['msg'].lower()}); set {wanted}"
             f" (default {default}) or unset it"
         )
-    base = (os.environ.get(variable_name("docs_url")) or "").strip() or DEFAULT_DOCS_URL
-    return (
-        "; ".join(problems)
-        + f". Every setting is described in {base.rstrip('/')}/reference/configuration/"
+    base = (os.environ.get(variable_name("docs_url")) or "").strip()
+    where = (
+        f"{base.rstrip('/')}/reference/configuration/"
+        if base
+        else "the configuration reference (docs/reference/configuration.md)"
     )
+    return "; ".join(problems) + f". Every setting is described in {where}"
+
+
+def _bounds_text(info: FieldInfo) -> str:
+    """The bounds of a numeric field in words: ``from 1 to 51``, ``above 0, at most 86400``."""
+    low: tuple[str, object] | None = None
+    high: tuple[str, object] | None = None
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Ge):
+            low = ("from", item.ge)
+        elif isinstance(item, annotated_types.Gt):
+            low = ("above", item.gt)
+        elif isinstance(item, annotated_types.Le):
+            high = ("to", item.le)
+        elif isinstance(item, annotated_types.Lt):
+            high = ("below", item.lt)
+    if low and high and low[0] == "from" and high[0] == "to":
+        return f"from {_number(low[1])} to {_number(high[1])}"
+    words = []
+    if low:
+        words.append(f"{'at least' if low[0] == 'from' else 'above'} {_number(low[1])}")
+    if high:
+        words.append(f"{'at most' if high[0] == 'to' else 'below'} {_number(high[1])}")
+    return ", ".join(words)
+
+
+def _number(value: object) -> str:
+    return _env_text(float(value)) if isinstance(value, int | float | str) else str(value)
 
 
 # -- the reference page ------------------------------------------------------------------------
@@ -497,10 +562,9 @@ def reference_markdown() -> str:
         default = "unset" if info.default is None else f"`{_env_text(info.default)}`"
         if info.default == "":
             default = "unset"
-        lines.append(
-            f"| `{variable_name(name)}` | {_type_text(info.annotation)} | {default} |"
-            f" {info.description} |"
-        )
+        bounds = _bounds_text(info)
+        kind = _type_text(info.annotation) + (f", {bounds}" if bounds else "")
+        lines.append(f"| `{variable_name(name)}` | {kind} | {default} | {info.description} |")
     lines += ["", END_MARK]
     return "\n".join(lines) + "\n"
 

@@ -109,9 +109,11 @@ def _check_outputs(items: Sequence[str]) -> None:
 def _list(settings: Settings) -> int:
     from adapters.breaker import get_breaker
     from agents.recent import read_recent_runs
+    from flows.local_server import prefect_api  # the one choice of API every command makes
 
     agents, problems = load_definitions(default_paths(settings.agent_paths()))
-    recent, why_not = asyncio.run(read_recent_runs(a.name for a in agents))
+    api = prefect_api(mode=settings.prefect_server)
+    recent, why_not = asyncio.run(read_recent_runs((a.name for a in agents), api_url=api.url))
     rows = [("NAME", "KIND", "CAPABILITIES", "PRIORITY", "BREAKER", "RECENT RUNS")]
     for agent in agents:
         state = get_breaker(
@@ -174,6 +176,16 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         candidates = manager.candidates(ns.target, params)
     except InvalidInputError as exc:
         raise _Usage(str(exc)) from None
+    if any(agent.secrets for agent in candidates):
+        # Steps with secrets are cached under the installation key: a bad key stops us here.
+        from flows.installation_key import check_installation_key
+
+        try:
+            note = check_installation_key(settings.installation_key_file)
+        except InvalidInputError as exc:
+            raise _Usage(str(exc)) from None
+        if note:
+            print(note, file=sys.stderr)
     refusals = [asyncio.run(manager.check_ready(a, backend))[1] for a in candidates]
     if all(refusals):  # nothing could run: say why without starting a flow run
         why = "; ".join(

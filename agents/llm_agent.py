@@ -16,7 +16,6 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -59,9 +58,6 @@ def llm_step_spec(
         raise InvalidInputError(f"agent {agent.name!r} is a container agent; it has no model")
     values = agent.parameter_values(params or {})
 
-    def host(text: str) -> str:
-        return str(Path(render_text(text, values)).expanduser().absolute())
-
     try:
         return LlmSpec(
             name=name or agent.name,
@@ -70,14 +66,14 @@ def llm_step_spec(
             key_name=provider_key(agent),
             inputs={
                 n: LlmInput(
-                    kind=i.kind,
-                    value=render_text(i.value, values) if i.kind == "string" else host(i.value),
-                    description=i.description,
+                    kind=i.kind, value=i.host_value(values, name=n), description=i.description
                 )
                 for n, i in llm.inputs.items()
             },
             outputs={
-                n: LlmOutput(kind=o.kind, path=host(o.path), description=o.description)
+                n: LlmOutput(
+                    kind=o.kind, path=o.host_value(values, name=n), description=o.description
+                )
                 for n, o in llm.outputs.items()
             },
             budget=LlmBudget(**llm.budget.model_dump()),

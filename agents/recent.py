@@ -7,8 +7,9 @@ concurrency slots before every tagged task run, and on a SQLite server that requ
 a locked database and stalls the step for 2 s. Runs recorded before this naming carry the tag
 ``agent:<name>`` instead; they are still counted.
 
-Recent runs are only asked for when a Prefect API is configured (``PREFECT_API_URL``):
-``python -m agents list`` must not start a server just to show a column.
+Recent runs are asked of the Prefect API the caller chose (``python -m agents list`` asks
+:func:`flows.local_server.prefect_api`: ``PREFECT_API_URL``, else the local server of this
+``PREFECT_HOME``), never of a server started just to show a column.
 
 Examples:
     >>> agent_run_name("validate", "validate-duckdb")
@@ -22,12 +23,11 @@ Examples:
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RecentRuns", "agent_run_name", "ran_by", "read_recent_runs"]
+__all__ = ["NO_SERVER", "RecentRuns", "agent_run_name", "ran_by", "read_recent_runs"]
 
 _FAILED = {"FAILED", "CRASHED", "TIMEDOUT"}
 
@@ -60,16 +60,24 @@ class RecentRuns:
         return f"{self.ok} ok, {self.failed} failed"
 
 
+#: Why there are no recent runs when no Prefect server is there to ask.
+NO_SERVER = (
+    "no Prefect server to ask: PREFECT_API_URL is not set and the local Prefect server of this"
+    " PREFECT_HOME is not running (`python -m flows.data_pipeline` starts it)"
+)
+
+
 async def read_recent_runs(
-    names: Iterable[str], *, limit: int = 20, timeout_s: float = 10.0
+    names: Iterable[str], *, api_url: str | None, limit: int = 20, timeout_s: float = 10.0
 ) -> tuple[dict[str, RecentRuns], str | None]:
-    """The last ``limit`` finished runs of each agent, from the Prefect server.
+    """The last ``limit`` finished runs of each agent, from the Prefect server at ``api_url``
+    (this process's Prefect client must already point there, with its auth string).
 
     Returns:
         Runs per agent name, and why they could not be read (None when they were).
     """
-    if not os.environ.get("PREFECT_API_URL"):
-        return {}, "set PREFECT_API_URL to read recent runs from the Prefect server"
+    if not api_url:
+        return {}, NO_SERVER
     try:
         return await asyncio.wait_for(_read(list(names), limit), timeout_s), None
     except Exception as exc:  # the column is informative; the listing must still print

@@ -13,16 +13,30 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import re
+import string
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapters.breaker_policy import LIMITS as BREAKER_LIMITS
 from adapters.breaker_policy import BreakerPolicy
-from adapters.retry_policy import RetryPolicy
-from agents.template import placeholders
+from adapters.errors import InvalidInputError
+from adapters.retry_policy import (
+    MAX_ATTEMPTS,
+    MAX_BUDGET_S,
+    MAX_DELAY_S,
+    MAX_FACTOR,
+    MAX_JITTER,
+    RetryPolicy,
+)
+from agents.template import placeholders, render_text
 
 __all__ = [
+    "MAX_TOKENS",
     "BreakerSection",
     "LlmBudgetSection",
     "LlmInputSection",
@@ -31,8 +45,14 @@ __all__ = [
     "Parameter",
     "ResourceHints",
     "RetrySection",
+    "check_path_template",
+    "host_path",
+    "split_root",
 ]
 
+#: The most tokens one llm run may be allowed (input and output, as the provider counts them).
+MAX_TOKENS = 10_000_000
+_FORMATTER = string.Formatter()
 _BINDING_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 _MEMORY_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?$")
 _MEMORY_UNITS = {
@@ -73,12 +93,12 @@ class RetrySection(_Section):
     """``retry:`` -- the fields of :class:`~adapters.retry_policy.RetryPolicy`, plus the exit codes
     that mean "try again" for this agent."""
 
-    attempts: Annotated[int, Field(ge=1)] = RetryPolicy.attempts
-    backoff_s: Annotated[float, Field(ge=0)] = RetryPolicy.backoff_s
-    factor: Annotated[float, Field(ge=1)] = RetryPolicy.factor
-    max_backoff_s: Annotated[float, Field(ge=0)] = RetryPolicy.max_backoff_s
-    jitter: Annotated[float, Field(ge=0)] = RetryPolicy.jitter
-    budget_s: Annotated[float, Field(gt=0)] | None = RetryPolicy.budget_s
+    attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = RetryPolicy.attempts
+    backoff_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = RetryPolicy.backoff_s
+    factor: Annotated[float, Field(ge=1, le=MAX_FACTOR)] = RetryPolicy.factor
+    max_backoff_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = RetryPolicy.max_backoff_s
+    jitter: Annotated[float, Field(ge=0, le=MAX_JITTER)] = RetryPolicy.jitter
+    budget_s: Annotated[float, Field(gt=0, le=MAX_BUDGET_S)] | None = RetryPolicy.budget_s
     transient_exit_codes: frozenset[Annotated[int, Field(ge=1, le=255)]] = frozenset()
 
     def policy(self) -> RetryPolicy:
@@ -91,10 +111,16 @@ class RetrySection(_Section):
 class BreakerSection(_Section):
     """``breaker:`` -- the fields of :class:`~adapters.breaker_policy.BreakerPolicy`."""
 
-    fail_max: Annotated[int, Field(ge=1)] = BreakerPolicy.fail_max
-    reset_timeout: Annotated[float, Field(gt=0)] = BreakerPolicy.reset_timeout
-    success_threshold: Annotated[int, Field(ge=1)] = BreakerPolicy.success_threshold
-    half_open_max_calls: Annotated[int, Field(ge=1)] = BreakerPolicy.half_open_max_calls
+    fail_max: Annotated[int, Field(ge=1, le=BREAKER_LIMITS["fail_max"][1])] = BreakerPolicy.fail_max
+    reset_timeout: Annotated[float, Field(gt=0, le=BREAKER_LIMITS["reset_timeout"][1])] = (
+        BreakerPolicy.reset_timeout
+    )
+    success_threshold: Annotated[int, Field(ge=1, le=BREAKER_LIMITS["success_threshold"][1])] = (
+        BreakerPolicy.success_threshold
+    )
+    half_open_max_calls: Annotated[
+        int, Field(ge=1, le=BREAKER_LIMITS["half_open_max_calls"][1])
+    ] = BreakerPolicy.half_open_max_calls
 
     def policy(self) -> BreakerPolicy:
         """The breaker policy of the agent's breaker (``agent:<name>``)."""
@@ -127,8 +153,114 @@ class ResourceHints(_Section):
         return int(float(match[1]) * _MEMORY_UNITS[match[2] or "B"])
 
 
+def split_root(template: str) -> tuple[str | None, str]:
+    """A host path template's root and the rest: ``{report}/summary.md`` -> ``("report",
+    "summary.md")``; a template that does not start with a whole ``{parameter}`` path component
+    has no root (the working directory is its root).
+
+    Examples:
+        >>> split_root("{report}/summary.md"), split_root("data/{name}.csv")
+        (('report', 'summary.md'), (None, 'data/{name}.csv'))
+    """
+    parsed = list(_FORMATTER.parse(template))
+    if parsed and parsed[0][0] == "" and parsed[0][1]:
+        rest = template[len(parsed[0][1]) + 2 :]
+        if rest == "" or rest.startswith("/"):
+            return parsed[0][1], rest.lstrip("/")
+    return None, template
+
+
+def _escapes(relative: str) -> str | None:
+    """Why ``relative`` (a path under a root) does not stay under it, or None."""
+    if relative.startswith("~"):
+        return "starts in a home folder"
+    if relative.startswith("/") or Path(relative).is_absolute():
+        return "is an absolute path"
+    if ".." in Path(relative).parts:
+        return "climbs out with '..'"
+    return None
+
+
+def check_path_template(template: str, *, what: str, outside_allowed: bool = False) -> None:
+    """Refuse a host path template that leaves its root (see :func:`split_root`).
+
+    Raises:
+        ValueError: the path is absolute or starts with ``~`` without a ``{parameter}`` root
+            (unless ``outside_allowed``), or climbs out of its root with ``..``.
+    """
+    root, rest = split_root(template)
+    literal = render_text(rest, _Dummy())
+    why = _escapes(literal)
+    if why is None or (root is None and outside_allowed and "'..'" not in why):
+        return
+    where = f"the folder {{{root}}} names" if root else "the working directory"
+    example = "notes.txt" if what.startswith("input") else "summary.md"
+    raise ValueError(
+        f"{what} {template!r} {why}: it must stay inside {where}. Write it relative to"
+        f" the working directory (data/{example}) or start it with the parameter that"
+        f" names its folder ({{report}}/{example})"
+        + (
+            "; an input that must send a host path outside the working directory to the"
+            " model says so with outside_working_tree: true"
+            if what.startswith("input")
+            else ""
+        )
+    )
+
+
+class _Dummy(dict[str, str]):
+    """Fills every placeholder with a plain name, to check a template's literal parts."""
+
+    def __missing__(self, key: str) -> str:
+        return "x"
+
+
+def host_path(
+    template: str,
+    values: Mapping[str, str],
+    *,
+    what: str,
+    cwd: Path | None = None,
+    outside_allowed: bool = False,
+) -> str:
+    """The absolute host path ``template`` names for ``values``, kept inside its root.
+
+    The root is the folder its leading ``{parameter}`` names (the run's choice) or, without one,
+    the working directory ``cwd``. The part after the root, parameters filled in, must stay
+    under it: no absolute path, no ``..``.
+
+    Raises:
+        InvalidInputError: the filled-in path leaves its root.
+
+    Examples:
+        >>> host_path("{report}/{name}.md", {"report": "/data", "name": "s"}, what="output x")
+        '/data/s.md'
+    """
+    base = Path.cwd() if cwd is None else cwd
+    root, rest = split_root(template)
+    if root is None and outside_allowed:
+        return str(Path(render_text(template, values)).expanduser().absolute())
+    filled = render_text(rest, values)
+    why = _escapes(filled)
+    if why is not None:
+        where = (
+            f"the folder {root}={values[root]!r} names" if root else f"the working directory {base}"
+        )
+        raise InvalidInputError(
+            f"{what} {template!r} becomes {filled!r} under its root, which {why}: it must stay"
+            f" inside {where}; give parameter values that name a place inside it"
+        )
+    top = Path(values[root]).expanduser().absolute() if root else base
+    return os.path.normpath(top / filled) if filled else str(top)
+
+
 class LlmInputSection(_Section):
-    """One entry of ``llm.inputs``: a folder, a file or a text given to the model's environment."""
+    """One entry of ``llm.inputs``: a folder, a file or a text given to the model's environment.
+
+    What a ``directory`` or ``file`` input names is uploaded whole to the engine, and the model
+    may read any of it and send it to the provider. Its path stays inside the working directory
+    or the folder its leading ``{parameter}`` names, unless ``outside_working_tree: true``.
+    """
 
     kind: Literal["directory", "file", "string"] = Field(
         description="directory or file (a host path, uploaded as a snapshot), or string (text)."
@@ -137,6 +269,11 @@ class LlmInputSection(_Section):
         min_length=1, description="Host path or text, with {parameter} placeholders."
     )
     description: str = Field(min_length=1, description="What it is, as the model reads it.")
+    outside_working_tree: bool = Field(
+        default=False,
+        description="A host path outside the working directory (absolute, or under ~) is"
+        " allowed: everything under it may reach the model's provider.",
+    )
 
     @field_validator("value")
     @classmethod
@@ -144,9 +281,34 @@ class LlmInputSection(_Section):
         placeholders(value)
         return value
 
+    @model_validator(mode="after")
+    def _stays_inside(self) -> LlmInputSection:
+        if self.kind != "string":
+            check_path_template(
+                self.value, what="input path", outside_allowed=self.outside_working_tree
+            )
+        elif self.outside_working_tree:
+            raise ValueError("outside_working_tree is for directory and file inputs; remove it")
+        return self
+
+    def host_value(self, values: Mapping[str, str], *, name: str) -> str:
+        """The text (``string``) or absolute host path this input gives for ``values``."""
+        if self.kind == "string":
+            return render_text(self.value, values)
+        return host_path(
+            self.value,
+            values,
+            what=f"input {name!r} path",
+            outside_allowed=self.outside_working_tree,
+        )
+
 
 class LlmOutputSection(_Section):
-    """One entry of ``llm.outputs``: a folder or file the model must produce, and where it goes."""
+    """One entry of ``llm.outputs``: a folder or file the model must produce, and where it goes.
+
+    The path stays inside its root: the folder its leading ``{parameter}`` names
+    (``{report}/summary.md``), or the working directory.
+    """
 
     kind: Literal["directory", "file"] = Field(description="directory or file.")
     path: str = Field(min_length=1, description="Host path, with {parameter} placeholders.")
@@ -156,7 +318,12 @@ class LlmOutputSection(_Section):
     @classmethod
     def _path(cls, value: str) -> str:
         placeholders(value)
+        check_path_template(value, what="output path")
         return value
+
+    def host_value(self, values: Mapping[str, str], *, name: str) -> str:
+        """The absolute host path this output is written to for ``values``."""
+        return host_path(self.path, values, what=f"output {name!r} path")
 
 
 class LlmBudgetSection(_Section):
@@ -165,8 +332,10 @@ class LlmBudgetSection(_Section):
     max_api_calls: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=10, description="Model API calls (steps of the loop) per run."
     )
-    max_tokens: Annotated[int, Field(ge=1)] = Field(
-        default=100_000, description="Tokens (input + output, as the provider counts) per run."
+    max_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = Field(
+        default=100_000,
+        description="Tokens (input + output, as the provider counts) per run, at most"
+        f" {MAX_TOKENS:,}.",
     )
 
 

@@ -45,7 +45,15 @@ from adapters.contract import (
     check_name,
 )
 from adapters.errors import InvalidInputError
-from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
+from agents.sections import (
+    BreakerSection,
+    LlmSection,
+    Parameter,
+    ResourceHints,
+    RetrySection,
+    check_path_template,
+    split_root,
+)
 from agents.template import CommandTemplate
 
 __all__ = ["PROVIDER_KEYS", "AgentSpec", "ParamValue"]
@@ -161,7 +169,9 @@ class AgentSpec(BaseModel):
         cls, value: LlmSection | None, info: ValidationInfo
     ) -> LlmSection | None:
         if value is not None and "parameters" in info.data:
-            _check_declared(value.placeholders(), info.data["parameters"])
+            declared: dict[str, Parameter] = info.data["parameters"]
+            _check_declared(value.placeholders(), declared)
+            _check_root_defaults(value, declared)
         return value
 
     @field_validator("env")
@@ -390,6 +400,25 @@ def _check_declared(used: set[str], declared: Mapping[str, Parameter]) -> None:
             f"parameter {unknown[0]!r} is not declared{hint}; declare it under parameters:"
             f" ({unknown[0]}: {{description: ...}}) or fix the name"
         )
+
+
+def _check_root_defaults(llm: LlmSection, declared: Mapping[str, Parameter]) -> None:
+    """A default of a parameter that names an input's or output's folder is part of the
+    definition: it follows the same rule as a path written in the definition."""
+    paths = [
+        (f"input {name!r}", item.value, item.outside_working_tree)
+        for name, item in llm.inputs.items()
+        if item.kind != "string"
+    ] + [(f"output {name!r}", item.path, False) for name, item in llm.outputs.items()]
+    for what, template, outside in paths:
+        root, _ = split_root(template)
+        default = declared[root].default if root is not None and root in declared else None
+        if default is not None:
+            check_path_template(
+                default,
+                what=f"{what.split()[0]} path default of parameter {root!r} (the root of {what})",
+                outside_allowed=outside,
+            )
 
 
 def _merge(field: str, ours: Mapping[str, str], theirs: Mapping[str, str]) -> dict[str, str]:

@@ -135,14 +135,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     inst = sub.add_parser("install", help="create or update the automations (idempotent)")
     inst.add_argument("--notify-block", metavar="NAME", help="notification block to send through")
     ns = parser.parse_args(argv)
-    import os
+    from adapters.errors import InvalidInputError
+    from adapters.settings import load_settings
+    from flows.console import quiet_prefect_defaults
 
-    if not os.environ.get("PREFECT_API_URL"):
-        print(
-            "error: automations live on a Prefect server: run `prefect server start`, then"
-            " `export PREFECT_API_URL=http://127.0.0.1:4200/api` and run this again.",
-            file=sys.stderr,
-        )
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    missing = quiet_prefect_defaults(settings).missing("automations")
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
     from flows.console import run_flow_quietly
 

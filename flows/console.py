@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from adapters.settings import DEFAULT_DOCS_URL, Settings, variable_name
 
 if TYPE_CHECKING:
-    from flows.local_server import LocalServer
+    from flows.local_server import LocalServer, PrefectApi
 
 __all__ = [
     "describe_infrastructure_error",
@@ -31,19 +31,21 @@ T = TypeVar("T")
 _docs_base = DEFAULT_DOCS_URL
 
 
-def use_docs_url(base: str) -> None:
-    """Make :func:`docs_url` link under ``base`` (the ``docs_url`` setting) in this process.
+def use_docs_url(base: str | None) -> None:
+    """Make :func:`docs_url` link under ``base`` in this process; None keeps the base chosen.
 
-    The entry point that loaded the settings calls it once, as it configures logging: every
+    The entry point calls it once with the ``docs_url`` setting, or, when that is unset, with the
+    docs address of the local Prefect server it uses (:func:`quiet_prefect_defaults`): every
     message and artifact it then prints links there.
     """
     global _docs_base
-    _docs_base = base
+    if base:
+        _docs_base = base
 
 
 def docs_url(page: str = "") -> str:
-    """The URL of a docs page under the ``docs_url`` setting the entry point applied
-    (:func:`use_docs_url`; default: the local ``mkdocs serve``)."""
+    """The URL of a docs page under the base the entry point chose (:func:`use_docs_url`; default:
+    the local ``mkdocs serve``)."""
     return _docs_base.rstrip("/") + "/" + page.lstrip("/")
 
 
@@ -60,25 +62,28 @@ def flow_run_ui_url(ui_base: str, flow_run_id: object) -> str:
     return f"{ui_base.rstrip('/')}/v2/runs/flow-run/{flow_run_id}"
 
 
-def quiet_prefect_defaults(settings: Settings | None = None) -> None:
-    """Defaults (never overrides) that keep Prefect quiet and fast; call before importing it.
+def quiet_prefect_defaults(settings: Settings | None = None, *, start: bool = False) -> PrefectApi:
+    """Point this process at its Prefect API and keep Prefect quiet and fast; call it before
+    importing Prefect. Returns the API :func:`flows.local_server.prefect_api` chose.
 
     Telemetry racing the first database migration causes ``database is locked`` errors; it is off
-    unless the user turned it on. With no Prefect API configured and the local server of
-    :mod:`flows.local_server` running, ``PREFECT_API_URL`` points at it (unless ``settings``
-    ask for the embedded server). Links printed from now on use ``settings.docs_url``.
+    unless the user turned it on. Links printed from now on use ``settings.docs_url``, or, when
+    that is unset and the local server is in use, the docs it serves.
+
+    Args:
+        settings: the platform settings (default: the defaults).
+        start: start the local server when none runs (the main job only).
     """
     settings = settings if settings is not None else Settings.model_construct()
-    use_docs_url(settings.docs_url)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     # The first start creates and migrates the embedded server's database: on a busy machine that
     # took longer than Prefect's 20 s default, and the run died before it began.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    # A local server kept by the main job (flows.local_server) holds the same database: use it
-    # rather than start a temporary server next to it. Never starts one.
-    from flows.local_server import reuse_running
+    from flows.local_server import prefect_api
 
-    reuse_running(mode=settings.prefect_server)
+    api = prefect_api(mode=settings.prefect_server, start=start)
+    use_docs_url(settings.docs_url or api.docs_url)
+    return api
 
 
 class _DropShutdownNoise(logging.Filter):
@@ -211,21 +216,24 @@ def _against(server: LocalServer | None) -> Iterator[None]:
     if server is None:
         yield
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     if server.wait_ready():
         os.environ["PREFECT_API_URL"] = server.api_url
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string
+        updates = {PREFECT_API_URL: server.api_url, PREFECT_API_AUTH_STRING: server.auth_string}
+        with temporary_settings(updates=updates):
             yield
         return
     os.environ.pop("PREFECT_API_URL", None)
+    os.environ.pop("PREFECT_API_AUTH_STRING", None)
     print(
         f"note: the local Prefect server at {server.ui_url} did not come up (its log:"
         f" {server.log}); this run uses a temporary embedded server instead.",
         file=sys.stderr,
         flush=True,
     )
-    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+    with temporary_settings(restore_defaults={PREFECT_API_URL, PREFECT_API_AUTH_STRING}):
         yield
 
 

@@ -1,7 +1,9 @@
 """``python -m flows.deploy``: the server-side objects of the scale-out topology, idempotently.
 
-On the Prefect server named by ``PREFECT_API_URL`` it makes sure these exist and prints one line
-per object, ``created``, ``updated`` or ``unchanged`` (running it twice changes nothing):
+On the Prefect server the platform's commands use (``PREFECT_API_URL``, else the local server of
+this ``PREFECT_HOME``: :func:`flows.local_server.prefect_api`) it makes sure these exist and
+prints one line per object, ``created``, ``updated`` or ``unchanged`` (running it twice changes
+nothing):
 
 * the **work pool** (type ``process``, default ``aiop-process``) that
   ``prefect worker start --pool aiop-process`` takes flow runs from, on any number of machines;
@@ -26,7 +28,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -299,13 +300,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Create or update the scale-out objects on the Prefect server; print what was done.
 
     Returns:
-        0 on success, 1 when an object is in the way, 2 without ``PREFECT_API_URL``.
+        0 on success, 1 when an object is in the way, 2 without a Prefect server.
     """
     parser = argparse.ArgumentParser(
         prog="python -m flows.deploy",
         description=(
             "Create the process work pool, the engine concurrency limit and the data-pipeline"
-            " deployment on the Prefect server (PREFECT_API_URL); safe to run again."
+            " deployment on the Prefect server (PREFECT_API_URL, else the local server of this"
+            " PREFECT_HOME); safe to run again."
         ),
     )
     parser.add_argument(
@@ -323,17 +325,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"global concurrency limit name (default {DEFAULT_LIMIT_NAME})",
     )
     args = parser.parse_args(argv)
-    api = os.environ.get("PREFECT_API_URL", "")
-    if not api:
+    from adapters.errors import InvalidInputError
+    from adapters.settings import load_settings
+    from flows.console import quiet_prefect_defaults
+
+    try:
+        settings = load_settings()
+    except InvalidInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chosen = quiet_prefect_defaults(settings)
+    missing = chosen.missing("deploying")
+    if missing:
         print(
-            "error: deploying needs a Prefect server that every worker can reach: start one with"
-            " `prefect server start` (backed by PostgreSQL for several workers: set"
-            " PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://...), then"
-            " `export PREFECT_API_URL=http://<server>:4200/api` and run this again. See"
+            f"error: {missing} Workers on other machines need a server they can reach: see"
             " docs/guides/scale-out.md.",
             file=sys.stderr,
         )
         return 2
+    api = chosen.url or ""
+    print(f"deploying on {chosen.describe()}", file=sys.stderr)
     try:
         results = deploy(pool=args.pool, concurrency=args.concurrency, limit_name=args.limit_name)
     except DeployError as exc:

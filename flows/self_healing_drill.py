@@ -282,10 +282,9 @@ async def run_resume_scenario(
         "backend": backend,
     }
     # The child gets the drill's settings, and the slow fault, explicitly: nothing else of ours.
+    # It talks to the drill's Prefect API: flows.local_server.prefect_api, which chose it, put it
+    # (and the local server's auth string) in this environment, and the child chooses the same.
     env = drill.environment_for_child(os.environ, chaos="step=aggregate,kind=slow,seconds=120")
-    api = _api_url()
-    if api:
-        env["PREFECT_API_URL"] = api
     command = [
         sys.executable, "-m", "flows.data_pipeline", "--rows", str(rows), "--partitions", "2",
         "--output", str(args["output"]), "--work-dir", str(args["work_dir"]), "--backend", backend,
@@ -379,16 +378,6 @@ def _same_output(one: Path, two: Path) -> bool:
         return False
     names += [f"data/{n}" for n in data_one]
     return all(filecmp.cmp(one / n, two / n, shallow=False) for n in names)
-
-
-def _api_url() -> str | None:
-    try:
-        from prefect.settings import get_current_settings
-
-        url = get_current_settings().api.url
-        return str(url) if url else None
-    except Exception:
-        return None
 
 
 def render_report(results: Sequence[ScenarioResult], backend: str) -> str:

@@ -2,14 +2,14 @@
 
 Prefect shows a deployment's description as markdown on its page; each description here is the flow's
 docstring followed by links into the docs site (the ``docs_url`` setting): the flow's guide, the
-troubleshooting page and a docs search. Serving needs a Prefect server (``PREFECT_API_URL``).
+troubleshooting page and a docs search. Serving needs a Prefect server that keeps running: the one
+:func:`flows.local_server.prefect_api` picks (``PREFECT_API_URL``, or the local server).
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -17,7 +17,7 @@ from typing import Any
 
 from adapters.errors import InvalidInputError
 from adapters.settings import load_settings
-from flows.console import docs_url, use_docs_url
+from flows.console import docs_url, quiet_prefect_defaults
 
 __all__ = ["deployment_description", "deployments", "main"]
 
@@ -69,15 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    use_docs_url(settings.docs_url)  # the deployments' descriptions link there
-    if not os.environ.get("PREFECT_API_URL"):
-        print(
-            "error: serving deployments needs a Prefect server: run `prefect server start` in"
-            " another terminal, then `export PREFECT_API_URL=http://127.0.0.1:4200/api` and run"
-            " this again.",
-            file=sys.stderr,
-        )
+    api = quiet_prefect_defaults(settings)  # and the deployments' descriptions link to its docs
+    missing = api.missing("serving deployments")
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
         return 2
+    print(f"serving the platform's deployments on {api.describe()}", file=sys.stderr)
     from prefect import serve
 
     serve(*deployments())

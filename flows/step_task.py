@@ -48,7 +48,7 @@ from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
 from flows.breaker_events import attach_event_emitter
 from flows.breaker_precheck import rejection_before_start
-from flows.installation_key import keyed_digest
+from flows.installation_key import installation_key, keyed_digest
 from flows.step_events import emit_step_event
 from flows.step_outcome import StepFacts, StepOutcome
 
@@ -257,6 +257,11 @@ async def run_step(
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
+    if spec.secrets:
+        # Its cache key is keyed by the installation key: a bad key file fails the step here, in
+        # one paragraph, rather than only in Prefect's warning about the cache key while the step
+        # runs uncached (InvalidInputError: never retried).
+        installation_key(settings.installation_key_file)
     if runner is None:
         runner = resolve_runner(
             backend or settings.backend,

@@ -32,7 +32,8 @@ from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
 from adapters.settings import Settings, load_settings, variable_name
-from flows.console import use_docs_url
+from flows.console import quiet_prefect_defaults
+from flows.local_server import PrefectApi
 
 __all__ = ["Check", "main", "run_checks"]
 
@@ -96,25 +97,27 @@ def check_packages() -> list[Check]:
     return checks
 
 
-def check_prefect_api(timeout_s: float = 3.0) -> Check:
-    """The Prefect API in PREFECT_API_URL answers, or the main job's local server will be used."""
-    url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        try:
-            from prefect.settings import PREFECT_API_URL
-
-            url = PREFECT_API_URL.value()
-        except Exception:  # settings that fail to load are reported by the FAIL below
-            url = None
-    if not url:
+def check_prefect_api(api: PrefectApi, timeout_s: float = 3.0) -> Check:
+    """The Prefect API the platform's commands use (:func:`flows.local_server.prefect_api`)
+    answers, or the main job will start its local server."""
+    if api.local is not None:
         return Check(
             "Prefect API",
             "PASS",
-            "not configured: the main job uses its local Prefect server (started on first use and"
-            f" kept between runs; {variable_name('prefect_server')}=embedded: a temporary server"
-            " per run)",
-            "to use a server of your own: `prefect server start`, then"
-            " export PREFECT_API_URL=http://127.0.0.1:4200/api",
+            f"{api.describe()} answers (pid {api.local.pid}, auth string required)",
+            'use it from your own shell: eval "$(python -m flows.local_server env)"',
+        )
+    url = api.url
+    if not url:
+        port = _suggested_port()
+        return Check(
+            "Prefect API",
+            "PASS",
+            "not configured: the main job starts a local Prefect server on first use and keeps it"
+            f" between runs ({variable_name('prefect_server')}=embedded: a temporary server per"
+            " run)",
+            f"to use a server of your own: `prefect server start --port {port}`, then"
+            f" export PREFECT_API_URL=http://127.0.0.1:{port}/api",
         )
     shown = redact_url(url)
     try:
@@ -130,6 +133,20 @@ def check_prefect_api(timeout_s: float = 3.0) -> Check:
     return Check("Prefect API", "PASS" if ok else "FAIL", f"{shown} answers", "")
 
 
+def _suggested_port() -> int:
+    """Prefect's default port when it is free, else a free one (a port in use cannot serve)."""
+    import socket
+
+    for port in (4200, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    return 4200
+
+
 def _health_request(url: str, path: str = "/health") -> urllib.request.Request:
     """A GET of ``<url><path>``; credentials in the URL become a basic-auth header (urllib
     cannot take them in the URL)."""
@@ -143,23 +160,22 @@ def _health_request(url: str, path: str = "/health") -> urllib.request.Request:
     return request
 
 
-def check_prefect_ui(timeout_s: float = 3.0) -> Check:
-    """The server's UI calls the same API as PREFECT_API_URL (else its pages stay blank).
+def check_prefect_ui(api_choice: PrefectApi, timeout_s: float = 3.0) -> Check:
+    """The server's UI calls the same API as the one the commands use (else its pages stay blank).
 
     ``prefect server start --port P`` serves a UI that still calls ``http://127.0.0.1:4200/api``
     unless ``PREFECT_SERVER_UI_API_URL`` is set; the UI's ``/ui-settings`` says which API it calls.
     Reported, not required: runs work either way.
     """
-    api = (os.environ.get("PREFECT_API_URL") or "").rstrip("/")
+    api = (api_choice.url or "").rstrip("/")
     if not api:
-        try:  # a Prefect profile may set it
-            from prefect.settings import PREFECT_API_URL
-
-            api = (PREFECT_API_URL.value() or "").rstrip("/")
-        except Exception:  # settings that fail to load are reported by the Prefect API row
-            api = ""
-    if not api:
-        return Check("Prefect UI", "SKIP", "no PREFECT_API_URL: no server UI to check", "", False)
+        return Check(
+            "Prefect UI",
+            "SKIP",
+            "no Prefect server runs yet: the main job's first run starts the local one",
+            "",
+            False,
+        )
     secret_base = api.removesuffix("/api")
     base = redact_url(secret_base)  # what is shown: never the URL's credentials
     try:
@@ -298,13 +314,19 @@ def check_docs(timeout_s: float = 300.0) -> Check:
     )
 
 
-def run_checks(*, include_docs: bool = True, settings: Settings | None = None) -> list[Check]:
-    """Every check, in report order."""
+def run_checks(
+    *,
+    include_docs: bool = True,
+    settings: Settings | None = None,
+    api: PrefectApi | None = None,
+) -> list[Check]:
+    """Every check, in report order, against ``api`` (default: :func:`quiet_prefect_defaults`)."""
+    chosen = api if api is not None else quiet_prefect_defaults(settings)
     steps: list[Callable[[], Check | list[Check]]] = [
         check_python,
         check_packages,
-        check_prefect_api,
-        check_prefect_ui,
+        lambda: check_prefect_api(chosen),
+        lambda: check_prefect_ui(chosen),
         check_engine,
         lambda: check_runner("local", settings),
         lambda: check_runner("dagger", settings),
@@ -344,8 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    use_docs_url(settings.docs_url)
-    checks = run_checks(include_docs=not ns.no_docs, settings=settings)
+    api = quiet_prefect_defaults(settings)  # the API every command uses; links to its docs
+    checks = run_checks(include_docs=not ns.no_docs, settings=settings, api=api)
     print(render(checks))
     failed = [c for c in checks if c.status == "FAIL" and c.required]
     print()

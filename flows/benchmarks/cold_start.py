@@ -36,7 +36,7 @@ from typing import Any
 from adapters.settings import Settings, variable_name
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
-from flows.local_server import read_state, stop
+from flows.local_server import client_environment, stop
 
 __all__ = ["REPEAT_ROWS", "ROWS", "TARGET_RATIO", "TARGET_S", "run", "skipped"]
 
@@ -54,9 +54,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _clean_env(
-    folder: Path, port: int, api_url: str | None = None, **changes: Any
-) -> dict[str, str]:
+def _clean_env(folder: Path, port: int, **changes: Any) -> dict[str, str]:
     """A child's environment: no Prefect setting, the platform's defaults with the cache volumes
     in ``folder`` and ``changes`` (settings fields)."""
     settings = Settings.model_construct().with_changes(cache_dir=folder / "caches", **changes)
@@ -64,8 +62,6 @@ def _clean_env(
         {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     )
     env["PREFECT_HOME"] = str(folder / "prefect-home")
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
     env["PREFECT_SERVER_API_PORT"] = str(port)
     # The project is importable from anywhere once installed; this keeps a plain checkout working.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH")) if p)
@@ -96,11 +92,10 @@ def run(ctx: BenchContext) -> Outcome:
     log(f"default run: python -m flows.data_pipeline --rows {ROWS} with a fresh PREFECT_HOME")
     try:
         first_s, first_err = _timed_run(_pipeline(ROWS, ".aiop/work-first"), folder, env)
-        state = read_state(home)
-        if state is None:
+        client = client_environment(home)  # its URL and auth string, as a user's client has them
+        if client is None:
             raise RuntimeError(f"the first run started no local server; its stderr: {first_err}")
-        api_url = str(state["api_url"])
-        on_server = _clean_env(folder, port, api_url=api_url)
+        on_server = {**_clean_env(folder, port), **client}
         log(f"default run: {ctx.repeats} x {REPEAT_ROWS:,} rows, default vs PREFECT_API_URL set")
         default_s: list[float] = []
         server_s: list[float] = []

@@ -271,11 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_args(argv, settings)
     except (UsageError, InvalidInputError) as exc:
         fail(str(exc), EXIT_USAGE)
-    quiet_prefect_defaults(settings)
-    from flows.local_server import start_or_reuse
-
-    # before Prefect is imported: it starts while we import
-    server = start_or_reuse(mode=settings.prefect_server)
+    # Before Prefect is imported: a local server started here comes up while we import.
+    server = quiet_prefect_defaults(settings, start=True).local
     from flows.console import print_summary, run_flow_quietly
     from flows.data_pipeline.flow import PipelineFailed, data_pipeline
 

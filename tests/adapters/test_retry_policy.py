@@ -24,8 +24,30 @@ def test_budget_limits_when_a_retry_may_start() -> None:
 
 
 @pytest.mark.parametrize(
-    "fields", [{"attempts": 0}, {"factor": 0.5}, {"backoff_s": -1}, {"budget_s": 0}]
+    "fields",
+    [
+        {"attempts": 0},
+        {"factor": 0.5},
+        {"backoff_s": -1},
+        {"budget_s": 0},
+        {"attempts": 52},  # Prefect refuses more than 50 retry delays
+        {"backoff_s": 1e300},
+        {"max_backoff_s": float("inf")},
+        {"factor": 1e300},
+        {"jitter": 2.0},
+        {"budget_s": 1e300},
+    ],
 )
 def test_nonsense_values_are_refused(fields: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RetryPolicy(**fields)  # type: ignore[arg-type]
+
+
+def test_the_most_attempts_allowed_never_overflow_whatever_the_factor() -> None:
+    policy = RetryPolicy(attempts=51, backoff_s=86_400, factor=100, max_backoff_s=86_400)
+    assert policy.delays() == [86_400.0] * 50
+    assert RetryPolicy(attempts=51, backoff_s=0.5, factor=100, max_backoff_s=10).delays()[:3] == [
+        0.5,
+        10,
+        10,
+    ]

@@ -111,7 +111,7 @@ class TestBadValues:
             load_settings()
         message = str(info.value)
         assert f"{variable}={value!r} is not valid" in message
-        assert "unset it" in message and "/reference/configuration/" in message
+        assert "unset it" in message and "reference/configuration" in message
         assert "\n" not in message
 
     def test_a_bad_fault_plan_names_the_variable(
@@ -225,3 +225,72 @@ class TestCommandLines:
         assert code == 2
         assert err.startswith("error: AIOP_BREAKER_FAIL_MAX='lots' is not valid")
         assert "Traceback" not in err and err.count("\n") == 1
+
+
+class TestBounds:
+    """Every numeric setting has a lower and an upper bound, checked when the settings are read:
+    a value past what Prefect, the clock or the breaker can use stops the command (exit 2) before
+    any work, instead of passing validation and crashing inside a run."""
+
+    @pytest.mark.parametrize(
+        ("variable", "value", "bounds"),
+        [
+            ("AIOP_RETRY_ATTEMPTS", "52", "from 1 to 51"),
+            ("AIOP_RETRY_ATTEMPTS", "2000", "from 1 to 51"),
+            ("AIOP_RETRY_BACKOFF_S", "1e300", "from 0 to 86400"),
+            ("AIOP_RETRY_MAX_BACKOFF_S", "1e300", "from 0 to 86400"),
+            ("AIOP_RETRY_FACTOR", "1e300", "from 1 to 100"),
+            ("AIOP_RETRY_JITTER", "5", "from 0 to 1"),
+            ("AIOP_RETRY_BUDGET_S", "1e300", "above 0, at most 604800"),
+            ("AIOP_BREAKER_RESET_TIMEOUT", "1e300", "above 0, at most 86400"),
+            ("AIOP_BREAKER_FAIL_MAX", "100000000", "from 1 to 10000"),
+            ("AIOP_DAGGER_FIRST_RUN_TIMEOUT_S", "1e300", "above 0, at most 86400"),
+            ("AIOP_DAGGER_PROVISION_TIMEOUT_S", "1e12", "above 0, at most 86400"),
+        ],
+    )
+    def test_a_value_past_its_bound_is_refused_naming_the_bounds(
+        self, clean_environment: pytest.MonkeyPatch, variable: str, value: str, bounds: str
+    ) -> None:
+        clean_environment.setenv(variable, value)
+        with pytest.raises(InvalidInputError) as info:
+            load_settings()
+        message = str(info.value)
+        assert f"{variable}={value!r} is not valid" in message
+        assert f"set a value {bounds} (default" in message and "\n" not in message
+
+    def test_every_numeric_setting_has_a_lower_and_an_upper_bound(self) -> None:
+        import annotated_types
+
+        for name, info in Settings.model_fields.items():
+            if not {"int", "float"} & set(str(info.annotation).replace("|", " ").split()):
+                continue
+            kinds = {type(m) for m in info.metadata}
+            assert kinds & {annotated_types.Ge, annotated_types.Gt}, name
+            assert kinds & {annotated_types.Le, annotated_types.Lt}, name
+
+    def test_the_largest_values_allowed_give_a_policy_prefect_accepts(self) -> None:
+        from prefect import task
+
+        settings = Settings(
+            retry_attempts=51, retry_backoff_s=86_400, retry_factor=100, retry_max_backoff_s=86_400
+        )
+        policy = settings.retry_policy()
+        delays = policy.delays()
+        assert len(delays) == 50 and max(delays) == 86_400
+
+        def step() -> None:
+            """A task body; only its options matter here."""
+
+        task(retries=policy.retries, retry_delay_seconds=delays, retry_jitter_factor=1.0)(step)
+
+    @pytest.mark.parametrize("value", ["52", "2000"])
+    def test_the_main_job_stops_at_a_retry_count_prefect_refuses_before_any_run(
+        self, clean_environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+    ) -> None:
+        clean_environment.setenv("AIOP_RETRY_ATTEMPTS", value)
+        with pytest.raises(SystemExit) as info:
+            pipeline_main(["--rows", "10"])
+        err = capsys.readouterr().err
+        assert info.value.code == 2
+        assert err.startswith(f"error: AIOP_RETRY_ATTEMPTS={value!r} is not valid")
+        assert "from 1 to 51" in err and "Traceback" not in err and err.count("\n") == 1

@@ -9,6 +9,7 @@ runs therefore carry no tags: the agent is in the task run's name (``<step> [<ag
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 from uuid import UUID
@@ -80,7 +81,7 @@ class TestPipelineTaskRuns:
         names = ["ingest-duckdb", "validate-duckdb", "transform-duckdb", "aggregate-duckdb"]
         deadline = time.monotonic() + _RECORDED_WITHIN_S
         while True:
-            found, why_not = await read_recent_runs(names)
+            found, why_not = await read_recent_runs(names, api_url=os.environ["PREFECT_API_URL"])
             assert why_not is None
             if all(found[n].ok >= 1 for n in names) or time.monotonic() > deadline:
                 break
@@ -88,7 +89,9 @@ class TestPipelineTaskRuns:
         assert {n: found[n].ok >= 1 for n in names} == dict.fromkeys(names, True)
         # transform-duckdb ran 2 partitions; transform-duckdb-lowmem (a longer name sharing the
         # prefix) ran nothing and must not be credited with them
-        lowmem, _ = await read_recent_runs(["transform-duckdb-lowmem"])
+        lowmem, _ = await read_recent_runs(
+            ["transform-duckdb-lowmem"], api_url=os.environ["PREFECT_API_URL"]
+        )
         assert lowmem["transform-duckdb-lowmem"].ok == 0
 
     async def test_each_step_emits_an_event_on_its_agent(

@@ -67,6 +67,48 @@ class TestValidate:
         assert str(tmp_path / "oops.yaml") in one_paragraph_error(done)
         assert "7 valid, 1 invalid" in done.stdout
 
+    def test_definitions_that_reach_too_far_are_each_refused(self, tmp_path: Path) -> None:
+        llm = {
+            "kind": "llm",
+            "description": "Reads and writes.",
+            "capabilities": ["summarize"],
+            "parameters": {"report": {"description": "report folder"}},
+            "secrets": ["ANTHROPIC_API_KEY"],
+        }
+        prompt = "Summarize {report}"
+        write_definition(
+            tmp_path,
+            {**llm, "name": "big", "llm": {"prompt": prompt, "budget": {"max_tokens": 10**29}}},
+        )
+        write_definition(
+            tmp_path,
+            {
+                **llm,
+                "name": "far",
+                "llm": {
+                    "prompt": prompt,
+                    "outputs": {"o": {"kind": "file", "path": "../../x", "description": "o"}},
+                },
+            },
+        )
+        write_definition(
+            tmp_path,
+            {
+                **llm,
+                "name": "keys",
+                "llm": {
+                    "prompt": prompt,
+                    "inputs": {"k": {"kind": "file", "value": "~/.ssh/id_rsa", "description": "k"}},
+                },
+            },
+        )
+        done = cli("validate", str(tmp_path))
+        assert done.returncode == 1 and "0 valid, 3 invalid" in done.stdout
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 3 and "Traceback" not in done.stderr
+        assert any("max_tokens" in e for e in errors) and any("'..'" in e for e in errors)
+        assert any("outside_working_tree" in e for e in errors)
+
     def test_a_path_that_does_not_exist_is_bad_usage(self, tmp_path: Path) -> None:
         done = cli("validate", str(tmp_path / "nope"))
         assert done.returncode == 2
@@ -88,7 +130,7 @@ def test_list_shows_every_agent_with_its_breaker_state() -> None:
     ]
     row = next(line for line in lines if line.startswith("summarize-llm "))
     assert row.split()[:5] == ["summarize-llm", "llm", "summarize", "0", "closed"]
-    assert "recent runs: set PREFECT_API_URL" in done.stdout
+    assert "recent runs: no Prefect server to ask" in done.stdout
 
 
 class TestRunUsage:

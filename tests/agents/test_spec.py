@@ -108,7 +108,7 @@ LLM = {
                 **LLM,
                 "llm": {
                     "prompt": "p {report}",
-                    "outputs": {"Out": {"kind": "file", "path": "/x", "description": "o"}},
+                    "outputs": {"Out": {"kind": "file", "path": "out.md", "description": "o"}},
                 },
             },
             "llm.outputs",
@@ -227,3 +227,123 @@ def test_an_llm_agent_validates_but_has_no_command() -> None:
     assert agent.kind == "llm" and agent.llm is not None
     with pytest.raises(InvalidInputError, match="is an llm agent; it has no command"):
         agent.render_args({"report": "/r"})
+
+
+def _llm(**llm: Any) -> dict[str, Any]:
+    """An llm definition whose ``llm:`` section has ``llm`` over a minimal prompt."""
+    parameters = llm.pop("parameters", {"report": {"description": "report folder"}})
+    return minimal(**{**LLM, "parameters": parameters, "llm": {"prompt": "p {report}", **llm}})
+
+
+def _file_input(value: str, **more: Any) -> dict[str, Any]:
+    return {"f": {"kind": "file", "value": value, "description": "a file", **more}}
+
+
+def _file_output(path: str) -> dict[str, Any]:
+    return {"o": {"kind": "file", "path": path, "description": "an output"}}
+
+
+class TestWhatAnLlmDefinitionMayReach:
+    """An llm definition cannot spend without bound, write outside its output root, or send host
+    files outside the working tree to a provider unless it says so (``outside_working_tree``)."""
+
+    @pytest.mark.parametrize(
+        ("llm", "field", "fix"),
+        [
+            ({"budget": {"max_tokens": 10**29}}, "llm.budget.max_tokens", "<= 10000000"),
+            ({"budget": {"max_tokens": 10**18}}, "llm.budget.max_tokens", "<= 10000000"),
+            ({"outputs": _file_output("../../../../tmp/x")}, "llm.outputs.o.path", "'..'"),
+            ({"outputs": _file_output("/")}, "llm.outputs.o.path", "is an absolute path"),
+            ({"outputs": _file_output("{report}/../x.md")}, "llm.outputs.o.path", "'..'"),
+            ({"outputs": _file_output("~/x.md")}, "llm.outputs.o.path", "home folder"),
+            ({"inputs": _file_input("~/.ssh/id_rsa")}, "llm.inputs.f", "outside_working_tree"),
+            ({"inputs": _file_input("/etc/passwd")}, "llm.inputs.f", "outside_working_tree"),
+            ({"inputs": _file_input("data/../../x")}, "llm.inputs.f", "'..'"),
+            (
+                {"inputs": _file_input("/etc/{report}", outside_working_tree=False)},
+                "llm.inputs.f",
+                "inside the working directory",
+            ),
+            (
+                {
+                    "parameters": {"report": {"description": "d", "default": "~/.ssh"}},
+                    "inputs": {"r": {"kind": "directory", "value": "{report}", "description": "r"}},
+                },
+                "llm",
+                "default of parameter 'report'",
+            ),
+            (
+                {
+                    "parameters": {"report": {"description": "d", "default": "/"}},
+                    "outputs": _file_output("{report}/x.md"),
+                },
+                "llm",
+                "default of parameter 'report'",
+            ),
+        ],
+    )
+    def test_a_definition_that_reaches_too_far_is_refused(
+        self, tmp_path: Path, llm: dict[str, Any], field: str, fix: str
+    ) -> None:
+        path = write_definition(tmp_path, _llm(**llm), file="agent.yaml")
+        with pytest.raises(DefinitionError) as caught:
+            load_file(path)
+        message = str(caught.value)
+        assert f"field {field!r}" in message and fix in message, message
+        assert "\n" not in message
+
+    @pytest.mark.parametrize(
+        "llm",
+        [
+            {"budget": {"max_tokens": 10_000_000}},
+            {"outputs": _file_output("{report}/summary.md")},
+            {"outputs": _file_output("results/summary.md")},
+            {"inputs": _file_input("data/{report}.csv")},
+            {"inputs": _file_input("~/notes.txt", outside_working_tree=True)},
+            {"inputs": {"r": {"kind": "directory", "value": "{report}", "description": "r"}}},
+        ],
+    )
+    def test_a_definition_within_its_bounds_is_accepted(
+        self, tmp_path: Path, llm: dict[str, Any]
+    ) -> None:
+        load_file(write_definition(tmp_path, _llm(**llm), file="agent.yaml"))
+
+    def test_a_parameter_value_cannot_move_an_output_out_of_its_root(self, tmp_path: Path) -> None:
+        from agents.llm_agent import llm_step_spec
+
+        agent = load_file(
+            write_definition(
+                tmp_path,
+                _llm(
+                    parameters={
+                        "report": {"description": "folder"},
+                        "name": {"description": "file name"},
+                    },
+                    prompt="p {report} {name}",
+                    outputs=_file_output("{report}/{name}.md"),
+                ),
+                file="agent.yaml",
+            )
+        )
+        spec = llm_step_spec(agent, {"report": str(tmp_path), "name": "summary"})
+        assert spec.outputs["o"].path == str(tmp_path / "summary.md")
+        for name in ("../../../tmp/x", "/etc/x"):
+            with pytest.raises(InvalidInputError, match="must stay inside the folder report="):
+                llm_step_spec(agent, {"report": str(tmp_path), "name": name})
+
+    def test_a_root_less_input_is_read_under_the_working_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from agents.llm_agent import llm_step_spec
+
+        monkeypatch.chdir(tmp_path)
+        agent = load_file(
+            write_definition(
+                tmp_path, _llm(inputs=_file_input("data/{report}.csv")), file="agent.yaml"
+            )
+        )
+        assert llm_step_spec(agent, {"report": "a"}).inputs["f"].value == str(
+            tmp_path / "data" / "a.csv"
+        )
+        with pytest.raises(InvalidInputError, match="must stay inside the working directory"):
+            llm_step_spec(agent, {"report": "../../../home/u/.ssh/id_rsa"})

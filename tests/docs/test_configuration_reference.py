@@ -32,3 +32,11 @@ def test_a_changed_description_makes_the_page_disagree() -> None:
     page = PAGE.read_text(encoding="utf-8")
     stale = page.replace("Consecutive infrastructure failures", "Failures", 1)
     assert stale != page and with_reference(stale) == page
+
+
+def test_the_page_shows_each_numeric_settings_bounds() -> None:
+    page = PAGE.read_text(encoding="utf-8")
+    rows = {line.split("`")[1]: line for line in page.splitlines() if line.startswith("| `AIOP_")}
+    assert "int, from 1 to 51" in rows["AIOP_RETRY_ATTEMPTS"]
+    assert "float, from 0 to 86400" in rows["AIOP_RETRY_BACKOFF_S"]
+    assert "above 0, at most 86400" in rows["AIOP_BREAKER_RESET_TIMEOUT"]
