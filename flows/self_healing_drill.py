@@ -470,18 +470,20 @@ async def _run_drill(
     return await drill()
 
 
-def _flow_run_line(flow_run_id: str | None) -> list[str]:
-    """The ``Flow run:`` line(s) of the drill's run: its V2 page, where the report renders."""
+def _flow_run_line(flow_run_id: str | None, ui_url: str | None) -> list[str]:
+    """The ``Flow run:`` line(s) of the drill's run: its V2 page, where the report renders.
+
+    Args:
+        flow_run_id: the drill's flow run, if it ran.
+        ui_url: the UI of the server the drill talked to (the API
+            :func:`flows.local_server.prefect_api` chose); None on a temporary server.
+    """
     from flows.console import DEFAULT_UI_URL, flow_run_ui_url
 
     if flow_run_id is None:
         return []
-    if _api_url():
-        from prefect.settings import PREFECT_UI_URL
-
-        base = PREFECT_UI_URL.value()
-        if base:
-            return [f"Flow run:   {flow_run_ui_url(str(base), flow_run_id)}"]
+    if ui_url:
+        return [f"Flow run:   {flow_run_ui_url(ui_url, flow_run_id)}"]
     return [
         f"Flow run:   {flow_run_ui_url(DEFAULT_UI_URL, flow_run_id)}",
         "            (kept in Prefect's database: open it after `prefect server start`)",
@@ -515,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    quiet_prefect_defaults(settings)
+    api = quiet_prefect_defaults(settings)
     results, flow_run_id = run_flow_quietly(
         lambda: _run_drill(ns.output, ns.backend, ns.rows, ns.scenario, settings),
         debug=settings.debug,
@@ -527,7 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.scenario:<24} {r.observed}")
     print(f"\nReport:     {Path(ns.output) / 'self-healing-report.md'}")
-    for line in _flow_run_line(flow_run_id):
+    for line in _flow_run_line(flow_run_id, api.ui_url):
         print(line)
     return 0 if all(r.passed for r in results) else 1
 
