@@ -27,6 +27,7 @@ from tests.browser._support import PYTHON, ROOT, Offline, clean_env
 from tests.browser._support import PrefectServer as Server
 
 if TYPE_CHECKING:
+    from playwright._impl._api_structures import FloatRect
     from playwright.sync_api import Locator, Page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -133,13 +134,25 @@ def _expect_chart(
     for index in range(count):
         chart = charts.nth(index)
         expect(chart).to_be_visible()
-        box = chart.bounding_box()
+        box = _settled_box(chart)
         assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
         assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
         measured.append(measure(chart))
         if shots is not None:
             _shot_element(chart, shots, f"{name}-{kind}-{index}")
     return measured
+
+
+def _settled_box(element: Locator) -> FloatRect | None:
+    """The element's box once the page has settled: the V2 UI can swap a rendered diagram for a
+    fresh copy (a re-render after the artifact's data refreshes), and a locator that was visible a
+    moment ago then has no box until the new one is in place. Waits up to 5 s for it."""
+    for _ in range(50):
+        box = element.bounding_box()
+        if box is not None:
+            return box
+        element.page.wait_for_timeout(100)
+    return None
 
 
 def _shot_element(element: Locator, folder: Path, name: str) -> None:
