@@ -27,8 +27,7 @@ from tests.browser._support import PYTHON, ROOT, Offline, clean_env
 from tests.browser._support import PrefectServer as Server
 
 if TYPE_CHECKING:
-    from playwright._impl._api_structures import FloatRect
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import FloatRect, Locator, Page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
