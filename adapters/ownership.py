@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from adapters._install import MANIFEST_ROLE, install_file, install_folder, untrusted_message
 from adapters._lock import LOCK, hold
@@ -62,6 +62,7 @@ __all__ = [
     "Identity",
     "Kind",
     "Manifest",
+    "SetAside",
     "Status",
     "check_destination",
     "check_output",
@@ -562,23 +563,38 @@ def output_present(path: Path, origin: str | None = None) -> bool:
     return manifest.owns(rel, path)
 
 
-def set_aside(dest: Path) -> Path | None:
+class SetAside(NamedTuple):
+    """A cache entry moved out of the way: where it is now, and why it was moved."""
+
+    path: Path
+    why: str
+
+
+def set_aside(dest: Path) -> SetAside | None:
     """Move a cache entry the platform can no longer vouch for out of the way, keeping its bytes.
 
     A step output kept between runs (``<work>/<step>-<key>``) holds exactly what its step wrote;
-    when a file of it was changed since (or its manifest is missing or untrusted), the step must
-    run again, and its new output cannot be merged over a file that is no longer the platform's.
-    The entry is renamed to ``<name>.changed-<UTC time>`` beside it (nothing is deleted), so the
-    step's output can take its place.
+    when a file of it was changed since (or it has no manifest, or an untrusted one, or is not a
+    folder), the step must run again, and its new output cannot be merged over a file that is no
+    longer the platform's. The entry is renamed to ``<name>.changed-<UTC time>`` beside it
+    (nothing is deleted), so the step's output can take its place.
 
     Returns:
-        Where the entry now is, or None when it was absent or intact (nothing was moved).
+        Where the entry now is and why, or None when it was absent or intact (nothing moved).
     """
     found = inspect(dest)
-    if found.status in (Status.ABSENT, Status.EMPTY):
+    if found.status is Status.ABSENT or (found.status is Status.OWNED and not found.changed):
         return None
-    if found.status is Status.OWNED and not found.changed:
+    if found.status is Status.EMPTY:
         return None
+    if found.status is Status.OWNED:
+        why = f"{found.changed[0]} was changed after the platform wrote it"
+    elif found.status is Status.UNTRUSTED:
+        why = "its manifest cannot be trusted"
+    elif found.status is Status.FOREIGN:
+        why = f"it holds no {MANIFEST}"
+    else:
+        why = "it is not a folder"
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside = dest.with_name(f"{dest.name}.changed-{stamp}")
     n = 1
@@ -586,4 +602,4 @@ def set_aside(dest: Path) -> Path | None:
         n += 1
         aside = dest.with_name(f"{dest.name}.changed-{stamp}-{n}")
     dest.rename(aside)
-    return aside
+    return SetAside(aside, why)

@@ -28,7 +28,7 @@ from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
 from adapters.chaos import FaultPlan, parse_plan
-from adapters.ownership import claim, write_owned_file
+from adapters.ownership import claim, set_aside, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
@@ -210,6 +210,14 @@ async def _run(
     ) -> StepOutcome:
         def content_addressed(spec: StepSpec) -> StepSpec:
             where = final or work / f"{name}-{step_cache_key_for(spec, settings)}"
+            moved = set_aside(where) if final is None else None
+            if moved is not None:  # never a failed run: its bytes are kept, the step runs again
+                logger.warning(
+                    "cache entry %s: %s; kept as %s and recomputed",
+                    where,
+                    moved.why,
+                    moved.path.name,
+                )
             update = {
                 "outputs": {_OUT: str(where)},
                 "requirements": requirements,

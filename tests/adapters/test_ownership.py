@@ -360,8 +360,9 @@ class TestCacheEntries:
         assert set_aside(entry) is None and output_present(entry)
         with (entry / "a.txt").open("a") as fh:
             fh.write("TOTAL\n")
-        aside = set_aside(entry)
-        assert aside is not None and aside.name.startswith("aggregate-0123.changed-")
-        assert (aside / "a.txt").read_text() == "newTOTAL\n" and not entry.exists()
+        moved = set_aside(entry)
+        assert moved is not None and moved.why == "a.txt was changed after the platform wrote it"
+        assert moved.path.name.startswith("aggregate-0123.changed-")
+        assert (moved.path / "a.txt").read_text() == "newTOTAL\n" and not entry.exists()
         await LocalRunner().run(writes_folder(entry))  # the step's output takes the place again
         assert (entry / "a.txt").read_text() == "new" and output_present(entry)

@@ -296,6 +296,57 @@ class TestResultFolders:
         assert step_outputs(out / "work")
 
 
+class TestNoSharedStorage:
+    """Issue 21, item 3: a result a user receives is theirs alone."""
+
+    def test_an_edit_of_one_result_reaches_no_other_result_nor_the_cache(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        for out in ("out3", "out4"):
+            done = run_cli(*SMALL, "--output", out, "--work-dir", "w", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+        original = (tmp_path / "out4" / "aggregates.csv").read_bytes()
+        cached = [p.read_bytes() for p in (tmp_path / "w").glob("aggregate-*/aggregates.csv")]
+        with (tmp_path / "out3" / "aggregates.csv").open("a") as fh:
+            fh.write("TOTAL\n")
+        assert (tmp_path / "out4" / "aggregates.csv").read_bytes() == original
+        assert [
+            p.read_bytes() for p in (tmp_path / "w").glob("aggregate-*/aggregates.csv")
+        ] == cached
+        for out in ("out5", "out4"):  # a new folder, and the untouched one again
+            done = run_cli(*SMALL, "--output", out, "--work-dir", "w", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            assert (tmp_path / out / "aggregates.csv").read_bytes() == original
+        assert (tmp_path / "out3" / "aggregates.csv").read_bytes() == original + b"TOTAL\n"
+
+    def test_a_changed_cache_entry_is_recomputed_with_one_line(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        assert run_cli(*SMALL, "--output", "R1", "--work-dir", "w", cwd=tmp_path).returncode == 0
+        [entry] = (tmp_path / "w").glob("aggregate-*")
+        with (entry / "aggregates.csv").open("a") as fh:
+            fh.write("TOTAL\n")
+        done = run_cli(*SMALL, "--output", "R2", "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        said = [
+            line
+            for line in (done.stdout + done.stderr).splitlines()
+            if "changed after the platform wrote it" in line
+        ]
+        assert len(said) == 1 and f"cache entry {entry}" in said[0], said
+        assert "aggregates.csv" in said[0] and "recomputed" in said[0]
+        [aside] = (tmp_path / "w").glob(f"{entry.name}.changed-*")
+        assert (aside / "aggregates.csv").read_bytes().endswith(b"TOTAL\n")  # kept, not deleted
+        assert (tmp_path / "R2" / "aggregates.csv").read_bytes() == (
+            tmp_path / "R1" / "aggregates.csv"
+        ).read_bytes()
+        states = {
+            s["name"]: s["state"]
+            for s in json.loads((tmp_path / "R2" / "summary.json").read_text())["steps"]
+        }
+        assert states["aggregate"] == "Completed" and states["validate"] == "Cached", states
+
+
 class TestUnwritableOutput:
     @pytest.mark.parametrize("where", ["under-a-file", "read-only-parent"])
     def test_is_found_before_any_step_runs(
