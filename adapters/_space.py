@@ -85,7 +85,7 @@ def describe_limit(exc: OSError, where: Path, *, what: str, needed: int | None =
         >>> line.startswith("no space left on ") and "2.0 KiB needed" in line
         True
     """
-    target = Path(exc.filename) if isinstance(exc.filename, str) else where
+    target = where  # the error's own file name may be the source of a copy, or a staging path
     need = f", {human_bytes(needed)} needed" if needed else ""
     if exc.errno == errno.EFBIG:
         soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)

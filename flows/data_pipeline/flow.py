@@ -28,6 +28,7 @@ from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
 from adapters.chaos import FaultPlan, parse_plan
+from adapters.errors import StorageLimitError
 from adapters.ownership import claim, set_aside, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
@@ -171,7 +172,7 @@ async def data_pipeline(
             first_run_timeout_s=settings.dagger_first_run_timeout_s,
         ) as choice:
             return await _run(options, choice, settings, plan)
-    except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
+    except (PipelineFailed, InvalidInputError, InfrastructureError, StorageLimitError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
@@ -246,7 +247,10 @@ async def _run(
                 "class": type(outcome.error).__name__,
                 "message": str(outcome.error),
             }
-            _write_json_atomically(out_dir / "summary.json", summary)
+            try:
+                _write_json_atomically(out_dir / "summary.json", summary)
+            except AiopError as exc:  # a full disk must not hide the step's own failure
+                logger.warning("summary.json of the failed run was not written: %s", exc)
             await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
             await publish_metrics(FLOW_NAME, summary)  # the history shows the rows counted so far
             raise PipelineFailed(

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from adapters import InvalidInputError, InvalidSpecError, StepSpec
+from tests.small_fs import require_small_fs, with_small_fs
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -345,6 +346,40 @@ class TestNoSharedStorage:
             for s in json.loads((tmp_path / "R2" / "summary.json").read_text())["steps"]
         }
         assert states["aggregate"] == "Completed" and states["validate"] == "Cached", states
+
+
+class TestFullFileSystems:
+    """Issue 21, item 7: a full output, work or temporary folder ends the run with one line that
+    names the file system; exit 1 (the run failed), no traceback, no raw error list, no
+    permissions advice."""
+
+    @pytest.mark.parametrize("full", ["output", "work", "temp"])
+    def test_one_line_names_the_full_file_system(
+        self, prefect_api_url: str, tmp_path: Path, full: str
+    ) -> None:
+        require_small_fs()
+        small = tmp_path / "small"
+        out = small / "R" if full == "output" else tmp_path / "R"
+        work = small / "w" if full == "work" else tmp_path / "w"
+        env = {**os.environ, "TMPDIR": str(small if full == "temp" else tmp_path)}
+        argv = [sys.executable, "-m", "flows.data_pipeline", "--rows", "100000",
+                "--partitions", "1", "--backend", "local", "--output", str(out),
+                "--work-dir", str(work)]  # fmt: skip
+        done = subprocess.run(
+            with_small_fs(argv, small, "1m"), cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "shutil.Error" not in done.stderr
+        assert "permission" not in done.stderr.lower()
+        error = done.stderr[done.stderr.index("\nerror: ") + 1 :]  # the command's own paragraph
+        assert error.count(f"no space left on {small}") == 1, error
+        if full == "temp":  # the step's own write: its one line, exit 74
+            assert "exited with code 74" in error
+        else:  # the runner's export: what was needed and what is free
+            assert " needed, " in error and " free." in error
+            assert str(out if full == "output" else work) in error
+        assert error.rstrip().endswith("#storage-limit") or "#step-failed" in error
 
 
 class TestUnwritableOutput:
