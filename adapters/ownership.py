@@ -66,6 +66,7 @@ __all__ = [
     "Status",
     "check_destination",
     "check_output",
+    "check_writable",
     "claim",
     "hold",
     "inspect",
@@ -205,7 +206,7 @@ def check_destination(
         check_output(dest, None, label=label)
         if writable:
             is_file = dest.is_symlink() or (dest.exists() and not dest.is_dir())
-            _check_writable(dest.parent if is_file else dest, label)
+            check_writable(dest.parent if is_file else dest, label)
         return inspect(dest)
     found = check_output(dest, "directory", label=label)
     if found.changed:
@@ -241,7 +242,7 @@ def check_destination(
                 " another output folder."
             )
     if writable:
-        _check_writable(dest, label)
+        check_writable(dest, label)
     return found
 
 
@@ -318,8 +319,12 @@ def _refuse_unusable(found: Destination, label: str, *, file_output: bool) -> De
     return found
 
 
-def _check_writable(dest: Path, label: str) -> None:
-    """Fail now, not after every step ran, when ``dest`` cannot be created or written."""
+def check_writable(dest: Path, label: str) -> None:
+    """Fail now, not after every step ran, when the folder ``dest`` cannot be created or written.
+
+    Raises:
+        InvalidSpecError: one paragraph starting with ``label``: what is in the way, the fix.
+    """
     existing = dest
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent

@@ -29,7 +29,7 @@ from prefect.states import Failed
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import StorageLimitError
-from adapters.ownership import claim, set_aside, write_owned_file
+from adapters.ownership import claim, hold, set_aside, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
@@ -164,14 +164,16 @@ async def data_pipeline(
         )
         plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
         _prepare_output(options)
-        # The run's one engine session (Dagger), or the local runner when none can start.
-        async with engine_for_run(
-            options.backend,
-            on_line=lambda _, line: logger.info(line),
-            provision_timeout_s=settings.dagger_provision_timeout_s,
-            first_run_timeout_s=settings.dagger_first_run_timeout_s,
-        ) as choice:
-            return await _run(options, choice, settings, plan)
+        # One run at a time in a result folder (re-entrant: the CLI already holds it).
+        with hold(Path(options.output).resolve(), label=f"--output {options.output}"):
+            # The run's one engine session (Dagger), or the local runner when none can start.
+            async with engine_for_run(
+                options.backend,
+                on_line=lambda _, line: logger.info(line),
+                provision_timeout_s=settings.dagger_provision_timeout_s,
+                first_run_timeout_s=settings.dagger_first_run_timeout_s,
+            ) as choice:
+                return await _run(options, choice, settings, plan)
     except (PipelineFailed, InvalidInputError, InfrastructureError, StorageLimitError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)

@@ -282,19 +282,62 @@ class TestResultFolders:
         assert tree_hash(previous_result) == before
         assert step_outputs(tmp_path / "w2") == []
 
-    def test_a_work_dir_inside_the_output_keeps_its_cache(
+    def test_a_work_dir_inside_the_output_is_refused_by_the_flow(
         self, prefect_api_url: str, tmp_path: Path
     ) -> None:
+        """Issue 21, item 11: step folders would fill the result (the CLI refuses it too)."""
+        from flows.data_pipeline.flow import data_pipeline
+
         out = tmp_path / "R"
-        args = (*SMALL, "--output", str(out), "--work-dir", str(out / "work"))
-        assert run_cli(*args, cwd=tmp_path).returncode == 0
-        cached = run_cli(*args, cwd=tmp_path)
-        assert cached.returncode == 0, cached.stderr
-        states = {
-            s["name"]: s["state"] for s in json.loads((out / "summary.json").read_text())["steps"]
-        }
-        assert set(states.values()) == {"Cached"}, states
-        assert step_outputs(out / "work")
+        state = asyncio.run(
+            data_pipeline(  # type: ignore[call-overload]
+                rows=200, partitions=1, backend="local", output=str(out),
+                work_dir=str(out / "work"), return_state=True,
+            )
+        )  # fmt: skip
+        error = state.data if isinstance(state.data, BaseException) else state.result(False)
+        assert isinstance(error, InvalidInputError) and "inside the output folder" in str(error)
+        assert not (out / "work").exists()
+
+
+class TestOneRunAtATime:
+    """Issue 21, item 13: a second run into a folder another run is writing is refused in one
+    line, before its flow run is created; a lock left by a killed run is no obstacle."""
+
+    def test_a_second_run_into_the_same_output_is_refused(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        args = [sys.executable, "-m", "flows.data_pipeline", "--rows", "300000",
+                "--partitions", "1", "--backend", "local", "--output", "R", "--work-dir", "w"]  # fmt: skip
+        with (tmp_path / "first.log").open("w") as log:
+            first = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (tmp_path / "R" / ".aiop-lock").exists() and first.poll() is None:
+                assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+                time.sleep(0.02)
+            second = run_cli(*SMALL, "--output", "R", "--work-dir", "w2", cwd=tmp_path)
+            assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert second.returncode == 2, second.stdout + second.stderr
+        line = one_paragraph(second)
+        assert f"--output R is in use by another run (pid {first.pid} " in line
+        assert second.stdout == "" and step_outputs(tmp_path / "w2") == []  # no flow run, no step
+        assert json.loads((tmp_path / "R" / "summary.json").read_text())["input_rows"] == 300000
+        assert not (tmp_path / "R" / ".aiop-lock").exists()
+
+    def test_a_lock_file_left_by_a_killed_run_is_no_obstacle(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        from adapters.ownership import claim
+
+        claim(tmp_path / "R")
+        (tmp_path / "R" / ".aiop-lock").write_text('{"pid": 999999, "host": "x", "since": 0}\n')
+        done = run_cli(*SMALL, "--output", "R", "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not (tmp_path / "R" / ".aiop-lock").exists()
 
 
 class TestNoSharedStorage:
