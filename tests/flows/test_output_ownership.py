@@ -340,6 +340,37 @@ class TestOneRunAtATime:
         assert not (tmp_path / "R" / ".aiop-lock").exists()
 
 
+def test_a_foreign_file_at_a_file_outputs_path_is_not_a_cached_result(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    """Issue 21, item 2: an identical later run is not Cached because a file of someone else's
+    stands where the platform once wrote its output; it is refused, and the file kept."""
+    from prefect import flow
+
+    from flows.step_task import StepOutcome, execute_step
+
+    dest = tmp_path / "res" / "x.txt"
+    spec = StepSpec(
+        name="file-out",
+        image="python:3.12-slim",
+        args=["python", "-c", f"open('/aiop/res/x.txt', 'w').write({str(tmp_path)!r})"],
+        outputs={"/aiop/res/x.txt": str(dest)},
+    )
+
+    @flow
+    async def once() -> StepOutcome:
+        return await execute_step(spec, "local")
+
+    assert asyncio.run(once()).state == "Completed"
+    assert asyncio.run(once()).state == "Cached"  # still the platform's file: reused
+    dest.unlink()
+    dest.write_text("someone else's")
+    third = asyncio.run(once())
+    assert third.state != "Cached" and isinstance(third.error, InvalidSpecError), third
+    assert "is a file the platform did not write" in str(third.error)
+    assert dest.read_text() == "someone else's"
+
+
 class TestNoSharedStorage:
     """Issue 21, item 3: a result a user receives is theirs alone."""
 
