@@ -46,8 +46,10 @@ def untrusted_message(label: str, folder: Path, problem: UntrustedManifest) -> s
         f"{label}: the .aiop-manifest.json in {folder} ({MANIFEST_ROLE}) lists {problem.entry!r},"
         f" which {problem.why}, so it cannot prove what the platform wrote there and the platform"
         " replaces or deletes nothing in that folder. A result folder copied from a shared drive,"
-        " an archive or a repository may carry a forged manifest: check the folder, then delete"
-        " its .aiop-manifest.json (the folder then counts as yours) or give another folder."
+        " an archive or a repository may carry a forged manifest: check what the folder holds,"
+        " then move it away and run again, or give another folder (deleting its"
+        " .aiop-manifest.json keeps it as a folder of yours, which the platform never writes"
+        " into)."
     )
 
 

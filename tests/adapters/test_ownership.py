@@ -140,7 +140,7 @@ class TestForgedManifests:
         self, tmp_path: Path, victims: dict[str, Path], how: str
     ) -> None:
         folder = self.result(tmp_path, victims, how, "files")
-        with pytest.raises(InvalidSpecError, match=r"delete its \.aiop-manifest\.json") as caught:
+        with pytest.raises(InvalidSpecError, match=r"then move it away and run again") as caught:
             check_destination(folder, label="--output R")
         assert "\n" not in str(caught.value)
 
