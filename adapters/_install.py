@@ -143,7 +143,8 @@ def install_file(landing: Path, dest: Path, *, label: str, origin: str | None) -
             raise InvalidSpecError(f"{label} is a folder; a file cannot replace it.")
         if found is not None and not manifest.owns_identity(rel, found):
             raise InvalidSpecError(_not_ours(label, dest))
-        write_manifest(folder, dataclasses.replace(manifest, incoming={rel: new}))
+        incoming = {**manifest.incoming, rel: new}  # a crashed replacement's stay recorded
+        write_manifest(folder, dataclasses.replace(manifest, incoming=incoming))
         rename_in(landing, folder, rel)
     except ThroughLink as exc:
         raise InvalidSpecError(through_link_message(label, folder, exc)) from None
@@ -153,7 +154,10 @@ def install_file(landing: Path, dest: Path, *, label: str, origin: str | None) -
     write_manifest(
         folder,
         dataclasses.replace(
-            manifest, files={**manifest.files, rel: new}, incoming={}, origins=origins
+            manifest,
+            files={**manifest.files, rel: new},
+            incoming={k: v for k, v in manifest.incoming.items() if k != rel},
+            origins=origins,
         ),
     )
 

@@ -11,13 +11,15 @@ meanwhile sees it was removed and opens the new one).
 Holding is re-entrant within one line of execution: the command line holds the folder before it
 starts the flow run, and the flow, started from that same context, holds it again without blocking
 itself. A second flow in the same process, started from a context that does not hold the folder, is
-refused like any other run.
+refused like any other run. On a file system that has no locks (``ENOLCK``: an NFS mount without its
+lock daemon), the run goes on unguarded.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import errno
 import fcntl
 import json
 import os
@@ -32,6 +34,9 @@ __all__ = ["LOCK", "hold"]
 
 #: The lock file's name inside a result folder.
 LOCK = ".aiop-lock"
+
+#: What a file system without locks answers (an NFS mount without lockd, some FUSE mounts).
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
 
 _HELD: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "aiop_held_outputs", default=frozenset()
@@ -88,6 +93,11 @@ def _acquire(path: Path, label: str) -> int:
                 f"{label} is in use by another run ({holder}); wait for it to finish, or give"
                 " another folder."
             ) from None
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                os.close(fd)
+                raise
+            break  # a file system without locks: the run goes on unguarded, as before
         try:
             same = os.path.samestat(os.fstat(fd), os.lstat(path))
         except FileNotFoundError:

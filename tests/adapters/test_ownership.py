@@ -242,6 +242,27 @@ class TestFileOutputs:
         (tmp_path / "loose.txt").write_text("no manifest at all")
         assert not output_present(tmp_path / "loose.txt")
 
+    def test_a_file_written_after_a_crashed_replacement_keeps_its_incoming_record(
+        self, tmp_path: Path
+    ) -> None:
+        """A crash mid-replacement leaves ``incoming`` entries; a file output written into the
+        folder afterwards must not erase them, or the half-replaced files would look changed."""
+        import dataclasses
+
+        from adapters._manifest import Identity, read_manifest, write_manifest
+
+        write_owned_file(tmp_path / "R", "a.txt", b"old")
+        (tmp_path / "R" / "a.txt").write_bytes(b"new, half-way")  # the crash left the new form
+        manifest = read_manifest(tmp_path / "R")
+        assert manifest is not None
+        new = Identity.of(tmp_path / "R" / "a.txt")
+        assert new is not None
+        write_manifest(tmp_path / "R", dataclasses.replace(manifest, incoming={"a.txt": new}))
+        write_owned_file(tmp_path / "R", "summary.json", b"{}")
+        after = read_manifest(tmp_path / "R")
+        assert after is not None and set(after.incoming) == {"a.txt"}
+        assert inspect(tmp_path / "R").changed == () and not output_present(tmp_path / "R")
+
     def test_the_check_before_a_run_names_what_stands_there(self, tmp_path: Path) -> None:
         (tmp_path / "real").mkdir()
         (tmp_path / "link").symlink_to(tmp_path / "real")
