@@ -1,34 +1,25 @@
-"""Host file operations shared by the runners: mount sources, and outputs put in place atomically.
+"""Host file operations shared by the runners: mount sources, output checks, and moving a staged
+output onto its destination's file system.
 
-Both runners bring an output back the same way: it lands under a recognisable sibling staging name on
-the destination's file system (``.NAME.aiop-tmp-HOST-PID-TOKEN``, :mod:`adapters._staging`) and is then
-put in place by :func:`adapters.ownership.install`: renamed into place when nothing is there, merged
-file by file into a folder the platform owns, refused when the folder holds files the platform did not
-write. Stale staging entries of dead runs are removed before each export.
+Every runner brings an output back through :func:`adapters.ownership.receive` (the one export
+path): it lands under a recognisable sibling staging name on the destination's file system
+(``.NAME.aiop-tmp-HOST-PID-TOKEN``, :mod:`adapters._staging`) and is put in place under the
+ownership rules. Stale staging entries of dead runs are removed before each export.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
+import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import StepSpec
 from adapters.errors import InvalidSpecError
-from adapters.ownership import Status, inspect, install
+from adapters.ownership import check_output
 
-__all__ = [
-    "HostMount",
-    "atomic_landing",
-    "check_outputs",
-    "host_mounts",
-    "landing_path",
-    "remove_path",
-    "replace_atomically",
-]
+__all__ = ["HostMount", "check_outputs", "host_mounts", "move_into"]
 
 
 class HostMount(NamedTuple):
@@ -59,79 +50,46 @@ def host_mounts(spec: StepSpec) -> list[HostMount]:
 
 
 def check_outputs(spec: StepSpec) -> None:
-    """Refuse, before the step runs, an output destination the platform may not replace.
+    """Refuse, before the step runs, an output destination the platform may not write.
+
+    Whether an output is a file or a folder is known only once the step has written it; what
+    stands at the destination now decides (:func:`adapters.ownership.check_output`): a folder of
+    files the platform did not write, a file it did not write, a symbolic link, or a folder whose
+    manifest cannot be trusted is refused here.
 
     Raises:
-        InvalidSpecError: a destination is a folder that holds files the platform did not write.
+        InvalidSpecError: one paragraph naming the output, the place and the fix.
     """
     for source, host in spec.outputs.items():
         dest = Path(host).expanduser().absolute()
-        if inspect(dest).status is Status.FOREIGN:
-            raise InvalidSpecError(
-                f"output {source!r} goes to {str(dest)!r}, a folder of files the platform did not"
-                " write (it holds no .aiop-manifest.json, the record the platform keeps of what it"
-                " wrote), so nothing in it will be replaced or deleted; give a new or empty folder"
-                " as the destination, or move those files elsewhere",
-                step=spec.name,
-            )
+        try:
+            check_output(dest, None, label=f"output {source!r} ({dest})")
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(exc.message, step=spec.name) from None
 
 
-def landing_path(dest: Path) -> Path:
-    """A unique, recognisable sibling of ``dest`` for an output to land in before it is put in place.
-
-    Examples:
-        >>> landing_path(Path("/data/results")).name.startswith(".results.aiop-tmp-")
-        True
-    """
-    return staging_path(dest)
-
-
-@contextlib.contextmanager
-def atomic_landing(dest: Path, *, origin: str | None = None) -> Iterator[Path]:
-    """A sibling staging path to write ``dest``'s new content to, put in place if the block succeeds.
-
-    The landing path is removed in every case, so a failed write leaves nothing beside ``dest``.
+def move_into(source: Path, landing: Path) -> None:
+    """Move ``source`` (a staged output of the platform's) to ``landing``: a rename on one file
+    system, else a copy file by file (links copied as links) and the source removed.
 
     Raises:
-        OSError: the destination's folder cannot be created or written.
-        InvalidSpecError: ``dest`` holds files the platform did not write in the way.
+        OSError: the first failed write, as it is (``ENOSPC`` with the file that did not fit),
+            never a list of errors.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    sweep(dest.parent)
-    landing = landing_path(dest)
     try:
-        yield landing
-        install(landing, dest, origin=origin)
-    finally:
-        remove_path(landing)
-
-
-def replace_atomically(source: Path, dest: Path, *, origin: str | None = None) -> None:
-    """Move ``source`` to ``dest`` so that no file of ``dest`` is ever seen half-written.
-
-    ``source`` is first moved to a :func:`landing_path` (on the destination's file system), then
-    put in place by :func:`adapters.ownership.install`: a folder the platform owns keeps every entry
-    it did not write; ``origin`` (:func:`adapters.ownership.origin_of`) goes into its manifest. On
-    failure nothing new is left beside ``dest``.
-
-    Raises:
-        OSError: the destination's folder cannot be created or written.
-        InvalidSpecError: ``dest`` holds files the platform did not write in the way.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     (Path(tmp) / "new.txt").write_text("new")
-        ...     replace_atomically(Path(tmp) / "new.txt", Path(tmp) / "out" / "result.txt")
-        ...     (Path(tmp) / "out" / "result.txt").read_text()
-        3
-        'new'
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    sweep(dest.parent)
-    landing = landing_path(dest)
-    try:
-        shutil.move(str(source), landing)
-        install(landing, dest, origin=origin)
-    finally:
-        remove_path(landing)
+        source.rename(landing)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    if source.is_dir() and not source.is_symlink():
+        for root, dirs, names in os.walk(source):
+            here = landing / Path(root).relative_to(source)
+            here.mkdir()
+            for name in [*names, *(d for d in dirs if (Path(root) / d).is_symlink())]:
+                shutil.copy2(Path(root) / name, here / name, follow_symlinks=False)
+            dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+        shutil.rmtree(source, ignore_errors=True)
+    else:
+        shutil.copy2(source, landing, follow_symlinks=False)
+        source.unlink(missing_ok=True)

@@ -61,10 +61,14 @@ import dagger
 
 from adapters import _dagger_shared as _shared
 from adapters._dagger_errors import describe, scrub
-from adapters._fs import atomic_landing, landing_path
-from adapters._staging import remove_path
 from adapters.contract import tail
-from adapters.dagger_runner import FOREIGN_ERRORS, MOUNT_EXCLUDE, DaggerRunner, translate_error
+from adapters.dagger_runner import (
+    FOREIGN_ERRORS,
+    MOUNT_EXCLUDE,
+    DaggerRunner,
+    host_write_errors,
+    translate_error,
+)
 from adapters.errors import (
     AiopError,
     BudgetExceededError,
@@ -77,7 +81,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
-from adapters.ownership import Status, inspect, write_owned_file
+from adapters.ownership import check_output, receive
 from adapters.redaction import mask_secrets
 from adapters.runner import LineSink
 
@@ -299,16 +303,10 @@ def _check_paths(spec: LlmSpec) -> None:
                 step=spec.name,
             )
     for name, out in spec.outputs.items():
-        dest = Path(out.path)
-        folder = dest if out.kind == "directory" else dest.parent
-        if inspect(folder).status in (Status.FOREIGN, Status.NOT_A_FOLDER):
-            raise InvalidSpecError(
-                f"output {name!r} goes to {out.path!r}, inside {str(folder)!r}, which holds files"
-                " the platform did not write (no .aiop-manifest.json); nothing there is replaced"
-                " or deleted. Give a path in a new or empty folder, or in a result folder of the"
-                " platform",
-                step=spec.name,
-            )
+        try:
+            check_output(Path(out.path), out.kind, label=f"output {name!r} ({out.path})")
+        except InvalidSpecError as exc:
+            raise InvalidSpecError(exc.message, step=spec.name) from None
 
 
 def _environment(client: dagger.Client, spec: LlmSpec) -> dagger.Env:
@@ -383,25 +381,15 @@ async def _export_outputs(llm: dagger.LLM, spec: LlmSpec) -> dict[str, str]:
                 step=spec.name,
             )
         dest = Path(out.path)
-        try:
+        with (
+            receive(
+                dest, out.kind, what=f"output {name!r}", origin=llm_origin(spec), step=spec.name
+            ) as landing,
+            host_write_errors(landing),
+        ):
             if out.kind == "directory":
-                with atomic_landing(dest, origin=llm_origin(spec)) as landing:
-                    await binding.as_directory().export(str(landing))
+                await binding.as_directory().export(str(landing))
             else:
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                landing = landing_path(dest)
-                try:
-                    await binding.as_file().export(str(landing))
-                    write_owned_file(dest.parent, dest.name, landing.read_bytes())
-                finally:
-                    remove_path(landing)
-        except InvalidSpecError as exc:
-            raise InvalidSpecError(exc.message, step=spec.name) from exc
-        except OSError as exc:
-            raise InvalidSpecError(
-                f"cannot write output {name!r} to {out.path!r} ({exc}); make its folder writable"
-                " or choose another path",
-                step=spec.name,
-            ) from exc
+                await binding.as_file().export(str(landing))
         written[name] = str(dest)
     return written

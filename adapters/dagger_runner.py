@@ -122,10 +122,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, TextIO, cast
 
@@ -151,7 +152,7 @@ from adapters._engine_process import (
     forward_output,
     line_sink,
 )
-from adapters._fs import HostMount, atomic_landing, check_outputs, host_mounts
+from adapters._fs import HostMount, check_outputs, host_mounts
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.errors import (
     AiopError,
@@ -160,7 +161,7 @@ from adapters.errors import (
     InvalidSpecError,
     StepFailedError,
 )
-from adapters.ownership import origin_of
+from adapters.ownership import origin_of, receive
 from adapters.runner import LineSink
 
 __all__ = ["ERROR_RULES", "MOUNT_EXCLUDE", "DaggerRunner", "ErrorRule", "translate_error"]
@@ -542,7 +543,8 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
 async def _export(
     container: dagger.Container, spec: StepSpec, source: str, destination: Path
 ) -> None:
-    """Export ``source`` to a sibling temporary path of ``destination``, then swap it in."""
+    """Export ``source`` through the one export path: the engine writes the landing path, then
+    the output is put in place under the ownership rules (:func:`adapters.ownership.receive`)."""
     is_dir = await container.exists(source, expected_type=dagger.ExistsType.DIRECTORY_TYPE)
     if not is_dir and not await container.exists(
         source, expected_type=dagger.ExistsType.REGULAR_TYPE
@@ -552,18 +554,42 @@ async def _export(
             " remove the output from the spec",
             step=spec.name,
         )
-    destination = destination.expanduser().absolute()
-    try:
-        with atomic_landing(destination, origin=origin_of(spec)) as landing:
-            if is_dir:
-                await container.directory(source).export(str(landing))
-            else:
-                await container.file(source).export(str(landing))
-    except InvalidSpecError as exc:  # a folder the platform does not own is in the way
-        raise InvalidSpecError(exc.message, step=spec.name) from exc
-    except OSError as exc:  # the host side: our own file operations, not the engine
-        raise InvalidSpecError(
-            f"cannot write output {source!r} to {str(destination)!r} ({exc}); make the"
-            " destination's folder writable or choose another path",
+    with (
+        receive(
+            destination,
+            "directory" if is_dir else "file",
+            what=f"output {source!r}",
+            origin=origin_of(spec),
             step=spec.name,
-        ) from exc
+        ) as landing,
+        host_write_errors(landing),
+    ):
+        if is_dir:
+            await container.directory(source).export(str(landing))
+        else:
+            await container.file(source).export(str(landing))
+
+
+#: How the session's client reports a host write that met a storage limit: Go's text of the
+#: errno, in the error the engine passes back from the client's filesync (an export is written on
+#: the host by the client, engine/engineutil/filesync.go: LocalDirExport, LocalFileExport).
+_HOST_WRITE_LIMITS = {
+    "no space left on device": errno.ENOSPC,
+    "disk quota exceeded": errno.EDQUOT,
+    "file too large": errno.EFBIG,
+}
+
+
+@contextlib.contextmanager
+def host_write_errors(landing: Path) -> Iterator[None]:
+    """Turn an engine error that reports a full host file system into the OSError it stands for,
+    so the export path describes it like any other host write (:func:`adapters.ownership.receive`).
+    """
+    try:
+        yield
+    except dagger.QueryError as exc:
+        text = str(exc).lower()
+        for words, code in _HOST_WRITE_LIMITS.items():
+            if words in text:
+                raise OSError(code, os.strerror(code), str(landing)) from exc
+        raise

@@ -20,6 +20,8 @@ AiopError                          root; never raised itself
 │   ├── ProviderKeyError           the provider key is missing or the provider refused it (401/403)
 │   └── UnknownModelError          the provider does not know the model (404)
 ├── BudgetExceededError            permanent: an llm step used more API calls or tokens than allowed
+├── StorageLimitError              permanent: a host write met a full file system, a quota or
+│                                  the file size limit (ulimit -f)
 └── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
 ```
 
@@ -48,6 +50,7 @@ __all__ = [
     "ProvisioningTimeoutError",
     "StepFailedError",
     "StepTimeoutError",
+    "StorageLimitError",
     "UnknownModelError",
 ]
 
@@ -176,6 +179,17 @@ class BudgetExceededError(AiopError):
         self.limit = limit
         self.allowed = allowed
         self.used = used
+
+
+class StorageLimitError(AiopError):
+    """Writing a result on the host met a storage limit: the file system is full, the user's disk
+    quota is used up, or the file is larger than the process may write (``ulimit -f``).
+
+    Permanent (a retry seconds later meets the same full disk) and never counted against the
+    engine; the message names the file system, what was needed and what is free.
+    """
+
+    docs_anchor = "storage-limit"
 
 
 class StepFailedError(AiopError):

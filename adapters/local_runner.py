@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -38,12 +39,13 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from adapters._fs import check_outputs, host_mounts, replace_atomically
+from adapters._fs import check_outputs, host_mounts, move_into
 from adapters._reaper import forget, watch
+from adapters._space import tree_size
 from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import OUTPUT_TAIL_CHARS, Backend, StepResult, StepSpec, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
-from adapters.ownership import origin_of
+from adapters.ownership import Kind, origin_of, receive
 from adapters.paths import PathMap
 from adapters.redaction import SecretMasker
 from adapters.runner import LineSink, Stream
@@ -368,24 +370,25 @@ def _virtual_parents(prefixes: dict[str, str], root: Path) -> dict[str, str]:
 
 
 def _export(spec: StepSpec, staged: dict[str, Path]) -> dict[str, str]:
+    """Put each staged output in place through the one export path (ADR 0013)."""
     exported: dict[str, str] = {}
     for source, stage in staged.items():
         dest = Path(spec.outputs[source])
-        if not stage.exists():
+        if not (stage.exists() or stage.is_symlink()):
             raise InvalidSpecError(
                 f"exited 0 but wrote nothing at output path {source!r}; make the step write there or"
                 " remove the output from the spec",
                 step=spec.name,
             )
-        try:
-            replace_atomically(stage, dest, origin=origin_of(spec))
-        except InvalidSpecError as exc:
-            raise InvalidSpecError(exc.message, step=spec.name) from exc
-        except OSError as exc:
-            raise InvalidSpecError(
-                f"cannot write output {source!r} to {str(dest)!r} ({exc}); make the"
-                " destination's folder writable or choose another path",
-                step=spec.name,
-            ) from exc
+        kind: Kind = "directory" if stage.is_dir() and not stage.is_symlink() else "file"
+        with receive(
+            dest,
+            kind,
+            what=f"output {source!r}",
+            origin=origin_of(spec),
+            step=spec.name,
+            needed=functools.partial(tree_size, stage),
+        ) as landing:
+            move_into(stage, landing)
         exported[source] = str(dest)
     return exported

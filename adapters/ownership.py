@@ -1,244 +1,83 @@
-"""Output ownership: the platform replaces or deletes only a folder it can prove it wrote, and in it
-only the entries it wrote (ADR 0013).
+"""Output ownership: the platform replaces or deletes only what it can prove it wrote (ADR 0013).
 
 The proof is a manifest, ``.aiop-manifest.json``, written into a result folder together with the
-results. It lists every file the platform put there (relative path, size and modification time in
-nanoseconds) and the folders it created. A folder is:
+results (:mod:`adapters._manifest`). It lists every file the platform put there (relative path, size
+and modification time in nanoseconds) and the folders it created. A folder is:
 
 * ``ABSENT`` or ``EMPTY``: free; a result may be put there;
 * ``OWNED``: it holds a valid manifest; a new result replaces the files the manifest lists (those
   still as the platform wrote them) and leaves every other entry alone, so files a user adds survive;
 * ``FOREIGN``: not empty and no manifest; nothing in it is ever replaced or deleted;
+* ``UNTRUSTED``: its manifest lists a name outside the folder (``../x``, an absolute path, a name
+  reached through a symbolic link): it proves nothing, and nothing in the folder is touched;
 * ``NOT_A_FOLDER``: a file or a symbolic link stands there.
 
-A file whose size or modification time no longer matches the manifest was changed by someone else:
-it is no longer the platform's, so it is neither replaced nor deleted.
+The same rules hold for a **file** output: it goes into a new, empty or owned folder and is recorded
+in that folder's manifest; a file the platform did not write (or a symbolic link) is never replaced,
+and a folder of a user's files never receives one.
 
-A replacement is crash-safe file by file: the new result is staged beside the destination, the
-manifest first records the incoming files (an entry then counts as the platform's in either its old
-or its new form), each file is renamed into place atomically, old files the new result no longer has
-are removed, and the manifest is rewritten without the incoming section. A crash at any point leaves
-a folder whose every entry is either the user's or recorded as the platform's, and a staging folder
-that the next run removes (:mod:`adapters._staging`).
+Every runner puts its outputs in place through one function, :func:`receive`: checks, a landing
+path on the destination's file system, the replacement (:mod:`adapters._install`), and one
+translation of what can go wrong on the host into the error tree: a full file system, a quota or the
+file size limit become :class:`~adapters.errors.StorageLimitError` with the numbers; anything else in
+the way an :class:`~adapters.errors.InvalidSpecError` that names the place and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import enum
-import fnmatch
+import errno
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
 
-from adapters._manifest import (
-    MANIFEST,
-    Identity,
-    Manifest,
-    read_manifest,
-    scan,
-    write_manifest,
+from adapters._destination import (
+    Destination,
+    Kind,
+    Status,
+    absolute,
+    check_destination,
+    check_output,
+    check_writable,
+    inspect,
+    refuse_unusable,
 )
-from adapters._staging import remove_path, staging_path
+from adapters._install import install_file, install_folder
+from adapters._lock import LOCK, hold
+from adapters._manifest import MANIFEST, Identity, Manifest, scan, write_manifest
+from adapters._space import LIMIT_ERRNOS, describe_limit
+from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import StepSpec
-from adapters.errors import InvalidSpecError
+from adapters.errors import InvalidSpecError, StorageLimitError
 
 __all__ = [
+    "LOCK",
     "MANIFEST",
     "Destination",
     "Identity",
+    "Kind",
     "Manifest",
+    "SetAside",
     "Status",
     "check_destination",
+    "check_output",
+    "check_writable",
     "claim",
+    "hold",
     "inspect",
     "install",
     "origin_of",
     "output_present",
+    "receive",
+    "set_aside",
+    "write_error",
     "write_owned_file",
 ]
-
-
-class Status(enum.Enum):
-    """What stands at a destination, as far as ownership goes."""
-
-    ABSENT = "absent"
-    EMPTY = "empty"
-    OWNED = "owned"
-    FOREIGN = "foreign"
-    NOT_A_FOLDER = "not a folder"
-
-
-@dataclass(frozen=True)
-class Destination:
-    """A destination as inspected: its status, its manifest, and the recorded files since changed."""
-
-    path: Path
-    status: Status
-    manifest: Manifest | None = None
-    changed: tuple[str, ...] = ()
-
-
-def inspect(dest: Path) -> Destination:
-    """What stands at ``dest``.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     inspect(Path(tmp) / "new").status, inspect(Path(tmp)).status
-        (<Status.ABSENT: 'absent'>, <Status.EMPTY: 'empty'>)
-    """
-    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-        return Destination(dest, Status.NOT_A_FOLDER)
-    if not dest.exists():
-        return Destination(dest, Status.ABSENT)
-    manifest = read_manifest(dest)
-    if manifest is None:
-        with os.scandir(dest) as entries:
-            empty = next(entries, None) is None
-        return Destination(dest, Status.EMPTY if empty else Status.FOREIGN)
-    changed = tuple(
-        sorted(
-            rel
-            for rel in manifest.names()
-            if (dest / rel).is_symlink() or (dest / rel).exists()
-            if not manifest.owns(rel, dest / rel)
-        )
-    )
-    return Destination(dest, Status.OWNED, manifest, changed)
-
-
-def _matches(rel: str, pattern: str) -> bool:
-    """Whole-path glob match, one component at a time (``*`` never crosses ``/``)."""
-    parts, wanted = PurePosixPath(rel).parts, PurePosixPath(pattern).parts
-    return len(parts) == len(wanted) and all(
-        fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True)
-    )
-
-
-def _foreign_message(label: str) -> str:
-    return (
-        f"{label} is a folder of files the platform did not write (it holds no {MANIFEST}, the"
-        " record the platform keeps of what it wrote), so the platform will not replace or delete"
-        " anything in it. Give a new or empty folder, or move those files elsewhere; if it is a"
-        " result of an earlier version of the platform, delete it or move it away first."
-    )
-
-
-def check_destination(
-    dest: Path,
-    *,
-    label: str,
-    reserved: Iterable[str] = (),
-    protect: Mapping[str, str | os.PathLike[str] | None] | None = None,
-    writable: bool = True,
-    folder: bool = True,
-) -> Destination:
-    """Refuse a destination the platform may not write, before any work starts.
-
-    Args:
-        dest: the folder a result will be put in.
-        label: how the user named it (``--output results``), used to start each message.
-        reserved: relative paths (globs per component, ``data/part-*.parquet``) the result will
-            write; an entry there that the platform did not write is refused.
-        protect: paths that must not be among what the run replaces (inputs, the work folder), by
-            how the user named them (``{"--input": "R/data.csv"}``).
-        writable: also check that ``dest`` can be created or written.
-        folder: the result is known to be a folder; when False (a step output that may be a file),
-            an existing file at ``dest`` is accepted: a file output replaces it.
-
-    Returns:
-        The destination as inspected.
-
-    Raises:
-        InvalidSpecError: one paragraph naming the folder, what is wrong and the fix.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     _ = (Path(tmp) / "notes.txt").write_text("mine")
-        ...     try:
-        ...         check_destination(Path(tmp), label=f"--output {tmp}")
-        ...     except InvalidSpecError as exc:
-        ...         print("a folder of files the platform did not write" in str(exc))
-        True
-    """
-    dest = Path(os.path.normpath(Path(dest).absolute()))
-    if str(dest) not in label:
-        label = f"{label} ({dest})"
-    found = inspect(dest)
-    if found.status is Status.NOT_A_FOLDER and not folder:
-        if writable:
-            _check_writable(dest.parent, label)
-        return found
-    if found.status is Status.NOT_A_FOLDER:
-        if dest.is_symlink():
-            raise InvalidSpecError(
-                f"{label} is a symbolic link, not a folder; give the folder it points to."
-            )
-        raise InvalidSpecError(f"{label} is a file, not a folder; give a folder (it is created).")
-    if found.status is Status.FOREIGN:
-        raise InvalidSpecError(_foreign_message(label))
-    if found.changed:
-        raise InvalidSpecError(
-            f"{label}: {found.changed[0]} was changed after the platform wrote it, so it is no"
-            f" longer the platform's to replace. Move it out of {dest} (or delete it) and run"
-            " again, or give another folder."
-        )
-    manifest = found.manifest or Manifest()
-    patterns = list(reserved)
-    if found.status is Status.OWNED:
-        for path in sorted({hit for pattern in patterns for hit in dest.glob(pattern)}):
-            rel = path.relative_to(dest).as_posix()
-            if not manifest.owns(rel, path):
-                raise InvalidSpecError(
-                    f"{label}: {rel} was not written by the platform, but a new result writes"
-                    f" that name. Move it out of {dest} (or rename it) and run again, or give"
-                    " another folder."
-                )
-    for name, value in (protect or {}).items():
-        if value is None:
-            continue
-        where = Path(os.path.realpath(value))
-        real_dest = Path(os.path.realpath(dest))
-        if where == real_dest or not where.is_relative_to(real_dest):
-            continue
-        rel = where.relative_to(real_dest).as_posix()
-        replaced = [r for r in manifest.names() if rel == r or rel.startswith(f"{r}/")]
-        if replaced or any(_matches(rel, p) for p in patterns):
-            raise InvalidSpecError(
-                f"{name} {value} is among what this run replaces in {label} ({rel} is a file"
-                f" the platform writes there). Copy it out of {dest} and pass the copy, or give"
-                " another output folder."
-            )
-    if writable:
-        _check_writable(dest, label)
-    return found
-
-
-def _check_writable(dest: Path, label: str) -> None:
-    """Fail now, not after every step ran, when ``dest`` cannot be created or written."""
-    existing = dest
-    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InvalidSpecError(
-            f"{label} cannot be created: {existing} is a file, not a folder. Give a path whose"
-            " parent folders are folders."
-        )
-    probe = staging_path(existing / ".aiop-probe")
-    try:
-        probe.mkdir()
-    except OSError as exc:
-        raise InvalidSpecError(
-            f"{label} cannot be written: creating anything in {existing} fails"
-            f" ({exc.strerror or exc}). Give a folder you can write to, or fix its permissions."
-        ) from None
-    remove_path(probe)
 
 
 def claim(dest: Path) -> None:
@@ -255,7 +94,9 @@ def claim(dest: Path) -> None:
         write_manifest(dest, Manifest())
         return
     if found.status is not Status.ABSENT:
-        raise InvalidSpecError(_foreign_message(f"output folder {dest}"))
+        label = f"output folder {dest}"
+        refuse_unusable(found, label, file_output=False)
+        raise InvalidSpecError(f"{label} is a file or a symbolic link, not a folder.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     landing = staging_path(dest)
     try:
@@ -269,56 +110,25 @@ def claim(dest: Path) -> None:
         remove_path(landing)
 
 
-def write_owned_file(folder: Path, rel: str, data: bytes) -> None:
-    """Write one file of a result into the owned ``folder`` and record it in the manifest.
-
-    Raises:
-        InvalidSpecError: the folder or the file at ``rel`` is not the platform's.
-    """
-    claim(folder)
-    manifest = read_manifest(folder) or Manifest()
-    target = folder / rel
-    if (target.exists() or target.is_symlink()) and not manifest.owns(rel, target):
-        raise InvalidSpecError(
-            f"{target} was not written by the platform (or was changed since); move it away so"
-            " the platform can write its result there."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_path(target)
-    try:
-        tmp.write_bytes(data)
-        new = Identity.of(tmp)
-        assert new is not None
-        write_manifest(folder, dataclasses.replace(manifest, incoming={rel: new}))
-        tmp.replace(target)
-        write_manifest(
-            folder, dataclasses.replace(manifest, files={**manifest.files, rel: new}, incoming={})
-        )
-    finally:
-        remove_path(tmp)
-
-
 def install(
     landing: Path, dest: Path, *, label: str | None = None, origin: str | None = None
 ) -> None:
-    """Put the staged result at ``landing`` (a sibling of ``dest``) in place.
+    """Put the staged result at ``landing`` (on ``dest``'s file system) in place.
 
-    A file replaces a file (or takes an absent or empty place). A folder is renamed into place when
-    ``dest`` is absent or empty, and merged into ``dest`` when the platform owns it: the files the
-    manifest lists are replaced or removed, every other entry stays. ``landing`` is consumed or left
-    for the caller to remove. ``origin`` (see :func:`origin_of`) is recorded in the manifest.
+    A folder is renamed into place when ``dest`` is absent or empty, and merged into ``dest`` when
+    the platform owns it: the files the manifest lists are replaced or removed, every other entry
+    stays. A file goes into a folder the platform owns (:func:`claim` it first), over nothing or a
+    file it recorded, and is recorded there. ``landing`` is consumed or left for the caller to
+    remove. ``origin`` (see :func:`origin_of`) is recorded in the manifest.
 
     Raises:
         InvalidSpecError: ``dest`` holds something the platform did not write in the way.
         OSError: the destination cannot be written.
     """
+    dest = absolute(dest)
     label = label or f"output destination {str(dest)!r}"
     if not landing.is_dir() or landing.is_symlink():
-        if dest.is_dir() and not dest.is_symlink():
-            if any(dest.iterdir()):
-                raise InvalidSpecError(f"{label} is a folder; a file cannot replace it")
-            dest.rmdir()
-        landing.replace(dest)
+        install_file(landing, dest, label=label, origin=origin)
         return
     found = inspect(dest)
     if found.status in (Status.ABSENT, Status.EMPTY):
@@ -333,45 +143,123 @@ def install(
     if found.status is Status.NOT_A_FOLDER:
         what = "a symbolic link" if dest.is_symlink() else "a file"
         raise InvalidSpecError(f"{label} is {what}; the platform does not replace it by a folder")
-    if found.status is Status.FOREIGN or found.manifest is None:
-        raise InvalidSpecError(_foreign_message(label))
-    _merge(landing, dest, found.manifest, label, origin)
+    refuse_unusable(found, label, file_output=False)
+    assert found.manifest is not None
+    install_folder(landing, dest, found.manifest, label=label, origin=origin)
 
 
-def _merge(landing: Path, dest: Path, old: Manifest, label: str, origin: str | None) -> None:
-    new = scan(landing)
-    for rel in sorted(new.files):
-        target = dest / rel
-        in_the_way = target.exists() or target.is_symlink()
-        if in_the_way and (target.is_dir() or not old.owns(rel, target)):
+@contextlib.contextmanager
+def receive(
+    dest: str | os.PathLike[str],
+    kind: Kind,
+    *,
+    what: str,
+    origin: str | None = None,
+    step: str | None = None,
+    needed: Callable[[], int] | None = None,
+) -> Iterator[Path]:
+    """Where one output lands, and how it is put in place: the one export path of every runner.
+
+    Before the block, ``dest`` is checked (:func:`check_output`); a file output's folder is claimed
+    (created, or given an empty manifest when empty) so the file can be recorded there, and so is
+    a folder output's folder when the platform creates it (a file output may go there next). The
+    block
+    writes the output at the path it is given: a sibling of ``dest`` on its file system, named
+    ``.NAME.aiop-tmp-HOST-PID-TOKEN``. After it, :func:`install` puts it in place. The landing path
+    is removed in every case, and stale staging entries of dead runs beside ``dest`` are swept.
+
+    Args:
+        dest: the host path of the output.
+        kind: ``"file"`` or ``"directory"``.
+        what: what is written, for messages (``output '/aiop/out'``).
+        origin: recorded in the manifest (:func:`origin_of`).
+        step: the step's name, carried by every error.
+        needed: the bytes the output takes, asked only to report a full file system.
+
+    Raises:
+        InvalidSpecError: the destination holds something the platform did not write in the way,
+            or cannot be written (permissions, a read-only file system).
+        StorageLimitError: the file system is full, a quota is used up, or the file size limit
+            was reached; one line with the file system, what was needed and what is free.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     with receive(Path(tmp) / "out" / "a.txt", "file", what="a note") as landing:
+        ...         _ = landing.write_text("hello")
+        ...     (Path(tmp) / "out" / "a.txt").read_text(), output_present(Path(tmp) / "out" / "a.txt")
+        ('hello', True)
+    """
+    dest = absolute(dest)
+    label = f"{what} ({dest})"
+    try:
+        check_output(dest, kind, label=label)
+        if dest.parent.exists() and not dest.parent.is_dir():
             raise InvalidSpecError(
-                f"{label}: {rel} is there and was not written by the platform (or was changed"
-                " since); move it away and run again."
+                f"cannot write {what} to {dest}: {dest.parent} is a file, not a folder; give a"
+                " path whose parent folders are folders"
             )
-    for rel in sorted(new.dirs):
-        target = dest / rel
-        in_the_way = target.is_symlink() or (target.exists() and not target.is_dir())
-        if in_the_way and not old.owns(rel, target):
-            raise InvalidSpecError(
-                f"{label}: {rel} is in the way of a folder of the result and was not written"
-                " by the platform; move it away and run again."
-            )
-    incoming = {**old.incoming, **new.files}
-    write_manifest(dest, Manifest(old.files, old.dirs | new.dirs, incoming, old.origin))
-    for rel in sorted(new.dirs, key=len):
-        target = dest / rel
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            target.unlink()  # a file the platform wrote, checked above
-        target.mkdir(exist_ok=True)
-    for rel in sorted(new.files):
-        (landing / rel).replace(dest / rel)
-    for rel in sorted(old.names() - set(new.files)):
-        if old.owns(rel, dest / rel):
-            (dest / rel).unlink()
-    for rel in sorted(old.dirs - new.dirs, key=len, reverse=True):
-        with contextlib.suppress(OSError):  # removed only when nothing of a user's is left in it
-            (dest / rel).rmdir()
-    write_manifest(dest, Manifest(new.files, new.dirs, origin=origin))
+        if kind == "file" or not dest.parent.is_dir():
+            claim(dest.parent)  # a folder the platform makes is its own: later files go in too
+        sweep(dest.parent)
+        landing = staging_path(dest)
+        try:
+            yield landing
+            install(landing, dest, label=label, origin=origin)
+        finally:
+            remove_path(landing)
+    except InvalidSpecError as exc:
+        if exc.step is not None or step is None:
+            raise
+        raise InvalidSpecError(exc.message, step=step) from exc
+    except OSError as exc:
+        raise write_error(exc, dest, what=what, step=step, needed=needed) from exc
+
+
+def write_error(
+    exc: OSError,
+    dest: Path,
+    *,
+    what: str,
+    step: str | None = None,
+    needed: Callable[[], int] | None = None,
+) -> InvalidSpecError | StorageLimitError:
+    """The platform error for a host write of ``what`` to ``dest`` that failed with ``exc``.
+
+    Examples:
+        >>> error = write_error(OSError(errno.EROFS, "Read-only file system"), Path("/x"), what="a")
+        >>> type(error).__name__, "read-only" in str(error)
+        ('InvalidSpecError', True)
+    """
+    if exc.errno in LIMIT_ERRNOS:
+        size = None
+        if needed is not None:
+            with contextlib.suppress(OSError):
+                size = needed()
+        return StorageLimitError(describe_limit(exc, dest, what=what, needed=size), step=step)
+    where = (
+        f" ({exc.filename})" if isinstance(exc.filename, str) and exc.filename != str(dest) else ""
+    )
+    if exc.errno == errno.EROFS:
+        fix = "the file system is mounted read-only; choose a destination on a writable one"
+    elif exc.errno in (errno.EACCES, errno.EPERM):
+        fix = "make the destination's folder writable for this user, or choose another path"
+    else:
+        fix = "check the destination's file system, or choose another path"
+    return InvalidSpecError(
+        f"cannot write {what} to {dest}: {exc.strerror or exc}{where}; {fix}", step=step
+    )
+
+
+def write_owned_file(folder: Path, rel: str, data: bytes) -> None:
+    """Write one file of a result into the (absent, empty or owned) ``folder`` and record it.
+
+    Raises:
+        InvalidSpecError: the folder or the file at ``rel`` is not the platform's.
+        StorageLimitError: the file system is full (or another storage limit was met).
+    """
+    with receive(folder / rel, "file", what=rel, needed=lambda: len(data)) as landing:
+        landing.write_bytes(data)
 
 
 def origin_of(spec: StepSpec) -> str:
@@ -390,20 +278,69 @@ def origin_of(spec: StepSpec) -> str:
 def output_present(path: Path, origin: str | None = None) -> bool:
     """True while a result the platform put at ``path`` is still complete as written.
 
-    A folder with a manifest counts when the manifest lists files, each is there as written, and
-    (when ``origin`` is given and recorded) the same spec wrote them: a folder that a run with other
-    inputs has rewritten since does not hold this spec's result. A file, or a folder without a
-    manifest (written before manifests existed), counts when it exists.
+    A folder counts when its manifest lists files, each is there as written, and (when ``origin``
+    is given and recorded) the same spec wrote them: a folder that a run with other inputs has
+    rewritten since does not hold this spec's result. A file counts when its folder's manifest
+    records it as it is (and, with ``origin``, as that spec's). A folder or file the platform
+    cannot prove it wrote (no manifest, an untrusted one, another file in its place) never counts.
     """
     if not (path.exists() or path.is_symlink()):
         return False
-    if not path.is_dir() or path.is_symlink():
-        return True
-    manifest = read_manifest(path)
-    if manifest is None:
-        return True
-    if not manifest.files or manifest.incoming:
+    if path.is_dir() and not path.is_symlink():
+        found = inspect(path)
+        manifest = found.manifest
+        if manifest is None or not manifest.files or manifest.incoming:
+            return False
+        if origin is not None and manifest.origin is not None and manifest.origin != origin:
+            return False
+        return all(manifest.owns(rel, path / rel) for rel in manifest.files)
+    folder = inspect(path.parent)
+    manifest, rel = folder.manifest, path.name
+    if manifest is None or rel in manifest.incoming or manifest.files.get(rel) is None:
         return False
-    if origin is not None and manifest.origin is not None and manifest.origin != origin:
+    recorded = manifest.origins.get(rel)
+    if origin is not None and recorded is not None and recorded != origin:
         return False
-    return all(manifest.owns(rel, path / rel) for rel in manifest.files)
+    return manifest.owns(rel, path)
+
+
+class SetAside(NamedTuple):
+    """A cache entry moved out of the way: where it is now, and why it was moved."""
+
+    path: Path
+    why: str
+
+
+def set_aside(dest: Path) -> SetAside | None:
+    """Move a cache entry the platform can no longer vouch for out of the way, keeping its bytes.
+
+    A step output kept between runs (``<work>/<step>-<key>``) holds exactly what its step wrote;
+    when a file of it was changed since (or it has no manifest, or an untrusted one, or is not a
+    folder), the step must run again, and its new output cannot be merged over a file that is no
+    longer the platform's. The entry is renamed to ``<name>.changed-<UTC time>`` beside it
+    (nothing is deleted), so the step's output can take its place.
+
+    Returns:
+        Where the entry now is and why, or None when it was absent or intact (nothing moved).
+    """
+    found = inspect(dest)
+    if found.status is Status.ABSENT or (found.status is Status.OWNED and not found.changed):
+        return None
+    if found.status is Status.EMPTY:
+        return None
+    if found.status is Status.OWNED:
+        why = f"{found.changed[0]} was changed after the platform wrote it"
+    elif found.status is Status.UNTRUSTED:
+        why = "its manifest cannot be trusted"
+    elif found.status is Status.FOREIGN:
+        why = f"it holds no {MANIFEST}"
+    else:
+        why = "it is not a folder"
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = dest.with_name(f"{dest.name}.changed-{stamp}")
+    n = 1
+    while aside.exists() or aside.is_symlink():
+        n += 1
+        aside = dest.with_name(f"{dest.name}.changed-{stamp}-{n}")
+    dest.rename(aside)
+    return SetAside(aside, why)

@@ -6,7 +6,8 @@
 * ``run NAME --param key=value ... [--backend B]`` -- one Prefect flow run (``agent-run``) that runs
   the agent (or the healthiest agent for a capability) and prints its output; exits 1 with one
   paragraph when it fails, 2 on bad usage (an ``--output`` host folder that holds files the
-  platform did not write is bad usage: refused before anything runs).
+  platform did not write, or a file or symbolic link it did not write, is bad usage: refused
+  before anything runs).
 
 Examples:
     $ python -m agents validate
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,7 +97,8 @@ def _pairs(items: Sequence[str], option: str, example: str) -> dict[str, str]:
 
 
 def _check_outputs(items: Sequence[str]) -> None:
-    """Refuse, before any flow run, an output host folder the platform may not replace."""
+    """Refuse, before any flow run, an output the platform may not write: a folder of files it
+    did not write, a file it did not write, a symbolic link, an untrusted result folder."""
     from adapters.ownership import check_destination
 
     for item in items:
@@ -166,7 +169,9 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     mounts = _pairs(ns.mount, "--mount", "./data=/aiop/in")
     outputs = _pairs(ns.output, "--output", "/aiop/out=./out")
     mounts = {str(Path(host).resolve()): target for host, target in mounts.items()}
-    outputs = {target: str(Path(host).resolve()) for target, host in outputs.items()}
+    # Made absolute, never resolved: a link at an output path is refused where it stands, not
+    # followed to whatever it points at (ADR 0013).
+    outputs = {target: os.path.normpath(Path(host).absolute()) for target, host in outputs.items()}
     _check_outputs(ns.output)
     from agents.manager import AgentManager
 

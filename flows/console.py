@@ -169,7 +169,7 @@ def run_flow_quietly(
 
     Args:
         start: makes the flow's coroutine.
-        server: the local Prefect server to run against (:func:`flows.local_server.start_or_reuse`);
+        server: the local Prefect server to run against (the one :func:`flows.local_server.prefect_api` chose);
             waited for first. When it does not come up, the run uses Prefect's temporary embedded
             server instead and says so in one line.
         debug: re-raise an unexpected error with its traceback (the ``debug`` setting) instead

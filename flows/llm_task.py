@@ -221,7 +221,8 @@ async def execute_llm_step(
 ) -> StepOutcome:
     """Run ``run_llm_step`` for ``spec`` inside a flow and report the outcome without raising.
 
-    The cache is refreshed when an output of a cached run has since disappeared.
+    The cache is refreshed when an output of a cached run has since disappeared or changed (or
+    something the platform did not write stands in its place).
     """
     started, started_at = time.monotonic(), time.time()
     settings = settings if settings is not None else load_settings()

@@ -7,8 +7,9 @@ lines) unless the step declares that exit code transient.
 
 Results are cached by the step's inputs and code: the key hashes the spec (secret values only as
 HMACs under the installation key, :mod:`flows.installation_key`) and a fingerprint of every mounted
-host path, and a cached result is used only while the step's output paths still exist
-(:func:`execute_step` refreshes the cache otherwise, and for steps a fault plan targets).
+host path, and a cached result is used only while the step's outputs still hold what the platform
+wrote there, as their manifests prove (:func:`adapters.ownership.output_present`;
+:func:`execute_step` refreshes the cache otherwise, and for steps a fault plan targets).
 """
 
 from __future__ import annotations
@@ -355,8 +356,9 @@ async def execute_step(
     The engine's breaker is asked first: when it would reject the step and ``run_step`` would not
     wait for its probe (no retries, or a probe time past the retry budget), the step fails here,
     in microseconds, without a task run (unless its result is cached: then the task run serves
-    it). The cache is refreshed when an output of a cached run has since disappeared, and for a
-    step the active fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
+    it). The cache is refreshed when an output of a cached run has since disappeared or changed
+    (or something the platform did not write stands in its place), and for a step the active
+    fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
 
     Examples:
         >>> from prefect import flow

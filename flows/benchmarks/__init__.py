@@ -16,7 +16,9 @@ noisy; ratios of interleaved or back-to-back runs hold up where absolute numbers
    ``python -m flows.data_pipeline`` on a fresh machine, and repeat runs against runs with
    ``PREFECT_API_URL`` set;
 8. :mod:`~flows.benchmarks.scaling`: per-step overhead and throughput against rows and against
-   fan-out (no target).
+   fan-out (no target);
+9. :mod:`~flows.benchmarks.result_copies`: what giving each result a copy of its own costs
+   against the hard links it replaced, at 10M rows (no target).
 
 Why here and not in a top-level ``benchmarks/`` package: the repository's top-level layout is fixed
 (``flows/``, ``adapters/``, ``agents/``, ``tests/``, ``docs/``, ``adr/``); the benchmarks drive

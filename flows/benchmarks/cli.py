@@ -48,6 +48,7 @@ BENCHMARKS = (
     "throughput",
     "cached_rerun",
     "scaling",
+    "result_copies",
     "cold_start",
 )
 
@@ -205,6 +206,7 @@ def _run_with_server(
         concurrency,
         fast_failure,
         orchestration,
+        result_copies,
         scaling,
         step_overhead,
         throughput,
@@ -238,6 +240,10 @@ def _run_with_server(
                 results["throughput"].data if "throughput" in results else None,
             ),
             failures,
+        )
+    if "result_copies" in only:
+        results["result_copies"] = _attempt(
+            "result_copies", lambda: result_copies.run(ctx), failures
         )
     _drain()
     return results
@@ -287,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import flows.benchmarks.concurrency
                 import flows.benchmarks.fast_failure
                 import flows.benchmarks.orchestration
+                import flows.benchmarks.result_copies
                 import flows.benchmarks.scaling
                 import flows.benchmarks.step_overhead
                 import flows.benchmarks.throughput  # noqa: F401

@@ -11,6 +11,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -96,9 +97,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser.add_argument(
         "--work-dir",
         metavar="DIR",
-        default=str(settings.work_dir),
-        help=f"where step outputs are kept between runs (default {variable_name('work_dir')},"
-        " else .aiop/work)",
+        default=None,
+        help=f"where step outputs are kept between runs, outside --output (default"
+        f" {variable_name('work_dir')}, else .aiop/work)",
     )
     parser.add_argument(
         "--backend",
@@ -146,7 +147,14 @@ def parse_args(
             f" {', '.join(SAMPLE_COLUMNS)}."
         )
     output = Path(ns.output or Path("output") / time.strftime("%Y%m%d-%H%M%S"))
-    _check_output(output, ns)
+    if ns.work_dir is None:
+        ns.work_dir = str(settings.work_dir)
+        work_label = f"{variable_name('work_dir')}={ns.work_dir}"
+    else:
+        work_label = f"--work-dir {ns.work_dir}"
+    _check_output(output, ns, work_label)
+    if (ns.backend or settings.backend) != "dagger":
+        _check_cache_dir(settings)
     if ns.chaos:
         from adapters.chaos import parse_plan
 
@@ -219,13 +227,15 @@ def check_output_folder(
     input: str | None = None,
     schema_file: str | None = None,
     work_dir: str | None = None,
+    work_label: str | None = None,
 ) -> None:
-    """Refuse an output folder the pipeline may not write, before any step runs.
+    """Refuse an output folder (and a work folder) the pipeline may not write, before any step.
 
     The pipeline writes into an absent or empty folder, or into a folder it owns (one that holds the
     ``.aiop-manifest.json`` of an earlier result), where it replaces only the files it wrote. The
-    input, the schema and the work folder may not be among those files, and the folder must be
-    writable.
+    input and the schema may not be among those files, and the folder must be writable. The work
+    folder must be outside the output folder (step outputs kept between runs would fill the
+    result) and writable; ``work_label`` names it in messages (default ``--work-dir DIR``).
 
     Raises:
         InvalidInputError: one paragraph naming the folder, what is wrong and the fix.
@@ -235,20 +245,55 @@ def check_output_folder(
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     check_output_folder(Path(tmp) / "new-results")
     """
-    from adapters.ownership import check_destination
+    from adapters.ownership import check_destination, check_writable
 
+    if work_dir is not None:
+        work, out = Path(os.path.realpath(work_dir)), Path(os.path.realpath(output))
+        if work == out or work.is_relative_to(out):
+            where = "is the output folder" if work == out else "is inside the output folder"
+            raise InvalidInputError(
+                f"{work_label or f'--work-dir {work_dir}'} {where} --output {output}: the step"
+                " outputs kept there"
+                " between runs would fill the result. Give a work folder outside --output (the"
+                " default is .aiop/work)."
+            )
     check_destination(
         Path(output),
         label=f"--output {output}",
         reserved=RESULT_ENTRIES,
-        protect={"--input": input, "--schema": schema_file, "--work-dir": work_dir},
+        protect={"--input": input, "--schema": schema_file},
     )
+    if work_dir is not None:
+        check_writable(Path(work_dir).absolute(), work_label or f"--work-dir {work_dir}")
 
 
-def _check_output(output: Path, ns: argparse.Namespace) -> None:
-
+def _check_output(output: Path, ns: argparse.Namespace, work_label: str) -> None:
     try:
-        check_output_folder(output, input=ns.input, schema_file=ns.schema, work_dir=ns.work_dir)
+        check_output_folder(
+            output,
+            input=ns.input,
+            schema_file=ns.schema,
+            work_dir=ns.work_dir,
+            work_label=work_label,
+        )
+    except InvalidInputError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_cache_dir(settings: Settings) -> None:
+    """The local runner's cache folder (the steps' installed dependencies live there) must be
+    usable before the first step writes to it."""
+    from adapters.local_runner import cache_root
+    from adapters.ownership import check_writable
+
+    folder = cache_root(settings.cache_dir)
+    label = (
+        f"{variable_name('cache_dir')}={folder}"
+        if settings.cache_dir is not None
+        else f"the local runner's cache folder {folder}"
+    )
+    try:
+        check_writable(folder.absolute(), label)
     except InvalidInputError as exc:
         raise UsageError(str(exc)) from None
 
@@ -271,6 +316,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = parse_args(argv, settings)
     except (UsageError, InvalidInputError) as exc:
         fail(str(exc), EXIT_USAGE)
+    with contextlib.ExitStack() as held:
+        _hold_output(Path(options["output"]), held)
+        return _run(options, settings)
+
+
+def _hold_output(output: Path, held: contextlib.ExitStack) -> None:
+    """Claim the output folder and hold it for this run (one run at a time per folder): a second
+    run into it is refused in one line before its flow run is created."""
+    from adapters.ownership import claim, hold
+
+    try:
+        claim(output.resolve())
+        held.enter_context(hold(output.resolve(), label=f"--output {output}"))
+    except InvalidInputError as exc:
+        fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        fail(
+            f"--output {output} cannot be written ({exc.strerror or exc}); give a folder you can"
+            " write to, or fix its permissions",
+            EXIT_USAGE,
+        )
+
+
+def _run(options: PipelineParameters, settings: Settings) -> int:
     # Before Prefect is imported: a local server started here comes up while we import.
     server = quiet_prefect_defaults(settings, start=True).local
     from flows.console import print_summary, run_flow_quietly

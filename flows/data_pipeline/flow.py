@@ -28,7 +28,8 @@ from prefect.states import Failed
 
 from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
 from adapters.chaos import FaultPlan, parse_plan
-from adapters.ownership import claim, write_owned_file
+from adapters.errors import StorageLimitError
+from adapters.ownership import claim, hold, set_aside, write_owned_file
 from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
@@ -165,15 +166,17 @@ async def data_pipeline(
         )
         plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
         _prepare_output(options)
-        # The run's one engine session (Dagger), or the local runner when none can start.
-        async with engine_for_run(
-            options.backend,
-            on_line=lambda _, line: logger.info(line),
-            provision_timeout_s=settings.dagger_provision_timeout_s,
-            first_run_timeout_s=settings.dagger_first_run_timeout_s,
-        ) as choice:
-            return await _run(options, choice, settings, plan)
-    except (PipelineFailed, InvalidInputError, InfrastructureError) as exc:
+        # One run at a time in a result folder (re-entrant: the CLI already holds it).
+        with hold(Path(options.output).resolve(), label=f"--output {options.output}"):
+            # The run's one engine session (Dagger), or the local runner when none can start.
+            async with engine_for_run(
+                options.backend,
+                on_line=lambda _, line: logger.info(line),
+                provision_timeout_s=settings.dagger_provision_timeout_s,
+                first_run_timeout_s=settings.dagger_first_run_timeout_s,
+            ) as choice:
+                return await _run(options, choice, settings, plan)
+    except (PipelineFailed, InvalidInputError, InfrastructureError, StorageLimitError) as exc:
         # A clear one-paragraph failure instead of Prefect's traceback: the error rides in the state.
         get_run_logger().error("%s", exc)
         return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
@@ -212,6 +215,14 @@ async def _run(
     ) -> StepOutcome:
         def content_addressed(spec: StepSpec) -> StepSpec:
             where = final or work / f"{name}-{step_cache_key_for(spec, settings)}"
+            moved = set_aside(where) if final is None else None
+            if moved is not None:  # never a failed run: its bytes are kept, the step runs again
+                logger.warning(
+                    "cache entry %s: %s; kept as %s and recomputed",
+                    where,
+                    moved.why,
+                    moved.path.name,
+                )
             update = {
                 "outputs": {_OUT: str(where)},
                 "requirements": requirements,
@@ -240,7 +251,10 @@ async def _run(
                 "class": type(outcome.error).__name__,
                 "message": str(outcome.error),
             }
-            _write_json_atomically(out_dir / "summary.json", summary)
+            try:
+                _write_json_atomically(out_dir / "summary.json", summary)
+            except AiopError as exc:  # a full disk must not hide the step's own failure
+                logger.warning("summary.json of the failed run was not written: %s", exc)
             await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
             await publish_metrics(FLOW_NAME, summary)  # the history shows the rows counted so far
             raise PipelineFailed(

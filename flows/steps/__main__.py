@@ -1,7 +1,9 @@
 """Command line of the pipeline steps: ``python -m flows.steps <step> [options]``.
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input (one ``error:`` line on stderr);
-70 duckdb missing and not installable; 1 internal error (a bug). ``--threads`` (before the
+70 duckdb missing and not installable; 74 a write met a storage limit: a full file system, a
+quota or the file size limit (one ``error:`` line naming the file system and what is free);
+1 internal error (a bug). ``--threads`` (before the
 step name) or ``$AIOP_DUCKDB_THREADS`` limits DuckDB's threads.
 """
 
@@ -15,10 +17,11 @@ from typing import NoReturn
 
 from flows.steps import _deps, _environment
 
-__all__ = ["EX_DATAERR", "EX_USAGE", "build_parser", "main"]
+__all__ = ["EX_DATAERR", "EX_IOERR", "EX_USAGE", "build_parser", "main"]
 
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_IOERR = 74
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,6 +145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvariantError as exc:
         print(f"error: internal: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        from pathlib import Path
+
+        from flows.steps._storage import describe
+
+        line = describe(exc, Path(getattr(args, "output", None) or "."))
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
+        return EX_IOERR
     return 0
 
 

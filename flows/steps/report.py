@@ -6,11 +6,13 @@ Layout of ``--output``::
     quarantine.csv
     data/part-00000.parquet ...
 
-Files are hard-linked when source and target share a file system, copied otherwise
-(each put in place atomically). The step returns (and prints) the row counts, the group
-column and the files it placed; ``summary.json`` beside them is the flow's alone, written
-once when the run is over, because only the flow knows the run (its steps, their states
-and times, the backend).
+Each file is a copy of its own (put in place atomically): a copy-on-write clone where the file
+system has them (Linux ``FICLONE``: btrfs, XFS, bcachefs, ZFS 2.2), else a byte copy. Never a hard link: a
+hard-linked result is the same file as the step output it came from (the cache) and as every other
+result of the same input, so a user's edit of one would change them all (issue 21). The step returns
+(and prints) the row counts, the group column and the files it placed; ``summary.json`` beside them
+is the flow's alone, written once when the run is over, because only the flow knows the run (its
+steps, their states and times, the backend).
 
 The step writes into its own staging folder; the runner puts that in place at ``--output`` and
 writes ``.aiop-manifest.json`` beside the files, the record of what the platform wrote there, so a
@@ -28,24 +30,42 @@ from typing import Any
 from flows.steps._io import DataError, ensure_dir, read_json
 from flows.steps.aggregate import find_parts
 
-__all__ = ["link_or_copy", "run"]
+__all__ = ["clone_or_copy", "run"]
 
 
-def link_or_copy(src: Path, dst: Path) -> str:
-    """Put ``src`` at ``dst`` (replacing it atomically): hard link, else copy.
+#: ``FICLONE`` of linux/fs.h (``_IOW(0x94, 9, int)``): make the file a copy-on-write clone of another.
+_FICLONE = 0x40049409
+
+
+def _clone(source: int, target: int) -> None:
+    """Make the open file ``target`` a copy-on-write clone of ``source`` (raises OSError where the
+    file system, or the platform, has no clones)."""
+    import fcntl
+
+    fcntl.ioctl(target, _FICLONE, source)
+
+
+def clone_or_copy(src: Path, dst: Path) -> str:
+    """Put a copy of ``src`` at ``dst`` (replacing it atomically): a copy-on-write clone where the
+    file system has them, else a byte copy; never a hard link.
 
     Returns:
-        ``"link"`` or ``"copy"``.
+        ``"clone"`` or ``"copy"``.
     """
     tmp = dst.with_name(dst.name + ".tmp")
     tmp.unlink(missing_ok=True)
     try:
-        os.link(src, tmp)
-        how = "link"
-    except OSError:
-        shutil.copyfile(src, tmp)
-        how = "copy"
-    tmp.replace(dst)
+        with src.open("rb") as source, tmp.open("wb") as target:
+            try:
+                _clone(source.fileno(), target.fileno())
+                how = "clone"
+            except (OSError, ImportError):
+                how = "copy"
+        if how == "copy":
+            shutil.copyfile(src, tmp)
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
     return how
 
 
@@ -93,8 +113,8 @@ def run(
         raise DataError(f"two part files under {parts_dir} have the same name; {names}")
     out = ensure_dir(output_dir)
     data = ensure_dir(out / "data")
-    kinds = [link_or_copy(src, out / name) for name, src in sources.items()]
-    kinds += [link_or_copy(part, data / part.name) for part in parts]
+    kinds = [clone_or_copy(src, out / name) for name, src in sources.items()]
+    kinds += [clone_or_copy(part, data / part.name) for part in parts]
     result = {
         "input_rows": summary.get("input_rows"),
         "valid_rows": summary.get("valid_rows"),
@@ -108,9 +128,16 @@ def run(
             "parts": [f"data/{p.name}" for p in parts],
         },
     }
+    clones, copies = kinds.count("clone"), kinds.count("copy")
+    how = (
+        "copies"
+        if not clones
+        else "copy-on-write clones"
+        if not copies
+        else f"{clones} copy-on-write clones, {copies} copies"
+    )
     log(
         f"report: {result['input_rows']} rows, {result['valid_rows']} valid, "
-        f"{result['quarantined_rows']} quarantined; {len(kinds)} files into {out} "
-        f"({kinds.count('link')} linked, {kinds.count('copy')} copied)"
+        f"{result['quarantined_rows']} quarantined; {len(kinds)} files into {out} ({how})"
     )
     return result

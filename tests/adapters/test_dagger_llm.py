@@ -149,6 +149,81 @@ class TestBeforeTheEngine:
         assert engine.queries == []
 
 
+def _folder(tmp_path: Path, case: str) -> Path:
+    """A folder an output goes into: new, empty, a result of the platform's, or a user's."""
+    folder = tmp_path / case
+    if case == "empty":
+        folder.mkdir()
+    elif case == "owned":
+        write_owned_file(folder, "earlier.txt", b"an earlier result\n")
+    elif case == "foreign":
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+class TestWhereOutputsGo:
+    """Issue 26: an output goes into a new, empty or owned folder; a user's folder is refused
+    before the model is called (and paid for)."""
+
+    @pytest.mark.parametrize("case", ["new", "empty", "owned"])
+    def test_a_file_output_is_written_and_recorded(
+        self, engine: FakeDaggerEngine, report: Path, tmp_path: Path, case: str
+    ) -> None:
+        folder = _folder(tmp_path, case)
+        engine.model.script = [Reply("Saving.", (save_file("summary", "a summary\n"),))]
+        out = {"summary": LlmOutput(kind="file", path=str(folder / "s.md"), description="s")}
+        result = run(spec_for(report, outputs=out))
+        assert (folder / "s.md").read_text() == "a summary\n"
+        assert result.outputs == {"summary": str(folder / "s.md")}  # type: ignore[attr-defined]
+        recorded = json.loads((folder / MANIFEST).read_text())["files"]
+        assert "s.md" in recorded
+        assert ("earlier.txt" in recorded) is (case == "owned")
+        assert sorted(p.name for p in folder.iterdir() if p.name != MANIFEST) == sorted(
+            ["s.md", *(["earlier.txt"] if case == "owned" else [])]
+        )  # no landing file left behind
+
+    @pytest.mark.parametrize("case", ["new", "empty", "owned"])
+    def test_a_directory_output_is_written_and_recorded(
+        self, engine: FakeDaggerEngine, report: Path, tmp_path: Path, case: str
+    ) -> None:
+        folder = _folder(tmp_path, case)
+        files = {"a.md": "A\n", "sub/b.md": "B\n"}
+        engine.model.script = [
+            Reply("Saving.", (ToolCall("save", lambda v: v.save_directory("pages", files)),))
+        ]
+        out = {"pages": LlmOutput(kind="directory", path=str(folder), description="p")}
+        run(spec_for(report, outputs=out))
+        assert (folder / "a.md").read_text() == "A\n" and (folder / "sub/b.md").read_text() == "B\n"
+        recorded = json.loads((folder / MANIFEST).read_text())["files"]
+        assert {"a.md", "sub/b.md"} <= set(recorded)
+
+    @pytest.mark.parametrize("kind", ["file", "directory"])
+    def test_a_folder_of_the_users_files_is_refused_before_the_model_is_called(
+        self, engine: FakeDaggerEngine, report: Path, tmp_path: Path, kind: str
+    ) -> None:
+        folder = _folder(tmp_path, "foreign")
+        path = folder / "s.md" if kind == "file" else folder
+        out = {"summary": LlmOutput(kind=kind, path=str(path), description="s")}  # type: ignore[arg-type]
+        engine.model.script = [Reply("Saving.", (save_file("summary", "x\n"),))]
+        with pytest.raises(InvalidSpecError, match="did not write") as caught:
+            run(spec_for(report, outputs=out))
+        assert str(folder) in str(caught.value)
+        assert engine.model.calls == [] and engine.queries == []
+        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+    def test_a_file_the_platform_did_not_write_is_not_replaced(
+        self, engine: FakeDaggerEngine, report: Path, tmp_path: Path
+    ) -> None:
+        folder = _folder(tmp_path, "owned")
+        (folder / "s.md").write_text("my own summary")
+        out = {"summary": LlmOutput(kind="file", path=str(folder / "s.md"), description="s")}
+        with pytest.raises(InvalidSpecError, match=r"s\.md\) is a file the platform did not write"):
+            run(spec_for(report, outputs=out))
+        assert engine.model.calls == []
+        assert (folder / "s.md").read_text() == "my own summary"
+
+
 @pytest.mark.parametrize(
     ("failure", "error"),
     [

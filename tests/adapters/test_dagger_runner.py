@@ -42,6 +42,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
+from adapters.ownership import MANIFEST
 from adapters.runner import Runner
 from tests.fakes import DIE, HANG, ExecOutcome, ExecRequest, FakeDaggerEngine
 from tests.fakes.dagger_engine import (
@@ -581,13 +582,15 @@ class TestOutputs:
         self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path
     ) -> None:
         engine.behaviour = self.produce()
-        outputs = {"/out": str(tmp_path / "results"), "/report.json": str(tmp_path / "r.json")}
+        report = tmp_path / "files" / "r.json"  # a file output goes into a folder it can own
+        outputs = {"/out": str(tmp_path / "results"), "/report.json": str(report)}
         result = await runner.run(spec(outputs=outputs))
         assert result.outputs == outputs
         assert (tmp_path / "results" / "a.txt").read_text() == "A"
         assert (tmp_path / "results" / "sub" / "b.txt").read_text() == "B"
-        assert (tmp_path / "r.json").read_text() == '{"ok": true}'
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "results"]  # no leftovers
+        assert report.read_text() == '{"ok": true}'
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["files", "results"]  # no leftovers
+        assert sorted(p.name for p in report.parent.iterdir()) == [MANIFEST, "r.json"]
 
     async def test_exports_go_to_a_sibling_temporary_path_first(
         self, engine: FakeDaggerEngine, runner: DaggerRunner, tmp_path: Path

@@ -228,12 +228,13 @@ class TestSameResultOnBothRunners:
         self, engine: FakeDaggerEngine, inputs: Path, tmp_path: Path
     ) -> None:
         """Guards the parity test against two runners agreeing on nothing happening."""
-        result = await _dagger().run(mounts_env_workdir(inputs, tmp_path))
+        out = tmp_path / "out"  # new: the file output may go in beside the folder output
+        result = await _dagger().run(mounts_env_workdir(inputs, out))
         assert result.exit_code == 0, result.stderr
         assert result.stdout == "hi ['rows.csv']\nargs: True True out\n"
-        assert (tmp_path / "result" / "rows.csv").read_text() == "id,name\n1,ada\n2,grace\n"
-        assert (tmp_path / "result" / "sub" / "count.txt").read_text() == "3"
-        assert (tmp_path / "summary.txt").read_text() == "hello"
+        assert (out / "result" / "rows.csv").read_text() == "id,name\n1,ada\n2,grace\n"
+        assert (out / "result" / "sub" / "count.txt").read_text() == "3"
+        assert (out / "summary.txt").read_text() == "hello"
         cached = await _dagger().run(secrets_and_caches(inputs, tmp_path))
         assert cached.stdout == "token: ***\ntoken length: True\n"
         failed = await _dagger().run(failing(inputs, tmp_path))

@@ -132,17 +132,18 @@ class TestResultFolders:
         dest = tmp_path / "R"
         await LocalRunner().run(writes({"a.txt": "1", "b.txt": "1"}, dest))
         (dest / "notes.txt").write_text("mine")
-        real_replace = Path.replace
-        calls: list[Path] = []
+        import adapters._install as install
 
-        def crash_on_second_file(self: Path, target: Path) -> Path:
-            if Path(target).parent == dest and Path(target).name.endswith(".txt"):
-                calls.append(Path(target))
-                if len(calls) == 2:
-                    raise OSError(5, "simulated crash")
-            return real_replace(self, target)
+        real_rename = install.rename_in
+        calls: list[str] = []
 
-        monkeypatch.setattr(Path, "replace", crash_on_second_file)
+        def crash_on_second_file(source: Path, folder: Path, rel: str) -> None:
+            calls.append(rel)
+            if len(calls) == 2:
+                raise OSError(5, "simulated crash")
+            real_rename(source, folder, rel)
+
+        monkeypatch.setattr(install, "rename_in", crash_on_second_file)
         with pytest.raises(InvalidSpecError, match="simulated crash"):
             await LocalRunner().run(writes({"a.txt": "2", "b.txt": "2"}, dest))
         monkeypatch.undo()
@@ -205,12 +206,14 @@ class TestOwnership:
         write_owned_file(tmp_path / "R", "summary.json", b"{}")
         assert output_present(tmp_path / "R")
 
-    def test_a_folder_without_manifest_written_before_manifests_still_counts_as_present(
+    def test_a_folder_the_platform_cannot_prove_it_wrote_is_not_a_present_output(
         self, tmp_path: Path
     ) -> None:
+        """A folder without a manifest (a user's, or one of a version before manifests) never
+        stands for a cached result: the step runs again (issue 21, item 2)."""
         (tmp_path / "old").mkdir()
         (tmp_path / "old" / "x").write_text("x")
-        assert output_present(tmp_path / "old") and not output_present(tmp_path / "nope")
+        assert not output_present(tmp_path / "old") and not output_present(tmp_path / "nope")
 
     def test_a_manifest_that_is_not_the_platforms_proves_nothing(self, tmp_path: Path) -> None:
         (tmp_path / MANIFEST).write_text('{"files": {}}')

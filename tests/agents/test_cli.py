@@ -266,3 +266,28 @@ class TestRunOutputOwnership:
         )  # fmt: skip
         assert done.returncode == 2
         assert "cannot be created" in one_paragraph_error(done)
+
+    @pytest.mark.parametrize("what", ["a-file", "a-link"])
+    def test_a_file_output_over_a_users_file_or_a_link_is_bad_usage(
+        self, tmp_path: Path, what: str
+    ) -> None:
+        """Issue 21, item 2: a file output obeys the folder rules: never over a file the platform
+        did not write, never through a symbolic link."""
+        docs = tmp_path / "docs"
+        docs.mkdir()
+        (docs / "thesis.tex").write_text("years of work")
+        if what == "a-link":
+            (tmp_path / "out").mkdir()
+            (tmp_path / "out" / "x.txt").symlink_to(docs / "thesis.tex")
+        host = docs / "thesis.tex" if what == "a-file" else tmp_path / "out" / "x.txt"
+        write_definition(tmp_path / "agents", HELLO)
+        done = cli(
+            "run", "hello", "--param", "who=x", "--output", f"/aiop/res/x.txt={host}",
+            "--backend", "local", agents_path=tmp_path / "agents",
+        )  # fmt: skip
+        assert done.returncode == 2, done.stdout + done.stderr
+        message = one_paragraph_error(done)
+        kind = "a file" if what == "a-file" else "a symbolic link"
+        assert f"{host} is {kind} the platform did not write" in message, message
+        assert "Flow run" not in done.stdout + done.stderr
+        assert (docs / "thesis.tex").read_text() == "years of work"

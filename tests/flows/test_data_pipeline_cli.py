@@ -130,3 +130,59 @@ def test_the_header_is_read_by_the_steps_parser(tmp_path: Path, data: bytes, gro
     )  # fmt: skip
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "not a column" not in done.stderr and "--output" in done.stderr
+
+
+def _as_root_unwritable(tmp_path: Path, name: str) -> Path:
+    """A folder this user cannot create: under a read-only folder, or (root writes through
+    permission bits) under /sys, which refuses new folders even to root."""
+    import os
+
+    if os.geteuid() != 0:
+        parent = tmp_path / "ro"
+        parent.mkdir(mode=0o555)
+        return parent / name
+    return Path("/sys") / f"aiop-test-{os.getpid()}" / name
+
+
+@pytest.mark.parametrize(
+    ("variable", "where"),
+    [
+        ("AIOP_WORK_DIR", "under-a-file"),
+        ("AIOP_WORK_DIR", "unwritable"),
+        ("AIOP_CACHE_DIR", "under-a-file"),
+        ("AIOP_CACHE_DIR", "unwritable"),
+    ],
+)
+def test_an_unusable_work_or_cache_folder_is_found_before_any_flow_run(
+    tmp_path: Path, variable: str, where: str
+) -> None:
+    """Issue 21, item 11: found up front like --output (exit 2), not when the first step
+    writes (exit 1, a flow run already created)."""
+    import os
+
+    if where == "under-a-file":
+        folder = write(tmp_path / "afile", b"x") / "sub"
+    else:
+        folder = _as_root_unwritable(tmp_path, "sub")
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.data_pipeline", "--rows", "100", "--backend", "local"],
+        cwd=tmp_path, env={**os.environ, variable: str(folder)}, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: {variable}={folder} ") and "cannot be" in line, line
+    assert "Traceback" not in done.stderr and done.stdout == ""  # no flow run was started
+    assert not (tmp_path / "output").exists()
+
+
+@pytest.mark.parametrize("inside", ["", "data", "work"])
+def test_a_work_dir_equal_to_the_output_or_inside_it_is_refused(
+    tmp_path: Path, inside: str
+) -> None:
+    work = tmp_path / "R" / inside if inside else tmp_path / "R"
+    done = run_cli("--rows", "100", "--output", "R", "--work-dir", str(work), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"error: --work-dir {work} ") and "--output R" in line, line
+    assert done.stdout == "" and not (tmp_path / "R").exists()

@@ -74,6 +74,49 @@ def test_python_m_agents_run_summarize_llm_writes_the_summary_and_never_shows_th
         assert line not in console
 
 
+def test_python_m_agents_run_writes_a_file_output_into_a_folder_that_does_not_exist_yet(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path, tmp_path: Path
+) -> None:
+    """Issue 26: the first thing a user writes after the shipped example: the summary into a new
+    folder. It is written and recorded in that folder's manifest (on main: refused after the
+    model had run and been paid for)."""
+    definitions = tmp_path / "agents"
+    write_definition(
+        definitions,
+        {
+            "name": "summarize-elsewhere",
+            "kind": "llm",
+            "description": "Summarizes into a folder of its own.",
+            "capabilities": ["summarize-elsewhere"],
+            "parameters": {
+                "report": {"description": "result folder"},
+                "notes": {"description": "where the summary goes"},
+            },
+            "llm": {
+                "model": "claude-sonnet-4-5",
+                "prompt": "Summarize.",
+                "inputs": {
+                    "report": {"kind": "directory", "value": "{report}", "description": "r"}
+                },
+                "outputs": {
+                    "summary": {"kind": "file", "path": "{notes}/summary.md", "description": "s"}
+                },
+            },
+            "secrets": ["ANTHROPIC_API_KEY"],
+        },
+    )
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    notes = tmp_path / "notes" / "2026"
+    done = cli(
+        "run", "summarize-elsewhere", "--param", f"report={report}", "--param", f"notes={notes}",
+        agents_path=definitions, PREFECT_API_URL=prefect_api_url, **engine.session_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (notes / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
+    assert set(json.loads((notes / ".aiop-manifest.json").read_text())["files"]) == {"summary.md"}
+    assert sorted(p.name for p in notes.iterdir()) == [".aiop-manifest.json", "summary.md"]
+
+
 def test_a_rate_limit_is_retried_and_a_resumed_run_does_not_pay_twice(
     prefect_api_url: str, engine: FakeDaggerEngine, report: Path, tmp_path: Path
 ) -> None:

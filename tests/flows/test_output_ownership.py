@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from adapters import InvalidInputError, InvalidSpecError, StepSpec
+from tests.small_fs import require_small_fs, with_small_fs
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
@@ -281,19 +282,178 @@ class TestResultFolders:
         assert tree_hash(previous_result) == before
         assert step_outputs(tmp_path / "w2") == []
 
-    def test_a_work_dir_inside_the_output_keeps_its_cache(
+    def test_a_work_dir_inside_the_output_is_refused_by_the_flow(
         self, prefect_api_url: str, tmp_path: Path
     ) -> None:
+        """Issue 21, item 11: step folders would fill the result (the CLI refuses it too)."""
+        from flows.data_pipeline.flow import data_pipeline
+
         out = tmp_path / "R"
-        args = (*SMALL, "--output", str(out), "--work-dir", str(out / "work"))
-        assert run_cli(*args, cwd=tmp_path).returncode == 0
-        cached = run_cli(*args, cwd=tmp_path)
-        assert cached.returncode == 0, cached.stderr
+        state = asyncio.run(
+            data_pipeline(  # type: ignore[call-overload]
+                rows=200, partitions=1, backend="local", output=str(out),
+                work_dir=str(out / "work"), return_state=True,
+            )
+        )  # fmt: skip
+        error = state.data if isinstance(state.data, BaseException) else state.result(False)
+        assert isinstance(error, InvalidInputError) and "inside the output folder" in str(error)
+        assert not (out / "work").exists()
+
+
+class TestOneRunAtATime:
+    """Issue 21, item 13: a second run into a folder another run is writing is refused in one
+    line, before its flow run is created; a lock left by a killed run is no obstacle."""
+
+    def test_a_second_run_into_the_same_output_is_refused(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        args = [sys.executable, "-m", "flows.data_pipeline", "--rows", "300000",
+                "--partitions", "1", "--backend", "local", "--output", "R", "--work-dir", "w"]  # fmt: skip
+        with (tmp_path / "first.log").open("w") as log:
+            first = subprocess.Popen(args, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (tmp_path / "R" / ".aiop-lock").exists() and first.poll() is None:
+                assert time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+                time.sleep(0.02)
+            second = run_cli(*SMALL, "--output", "R", "--work-dir", "w2", cwd=tmp_path)
+            assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
+        finally:
+            if first.poll() is None:
+                first.kill()
+        assert second.returncode == 2, second.stdout + second.stderr
+        line = one_paragraph(second)
+        assert f"--output R is in use by another run (pid {first.pid} " in line
+        assert second.stdout == "" and step_outputs(tmp_path / "w2") == []  # no flow run, no step
+        assert json.loads((tmp_path / "R" / "summary.json").read_text())["input_rows"] == 300000
+        assert not (tmp_path / "R" / ".aiop-lock").exists()
+
+    def test_a_lock_file_left_by_a_killed_run_is_no_obstacle(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        from adapters.ownership import claim
+
+        claim(tmp_path / "R")
+        (tmp_path / "R" / ".aiop-lock").write_text('{"pid": 999999, "host": "x", "since": 0}\n')
+        done = run_cli(*SMALL, "--output", "R", "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert not (tmp_path / "R" / ".aiop-lock").exists()
+
+
+def test_a_foreign_file_at_a_file_outputs_path_is_not_a_cached_result(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    """Issue 21, item 2: an identical later run is not Cached because a file of someone else's
+    stands where the platform once wrote its output; it is refused, and the file kept."""
+    from prefect import flow
+
+    from flows.step_task import StepOutcome, execute_step
+
+    dest = tmp_path / "res" / "x.txt"
+    spec = StepSpec(
+        name="file-out",
+        image="python:3.12-slim",
+        args=["python", "-c", f"open('/aiop/res/x.txt', 'w').write({str(tmp_path)!r})"],
+        outputs={"/aiop/res/x.txt": str(dest)},
+    )
+
+    @flow
+    async def once() -> StepOutcome:
+        return await execute_step(spec, "local")
+
+    assert asyncio.run(once()).state == "Completed"
+    assert asyncio.run(once()).state == "Cached"  # still the platform's file: reused
+    dest.unlink()
+    dest.write_text("someone else's")
+    third = asyncio.run(once())
+    assert third.state != "Cached" and isinstance(third.error, InvalidSpecError), third
+    assert "is a file the platform did not write" in str(third.error)
+    assert dest.read_text() == "someone else's"
+
+
+class TestNoSharedStorage:
+    """Issue 21, item 3: a result a user receives is theirs alone."""
+
+    def test_an_edit_of_one_result_reaches_no_other_result_nor_the_cache(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        for out in ("out3", "out4"):
+            done = run_cli(*SMALL, "--output", out, "--work-dir", "w", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+        original = (tmp_path / "out4" / "aggregates.csv").read_bytes()
+        cached = [p.read_bytes() for p in (tmp_path / "w").glob("aggregate-*/aggregates.csv")]
+        with (tmp_path / "out3" / "aggregates.csv").open("a") as fh:
+            fh.write("TOTAL\n")
+        assert (tmp_path / "out4" / "aggregates.csv").read_bytes() == original
+        assert [
+            p.read_bytes() for p in (tmp_path / "w").glob("aggregate-*/aggregates.csv")
+        ] == cached
+        for out in ("out5", "out4"):  # a new folder, and the untouched one again
+            done = run_cli(*SMALL, "--output", out, "--work-dir", "w", cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            assert (tmp_path / out / "aggregates.csv").read_bytes() == original
+        assert (tmp_path / "out3" / "aggregates.csv").read_bytes() == original + b"TOTAL\n"
+
+    def test_a_changed_cache_entry_is_recomputed_with_one_line(
+        self, prefect_api_url: str, tmp_path: Path
+    ) -> None:
+        assert run_cli(*SMALL, "--output", "R1", "--work-dir", "w", cwd=tmp_path).returncode == 0
+        [entry] = (tmp_path / "w").glob("aggregate-*")
+        with (entry / "aggregates.csv").open("a") as fh:
+            fh.write("TOTAL\n")
+        done = run_cli(*SMALL, "--output", "R2", "--work-dir", "w", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        said = [
+            line
+            for line in (done.stdout + done.stderr).splitlines()
+            if "changed after the platform wrote it" in line
+        ]
+        assert len(said) == 1 and f"cache entry {entry}" in said[0], said
+        assert "aggregates.csv" in said[0] and "recomputed" in said[0]
+        [aside] = (tmp_path / "w").glob(f"{entry.name}.changed-*")
+        assert (aside / "aggregates.csv").read_bytes().endswith(b"TOTAL\n")  # kept, not deleted
+        assert (tmp_path / "R2" / "aggregates.csv").read_bytes() == (
+            tmp_path / "R1" / "aggregates.csv"
+        ).read_bytes()
         states = {
-            s["name"]: s["state"] for s in json.loads((out / "summary.json").read_text())["steps"]
+            s["name"]: s["state"]
+            for s in json.loads((tmp_path / "R2" / "summary.json").read_text())["steps"]
         }
-        assert set(states.values()) == {"Cached"}, states
-        assert step_outputs(out / "work")
+        assert states["aggregate"] == "Completed" and states["validate"] == "Cached", states
+
+
+class TestFullFileSystems:
+    """Issue 21, item 7: a full output, work or temporary folder ends the run with one line that
+    names the file system; exit 1 (the run failed), no traceback, no raw error list, no
+    permissions advice."""
+
+    @pytest.mark.parametrize("full", ["output", "work", "temp"])
+    def test_one_line_names_the_full_file_system(
+        self, prefect_api_url: str, tmp_path: Path, full: str
+    ) -> None:
+        require_small_fs()
+        small = tmp_path / "small"
+        out = small / "R" if full == "output" else tmp_path / "R"
+        work = small / "w" if full == "work" else tmp_path / "w"
+        env = {**os.environ, "TMPDIR": str(small if full == "temp" else tmp_path)}
+        argv = [sys.executable, "-m", "flows.data_pipeline", "--rows", "100000",
+                "--partitions", "1", "--backend", "local", "--output", str(out),
+                "--work-dir", str(work)]  # fmt: skip
+        done = subprocess.run(
+            with_small_fs(argv, small, "1m"), cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "shutil.Error" not in done.stderr
+        assert "permission" not in done.stderr.lower()
+        error = done.stderr[done.stderr.index("\nerror: ") + 1 :]  # the command's own paragraph
+        assert error.count(f"no space left on {small}") == 1, error
+        if full == "temp":  # the step's own write: its one line, exit 74
+            assert "exited with code 74" in error
+        else:  # the runner's export: what was needed and what is free
+            assert " needed, " in error and " free." in error
+            assert str(out if full == "output" else work) in error
+        assert error.rstrip().endswith("#storage-limit") or "#step-failed" in error
 
 
 class TestUnwritableOutput:

@@ -87,10 +87,17 @@ class TestCacheKey:
         two = step_cache_key(None, {"spec": spec_of("pass", secrets={"T": "other"})})  # type: ignore[arg-type]
         assert one != two and one is not None and "hunter2" not in one
 
-    def test_outputs_present_reads_the_host_paths(self, tmp_path: Path) -> None:
-        spec = spec_of("pass", outputs={"/out": str(tmp_path / "o")})
+    async def test_outputs_present_reads_the_host_paths(self, tmp_path: Path) -> None:
+        from adapters.local_runner import LocalRunner
+
+        code = "import os; os.makedirs('/out'); open('/out/a.txt', 'w').write('a')"
+        spec = spec_of(code, outputs={"/out": str(tmp_path / "o")})
         assert not outputs_present(spec)
         (tmp_path / "o").mkdir()
+        (tmp_path / "o" / "a.txt").write_text("a")
+        assert not outputs_present(spec)  # a folder the platform cannot prove it wrote
+        (tmp_path / "o" / "a.txt").unlink()
+        await LocalRunner().run(spec)
         assert outputs_present(spec)
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli
+from tests.small_fs import require_small_fs, with_small_fs
+
+from .conftest import ROOT, run_cli
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -114,3 +120,38 @@ def test_data_errors_of_later_steps(tmp_path: Path) -> None:
     )
     assert done.returncode == 65 and len(done.stderr.splitlines()) == 1
     assert f"{schema}:1: unknown type 'money'" in done.stderr
+
+
+class TestStorageLimits:
+    """Issue 21, item 7: a step that meets a full file system or the file size limit says so in
+    one line (which file system, how much is free), exit 74; never a DuckDB traceback."""
+
+    def test_a_full_file_system_is_one_line_naming_it(self, tmp_path: Path) -> None:
+        require_small_fs()
+        small = tmp_path / "small"
+        argv = [sys.executable, "-m", "flows.steps", "ingest", "--rows", "300000",
+                "--output", str(small / "out")]  # fmt: skip
+        done = subprocess.run(
+            with_small_fs(argv, small, "2m"), cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 74, done.stderr
+        assert "Traceback" not in done.stderr and "IOException" not in done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith(f"error: no space left on {small} "), line
+        assert str(small / "out") in line and "(2.0 MiB in all)" in line
+        assert "it was full when the file reached 1." in line  # MiB: how far DuckDB got
+
+    def test_the_file_size_limit_is_one_line_naming_it(self, tmp_path: Path) -> None:
+        argv = [sys.executable, "-m", "flows.steps", "ingest", "--rows", "300000",
+                "--output", str(tmp_path / "out")]  # fmt: skip
+        done = subprocess.run(
+            argv, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 74, done.stderr
+        assert "Traceback" not in done.stderr and "IOException" not in done.stderr
+        [line] = done.stderr.splitlines()
+        assert line.startswith("error: file size limit reached writing ")
+        assert str(tmp_path / "out") in line and "1.0 MiB" in line and "ulimit -f" in line

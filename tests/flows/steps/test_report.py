@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -40,8 +39,38 @@ def test_layout_and_summary(pipeline: Pipeline, tmp_path: Path) -> None:
     }
     src = pipeline.aggregate / "aggregates.csv"
     assert (out / "aggregates.csv").read_bytes() == src.read_bytes()
-    assert (out / "aggregates.csv").stat().st_ino == src.stat().st_ino  # hard link
     report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)  # re-run
+
+
+def test_no_result_file_shares_storage_with_its_source(pipeline: Pipeline, tmp_path: Path) -> None:
+    """Issue 21, item 3: a user's edit of one result never reaches another result or the
+    step outputs the result was assembled from (they are the cache)."""
+    first, second = tmp_path / "out3", tmp_path / "out4"
+    for out in (first, second):
+        report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)
+    sources = {
+        "aggregates.csv": pipeline.aggregate / "aggregates.csv",
+        "quarantine.csv": pipeline.validate / "quarantine.csv",
+        **{f"data/part-{i:05d}.parquet": pipeline.parts / f"p{i}" / f"part-{i:05d}.parquet"
+           for i in range(PARTITIONS)},
+    }  # fmt: skip
+    before = {rel: src.read_bytes() for rel, src in sources.items()}
+    for rel in sources:
+        assert (first / rel).stat().st_nlink == 1, rel
+        with (first / rel).open("ab") as fh:
+            fh.write(b"TOTAL\n")
+    assert {rel: src.read_bytes() for rel, src in sources.items()} == before
+    assert {rel: (second / rel).read_bytes() for rel in sources} == before
+
+
+def test_the_step_says_how_it_placed_the_files(pipeline: Pipeline, tmp_path: Path) -> None:
+    lines: list[str] = []
+    report.run(
+        pipeline.validate, pipeline.aggregate, pipeline.parts, tmp_path / "o", log=lines.append
+    )
+    assert lines[-1].endswith(f"{2 + PARTITIONS} files into {tmp_path / 'o'} (copies)") or (
+        lines[-1].endswith("(copy-on-write clones)")
+    ), lines
 
 
 def test_part_folders_may_be_symlinks(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -54,16 +83,19 @@ def test_part_folders_may_be_symlinks(pipeline: Pipeline, tmp_path: Path) -> Non
     assert len(result["files"]["parts"]) == PARTITIONS
 
 
-def test_copies_when_links_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_copies_when_the_file_system_cannot_clone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "a.txt"
-    src.write_text("x")
+    src.write_bytes(b"x" * 100_000)
 
-    def no_link(*_: object) -> None:
-        raise OSError(18, "Invalid cross-device link")
+    def no_clone(*_: object) -> None:
+        raise OSError(95, "Operation not supported")
 
-    monkeypatch.setattr(os, "link", no_link)
-    assert report.link_or_copy(src, tmp_path / "b.txt") == "copy"
-    assert (tmp_path / "b.txt").read_text() == "x"
+    monkeypatch.setattr(report, "_clone", no_clone)
+    assert report.clone_or_copy(src, tmp_path / "b.txt") == "copy"
+    assert (tmp_path / "b.txt").read_bytes() == src.read_bytes()
+    assert (tmp_path / "b.txt").stat().st_ino != src.stat().st_ino
 
 
 def test_missing_inputs(pipeline: Pipeline, tmp_path: Path) -> None:
