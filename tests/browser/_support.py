@@ -20,7 +20,7 @@ import pytest
 from tests.services import REQUIRE_SERVICES_ENV, services_required
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext
+    from playwright.sync_api import Browser, BrowserContext, FloatRect, Locator
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -65,6 +65,37 @@ class PrefectServer:
 def screenshot_root() -> Path:
     """Where screenshots are kept: ``$AIOP_TEST_ARTIFACTS/screenshots`` or ``test-artifacts/screenshots``."""
     return Path(os.environ.get(ARTIFACTS_ENV) or ROOT / "test-artifacts") / "screenshots"
+
+
+def settled_box(element: Locator) -> FloatRect | None:
+    """The element's box once the page has settled, None if it never gets one (within 5 s).
+
+    The V2 UI can swap a rendered diagram for a fresh copy (a re-render after the artifact's data
+    refreshes): a locator that was visible a moment ago then has no box until the new one is in
+    place.
+    """
+    for _ in range(50):
+        box = element.bounding_box()
+        if box is not None:
+            return box
+        element.page.wait_for_timeout(100)
+    return None
+
+
+def settled_screenshot(element: Locator, path: Path) -> None:
+    """A screenshot of the element, taken again when the page swapped it while it was taken
+    (the re-render :func:`settled_box` describes), up to 20 times."""
+    from playwright.sync_api import Error
+
+    for attempt in range(20):
+        try:
+            element.screenshot(path=str(path))
+            return
+        except Error as exc:
+            swapped = "not attached" in str(exc) or "not stable" in str(exc)
+            if not swapped or attempt == 19:
+                raise
+            element.page.wait_for_timeout(250)
 
 
 def _missing(what: str, how: str) -> NoReturn:

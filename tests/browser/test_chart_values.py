@@ -23,7 +23,15 @@ from adapters import StepResult
 from flows.artifacts import render_summary
 from flows.history import RunRecord, render_history
 from flows.step_task import StepOutcome
-from tests.browser._support import PYTHON, ROOT, Offline, PrefectServer, clean_env
+from tests.browser._support import (
+    PYTHON,
+    ROOT,
+    Offline,
+    PrefectServer,
+    clean_env,
+    settled_box,
+    settled_screenshot,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator
@@ -101,13 +109,13 @@ def _charts_drawn(
     for index in range(charts.count()):
         chart = charts.nth(index)
         expect(chart).to_be_visible()
-        box = chart.bounding_box()
+        box = settled_box(chart)
         assert box is not None and box["width"] > 200 and box["height"] > 50, (name, index, box)
         texts = [t.strip() for t in chart.locator("text").all_text_contents() if t.strip()]
         exponents = [t for t in texts if re.search(r"\de[+-]?\d", t)]
         assert not exponents, f"{name}, chart {index}: {exponents}"
         path = shots / f"{name}-{index}.png"
-        chart.screenshot(path=str(path))
+        settled_screenshot(chart, path)
 
 
 def _open_markdown(offline: Offline, url: str) -> Locator:

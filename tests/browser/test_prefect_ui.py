@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.browser._legibility import Chart, measure
-from tests.browser._support import PYTHON, ROOT, Offline, clean_env
+from tests.browser._support import PYTHON, ROOT, Offline, clean_env, settled_box, settled_screenshot
 from tests.browser._support import PrefectServer as Server
 
 if TYPE_CHECKING:
-    from playwright.sync_api import FloatRect, Locator, Page
+    from playwright.sync_api import Locator, Page
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -133,7 +133,7 @@ def _expect_chart(
     for index in range(count):
         chart = charts.nth(index)
         expect(chart).to_be_visible()
-        box = _settled_box(chart)
+        box = settled_box(chart)
         assert box is not None and box["width"] > 200 and box["height"] > 50, (kind, box)
         assert chart.locator("rect").count() > 1, f"the {kind} chart draws no bars"
         measured.append(measure(chart))
@@ -142,21 +142,9 @@ def _expect_chart(
     return measured
 
 
-def _settled_box(element: Locator) -> FloatRect | None:
-    """The element's box once the page has settled: the V2 UI can swap a rendered diagram for a
-    fresh copy (a re-render after the artifact's data refreshes), and a locator that was visible a
-    moment ago then has no box until the new one is in place. Waits up to 5 s for it."""
-    for _ in range(50):
-        box = element.bounding_box()
-        if box is not None:
-            return box
-        element.page.wait_for_timeout(100)
-    return None
-
-
 def _shot_element(element: Locator, folder: Path, name: str) -> None:
     path = folder / f"{name}.png"
-    element.screenshot(path=str(path))
+    settled_screenshot(element, path)
     print(f"screenshot: {path}")
 
 
