@@ -523,14 +523,20 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         )
         container = container.with_secret_variable(name, handle)
     for mount in mounts:
+        # no_cache: a host read is cached per client for the session otherwise, and a flow run's
+        # steps share one session while earlier steps' outputs change the paths later steps
+        # mount (core/schema/host.go). Uncached, it is uploaded again (the engine's file sync
+        # sends only what changed) and the exec is still keyed by content, not by the read.
         if mount.is_dir:
-            source = client.host().directory(str(mount.path), exclude=list(MOUNT_EXCLUDE))
+            source = client.host().directory(
+                str(mount.path), exclude=list(MOUNT_EXCLUDE), no_cache=True
+            )
             container = container.with_mounted_directory(
                 mount.target, source, read_only=mount.read_only
             )
         else:
             container = container.with_mounted_file(
-                mount.target, client.host().file(str(mount.path))
+                mount.target, client.host().file(str(mount.path), no_cache=True)
             )
     for cache_name, target in spec.caches.items():
         container = container.with_mounted_cache(target, client.cache_volume(cache_name))

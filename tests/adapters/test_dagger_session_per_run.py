@@ -220,3 +220,47 @@ class TestSessionsPerPipelineRun:
         steps = 4 + 3  # ingest, validate, aggregate, report and three transforms
         assert fake.executions == steps
         assert fake.sessions == 1
+
+
+class TestHostReadsInOneSession:
+    """``host.directory`` and ``host.file`` are cached per client for the session unless
+    ``noCache`` (core/schema/host.go): a path read again after it changed would come back as the
+    first snapshot. A run's steps share one session, and earlier steps change what later ones
+    mount (their outputs), so every read asks for the path as it is now."""
+
+    async def test_a_folder_changed_between_two_steps_of_the_run_is_read_anew(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "x.txt").write_text("first")
+        seen: list[str] = []
+
+        def read(request: Any) -> ExecOutcome:
+            seen.append((Path(request.mounts["/in"].snapshot) / "x.txt").read_text())
+            return ExecOutcome()
+
+        engine.behaviour = read
+        async with runner().session():
+            await runner().run(spec(1, mounts={str(folder): "/in"}))
+            (folder / "x.txt").write_text("second, longer")
+            await runner().run(spec(1, mounts={str(folder): "/in"}))
+        assert seen == ["first", "second, longer"]
+
+    async def test_a_file_changed_between_two_steps_of_the_run_is_read_anew(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "config.toml"
+        path.write_text("a = 1\n")
+        seen: list[str] = []
+
+        def read(request: Any) -> ExecOutcome:
+            seen.append(Path(request.mounts["/etc/x.toml"].snapshot).read_text())
+            return ExecOutcome()
+
+        engine.behaviour = read
+        async with runner().session():
+            await runner().run(spec(1, mounts={str(path): "/etc/x.toml"}))
+            path.write_text("a = 22\n")
+            await runner().run(spec(1, mounts={str(path): "/etc/x.toml"}))
+        assert seen == ["a = 1\n", "a = 22\n"]

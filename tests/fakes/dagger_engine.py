@@ -86,7 +86,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from graphql import (
     GraphQLError,
@@ -119,6 +119,8 @@ __all__ = [
     "normalized_image_ref",
     "official_schema",
 ]
+
+_T = TypeVar("_T")
 
 #: The hand-written schema the stand-in serves.
 MIN_SCHEMA_PATH = Path(__file__).with_name("dagger_min.graphqls")
@@ -161,12 +163,18 @@ EXEC = _Scripted.EXEC
 
 @dataclass(frozen=True)
 class MountedPath:
-    """A host path mounted into the container."""
+    """A host path mounted into the container.
+
+    Attributes:
+        host_path: the host path the client named.
+        snapshot: the engine's copy of it, taken when it was read (``host.directory``/``file``).
+    """
 
     host_path: str
     kind: str  # "directory" or "file"
     read_only: bool = False
     exclude: tuple[str, ...] = ()
+    snapshot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -381,11 +389,13 @@ class _Directory(_Object):
         host_path: str | None = None,
         files: Mapping[str, str | bytes] | None = None,
         exclude: tuple[str, ...] = (),
+        source: str | None = None,
     ) -> None:
         super().__init__(engine)
-        self.host_path = host_path
+        self.host_path = host_path  # where its content lies (a snapshot, for a host read)
         self.files = dict(files or {})
         self.exclude = exclude
+        self.source = source  # the host path read, for a host read
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
         self.engine._maybe_hang_export()
@@ -405,10 +415,12 @@ class _File(_Object):
         *,
         host_path: str | None = None,
         data: str | bytes = b"",
+        source: str | None = None,
     ) -> None:
         super().__init__(engine)
-        self.host_path = host_path
+        self.host_path = host_path  # where its content lies (a snapshot, for a host read)
         self.data = data
+        self.source = source  # the host path read, for a host read
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> str:
         self.engine._maybe_hang_export()
@@ -421,19 +433,48 @@ class _File(_Object):
 
 
 class _Host(_Object):
+    """``Host``: a read takes a snapshot of the path (the session's file sync uploads it), cached
+    per client unless ``noCache`` (core/schema/host.go: ``RequestedCacheInput("noCache")``;
+    dagql/cache_inputs.go: per client, or a new random input per call), so the same read again
+    in the session returns the first snapshot even after the path changed on the host."""
+
     typename = "Host"
 
     def directory(
-        self, info: GraphQLResolveInfo[Any], path: str, exclude: list[str], **_: Any
+        self,
+        info: GraphQLResolveInfo[Any],
+        path: str,
+        exclude: list[str],
+        noCache: bool = False,
+        **args: Any,
     ) -> _Directory:
-        if not Path(path).is_dir():
-            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _Directory(self.engine, host_path=path, exclude=tuple(exclude))
+        def read() -> _Directory:
+            if not Path(path).is_dir():
+                raise GraphQLError(
+                    f"failed to stat {path}: lstat {path}: no such file or directory"
+                )
+            snapshot = self.engine._upload(path, tuple(exclude))
+            return _Directory(self.engine, host_path=snapshot, exclude=tuple(exclude), source=path)
 
-    def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
-        if not Path(path).is_file():
-            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _File(self.engine, host_path=path)
+        if noCache:
+            return read()
+        key = ("host.directory", self.engine.session_scope, path, tuple(exclude),
+               tuple(sorted((k, repr(v)) for k, v in args.items())))  # fmt: skip
+        return self.engine.memo(key, read)
+
+    def file(
+        self, info: GraphQLResolveInfo[Any], path: str, noCache: bool = False, **_: Any
+    ) -> _File:
+        def read() -> _File:
+            if not Path(path).is_file():
+                raise GraphQLError(
+                    f"failed to stat {path}: lstat {path}: no such file or directory"
+                )
+            return _File(self.engine, host_path=self.engine._upload(path, ()), source=path)
+
+        if noCache:
+            return read()
+        return self.engine.memo(("host.file", self.engine.session_scope, path), read)
 
 
 @dataclass(frozen=True)
@@ -454,7 +495,10 @@ class _ContainerState:
             self.image,
             self.env,
             tuple((name, secret.name) for name, secret in self.secrets),
-            tuple((t, m, _content(m.host_path, m.exclude)) for t, m in self.mounts),
+            tuple(
+                (t, m.host_path, m.read_only, _content(m.snapshot or m.host_path, m.exclude))
+                for t, m in self.mounts
+            ),
             self.caches,
             self.workdir,
             self.exec_args,
@@ -494,14 +538,20 @@ class _Container(_Object):
         self, info: GraphQLResolveInfo[Any], path: str, source: str, readOnly: bool, **_: Any
     ) -> Any:
         directory = self.engine._load(source, _Directory)
-        mounted = MountedPath(str(directory.host_path), "directory", readOnly, directory.exclude)
+        mounted = MountedPath(
+            str(directory.source or directory.host_path),
+            "directory",
+            readOnly,
+            directory.exclude,
+            snapshot=directory.host_path,
+        )
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedFile(
         self, info: GraphQLResolveInfo[Any], path: str, source: str, **_: Any
     ) -> Any:
         file = self.engine._load(source, _File)
-        mounted = MountedPath(str(file.host_path), "file")
+        mounted = MountedPath(str(file.source or file.host_path), "file", snapshot=file.host_path)
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedCache(
@@ -724,6 +774,11 @@ class FakeDaggerEngine:
         )
         self._calls: list[Call] = []
         self._objects: dict[str, _Object] = {}
+        #: Cached calls (dagql/cache.go): call key -> the object it returned.
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_lock = threading.RLock()
+        #: Which session the stand-in serves now (see :meth:`new_session`).
+        self.session_scope = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -732,6 +787,7 @@ class FakeDaggerEngine:
         self._thread: threading.Thread | None = None
         self._root = _Query(self)
         self._host_exec: HostExec | None = None
+        self._uploads: Path | None = None
         from tests.fakes.dagger_llm import ScriptedModel
 
         #: The LLM provider's side: scripted replies, accepted keys, received calls.
@@ -762,8 +818,11 @@ class FakeDaggerEngine:
             self._thread.join(timeout=5)
         with self._lock:
             host_exec, self._host_exec = self._host_exec, None
+            uploads, self._uploads = self._uploads, None
         if host_exec is not None:
             host_exec.close()
+        if uploads is not None:
+            shutil.rmtree(uploads, ignore_errors=True)
 
     def __enter__(self) -> FakeDaggerEngine:
         return self.start()
@@ -805,6 +864,26 @@ class FakeDaggerEngine:
         with self._lock:
             return [c for c in self._calls if field_name in (None, c.field_name)]
 
+    def new_session(self) -> None:
+        """End the session the stand-in serves and start a new one (a new ``dagger session``).
+
+        The stand-in is one engine session, like the one ``dagger run`` provides to every
+        connection of its process: what the engine caches per session or per client (``llm``,
+        ``env``, ``host`` reads, tag resolutions) lives until this is called. What the engine
+        keeps across sessions (exec results, pulled images) stays.
+        """
+        with self._memo_lock:
+            self.session_scope += 1
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+        """The object cached for the call ``key``, made by ``make`` the first time
+        (dagql/cache.go: a call is answered from the cache; keys carry the session or client when
+        the field is cached per session or per client, dagql/cache_inputs.go)."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]  # type: ignore[no-any-return]
+
     # --- internals used by resolvers and the handler ---
 
     def _register(self, obj: _Object) -> str:
@@ -819,6 +898,25 @@ class FakeDaggerEngine:
         if not isinstance(obj, kind):
             raise GraphQLError(f"invalid ID {object_id!r}: not a {kind.__name__.lstrip('_')}")
         return obj
+
+    def _upload(self, path: str, exclude: tuple[str, ...]) -> str:
+        """The engine's copy of a host path as read now: what ``exclude`` leaves out is not
+        uploaded; links stay links; modification times are kept."""
+        with self._lock:
+            if self._uploads is None:
+                self._uploads = Path(tempfile.mkdtemp(prefix="aiop-standin-uploads-"))
+            target = self._uploads / str(next(self._ids))
+        source = Path(path)
+        if source.is_dir():
+
+            def ignore(folder: str, names: list[str]) -> set[str]:
+                relative = Path(folder).relative_to(source)
+                return {n for n in names if _excluded((relative / n).as_posix(), exclude)}
+
+            shutil.copytree(source, target, symlinks=True, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+        return str(target)
 
     def _die(self) -> None:
         """The engine process is gone: stop serving and stop listening."""

@@ -236,8 +236,8 @@ def _uploaded(mounted: MountedPath, copy: Path) -> str:
     kept as links and ``exclude`` left out. A link out of the folder therefore dangles, as in a
     container. Mounted files are used in place (reading them is all a step does)."""
     if mounted.kind != "directory":
-        return mounted.host_path
-    root = Path(mounted.host_path)
+        return mounted.snapshot or mounted.host_path
+    root = Path(mounted.snapshot or mounted.host_path)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         relative = Path(folder).relative_to(root)
