@@ -2,20 +2,32 @@
 
 :class:`DaggerLlmRunner` turns an :class:`~adapters.llm_contract.LlmSpec` into an ``Env`` (each
 input a ``with<Kind>Input`` binding, each output a ``with<Kind>Output`` declaration) and an
-``llm(model:, maxAPICalls:)`` with that environment and the prompt, drives the model's loop one
-``step`` at a time, reads ``tokenUsage`` after each, writes the outputs the model bound to their
-host paths, and returns a plain :class:`~adapters.llm_contract.LlmResult`. Like
-:mod:`adapters.dagger_runner`, nothing it returns or raises is a Dagger type.
+``llm(model:, maxAPICalls:)`` with that environment and the prompt, on a branch of its own
+(``attempt(number:)``), drives the model's loop one ``step`` at a time, reads ``tokenUsage`` after
+each, writes the outputs the model bound to their host paths, and returns a plain
+:class:`~adapters.llm_contract.LlmResult`. Like :mod:`adapters.dagger_runner`, nothing it returns
+or raises is a Dagger type. Every query of the LLM API is in :mod:`adapters._dagger_llm_api`,
+with what the engine's source says about each.
 
 The loop:
-    While the model has a queued prompt or tool results (``hasPrompt``) and not every declared
-    output is bound yet, one ``step`` is one model API call plus the tool calls it asked for
-    (dagger/dagger ``core/llm.go``: ``LLM.Step`` sets ``syncOneStep``, ``loop`` returns after the
-    tool calls). Before a step the number of calls is checked against ``max_api_calls``; after it
-    the conversation's token usage (the engine's sum over its messages) against ``max_tokens``.
-    Past either, the step stops with :class:`~adapters.errors.BudgetExceededError`. A single call
-    can pass the token limit by up to that call's own tokens: the engine reports usage per call.
-    The engine also gets ``maxAPICalls``, so it stops by itself at the same limit.
+    While the model has a queued prompt or tool results (``hasPrompt``, which never syncs) and
+    not every declared output is bound by this run, one ``step`` is one model API call plus the
+    tool calls it asked for (dagger/dagger ``core/llm.go``: ``LLM.Step`` sets ``syncOneStep``,
+    ``loop`` returns after the tool calls). Before a step the number of calls is checked against
+    ``max_api_calls``; after it the conversation's token usage against ``max_tokens``. Past
+    either, the step stops with :class:`~adapters.errors.BudgetExceededError`, which carries the
+    calls and tokens used. ``tokenUsage`` is cumulative (the engine sums it over the
+    conversation's messages), so the total of every call is what is compared; the call that
+    passes the limit has been made and paid for. Nothing is asked of an LLM that was not stepped:
+    on the engine its ``env``, ``lastReply`` and ``tokenUsage`` would run the model's whole loop
+    first. The engine also gets ``maxAPICalls``, so it stops by itself at the same limit.
+
+Each run is a new branch:
+    ``llm`` is cached per session and an LLM keeps its loop's error, so the same chain asked
+    again in a session (a retry, or the same step run twice on a flow run's shared session)
+    would get the earlier result or failure back without a request to the provider. Each run
+    steps ``attempt(number:)`` with a number drawn for it, reads its inputs uncached, and counts
+    an output only when it was bound after the run began.
 
 The provider key (ADR 0021):
     The engine never takes a key as an argument in v0.21: it reads ``ANTHROPIC_API_KEY``,
@@ -59,12 +71,13 @@ from pathlib import Path
 
 import dagger
 
+from adapters import _dagger_llm_api as api
 from adapters import _dagger_shared as _shared
 from adapters._dagger_errors import describe, scrub
 from adapters._fs import atomic_landing, landing_path
 from adapters._staging import remove_path
 from adapters.contract import tail
-from adapters.dagger_runner import FOREIGN_ERRORS, MOUNT_EXCLUDE, DaggerRunner, translate_error
+from adapters.dagger_runner import FOREIGN_ERRORS, DaggerRunner, translate_error
 from adapters.errors import (
     AiopError,
     BudgetExceededError,
@@ -242,21 +255,26 @@ class DaggerLlmRunner:
 
         try:
             async with asyncio.timeout(spec.timeout_s) as scope:
-                llm = (
-                    client.llm(model=spec.model, max_api_calls=spec.budget.max_api_calls)
-                    .with_env(_environment(client, spec))
-                    .with_prompt(spec.prompt)
-                )
-                calls, usage = 0, TokenUsage()
-                while await llm.has_prompt() and not await _all_bound(llm, spec):
+                talk = await api.open_conversation(client, spec, api.branch_number())
+                before = await api.output_digests(talk.env, spec)
+                llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()
+                # hasPrompt never syncs; everything else is asked of a stepped LLM only.
+                while await llm.has_prompt():
                     if calls >= spec.budget.max_api_calls:
                         raise _over_budget(spec, "max_api_calls", calls, usage)
                     llm = await llm.step()
                     calls += 1
-                    usage = await _usage(llm)
+                    usage = await api.token_usage(llm)
                     say(f"model call {calls}: {usage.spent} tokens so far")
                     if usage.exceeds(spec.budget.max_tokens):
                         raise _over_budget(spec, "max_tokens", calls, usage)
+                    if spec.outputs:
+                        done = await api.produced(llm, spec, before)
+                        if len(done) == len(spec.outputs):
+                            break
+                missing = [name for name in spec.outputs if name not in done]
+                if missing:
+                    raise _not_produced(spec, missing[0])
                 reply = await llm.last_reply()
                 model = await llm.model()
                 outputs = await _export_outputs(llm, spec)
@@ -311,46 +329,6 @@ def _check_paths(spec: LlmSpec) -> None:
             )
 
 
-def _environment(client: dagger.Client, spec: LlmSpec) -> dagger.Env:
-    env = client.env()
-    for name, item in spec.inputs.items():
-        if item.kind == "directory":
-            source = client.host().directory(item.value, exclude=list(MOUNT_EXCLUDE))
-            env = env.with_directory_input(name, source, item.description)
-        elif item.kind == "file":
-            env = env.with_file_input(name, client.host().file(item.value), item.description)
-        else:
-            env = env.with_string_input(name, item.value, item.description)
-    for name, out in spec.outputs.items():
-        if out.kind == "directory":
-            env = env.with_directory_output(name, out.description)
-        else:
-            env = env.with_file_output(name, out.description)
-    return env
-
-
-async def _all_bound(llm: dagger.LLM, spec: LlmSpec) -> bool:
-    """True when the step declares outputs and the model has bound every one of them."""
-    if not spec.outputs:
-        return False
-    env = llm.env()
-    for name in spec.outputs:
-        if await env.output(name).is_null():
-            return False
-    return True
-
-
-async def _usage(llm: dagger.LLM) -> TokenUsage:
-    usage = llm.token_usage()
-    return TokenUsage(
-        input_tokens=await usage.input_tokens(),
-        output_tokens=await usage.output_tokens(),
-        cached_token_reads=await usage.cached_token_reads(),
-        cached_token_writes=await usage.cached_token_writes(),
-        total_tokens=await usage.total_tokens(),
-    )
-
-
 def _over_budget(spec: LlmSpec, limit: str, calls: int, usage: TokenUsage) -> BudgetExceededError:
     if limit == "max_api_calls":
         allowed, used = spec.budget.max_api_calls, calls
@@ -366,6 +344,17 @@ def _over_budget(spec: LlmSpec, limit: str, calls: int, usage: TokenUsage) -> Bu
         limit=limit,
         allowed=allowed,
         used=used,
+        api_calls=calls,
+        usage=usage.model_dump(),
+    )
+
+
+def _not_produced(spec: LlmSpec, name: str) -> InvalidSpecError:
+    out = spec.outputs[name]
+    return InvalidSpecError(
+        f"the model finished without producing output {name!r} ({out.description}); say in the"
+        f" prompt what to put in the output {name!r}, or remove it from llm.outputs",
+        step=spec.name,
     )
 
 
@@ -376,12 +365,7 @@ async def _export_outputs(llm: dagger.LLM, spec: LlmSpec) -> dict[str, str]:
     for name, out in spec.outputs.items():
         binding = env.output(name)
         if await binding.is_null():
-            raise InvalidSpecError(
-                f"the model finished without producing output {name!r} ({out.description}); say"
-                f" in the prompt what to put in the output {name!r}, or remove it from"
-                " llm.outputs",
-                step=spec.name,
-            )
+            raise _not_produced(spec, name)
         dest = Path(out.path)
         try:
             if out.kind == "directory":

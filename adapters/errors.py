@@ -165,17 +165,29 @@ class BudgetExceededError(AiopError):
         limit: which limit was passed (``max_api_calls`` or ``max_tokens``).
         allowed: the budget's value.
         used: what the step had used when it was stopped.
+        api_calls: the model API calls made until then, when known.
+        usage: the token counts until then (``TokenUsage`` fields), when known.
     """
 
     docs_anchor = "llm-budget-exceeded"
 
     def __init__(
-        self, message: str, *, step: str | None = None, limit: str, allowed: int, used: int
+        self,
+        message: str,
+        *,
+        step: str | None = None,
+        limit: str,
+        allowed: int,
+        used: int,
+        api_calls: int | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
         super().__init__(message, step=step)
         self.limit = limit
         self.allowed = allowed
         self.used = used
+        self.api_calls = api_calls
+        self.usage = usage
 
 
 class StepFailedError(AiopError):

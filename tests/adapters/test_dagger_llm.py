@@ -130,6 +130,104 @@ class TestLoop:
             run(spec_for(report))
 
 
+class TestTheBudgetHolds:
+    """Nothing syncs an LLM that was not stepped: on the engine, ``env``, ``lastReply`` and
+    ``tokenUsage`` of such an LLM run the model's whole loop, past every check of the adapter."""
+
+    def test_max_tokens_stops_a_model_with_outputs_after_the_call_that_passed_it(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Reading.", (ToolCall("ls", lambda v: "summary.json"),), 500, 100),
+            Reply("Thinking.", (ToolCall("ls", lambda v: "summary.json"),), 500, 100),
+            Reply("Saving.", (save_file("summary", summary_from_input),), 500, 100),
+        ]
+        budget = LlmBudget(max_api_calls=8, max_tokens=1000)
+        with pytest.raises(BudgetExceededError, match="1200 tokens after 2") as caught:
+            run(spec_for(report, budget=budget))
+        assert (caught.value.limit, caught.value.used, caught.value.api_calls) == (
+            "max_tokens",
+            1200,
+            2,
+        )
+        assert len(engine.model.answered) == 2  # the third call was never made
+        assert not (report / "summary.md").exists()
+
+    def test_the_result_counts_every_call_and_the_tokens_of_all_of_them(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Reading.", (ToolCall("ls", lambda v: "summary.json"),), 300, 50),
+            Reply("Saving.", (save_file("summary", summary_from_input),), 400, 60),
+        ]
+        result = run(spec_for(report))
+        assert result.api_calls == 2  # type: ignore[attr-defined]
+        assert result.usage.spent == 810  # type: ignore[attr-defined]  # cumulative: 350 + 460
+        assert len(engine.model.answered) == 2
+
+    def test_an_output_bound_by_an_earlier_run_in_the_session_is_not_this_runs(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        # A string-only Env is cached per client; Save mutates it for every run that builds it.
+        spec = spec_for(
+            report,
+            inputs={"counts": LlmInput(kind="string", value="1000 rows", description="c")},
+        )
+        engine.model.script = [Reply("Saving.", (save_file("summary", "first\n"),))]
+        run(spec)
+        engine.model.script = [Reply("I will not.")]
+        with pytest.raises(InvalidSpecError, match="without producing output 'summary'"):
+            run(spec)
+
+
+def test_an_input_folder_changed_since_an_earlier_run_of_the_session_is_read_anew(
+    engine: FakeDaggerEngine, report: Path
+) -> None:
+    """``host.directory`` is cached per client unless noCache (core/schema/host.go): the second
+    run would summarize the first run's files (a pipeline's session reads the folder earlier)."""
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    run(spec_for(report))
+    write_owned_file(report, "summary.json", json.dumps({"rows_in": 5, "quarantined": 0}).encode())
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    run(spec_for(report))
+    assert (report / "summary.md").read_text() == "5 rows came in; 0 were quarantined.\n"
+
+
+class TestARetryReachesTheProvider:
+    """The engine caches ``llm`` per session and an LLM keeps its loop's error: the same chain
+    asked again in the session fails at once, without a request to the provider."""
+
+    def test_a_rate_limited_run_again_on_the_same_session_asks_the_provider(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            ProviderFailure(429, "rate_limit_error", "rate limited"),
+            Reply("Saving.", (save_file("summary", summary_from_input),)),
+        ]
+        with pytest.raises(ProviderUnavailableError):
+            run(spec_for(report))
+        refused = len(engine.model.calls)
+        result = run(spec_for(report))
+        assert result.outputs == {"summary": str(report / "summary.md")}  # type: ignore[attr-defined]
+        assert len(engine.model.calls) == refused + 1
+        assert len(engine.model.answered) == 1
+
+    async def test_two_runs_on_one_shared_session_each_reach_the_provider(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Saving.", (save_file("summary", "one\n"),)),
+            Reply("Saving.", (save_file("summary", "two\n"),)),
+        ]
+        runner = DaggerRunner(provision_timeout_s=5)
+        async with runner.session():
+            await DaggerLlmRunner(runner).run(spec_for(report), key_value=KEY)
+            await DaggerLlmRunner(runner).run(spec_for(report), key_value=KEY)
+        assert len(engine.model.answered) == 2
+        assert (report / "summary.md").read_text() == "two\n"
+        assert engine.sessions == 1
+
+
 class TestBeforeTheEngine:
     def test_a_missing_input_is_refused_before_any_query(
         self, engine: FakeDaggerEngine, tmp_path: Path
