@@ -30,14 +30,14 @@ Each run is a new branch:
     an output only when it was bound after the run began.
 
 The provider key (ADR 0021):
-    The engine never takes a key as an argument in v0.21: it reads ``ANTHROPIC_API_KEY``,
-    ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` from the environment of the session's client (the
-    ``dagger session`` CLI the SDK starts, which inherits this process's environment, or the
-    ``dagger run`` that provides the session), or from a ``.env`` file in its working directory;
-    a value that is itself a secret reference (``op://``, ``vault://``, ``file://``, ``env://``)
-    is resolved by the engine (``core/llm.go``: ``NewLLMRouter``, ``loadLLMRouter``). So this
-    module never sends the key: the value it is given is used only to mask it in the reply, in
-    engine log lines and in error messages.
+    The engine never takes a key as an argument in v0.21: for every new LLM its router reads
+    ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` (the one the model's provider
+    uses) from a ``.env`` file in the working directory of the session's process, then from that
+    process's environment, and resolves a value that is a secret reference (``core/llm.go``:
+    ``NewLLMRouter``, ``LLMRouter.Route``). :mod:`adapters.llm_route` reads the same sources the
+    same way: this module never sends the key, refuses an engine default model the declared key
+    does not serve before the engine is asked, and masks the value the engine will use in the
+    reply, in engine log lines and in error messages.
 
 Errors (:func:`translate_llm_error`): the engine retries a provider's passing failures itself (up
 to two minutes, ``core/llm.go``: ``sendQueryWithRetry``) and then reports ``not retrying: <the
@@ -90,6 +90,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import EngineConfig
 from adapters.ownership import Status, inspect, write_owned_file
 from adapters.redaction import mask_secrets
 from adapters.runner import LineSink
@@ -145,10 +146,13 @@ def translate_llm_error(
                 used=spec.budget.max_api_calls,
             )
         if _KEY.search(detail) and not _PASSING.search(detail):
+            found = EngineConfig().key(spec.key_name).found_in
+            read = f"; the engine read it from {found}" if found else ""
             return ProviderKeyError(
-                f"the {spec.provider} provider refused the key or found none ({detail}); set"
-                f" {spec.key_name} in the environment of the process that starts the engine"
-                " session (or in the `dagger run` that provides it) to a valid key",
+                f"the {spec.provider} provider refused the key or found none ({detail}{read});"
+                f" set {spec.key_name} to a valid key in a .env file in the working directory"
+                " or in the environment of the process that starts the engine session (or of"
+                " the `dagger run` that provides it)",
                 step=spec.name,
             )
         if _MODEL.search(detail) and not _PASSING.search(detail):
@@ -207,13 +211,15 @@ class DaggerLlmRunner:
 
         Args:
             spec: the llm step.
-            key_value: the provider key's value, when known: only used to mask it everywhere.
+            key_value: a value to mask everywhere, besides the provider key the engine will use
+                (:meth:`adapters.llm_route.EngineConfig.key`, always masked).
             attempt: which attempt this is (copied into the result).
             on_line: receives ``("engine", line)`` for each line about the run (masked).
 
         Raises:
             InvalidSpecError: an input path is missing, an output destination holds files the
-                platform did not write, or the model did not produce a declared output.
+                platform did not write, the model did not produce a declared output, or the
+                engine's default model (no ``spec.model``) does not use the declared key.
             BudgetExceededError: the model needed more API calls or tokens than the budget.
             ProviderKeyError, UnknownModelError: the provider refused the key or the model.
             ProviderUnavailableError: the provider stayed rate-limited or failing.
@@ -221,8 +227,10 @@ class DaggerLlmRunner:
             StepTimeoutError: the step ran longer than ``spec.timeout_s``.
         """
         started = time.monotonic()
-        secrets = [key_value] if key_value else []
+        config = EngineConfig()
+        secrets = [*config.key(spec.key_name).masked, *([key_value] if key_value else [])]
         _check_paths(spec)
+        _check_route(spec, config)
         shared = _shared.current()
         if shared is not None:
             shared.secrets.extend(secrets)
@@ -299,6 +307,24 @@ class DaggerLlmRunner:
             api_calls=calls,
             duration_s=time.monotonic() - started,
             attempt=attempt,
+        )
+
+
+def _check_route(spec: LlmSpec, config: EngineConfig) -> None:
+    """Refuse, before the engine is asked, a default model whose provider the key does not serve.
+
+    A named model was checked when the spec was made (``LlmSpec``); with none, the engine picks
+    one from its configuration, which this process reads the way the engine does.
+    """
+    if spec.model is not None:
+        return
+    route = config.route(None)
+    if route is not None and route.key_name != spec.key_name:
+        raise InvalidSpecError(
+            f"no model is named, so the Dagger engine picks its default model {route.model!r},"
+            f" which it gives {route.key_name}, not the declared {spec.key_name}; name a model"
+            f" of the provider whose key is {spec.key_name} in llm.model",
+            step=spec.name,
         )
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -41,6 +40,7 @@ from adapters.breaker import get_breaker
 from adapters.contract import StepResult
 from adapters.errors import AiopError, BudgetExceededError
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
@@ -64,12 +64,19 @@ CACHE_VERSION = "1"
 
 
 def provider_of(spec: LlmSpec) -> str:
-    """The provider that serves the step's model."""
+    """The provider the engine will call for the step: the named model's, else the provider of
+    the engine's default model as this process's configuration makes it (``.env``, environment).
+    """
+    if spec.model is None:
+        route = EngineConfig().route(None)
+        if route is not None:
+            return route.provider
     return spec.provider
 
 
 def provider_breaker_name(spec: LlmSpec) -> str:
-    """The breaker of the step's provider: ``llm:<provider>``."""
+    """The breaker of the provider the engine calls: ``llm:<provider>`` (``other``: an
+    OpenAI-compatible endpoint)."""
     return f"llm:{provider_of(spec)}"
 
 
@@ -160,8 +167,8 @@ async def run_llm_step(
 ) -> LlmResult:
     """Run one llm step on the Dagger engine through the provider's breaker.
 
-    The provider key's value is read from this process's environment only to mask it in logs
-    and messages; the engine reads the key itself (ADR 0021).
+    The engine reads the provider key itself (ADR 0021); the runner reads it where the engine
+    does (``.env``, then the environment) only to mask it in logs and messages.
 
     Raises:
         BudgetExceededError, ProviderKeyError, UnknownModelError, InvalidSpecError: permanent.
@@ -183,7 +190,6 @@ async def run_llm_step(
             redis_url=settings.redis_url(),
         )
     )
-    key_value = os.environ.get(spec.key_name) or None
     logger.info(
         "%s (%smodel %s, attempt %d, budget %d calls / %d tokens)",
         *(spec.name, f"agent {agent}, " if agent else "", spec.model or "default", attempt),
@@ -197,7 +203,7 @@ async def run_llm_step(
         runner = DaggerLlmRunner(
             DaggerRunner(provision_timeout_s=settings.dagger_provision_timeout_s)
         )
-        return await runner.run(spec, key_value=key_value, attempt=attempt, on_line=forward)
+        return await runner.run(spec, attempt=attempt, on_line=forward)
 
     async def publish(done: LlmResult | BudgetExceededError) -> None:
         await acreate_markdown_artifact(
