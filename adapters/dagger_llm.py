@@ -39,9 +39,11 @@ The provider key (ADR 0021):
     does not serve before the engine is asked, and masks the value the engine will use in the
     reply, in engine log lines and in error messages.
 
-Errors (:func:`translate_llm_error`): the engine retries a provider's passing failures itself (up
-to two minutes, ``core/llm.go``: ``sendQueryWithRetry``) and then reports ``not retrying: <the
-provider's error>``:
+Errors (:func:`translate_llm_error`): the engine retries Anthropic's and Google's passing failures
+itself (for up to two minutes, ``core/llm.go``: ``loop``'s ``backoff.Retry`` and the providers'
+``IsRetryable``; never OpenAI's or other endpoints') and then reports ``not retrying: <the
+provider client's error>``; a step's ``timeout_s`` must leave room for that retry
+(:func:`adapters.llm_route.timeout_problem`):
 
     provider said                                    platform error              retried
     429, rate limit, 5xx, overloaded                 ProviderUnavailableError    yes
@@ -90,7 +92,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
-from adapters.llm_route import EngineConfig
+from adapters.llm_route import ENGINE_RETRY_S, EngineConfig, timeout_problem
 from adapters.ownership import Status, inspect, write_owned_file
 from adapters.redaction import mask_secrets
 from adapters.runner import LineSink
@@ -162,10 +164,15 @@ def translate_llm_error(
                 step=spec.name,
             )
         if _PASSING.search(detail):
+            retried = ENGINE_RETRY_S.get(spec.provider)
+            engine = (
+                f"the engine retried it for up to {retried:g} s first"
+                if retried
+                else f"the engine does not retry the {spec.provider} provider itself"
+            )
             return ProviderUnavailableError(
-                f"the {spec.provider} provider turned the request away for now ({detail}); the"
-                " engine's own retries gave up, and the step is retried with backoff while its"
-                " retry policy allows",
+                f"the {spec.provider} provider turned the request away for now ({detail}); {engine},"
+                " and the step is retried with backoff while its retry policy allows",
                 step=spec.name,
             )
     error = translate_error(exc, connected=connected)
@@ -319,13 +326,18 @@ def _check_route(spec: LlmSpec, config: EngineConfig) -> None:
     if spec.model is not None:
         return
     route = config.route(None)
-    if route is not None and route.key_name != spec.key_name:
+    if route is None:
+        return
+    if route.key_name != spec.key_name:
         raise InvalidSpecError(
             f"no model is named, so the Dagger engine picks its default model {route.model!r},"
             f" which it gives {route.key_name}, not the declared {spec.key_name}; name a model"
             f" of the provider whose key is {spec.key_name} in llm.model",
             step=spec.name,
         )
+    problem = timeout_problem(route.provider, spec.timeout_s)
+    if problem:
+        raise InvalidSpecError(f"{problem} (the default model is {route.model!r})", step=spec.name)
 
 
 def _check_paths(spec: LlmSpec) -> None:

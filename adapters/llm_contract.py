@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.llm_route import provider_of_model, route_problem
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 
 __all__ = [
     "PROVIDERS",
@@ -133,7 +133,9 @@ class LlmSpec(_Frozen):
     @model_validator(mode="after")
     def _route(self) -> LlmSpec:
         if self.model is not None:
-            problem = route_problem(self.model, self.key_name)
+            problem = route_problem(self.model, self.key_name) or timeout_problem(
+                provider_of_model(self.model), self.timeout_s
+            )
             if problem:
                 raise ValueError(problem)
         return self

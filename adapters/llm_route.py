@@ -22,6 +22,13 @@ engine will really use. This module is that answer, with no ``dagger`` import:
   is the ``dagger session`` the SDK starts from this process (same working directory and
   environment), or the ``dagger run`` that started this process; both are taken to be this
   process's.
+* **the engine's own retries** (``core/llm.go``: ``loop``'s ``backoff.Retry``;
+  ``core/llm_anthropic.go``, ``core/llm_google.go``, ``core/llm_openai.go``: ``IsRetryable``):
+  Anthropic's rate limit, overload and internal server error and Google's 429 and 503 are sent
+  again with exponential backoff (1 s, x1.5, at most 30 s apart) while the waits stay within two
+  minutes; OpenAI and other endpoints are never retried by the engine. A step therefore needs
+  :data:`ENGINE_RETRY_S` plus a call's time before it can see a rate limit of such a provider
+  (:func:`timeout_problem`).
 * **secret references** (``engine/client/secretprovider``): a value such as ``env://NAME``,
   ``file://path``, ``cmd://command``, ``op://...``, ``vault://...`` is resolved by the engine,
   again for every new LLM (so an edited ``.env`` or a rotated secret applies to the next step).
@@ -50,6 +57,8 @@ from typing import NamedTuple
 from dotenv import dotenv_values
 
 __all__ = [
+    "CALL_ALLOWANCE_S",
+    "ENGINE_RETRY_S",
     "KEY_OF_PROVIDER",
     "REFERENCE_SCHEMES",
     "EngineConfig",
@@ -58,6 +67,7 @@ __all__ = [
     "provider_of_model",
     "resolve_alias",
     "route_problem",
+    "timeout_problem",
 ]
 
 #: The key each provider's endpoint is given (``route*Model`` in core/llm.go).
@@ -80,6 +90,30 @@ _ALIASES = {"anthropic": "anthropic", "claude": "anthropic", "google": "google",
             "llama": "meta", "mistral": "mistral"}  # fmt: skip
 #: Secret reference schemes the engine resolves (engine/client/secretprovider/secretprovider.go).
 REFERENCE_SCHEMES = ("env", "file", "cmd", "op", "vault", "libsecret", "gcp", "aws+sm", "aws+ps")
+
+
+#: How long the engine keeps retrying a provider's passing failure before it gives up, per
+#: provider it retries (core/llm.go: ``MaxElapsedTime = 2 * time.Minute``).
+ENGINE_RETRY_S: dict[str, float] = {"anthropic": 120.0, "google": 120.0}
+#: What a step's timeout must allow beyond that retry for the model's call itself.
+CALL_ALLOWANCE_S = 60.0
+
+
+def timeout_problem(provider: str, timeout_s: float) -> str | None:
+    """Why ``timeout_s`` is too short for a step of ``provider`` (None: it is long enough).
+
+    The engine waits out a rate limit of Anthropic or Google for up to two minutes before it
+    reports it; a step stopped before then says it timed out, not that the provider refused.
+    """
+    retry = ENGINE_RETRY_S.get(provider)
+    if retry is None or timeout_s >= retry + CALL_ALLOWANCE_S:
+        return None
+    least = retry + CALL_ALLOWANCE_S
+    return (
+        f"timeout_s={timeout_s:g} leaves no room for the Dagger engine's own retries of the"
+        f" {provider} provider (it waits out a rate limit or an overload for up to {retry:g} s"
+        f" before it reports it); give the agent timeout_s: {least:g} or more"
+    )
 
 
 def resolve_alias(model: str) -> str:

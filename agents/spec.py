@@ -45,7 +45,7 @@ from adapters.contract import (
     check_name,
 )
 from adapters.errors import InvalidInputError
-from adapters.llm_route import route_problem
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
 from agents.template import CommandTemplate
 
@@ -248,8 +248,11 @@ class AgentSpec(BaseModel):
             if self.llm.model is not None:  # the engine gives the model's provider its own key
                 try:
                     problem = route_problem(self.llm.model, self.llm.key or keys[0])
+                    provider = provider_of_model(self.llm.model)
                 except ValueError as exc:
-                    problem = str(exc)
+                    problem, provider = str(exc), ""
+                if not problem and timeout_problem(provider, self.timeout_s):
+                    _fail("timeout_s", str(timeout_problem(provider, self.timeout_s)))
                 if problem:
                     _fail("llm", problem)
         used = self.command.parameters() if self.command is not None else set()

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from adapters.dagger_llm import DaggerLlmRunner
 from adapters.dagger_runner import DaggerRunner
@@ -26,7 +27,15 @@ from adapters.errors import (
 from adapters.llm_contract import LlmBudget, LlmInput, LlmOutput, LlmSpec
 from adapters.ownership import MANIFEST, write_owned_file
 from tests.fakes.dagger_engine import FakeDaggerEngine
-from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, ToolCall, read_input, save_file
+from tests.fakes.dagger_llm import (
+    EnvView,
+    ProviderFailure,
+    Reply,
+    ToolCall,
+    read_input,
+    requests_until_the_engine_gives_up,
+    save_file,
+)
 from tests.fakes.session import standin_session
 
 KEY = "sk-ant-test-0123456789abcdef"
@@ -329,6 +338,94 @@ def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Pat
         time.sleep(0.5)
         return "late"
 
+    # An OpenAI model: the engine does not retry it, so a short timeout_s is allowed.
+    engine.model.client_env = {"OPENAI_API_KEY": KEY}
     engine.model.script = [Reply("Working.", (ToolCall("slow", slow),))]
+    spec = spec_for(report, model="gpt-4.1", key_name="OPENAI_API_KEY", timeout_s=0.2)
     with pytest.raises(StepTimeoutError, match=r"timeout_s=0\.2"):
-        run(spec_for(report, timeout_s=0.2))
+        run(spec)
+
+
+class TestTheEnginesOwnRetries:
+    """The engine retries Anthropic's and Google's passing failures for up to two minutes
+    before it reports them, and never OpenAI's (core/llm.go ``loop``, ``IsRetryable``); the
+    stand-in waits the same way on its virtual clock."""
+
+    def test_an_anthropic_rate_limit_that_passes_within_the_engines_retries_is_never_seen(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            ProviderFailure(429, "rate_limit_error", "rate limited", for_s=30),
+            Reply("Saving.", (save_file("summary", summary_from_input),)),
+        ]
+        result = run(spec_for(report))
+        assert result.api_calls == 1  # type: ignore[attr-defined]
+        assert engine.model.clock.now >= 30  # the engine waited it out
+        assert len(engine.model.calls) > 2 and len(engine.model.answered) == 1
+
+    def test_an_anthropic_rate_limit_is_reported_after_two_minutes_of_the_engines_retries(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [ProviderFailure(429, "rate_limit_error", "rate limited")]
+        with pytest.raises(ProviderUnavailableError, match="retried it for up to 120 s first"):
+            run(spec_for(report))
+        assert 100 < engine.model.clock.now <= 120
+        assert len(engine.model.calls) == requests_until_the_engine_gives_up(retried=True)
+
+    def test_an_openai_rate_limit_is_reported_at_once(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.client_env = {"OPENAI_API_KEY": KEY}
+        engine.model.script = [ProviderFailure(429, "rate_limit_exceeded", "slow down")]
+        spec = spec_for(report, model="gpt-4.1", key_name="OPENAI_API_KEY")
+        with pytest.raises(ProviderUnavailableError, match="does not retry the openai provider"):
+            run(spec)
+        assert engine.model.clock.now == 0 and len(engine.model.calls) == 1
+
+    @pytest.mark.parametrize(("status", "retried"), [(503, True), (429, True), (500, False)])
+    def test_google_is_retried_on_429_and_503_only(
+        self, engine: FakeDaggerEngine, report: Path, status: int, retried: bool
+    ) -> None:
+        engine.model.client_env = {"GEMINI_API_KEY": KEY}
+        engine.model.script = [ProviderFailure(status, "UNAVAILABLE", "try later")]
+        spec = spec_for(report, model="gemini-2.5-flash", key_name="GEMINI_API_KEY")
+        with pytest.raises(ProviderUnavailableError):
+            run(spec)
+        assert len(engine.model.calls) == requests_until_the_engine_gives_up(retried=retried)
+
+    @pytest.mark.parametrize(
+        ("model", "key", "timeout_s", "refused"),
+        [
+            ("claude-sonnet-4-5", "ANTHROPIC_API_KEY", 120, True),
+            ("claude-sonnet-4-5", "ANTHROPIC_API_KEY", 180, False),
+            ("gemini-2.5-flash", "GEMINI_API_KEY", 90, True),
+            ("gpt-4.1", "OPENAI_API_KEY", 30, False),
+        ],
+    )
+    def test_a_timeout_must_leave_room_for_the_engines_retries(
+        self, report: Path, model: str, key: str, timeout_s: float, refused: bool
+    ) -> None:
+        def make() -> LlmSpec:
+            return spec_for(report, model=model, key_name=key, timeout_s=timeout_s)
+
+        if refused:
+            with pytest.raises(ValidationError, match=r"up to 120 s before it reports it"):
+                make()
+        else:
+            assert make().timeout_s == timeout_s
+
+    def test_an_agent_whose_timeout_leaves_no_room_is_refused_when_loaded(self) -> None:
+        from agents.spec import AgentSpec
+
+        with pytest.raises(ValidationError, match=r"timeout_s\n.*give the agent timeout_s: 180"):
+            AgentSpec.model_validate(
+                {
+                    "name": "quick",
+                    "kind": "llm",
+                    "description": "d",
+                    "capabilities": ["summarize"],
+                    "llm": {"prompt": "Summarize.", "model": "claude-sonnet-4-5"},
+                    "secrets": ["ANTHROPIC_API_KEY"],
+                    "timeout_s": 60,
+                }
+            )
