@@ -52,6 +52,8 @@ class SharedSession(Generic[_C]):
         secrets: secret values of the runs served, masked in the engine log's lines.
         sessions: sessions opened for this run (1 unless the engine broke).
         runs: runs (step attempts) served.
+        images: image tag -> the reference with digest it resolved to in this session.
+        say: writes a line about the session to the sink given when it was opened.
     """
 
     opened: Opened[_C]
@@ -59,6 +61,8 @@ class SharedSession(Generic[_C]):
     secrets: list[str] = field(default_factory=list)
     sessions: int = 1
     runs: int = 0
+    images: dict[str, str] = field(default_factory=dict)
+    say: Callable[[str], None] = lambda line: None
     broken: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _closing: set[asyncio.Task[None]] = field(default_factory=set)
@@ -71,6 +75,7 @@ class SharedSession(Generic[_C]):
                 self.opened = await self.reopen()
                 self.sessions += 1
                 self.broken = False
+                self.images.clear()  # a new session resolves tags again
                 closing = asyncio.ensure_future(old.close())
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)

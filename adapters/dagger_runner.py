@@ -384,6 +384,7 @@ class DaggerRunner:
             opened,
             reopen=lambda: self.open_connection(self.provision_timeout_s, on_line, secrets, None),
             secrets=secrets,
+            say=line_sink(on_line, "engine", secrets),
         )
         _shared.register(shared)
         try:
@@ -446,6 +447,7 @@ class DaggerRunner:
     ) -> _Executed:
         secrets = spec.secret_values()
         try:
+            await _say_resolved_image(client, spec, on_line)
             container = _pipeline(client, spec, mounts)
             # One deadline for the command, the reads of its output and the exports.
             async with step_deadline(spec):
@@ -466,6 +468,41 @@ class DaggerRunner:
         except FOREIGN_ERRORS as exc:
             scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
+
+
+async def _say_resolved_image(
+    client: dagger.Client, spec: StepSpec, on_line: LineSink | None
+) -> None:
+    """Say which digest a tag resolved to, once per session, so that it can be pinned.
+
+    The engine resolves a tag against its registry once in every session (core/schema/container.go
+    ``fromSessionScopeInput``), even when it holds the image; only a digest reference resolves
+    without the registry. ``imageRef`` is that resolution (it is the same cached ``from`` call
+    the step's pipeline makes, so it costs no second registry request).
+    """
+    if "@" in spec.image:
+        return
+    shared = _shared.current()
+    if shared is not None:
+        if spec.image in shared.images:
+            return
+        shared.images[spec.image] = ""  # claimed: concurrent steps say it once
+    try:
+        resolved = await client.container().from_(spec.image).image_ref()
+    except BaseException:
+        if shared is not None:
+            shared.images.pop(spec.image, None)
+        raise
+    digest = resolved.rpartition("@")[2]
+    line = (
+        f"image {spec.image} resolved to {resolved} in this engine session; write"
+        f" {spec.image}@{digest} to run it without its registry"
+    )
+    if shared is not None:  # a fact of the run's session: the run's log, like engine lines
+        shared.images[spec.image] = resolved
+        shared.say(line)
+    else:
+        line_sink(on_line, "engine", spec.secret_values())(line)
 
 
 def _failed(exc: dagger.ExecError, spec: StepSpec, on_line: LineSink | None) -> _Executed:

@@ -12,6 +12,7 @@ AiopError                          root; never raised itself
 │   ├── EngineUnavailableError     no engine could be reached or provisioned
 │   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)
 │   ├── EngineConnectionError      the engine or its transport broke while a step ran
+│   ├── RegistryUnavailableError   the image's registry could not be reached (or failed) for now
 │   └── StepTimeoutError           the step ran past its timeout_s and was stopped
 │   └── ProviderUnavailableError   an LLM provider refused for now: rate limit (429), 5xx, overload
 ├── StepFailedError                the step's own command exited non-zero (the engine is healthy);
@@ -46,6 +47,7 @@ __all__ = [
     "ProviderKeyError",
     "ProviderUnavailableError",
     "ProvisioningTimeoutError",
+    "RegistryUnavailableError",
     "StepFailedError",
     "StepTimeoutError",
     "UnknownModelError",
@@ -121,6 +123,15 @@ class EngineConnectionError(InfrastructureError):
     """The engine died or the connection to it broke while a step was running."""
 
     docs_anchor = "engine-connection-lost"
+
+
+class RegistryUnavailableError(InfrastructureError):
+    """The registry of the step's image could not be reached, or failed, while the engine
+    resolved or pulled the image: a network or registry outage that may pass. The engine looks a
+    tag up in its registry once in every session even when it holds the image; an image pinned by
+    digest needs no registry once the engine holds it."""
+
+    docs_anchor = "registry-unavailable"
 
 
 class StepTimeoutError(InfrastructureError):

@@ -153,6 +153,8 @@ class TestOpeningTheSession:
                 )
             )
         assert ("engine", "engine: starting") in session_lines
+        resolved = [line for _, line in session_lines if "resolved to" in line]
+        assert len(resolved) == 1 and resolved[0].startswith("image python:3.12-slim resolved to")
         assert step_lines == {0: [("stdout", "0")], 1: [("stdout", "1")]}
         assert engine.sessions == 1
 

@@ -71,6 +71,7 @@ import contextlib
 import enum
 import fnmatch
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -480,6 +481,7 @@ class _Host(_Object):
 @dataclass(frozen=True)
 class _ContainerState:
     image: str | None = None
+    canonical: str | None = None  # the image as the engine resolved it: name[:tag]@digest
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[tuple[str, _Secret], ...] = ()
     mounts: tuple[tuple[str, MountedPath], ...] = ()
@@ -492,7 +494,7 @@ class _ContainerState:
     def definition(self) -> tuple[Any, ...]:
         """What the engine's cache key covers (see the module docstring)."""
         return (
-            self.image,
+            self.canonical,
             self.env,
             tuple((name, secret.name) for name, secret in self.secrets),
             tuple(
@@ -522,8 +524,13 @@ class _Container(_Object):
     # --- pipeline building (lazy) ---
 
     def from_(self, info: GraphQLResolveInfo[Any], address: str, **_: Any) -> _Container:
-        self.engine._resolve_image(address)
-        return self._with(image=address)
+        return self._with(image=address, canonical=self.engine._resolve_image(address))
+
+    def imageRef(self, info: GraphQLResolveInfo[Any]) -> str:
+        if self.state.canonical is None:
+            raise GraphQLError("Image reference can only be retrieved immediately after the"
+                               " 'Container.From' call")  # fmt: skip
+        return self.state.canonical
 
     def withEnvVariable(
         self, info: GraphQLResolveInfo[Any], name: str, value: str, **_: Any
@@ -740,6 +747,13 @@ class FakeDaggerEngine:
             normalised; the engine's ``not found`` resolution error).
         image_errors: image address (as written or normalised) -> the registry's answer when
             resolving it (``unexpected status ...: 503 Service Unavailable``, ``i/o timeout``...).
+        registry: normalised tag -> the digest its registry gives it now (a made-up, stable one
+            when absent); change it to move a tag.
+        registry_outage: the network's answer to every registry request (None: reachable).
+        pull_errors, import_errors: image (as written, normalised with its digest, or by name)
+            -> why fetching or storing its layers fails when a container is first evaluated.
+        content_store: images the engine holds (``name[:tag]@digest``), kept across sessions.
+        registry_requests: every request to a registry (tag or digest resolutions).
         keep_results: keep successful exec results across sessions, as the engine's cache does
             (on by default; off runs every exec).
         die_during_export: write part of the first export, then die (the engine crashed
@@ -759,6 +773,12 @@ class FakeDaggerEngine:
         self.behaviour: ExecBehaviour = behaviour
         self.missing_images: set[str] = set()
         self.image_errors: dict[str, str] = {}
+        self.registry: dict[str, str] = {}
+        self.registry_outage: str | None = None
+        self.pull_errors: dict[str, str] = {}
+        self.import_errors: dict[str, str] = {}
+        self.content_store: set[str] = set()
+        self.registry_requests: list[str] = []
         self.keep_results = True
         self.die_during_export = False
         self.hang_export = False
@@ -982,17 +1002,60 @@ class FakeDaggerEngine:
         return value(info, **args) if callable(value) else value
 
     def _resolve_image(self, address: str) -> str:
-        """The normalised reference, or the engine's resolution error (core/schema/container.go)."""
+        """``Container.from``: the image as ``name[:tag]@digest``, or the engine's error.
+
+        core/schema/container.go ``from``: the address is normalised; a tag is resolved against
+        its registry once per session (``fromSessionScopeInput``) and ``from`` is called again
+        with the digest; a digest reference is resolved locally when the engine holds the image
+        (engine/server/resolver/resolver.go ``tryLocalCanonicalConfig``), else by the registry.
+        """
         try:
             ref = normalized_image_ref(address)
         except ValueError as exc:
             raise GraphQLError(f"failed to parse image address {address}: {exc}") from exc
-        cause = self.image_errors.get(address) or self.image_errors.get(ref)
-        if cause is None and ({address, ref} & self.missing_images):
-            cause = f"{ref}: not found"
+        if "@" in ref:
+            with self._lock:
+                if ref in self.content_store:
+                    return ref
+            self._ask_registry(address, ref)
+            return ref
+        key = ("from", self.session_scope, ref)
+        return self.memo(key, lambda: f"{ref}@{self._ask_registry(address, ref)}")
+
+    def _ask_registry(self, address: str, ref: str) -> str:
+        """The digest the registry gives ``ref`` (a tag or a digest), or the resolution error."""
+        with self._lock:
+            self.registry_requests.append(ref)
+        cause = (
+            self.registry_outage
+            or self.image_errors.get(address)
+            or self.image_errors.get(ref)
+            or (f"{ref}: not found" if {address, ref} & self.missing_images else None)
+        )
         if cause is not None:
             raise GraphQLError(f'failed to resolve image "{ref}" (platform: "{PLATFORM}"): {cause}')
-        return ref
+        if "@" in ref:
+            return ref.rpartition("@")[2]
+        return self.registry.setdefault(ref, "sha256:" + hashlib.sha256(ref.encode()).hexdigest())
+
+    def _pull(self, address: str, canonical: str) -> None:
+        """Fetch the image's layers, lazily, when a container from it is first evaluated
+        (core/container_image.go ``ContainerFromImageRefLazy.Evaluate``: ``pull image %q`` and
+        ``import image %q`` errors); what was pulled stays for the engine's life."""
+        with self._lock:
+            if canonical in self.content_store:
+                return
+        named = {address, canonical, canonical.partition("@")[0]}
+        cause = self.registry_outage or next(
+            (self.pull_errors[n] for n in named if n in self.pull_errors), None
+        )
+        if cause is not None:
+            raise GraphQLError(f'pull image "{canonical}": {cause}')
+        imported = next((self.import_errors[n] for n in named if n in self.import_errors), None)
+        if imported is not None:
+            raise GraphQLError(f'import image "{canonical}": {imported}')
+        with self._lock:
+            self.content_store.add(canonical)
 
     def _run_exec(self, info: GraphQLResolveInfo[Any], state: _ContainerState) -> ExecOutcome:
         if state.image is None:
@@ -1004,6 +1067,8 @@ class FakeDaggerEngine:
             kept = self._kept.get(key) if key is not None else None
         if kept is not None:
             return kept
+        assert state.canonical is not None
+        self._pull(state.image, state.canonical)
         request = ExecRequest(
             image=state.image,
             args=list(state.exec_args),
