@@ -241,12 +241,12 @@ class DaggerLlmRunner:
         shared = _shared.current()
         if shared is not None:
             shared.secrets.extend(secrets)
-            client = await shared.client()
-            try:
-                return await self._execute(client, spec, secrets, attempt, started, on_line)
-            except (EngineConnectionError, EngineUnavailableError):
-                shared.mark_broken(client)
-                raise
+            async with shared.lease() as client:
+                try:
+                    return await self._execute(client, spec, secrets, attempt, started, on_line)
+                except (EngineConnectionError, EngineUnavailableError):
+                    shared.mark_broken(client)
+                    raise
         opened = await self._runner.open_connection(
             self._runner.provision_timeout_s, on_line, secrets, None
         )

@@ -29,9 +29,11 @@ Limits:
       session's engine may run it on until the flow run's session closes).
     * ``execute_timeout_s`` (optional) bounds every single request to the engine.
     * ``close_timeout_s`` bounds closing the session; past it the CLI is killed as above.
-    * Retries are off (``Retry(connect=False, execute=False)``): a dead engine is reported at once
-      instead of being re-queried five times (which also surfaced as ``tenacity.RetryError``).
-      Retrying is the caller's policy.
+    * Retries are off, and so is the SDK's reconnecting GraphQL session (``retry=None``): a dead
+      engine is reported at once instead of being re-queried five times (which also surfaced as
+      ``tenacity.RetryError``), and one request's broken connection fails only that request, not
+      every request of the session in flight (see :mod:`adapters._dagger_shared`). Retrying is
+      the caller's policy.
 
 Mounts:
     Dagger mounts are copy-on-write snapshots of the host path, without :data:`MOUNT_EXCLUDE`
@@ -163,7 +165,13 @@ from adapters.errors import (
 from adapters.ownership import origin_of
 from adapters.runner import LineSink
 
-__all__ = ["ERROR_RULES", "MOUNT_EXCLUDE", "DaggerRunner", "ErrorRule", "translate_error"]
+__all__ = [
+    "ERROR_RULES",
+    "MOUNT_EXCLUDE",
+    "DaggerRunner",
+    "ErrorRule",
+    "translate_error",
+]
 
 #: Left out of every mounted directory: Python bytecode. The engine uploads a mounted directory and
 #: keys cached results by its content, so bytecode the host happens to write (a test run, an import)
@@ -325,12 +333,12 @@ class DaggerRunner:
         shared = _shared.current()
         if shared is not None:
             shared.secrets.extend(secrets)
-            client = await shared.client()
-            try:
-                executed = await self._execute(client, spec, mounts, on_line)
-            except (EngineConnectionError, EngineUnavailableError):
-                shared.mark_broken(client)
-                raise
+            async with shared.lease() as client:
+                try:
+                    executed = await self._execute(client, spec, mounts, on_line)
+                except (EngineConnectionError, EngineUnavailableError):
+                    shared.mark_broken(client)
+                    raise
         else:
             opened = await self.open_connection(self.provision_timeout_s, on_line, secrets, spec)
             try:
@@ -407,7 +415,7 @@ class DaggerRunner:
         os.environ.setdefault("DAGGER_NO_NAG", "1")
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
-            retry=dagger.Retry(connect=False, execute=False),
+            retry=None,
             timeout=dagger.Timeout(self.execute_timeout_s, connect=limit),
             log_output=cast(TextIO, engine_log),
         )

@@ -106,6 +106,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SCHEMA_PATH",
     "DIE",
+    "DROP",
     "EXEC",
     "HANG",
     "MIN_SCHEMA_PATH",
@@ -150,12 +151,16 @@ _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 class _Scripted(enum.Enum):
     DIE = "die"
+    DROP = "drop"
     HANG = "hang"
     EXEC = "exec"
 
 
 #: Behaviour: the engine dies while the exec query is in flight.
 DIE = _Scripted.DIE
+#: Behaviour: the connection of the exec's query is reset without an answer (a network blip, a
+#: proxy's reset); the engine itself keeps serving.
+DROP = _Scripted.DROP
 #: Behaviour: the exec never answers (until the engine is stopped).
 HANG = _Scripted.HANG
 #: Behaviour: the exec really runs as a host subprocess (no isolation, no images; see host_exec).
@@ -210,7 +215,7 @@ class ExecOutcome:
     host_path: Callable[[str], Path] | None = None
 
 
-ExecBehaviour = Callable[[ExecRequest], ExecOutcome] | _Scripted
+ExecBehaviour = Callable[[ExecRequest], "ExecOutcome | _Scripted"] | _Scripted
 
 
 @dataclass(frozen=True)
@@ -689,6 +694,9 @@ class _Query(_Object):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Go's net.Listen asks for the system's somaxconn (4096 on Linux); socketserver's default of 5
+    # would reset a burst of new connections that the engine accepts.
+    request_queue_size = 1024
     engine: FakeDaggerEngine
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -986,6 +994,8 @@ class FakeDaggerEngine:
         if context["die"]:
             self._die()
             return None
+        if context.get("drop"):
+            return None
         answer: dict[str, Any] = {"data": result.data}
         if result.errors:
             answer["errors"] = [e.formatted for e in result.errors]
@@ -1083,17 +1093,22 @@ class FakeDaggerEngine:
         with self._lock:
             self.exec_requests.append(request)
         behaviour = self.behaviour
+        if callable(behaviour):  # a function may also answer with a scripted behaviour
+            behaviour = behaviour(request)
         if behaviour is DIE:
             info.context["die"] = True
             raise _Die("engine died")
+        if behaviour is DROP:
+            info.context["drop"] = True
+            raise _Die("connection reset")
         if behaviour is HANG:
             self._hang()
             raise GraphQLError("engine stopped")
         if behaviour is EXEC:
             outcome = self._exec_on_host().run(request)
         else:
-            assert callable(behaviour)
-            outcome = behaviour(request)
+            assert isinstance(behaviour, ExecOutcome)
+            outcome = behaviour
         if outcome.exit_code not in VALID_EXIT_CODES[state.expect]:
             raise GraphQLError(
                 f'process "{" ".join(request.args)}" did not complete successfully:'
