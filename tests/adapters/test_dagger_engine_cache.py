@@ -9,9 +9,13 @@ replayed from the engine's cache instead of running again.
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagger
 import pytest
 from prefect import flow
 
@@ -21,9 +25,10 @@ from adapters.errors import (
     InvalidSpecError,
     RegistryUnavailableError,
     StepFailedError,
+    StepTimeoutError,
 )
 from flows.step_task import StepOutcome, execute_step, run_step
-from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
 from tests.fakes.session import ENGINE_ENV, short_runner, step_spec
 
@@ -58,6 +63,59 @@ class TestTheStandInKeepsResultsLikeTheEngine:
         await runner().run(spec())
         await runner().run(spec(env={"X": "1"}))
         assert engine.executions == 2
+
+    async def test_identical_execs_in_flight_run_once_and_share_the_outcome(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        # dagql/cache.go ongoingCalls: the second caller waits for the first one's call.
+        def slow(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.3)
+            return ExecOutcome(stdout="shared\n")
+
+        engine.behaviour = slow
+        first, second = await asyncio.gather(runner().run(spec()), runner().run(spec()))
+        assert (first.stdout, second.stdout) == ("shared\n", "shared\n")
+        assert engine.executions == 1
+
+    async def test_identical_failing_execs_in_flight_share_the_error_and_it_is_not_kept(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        def slow_failure(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.3)
+            return ExecOutcome(exit_code=3, stderr="boom\n")
+
+        engine.behaviour = slow_failure
+        results = await asyncio.gather(runner().run(spec()), runner().run(spec()))
+        assert [r.exit_code for r in results] == [3, 3] and engine.executions == 1
+        await runner().run(spec())
+        assert engine.executions == 2
+
+    async def test_an_exec_whose_request_is_gone_is_cancelled_and_not_kept(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        # dagql/cache.go wait: the last caller gone, the call is cancelled.
+        def slow(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.6)
+            return ExecOutcome(stdout="late\n")
+
+        engine.behaviour = slow
+        with pytest.raises(StepTimeoutError):
+            await runner().run(spec(timeout_s=0.2))
+        await asyncio.sleep(0.6)  # the stand-in's command has ended by now
+        engine.behaviour = lambda request: ExecOutcome(stdout="again\n")
+        assert (await runner().run(spec())).stdout == "again\n"
+        assert engine.executions == 2
+
+    async def test_an_exec_error_reads_as_the_engine_words_it(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda request: ExecOutcome(exit_code=2, stderr="  nope \n")
+        async with dagger.Connection(dagger.Config(retry=None)) as client:
+            with pytest.raises(dagger.ExecError) as caught:
+                await client.container().from_("alpine").with_exec(["false"]).sync()
+        error = caught.value
+        assert re.fullmatch(r"exit code: 2 \[traceparent:[0-9a-f]{32}-[0-9a-f]{16}\]", str(error))
+        assert (error.command, error.exit_code, error.stderr) == (["false"], 2, "nope")
 
 
 class TestFailuresAreNeverKept:
@@ -352,6 +410,34 @@ class TestStepImageBuiltOnce:
         await runner().run(spec(requirements=["duckdb==1.1.3"]))
         await runner().run(spec(requirements=["duckdb==1.2.0"]))
         assert engine.executions == 2
+
+    async def test_the_layer_runs_before_the_command_once_for_the_engine(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.1.3"], args=["python", "-V"]))
+        assert [r.args[-1] for r in engine.layer_requests] == ["duckdb==1.1.3"]
+        assert engine.executions == 2
+
+    async def test_a_failing_install_fails_the_step_with_pips_exit_and_the_command_never_runs(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.layer_behaviour = lambda request: ExecOutcome(
+            exit_code=1, stderr="ERROR: No matching distribution found for duckdb==9.9\n"
+        )
+        lines: list[tuple[str, str]] = []
+        result = await runner().run(
+            spec(requirements=["duckdb==9.9"]), on_line=lambda s, line: lines.append((s, line))
+        )
+        assert result.exit_code == 1 and "No matching distribution" in result.stderr
+        assert engine.executions == 0 and len(engine.layer_requests) == 1
+        assert any(
+            s == "engine" and "installing the step's requirements (duckdb==9.9)" in line
+            for s, line in lines
+        ), lines
+        engine.layer_behaviour = None  # the failure was not kept: the retry installs again
+        assert (await runner().run(spec(requirements=["duckdb==9.9"]))).exit_code == 0
+        assert len(engine.layer_requests) == 2
 
     async def test_no_requirements_no_layer(self, engine: FakeDaggerEngine) -> None:
         await runner().run(spec())

@@ -15,10 +15,11 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * returns IDs for objects and loads them back through ``node(id:)``;
 * runs ``withExec`` through a scripted behaviour (:attr:`FakeDaggerEngine.behaviour`): a function
   ``ExecRequest -> ExecOutcome``, or :data:`DIE` (the engine dies during the query: the socket is
-  closed without an answer and the port stops listening), or :data:`HANG` (no answer until the
-  engine stops), or :data:`EXEC` (the command really runs on the host, see
-  :mod:`tests.fakes.host_exec`); a failing command raises the engine's ``EXEC_ERROR`` unless
-  ``expect`` allows it;
+  closed without an answer and the port stops listening), or :data:`DROP` (this query's connection
+  is reset, the engine goes on serving), or :data:`HANG` (no answer until the engine stops or the
+  query is cancelled), or :data:`EXEC` (the command really runs on the host, see
+  :mod:`tests.fakes.host_exec`); a function may also return one of those; a failing command
+  raises the engine's ``EXEC_ERROR`` unless ``expect`` allows it;
 * exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
   :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
@@ -45,17 +46,43 @@ stand-in does the same; each such behaviour names the engine source it follows:
   error is not kept, so the same definition runs again. The definition is what the engine's cache
   key covers: image, environment, secrets by name (``core/schema/secret.go``: ``setSecret``'s
   digest is its name handle, not its value), mounts by content (name, size and modification time
-  here), cache volume keys, workdir, arguments and ``expect``.
-  :attr:`FakeDaggerEngine.executions` counts the commands really run;
+  here), cache volume keys, workdir, arguments, ``expect``, the image by digest and the layers
+  under the exec. :attr:`FakeDaggerEngine.executions` counts the commands really run;
+* **one call in flight per definition** (``dagql/cache.go``: ``ongoingCalls``, ``wait``):
+  identical execs in flight run once and every caller gets the same outcome or error; a call
+  whose last caller's request is gone (the client closed the connection: a step's timeout) is
+  cancelled and nothing of it is kept;
+* **layers run** (``core/container_exec.go``: an exec evaluates the container it builds on): an
+  earlier ``withExec`` under the command (the step's ``requirements`` install) runs first, through
+  :attr:`FakeDaggerEngine.layer_behaviour`, is kept like any exec, and when it fails the
+  ``EXEC_ERROR`` names *its* command (``cmd``) and the command never runs;
+* **the exec error's message** (``core/exec_error.go``; the SDK's golden output in
+  ``dagql/idtui/testdata``): ``exit code: N [traceparent:<trace>-<span>]``;
 * **image references** (``core/schema/container.go``, ``from``): the address is normalised like
   ``reference.ParseNormalizedNamed`` + ``TagNameOnly`` (``alpine`` ->
-  ``docker.io/library/alpine:latest``); a bad one is ``failed to parse image address ...``, a pull
-  failure is ``failed to resolve image "<normalised>" (platform: "linux/amd64"): <cause>``;
+  ``docker.io/library/alpine:latest``); a bad one is ``failed to parse image address ...``, a
+  resolution failure is ``failed to resolve image "<normalised>" (platform: "linux/amd64"):
+  <cause>``. A tag is resolved against the registry (:attr:`FakeDaggerEngine.registry`) once per
+  session (``fromSessionScopeInput``), even when the engine holds the image; a digest reference
+  is resolved locally when the engine holds it (engine/server/resolver/resolver.go
+  ``tryLocalCanonicalConfig``), else by the registry. ``imageRef`` is the resolution
+  (``name:tag@digest``);
+* **the lazy pull** (``core/container_image.go``: ``ContainerFromImageRefLazy.Evaluate``): the
+  layers are fetched when a container is first evaluated (after a kept result is looked for);
+  failures read ``pull image "<ref@digest>": <cause>`` or ``import image "<ref@digest>": <cause>``;
+  what was pulled stays for the engine's life (:attr:`FakeDaggerEngine.content_store`);
+* **host reads** (``core/schema/host.go``; ``dagql/cache_inputs.go``): ``host.directory`` and
+  ``host.file`` take a snapshot of the path when they are read, cached per client for the session
+  unless ``noCache``;
 * **a missing executable** (``cmd/init/main.go``): the engine's init cannot find ``args[0]``, prints
   ``exec: "x": executable file not found in $PATH`` on stderr and exits 1 (exec mode; a scripted
   behaviour returns what it likes);
-* **sessions**: each new client session introspects the schema once
-  (:attr:`FakeDaggerEngine.sessions` counts them).
+* **sessions**: each new client connection introspects the schema once
+  (:attr:`FakeDaggerEngine.sessions` counts them). Every connection joins the stand-in's one
+  engine session, as every connection of a process under ``dagger run`` does: what the engine
+  caches per session or per client (``llm``, ``env``, host reads, tag resolutions;
+  ``dagql/cache_inputs.go``) lives until :meth:`FakeDaggerEngine.new_session`, which is what a
+  new ``dagger session`` gives; exec results and pulled images are kept across sessions.
 
 Example:
     >>> with FakeDaggerEngine() as engine:
@@ -77,6 +104,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shutil
 import socket
 import sys
@@ -350,6 +378,21 @@ def _introspection(text: str) -> dict[str, Any]:
     return answer
 
 
+@dataclass
+class _Flight:
+    """An exec in flight: who waits for it, and its outcome or error once it ended."""
+
+    callers: list[threading.Event] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: ExecOutcome | None = None
+    error: GraphQLError | None = None
+
+
+def _layer_done(request: ExecRequest) -> ExecOutcome:
+    """Default for a layer under the command (the step's requirements): it succeeds."""
+    return ExecOutcome(stdout="Successfully installed " + " ".join(request.args[7:]) + "\n")
+
+
 class _Die(Exception):
     """Raised inside a resolver to make the handler drop the connection and stop the engine."""
 
@@ -494,7 +537,10 @@ class _ContainerState:
     workdir: str | None = None
     exec_args: tuple[str, ...] | None = None
     expect: str = "SUCCESS"
-    layers: tuple[tuple[str, ...], ...] = ()
+    #: The container as each earlier ``withExec`` left it: layers evaluated before this exec.
+    layers: tuple[_ContainerState, ...] = ()
+    #: The container as the last ``withExec`` made it (the layer it is for a later exec).
+    last_exec: _ContainerState | None = None
 
     def definition(self) -> tuple[Any, ...]:
         """What the engine's cache key covers (see the module docstring)."""
@@ -510,7 +556,7 @@ class _ContainerState:
             self.workdir,
             self.exec_args,
             self.expect,
-            self.layers,
+            tuple(layer.definition() for layer in self.layers),
         )
 
 
@@ -578,10 +624,12 @@ class _Container(_Object):
     def withExec(
         self, info: GraphQLResolveInfo[Any], args: list[str], expect: str, **_: Any
     ) -> _Container:
-        # An earlier exec becomes a layer under this one (recorded, part of the definition; not
-        # run: the host's environment stands in for what it would install).
-        layers = self.state.layers + ((self.state.exec_args,) if self.state.exec_args else ())
-        return self._with(exec_args=tuple(args), expect=expect, layers=layers)
+        # The container an earlier exec left becomes a layer under this one: evaluated first,
+        # and part of this exec's definition.
+        last = self.state.last_exec
+        layers = self.state.layers + ((last,) if last is not None else ())
+        made = replace(self.state, exec_args=tuple(args), expect=expect, layers=layers)
+        return _Container(self.engine, replace(made, last_exec=made))
 
     # --- evaluation ---
 
@@ -705,6 +753,22 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+def _watch(connection: socket.socket, gone: threading.Event, done: threading.Event) -> None:
+    """Set ``gone`` when the client closes the connection of a query still being answered (the
+    engine's HTTP server cancels the request's context then)."""
+    while not done.is_set():
+        try:
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                gone.set()
+                return
+        except (OSError, ValueError):
+            gone.set()
+            return
+        if readable:
+            done.wait(0.05)  # the start of the client's next request: it is still there
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms stalls
@@ -722,7 +786,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"message": "unauthorized"}, close=True)
             return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        answer = engine._execute(str(body["query"]), body.get("variables"))
+        gone, done = threading.Event(), threading.Event()
+        threading.Thread(target=_watch, args=(self.connection, gone, done), daemon=True).start()
+        try:
+            answer = engine._execute(str(body["query"]), body.get("variables"), gone)
+        finally:
+            done.set()
         if answer is None:  # the engine died during this query
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -770,6 +839,9 @@ class FakeDaggerEngine:
         hang_introspection: never answer the schema introspection (an engine that accepts
             connections but never serves the session).
         exec_requests: every command really run (a kept result does not run again).
+        layer_requests: every layer under a command really run (``requirements``' install).
+        layer_behaviour: what a layer's exec does (default: it succeeds; in exec mode it runs on
+            the host, a ``pip install`` with ``--dry-run`` so nothing is installed there).
         sessions: client sessions opened (each introspects the schema once).
         queries: every query received, in order.
         rejected: queries the official schema rejects (with the reasons).
@@ -796,6 +868,9 @@ class FakeDaggerEngine:
         self.queries: list[ReceivedQuery] = []
         self.rejected: list[ReceivedQuery] = []
         self.exec_requests: list[ExecRequest] = []
+        self.layer_requests: list[ExecRequest] = []
+        self.layer_behaviour: ExecBehaviour | None = None
+        self._flights: dict[tuple[Any, ...], _Flight] = {}
         self.token = secrets.token_hex(16)
         self.expected_authorization = (
             "Basic " + base64.b64encode(f"{self.token}:".encode()).decode()
@@ -955,15 +1030,26 @@ class FakeDaggerEngine:
             server.shutdown()
             server.server_close()
 
-    def _hang(self) -> None:
-        self._stopped.wait(_HANG_LIMIT_S)
+    def _hang(self, gone: threading.Event | None = None) -> None:
+        """No answer until the engine stops (or, for an exec, until its request is gone: the
+        engine then cancels it)."""
+        waited = 0.0
+        while waited < _HANG_LIMIT_S and not self._stopped.wait(0.05):
+            if gone is not None and gone.is_set():
+                return
+            waited += 0.05
 
     def _maybe_hang_export(self) -> None:
         if self.hang_export:
             self._hang()
             raise GraphQLError("engine stopped")
 
-    def _execute(self, text: str, variables: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def _execute(
+        self,
+        text: str,
+        variables: Mapping[str, Any] | None,
+        gone: threading.Event | None = None,
+    ) -> dict[str, Any] | None:
         """Answer one query; None means "drop the connection without answering"."""
         errors = _official_errors(text)
         received = ReceivedQuery(text, variables, errors)
@@ -981,7 +1067,7 @@ class FakeDaggerEngine:
             with self._lock:
                 self.sessions += 1
             return _introspection(text)
-        context: dict[str, Any] = {"die": False}
+        context: dict[str, Any] = {"die": False, "gone": gone or threading.Event()}
         result = graphql_sync(
             _min_schema(),
             text,
@@ -1067,16 +1153,67 @@ class FakeDaggerEngine:
         with self._lock:
             self.content_store.add(canonical)
 
-    def _run_exec(self, info: GraphQLResolveInfo[Any], state: _ContainerState) -> ExecOutcome:
+    def _run_exec(
+        self, info: GraphQLResolveInfo[Any], state: _ContainerState, *, layer: bool = False
+    ) -> ExecOutcome:
+        """The exec's outcome: kept, shared with an identical exec in flight, or run now.
+
+        dagql/cache.go: a completed call's result is kept, an error is not (``Cache.wait``);
+        identical calls in flight are run once, every caller waiting for the same outcome or
+        error (``ongoingCalls``); when the last caller's request is gone, the call is cancelled
+        and nothing is kept (``wait``: ``oc.cancel`` when ``waiters`` reaches 0).
+        """
         if state.image is None:
             raise GraphQLError("no image: call from() first")
         if state.exec_args is None:
             raise GraphQLError("no command has been set")
-        key = state.definition() if self.keep_results else None
+        key = state.definition()
+        gone: threading.Event = info.context.setdefault("gone", threading.Event())
         with self._lock:
-            kept = self._kept.get(key) if key is not None else None
-        if kept is not None:
-            return kept
+            kept = self._kept.get(key) if self.keep_results else None
+            if kept is not None:
+                return kept
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            flight.callers.append(gone)
+        if not owner:
+            while not flight.done.wait(0.05):
+                if gone.is_set():
+                    raise GraphQLError("context canceled")
+            if flight.error is not None:
+                raise flight.error
+            assert flight.outcome is not None
+            return flight.outcome
+        try:
+            outcome = self._evaluate(info, state, layer)
+            if all(caller.is_set() for caller in flight.callers):
+                raise GraphQLError("context canceled")  # nobody waits for it: cancelled
+        except GraphQLError as exc:
+            flight.error = exc
+            raise
+        except BaseException:
+            flight.error = GraphQLError("engine stopped")
+            raise
+        else:
+            flight.outcome = outcome
+            if self.keep_results:
+                with self._lock:
+                    self._kept.setdefault(key, outcome)
+            return outcome
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def _evaluate(
+        self, info: GraphQLResolveInfo[Any], state: _ContainerState, layer: bool
+    ) -> ExecOutcome:
+        """Evaluate the layers under the exec, pull the image, then run the command."""
+        assert state.image is not None and state.exec_args is not None
+        if state.layers:  # the container the previous exec left (it evaluates its own first)
+            self._run_exec(info, state.layers[-1], layer=True)
         assert state.canonical is not None
         self._pull(state.image, state.canonical)
         request = ExecRequest(
@@ -1088,11 +1225,13 @@ class FakeDaggerEngine:
             mounts=dict(state.mounts),
             caches=dict(state.caches),
             expect=state.expect,
-            setup=state.layers,
+            setup=tuple(layer.exec_args for layer in state.layers if layer.exec_args),
         )
         with self._lock:
-            self.exec_requests.append(request)
-        behaviour = self.behaviour
+            (self.layer_requests if layer else self.exec_requests).append(request)
+        behaviour: ExecBehaviour | ExecOutcome = self.behaviour
+        if layer:
+            behaviour = self.layer_behaviour or (EXEC if behaviour is EXEC else _layer_done)
         if callable(behaviour):  # a function may also answer with a scripted behaviour
             behaviour = behaviour(request)
         if behaviour is DIE:
@@ -1102,17 +1241,19 @@ class FakeDaggerEngine:
             info.context["drop"] = True
             raise _Die("connection reset")
         if behaviour is HANG:
-            self._hang()
-            raise GraphQLError("engine stopped")
+            self._hang(info.context["gone"])
+            raise GraphQLError("context canceled")
         if behaviour is EXEC:
-            outcome = self._exec_on_host().run(request)
+            outcome = self._exec_on_host().run(request, layer=layer)
         else:
             assert isinstance(behaviour, ExecOutcome)
             outcome = behaviour
         if outcome.exit_code not in VALID_EXIT_CODES[state.expect]:
+            # core/exec_error.go: the message is the executor's error with the trace it happened
+            # in (dagql/idtui golden: "exit code: 1 [traceparent:...]"); cmd is the exec's args.
+            trace = f"{secrets.token_hex(16)}-{secrets.token_hex(8)}"
             raise GraphQLError(
-                f'process "{" ".join(request.args)}" did not complete successfully:'
-                f" exit code: {outcome.exit_code}",
+                f"exit code: {outcome.exit_code} [traceparent:{trace}]",
                 extensions={
                     "_type": "EXEC_ERROR",
                     "cmd": request.args,
@@ -1121,9 +1262,6 @@ class FakeDaggerEngine:
                     "stderr": _exec_error_output(outcome.stderr),
                 },
             )
-        if key is not None:
-            with self._lock:
-                self._kept.setdefault(key, outcome)
         return outcome
 
     def _exec_on_host(self) -> HostExec:
