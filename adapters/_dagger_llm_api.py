@@ -28,6 +28,7 @@ The exports of bound outputs (``Binding.asFile``/``asDirectory``, in
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from typing import NamedTuple, TypeVar
@@ -35,10 +36,17 @@ from typing import NamedTuple, TypeVar
 import dagger
 
 from adapters.dagger_runner import MOUNT_EXCLUDE
+from adapters.errors import UnsupportedEngineError
 from adapters.llm_contract import LlmSpec, TokenUsage
 
-__all__ = ["Conversation", "branch_number", "open_conversation", "output_digests", "produced",
-           "token_usage"]  # fmt: skip
+__all__ = ["SUPPORTED_ENGINES", "Conversation", "branch_number", "check_engine",
+           "open_conversation", "output_digests", "produced", "token_usage"]  # fmt: skip
+
+#: The engines whose LLM API this module speaks: Dagger v0.21.x (checked against the official
+#: v0.21.8 schema; the v1.0.0-beta.10 schema has no Env, no maxAPICalls, no hasPrompt, no attempt,
+#: and its step returns an LLM, tests/adapters/test_dagger_api_versions.py).
+SUPPORTED_ENGINES = "v0.21.x"
+_SUPPORTED = re.compile(r"^v0\.21\.\d+(?:[-+].*)?$")
 
 _T = TypeVar("_T", dagger.Env, dagger.LLM)
 
@@ -48,6 +56,24 @@ class Conversation(NamedTuple):
 
     llm: dagger.LLM
     env: dagger.Env
+
+
+async def check_engine(client: dagger.Client, spec: LlmSpec) -> str:
+    """The session engine's version, when its LLM API is the one this module speaks.
+
+    Raises:
+        UnsupportedEngineError: it is another (Dagger 1.0 reworked the LLM API).
+    """
+    version = await client.version()
+    if not _SUPPORTED.match(version):
+        raise UnsupportedEngineError(
+            f"the Dagger engine of this session is {version}, whose LLM API the platform does not"
+            f" speak (llm steps run on engines {SUPPORTED_ENGINES}); run llm agents on a"
+            f" {SUPPORTED_ENGINES} engine. Container steps are not affected",
+            step=spec.name,
+            version=version,
+        )
+    return version
 
 
 def branch_number() -> int:

@@ -232,6 +232,7 @@ class DaggerLlmRunner:
             ProviderUnavailableError: the provider stayed rate-limited or failing.
             EngineUnavailableError, EngineConnectionError: the engine could not be used.
             StepTimeoutError: the step ran longer than ``spec.timeout_s``.
+            UnsupportedEngineError: the engine speaks another LLM API (Dagger 1.0).
         """
         started = time.monotonic()
         config = EngineConfig()
@@ -270,6 +271,7 @@ class DaggerLlmRunner:
 
         try:
             async with asyncio.timeout(spec.timeout_s) as scope:
+                await api.check_engine(client, spec)
                 talk = await api.open_conversation(client, spec, api.branch_number())
                 before = await api.output_digests(talk.env, spec)
                 llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()

@@ -21,6 +21,7 @@ AiopError                          root; never raised itself
 │   ├── ProviderKeyError           the provider key is missing or the provider refused it (401/403)
 │   └── UnknownModelError          the provider does not know the model (404)
 ├── BudgetExceededError            permanent: an llm step used more API calls or tokens than allowed
+├── UnsupportedEngineError         permanent: the session's engine speaks an LLM API the platform does not
 └── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
 ```
 
@@ -51,6 +52,7 @@ __all__ = [
     "StepFailedError",
     "StepTimeoutError",
     "UnknownModelError",
+    "UnsupportedEngineError",
 ]
 
 
@@ -199,6 +201,21 @@ class BudgetExceededError(AiopError):
         self.used = used
         self.api_calls = api_calls
         self.usage = usage
+
+
+class UnsupportedEngineError(AiopError):
+    """The engine of the session speaks a version of Dagger's LLM API that the platform does not
+    (the llm path speaks v0.21's; Dagger 1.0 reworked it). Container steps are not affected.
+
+    Attributes:
+        version: the engine's version.
+    """
+
+    docs_anchor = "unsupported-engine"
+
+    def __init__(self, message: str, *, step: str | None = None, version: str) -> None:
+        super().__init__(message, step=step)
+        self.version = version
 
 
 class StepFailedError(AiopError):

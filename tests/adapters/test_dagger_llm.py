@@ -25,6 +25,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmBudget, LlmInput, LlmOutput, LlmSpec
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, write_owned_file
 from tests.fakes.dagger_engine import FakeDaggerEngine
 from tests.fakes.dagger_llm import (
@@ -310,23 +311,67 @@ _AMBIENT = {
 }
 
 
-@pytest.mark.dagger
-async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
-    """Opt-in: a real engine and a real Anthropic key; a real model call costs a few cents."""
+def _real_engine_and_key() -> str:
+    """The Anthropic key for the opt-in real-engine tests, or skip with the reason."""
     if os.environ.get("AIOP_TEST_REAL_DAGGER") != "1" and "DAGGER_SESSION_PORT" not in _AMBIENT:
         pytest.skip(
             "no real Dagger engine: set AIOP_TEST_REAL_DAGGER=1 with Docker running, or run the"
             " tests under `dagger run` (which provides a session)"
         )
-    key = os.environ.get("ANTHROPIC_API_KEY")
-    if not key:
-        pytest.skip("no provider key: export ANTHROPIC_API_KEY (the engine reads it from there)")
-    spec = spec_for(report, prompt="Read summary.json in the directory input 'report' and save"
-                    " one line saying how many rows came in to the file output 'summary'.",
+    key = EngineConfig().key("ANTHROPIC_API_KEY")
+    if key.found_in is None:
+        pytest.skip(
+            "no provider key: export ANTHROPIC_API_KEY or put it in .env (the engine reads it"
+            " from there)"
+        )
+    return key.value or ""
+
+
+_READ_AND_SAVE = (
+    "Read summary.json in the directory input 'report' and save one line saying how many rows"
+    " came in to the file output 'summary'."
+)
+
+
+@pytest.mark.dagger
+async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
+    """Opt-in: a real engine and a real Anthropic key; a real model call costs a few cents."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
                     budget=LlmBudget(max_api_calls=6, max_tokens=50_000))  # fmt: skip
     result = await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
     assert "1000" in (report / "summary.md").read_text()
     assert 0 < result.usage.spent <= 50_000 and 1 <= result.api_calls <= 6
+
+
+@pytest.mark.dagger
+async def test_a_real_model_stops_at_max_tokens_with_its_calls_and_tokens(report: Path) -> None:
+    """Opt-in: the budget holds on a real engine (nothing syncs an LLM before its first step,
+    which would run the whole loop there); the first call alone passes 500 tokens."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
+                    budget=LlmBudget(max_api_calls=6, max_tokens=500))  # fmt: skip
+    with pytest.raises(BudgetExceededError) as caught:
+        await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
+    assert caught.value.limit == "max_tokens" and caught.value.api_calls == 1
+    assert caught.value.used > 500 and not (report / "summary.md").exists()
+
+
+@pytest.mark.dagger
+async def test_a_run_again_on_the_same_real_session_reaches_the_provider_again(
+    report: Path,
+) -> None:
+    """Opt-in: the engine caches ``llm`` per session and keeps a stepped LLM's result or error;
+    each run steps its own branch, so the second run makes its own calls, paid and counted."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
+                    budget=LlmBudget(max_api_calls=6, max_tokens=50_000))  # fmt: skip
+    runner = DaggerRunner(provision_timeout_s=600)
+    async with runner.session():
+        first = await DaggerLlmRunner(runner).run(spec, key_value=key)
+        second = await DaggerLlmRunner(runner).run(spec, key_value=key)
+    assert first.api_calls >= 1 and second.api_calls >= 1
+    assert second.usage.spent > 0
 
 
 def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Path) -> None:

@@ -716,7 +716,7 @@ class _Query(_Object):
         return loaded
 
     def version(self, info: GraphQLResolveInfo[Any]) -> str:
-        return "v0.21.8"
+        return self.engine.version
 
     # The LLM API lives in tests.fakes.dagger_llm (it builds on this module's types).
     def llm(
@@ -824,6 +824,7 @@ class FakeDaggerEngine:
             normalised; the engine's ``not found`` resolution error).
         image_errors: image address (as written or normalised) -> the registry's answer when
             resolving it (``unexpected status ...: 503 Service Unavailable``, ``i/o timeout``...).
+        version: what ``Query.version`` answers (the engine's release).
         registry: normalised tag -> the digest its registry gives it now (a made-up, stable one
             when absent); change it to move a tag.
         registry_outage: the network's answer to every registry request (None: reachable).
@@ -853,6 +854,7 @@ class FakeDaggerEngine:
         self.behaviour: ExecBehaviour = behaviour
         self.missing_images: set[str] = set()
         self.image_errors: dict[str, str] = {}
+        self.version = "v0.21.8"
         self.registry: dict[str, str] = {}
         self.registry_outage: str | None = None
         self.pull_errors: dict[str, str] = {}
