@@ -140,6 +140,39 @@ class TestLoop:
             run(spec_for(report))
 
 
+class TestOutputsAreSavedWithTheirDeclaredType:
+    """``Save`` binds an object of the output's type (core/mcp.go ``saveTool``); a wrong one is a
+    tool error the model reads, and the output stays unbound."""
+
+    def test_a_folder_saved_to_a_file_output_is_refused_to_the_model(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        def wrong(view: EnvView) -> str:
+            return view.save("summary", view.create_directory({"s.md": "x"}))
+
+        engine.model.script = [Reply("Saving.", (ToolCall("Save", wrong),)), Reply("Done.")]
+        with pytest.raises(InvalidSpecError, match="without producing output 'summary'"):
+            run(spec_for(report))
+        said = engine.model.answered[1].messages[-1]
+        assert said == "incompatible types: summary must be File, got Directory"
+
+    def test_an_undeclared_output_is_refused_to_the_model(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        def undeclared(view: EnvView) -> str:
+            return view.save("notes", view.create_file("x"))
+
+        engine.model.script = [
+            Reply("Saving notes.", (ToolCall("Save", undeclared),)),
+            Reply("Saving the summary.", (save_file("summary", "ok\n"),)),
+        ]
+        result = run(spec_for(report))
+        assert engine.model.answered[1].messages[-1] == (
+            'unknown output: "notes" - please declare it first'
+        )
+        assert result.api_calls == 2  # type: ignore[attr-defined]
+
+
 class TestTheBudgetHolds:
     """Nothing syncs an LLM that was not stepped: on the engine, ``env``, ``lastReply`` and
     ``tokenUsage`` of such an LLM run the model's whole loop, past every check of the adapter."""
