@@ -3,7 +3,8 @@
 * **Retries by error class**: a provider that stays rate-limited or failing
   (:class:`~adapters.errors.ProviderUnavailableError`) and engine trouble are retried with the
   agent's backoff; a refused key, an unknown model and a passed budget are not.
-* **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``): it counts only
+* **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``, ``llm:other``
+  for an OpenAI-compatible endpoint), named after the provider the engine calls: it counts only
   infrastructure errors, so a provider that keeps failing is left alone for a while by every agent
   that uses it, and a bad key or budget never opens it.
 * **Cached by prompt, inputs and model**: the key hashes the spec (model, rendered prompt, input
