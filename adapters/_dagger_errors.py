@@ -26,6 +26,7 @@ from adapters.errors import (
     EngineConnectionError,
     EngineUnavailableError,
     InvalidSpecError,
+    RegistryUnavailableError,
     StepFailedError,
 )
 
@@ -57,7 +58,19 @@ _RESOLVE_FAILURES = (
         r'failed to resolve image "(?P<ref>[^"]+)" \(platform: "[^"]*"\): (?P<cause>.*)', re.S
     ),
     re.compile(r"failed to resolve source metadata for (?P<ref>\S+?): (?P<cause>.*)", re.S),
+    # The layers are fetched lazily, when the container is first evaluated
+    # (core/container_image.go: ContainerFromImageRefLazy.Evaluate); ``ref`` has the digest.
+    re.compile(r'pull image "(?P<ref>[^"]+)": (?P<cause>.*)', re.S),
 )
+#: The engine fetched the layers but could not store them (core/container_image.go, the same
+#: Evaluate: its snapshotter's ImportImage): a problem of the engine's host, not the registry.
+_IMPORT_FAILURE = re.compile(r'import image "(?P<ref>[^"]+)": (?P<cause>.*)', re.S)
+#: The image exists but has no build for the engine's platform (engine/server/resolver): only
+#: another image or a platform-specific digest can help.
+_NO_PLATFORM = re.compile(r"no manifest matches requested platform", re.I)
+#: The engine appends the trace it failed in to some messages (util/scrub, dagger/otel-go
+#: TrackOrigin); a reader needs none of it.
+_TRACEPARENT = re.compile(r" \[traceparent:[0-9a-f]+-[0-9a-f]+\]")
 #: The engine's answer to an address that is not an image reference (core/schema/container.go).
 _BAD_REFERENCE = re.compile(r"failed to parse image address (?P<ref>\S+): (?P<cause>.*)", re.S)
 #: A registry's answers that retrying cannot change: the image or tag does not exist, or this
@@ -114,12 +127,22 @@ def normalized_image(image: str) -> str | None:
 
 
 def image_error(detail: str, spec: StepSpec) -> AiopError | None:
-    """The error for an engine message about resolving the step's image, or None if it is not one.
+    """The error for an engine message about resolving or pulling the step's image, or None if
+    it is not one.
 
     InvalidSpecError when retrying cannot help (no such image or tag, access refused, not a valid
-    reference); EngineConnectionError, which is retried, when the registry may answer later
-    (timeouts, 429, 5xx, network trouble, or an answer not understood).
+    reference, no build for the engine's platform); RegistryUnavailableError, which is retried,
+    when the registry may answer later (timeouts, 429, 5xx, network trouble, or an answer not
+    understood); EngineConnectionError when the engine could not store the pulled image.
     """
+    imported = _IMPORT_FAILURE.search(detail)
+    if imported is not None:
+        return EngineConnectionError(
+            f"the Dagger engine fetched image {spec.image!r} but could not store it"
+            f" ({imported.group('cause').strip()}); check the engine host's disk space; the step"
+            " is retried",
+            step=spec.name,
+        )
     bad = _BAD_REFERENCE.search(detail)
     if bad is not None:
         return InvalidSpecError(
@@ -132,6 +155,12 @@ def image_error(detail: str, spec: StepSpec) -> AiopError | None:
         return None
     ref, cause = found.group("ref"), found.group("cause").strip()
     named = ref if ref == normalized_image(spec.image) else f"{ref}, from {spec.image!r}"
+    if _NO_PLATFORM.search(cause):
+        return InvalidSpecError(
+            f"image {spec.image!r} has no build for the engine's platform ({cause}); use an image"
+            " published for it, or the digest of the image's multi-platform index",
+            step=spec.name,
+        )
     if _REFUSED.search(cause) and not _PASSING.search(cause):
         return InvalidSpecError(
             f"image {spec.image!r} cannot be pulled: the registry refused {named} ({cause}); check"
@@ -139,9 +168,18 @@ def image_error(detail: str, spec: StepSpec) -> AiopError | None:
             " or the engine's registry credentials)",
             step=spec.name,
         )
-    return EngineConnectionError(
-        f"the Dagger engine could not resolve image {named} ({cause}); the registry or the"
-        " network failed, which may pass: the step is retried",
+    pinned = "@" in spec.image
+    hint = (
+        "the step is retried"
+        if pinned
+        else "the step is retried. The engine looks a tag up in its registry once in every"
+        " session, even when it holds the image: to run without the registry, pin the image by"
+        f" digest ({spec.image}@sha256:..., the digest an earlier run's log gives as 'image"
+        f" {spec.image} resolved to ...')"
+    )
+    return RegistryUnavailableError(
+        f"the registry of image {spec.image!r} could not be reached or failed while the Dagger"
+        f" engine resolved or pulled {named} ({cause}); this may pass: {hint}",
         step=spec.name,
     )
 
@@ -182,7 +220,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, tenacity.RetryError) and exc.last_attempt.failed:
         last = exc.last_attempt.exception()
         return f"retries exhausted, last error: {describe(last) if last else 'unknown'}"
-    text = str(exc).strip()
+    text = _TRACEPARENT.sub("", str(exc)).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -2,34 +2,48 @@
 
 :class:`DaggerLlmRunner` turns an :class:`~adapters.llm_contract.LlmSpec` into an ``Env`` (each
 input a ``with<Kind>Input`` binding, each output a ``with<Kind>Output`` declaration) and an
-``llm(model:, maxAPICalls:)`` with that environment and the prompt, drives the model's loop one
-``step`` at a time, reads ``tokenUsage`` after each, writes the outputs the model bound to their
-host paths, and returns a plain :class:`~adapters.llm_contract.LlmResult`. Like
-:mod:`adapters.dagger_runner`, nothing it returns or raises is a Dagger type.
+``llm(model:, maxAPICalls:)`` with that environment and the prompt, on a branch of its own
+(``attempt(number:)``), drives the model's loop one ``step`` at a time, reads ``tokenUsage`` after
+each, writes the outputs the model bound to their host paths, and returns a plain
+:class:`~adapters.llm_contract.LlmResult`. Like :mod:`adapters.dagger_runner`, nothing it returns
+or raises is a Dagger type. Every query of the LLM API is in :mod:`adapters._dagger_llm_api`,
+with what the engine's source says about each.
 
 The loop:
-    While the model has a queued prompt or tool results (``hasPrompt``) and not every declared
-    output is bound yet, one ``step`` is one model API call plus the tool calls it asked for
-    (dagger/dagger ``core/llm.go``: ``LLM.Step`` sets ``syncOneStep``, ``loop`` returns after the
-    tool calls). Before a step the number of calls is checked against ``max_api_calls``; after it
-    the conversation's token usage (the engine's sum over its messages) against ``max_tokens``.
-    Past either, the step stops with :class:`~adapters.errors.BudgetExceededError`. A single call
-    can pass the token limit by up to that call's own tokens: the engine reports usage per call.
-    The engine also gets ``maxAPICalls``, so it stops by itself at the same limit.
+    While the model has a queued prompt or tool results (``hasPrompt``, which never syncs) and
+    not every declared output is bound by this run, one ``step`` is one model API call plus the
+    tool calls it asked for (dagger/dagger ``core/llm.go``: ``LLM.Step`` sets ``syncOneStep``,
+    ``loop`` returns after the tool calls). Before a step the number of calls is checked against
+    ``max_api_calls``; after it the conversation's token usage against ``max_tokens``. Past
+    either, the step stops with :class:`~adapters.errors.BudgetExceededError`, which carries the
+    calls and tokens used. ``tokenUsage`` is cumulative (the engine sums it over the
+    conversation's messages), so the total of every call is what is compared; the call that
+    passes the limit has been made and paid for. Nothing is asked of an LLM that was not stepped:
+    on the engine its ``env``, ``lastReply`` and ``tokenUsage`` would run the model's whole loop
+    first. The engine also gets ``maxAPICalls``, so it stops by itself at the same limit.
+
+Each run is a new branch:
+    ``llm`` is cached per session and an LLM keeps its loop's error, so the same chain asked
+    again in a session (a retry, or the same step run twice on a flow run's shared session)
+    would get the earlier result or failure back without a request to the provider. Each run
+    steps ``attempt(number:)`` with a number drawn for it, reads its inputs uncached, and counts
+    an output only when it was bound after the run began.
 
 The provider key (ADR 0021):
-    The engine never takes a key as an argument in v0.21: it reads ``ANTHROPIC_API_KEY``,
-    ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` from the environment of the session's client (the
-    ``dagger session`` CLI the SDK starts, which inherits this process's environment, or the
-    ``dagger run`` that provides the session), or from a ``.env`` file in its working directory;
-    a value that is itself a secret reference (``op://``, ``vault://``, ``file://``, ``env://``)
-    is resolved by the engine (``core/llm.go``: ``NewLLMRouter``, ``loadLLMRouter``). So this
-    module never sends the key: the value it is given is used only to mask it in the reply, in
-    engine log lines and in error messages.
+    The engine never takes a key as an argument in v0.21: for every new LLM its router reads
+    ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` (the one the model's provider
+    uses) from a ``.env`` file in the working directory of the session's process, then from that
+    process's environment, and resolves a value that is a secret reference (``core/llm.go``:
+    ``NewLLMRouter``, ``LLMRouter.Route``). :mod:`adapters.llm_route` reads the same sources the
+    same way: this module never sends the key, refuses an engine default model the declared key
+    does not serve before the engine is asked, and masks the value the engine will use in the
+    reply, in engine log lines and in error messages.
 
-Errors (:func:`translate_llm_error`): the engine retries a provider's passing failures itself (up
-to two minutes, ``core/llm.go``: ``sendQueryWithRetry``) and then reports ``not retrying: <the
-provider's error>``:
+Errors (:func:`translate_llm_error`): the engine retries Anthropic's and Google's passing failures
+itself (for up to two minutes, ``core/llm.go``: ``loop``'s ``backoff.Retry`` and the providers'
+``IsRetryable``; never OpenAI's or other endpoints') and then reports ``not retrying: <the
+provider client's error>``; a step's ``timeout_s`` must leave room for that retry
+(:func:`adapters.llm_route.timeout_problem`):
 
     provider said                                    platform error              retried
     429, rate limit, 5xx, overloaded                 ProviderUnavailableError    yes
@@ -59,12 +73,12 @@ from pathlib import Path
 
 import dagger
 
+from adapters import _dagger_llm_api as api
 from adapters import _dagger_shared as _shared
 from adapters._dagger_errors import describe, scrub
 from adapters.contract import tail
 from adapters.dagger_runner import (
     FOREIGN_ERRORS,
-    MOUNT_EXCLUDE,
     DaggerRunner,
     host_write_errors,
     translate_error,
@@ -81,6 +95,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import ENGINE_RETRY_S, EngineConfig, timeout_problem
 from adapters.ownership import check_output, receive
 from adapters.redaction import mask_secrets
 from adapters.runner import LineSink
@@ -136,10 +151,13 @@ def translate_llm_error(
                 used=spec.budget.max_api_calls,
             )
         if _KEY.search(detail) and not _PASSING.search(detail):
+            found = EngineConfig().key(spec.key_name).found_in
+            read = f"; the engine read it from {found}" if found else ""
             return ProviderKeyError(
-                f"the {spec.provider} provider refused the key or found none ({detail}); set"
-                f" {spec.key_name} in the environment of the process that starts the engine"
-                " session (or in the `dagger run` that provides it) to a valid key",
+                f"the {spec.provider} provider refused the key or found none ({detail}{read});"
+                f" set {spec.key_name} to a valid key in a .env file in the working directory"
+                " or in the environment of the process that starts the engine session (or of"
+                " the `dagger run` that provides it)",
                 step=spec.name,
             )
         if _MODEL.search(detail) and not _PASSING.search(detail):
@@ -149,10 +167,15 @@ def translate_llm_error(
                 step=spec.name,
             )
         if _PASSING.search(detail):
+            retried = ENGINE_RETRY_S.get(spec.provider)
+            engine = (
+                f"the engine retried it for up to {retried:g} s first"
+                if retried
+                else f"the engine does not retry the {spec.provider} provider itself"
+            )
             return ProviderUnavailableError(
-                f"the {spec.provider} provider turned the request away for now ({detail}); the"
-                " engine's own retries gave up, and the step is retried with backoff while its"
-                " retry policy allows",
+                f"the {spec.provider} provider turned the request away for now ({detail}); {engine},"
+                " and the step is retried with backoff while its retry policy allows",
                 step=spec.name,
             )
     error = translate_error(exc, connected=connected)
@@ -198,31 +221,36 @@ class DaggerLlmRunner:
 
         Args:
             spec: the llm step.
-            key_value: the provider key's value, when known: only used to mask it everywhere.
+            key_value: a value to mask everywhere, besides the provider key the engine will use
+                (:meth:`adapters.llm_route.EngineConfig.key`, always masked).
             attempt: which attempt this is (copied into the result).
             on_line: receives ``("engine", line)`` for each line about the run (masked).
 
         Raises:
             InvalidSpecError: an input path is missing, an output destination holds files the
-                platform did not write, or the model did not produce a declared output.
+                platform did not write, the model did not produce a declared output, or the
+                engine's default model (no ``spec.model``) does not use the declared key.
             BudgetExceededError: the model needed more API calls or tokens than the budget.
             ProviderKeyError, UnknownModelError: the provider refused the key or the model.
             ProviderUnavailableError: the provider stayed rate-limited or failing.
             EngineUnavailableError, EngineConnectionError: the engine could not be used.
             StepTimeoutError: the step ran longer than ``spec.timeout_s``.
+            UnsupportedEngineError: the engine speaks another LLM API (Dagger 1.0).
         """
         started = time.monotonic()
-        secrets = [key_value] if key_value else []
+        config = EngineConfig()
+        secrets = [*config.key(spec.key_name).masked, *([key_value] if key_value else [])]
         _check_paths(spec)
+        _check_route(spec, config)
         shared = _shared.current()
         if shared is not None:
             shared.secrets.extend(secrets)
-            client = await shared.client()
-            try:
-                return await self._execute(client, spec, secrets, attempt, started, on_line)
-            except (EngineConnectionError, EngineUnavailableError):
-                shared.mark_broken(client)
-                raise
+            async with shared.lease() as client:
+                try:
+                    return await self._execute(client, spec, secrets, attempt, started, on_line)
+                except (EngineConnectionError, EngineUnavailableError):
+                    shared.mark_broken(client)
+                    raise
         opened = await self._runner.open_connection(
             self._runner.provision_timeout_s, on_line, secrets, None
         )
@@ -246,21 +274,27 @@ class DaggerLlmRunner:
 
         try:
             async with asyncio.timeout(spec.timeout_s) as scope:
-                llm = (
-                    client.llm(model=spec.model, max_api_calls=spec.budget.max_api_calls)
-                    .with_env(_environment(client, spec))
-                    .with_prompt(spec.prompt)
-                )
-                calls, usage = 0, TokenUsage()
-                while await llm.has_prompt() and not await _all_bound(llm, spec):
+                await api.check_engine(client, spec)
+                talk = await api.open_conversation(client, spec, api.branch_number())
+                before = await api.output_digests(talk.env, spec)
+                llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()
+                # hasPrompt never syncs; everything else is asked of a stepped LLM only.
+                while await llm.has_prompt():
                     if calls >= spec.budget.max_api_calls:
                         raise _over_budget(spec, "max_api_calls", calls, usage)
                     llm = await llm.step()
                     calls += 1
-                    usage = await _usage(llm)
+                    usage = await api.token_usage(llm)
                     say(f"model call {calls}: {usage.spent} tokens so far")
                     if usage.exceeds(spec.budget.max_tokens):
                         raise _over_budget(spec, "max_tokens", calls, usage)
+                    if spec.outputs:
+                        done = await api.produced(llm, spec, before)
+                        if len(done) == len(spec.outputs):
+                            break
+                missing = [name for name in spec.outputs if name not in done]
+                if missing:
+                    raise _not_produced(spec, missing[0])
                 reply = await llm.last_reply()
                 model = await llm.model()
                 outputs = await _export_outputs(llm, spec)
@@ -288,6 +322,29 @@ class DaggerLlmRunner:
         )
 
 
+def _check_route(spec: LlmSpec, config: EngineConfig) -> None:
+    """Refuse, before the engine is asked, a default model whose provider the key does not serve.
+
+    A named model was checked when the spec was made (``LlmSpec``); with none, the engine picks
+    one from its configuration, which this process reads the way the engine does.
+    """
+    if spec.model is not None:
+        return
+    route = config.route(None)
+    if route is None:
+        return
+    if route.key_name != spec.key_name:
+        raise InvalidSpecError(
+            f"no model is named, so the Dagger engine picks its default model {route.model!r},"
+            f" which it gives {route.key_name}, not the declared {spec.key_name}; name a model"
+            f" of the provider whose key is {spec.key_name} in llm.model",
+            step=spec.name,
+        )
+    problem = timeout_problem(route.provider, spec.timeout_s)
+    if problem:
+        raise InvalidSpecError(f"{problem} (the default model is {route.model!r})", step=spec.name)
+
+
 def _check_paths(spec: LlmSpec) -> None:
     """Refuse, before the engine is asked, a missing input or an output the platform may not write."""
     for name, item in spec.inputs.items():
@@ -309,46 +366,6 @@ def _check_paths(spec: LlmSpec) -> None:
             raise InvalidSpecError(exc.message, step=spec.name) from None
 
 
-def _environment(client: dagger.Client, spec: LlmSpec) -> dagger.Env:
-    env = client.env()
-    for name, item in spec.inputs.items():
-        if item.kind == "directory":
-            source = client.host().directory(item.value, exclude=list(MOUNT_EXCLUDE))
-            env = env.with_directory_input(name, source, item.description)
-        elif item.kind == "file":
-            env = env.with_file_input(name, client.host().file(item.value), item.description)
-        else:
-            env = env.with_string_input(name, item.value, item.description)
-    for name, out in spec.outputs.items():
-        if out.kind == "directory":
-            env = env.with_directory_output(name, out.description)
-        else:
-            env = env.with_file_output(name, out.description)
-    return env
-
-
-async def _all_bound(llm: dagger.LLM, spec: LlmSpec) -> bool:
-    """True when the step declares outputs and the model has bound every one of them."""
-    if not spec.outputs:
-        return False
-    env = llm.env()
-    for name in spec.outputs:
-        if await env.output(name).is_null():
-            return False
-    return True
-
-
-async def _usage(llm: dagger.LLM) -> TokenUsage:
-    usage = llm.token_usage()
-    return TokenUsage(
-        input_tokens=await usage.input_tokens(),
-        output_tokens=await usage.output_tokens(),
-        cached_token_reads=await usage.cached_token_reads(),
-        cached_token_writes=await usage.cached_token_writes(),
-        total_tokens=await usage.total_tokens(),
-    )
-
-
 def _over_budget(spec: LlmSpec, limit: str, calls: int, usage: TokenUsage) -> BudgetExceededError:
     if limit == "max_api_calls":
         allowed, used = spec.budget.max_api_calls, calls
@@ -364,6 +381,17 @@ def _over_budget(spec: LlmSpec, limit: str, calls: int, usage: TokenUsage) -> Bu
         limit=limit,
         allowed=allowed,
         used=used,
+        api_calls=calls,
+        usage=usage.model_dump(),
+    )
+
+
+def _not_produced(spec: LlmSpec, name: str) -> InvalidSpecError:
+    out = spec.outputs[name]
+    return InvalidSpecError(
+        f"the model finished without producing output {name!r} ({out.description}); say in the"
+        f" prompt what to put in the output {name!r}, or remove it from llm.outputs",
+        step=spec.name,
     )
 
 
@@ -374,12 +402,7 @@ async def _export_outputs(llm: dagger.LLM, spec: LlmSpec) -> dict[str, str]:
     for name, out in spec.outputs.items():
         binding = env.output(name)
         if await binding.is_null():
-            raise InvalidSpecError(
-                f"the model finished without producing output {name!r} ({out.description}); say"
-                f" in the prompt what to put in the output {name!r}, or remove it from"
-                " llm.outputs",
-                step=spec.name,
-            )
+            raise _not_produced(spec, name)
         dest = Path(out.path)
         with (
             receive(

@@ -29,9 +29,11 @@ Limits:
       session's engine may run it on until the flow run's session closes).
     * ``execute_timeout_s`` (optional) bounds every single request to the engine.
     * ``close_timeout_s`` bounds closing the session; past it the CLI is killed as above.
-    * Retries are off (``Retry(connect=False, execute=False)``): a dead engine is reported at once
-      instead of being re-queried five times (which also surfaced as ``tenacity.RetryError``).
-      Retrying is the caller's policy.
+    * Retries are off, and so is the SDK's reconnecting GraphQL session (``retry=None``): a dead
+      engine is reported at once instead of being re-queried five times (which also surfaced as
+      ``tenacity.RetryError``), and one request's broken connection fails only that request, not
+      every request of the session in flight (see :mod:`adapters._dagger_shared`). Retrying is
+      the caller's policy.
 
 Mounts:
     Dagger mounts are copy-on-write snapshots of the host path, without :data:`MOUNT_EXCLUDE`
@@ -164,7 +166,13 @@ from adapters.errors import (
 from adapters.ownership import origin_of, receive
 from adapters.runner import LineSink
 
-__all__ = ["ERROR_RULES", "MOUNT_EXCLUDE", "DaggerRunner", "ErrorRule", "translate_error"]
+__all__ = [
+    "ERROR_RULES",
+    "MOUNT_EXCLUDE",
+    "DaggerRunner",
+    "ErrorRule",
+    "translate_error",
+]
 
 #: Left out of every mounted directory: Python bytecode. The engine uploads a mounted directory and
 #: keys cached results by its content, so bytecode the host happens to write (a test run, an import)
@@ -326,12 +334,12 @@ class DaggerRunner:
         shared = _shared.current()
         if shared is not None:
             shared.secrets.extend(secrets)
-            client = await shared.client()
-            try:
-                executed = await self._execute(client, spec, mounts, on_line)
-            except (EngineConnectionError, EngineUnavailableError):
-                shared.mark_broken(client)
-                raise
+            async with shared.lease() as client:
+                try:
+                    executed = await self._execute(client, spec, mounts, on_line)
+                except (EngineConnectionError, EngineUnavailableError):
+                    shared.mark_broken(client)
+                    raise
         else:
             opened = await self.open_connection(self.provision_timeout_s, on_line, secrets, spec)
             try:
@@ -385,6 +393,7 @@ class DaggerRunner:
             opened,
             reopen=lambda: self.open_connection(self.provision_timeout_s, on_line, secrets, None),
             secrets=secrets,
+            say=line_sink(on_line, "engine", secrets),
         )
         _shared.register(shared)
         try:
@@ -407,7 +416,7 @@ class DaggerRunner:
         os.environ.setdefault("DAGGER_NO_NAG", "1")
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
-            retry=dagger.Retry(connect=False, execute=False),
+            retry=None,
             timeout=dagger.Timeout(self.execute_timeout_s, connect=limit),
             log_output=cast(TextIO, engine_log),
         )
@@ -447,6 +456,7 @@ class DaggerRunner:
     ) -> _Executed:
         secrets = spec.secret_values()
         try:
+            await _say_resolved_image(client, spec, on_line)
             container = _pipeline(client, spec, mounts)
             # One deadline for the command, the reads of its output and the exports.
             async with step_deadline(spec):
@@ -467,6 +477,41 @@ class DaggerRunner:
         except FOREIGN_ERRORS as exc:
             scrub(exc, secrets)
             raise translate_error(exc, connected=True, spec=spec) from exc
+
+
+async def _say_resolved_image(
+    client: dagger.Client, spec: StepSpec, on_line: LineSink | None
+) -> None:
+    """Say which digest a tag resolved to, once per session, so that it can be pinned.
+
+    The engine resolves a tag against its registry once in every session (core/schema/container.go
+    ``fromSessionScopeInput``), even when it holds the image; only a digest reference resolves
+    without the registry. ``imageRef`` is that resolution (it is the same cached ``from`` call
+    the step's pipeline makes, so it costs no second registry request).
+    """
+    if "@" in spec.image:
+        return
+    shared = _shared.current()
+    if shared is not None:
+        if spec.image in shared.images:
+            return
+        shared.images[spec.image] = ""  # claimed: concurrent steps say it once
+    try:
+        resolved = await client.container().from_(spec.image).image_ref()
+    except BaseException:
+        if shared is not None:
+            shared.images.pop(spec.image, None)
+        raise
+    digest = resolved.rpartition("@")[2]
+    line = (
+        f"image {spec.image} resolved to {resolved} in this engine session; write"
+        f" {spec.image}@{digest} to run it without its registry"
+    )
+    if shared is not None:  # a fact of the run's session: the run's log, like engine lines
+        shared.images[spec.image] = resolved
+        shared.say(line)
+    else:
+        line_sink(on_line, "engine", spec.secret_values())(line)
 
 
 def _failed(exc: dagger.ExecError, spec: StepSpec, on_line: LineSink | None) -> _Executed:
@@ -524,14 +569,20 @@ def _pipeline(client: dagger.Client, spec: StepSpec, mounts: list[HostMount]) ->
         )
         container = container.with_secret_variable(name, handle)
     for mount in mounts:
+        # no_cache: a host read is cached per client for the session otherwise, and a flow run's
+        # steps share one session while earlier steps' outputs change the paths later steps
+        # mount (core/schema/host.go). Uncached, it is uploaded again (the engine's file sync
+        # sends only what changed) and the exec is still keyed by content, not by the read.
         if mount.is_dir:
-            source = client.host().directory(str(mount.path), exclude=list(MOUNT_EXCLUDE))
+            source = client.host().directory(
+                str(mount.path), exclude=list(MOUNT_EXCLUDE), no_cache=True
+            )
             container = container.with_mounted_directory(
                 mount.target, source, read_only=mount.read_only
             )
         else:
             container = container.with_mounted_file(
-                mount.target, client.host().file(str(mount.path))
+                mount.target, client.host().file(str(mount.path), no_cache=True)
             )
     for cache_name, target in spec.caches.items():
         container = container.with_mounted_cache(target, client.cache_volume(cache_name))

@@ -12,6 +12,7 @@ AiopError                          root; never raised itself
 │   ├── EngineUnavailableError     no engine could be reached or provisioned
 │   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)
 │   ├── EngineConnectionError      the engine or its transport broke while a step ran
+│   ├── RegistryUnavailableError   the image's registry could not be reached (or failed) for now
 │   └── StepTimeoutError           the step ran past its timeout_s and was stopped
 │   └── ProviderUnavailableError   an LLM provider refused for now: rate limit (429), 5xx, overload
 ├── StepFailedError                the step's own command exited non-zero (the engine is healthy);
@@ -22,6 +23,7 @@ AiopError                          root; never raised itself
 ├── BudgetExceededError            permanent: an llm step used more API calls or tokens than allowed
 ├── StorageLimitError              permanent: a host write met a full file system, a quota or
 │                                  the file size limit (ulimit -f)
+├── UnsupportedEngineError         permanent: the session's engine speaks an LLM API the platform does not
 └── CircuitOpenError               a circuit breaker is open: failed fast, no engine contact
 ```
 
@@ -48,10 +50,12 @@ __all__ = [
     "ProviderKeyError",
     "ProviderUnavailableError",
     "ProvisioningTimeoutError",
+    "RegistryUnavailableError",
     "StepFailedError",
     "StepTimeoutError",
     "StorageLimitError",
     "UnknownModelError",
+    "UnsupportedEngineError",
 ]
 
 
@@ -126,6 +130,15 @@ class EngineConnectionError(InfrastructureError):
     docs_anchor = "engine-connection-lost"
 
 
+class RegistryUnavailableError(InfrastructureError):
+    """The registry of the step's image could not be reached, or failed, while the engine
+    resolved or pulled the image: a network or registry outage that may pass. The engine looks a
+    tag up in its registry once in every session even when it holds the image; an image pinned by
+    digest needs no registry once the engine holds it."""
+
+    docs_anchor = "registry-unavailable"
+
+
 class StepTimeoutError(InfrastructureError):
     """The step ran longer than its ``timeout_s`` and was stopped."""
 
@@ -168,17 +181,44 @@ class BudgetExceededError(AiopError):
         limit: which limit was passed (``max_api_calls`` or ``max_tokens``).
         allowed: the budget's value.
         used: what the step had used when it was stopped.
+        api_calls: the model API calls made until then, when known.
+        usage: the token counts until then (``TokenUsage`` fields), when known.
     """
 
     docs_anchor = "llm-budget-exceeded"
 
     def __init__(
-        self, message: str, *, step: str | None = None, limit: str, allowed: int, used: int
+        self,
+        message: str,
+        *,
+        step: str | None = None,
+        limit: str,
+        allowed: int,
+        used: int,
+        api_calls: int | None = None,
+        usage: dict[str, int] | None = None,
     ) -> None:
         super().__init__(message, step=step)
         self.limit = limit
         self.allowed = allowed
         self.used = used
+        self.api_calls = api_calls
+        self.usage = usage
+
+
+class UnsupportedEngineError(AiopError):
+    """The engine of the session speaks a version of Dagger's LLM API that the platform does not
+    (the llm path speaks v0.21's; Dagger 1.0 reworked it). Container steps are not affected.
+
+    Attributes:
+        version: the engine's version.
+    """
+
+    docs_anchor = "unsupported-engine"
+
+    def __init__(self, message: str, *, step: str | None = None, version: str) -> None:
+        super().__init__(message, step=step)
+        self.version = version
 
 
 class StorageLimitError(AiopError):

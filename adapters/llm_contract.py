@@ -4,7 +4,8 @@ An llm step asks a model, through Dagger's LLM API, to do a task with named inpu
 and files, or text) and to produce named outputs (folders and files written back to host paths).
 :class:`LlmSpec` is what :mod:`adapters.dagger_llm` runs; :class:`LlmResult` is what it returns.
 Neither holds the provider key's value: the engine reads the key itself (ADR 0021), so the spec
-only names it (``key_name``), and the flow layer passes the value separately, for masking only.
+only names it (``key_name``), and it must be the key the engine gives the model's provider
+(:mod:`adapters.llm_route`): a spec whose model goes to another provider is refused.
 
 Examples:
     >>> spec = LlmSpec(
@@ -26,6 +27,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
+
 __all__ = [
     "PROVIDERS",
     "LlmBudget",
@@ -36,8 +39,9 @@ __all__ = [
     "TokenUsage",
 ]
 
-#: Provider key name -> provider, as the engine routes them (dagger/dagger core/llm.go,
-#: ``LLMRouter.LoadConfig`` reads exactly these variable names).
+#: Provider key name -> the provider whose models the engine gives it (dagger/dagger core/llm.go,
+#: ``LLMRouter.LoadConfig`` reads exactly these variable names; models of no known provider go to
+#: an OpenAI-compatible endpoint with the OpenAI key).
 PROVIDERS: dict[str, str] = {
     "ANTHROPIC_API_KEY": "anthropic",
     "OPENAI_API_KEY": "openai",
@@ -127,6 +131,16 @@ class LlmSpec(_Frozen):
         return value
 
     @model_validator(mode="after")
+    def _route(self) -> LlmSpec:
+        if self.model is not None:
+            problem = route_problem(self.model, self.key_name) or timeout_problem(
+                provider_of_model(self.model), self.timeout_s
+            )
+            if problem:
+                raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
     def _bindings(self) -> LlmSpec:
         for name in (*self.inputs, *self.outputs):
             if not _BINDING_RE.match(name):
@@ -141,8 +155,10 @@ class LlmSpec(_Frozen):
 
     @property
     def provider(self) -> str:
-        """The provider whose key the spec names (``anthropic``, ``openai``, ``google``)."""
-        return PROVIDERS[self.key_name]
+        """The provider the engine sends the model to (``anthropic``, ``openai``, ``google``,
+        ``other``); with no model, the provider of the named key (the engine's default model
+        may differ: :meth:`adapters.llm_route.EngineConfig.route` says which it is)."""
+        return provider_of_model(self.model) if self.model else PROVIDERS[self.key_name]
 
 
 class LlmResult(_Frozen):

@@ -45,6 +45,7 @@ from adapters.contract import (
     check_name,
 )
 from adapters.errors import InvalidInputError
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 from agents.sections import (
     BreakerSection,
     LlmSection,
@@ -254,6 +255,16 @@ class AgentSpec(BaseModel):
                     f"key {self.llm.key!r} is not among the agent's secrets as a provider key; add"
                     f" it to secrets: (one of {', '.join(PROVIDER_KEYS)}) or fix the name",
                 )
+            if self.llm.model is not None:  # the engine gives the model's provider its own key
+                try:
+                    problem = route_problem(self.llm.model, self.llm.key or keys[0])
+                    provider = provider_of_model(self.llm.model)
+                except ValueError as exc:
+                    problem, provider = str(exc), ""
+                if not problem and timeout_problem(provider, self.timeout_s):
+                    _fail("timeout_s", str(timeout_problem(provider, self.timeout_s)))
+                if problem:
+                    _fail("llm", problem)
         used = self.command.parameters() if self.command is not None else set()
         if self.llm is not None:
             used |= self.llm.placeholders()

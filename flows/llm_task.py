@@ -3,7 +3,8 @@
 * **Retries by error class**: a provider that stays rate-limited or failing
   (:class:`~adapters.errors.ProviderUnavailableError`) and engine trouble are retried with the
   agent's backoff; a refused key, an unknown model and a passed budget are not.
-* **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``): it counts only
+* **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``, ``llm:other``
+  for an OpenAI-compatible endpoint), named after the provider the engine calls: it counts only
   infrastructure errors, so a provider that keeps failing is left alone for a while by every agent
   that uses it, and a bad key or budget never opens it.
 * **Cached by prompt, inputs and model**: the key hashes the spec (model, rendered prompt, input
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -39,8 +39,9 @@ from prefect.runtime import task_run as runtime_task_run
 
 from adapters.breaker import get_breaker
 from adapters.contract import StepResult
-from adapters.errors import AiopError
-from adapters.llm_contract import LlmResult, LlmSpec
+from adapters.errors import AiopError, BudgetExceededError
+from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
@@ -63,9 +64,21 @@ __all__ = [
 CACHE_VERSION = "1"
 
 
+def provider_of(spec: LlmSpec) -> str:
+    """The provider the engine will call for the step: the named model's, else the provider of
+    the engine's default model as this process's configuration makes it (``.env``, environment).
+    """
+    if spec.model is None:
+        route = EngineConfig().route(None)
+        if route is not None:
+            return route.provider
+    return spec.provider
+
+
 def provider_breaker_name(spec: LlmSpec) -> str:
-    """The breaker of the step's provider: ``llm:<provider>``."""
-    return f"llm:{spec.provider}"
+    """The breaker of the provider the engine calls: ``llm:<provider>`` (``other``: an
+    OpenAI-compatible endpoint)."""
+    return f"llm:{provider_of(spec)}"
 
 
 def llm_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) -> str | None:
@@ -98,26 +111,39 @@ def _input_fingerprint(spec: LlmSpec, path: Path) -> list[str]:
     return [e for e in _fingerprint(path) if e.rsplit(":", 2)[0] not in own]
 
 
-def render_usage(spec: LlmSpec, result: LlmResult) -> str:
-    """The token-usage artifact: calls and tokens against the budget, and the outputs written."""
-    usage = result.usage
+def render_usage(spec: LlmSpec, result: LlmResult | BudgetExceededError) -> str:
+    """The token-usage artifact: calls and tokens against the budget, and the outputs written
+    (or, for a run its budget stopped, what it had used when it was stopped)."""
+    if isinstance(result, BudgetExceededError):
+        usage = TokenUsage.model_validate(result.usage or {})
+        calls, outputs = result.api_calls or 0, {}
+        head = (
+            f"Model **{spec.model or 'default'}** ({provider_of(spec)}), attempt"
+            f" {result.attempt or 1}: **stopped at `{result.limit}`** (budget {result.allowed},"
+            f" used {result.used}); no output was written."
+        )
+    else:
+        usage, calls, outputs = result.usage, result.api_calls, result.outputs
+        head = (
+            f"Model **{result.model}** ({provider_of(spec)}), attempt {result.attempt},"
+            f" {result.duration_s:.2f} s."
+        )
     lines = [
         f"# Model usage of `{spec.name}`",
         "",
-        f"Model **{result.model}** ({spec.provider}), attempt {result.attempt},"
-        f" {result.duration_s:.2f} s.",
+        head,
         "",
         "| measure | used | budget |",
         "| --- | ---: | ---: |",
-        f"| API calls | {result.api_calls} | {spec.budget.max_api_calls} |",
-        f"| tokens (counted) | {usage.spent} | {spec.budget.max_tokens} |",
+        f"| API calls | {calls} | {spec.budget.max_api_calls} |",
+        f"| tokens (counted, all calls) | {usage.spent} | {spec.budget.max_tokens} |",
         f"| input tokens | {usage.input_tokens} | |",
         f"| output tokens | {usage.output_tokens} | |",
         f"| cached token reads | {usage.cached_token_reads} | |",
         f"| cached token writes | {usage.cached_token_writes} | |",
         "",
     ]
-    lines += [f"- output `{name}` -> `{path}`" for name, path in sorted(result.outputs.items())]
+    lines += [f"- output `{name}` -> `{path}`" for name, path in sorted(outputs.items())]
     return "\n".join(lines) + "\n"
 
 
@@ -142,8 +168,8 @@ async def run_llm_step(
 ) -> LlmResult:
     """Run one llm step on the Dagger engine through the provider's breaker.
 
-    The provider key's value is read from this process's environment only to mask it in logs
-    and messages; the engine reads the key itself (ADR 0021).
+    The engine reads the provider key itself (ADR 0021); the runner reads it where the engine
+    does (``.env``, then the environment) only to mask it in logs and messages.
 
     Raises:
         BudgetExceededError, ProviderKeyError, UnknownModelError, InvalidSpecError: permanent.
@@ -165,7 +191,6 @@ async def run_llm_step(
             redis_url=settings.redis_url(),
         )
     )
-    key_value = os.environ.get(spec.key_name) or None
     logger.info(
         "%s (%smodel %s, attempt %d, budget %d calls / %d tokens)",
         *(spec.name, f"agent {agent}, " if agent else "", spec.model or "default", attempt),
@@ -179,18 +204,23 @@ async def run_llm_step(
         runner = DaggerLlmRunner(
             DaggerRunner(provision_timeout_s=settings.dagger_provision_timeout_s)
         )
-        return await runner.run(spec, key_value=key_value, attempt=attempt, on_line=forward)
+        return await runner.run(spec, attempt=attempt, on_line=forward)
+
+    async def publish(done: LlmResult | BudgetExceededError) -> None:
+        await acreate_markdown_artifact(
+            render_usage(spec, done),
+            key=re.sub(r"[^a-z0-9-]", "-", f"llm-usage-{spec.name}"),
+            description=f"Model calls and tokens of {spec.name}",
+        )
 
     try:
         result = await breaker.call(on_engine)
     except AiopError as exc:
         exc.attempt = attempt
+        if isinstance(exc, BudgetExceededError):  # what the stopped run cost is worth seeing
+            await publish(exc)
         raise
-    await acreate_markdown_artifact(
-        render_usage(spec, result),
-        key=re.sub(r"[^a-z0-9-]", "-", f"llm-usage-{spec.name}"),
-        description=f"Model calls and tokens of {spec.name}",
-    )
+    await publish(result)
     logger.info(
         "%s finished in %.2f s: %d model calls, %d tokens",
         *(spec.name, result.duration_s, result.api_calls, result.usage.spent),

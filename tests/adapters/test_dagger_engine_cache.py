@@ -9,16 +9,26 @@ replayed from the engine's cache instead of running again.
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagger
 import pytest
 from prefect import flow
 
 from adapters._dagger_errors import normalized_image
-from adapters.errors import EngineConnectionError, InvalidSpecError, StepFailedError
+from adapters.errors import (
+    EngineConnectionError,
+    InvalidSpecError,
+    RegistryUnavailableError,
+    StepFailedError,
+    StepTimeoutError,
+)
 from flows.step_task import StepOutcome, execute_step, run_step
-from tests.fakes import ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
 from tests.fakes.session import ENGINE_ENV, short_runner, step_spec
 
@@ -53,6 +63,59 @@ class TestTheStandInKeepsResultsLikeTheEngine:
         await runner().run(spec())
         await runner().run(spec(env={"X": "1"}))
         assert engine.executions == 2
+
+    async def test_identical_execs_in_flight_run_once_and_share_the_outcome(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        # dagql/cache.go ongoingCalls: the second caller waits for the first one's call.
+        def slow(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.3)
+            return ExecOutcome(stdout="shared\n")
+
+        engine.behaviour = slow
+        first, second = await asyncio.gather(runner().run(spec()), runner().run(spec()))
+        assert (first.stdout, second.stdout) == ("shared\n", "shared\n")
+        assert engine.executions == 1
+
+    async def test_identical_failing_execs_in_flight_share_the_error_and_it_is_not_kept(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        def slow_failure(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.3)
+            return ExecOutcome(exit_code=3, stderr="boom\n")
+
+        engine.behaviour = slow_failure
+        results = await asyncio.gather(runner().run(spec()), runner().run(spec()))
+        assert [r.exit_code for r in results] == [3, 3] and engine.executions == 1
+        await runner().run(spec())
+        assert engine.executions == 2
+
+    async def test_an_exec_whose_request_is_gone_is_cancelled_and_not_kept(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        # dagql/cache.go wait: the last caller gone, the call is cancelled.
+        def slow(request: ExecRequest) -> ExecOutcome:
+            time.sleep(0.6)
+            return ExecOutcome(stdout="late\n")
+
+        engine.behaviour = slow
+        with pytest.raises(StepTimeoutError):
+            await runner().run(spec(timeout_s=0.2))
+        await asyncio.sleep(0.6)  # the stand-in's command has ended by now
+        engine.behaviour = lambda request: ExecOutcome(stdout="again\n")
+        assert (await runner().run(spec())).stdout == "again\n"
+        assert engine.executions == 2
+
+    async def test_an_exec_error_reads_as_the_engine_words_it(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = lambda request: ExecOutcome(exit_code=2, stderr="  nope \n")
+        async with dagger.Connection(dagger.Config(retry=None)) as client:
+            with pytest.raises(dagger.ExecError) as caught:
+                await client.container().from_("alpine").with_exec(["false"]).sync()
+        error = caught.value
+        assert re.fullmatch(r"exit code: 2 \[traceparent:[0-9a-f]{32}-[0-9a-f]{16}\]", str(error))
+        assert (error.command, error.exit_code, error.stderr) == (["false"], 2, "nope")
 
 
 class TestFailuresAreNeverKept:
@@ -223,9 +286,20 @@ class TestImageErrorsAsTheEngineWordsThem:
         self, engine: FakeDaggerEngine, cause: str
     ) -> None:
         engine.image_errors["docker.io/library/alpine:3.99"] = cause
-        with pytest.raises(EngineConnectionError) as caught:
+        with pytest.raises(RegistryUnavailableError) as caught:
             await runner().run(spec(image="alpine:3.99"))
         assert caught.value.transient and "docker.io/library/alpine:3.99" in str(caught.value)
+
+    async def test_an_image_without_a_build_for_the_engines_platform_is_invalid_spec(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        # engine/server/resolver/resolver.go: "no manifest matches requested platform for <digest>"
+        engine.image_errors["alpine:3.99"] = (
+            "no manifest matches requested platform for sha256:" + "ab" * 32
+        )
+        with pytest.raises(InvalidSpecError, match="no build for the engine's platform") as caught:
+            await runner().run(spec(image="alpine:3.99"))
+        assert not caught.value.transient and engine.executions == 0
 
     async def test_an_invalid_reference_is_invalid_spec(self, engine: FakeDaggerEngine) -> None:
         with pytest.raises(InvalidSpecError, match="Alpine:3"):
@@ -337,7 +411,123 @@ class TestStepImageBuiltOnce:
         await runner().run(spec(requirements=["duckdb==1.2.0"]))
         assert engine.executions == 2
 
+    async def test_the_layer_runs_before_the_command_once_for_the_engine(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec(requirements=["duckdb==1.1.3"]))
+        await runner().run(spec(requirements=["duckdb==1.1.3"], args=["python", "-V"]))
+        assert [r.args[-1] for r in engine.layer_requests] == ["duckdb==1.1.3"]
+        assert engine.executions == 2
+
+    async def test_a_failing_install_fails_the_step_with_pips_exit_and_the_command_never_runs(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.layer_behaviour = lambda request: ExecOutcome(
+            exit_code=1, stderr="ERROR: No matching distribution found for duckdb==9.9\n"
+        )
+        lines: list[tuple[str, str]] = []
+        result = await runner().run(
+            spec(requirements=["duckdb==9.9"]), on_line=lambda s, line: lines.append((s, line))
+        )
+        assert result.exit_code == 1 and "No matching distribution" in result.stderr
+        assert engine.executions == 0 and len(engine.layer_requests) == 1
+        assert any(
+            s == "engine" and "installing the step's requirements (duckdb==9.9)" in line
+            for s, line in lines
+        ), lines
+        engine.layer_behaviour = None  # the failure was not kept: the retry installs again
+        assert (await runner().run(spec(requirements=["duckdb==9.9"]))).exit_code == 0
+        assert len(engine.layer_requests) == 2
+
     async def test_no_requirements_no_layer(self, engine: FakeDaggerEngine) -> None:
         await runner().run(spec())
         assert engine.exec_requests[0].setup == ()
         assert engine.calls("withMountedCache") == []
+
+
+class TestLazyPullErrorsByRule:
+    """The layers are fetched when a container is first evaluated, and a failure then reads
+    ``pull image "<ref@digest>": ...`` or ``import image ...`` (core/container_image.go)."""
+
+    async def test_a_registry_outage_while_pulling_is_transient_and_names_the_registry(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.pull_errors["python:3.12-slim"] = (
+            "failed to copy: httpReadSeeker: failed open: unexpected status code"
+            " https://registry-1.docker.io/v2/library/python/blobs/sha256:00: 503 Service"
+            " Unavailable"
+        )
+        with pytest.raises(RegistryUnavailableError, match="could not be reached or failed") as e:
+            await runner().run(spec())
+        assert e.value.transient and "@sha256:" in str(e.value)
+        assert engine.executions == 0
+
+    async def test_a_registry_refusing_the_layers_is_invalid_spec(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.pull_errors["python:3.12-slim"] = (
+            "failed to copy: httpReadSeeker: failed open: content at"
+            " https://registry-1.docker.io/v2/library/python/manifests/sha256:00 not found:"
+            " not found"
+        )
+        with pytest.raises(InvalidSpecError, match=r"the registry refused docker\.io/library/"):
+            await runner().run(spec())
+
+    async def test_an_image_the_engine_cannot_store_is_its_hosts_trouble(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.import_errors["python:3.12-slim"] = (
+            "failed to extract layer sha256:00: write /var/lib/dagger/x: no space left on device"
+        )
+        with pytest.raises(EngineConnectionError, match=r"could not store it .*no space left"):
+            await runner().run(spec())
+
+
+class TestImageTagsNeedTheRegistryInEverySession:
+    """A tag is resolved against its registry once per session, even when the engine holds the
+    image; only a digest reference resolves locally (core/schema/container.go ``from``,
+    engine/server/resolver/resolver.go ``tryLocalCanonicalConfig``)."""
+
+    _OUTAGE = (
+        'failed to do request: Head "https://registry-1.docker.io/v2/library/python/manifests/'
+        '3.12-slim": dial tcp: lookup registry-1.docker.io: no such host'
+    )
+
+    async def test_a_tag_the_engine_holds_still_needs_the_registry_in_a_new_session(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec())
+        engine.new_session()
+        engine.registry_outage = self._OUTAGE
+        with pytest.raises(RegistryUnavailableError) as caught:
+            await runner().run(spec(args=["python", "-c", "print('again')"]))
+        message = str(caught.value)
+        assert "no such host" in message and "once in every session" in message
+        assert "python:3.12-slim@sha256:" in message  # how to pin it
+
+    async def test_the_digest_a_tag_resolved_to_runs_without_the_registry(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        lines: list[tuple[str, str]] = []
+        await runner().run(spec(), on_line=lambda s, line: lines.append((s, line)))
+        said = [line for s, line in lines if s == "engine" and "resolved to" in line]
+        assert len(said) == 1, lines
+        pinned = said[0].split(" write ")[1].split(" ")[0]
+        assert pinned == f"python:3.12-slim@{engine.registry['docker.io/library/python:3.12-slim']}"
+        engine.new_session()
+        engine.registry_outage = self._OUTAGE
+        asked = len(engine.registry_requests)
+        result = await runner().run(spec(image=pinned, args=["python", "-c", "print('offline')"]))
+        assert result.exit_code == 0 and engine.executions == 2
+        assert len(engine.registry_requests) == asked  # the engine held it: no registry request
+
+    async def test_a_moved_tag_is_a_new_image_in_a_new_session(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        await runner().run(spec())
+        engine.registry["docker.io/library/python:3.12-slim"] = "sha256:" + "cd" * 32
+        await runner().run(spec())  # same session: the tag is not looked up again
+        assert engine.executions == 1
+        engine.new_session()
+        await runner().run(spec())
+        assert engine.executions == 2  # the tag moved: another image, run again

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from adapters.dagger_llm import DaggerLlmRunner
 from adapters.dagger_runner import DaggerRunner
@@ -24,9 +25,18 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmBudget, LlmInput, LlmOutput, LlmSpec
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, write_owned_file
 from tests.fakes.dagger_engine import FakeDaggerEngine
-from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, ToolCall, read_input, save_file
+from tests.fakes.dagger_llm import (
+    EnvView,
+    ProviderFailure,
+    Reply,
+    ToolCall,
+    read_input,
+    requests_until_the_engine_gives_up,
+    save_file,
+)
 from tests.fakes.session import standin_session
 
 KEY = "sk-ant-test-0123456789abcdef"
@@ -128,6 +138,137 @@ class TestLoop:
         engine.model.script = [Reply("I will not.")]
         with pytest.raises(InvalidSpecError, match="without producing output 'summary'"):
             run(spec_for(report))
+
+
+class TestOutputsAreSavedWithTheirDeclaredType:
+    """``Save`` binds an object of the output's type (core/mcp.go ``saveTool``); a wrong one is a
+    tool error the model reads, and the output stays unbound."""
+
+    def test_a_folder_saved_to_a_file_output_is_refused_to_the_model(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        def wrong(view: EnvView) -> str:
+            return view.save("summary", view.create_directory({"s.md": "x"}))
+
+        engine.model.script = [Reply("Saving.", (ToolCall("Save", wrong),)), Reply("Done.")]
+        with pytest.raises(InvalidSpecError, match="without producing output 'summary'"):
+            run(spec_for(report))
+        said = engine.model.answered[1].messages[-1]
+        assert said == "incompatible types: summary must be File, got Directory"
+
+    def test_an_undeclared_output_is_refused_to_the_model(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        def undeclared(view: EnvView) -> str:
+            return view.save("notes", view.create_file("x"))
+
+        engine.model.script = [
+            Reply("Saving notes.", (ToolCall("Save", undeclared),)),
+            Reply("Saving the summary.", (save_file("summary", "ok\n"),)),
+        ]
+        result = run(spec_for(report))
+        assert engine.model.answered[1].messages[-1] == (
+            'unknown output: "notes" - please declare it first'
+        )
+        assert result.api_calls == 2  # type: ignore[attr-defined]
+
+
+class TestTheBudgetHolds:
+    """Nothing syncs an LLM that was not stepped: on the engine, ``env``, ``lastReply`` and
+    ``tokenUsage`` of such an LLM run the model's whole loop, past every check of the adapter."""
+
+    def test_max_tokens_stops_a_model_with_outputs_after_the_call_that_passed_it(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Reading.", (ToolCall("ls", lambda v: "summary.json"),), 500, 100),
+            Reply("Thinking.", (ToolCall("ls", lambda v: "summary.json"),), 500, 100),
+            Reply("Saving.", (save_file("summary", summary_from_input),), 500, 100),
+        ]
+        budget = LlmBudget(max_api_calls=8, max_tokens=1000)
+        with pytest.raises(BudgetExceededError, match="1200 tokens after 2") as caught:
+            run(spec_for(report, budget=budget))
+        assert (caught.value.limit, caught.value.used, caught.value.api_calls) == (
+            "max_tokens",
+            1200,
+            2,
+        )
+        assert len(engine.model.answered) == 2  # the third call was never made
+        assert not (report / "summary.md").exists()
+
+    def test_the_result_counts_every_call_and_the_tokens_of_all_of_them(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Reading.", (ToolCall("ls", lambda v: "summary.json"),), 300, 50),
+            Reply("Saving.", (save_file("summary", summary_from_input),), 400, 60),
+        ]
+        result = run(spec_for(report))
+        assert result.api_calls == 2  # type: ignore[attr-defined]
+        assert result.usage.spent == 810  # type: ignore[attr-defined]  # cumulative: 350 + 460
+        assert len(engine.model.answered) == 2
+
+    def test_an_output_bound_by_an_earlier_run_in_the_session_is_not_this_runs(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        # A string-only Env is cached per client; Save mutates it for every run that builds it.
+        spec = spec_for(
+            report,
+            inputs={"counts": LlmInput(kind="string", value="1000 rows", description="c")},
+        )
+        engine.model.script = [Reply("Saving.", (save_file("summary", "first\n"),))]
+        run(spec)
+        engine.model.script = [Reply("I will not.")]
+        with pytest.raises(InvalidSpecError, match="without producing output 'summary'"):
+            run(spec)
+
+
+def test_an_input_folder_changed_since_an_earlier_run_of_the_session_is_read_anew(
+    engine: FakeDaggerEngine, report: Path
+) -> None:
+    """``host.directory`` is cached per client unless noCache (core/schema/host.go): the second
+    run would summarize the first run's files (a pipeline's session reads the folder earlier)."""
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    run(spec_for(report))
+    write_owned_file(report, "summary.json", json.dumps({"rows_in": 5, "quarantined": 0}).encode())
+    engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    run(spec_for(report))
+    assert (report / "summary.md").read_text() == "5 rows came in; 0 were quarantined.\n"
+
+
+class TestARetryReachesTheProvider:
+    """The engine caches ``llm`` per session and an LLM keeps its loop's error: the same chain
+    asked again in the session fails at once, without a request to the provider."""
+
+    def test_a_rate_limited_run_again_on_the_same_session_asks_the_provider(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            ProviderFailure(429, "rate_limit_error", "rate limited"),
+            Reply("Saving.", (save_file("summary", summary_from_input),)),
+        ]
+        with pytest.raises(ProviderUnavailableError):
+            run(spec_for(report))
+        refused = len(engine.model.calls)
+        result = run(spec_for(report))
+        assert result.outputs == {"summary": str(report / "summary.md")}  # type: ignore[attr-defined]
+        assert len(engine.model.calls) == refused + 1
+        assert len(engine.model.answered) == 1
+
+    async def test_two_runs_on_one_shared_session_each_reach_the_provider(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            Reply("Saving.", (save_file("summary", "one\n"),)),
+            Reply("Saving.", (save_file("summary", "two\n"),)),
+        ]
+        runner = DaggerRunner(provision_timeout_s=5)
+        async with runner.session():
+            await DaggerLlmRunner(runner).run(spec_for(report), key_value=KEY)
+            await DaggerLlmRunner(runner).run(spec_for(report), key_value=KEY)
+        assert len(engine.model.answered) == 2
+        assert (report / "summary.md").read_text() == "two\n"
+        assert engine.sessions == 1
 
 
 class TestBeforeTheEngine:
@@ -278,23 +419,67 @@ _AMBIENT = {
 }
 
 
-@pytest.mark.dagger
-async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
-    """Opt-in: a real engine and a real Anthropic key; a real model call costs a few cents."""
+def _real_engine_and_key() -> str:
+    """The Anthropic key for the opt-in real-engine tests, or skip with the reason."""
     if os.environ.get("AIOP_TEST_REAL_DAGGER") != "1" and "DAGGER_SESSION_PORT" not in _AMBIENT:
         pytest.skip(
             "no real Dagger engine: set AIOP_TEST_REAL_DAGGER=1 with Docker running, or run the"
             " tests under `dagger run` (which provides a session)"
         )
-    key = os.environ.get("ANTHROPIC_API_KEY")
-    if not key:
-        pytest.skip("no provider key: export ANTHROPIC_API_KEY (the engine reads it from there)")
-    spec = spec_for(report, prompt="Read summary.json in the directory input 'report' and save"
-                    " one line saying how many rows came in to the file output 'summary'.",
+    key = EngineConfig().key("ANTHROPIC_API_KEY")
+    if key.found_in is None:
+        pytest.skip(
+            "no provider key: export ANTHROPIC_API_KEY or put it in .env (the engine reads it"
+            " from there)"
+        )
+    return key.value or ""
+
+
+_READ_AND_SAVE = (
+    "Read summary.json in the directory input 'report' and save one line saying how many rows"
+    " came in to the file output 'summary'."
+)
+
+
+@pytest.mark.dagger
+async def test_a_real_model_summarizes_on_a_real_engine(report: Path) -> None:
+    """Opt-in: a real engine and a real Anthropic key; a real model call costs a few cents."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
                     budget=LlmBudget(max_api_calls=6, max_tokens=50_000))  # fmt: skip
     result = await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
     assert "1000" in (report / "summary.md").read_text()
     assert 0 < result.usage.spent <= 50_000 and 1 <= result.api_calls <= 6
+
+
+@pytest.mark.dagger
+async def test_a_real_model_stops_at_max_tokens_with_its_calls_and_tokens(report: Path) -> None:
+    """Opt-in: the budget holds on a real engine (nothing syncs an LLM before its first step,
+    which would run the whole loop there); the first call alone passes 500 tokens."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
+                    budget=LlmBudget(max_api_calls=6, max_tokens=500))  # fmt: skip
+    with pytest.raises(BudgetExceededError) as caught:
+        await DaggerLlmRunner(DaggerRunner(provision_timeout_s=600)).run(spec, key_value=key)
+    assert caught.value.limit == "max_tokens" and caught.value.api_calls == 1
+    assert caught.value.used > 500 and not (report / "summary.md").exists()
+
+
+@pytest.mark.dagger
+async def test_a_run_again_on_the_same_real_session_reaches_the_provider_again(
+    report: Path,
+) -> None:
+    """Opt-in: the engine caches ``llm`` per session and keeps a stepped LLM's result or error;
+    each run steps its own branch, so the second run makes its own calls, paid and counted."""
+    key = _real_engine_and_key()
+    spec = spec_for(report, prompt=_READ_AND_SAVE,
+                    budget=LlmBudget(max_api_calls=6, max_tokens=50_000))  # fmt: skip
+    runner = DaggerRunner(provision_timeout_s=600)
+    async with runner.session():
+        first = await DaggerLlmRunner(runner).run(spec, key_value=key)
+        second = await DaggerLlmRunner(runner).run(spec, key_value=key)
+    assert first.api_calls >= 1 and second.api_calls >= 1
+    assert second.usage.spent > 0
 
 
 def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Path) -> None:
@@ -306,6 +491,94 @@ def test_a_model_past_timeout_s_is_stopped(engine: FakeDaggerEngine, report: Pat
         time.sleep(0.5)
         return "late"
 
+    # An OpenAI model: the engine does not retry it, so a short timeout_s is allowed.
+    engine.model.client_env = {"OPENAI_API_KEY": KEY}
     engine.model.script = [Reply("Working.", (ToolCall("slow", slow),))]
+    spec = spec_for(report, model="gpt-4.1", key_name="OPENAI_API_KEY", timeout_s=0.2)
     with pytest.raises(StepTimeoutError, match=r"timeout_s=0\.2"):
-        run(spec_for(report, timeout_s=0.2))
+        run(spec)
+
+
+class TestTheEnginesOwnRetries:
+    """The engine retries Anthropic's and Google's passing failures for up to two minutes
+    before it reports them, and never OpenAI's (core/llm.go ``loop``, ``IsRetryable``); the
+    stand-in waits the same way on its virtual clock."""
+
+    def test_an_anthropic_rate_limit_that_passes_within_the_engines_retries_is_never_seen(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [
+            ProviderFailure(429, "rate_limit_error", "rate limited", for_s=30),
+            Reply("Saving.", (save_file("summary", summary_from_input),)),
+        ]
+        result = run(spec_for(report))
+        assert result.api_calls == 1  # type: ignore[attr-defined]
+        assert engine.model.clock.now >= 30  # the engine waited it out
+        assert len(engine.model.calls) > 2 and len(engine.model.answered) == 1
+
+    def test_an_anthropic_rate_limit_is_reported_after_two_minutes_of_the_engines_retries(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.script = [ProviderFailure(429, "rate_limit_error", "rate limited")]
+        with pytest.raises(ProviderUnavailableError, match="retried it for up to 120 s first"):
+            run(spec_for(report))
+        assert 100 < engine.model.clock.now <= 120
+        assert len(engine.model.calls) == requests_until_the_engine_gives_up(retried=True)
+
+    def test_an_openai_rate_limit_is_reported_at_once(
+        self, engine: FakeDaggerEngine, report: Path
+    ) -> None:
+        engine.model.client_env = {"OPENAI_API_KEY": KEY}
+        engine.model.script = [ProviderFailure(429, "rate_limit_exceeded", "slow down")]
+        spec = spec_for(report, model="gpt-4.1", key_name="OPENAI_API_KEY")
+        with pytest.raises(ProviderUnavailableError, match="does not retry the openai provider"):
+            run(spec)
+        assert engine.model.clock.now == 0 and len(engine.model.calls) == 1
+
+    @pytest.mark.parametrize(("status", "retried"), [(503, True), (429, True), (500, False)])
+    def test_google_is_retried_on_429_and_503_only(
+        self, engine: FakeDaggerEngine, report: Path, status: int, retried: bool
+    ) -> None:
+        engine.model.client_env = {"GEMINI_API_KEY": KEY}
+        engine.model.script = [ProviderFailure(status, "UNAVAILABLE", "try later")]
+        spec = spec_for(report, model="gemini-2.5-flash", key_name="GEMINI_API_KEY")
+        with pytest.raises(ProviderUnavailableError):
+            run(spec)
+        assert len(engine.model.calls) == requests_until_the_engine_gives_up(retried=retried)
+
+    @pytest.mark.parametrize(
+        ("model", "key", "timeout_s", "refused"),
+        [
+            ("claude-sonnet-4-5", "ANTHROPIC_API_KEY", 120, True),
+            ("claude-sonnet-4-5", "ANTHROPIC_API_KEY", 180, False),
+            ("gemini-2.5-flash", "GEMINI_API_KEY", 90, True),
+            ("gpt-4.1", "OPENAI_API_KEY", 30, False),
+        ],
+    )
+    def test_a_timeout_must_leave_room_for_the_engines_retries(
+        self, report: Path, model: str, key: str, timeout_s: float, refused: bool
+    ) -> None:
+        def make() -> LlmSpec:
+            return spec_for(report, model=model, key_name=key, timeout_s=timeout_s)
+
+        if refused:
+            with pytest.raises(ValidationError, match=r"up to 120 s before it reports it"):
+                make()
+        else:
+            assert make().timeout_s == timeout_s
+
+    def test_an_agent_whose_timeout_leaves_no_room_is_refused_when_loaded(self) -> None:
+        from agents.spec import AgentSpec
+
+        with pytest.raises(ValidationError, match=r"timeout_s\n.*give the agent timeout_s: 180"):
+            AgentSpec.model_validate(
+                {
+                    "name": "quick",
+                    "kind": "llm",
+                    "description": "d",
+                    "capabilities": ["summarize"],
+                    "llm": {"prompt": "Summarize.", "model": "claude-sonnet-4-5"},
+                    "secrets": ["ANTHROPIC_API_KEY"],
+                    "timeout_s": 60,
+                }
+            )

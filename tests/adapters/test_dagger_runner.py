@@ -39,6 +39,7 @@ from adapters.errors import (
     InvalidInputError,
     InvalidSpecError,
     ProvisioningTimeoutError,
+    RegistryUnavailableError,
     StepFailedError,
     StepTimeoutError,
 )
@@ -212,7 +213,8 @@ class TestSuccessfulStep:
         engine.behaviour = lambda req: ExecOutcome(stdout="a\nb\n", stderr="c\n")
         lines, on_line = collector()
         await runner.run(spec(), on_line=on_line)
-        assert lines == [("stdout", "a"), ("stdout", "b"), ("stderr", "c")]
+        assert lines[0][0] == "engine" and "image python:3.12-slim resolved to" in lines[0][1]
+        assert lines[1:] == [("stdout", "a"), ("stdout", "b"), ("stderr", "c")]
 
     async def test_runs_the_exec_once_and_reads_its_results_by_id(
         self, engine: FakeDaggerEngine, runner: DaggerRunner
@@ -505,7 +507,10 @@ class TestSecrets:
         lines, on_line = collector()
         result = await runner.run(spec(secrets={"API_KEY": SECRET}), on_line=on_line)
         assert (result.stdout, result.stderr) == (f"key={MASK}\n", f"{MASK}!\n")
-        assert lines == [("stdout", f"key={MASK}"), ("stderr", f"{MASK}!")]
+        assert [line for line in lines if line[0] != "engine"] == [
+            ("stdout", f"key={MASK}"),
+            ("stderr", f"{MASK}!"),
+        ]
 
     async def test_secret_values_are_masked_in_errors_and_their_causes(
         self, engine: FakeDaggerEngine, runner: DaggerRunner
@@ -829,7 +834,14 @@ class TestErrorTranslation:
             "failed to resolve source metadata for docker.io/library/nope:1: dial tcp: i/o timeout"
         )
         error = translate_error(_query_error(message), connected=True, spec=spec(image="nope:1"))
-        assert type(error) is EngineConnectionError
+        assert type(error) is RegistryUnavailableError and error.transient
+
+    def test_the_engines_trace_suffix_is_left_out_of_messages(self) -> None:
+        message = (
+            "lstat /x: no such file or directory [traceparent:0af7651916cd43dd-b7ad6b7169203331]"
+        )
+        error = translate_error(_query_error(message), connected=True, spec=spec())
+        assert "traceparent" not in str(error) and "lstat /x" in str(error)
 
     def test_a_missing_host_path_named_by_the_engine_is_invalid_spec(self, tmp_path: Path) -> None:
         (tmp_path / "in").mkdir()

@@ -25,7 +25,7 @@ from adapters.errors import (
 from adapters.selection import engine_for_run
 from flows.data_pipeline.flow import data_pipeline
 from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
-from tests.fakes import DIE, ExecOutcome, FakeDaggerEngine, exec_standin_engine
+from tests.fakes import DIE, DROP, ExecOutcome, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.session import ENGINE_ENV, standin_session
 
 Lines = list[tuple[str, str]]
@@ -153,6 +153,8 @@ class TestOpeningTheSession:
                 )
             )
         assert ("engine", "engine: starting") in session_lines
+        resolved = [line for _, line in session_lines if "resolved to" in line]
+        assert len(resolved) == 1 and resolved[0].startswith("image python:3.12-slim resolved to")
         assert step_lines == {0: [("stdout", "0")], 1: [("stdout", "1")]}
         assert engine.sessions == 1
 
@@ -220,3 +222,162 @@ class TestSessionsPerPipelineRun:
         steps = 4 + 3  # ingest, validate, aggregate, report and three transforms
         assert fake.executions == steps
         assert fake.sessions == 1
+
+
+class TestHostReadsInOneSession:
+    """``host.directory`` and ``host.file`` are cached per client for the session unless
+    ``noCache`` (core/schema/host.go): a path read again after it changed would come back as the
+    first snapshot. A run's steps share one session, and earlier steps change what later ones
+    mount (their outputs), so every read asks for the path as it is now."""
+
+    async def test_a_folder_changed_between_two_steps_of_the_run_is_read_anew(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "x.txt").write_text("first")
+        seen: list[str] = []
+
+        def read(request: Any) -> ExecOutcome:
+            seen.append((Path(request.mounts["/in"].snapshot) / "x.txt").read_text())
+            return ExecOutcome()
+
+        engine.behaviour = read
+        async with runner().session():
+            await runner().run(spec(1, mounts={str(folder): "/in"}))
+            (folder / "x.txt").write_text("second, longer")
+            await runner().run(spec(1, mounts={str(folder): "/in"}))
+        assert seen == ["first", "second, longer"]
+
+    async def test_a_file_changed_between_two_steps_of_the_run_is_read_anew(
+        self, engine: FakeDaggerEngine, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "config.toml"
+        path.write_text("a = 1\n")
+        seen: list[str] = []
+
+        def read(request: Any) -> ExecOutcome:
+            seen.append(Path(request.mounts["/etc/x.toml"].snapshot).read_text())
+            return ExecOutcome()
+
+        engine.behaviour = read
+        async with runner().session():
+            await runner().run(spec(1, mounts={str(path): "/etc/x.toml"}))
+            path.write_text("a = 22\n")
+            await runner().run(spec(1, mounts={str(path): "/etc/x.toml"}))
+        assert seen == ["a = 1\n", "a = 22\n"]
+
+
+class TestOneConnectionFailureInASharedSession:
+    """The SDK's reconnecting GraphQL session closes the session's one HTTP client for every
+    request in flight when one request's connection fails; the runner opens sessions without
+    it, so a broken connection fails its own step only."""
+
+    @staticmethod
+    def reset_a_while_b_runs(request: Any) -> Any:
+        if request.args[-1] == "a":
+            time.sleep(0.3)
+            return DROP  # a's connection is reset; the engine goes on serving
+        time.sleep(1.0)
+        return ExecOutcome(stdout=f"{request.args[-1]} done\n")
+
+    async def test_one_steps_broken_connection_fails_that_step_only(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = self.reset_a_while_b_runs
+        async with runner().session():
+            a, b = await asyncio.gather(
+                runner().run(spec(1, args=["echo", "a"])),
+                runner().run(spec(2, args=["echo", "b"])),
+                return_exceptions=True,
+            )
+            later = await runner().run(spec(3, args=["echo", "c"]))
+        assert isinstance(a, EngineConnectionError) and a.transient
+        assert not isinstance(b, BaseException) and b.stdout == "b done\n", b
+        assert later.stdout == "c done\n" and engine.sessions == 2  # a's failure: a new session
+
+    async def test_a_step_still_running_on_a_replaced_session_finishes_there(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        engine.behaviour = self.reset_a_while_b_runs
+
+        async def after_a_failed() -> Any:
+            await asyncio.sleep(0.6)  # a's session is replaced now, while b still runs on it
+            return await runner().run(spec(3, args=["echo", "c"]))
+
+        async with runner().session():
+            a, b, c = await asyncio.gather(
+                runner().run(spec(1, args=["echo", "a"])),
+                runner().run(spec(2, args=["echo", "b"])),
+                after_a_failed(),
+                return_exceptions=True,
+            )
+        assert isinstance(a, EngineConnectionError)
+        assert [getattr(r, "stdout", r) for r in (b, c)] == ["b done\n", "c done\n"]
+
+    @pytest.mark.prefect
+    async def test_through_run_step_the_failed_step_is_retried_and_the_other_kept(
+        self, prefect_api_url: str, engine: FakeDaggerEngine
+    ) -> None:
+        from prefect import flow
+
+        from adapters.retry_policy import RetryPolicy
+        from flows.step_task import execute_step
+
+        first = {"a", "b"}
+
+        def behaviour(request: Any) -> Any:
+            name = request.args[-1]
+            if name in first:
+                first.discard(name)
+                return self.reset_a_while_b_runs(request)
+            return ExecOutcome(stdout=f"{name} done\n")
+
+        engine.behaviour = behaviour
+        retry = RetryPolicy(attempts=2, backoff_s=0, jitter=0)
+
+        @flow
+        async def two_steps() -> list[str]:
+            async with engine_for_run("dagger"):
+                outcomes = await asyncio.gather(
+                    execute_step(spec(1, args=["echo", "a"]), "dagger", retry=retry),
+                    execute_step(spec(2, args=["echo", "b"]), "dagger", retry=retry),
+                )
+            return [
+                f"{o.state}:{o.attempts}:{o.result.stdout if o.result else ''}" for o in outcomes
+            ]
+
+        assert await two_steps() == ["Completed:2:a done\n", "Completed:1:b done\n"]
+        assert sorted(r.args[-1] for r in engine.exec_requests) == ["a", "a", "b"]
+
+    async def test_at_most_100_requests_of_a_session_are_in_flight_and_the_rest_wait(
+        self, engine: FakeDaggerEngine
+    ) -> None:
+        release = threading.Event()
+        lock = threading.Lock()
+        running = {"now": 0, "most": 0}
+
+        def held(request: Any) -> ExecOutcome:
+            with lock:
+                running["now"] += 1
+                running["most"] = max(running["most"], running["now"])
+            release.wait(20)
+            with lock:
+                running["now"] -= 1
+            return ExecOutcome(stdout="ok\n")
+
+        engine.behaviour = held
+
+        async def release_when_full() -> None:
+            for _ in range(400):
+                if running["now"] >= 100:
+                    break
+                await asyncio.sleep(0.025)
+            await asyncio.sleep(0.3)  # the 101st, if it could, would have arrived by now
+            release.set()
+
+        async with runner().session():
+            steps = [runner().run(spec(i, timeout_s=30)) for i in range(101)]
+            results, _ = await asyncio.gather(asyncio.gather(*steps), release_when_full())
+        assert running["most"] == 100  # httpx's default pool: 100 connections
+        assert all(r.exit_code == 0 for r in results)  # the 101st waited, it did not fail

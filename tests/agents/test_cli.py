@@ -167,7 +167,9 @@ class TestRunUsage:
         message = one_paragraph_error(done)
         assert "refused before anything ran" in message
         assert "none is reachable (the remote engine tcp://127.0.0.1:9 does not answer)" in message
-        assert "secret ANTHROPIC_API_KEY is not set" in message
+        assert "the provider key ANTHROPIC_API_KEY is not set where the Dagger engine reads it" in (
+            message
+        )
         assert "Flow run" not in done.stdout + done.stderr
 
 

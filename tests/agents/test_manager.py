@@ -149,9 +149,9 @@ class TestRefusals:
     @pytest.mark.parametrize(
         ("probe", "environ", "backend", "expected"),
         [
-            (NO_ENGINE, {}, None, ["need a Dagger engine and none is reachable (no container", "secret ANTHROPIC_API_KEY is not set"]),
+            (NO_ENGINE, {}, None, ["need a Dagger engine and none is reachable (no container", "the provider key ANTHROPIC_API_KEY is not set where the Dagger engine reads it"]),
             (NO_ENGINE, {"ANTHROPIC_API_KEY": "k"}, "auto", ["need a Dagger engine and none is reachable"]),
-            (ENGINE, {}, "dagger", ["secret ANTHROPIC_API_KEY is not set and there is no Prefect Secret block 'anthropic-api-key'"]),
+            (ENGINE, {}, "dagger", ["the provider key ANTHROPIC_API_KEY is not set where the Dagger engine reads it (a .env file in"]),
             (ENGINE, {"ANTHROPIC_API_KEY": "k"}, "local", ["run only on a Dagger engine (dag.llm()) and the backend is 'local'"]),
             (ENGINE, {"ANTHROPIC_API_KEY": "k"}, None, []),
         ],

@@ -2,6 +2,7 @@
 
 from tests.fakes.dagger_engine import (
     DIE,
+    DROP,
     EXEC,
     HANG,
     Call,
@@ -15,6 +16,7 @@ from tests.fakes.host_exec import HostExec, exec_standin_engine
 
 __all__ = [
     "DIE",
+    "DROP",
     "EXEC",
     "HANG",
     "Call",

@@ -15,10 +15,11 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * returns IDs for objects and loads them back through ``node(id:)``;
 * runs ``withExec`` through a scripted behaviour (:attr:`FakeDaggerEngine.behaviour`): a function
   ``ExecRequest -> ExecOutcome``, or :data:`DIE` (the engine dies during the query: the socket is
-  closed without an answer and the port stops listening), or :data:`HANG` (no answer until the
-  engine stops), or :data:`EXEC` (the command really runs on the host, see
-  :mod:`tests.fakes.host_exec`); a failing command raises the engine's ``EXEC_ERROR`` unless
-  ``expect`` allows it;
+  closed without an answer and the port stops listening), or :data:`DROP` (this query's connection
+  is reset, the engine goes on serving), or :data:`HANG` (no answer until the engine stops or the
+  query is cancelled), or :data:`EXEC` (the command really runs on the host, see
+  :mod:`tests.fakes.host_exec`); a function may also return one of those; a failing command
+  raises the engine's ``EXEC_ERROR`` unless ``expect`` allows it;
 * exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
   :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
@@ -45,17 +46,43 @@ stand-in does the same; each such behaviour names the engine source it follows:
   error is not kept, so the same definition runs again. The definition is what the engine's cache
   key covers: image, environment, secrets by name (``core/schema/secret.go``: ``setSecret``'s
   digest is its name handle, not its value), mounts by content (name, size and modification time
-  here), cache volume keys, workdir, arguments and ``expect``.
-  :attr:`FakeDaggerEngine.executions` counts the commands really run;
+  here), cache volume keys, workdir, arguments, ``expect``, the image by digest and the layers
+  under the exec. :attr:`FakeDaggerEngine.executions` counts the commands really run;
+* **one call in flight per definition** (``dagql/cache.go``: ``ongoingCalls``, ``wait``):
+  identical execs in flight run once and every caller gets the same outcome or error; a call
+  whose last caller's request is gone (the client closed the connection: a step's timeout) is
+  cancelled and nothing of it is kept;
+* **layers run** (``core/container_exec.go``: an exec evaluates the container it builds on): an
+  earlier ``withExec`` under the command (the step's ``requirements`` install) runs first, through
+  :attr:`FakeDaggerEngine.layer_behaviour`, is kept like any exec, and when it fails the
+  ``EXEC_ERROR`` names *its* command (``cmd``) and the command never runs;
+* **the exec error's message** (``core/exec_error.go``; the SDK's golden output in
+  ``dagql/idtui/testdata``): ``exit code: N [traceparent:<trace>-<span>]``;
 * **image references** (``core/schema/container.go``, ``from``): the address is normalised like
   ``reference.ParseNormalizedNamed`` + ``TagNameOnly`` (``alpine`` ->
-  ``docker.io/library/alpine:latest``); a bad one is ``failed to parse image address ...``, a pull
-  failure is ``failed to resolve image "<normalised>" (platform: "linux/amd64"): <cause>``;
+  ``docker.io/library/alpine:latest``); a bad one is ``failed to parse image address ...``, a
+  resolution failure is ``failed to resolve image "<normalised>" (platform: "linux/amd64"):
+  <cause>``. A tag is resolved against the registry (:attr:`FakeDaggerEngine.registry`) once per
+  session (``fromSessionScopeInput``), even when the engine holds the image; a digest reference
+  is resolved locally when the engine holds it (engine/server/resolver/resolver.go
+  ``tryLocalCanonicalConfig``), else by the registry. ``imageRef`` is the resolution
+  (``name:tag@digest``);
+* **the lazy pull** (``core/container_image.go``: ``ContainerFromImageRefLazy.Evaluate``): the
+  layers are fetched when a container is first evaluated (after a kept result is looked for);
+  failures read ``pull image "<ref@digest>": <cause>`` or ``import image "<ref@digest>": <cause>``;
+  what was pulled stays for the engine's life (:attr:`FakeDaggerEngine.content_store`);
+* **host reads** (``core/schema/host.go``; ``dagql/cache_inputs.go``): ``host.directory`` and
+  ``host.file`` take a snapshot of the path when they are read, cached per client for the session
+  unless ``noCache``;
 * **a missing executable** (``cmd/init/main.go``): the engine's init cannot find ``args[0]``, prints
   ``exec: "x": executable file not found in $PATH`` on stderr and exits 1 (exec mode; a scripted
   behaviour returns what it likes);
-* **sessions**: each new client session introspects the schema once
-  (:attr:`FakeDaggerEngine.sessions` counts them).
+* **sessions**: each new client connection introspects the schema once
+  (:attr:`FakeDaggerEngine.sessions` counts them). Every connection joins the stand-in's one
+  engine session, as every connection of a process under ``dagger run`` does: what the engine
+  caches per session or per client (``llm``, ``env``, host reads, tag resolutions;
+  ``dagql/cache_inputs.go``) lives until :meth:`FakeDaggerEngine.new_session`, which is what a
+  new ``dagger session`` gives; exec results and pulled images are kept across sessions.
 
 Example:
     >>> with FakeDaggerEngine() as engine:
@@ -71,11 +98,13 @@ import contextlib
 import enum
 import fnmatch
 import functools
+import hashlib
 import itertools
 import json
 import os
 import re
 import secrets
+import select
 import shutil
 import socket
 import sys
@@ -86,7 +115,7 @@ from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from graphql import (
     GraphQLError,
@@ -105,6 +134,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SCHEMA_PATH",
     "DIE",
+    "DROP",
     "EXEC",
     "HANG",
     "MIN_SCHEMA_PATH",
@@ -119,6 +149,8 @@ __all__ = [
     "normalized_image_ref",
     "official_schema",
 ]
+
+_T = TypeVar("_T")
 
 #: The hand-written schema the stand-in serves.
 MIN_SCHEMA_PATH = Path(__file__).with_name("dagger_min.graphqls")
@@ -147,12 +179,16 @@ _PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 
 class _Scripted(enum.Enum):
     DIE = "die"
+    DROP = "drop"
     HANG = "hang"
     EXEC = "exec"
 
 
 #: Behaviour: the engine dies while the exec query is in flight.
 DIE = _Scripted.DIE
+#: Behaviour: the connection of the exec's query is reset without an answer (a network blip, a
+#: proxy's reset); the engine itself keeps serving.
+DROP = _Scripted.DROP
 #: Behaviour: the exec never answers (until the engine is stopped).
 HANG = _Scripted.HANG
 #: Behaviour: the exec really runs as a host subprocess (no isolation, no images; see host_exec).
@@ -161,12 +197,18 @@ EXEC = _Scripted.EXEC
 
 @dataclass(frozen=True)
 class MountedPath:
-    """A host path mounted into the container."""
+    """A host path mounted into the container.
+
+    Attributes:
+        host_path: the host path the client named.
+        snapshot: the engine's copy of it, taken when it was read (``host.directory``/``file``).
+    """
 
     host_path: str
     kind: str  # "directory" or "file"
     read_only: bool = False
     exclude: tuple[str, ...] = ()
+    snapshot: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +243,7 @@ class ExecOutcome:
     host_path: Callable[[str], Path] | None = None
 
 
-ExecBehaviour = Callable[[ExecRequest], ExecOutcome] | _Scripted
+ExecBehaviour = Callable[[ExecRequest], "ExecOutcome | _Scripted"] | _Scripted
 
 
 @dataclass(frozen=True)
@@ -336,6 +378,21 @@ def _introspection(text: str) -> dict[str, Any]:
     return answer
 
 
+@dataclass
+class _Flight:
+    """An exec in flight: who waits for it, and its outcome or error once it ended."""
+
+    callers: list[threading.Event] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: ExecOutcome | None = None
+    error: GraphQLError | None = None
+
+
+def _layer_done(request: ExecRequest) -> ExecOutcome:
+    """Default for a layer under the command (the step's requirements): it succeeds."""
+    return ExecOutcome(stdout="Successfully installed " + " ".join(request.args[7:]) + "\n")
+
+
 class _Die(Exception):
     """Raised inside a resolver to make the handler drop the connection and stop the engine."""
 
@@ -381,11 +438,13 @@ class _Directory(_Object):
         host_path: str | None = None,
         files: Mapping[str, str | bytes] | None = None,
         exclude: tuple[str, ...] = (),
+        source: str | None = None,
     ) -> None:
         super().__init__(engine)
-        self.host_path = host_path
+        self.host_path = host_path  # where its content lies (a snapshot, for a host read)
         self.files = dict(files or {})
         self.exclude = exclude
+        self.source = source  # the host path read, for a host read
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, wipe: bool, **_: Any) -> str:
         self.engine._maybe_hang_export()
@@ -405,10 +464,12 @@ class _File(_Object):
         *,
         host_path: str | None = None,
         data: str | bytes = b"",
+        source: str | None = None,
     ) -> None:
         super().__init__(engine)
-        self.host_path = host_path
+        self.host_path = host_path  # where its content lies (a snapshot, for a host read)
         self.data = data
+        self.source = source  # the host path read, for a host read
 
     def export(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> str:
         self.engine._maybe_hang_export()
@@ -421,24 +482,54 @@ class _File(_Object):
 
 
 class _Host(_Object):
+    """``Host``: a read takes a snapshot of the path (the session's file sync uploads it), cached
+    per client unless ``noCache`` (core/schema/host.go: ``RequestedCacheInput("noCache")``;
+    dagql/cache_inputs.go: per client, or a new random input per call), so the same read again
+    in the session returns the first snapshot even after the path changed on the host."""
+
     typename = "Host"
 
     def directory(
-        self, info: GraphQLResolveInfo[Any], path: str, exclude: list[str], **_: Any
+        self,
+        info: GraphQLResolveInfo[Any],
+        path: str,
+        exclude: list[str],
+        noCache: bool = False,
+        **args: Any,
     ) -> _Directory:
-        if not Path(path).is_dir():
-            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _Directory(self.engine, host_path=path, exclude=tuple(exclude))
+        def read() -> _Directory:
+            if not Path(path).is_dir():
+                raise GraphQLError(
+                    f"failed to stat {path}: lstat {path}: no such file or directory"
+                )
+            snapshot = self.engine._upload(path, tuple(exclude))
+            return _Directory(self.engine, host_path=snapshot, exclude=tuple(exclude), source=path)
 
-    def file(self, info: GraphQLResolveInfo[Any], path: str, **_: Any) -> _File:
-        if not Path(path).is_file():
-            raise GraphQLError(f"failed to stat {path}: lstat {path}: no such file or directory")
-        return _File(self.engine, host_path=path)
+        if noCache:
+            return read()
+        key = ("host.directory", self.engine.session_scope, path, tuple(exclude),
+               tuple(sorted((k, repr(v)) for k, v in args.items())))  # fmt: skip
+        return self.engine.memo(key, read)
+
+    def file(
+        self, info: GraphQLResolveInfo[Any], path: str, noCache: bool = False, **_: Any
+    ) -> _File:
+        def read() -> _File:
+            if not Path(path).is_file():
+                raise GraphQLError(
+                    f"failed to stat {path}: lstat {path}: no such file or directory"
+                )
+            return _File(self.engine, host_path=self.engine._upload(path, ()), source=path)
+
+        if noCache:
+            return read()
+        return self.engine.memo(("host.file", self.engine.session_scope, path), read)
 
 
 @dataclass(frozen=True)
 class _ContainerState:
     image: str | None = None
+    canonical: str | None = None  # the image as the engine resolved it: name[:tag]@digest
     env: tuple[tuple[str, str], ...] = ()
     secrets: tuple[tuple[str, _Secret], ...] = ()
     mounts: tuple[tuple[str, MountedPath], ...] = ()
@@ -446,20 +537,26 @@ class _ContainerState:
     workdir: str | None = None
     exec_args: tuple[str, ...] | None = None
     expect: str = "SUCCESS"
-    layers: tuple[tuple[str, ...], ...] = ()
+    #: The container as each earlier ``withExec`` left it: layers evaluated before this exec.
+    layers: tuple[_ContainerState, ...] = ()
+    #: The container as the last ``withExec`` made it (the layer it is for a later exec).
+    last_exec: _ContainerState | None = None
 
     def definition(self) -> tuple[Any, ...]:
         """What the engine's cache key covers (see the module docstring)."""
         return (
-            self.image,
+            self.canonical,
             self.env,
             tuple((name, secret.name) for name, secret in self.secrets),
-            tuple((t, m, _content(m.host_path, m.exclude)) for t, m in self.mounts),
+            tuple(
+                (t, m.host_path, m.read_only, _content(m.snapshot or m.host_path, m.exclude))
+                for t, m in self.mounts
+            ),
             self.caches,
             self.workdir,
             self.exec_args,
             self.expect,
-            self.layers,
+            tuple(layer.definition() for layer in self.layers),
         )
 
 
@@ -478,8 +575,13 @@ class _Container(_Object):
     # --- pipeline building (lazy) ---
 
     def from_(self, info: GraphQLResolveInfo[Any], address: str, **_: Any) -> _Container:
-        self.engine._resolve_image(address)
-        return self._with(image=address)
+        return self._with(image=address, canonical=self.engine._resolve_image(address))
+
+    def imageRef(self, info: GraphQLResolveInfo[Any]) -> str:
+        if self.state.canonical is None:
+            raise GraphQLError("Image reference can only be retrieved immediately after the"
+                               " 'Container.From' call")  # fmt: skip
+        return self.state.canonical
 
     def withEnvVariable(
         self, info: GraphQLResolveInfo[Any], name: str, value: str, **_: Any
@@ -494,14 +596,20 @@ class _Container(_Object):
         self, info: GraphQLResolveInfo[Any], path: str, source: str, readOnly: bool, **_: Any
     ) -> Any:
         directory = self.engine._load(source, _Directory)
-        mounted = MountedPath(str(directory.host_path), "directory", readOnly, directory.exclude)
+        mounted = MountedPath(
+            str(directory.source or directory.host_path),
+            "directory",
+            readOnly,
+            directory.exclude,
+            snapshot=directory.host_path,
+        )
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedFile(
         self, info: GraphQLResolveInfo[Any], path: str, source: str, **_: Any
     ) -> Any:
         file = self.engine._load(source, _File)
-        mounted = MountedPath(str(file.host_path), "file")
+        mounted = MountedPath(str(file.source or file.host_path), "file", snapshot=file.host_path)
         return self._with(mounts=(*self.state.mounts, (path, mounted)))
 
     def withMountedCache(
@@ -516,10 +624,12 @@ class _Container(_Object):
     def withExec(
         self, info: GraphQLResolveInfo[Any], args: list[str], expect: str, **_: Any
     ) -> _Container:
-        # An earlier exec becomes a layer under this one (recorded, part of the definition; not
-        # run: the host's environment stands in for what it would install).
-        layers = self.state.layers + ((self.state.exec_args,) if self.state.exec_args else ())
-        return self._with(exec_args=tuple(args), expect=expect, layers=layers)
+        # The container an earlier exec left becomes a layer under this one: evaluated first,
+        # and part of this exec's definition.
+        last = self.state.last_exec
+        layers = self.state.layers + ((last,) if last is not None else ())
+        made = replace(self.state, exec_args=tuple(args), expect=expect, layers=layers)
+        return _Container(self.engine, replace(made, last_exec=made))
 
     # --- evaluation ---
 
@@ -606,7 +716,7 @@ class _Query(_Object):
         return loaded
 
     def version(self, info: GraphQLResolveInfo[Any]) -> str:
-        return "v0.21.8"
+        return self.engine.version
 
     # The LLM API lives in tests.fakes.dagger_llm (it builds on this module's types).
     def llm(
@@ -632,12 +742,31 @@ class _Query(_Object):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # Go's net.Listen asks for the system's somaxconn (4096 on Linux); socketserver's default of 5
+    # would reset a burst of new connections that the engine accepts.
+    request_queue_size = 1024
     engine: FakeDaggerEngine
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (a cancelled or timed-out query) is not worth a traceback."""
         if not isinstance(sys.exc_info()[1], OSError):
             super().handle_error(request, client_address)
+
+
+def _watch(connection: socket.socket, gone: threading.Event, done: threading.Event) -> None:
+    """Set ``gone`` when the client closes the connection of a query still being answered (the
+    engine's HTTP server cancels the request's context then)."""
+    while not done.is_set():
+        try:
+            readable, _, _ = select.select([connection], [], [], 0.05)
+            if readable and not connection.recv(1, socket.MSG_PEEK):
+                gone.set()
+                return
+        except (OSError, ValueError):
+            gone.set()
+            return
+        if readable:
+            done.wait(0.05)  # the start of the client's next request: it is still there
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -657,7 +786,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(401, {"message": "unauthorized"}, close=True)
             return
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        answer = engine._execute(str(body["query"]), body.get("variables"))
+        gone, done = threading.Event(), threading.Event()
+        threading.Thread(target=_watch, args=(self.connection, gone, done), daemon=True).start()
+        try:
+            answer = engine._execute(str(body["query"]), body.get("variables"), gone)
+        finally:
+            done.set()
         if answer is None:  # the engine died during this query
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -690,6 +824,14 @@ class FakeDaggerEngine:
             normalised; the engine's ``not found`` resolution error).
         image_errors: image address (as written or normalised) -> the registry's answer when
             resolving it (``unexpected status ...: 503 Service Unavailable``, ``i/o timeout``...).
+        version: what ``Query.version`` answers (the engine's release).
+        registry: normalised tag -> the digest its registry gives it now (a made-up, stable one
+            when absent); change it to move a tag.
+        registry_outage: the network's answer to every registry request (None: reachable).
+        pull_errors, import_errors: image (as written, normalised with its digest, or by name)
+            -> why fetching or storing its layers fails when a container is first evaluated.
+        content_store: images the engine holds (``name[:tag]@digest``), kept across sessions.
+        registry_requests: every request to a registry (tag or digest resolutions).
         keep_results: keep successful exec results across sessions, as the engine's cache does
             (on by default; off runs every exec).
         die_during_export: write part of the first export, then die (the engine crashed
@@ -698,6 +840,9 @@ class FakeDaggerEngine:
         hang_introspection: never answer the schema introspection (an engine that accepts
             connections but never serves the session).
         exec_requests: every command really run (a kept result does not run again).
+        layer_requests: every layer under a command really run (``requirements``' install).
+        layer_behaviour: what a layer's exec does (default: it succeeds; in exec mode it runs on
+            the host, a ``pip install`` with ``--dry-run`` so nothing is installed there).
         sessions: client sessions opened (each introspects the schema once).
         queries: every query received, in order.
         rejected: queries the official schema rejects (with the reasons).
@@ -709,6 +854,13 @@ class FakeDaggerEngine:
         self.behaviour: ExecBehaviour = behaviour
         self.missing_images: set[str] = set()
         self.image_errors: dict[str, str] = {}
+        self.version = "v0.21.8"
+        self.registry: dict[str, str] = {}
+        self.registry_outage: str | None = None
+        self.pull_errors: dict[str, str] = {}
+        self.import_errors: dict[str, str] = {}
+        self.content_store: set[str] = set()
+        self.registry_requests: list[str] = []
         self.keep_results = True
         self.die_during_export = False
         self.hang_export = False
@@ -718,12 +870,20 @@ class FakeDaggerEngine:
         self.queries: list[ReceivedQuery] = []
         self.rejected: list[ReceivedQuery] = []
         self.exec_requests: list[ExecRequest] = []
+        self.layer_requests: list[ExecRequest] = []
+        self.layer_behaviour: ExecBehaviour | None = None
+        self._flights: dict[tuple[Any, ...], _Flight] = {}
         self.token = secrets.token_hex(16)
         self.expected_authorization = (
             "Basic " + base64.b64encode(f"{self.token}:".encode()).decode()
         )
         self._calls: list[Call] = []
         self._objects: dict[str, _Object] = {}
+        #: Cached calls (dagql/cache.go): call key -> the object it returned.
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._memo_lock = threading.RLock()
+        #: Which session the stand-in serves now (see :meth:`new_session`).
+        self.session_scope = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -732,6 +892,7 @@ class FakeDaggerEngine:
         self._thread: threading.Thread | None = None
         self._root = _Query(self)
         self._host_exec: HostExec | None = None
+        self._uploads: Path | None = None
         from tests.fakes.dagger_llm import ScriptedModel
 
         #: The LLM provider's side: scripted replies, accepted keys, received calls.
@@ -762,8 +923,11 @@ class FakeDaggerEngine:
             self._thread.join(timeout=5)
         with self._lock:
             host_exec, self._host_exec = self._host_exec, None
+            uploads, self._uploads = self._uploads, None
         if host_exec is not None:
             host_exec.close()
+        if uploads is not None:
+            shutil.rmtree(uploads, ignore_errors=True)
 
     def __enter__(self) -> FakeDaggerEngine:
         return self.start()
@@ -805,6 +969,26 @@ class FakeDaggerEngine:
         with self._lock:
             return [c for c in self._calls if field_name in (None, c.field_name)]
 
+    def new_session(self) -> None:
+        """End the session the stand-in serves and start a new one (a new ``dagger session``).
+
+        The stand-in is one engine session, like the one ``dagger run`` provides to every
+        connection of its process: what the engine caches per session or per client (``llm``,
+        ``env``, ``host`` reads, tag resolutions) lives until this is called. What the engine
+        keeps across sessions (exec results, pulled images) stays.
+        """
+        with self._memo_lock:
+            self.session_scope += 1
+
+    def memo(self, key: tuple[Any, ...], make: Callable[[], _T]) -> _T:
+        """The object cached for the call ``key``, made by ``make`` the first time
+        (dagql/cache.go: a call is answered from the cache; keys carry the session or client when
+        the field is cached per session or per client, dagql/cache_inputs.go)."""
+        with self._memo_lock:
+            if key not in self._memo:
+                self._memo[key] = make()
+            return self._memo[key]  # type: ignore[no-any-return]
+
     # --- internals used by resolvers and the handler ---
 
     def _register(self, obj: _Object) -> str:
@@ -820,6 +1004,25 @@ class FakeDaggerEngine:
             raise GraphQLError(f"invalid ID {object_id!r}: not a {kind.__name__.lstrip('_')}")
         return obj
 
+    def _upload(self, path: str, exclude: tuple[str, ...]) -> str:
+        """The engine's copy of a host path as read now: what ``exclude`` leaves out is not
+        uploaded; links stay links; modification times are kept."""
+        with self._lock:
+            if self._uploads is None:
+                self._uploads = Path(tempfile.mkdtemp(prefix="aiop-standin-uploads-"))
+            target = self._uploads / str(next(self._ids))
+        source = Path(path)
+        if source.is_dir():
+
+            def ignore(folder: str, names: list[str]) -> set[str]:
+                relative = Path(folder).relative_to(source)
+                return {n for n in names if _excluded((relative / n).as_posix(), exclude)}
+
+            shutil.copytree(source, target, symlinks=True, ignore=ignore)
+        else:
+            shutil.copy2(source, target)
+        return str(target)
+
     def _die(self) -> None:
         """The engine process is gone: stop serving and stop listening."""
         self._stopped.set()
@@ -829,15 +1032,26 @@ class FakeDaggerEngine:
             server.shutdown()
             server.server_close()
 
-    def _hang(self) -> None:
-        self._stopped.wait(_HANG_LIMIT_S)
+    def _hang(self, gone: threading.Event | None = None) -> None:
+        """No answer until the engine stops (or, for an exec, until its request is gone: the
+        engine then cancels it)."""
+        waited = 0.0
+        while waited < _HANG_LIMIT_S and not self._stopped.wait(0.05):
+            if gone is not None and gone.is_set():
+                return
+            waited += 0.05
 
     def _maybe_hang_export(self) -> None:
         if self.hang_export:
             self._hang()
             raise GraphQLError("engine stopped")
 
-    def _execute(self, text: str, variables: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def _execute(
+        self,
+        text: str,
+        variables: Mapping[str, Any] | None,
+        gone: threading.Event | None = None,
+    ) -> dict[str, Any] | None:
         """Answer one query; None means "drop the connection without answering"."""
         errors = _official_errors(text)
         received = ReceivedQuery(text, variables, errors)
@@ -855,7 +1069,7 @@ class FakeDaggerEngine:
             with self._lock:
                 self.sessions += 1
             return _introspection(text)
-        context: dict[str, Any] = {"die": False}
+        context: dict[str, Any] = {"die": False, "gone": gone or threading.Event()}
         result = graphql_sync(
             _min_schema(),
             text,
@@ -867,6 +1081,8 @@ class FakeDaggerEngine:
         )
         if context["die"]:
             self._die()
+            return None
+        if context.get("drop"):
             return None
         answer: dict[str, Any] = {"data": result.data}
         if result.errors:
@@ -884,28 +1100,124 @@ class FakeDaggerEngine:
         return value(info, **args) if callable(value) else value
 
     def _resolve_image(self, address: str) -> str:
-        """The normalised reference, or the engine's resolution error (core/schema/container.go)."""
+        """``Container.from``: the image as ``name[:tag]@digest``, or the engine's error.
+
+        core/schema/container.go ``from``: the address is normalised; a tag is resolved against
+        its registry once per session (``fromSessionScopeInput``) and ``from`` is called again
+        with the digest; a digest reference is resolved locally when the engine holds the image
+        (engine/server/resolver/resolver.go ``tryLocalCanonicalConfig``), else by the registry.
+        """
         try:
             ref = normalized_image_ref(address)
         except ValueError as exc:
             raise GraphQLError(f"failed to parse image address {address}: {exc}") from exc
-        cause = self.image_errors.get(address) or self.image_errors.get(ref)
-        if cause is None and ({address, ref} & self.missing_images):
-            cause = f"{ref}: not found"
+        if "@" in ref:
+            with self._lock:
+                if ref in self.content_store:
+                    return ref
+            self._ask_registry(address, ref)
+            return ref
+        key = ("from", self.session_scope, ref)
+        return self.memo(key, lambda: f"{ref}@{self._ask_registry(address, ref)}")
+
+    def _ask_registry(self, address: str, ref: str) -> str:
+        """The digest the registry gives ``ref`` (a tag or a digest), or the resolution error."""
+        with self._lock:
+            self.registry_requests.append(ref)
+        cause = (
+            self.registry_outage
+            or self.image_errors.get(address)
+            or self.image_errors.get(ref)
+            or (f"{ref}: not found" if {address, ref} & self.missing_images else None)
+        )
         if cause is not None:
             raise GraphQLError(f'failed to resolve image "{ref}" (platform: "{PLATFORM}"): {cause}')
-        return ref
+        if "@" in ref:
+            return ref.rpartition("@")[2]
+        return self.registry.setdefault(ref, "sha256:" + hashlib.sha256(ref.encode()).hexdigest())
 
-    def _run_exec(self, info: GraphQLResolveInfo[Any], state: _ContainerState) -> ExecOutcome:
+    def _pull(self, address: str, canonical: str) -> None:
+        """Fetch the image's layers, lazily, when a container from it is first evaluated
+        (core/container_image.go ``ContainerFromImageRefLazy.Evaluate``: ``pull image %q`` and
+        ``import image %q`` errors); what was pulled stays for the engine's life."""
+        with self._lock:
+            if canonical in self.content_store:
+                return
+        named = {address, canonical, canonical.partition("@")[0]}
+        cause = self.registry_outage or next(
+            (self.pull_errors[n] for n in named if n in self.pull_errors), None
+        )
+        if cause is not None:
+            raise GraphQLError(f'pull image "{canonical}": {cause}')
+        imported = next((self.import_errors[n] for n in named if n in self.import_errors), None)
+        if imported is not None:
+            raise GraphQLError(f'import image "{canonical}": {imported}')
+        with self._lock:
+            self.content_store.add(canonical)
+
+    def _run_exec(
+        self, info: GraphQLResolveInfo[Any], state: _ContainerState, *, layer: bool = False
+    ) -> ExecOutcome:
+        """The exec's outcome: kept, shared with an identical exec in flight, or run now.
+
+        dagql/cache.go: a completed call's result is kept, an error is not (``Cache.wait``);
+        identical calls in flight are run once, every caller waiting for the same outcome or
+        error (``ongoingCalls``); when the last caller's request is gone, the call is cancelled
+        and nothing is kept (``wait``: ``oc.cancel`` when ``waiters`` reaches 0).
+        """
         if state.image is None:
             raise GraphQLError("no image: call from() first")
         if state.exec_args is None:
             raise GraphQLError("no command has been set")
-        key = state.definition() if self.keep_results else None
+        key = state.definition()
+        gone: threading.Event = info.context.setdefault("gone", threading.Event())
         with self._lock:
-            kept = self._kept.get(key) if key is not None else None
-        if kept is not None:
-            return kept
+            kept = self._kept.get(key) if self.keep_results else None
+            if kept is not None:
+                return kept
+            flight = self._flights.get(key)
+            owner = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+            flight.callers.append(gone)
+        if not owner:
+            while not flight.done.wait(0.05):
+                if gone.is_set():
+                    raise GraphQLError("context canceled")
+            if flight.error is not None:
+                raise flight.error
+            assert flight.outcome is not None
+            return flight.outcome
+        try:
+            outcome = self._evaluate(info, state, layer)
+            if all(caller.is_set() for caller in flight.callers):
+                raise GraphQLError("context canceled")  # nobody waits for it: cancelled
+        except GraphQLError as exc:
+            flight.error = exc
+            raise
+        except BaseException:
+            flight.error = GraphQLError("engine stopped")
+            raise
+        else:
+            flight.outcome = outcome
+            if self.keep_results:
+                with self._lock:
+                    self._kept.setdefault(key, outcome)
+            return outcome
+        finally:
+            with self._lock:
+                self._flights.pop(key, None)
+            flight.done.set()
+
+    def _evaluate(
+        self, info: GraphQLResolveInfo[Any], state: _ContainerState, layer: bool
+    ) -> ExecOutcome:
+        """Evaluate the layers under the exec, pull the image, then run the command."""
+        assert state.image is not None and state.exec_args is not None
+        if state.layers:  # the container the previous exec left (it evaluates its own first)
+            self._run_exec(info, state.layers[-1], layer=True)
+        assert state.canonical is not None
+        self._pull(state.image, state.canonical)
         request = ExecRequest(
             image=state.image,
             args=list(state.exec_args),
@@ -915,26 +1227,35 @@ class FakeDaggerEngine:
             mounts=dict(state.mounts),
             caches=dict(state.caches),
             expect=state.expect,
-            setup=state.layers,
+            setup=tuple(layer.exec_args for layer in state.layers if layer.exec_args),
         )
         with self._lock:
-            self.exec_requests.append(request)
-        behaviour = self.behaviour
+            (self.layer_requests if layer else self.exec_requests).append(request)
+        behaviour: ExecBehaviour | ExecOutcome = self.behaviour
+        if layer:
+            behaviour = self.layer_behaviour or (EXEC if behaviour is EXEC else _layer_done)
+        if callable(behaviour):  # a function may also answer with a scripted behaviour
+            behaviour = behaviour(request)
         if behaviour is DIE:
             info.context["die"] = True
             raise _Die("engine died")
+        if behaviour is DROP:
+            info.context["drop"] = True
+            raise _Die("connection reset")
         if behaviour is HANG:
-            self._hang()
-            raise GraphQLError("engine stopped")
+            self._hang(info.context["gone"])
+            raise GraphQLError("context canceled")
         if behaviour is EXEC:
-            outcome = self._exec_on_host().run(request)
+            outcome = self._exec_on_host().run(request, layer=layer)
         else:
-            assert callable(behaviour)
-            outcome = behaviour(request)
+            assert isinstance(behaviour, ExecOutcome)
+            outcome = behaviour
         if outcome.exit_code not in VALID_EXIT_CODES[state.expect]:
+            # core/exec_error.go: the message is the executor's error with the trace it happened
+            # in (dagql/idtui golden: "exit code: 1 [traceparent:...]"); cmd is the exec's args.
+            trace = f"{secrets.token_hex(16)}-{secrets.token_hex(8)}"
             raise GraphQLError(
-                f'process "{" ".join(request.args)}" did not complete successfully:'
-                f" exit code: {outcome.exit_code}",
+                f"exit code: {outcome.exit_code} [traceparent:{trace}]",
                 extensions={
                     "_type": "EXEC_ERROR",
                     "cmd": request.args,
@@ -943,9 +1264,6 @@ class FakeDaggerEngine:
                     "stderr": _exec_error_output(outcome.stderr),
                 },
             )
-        if key is not None:
-            with self._lock:
-                self._kept.setdefault(key, outcome)
         return outcome
 
     def _exec_on_host(self) -> HostExec:

@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from adapters.paths import PathMap
@@ -95,8 +96,14 @@ class HostExec:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
 
-    def run(self, request: ExecRequest) -> ExecOutcome:
-        """Run ``request`` in a fresh scratch root; its paths seen from the host as documented."""
+    def run(self, request: ExecRequest, *, layer: bool = False) -> ExecOutcome:
+        """Run ``request`` in a fresh scratch root; its paths seen from the host as documented.
+
+        A ``layer`` (the install of a step's requirements under its command) runs too, but a
+        ``pip install`` with ``--dry-run``: the host stands in for the image and must not change.
+        """
+        if layer and request.args[1:4] == ["-m", "pip", "install"]:
+            request = replace(request, args=[*request.args, "--dry-run"])
         (self.root / "containers").mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix="rootfs-", dir=self.root / "containers"))
         prefixes = {
@@ -236,8 +243,8 @@ def _uploaded(mounted: MountedPath, copy: Path) -> str:
     kept as links and ``exclude`` left out. A link out of the folder therefore dangles, as in a
     container. Mounted files are used in place (reading them is all a step does)."""
     if mounted.kind != "directory":
-        return mounted.host_path
-    root = Path(mounted.host_path)
+        return mounted.snapshot or mounted.host_path
+    root = Path(mounted.snapshot or mounted.host_path)
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         relative = Path(folder).relative_to(root)

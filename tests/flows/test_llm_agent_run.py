@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
+from adapters.dagger_runner import DaggerRunner
 from adapters.errors import BudgetExceededError
 from adapters.ownership import write_owned_file
 from adapters.settings import load_settings
@@ -20,7 +22,14 @@ from flows.llm_task import llm_cache_key
 from tests.agents.conftest import write_definition
 from tests.agents.test_cli import cli
 from tests.fakes.dagger_engine import FakeDaggerEngine
-from tests.fakes.dagger_llm import EnvView, ProviderFailure, Reply, read_input, save_file
+from tests.fakes.dagger_llm import (
+    EnvView,
+    ProviderFailure,
+    Reply,
+    read_input,
+    requests_until_the_engine_gives_up,
+    save_file,
+)
 from tests.fakes.session import standin_session
 
 #: A multi-line key: every line of it must stay out of what the platform prints and stores.
@@ -117,9 +126,61 @@ def test_python_m_agents_run_writes_a_file_output_into_a_folder_that_does_not_ex
     assert sorted(p.name for p in notes.iterdir()) == [".aiop-manifest.json", "summary.md"]
 
 
-def test_a_rate_limit_is_retried_and_a_resumed_run_does_not_pay_twice(
-    prefect_api_url: str, engine: FakeDaggerEngine, report: Path, tmp_path: Path
+def test_python_m_agents_run_summarize_llm_stops_at_max_tokens_with_its_real_usage(
+    prefect_api_url: str, engine: FakeDaggerEngine, report: Path
 ) -> None:
+    """summarize-llm declares an output: on the engine, asking its LLM for the bindings before a
+    step would run the whole loop inside that check, past max_tokens (60,000) and unreported."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from tests.fakes.dagger_llm import ToolCall
+
+    look = ToolCall("ls", lambda v: "summary.json aggregates.csv")
+    engine.model.script = [Reply("Reading.", (look,), 20_000, 5_000)] * 3
+    engine.model.script += [Reply("Saving.", (save_file("summary", summary_from_input),))]
+    done = cli(
+        "run",
+        "summarize-llm",
+        "--param",
+        f"report={report}",
+        PREFECT_API_URL=prefect_api_url,
+        **engine.session_env(),
+    )
+    assert done.returncode != 0
+    assert "75000 tokens after 3 model API call(s), past its budget of max_tokens=60000" in (
+        done.stderr
+    ), done.stderr
+    assert len(engine.model.answered) == 3 and not (report / "summary.md").exists()
+
+    async def artifact() -> str:
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["llm-usage-summarize-llm"])
+                ),
+                sort=ArtifactSort.CREATED_DESC,
+                limit=1,
+            )
+        return str(found[0].data)
+
+    usage = asyncio.run(artifact())
+    assert "stopped at `max_tokens`" in usage, usage
+    assert "| API calls | 3 | 8 |" in usage
+    assert "| tokens (counted, all calls) | 75000 | 60000 |" in usage
+
+
+@pytest.mark.parametrize("shared_session", [False, True], ids=["own-session", "runs-session"])
+def test_a_rate_limit_is_retried_and_a_resumed_run_does_not_pay_twice(
+    prefect_api_url: str,
+    engine: FakeDaggerEngine,
+    report: Path,
+    tmp_path: Path,
+    shared_session: bool,
+) -> None:
+    """The engine caches ``llm`` per session and keeps a failed loop's error: the retry (a
+    Prefect retry of run_llm_step) must be a new branch, or it gets the 429 back unasked."""
     definitions = tmp_path / "agents"
     write_definition(
         definitions,
@@ -152,14 +213,20 @@ def test_a_rate_limit_is_retried_and_a_resumed_run_does_not_pay_twice(
     async def twice() -> list[str]:
         manager = AgentManager.from_paths([str(definitions)])
         states = []
-        for _ in range(2):
-            outcome = await run_agent(manager, "summarize-test", {"report": str(report)})
-            assert outcome.error is None, outcome.error
-            states.append(f"{outcome.state}:{outcome.attempts}")
+        async with contextlib.AsyncExitStack() as stack:
+            if shared_session:  # as the pipeline's --summarize runs on the run's session
+                await stack.enter_async_context(DaggerRunner(provision_timeout_s=5).session())
+            for _ in range(2):
+                outcome = await run_agent(manager, "summarize-test", {"report": str(report)})
+                assert outcome.error is None, outcome.error
+                states.append(f"{outcome.state}:{outcome.attempts}")
         return states
 
     assert asyncio.run(twice()) == ["Completed:2", "Cached:0"]
-    assert len(engine.model.calls) == 2  # the 429, then the answer; the cached run paid nothing
+    # The 429 (the engine retried it itself first), then the answer to the Prefect retry; the
+    # cached run paid nothing.
+    assert len(engine.model.calls) == requests_until_the_engine_gives_up(retried=True) + 1
+    assert len(engine.model.answered) == 1
     assert (report / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
 
 
@@ -339,5 +406,7 @@ def test_the_providers_breaker_opens_on_failures_and_not_on_a_budget(
         ProviderUnavailableError.__name__,  # the second failure opens llm:anthropic
         CircuitOpenError.__name__,  # no model call
     ]
-    assert len(engine.model.calls) == 8 + 2
+    assert len(engine.model.answered) == 8
+    refused = len(engine.model.calls) - 8  # two failed runs, each retried by the engine itself
+    assert refused == 2 * requests_until_the_engine_gives_up(retried=True)
     assert get_breaker("llm:anthropic").state == "open"
