@@ -35,6 +35,7 @@ from tests.fakes.dagger_llm import (
     ToolCall,
     read_input,
     requests_until_the_engine_gives_up,
+    save_directory,
     save_file,
 )
 from tests.fakes.session import standin_session
@@ -330,9 +331,7 @@ class TestWhereOutputsGo:
     ) -> None:
         folder = _folder(tmp_path, case)
         files = {"a.md": "A\n", "sub/b.md": "B\n"}
-        engine.model.script = [
-            Reply("Saving.", (ToolCall("save", lambda v: v.save_directory("pages", files)),))
-        ]
+        engine.model.script = [Reply("Saving.", (save_directory("pages", files),))]
         out = {"pages": LlmOutput(kind="directory", path=str(folder), description="p")}
         run(spec_for(report, outputs=out))
         assert (folder / "a.md").read_text() == "A\n" and (folder / "sub/b.md").read_text() == "B\n"
