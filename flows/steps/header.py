@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.steps._io import DataError
-from flows.steps._records import _RECORD
+from flows.steps._records import _BOM, _RECORD
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -42,7 +42,6 @@ __all__ = [
 
 SNIFF_BYTES = 64 * 1024
 MAX_HEADER_BYTES = 1024 * 1024
-_BOM = codecs.BOM_UTF8
 
 
 @dataclass(frozen=True)
@@ -179,7 +178,7 @@ def check_input(path: str | os.PathLike[str]) -> InputFile:
             f"input file {p} is not UTF-8 text (bad byte at offset {exc.start}); "
             "convert it to UTF-8 CSV (e.g. iconv -f latin1 -t utf-8)"
         ) from None
-    match = _RECORD.match(head)
+    match = _RECORD.match(head, len(_BOM) if head.startswith(_BOM) else 0)
     assert match is not None  # the pattern matches any input
     if (not match.group(3) and len(head) < st.st_size) or match.end() > MAX_HEADER_BYTES:
         raise DataError(f"input file {p}: the header line is longer than 1 MiB; is this CSV?")

@@ -30,8 +30,9 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    fields, the record-by-record path below takes over, so that its values do not count
    in the type inference.
 6. **Record-by-record path**: when the file's records do not all end with LF or all with
-   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, or when the numbers
-   do not agree (e.g. a record DuckDB skipped without a word), each
+   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, when the numbers
+   do not agree (e.g. a record DuckDB skipped without a word), or when DuckDB accepted a
+   record whose quotes it reads otherwise (:attr:`~flows.steps._records.RecordScan.odd_quotes`), each
    record of the scan is parsed in Python (``csv``), the ones with a wrong number of
    fields, bad quoting, invalid UTF-8 or over :data:`~flows.steps._csv.MAX_RECORD_BYTES`
    are quarantined, and the others are written to a clean copy that DuckDB types.
@@ -85,7 +86,7 @@ WIDE_CLASSIFY = 32
 DISTINCT_BATCH = 16
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
-    "UNQUOTED VALUE": "malformed quoting (a quote inside an unquoted field or an unclosed quote)",
+    "UNQUOTED VALUE": "malformed quoting (text after a closing quote, or an unclosed quote)",
     "INVALID ENCODING": "not valid UTF-8",
     "LINE SIZE OVER MAXIMUM": f"record is longer than {MAX_RECORD_BYTES >> 20} MiB",
 }
@@ -133,7 +134,7 @@ def _class_counts(
     Wider files have their values unpivoted into one column first, so the query has the
     same size for any number of columns (planning time would otherwise grow with it).
     """
-    rows = records_sql(path, n) + (f" LIMIT {int(limit)}" if limit else "")
+    rows = records_sql(path, n, "classes") + (f" LIMIT {int(limit)}" if limit else "")
     rows += f" OFFSET {int(offset)}" if offset else ""
     if n <= WIDE_CLASSIFY:
         trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
@@ -561,6 +562,11 @@ def run(
         if plan is not None and plan.extra:
             # DuckDB read those records without their trailing empty fields and counted
             # their values when inferring the types; the clean copy leaves them out.
+            plan = None
+        if plan is not None and any(k not in plan.skipped for k in scan.odd_quotes):
+            # DuckDB accepted a record whose quotes it reads otherwise than RFC 4180 (a
+            # quote after a blank opens quoting for it; text after a closing quote may be
+            # kept): its values would not be the file's.
             plan = None
         if plan is None:
             log("validate: reading the file record by record")

@@ -190,6 +190,18 @@ def test_broken_quoting_is_quarantined(write_csv: WriteCsv, tmp_path: Path) -> N
     assert result["valid_rows"] == 2
 
 
+def test_broken_quoting_does_not_hide_the_later_records_from_inference(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    """DuckDB's ``ignore_errors`` read drops every record after one like ``"q"z``: the types
+    were inferred from nothing (every column a string)."""
+    out = tmp_path / "v"
+    rows = "".join(f"{i},{i}.5\n" for i in range(300))
+    result = _run(write_csv('a,b\n1,"q"z\n' + rows), out)
+    assert result["columns"] == {"a": "integer", "b": "float"}
+    assert (result["valid_rows"], result["quarantined_rows"]) == (300, 1)
+
+
 def test_invalid_utf8_after_the_first_64_kib(tmp_path: Path) -> None:
     rows = [f"{i},x{i}" for i in range(20_000)]  # > 64 KiB: ingest's sniff does not see it
     path = tmp_path / "in.csv"
