@@ -64,6 +64,7 @@ from flows.steps.types import (
     ok_count,
     quote_ident,
     quote_literal,
+    rounded,
     sql_classify,
     sql_parse_select,
     sql_trimmed,
@@ -420,7 +421,9 @@ def _normalize(scan: _records.RecordScan, n: int, target: Path) -> _Plan:
 def _mismatch(name: str, type_: str, value: str) -> str:
     """The reason of a value that does not fit its column's type."""
     shown = value if len(value) <= 80 else value[:77] + "..."
-    return f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+    reason = f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+    double = rounded(value) if type_ == "float" else None
+    return f"{reason} (a float would make it {double})" if double else reason
 
 
 def _raw_text(raw: bytes) -> str:

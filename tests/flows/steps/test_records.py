@@ -92,6 +92,30 @@ def test_integers_beyond_64_bits_keep_every_digit(tmp_path: Path) -> None:
     assert [r[0] for r in _valid(out)] == ids
 
 
+def test_64_bit_integers_beside_decimals_are_never_rounded(tmp_path: Path) -> None:
+    """1234567890123456789 became 1.2345678901234568e+18 in a column where a few values are
+    decimals, and distinct ids collapsed into one value: a float must hold every value."""
+    ids = [str(1234567890123456789 - i) for i in range(40)] + ["9007199254740993"]
+    values = ids + [f"{i}.5" for i in range(20)]
+    data = "id,g\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(values))
+    meta, out = _validate(tmp_path, data.encode())
+    assert meta["columns"]["id"] == "string" and meta["valid_rows"] == len(values)
+    assert [r[0] for r in _valid(out)] == values
+    # Where the column is a float, a value a double would change is refused, and says why.
+    values = [f"{i}.5" for i in range(150)] + ["9007199254740993"]
+    data = "id,g\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(values))
+    meta, out = _validate(tmp_path, data.encode(), "floats.csv")
+    assert meta["columns"]["id"] == "float"
+    assert _quarantine(out) == [
+        (
+            152,
+            "column 'id': '9007199254740993' is not a float (a float would make it"
+            " 9007199254740992.0)",
+            "9007199254740993,0",
+        )
+    ]
+
+
 def test_raw_text_of_a_latin1_record_keeps_its_bytes_as_escapes(tmp_path: Path) -> None:
     rows = b"".join(b"%d,x%d\n" % (i, i) for i in range(20_000))  # past the 64 KiB sniff
     meta, out = _validate(tmp_path, b"a,b\n" + rows + b"20000,caf\xe9 cr\xe8me\n20001,y\n")
