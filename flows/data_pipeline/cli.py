@@ -188,10 +188,6 @@ def _check_schema(path: Path, header: list[str] | None) -> None:
     from flows.steps._io import DataError
     from flows.steps.schema import SchemaError, read_schema, resolve_schema
 
-    if not path.exists():
-        raise UsageError(
-            f"--schema {path}: no such file. Pass a YAML file of 'column: type' lines."
-        )
     try:
         entries = read_schema(path)
         if header is not None:

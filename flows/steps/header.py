@@ -23,12 +23,11 @@ from __future__ import annotations
 import codecs
 import csv
 import os
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flows.steps._io import DataError
+from flows.steps._io import DataError, read_regular
 from flows.steps._records import _BOM, _RECORD
 
 __all__ = [
@@ -153,21 +152,9 @@ def check_input(path: str | os.PathLike[str]) -> InputFile:
         >>> os.unlink(fh.name)
     """
     p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise DataError(f"input file {p} does not exist (no such file); check the path") from None
-    except OSError as exc:
-        raise DataError(f"input file {p} cannot be read ({exc.strerror})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise DataError(f"input {p} is not a regular file; pass a CSV file")
-    if st.st_size == 0:
+    head, size = read_regular(p, "input file", "pass a CSV file", MAX_HEADER_BYTES + 2)
+    if size == 0:
         raise DataError(f"input file {p} is empty; it needs at least a header line")
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(MAX_HEADER_BYTES + 2)
-    except OSError as exc:
-        raise DataError(f"input file {p} cannot be read ({exc.strerror})") from None
     sniff = head[:SNIFF_BYTES]
     if b"\x00" in sniff:
         raise DataError(f"input file {p} looks binary (NUL bytes in the first 64 KiB); pass CSV")
@@ -180,8 +167,8 @@ def check_input(path: str | os.PathLike[str]) -> InputFile:
         ) from None
     match = _RECORD.match(head, len(_BOM) if head.startswith(_BOM) else 0)
     assert match is not None  # the pattern matches any input
-    if (not match.group(3) and len(head) < st.st_size) or match.end() > MAX_HEADER_BYTES:
+    if (not match.group(3) and len(head) < size) or match.end() > MAX_HEADER_BYTES:
         raise DataError(f"input file {p}: the header line is longer than 1 MiB; is this CSV?")
     if match.group(2):
         raise DataError(f"input file {p}: the header line has an unclosed quote; close it")
-    return InputFile(p, parse_header(match.group(1), f"input file {p}"), st.st_size)
+    return InputFile(p, parse_header(match.group(1), f"input file {p}"), size)

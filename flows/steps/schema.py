@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.steps._flat_yaml import SchemaError, scan
-from flows.steps._io import DataError
+from flows.steps._io import DataError, read_regular
 
 __all__ = [
+    "MAX_SCHEMA_BYTES",
     "SchemaEntry",
     "SchemaError",
     "load_schema",
@@ -48,6 +49,10 @@ __all__ = [
     "read_schema",
     "resolve_schema",
 ]
+
+
+#: The largest schema file read: room for a line per column of the widest header (1 MiB of names).
+MAX_SCHEMA_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -127,16 +132,17 @@ def read_schema(path: str | Path) -> list[SchemaEntry]:
     """Read and parse a schema file (UTF-8, see the module docstring).
 
     Raises:
-        DataError: The file is missing or unreadable.
+        DataError: The file is missing, unreadable, not a regular file (a FIFO, a device, a
+            folder) or larger than :data:`MAX_SCHEMA_BYTES`.
         SchemaError: It is not UTF-8 (naming the line and byte), or not a valid schema.
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"schema file {p} not found; check the --schema path") from None
-    except OSError as exc:
-        raise DataError(f"schema file {p} cannot be read ({exc.strerror})") from None
+    data, size = read_regular(p, "schema file", "pass a YAML file", MAX_SCHEMA_BYTES + 1)
+    if size > MAX_SCHEMA_BYTES or len(data) > MAX_SCHEMA_BYTES:
+        raise DataError(
+            f"schema file {p} is larger than {MAX_SCHEMA_BYTES >> 20} MiB ({size} bytes); a"
+            " schema holds one 'column: type' line per column: is this the right file?"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

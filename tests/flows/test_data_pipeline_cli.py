@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -85,6 +87,29 @@ def test_bad_input_exits_2_with_one_paragraph(
     done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_schema_that_is_not_a_regular_file_exits_2_at_once(tmp_path: Path, kind: str) -> None:
+    """--schema on a FIFO hung forever; on /dev/zero it took 14.8 GB in 15 s."""
+    if kind == "fifo":
+        schema = tmp_path / "s.yaml"
+        os.mkfifo(schema)
+    else:
+        schema = Path("/dev/zero") if kind == "device" else tmp_path / "folder"
+        if kind == "folder":
+            schema.mkdir()
+
+    def limit() -> None:  # an unbounded read fails this test instead of the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.data_pipeline", "--schema", str(schema)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False, preexec_fn=limit,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--schema" in done.stderr and "not a regular file" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
