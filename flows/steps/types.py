@@ -28,6 +28,10 @@ CR, VT, FF):
   time zone; a plain date also parses as a timestamp (midnight).
 * **string**: anything; strings keep their original, untrimmed text.
 
+A column declared in ``--schema`` with a format (:mod:`flows.steps.formats`: thousands
+separators, a currency, a decimal comma, a date pattern) is parsed by that format, then by
+the rules above: ``$1,200.00`` in a ``float thousands=, currency=$`` column is ``1200.0``.
+
 Types are ordered narrowest first (:data:`TYPES`). An integer a double holds is also a
 float and every date also a timestamp, so :func:`classify` gives each value its narrowest
 class (one of :data:`CLASSES`: the types, and ``big_integer`` for an integer a double would
@@ -43,6 +47,8 @@ import datetime as _dt
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+
+from flows.steps.formats import PLAIN, Format
 
 __all__ = [
     "ACCEPTS",
@@ -146,22 +152,46 @@ def _digits(number: str) -> str:
     return mantissa.lstrip("+-").replace(".", "").strip("0")
 
 
-def parse_value(value: str | None, type_: str) -> object | None:
+def parse_value(value: str | None, type_: str, fmt: Format = PLAIN) -> object | None:
     """Parse one raw CSV value as ``type_``.
 
     Args:
         value: Raw field text (untrimmed) or None.
         type_: One of :data:`TYPES`.
+        fmt: How the column writes its values (declared in ``--schema``).
 
     Returns:
         ``bool``, ``int``, ``float``, ``date``, ``datetime``, or the original ``str`` for
         strings; None for a null or for a value that does not fit ``type_``.
+
+    Examples:
+        >>> from flows.steps.formats import parse_options
+        >>> parse_value("$1,200.00", "float", parse_options("float", ["thousands=,", "currency=$"]))
+        1200.0
     """
     if value is None or is_null(value):
         return None
     if type_ == "string":
         return value
-    return _parse_trimmed(value.strip(_WS), type_)
+    t = value.strip(_WS)
+    if fmt.pattern:
+        return _parse_date(t, type_, fmt)
+    if fmt:
+        if not re.fullmatch(fmt.number_regex(), t):
+            return None
+        t = fmt.plain_number(t)
+    return _parse_trimmed(t, type_)
+
+
+def _parse_date(t: str, type_: str, fmt: Format) -> object | None:
+    """A trimmed value as a date or timestamp written in ``fmt.pattern``; None if it is not."""
+    if not re.fullmatch(fmt.date_regex(), t):
+        return None
+    try:
+        parsed = _dt.datetime.strptime(t, fmt.pattern)
+    except ValueError:
+        return None
+    return parsed.date() if type_ == "date" else parsed
 
 
 def rounded(value: str) -> str | None:
@@ -265,6 +295,20 @@ def _null_fast(x: str) -> str:
     return f"({x} IS NULL OR {_in(x, NULL_TOKENS)})"
 
 
+def _check_formatted(t: str, type_: str, fmt: Format) -> str:
+    """SQL: typed value of the trimmed text ``t`` written in ``fmt``, NULL when it does not fit."""
+    if fmt.pattern:
+        parsed = f"try_strptime({t}, {quote_literal(fmt.pattern)})"
+        # DuckDB reads year 0000 as 1 BC; Python refuses it: no date before 0001-01-01.
+        typed = f"CAST({parsed} AS {DUCKDB_TYPES[type_]})"
+        return (
+            f"CASE WHEN regexp_full_match({t}, {quote_literal(fmt.date_regex())}) AND {parsed}"
+            f" >= TIMESTAMP '0001-01-01' THEN {typed} END"
+        )
+    plain = _check_cast(fmt.sql_plain_number(t), type_)
+    return f"CASE WHEN regexp_full_match({t}, {quote_literal(fmt.number_regex())}) THEN {plain} END"
+
+
 def _check_cast(t: str, type_: str) -> str:
     """SQL: typed value of the clean text ``t``, NULL when it does not fit ``type_``."""
     if type_ == "boolean":
@@ -319,13 +363,16 @@ def _fast(c: str, q: str, type_: str) -> tuple[str, str]:
     return _check_cast(c, type_), f"{q} IS NOT NULL"
 
 
-def sql_parse_select(columns: Sequence[tuple[str, str]], source: str) -> str:
+def sql_parse_select(
+    columns: Sequence[tuple[str, str]], source: str, formats: Sequence[Format] | None = None
+) -> str:
     """SELECT parsing raw VARCHAR columns of ``source`` into typed values.
 
     Args:
         columns: ``(expression, type)`` per output column ``i``; the expression reads
             the raw text from ``source``.
         source: Relation (table function, table or parenthesised query).
+        formats: How each column writes its values (default: the plain rules).
 
     Returns:
         A query with, per column ``i``: ``c{i}`` (raw text), ``p{i}`` (typed value, NULL
@@ -345,12 +392,20 @@ def sql_parse_select(columns: Sequence[tuple[str, str]], source: str) -> str:
             )
             lvl4.append(f"{c}, {p}, false AS f{i}")
             continue
-        pre, accept = _fast(c, q, type_)
-        lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
-        lvl3.append(
-            f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
-            f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
-        )
+        fmt = formats[i] if formats else PLAIN
+        if fmt:  # no fast path: every value goes through its format
+            lvl2.append(f"{c}, {n}, NULL AS {q}")
+            lvl3.append(
+                f"{c}, {n}, CASE WHEN {n} THEN NULL "
+                f"ELSE {_check_formatted(_trim(c), type_, fmt)} END AS {p}"
+            )
+        else:
+            pre, accept = _fast(c, q, type_)
+            lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
+            lvl3.append(
+                f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
+                f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
+            )
         lvl4.append(
             f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
             f"WHEN {_in(_trim(c), NULL_TOKENS)} THEN false ELSE true END AS f{i}"

@@ -56,7 +56,8 @@ from typing import Any
 from flows.steps import _records
 from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
 from flows.steps._io import atomic_path, ensure_dir, write_json
-from flows.steps.schema import load_schema
+from flows.steps.formats import PLAIN, Format
+from flows.steps.schema import SchemaEntry, load_schema
 from flows.steps.types import (
     TYPES,
     infer_from_counts,
@@ -156,9 +157,13 @@ def _class_counts(
     return int(got), counts
 
 
-def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> str:
+def _staging_select(
+    types: Sequence[str], formats: Sequence[Format], cols: Sequence[int], source: str
+) -> str:
     """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``."""
-    parsed = sql_parse_select([(f"c{i}", types[i]) for i in cols], source)
+    parsed = sql_parse_select(
+        [(f"c{i}", types[i]) for i in cols], source, [formats[i] for i in cols]
+    )
     # sql_parse_select numbers its outputs 0..len(cols)-1; map them back to column indexes.
     typed = [(j, i) for j, i in enumerate(cols) if types[i] != "string"]
     if typed:
@@ -174,7 +179,9 @@ def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> s
     return f"SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})"
 
 
-def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: str) -> None:
+def _write_staging(
+    con: Any, path: Path, types: Sequence[str], formats: Sequence[Format], work: Path, rej: str
+) -> None:
     """Typed pass into table :data:`STAGE`: every value parsed into ``p0..``, the failing
     columns of each row (``_fails``) and the first failing value (``_badval``).
 
@@ -185,7 +192,7 @@ def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: 
     """
     n = len(types)
     if n <= BATCH_COLUMNS:
-        select = _staging_select(types, range(n), records_sql(path, n, rej))
+        select = _staging_select(types, formats, range(n), records_sql(path, n, rej))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {select}")
         return
     con.execute(
@@ -196,7 +203,7 @@ def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: 
         cols = range(lo, min(n, lo + BATCH_COLUMNS))
         source = f"(SELECT {', '.join(f'c{i}' for i in cols)} FROM raw_records)"
         part = work / f"staging-{b}.parquet"
-        select = _staging_select(types, cols, source)
+        select = _staging_select(types, formats, cols, source)
         select = select.replace("AS _fails,", f"AS _fails{b},").replace(
             "AS _badval FROM", f"AS _badval{b} FROM"
         )
@@ -284,14 +291,17 @@ def _extension(
 
 
 def _typed(
-    con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, str], k: int,
+    con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, SchemaEntry], k: int,
     work: Path, log: Callable[[str], None],
 ) -> tuple[list[str], str, int]:  # fmt: skip
     """Infer the types and fill the staging table. Returns (types, reject table, rows)."""
     n = len(columns)
     got, sample = _class_counts(con, path, n, k)
-    types = [fixed.get(c) or infer_from_counts(sample[i]) for i, c in enumerate(columns)]
-    _write_staging(con, path, types, work, "rej1")
+    formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
+    types = [
+        fixed[c].type if c in fixed else infer_from_counts(sample[i]) for i, c in enumerate(columns)
+    ]
+    _write_staging(con, path, types, formats, work, "rej1")
     rows, nonnull, fails = _staging_stats(con, n)
 
     def unsettled() -> list[int]:
@@ -310,8 +320,11 @@ def _typed(
     if got >= k and unsettled():
         log(f"validate: sample of {k} rows not conclusive; classifying the whole file")
         full = _class_counts(con, path, n, None)[1]
-        types = [fixed.get(c) or infer_from_counts(full[i]) for i, c in enumerate(columns)]
-        _write_staging(con, path, types, work, "rej2")
+        types = [
+            fixed[c].type if c in fixed else infer_from_counts(full[i])
+            for i, c in enumerate(columns)
+        ]
+        _write_staging(con, path, types, formats, work, "rej2")
         rows = _staging_stats(con, n)[0]
         return types, "rej2", rows
     return types, "rej1", rows
@@ -418,10 +431,12 @@ def _normalize(scan: _records.RecordScan, n: int, target: Path) -> _Plan:
     return plan
 
 
-def _mismatch(name: str, type_: str, value: str) -> str:
+def _mismatch(name: str, type_: str, value: str, fmt: Format = PLAIN) -> str:
     """The reason of a value that does not fit its column's type."""
     shown = value if len(value) <= 80 else value[:77] + "..."
     reason = f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+    if fmt:
+        return f"{reason} written with {fmt}"
     double = rounded(value) if type_ == "float" else None
     return f"{reason} (a float would make it {double})" if double else reason
 
@@ -432,7 +447,12 @@ def _raw_text(raw: bytes) -> str:
 
 
 def _reasons(
-    con: Any, plan: _Plan, columns: Sequence[str], types: Sequence[str], stage: str
+    con: Any,
+    plan: _Plan,
+    columns: Sequence[str],
+    types: Sequence[str],
+    formats: Sequence[Format],
+    stage: str,
 ) -> dict[int, str]:
     """Record index -> reason of every quarantined record; creates temp table ``extras``.
 
@@ -440,7 +460,7 @@ def _reasons(
     bad = con.execute(
         f"SELECT rid, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
     ).fetchall()
-    by_rid = {int(r): _mismatch(columns[k], types[k], str(v)) for r, k, v in bad}
+    by_rid = {int(r): _mismatch(columns[k], types[k], str(v), formats[k]) for r, k, v in bad}
     by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
     rids = sorted(by_rid)
     reasons = dict(plan.skipped)
@@ -583,7 +603,8 @@ def run(
             if rows != len(plan.kept):
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
         stage = _numbered(con)
-        reasons = _reasons(con, plan, columns, types, stage)
+        formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
+        reasons = _reasons(con, plan, columns, types, formats, stage)
         writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         # A filter keeps the input order (insertion order is preserved): no sort. The NOT IN

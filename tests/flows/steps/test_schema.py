@@ -65,7 +65,7 @@ def test_unknown_column_lists_the_input_columns() -> None:
 def test_load_schema(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("b: date\n", encoding="utf-8")
-    assert load_schema(path, ["a", "b"]) == {"b": "date"}
+    assert {k: e.type for k, e in load_schema(path, ["a", "b"]).items()} == {"b": "date"}
     with pytest.raises(DataError, match="does not exist"):
         load_schema(tmp_path / "missing.yaml", ["a"])
 
@@ -89,6 +89,9 @@ YAML_CASES = [
     "a,b: string\n",
     "",
     "# only a comment\n",
+    "amount: float thousands=, currency=$\nprice: Float thousands=. decimal=,  # 1.200,50\n",
+    "d: date format=%m/%d/%Y\nts: timestamp format=%d.%m.%Y %H:%M:%S\n",
+    "'a: b': 'integer thousands=space'\nc: float currency=€ thousands='\n",
 ]
 
 
@@ -98,7 +101,10 @@ def test_accepted_files_read_the_same_under_pyyaml(text: str) -> None:
 
     entries = parse_schema(text, "s.yaml")
     loaded = yaml.safe_load(text) or {}
-    assert {k: str(v).lower() for k, v in loaded.items()} == {e.column: e.type for e in entries}
+    assert {k: str(v) for k, v in loaded.items()} == {e.column: e.written for e in entries}
+    for entry in entries:  # and the line written back reads as the same entry
+        (again,) = parse_schema(str(entry), "again.yaml")
+        assert (again.column, again.type, again.format) == (entry.column, entry.type, entry.format)
 
 
 REFUSED = [
@@ -124,6 +130,9 @@ REFUSED = [
     ('"a\\q": string\n', "not a YAML escape"),
     ("id: integer\x01\n", "U+0001"),
     ("id: integer\n...\nx: date\n", "after the '...'"),
+    ("amount: float thousands=x\n", "column 'amount': thousands=x is not a separator"),
+    ("d: date format=%m/%d/%y\n", "is not a pattern part"),
+    ("n: integer dollars\n", "'dollars' is not an option"),
 ]
 
 
