@@ -52,6 +52,7 @@ __all__ = [
     "parse_schema",
     "read_schema",
     "resolve_schema",
+    "schema_line",
 ]
 
 
@@ -71,9 +72,28 @@ class SchemaEntry:
     written: str = ""
 
     def __str__(self) -> str:
-        """The line, as a schema file writes it (``'amount': float thousands=,``)."""
-        options = f" {self.format}" if self.format else ""
-        return f"{show(self.column)}: {self.type}{options}"
+        """The line, as a schema file writes it (``amount: float thousands=,``)."""
+        return schema_line(self.column, self.type, self.format)
+
+
+def schema_line(column: str, type_: str, fmt: Format = PLAIN) -> str:
+    """A schema line typing ``column`` (its name quoted only when YAML needs it).
+
+    Examples:
+        >>> schema_line("amount", "float", parse_options("float", ["currency=$"]))
+        'amount: float currency=$'
+        >>> schema_line("1", "integer"), schema_line("a: b", "date")
+        ("'1': integer", "'a: b': date")
+    """
+    options = f" {fmt}" if fmt else ""
+    key = column
+    try:
+        plain = [e.column for e in parse_schema(f"{column}: string\n")] == [column]
+    except DataError:
+        plain = False
+    if not plain:
+        key = show(column)
+    return f"{key}: {type_}{options}"
 
 
 def parse_schema(text: str, source: str = "schema") -> list[SchemaEntry]:

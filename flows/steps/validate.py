@@ -1,7 +1,10 @@
 """The ``validate`` step: type the CSV, split it into valid rows and quarantined rows.
 
 Outputs (in ``--output``): ``valid.parquet`` (typed columns, input column and row order),
-``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json``.
+``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json`` (the counts, the
+``columns`` and their types, the ``formats`` the schema declared, and the ``fallbacks``: inferred
+``string`` columns a typed reading would type, with the ``--schema`` line for each; see
+:mod:`flows.steps.fallbacks`).
 
 How it works (row work runs in DuckDB, multi-threaded; Python touches only odd records):
 
@@ -53,7 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.steps import _records
+from flows.steps import _records, fallbacks
 from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
 from flows.steps._io import atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
@@ -78,14 +81,11 @@ SAMPLE_MIN = 100_000
 SAMPLE_MARGIN = 1.2
 #: Largest extension of the sample, as a share of the records; beyond, the whole file.
 SAMPLE_MAX_SHARE = 0.25
-MAX_GROUP_VALUES = 50
 BATCH_COLUMNS = 100
 #: The temp table of the typed pass (see :func:`_write_staging`).
 STAGE = "staging"
 #: Widest file whose classes are counted column by column (wider: unpivoted).
 WIDE_CLASSIFY = 32
-#: Columns whose distinct values are counted at once (each needs its own hash table).
-DISTINCT_BATCH = 16
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
     "UNQUOTED VALUE": "malformed quoting (text after a closing quote, or an unclosed quote)",
@@ -491,33 +491,6 @@ def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], tar
     return len(reasons)
 
 
-def _group_candidates(
-    con: Any, valid: Path, columns: Sequence[str], types: Sequence[str]
-) -> list[str]:
-    """String columns with 2 to 50 distinct values (counted in batches of columns, so the
-    distinct-value tables of a wide file never all exist at once)."""
-    strings = [c for c, t in zip(columns, types, strict=True) if t == "string"]
-    path = quote_literal(str(valid))
-    found: list[str] = []
-    for lo in range(0, len(strings), DISTINCT_BATCH):
-        batch = strings[lo : lo + DISTINCT_BATCH]
-        approx = con.execute(
-            "SELECT "
-            + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in batch)
-            + f" FROM read_parquet({path})"
-        ).fetchone()
-        maybe = [c for c, a in zip(batch, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
-        if not maybe:
-            continue
-        exact = con.execute(
-            "SELECT "
-            + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
-            + f" FROM read_parquet({path})"
-        ).fetchone()
-        found += [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
-    return found
-
-
 def run(
     input_path: str | Path,
     output_dir: str | Path,
@@ -623,12 +596,14 @@ def run(
                     f"row accounting broken: input_rows={input_rows} != valid_rows={valid} + "
                     f"quarantined_rows={quarantined}; this is a bug"
                 )
+        fell_back = fallbacks.explain(con, stage, columns, types, set(fixed))
         result = {
             "input_rows": input_rows,
             "valid_rows": int(valid),
             "quarantined_rows": quarantined,
             "columns": dict(zip(columns, types, strict=True)),
-            "group_by_candidates": _group_candidates(con, out / "valid.parquet", columns, types),
+            "formats": {c: str(e.format) for c, e in fixed.items() if e.format},
+            "fallbacks": fell_back,
         }
     finally:
         pool.shutdown(cancel_futures=True)
@@ -636,4 +611,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
     write_json(out / "validate.json", result)
     log(f"validate: {input_rows} rows, {valid} valid, {quarantined} quarantined")
+    for entry in fell_back:
+        log(f"validate: column {entry['column']!r} is text: {entry['why']}; to type it, add to"
+            f" --schema: {entry['schema']}")  # fmt: skip
     return result

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from flows.steps import types as T
-from flows.steps.formats import Format, FormatError, parse_options
+from flows.steps.formats import Format, FormatError, parse_options, suggest
 
 
 def _fmt(type_: str, options: str) -> Format:
@@ -133,3 +133,37 @@ def test_sql_reads_formats_as_python_does(type_: str, options: str) -> None:
         expected = T.parse_value(raw, type_, fmt)
         assert (parsed, type(parsed)) == (expected, type(expected)), (options, raw)
         assert fails == (not T.is_null(raw) and expected is None), (options, raw)
+
+
+@pytest.mark.parametrize(
+    ("counts", "reading"),
+    [
+        ({"$42.00": 5, "$1,200.00": 2}, ("float", "thousands=, currency=$", 7, 7)),
+        ({"1,200.00": 3, "84.00": 4, "oops": 1}, ("float", "thousands=,", 7, 8)),
+        ({"12,000": 2, "5": 1, "1,000,000": 1}, ("integer", "thousands=,", 4, 4)),
+        ({"1.200,50 €": 1, "3,99 €": 1}, ("float", "thousands=. decimal=, currency=€", 2, 2)),
+        ({"03/15/2024": 1, "12/31/2023": 1}, ("date", "format=%m/%d/%Y", 2, 2)),
+        ({"15.03.2024 14:05": 1}, ("timestamp", "format=%d.%m.%Y %H:%M", 1, 1)),
+        ({"12": 96, "7": 2, "abc": 2}, ("integer", "", 98, 100)),  # plain, under 99%
+        ({"1234567890123456789": 7, "1.5": 3}, ("integer", "", 7, 10)),
+    ],
+)
+def test_suggest_finds_the_reading_of_most_values(
+    counts: dict[str, int], reading: tuple[str, str, int, int]
+) -> None:
+    found = suggest(counts)
+    assert found is not None
+    assert (found.type, str(found.format), found.fits, found.total) == reading
+
+
+def test_suggest_names_a_second_reading_that_would_change_values() -> None:
+    found = suggest({"1,200": 2, "3,500": 1})  # 1200 or 1.2: the file must say
+    assert found is not None and found.other is not None
+    assert (found.format.thousands, found.other.format.decimal) == (",", ",")
+    found = suggest({"03/15/2024": 1})  # only one order of day and month reads it
+    assert found is not None and found.other is None
+
+
+@pytest.mark.parametrize("counts", [{"Smith, John": 3}, {"02134": 2, "00501": 1}, {"x": 1}])
+def test_suggest_leaves_text_alone(counts: dict[str, int]) -> None:
+    assert suggest(counts) is None
