@@ -62,6 +62,14 @@ def write(path: Path, data: bytes) -> Path:
         ),
         (lambda d: ["--group-by", "nope"], "not a column of the generated sample"),
         (
+            lambda d: ["--input", str(write(d / "two.csv", b"id,a,b\n1,x,p\n2,y,q\n"))],
+            "cannot tell which column to group by: 'a', 'b' each have 2 to 50",
+        ),
+        (
+            lambda d: ["--input", str(write(d / "none.csv", b"id,v\n1,2\n2,3\n"))],
+            "no text column has 2 to 50 distinct values in the first 2 rows",
+        ),
+        (
             lambda d: ["--schema", str(write(d / "s.yaml", b"amount: money\n"))],
             "line 1",
         ),
