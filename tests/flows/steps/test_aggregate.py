@@ -148,3 +148,6 @@ def test_a_file_with_5000_numeric_columns_is_aggregated(tmp_path: Path) -> None:
     g1 = dict(zip(rows[0], rows[2], strict=True))  # ranges 1 and 4
     assert (g1["c4999_min"], g1["c4999_max"], g1["c4999_mean"]) == ("9998", "24995", "17496.5")
     assert (g1["x_min"], g1["x_max"], g1["x_mean"]) == ("0.5", "2.0", "1.25")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "aggregate.json", "aggregates.csv",
+    ]  # fmt: skip
