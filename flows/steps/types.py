@@ -379,39 +379,47 @@ def sql_parse_select(
         for nulls and misfits) and ``f{i}`` (true for a non-null value that does not
         fit the type), in ``source`` order.
     """
-    lvl0, lvl1, lvl2, lvl3, lvl4 = [], [], [], [], []
+    # Each level computes what the next needs once, so an expression is written (and planned)
+    # once per column: the trimmed text ``t`` is computed only where the fast path did not
+    # accept the value, and every later test reads it by name.
+    lvl0, lvl1, lvl2, lvl3, lvl4, lvl5 = [], [], [], [], [], []
     for i, (expr, type_) in enumerate(columns):
-        c, n, q, p = f"c{i}", f"n{i}", f"q{i}", f"p{i}"
+        c, n, q, a, t, p = f"c{i}", f"n{i}", f"q{i}", f"a{i}", f"t{i}", f"p{i}"
         lvl0.append(f"{expr} AS {c}")
         lvl1.append(f"{c}, {_null_fast(c)} AS {n}")
         if type_ == "string":
-            lvl2.append(f"{c}, {n}, NULL AS {q}")
-            lvl3.append(
-                f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {_padded(c)} AND "
+            lvl2.append(f"{c}, {n}")
+            lvl3.append(f"{c}, {n}")
+            lvl4.append(
+                f"{c}, CASE WHEN {n} THEN NULL WHEN {_padded(c)} AND "
                 f"{_in(_trim(c), NULL_TOKENS)} THEN NULL ELSE {c} END AS {p}"
             )
-            lvl4.append(f"{c}, {p}, false AS f{i}")
+            lvl5.append(f"{c}, {p}, false AS f{i}")
             continue
         fmt = formats[i] if formats else PLAIN
         if fmt:  # no fast path: every value goes through its format
             lvl2.append(f"{c}, {n}, NULL AS {q}")
             lvl3.append(
-                f"{c}, {n}, CASE WHEN {n} THEN NULL "
-                f"ELSE {_check_formatted(_trim(c), type_, fmt)} END AS {p}"
+                f"{c}, {n}, {q}, false AS {a}, CASE WHEN {n} THEN NULL ELSE {_trim(c)} END AS {t}"
             )
+            check = _check_formatted(t, type_, fmt)
         else:
             pre, accept = _fast(c, q, type_)
             lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
             lvl3.append(
-                f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
-                f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
+                f"{c}, {n}, {q}, coalesce({accept}, false) AS {a}, CASE WHEN {n} OR "
+                f"coalesce({accept}, false) THEN NULL ELSE {_trim(c)} END AS {t}"
             )
+            check = _check_cast(t, type_)
         lvl4.append(
+            f"{c}, {n}, {t}, CASE WHEN {n} THEN NULL WHEN {a} THEN {q} ELSE {check} END AS {p}"
+        )
+        lvl5.append(
             f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
-            f"WHEN {_in(_trim(c), NULL_TOKENS)} THEN false ELSE true END AS f{i}"
+            f"WHEN {_in(t, NULL_TOKENS)} THEN false ELSE true END AS f{i}"
         )
     query = f"SELECT {', '.join(lvl0)} FROM {source}"
-    for level in (lvl1, lvl2, lvl3, lvl4):
+    for level in (lvl1, lvl2, lvl3, lvl4, lvl5):
         query = f"SELECT {', '.join(level)} FROM ({query})"
     return query
 
