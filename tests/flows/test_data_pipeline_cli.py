@@ -62,6 +62,13 @@ def write(path: Path, data: bytes) -> Path:
         ),
         (lambda d: ["--group-by", "nope"], "not a column of the generated sample"),
         (
+            lambda d: [
+                "--input",
+                str(write(d / "wide.csv", ",".join(f"c{i}" for i in range(100_000)).encode())),
+            ],
+            "has 100000 columns; the pipeline reads at most 16384",
+        ),
+        (
             lambda d: ["--input", str(write(d / "two.csv", b"id,a,b\n1,x,p\n2,y,q\n"))],
             "cannot tell which column to group by: 'a', 'b' each have 2 to 50",
         ),
@@ -152,6 +159,7 @@ def test_help_names_every_option(tmp_path: Path) -> None:
         (b'"a,b",c\n1,2\n', "a,b"),  # CSV quoting: one column named a,b
         (b'id,"x""y"\r1,2\r', 'x"y'),  # CR line ends, a doubled quote
         (",".join(f"column_{i:05d}" for i in range(8_000)).encode() + b"\n", "column_07999"),
+        (",".join(f"c{i}" for i in range(16_384)).encode() + b"\n", "c16383"),  # the limit
     ],
 )
 def test_the_header_is_read_by_the_steps_parser(tmp_path: Path, data: bytes, group_by: str) -> None:
