@@ -147,10 +147,10 @@ def parse_args(
             f"--group-by {ns.group_by!r} is not a column of the generated sample; its columns are"
             f" {', '.join(SAMPLE_COLUMNS)}."
         )
-    if ns.input and not ns.group_by:
-        _check_group_by(Path(ns.input), declared)
     output = Path(ns.output or Path("output") / time.strftime("%Y%m%d-%H%M%S"))
     _check_output(output, ns)
+    if ns.input and not ns.group_by:  # reads the input's first rows: after the cheaper checks
+        _check_group_by(Path(ns.input), declared)
     if ns.chaos:
         from adapters.chaos import parse_plan
 
