@@ -282,6 +282,15 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(f"Aggregates: {summary['aggregates']}")
     print(f"Quarantine: {summary['quarantine']}")
     print(f"Data:       {summary['data']}")
+    summarized = summary.get("summarize")  # --summarize: summary.md written, or why not
+    if summarized:
+        shown = (
+            summarized["path"] if summarized["written"] else f"not written: {summarized['reason']}"
+        )
+        print(f"Summary.md: {shown}")
+    for item in summary.get("fallbacks") or []:  # columns that fell back to string, and the fix
+        print(f"Note:       column {item['column']!r} is text: {item['why']}.")
+        print(f"            To type it, add to --schema: {item['schema']}")
     if summary.get("flow_run_url"):
         print(f"Flow run:   {summary['flow_run_url']}")
     else:

@@ -17,13 +17,16 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings, variable_name
 from flows.console import docs_url, quiet_prefect_defaults
 from flows.data_pipeline.options import MAX_PARTITIONS, PipelineParameters
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
+
+if TYPE_CHECKING:
+    from flows.steps.schema import SchemaEntry
 
 __all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
 
@@ -134,8 +137,7 @@ def parse_args(
     header: list[str] | None = None
     if ns.input:
         header = _check_input(Path(ns.input))
-    if ns.schema:
-        _check_schema(Path(ns.schema), header)
+    declared = _check_schema(Path(ns.schema), header) if ns.schema else {}
     if ns.group_by and header is not None and ns.group_by not in header:
         raise UsageError(
             f"--group-by {ns.group_by!r} is not a column of {ns.input}; its columns are"
@@ -155,6 +157,8 @@ def parse_args(
     _check_output(output, ns, work_label)
     if (ns.backend or settings.backend) != "dagger":
         _check_cache_dir(settings)
+    if ns.input and not ns.group_by:  # reads the input's first rows: after the cheaper checks
+        _check_group_by(Path(ns.input), declared)
     if ns.chaos:
         from adapters.chaos import parse_plan
 
@@ -191,19 +195,17 @@ def _check_input(path: Path) -> list[str]:
         ) from None
 
 
-def _check_schema(path: Path, header: list[str] | None) -> None:
-    """The ``--schema`` file, read by the ``validate`` step's own parser and rules."""
+def _check_schema(path: Path, header: list[str] | None) -> dict[str, SchemaEntry]:
+    """The ``--schema`` file's lines by column, read by the ``validate`` step's own parser and
+    rules (checked against the input's ``header`` when there is one)."""
     from flows.steps._io import DataError
     from flows.steps.schema import SchemaError, read_schema, resolve_schema
 
-    if not path.exists():
-        raise UsageError(
-            f"--schema {path}: no such file. Pass a YAML file of 'column: type' lines."
-        )
     try:
         entries = read_schema(path)
         if header is not None:
-            resolve_schema(entries, header, str(path))
+            return resolve_schema(entries, header, str(path))
+        return {e.column: e for e in entries}
     except SchemaError as exc:
         if exc.unknown_column and header is not None:
             problem = (
@@ -215,6 +217,20 @@ def _check_schema(path: Path, header: list[str] | None) -> None:
         raise UsageError(f"--schema {path}, line {exc.line}: {problem}") from None
     except DataError as exc:
         raise UsageError(f"--schema {path}: {exc}") from None
+
+
+def _check_group_by(path: Path, declared: dict[str, SchemaEntry]) -> None:
+    """Refuse an input without ``--group-by`` whose first records do not name the column to group
+    by, before any step runs; the flow makes the same choice (flows.steps.group_by)."""
+    from flows.steps._io import DataError
+    from flows.steps.group_by import choose_group_by
+
+    try:
+        choose_group_by(path, declared)
+    except DataError as exc:
+        raise UsageError(
+            f"--group-by: {exc}. See {docs_url('guides/data-pipeline/')}#group-by."
+        ) from None
 
 
 #: The entries a result writes into its output folder (globs per path component).

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ from flows.data_pipeline.summarize import summarize_results
 from flows.history import current_record, publish_history, publish_metrics, rows_so_far
 from flows.step_task import StepOutcome, step_cache_key
 from flows.steps._environment import environment as step_environment
+from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
@@ -83,6 +85,44 @@ def _out(outcome: StepOutcome) -> Path:
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write a file of the result atomically and record it in the folder's manifest."""
     write_owned_file(path.parent, path.name, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _decide_group_by(options: PipelineOptions) -> PipelineOptions:
+    """The column to group by, decided before any step (the CLI made the same checks): the given
+    one (which the input must have), the sample's ``category``, or the input's one text column
+    with 2 to 50 distinct values in its first records (:mod:`flows.steps.group_by`).
+
+    Raises:
+        InvalidInputError: the given column is not in the input, or none or several qualify.
+    """
+    from flows.steps._io import DataError
+    from flows.steps.group_by import choose_group_by
+    from flows.steps.header import check_input
+    from flows.steps.schema import load_schema
+
+    if not options.input:
+        column = options.group_by or _SAMPLE_GROUP_BY
+        if column not in SAMPLE_COLUMNS:
+            raise InvalidInputError(
+                f"--group-by {column!r} is not a column of the generated sample; its columns are"
+                f" {', '.join(SAMPLE_COLUMNS)}"
+            )
+        reason = "given with --group-by" if options.group_by else "the generated sample's column"
+        return replace(options, group_by=column, group_by_reason=reason)
+    try:
+        columns = check_input(options.input).columns
+        if options.group_by:
+            if options.group_by not in columns:
+                raise InvalidInputError(
+                    f"--group-by {options.group_by!r} is not a column of the input; columns are"
+                    f" {', '.join(columns)}"
+                )
+            return replace(options, group_by_reason="given with --group-by")
+        declared = load_schema(options.schema_file, columns) if options.schema_file else {}
+        choice = choose_group_by(options.input, declared)
+    except DataError as exc:
+        raise InvalidInputError(str(exc)) from None
+    return replace(options, group_by=choice.column, group_by_reason=choice.reason)
 
 
 def _prepare_output(options: PipelineOptions) -> None:
@@ -165,6 +205,7 @@ async def data_pipeline(
             summarize=summarize,
         )
         plan = parse_plan(options.chaos, source="--chaos") if options.chaos else None
+        options = _decide_group_by(options)
         _prepare_output(options)
         # One run at a time in a result folder (re-entrant: the CLI already holds it).
         with hold(Path(options.output).resolve(), label=f"--output {options.output}"):
@@ -187,6 +228,7 @@ async def _run(
 ) -> dict[str, Any]:
     logger = get_run_logger()
     logger.info(choice.reason)
+    logger.info("grouping by %r: %s", options.group_by, options.group_by_reason)
     backend = choice.backend
     # Resolved once for every step, with this run's fault plan (its hit counts fresh) injected.
     runner = resolve_runner(
@@ -285,7 +327,7 @@ async def _run(
         "validate", "validate", {"input": f"{_IN}/input.csv", "schema": schema}, validate_mounts
     )
     facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
-    group_by = _group_by(options, facts)
+    group_by = str(options.group_by)
 
     # 3. transform: K partitions in parallel
     k = options.partitions
@@ -346,32 +388,11 @@ async def _run(
         summary["quarantined_rows"],
         out_dir,
     )
-    if options.summarize:  # optional, last, never fails the run
-        await summarize_results(manager, out_dir, backend, logger, settings)
+    if options.summarize:  # optional, last, never fails the run; summary.json then says what it did
+        done = await summarize_results(manager, out_dir, backend, logger, settings)
+        summary["summarize"] = done.as_summary()
+        _write_json_atomically(out_dir / "summary.json", summary)
     return summary
-
-
-def _group_by(options: PipelineOptions, facts: dict[str, Any]) -> str:
-    if options.group_by:
-        if options.group_by not in facts["columns"]:
-            raise InvalidInputError(
-                f"--group-by {options.group_by!r} is not a column of the input; columns are"
-                f" {', '.join(facts['columns'])}"
-            )
-        return options.group_by
-    if not options.input:
-        return _SAMPLE_GROUP_BY
-    candidates: list[str] = facts.get("group_by_candidates", [])
-    if len(candidates) == 1:
-        return candidates[0]
-    found = (
-        f"candidates are {', '.join(candidates)}"
-        if candidates
-        else "no string column has between 2 and 50 distinct values"
-    )
-    raise InvalidInputError(
-        f"cannot tell which column to group by ({found}); pass --group-by COLUMN"
-    )
 
 
 def _ui_url() -> str | None:
@@ -419,9 +440,13 @@ def _summary(
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "flow_run_url": _ui_url(),
         "group_by": group_by,
+        "group_by_reason": options.group_by_reason,
         "input": str(Path(options.input).resolve()) if options.input else None,
         "generated": None if options.input else {"rows": options.rows, "seed": options.seed},
         "columns": facts.get("columns"),
+        "formats": facts.get("formats", {}),
+        "fallbacks": facts.get("fallbacks", []),
+        "summarize": None,
         "steps": [o.as_summary() for o in sorted(outcomes, key=_pipeline_order)],
         "aggregates": str(output / "aggregates.csv"),
         "quarantine": str(output / "quarantine.csv"),

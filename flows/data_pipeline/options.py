@@ -56,3 +56,5 @@ class PipelineOptions:
     backend: str | None = None
     summarize: bool = False
     chaos: str | None = None
+    #: Why the run groups by ``group_by`` (given, the sample's column, or chosen from the input).
+    group_by_reason: str = ""

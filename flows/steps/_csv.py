@@ -49,14 +49,16 @@ def connect(temp_dir: Path | None = None, threads: int | None = None) -> Any:
     return con
 
 
-def records_sql(path: Path, ncols: int, rejects: str | None = None) -> str:
+def records_sql(path: Path, ncols: int, rejects: str) -> str:
     """``read_csv`` call returning the records as VARCHAR columns ``c0..c{n-1}``.
 
     Args:
         path: CSV file (header on line 1, skipped).
         ncols: Number of header columns.
-        rejects: Name prefix for the reject tables; rows with a wrong number of fields
-            or broken quoting go there instead of failing the read. None skips such rows.
+        rejects: Name prefix for the reject tables (appended to when they exist); rows
+            with a wrong number of fields or broken quoting go there instead of failing
+            the read. (``ignore_errors`` is not used: after a record with text after a
+            closing quote it drops every later record without a word.)
 
     Returns:
         A relation usable after ``FROM``.
@@ -73,15 +75,10 @@ def records_sql(path: Path, ncols: int, rejects: str | None = None) -> str:
         "null_padding = false",
         "allow_quoted_nulls = false",  # keep "" as a value: a one-column record of "" counts
         f"max_line_size = {MAX_RECORD_BYTES}",
+        "store_rejects = true",
+        f"rejects_table = '{rejects}_errors'",
+        f"rejects_scan = '{rejects}_scans'",
     ]
-    if rejects:
-        opts += [
-            "store_rejects = true",
-            f"rejects_table = '{rejects}_errors'",
-            f"rejects_scan = '{rejects}_scans'",
-        ]
-    else:
-        opts.append("ignore_errors = true")
     call = f"read_csv({quote_literal(str(path))}, {', '.join(opts)})"
     # With one column DuckDB reads a blank line as a record holding NULL; drop those.
     return f"(SELECT * FROM {call} WHERE c0 IS NOT NULL)" if ncols == 1 else call

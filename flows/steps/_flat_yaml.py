@@ -106,11 +106,12 @@ class _Line:
 
 
 def scan(text: str, source: str) -> Iterator[tuple[int, str, str]]:
-    """The ``(line, column, type)`` entries of a flat YAML mapping, in file order.
+    """The ``(line, column, value)`` entries of a flat YAML mapping, in file order; ``value`` is
+    the text YAML reads (unquoted, without the comment and outer blanks).
 
     Raises:
-        SchemaError: On anything outside the subset (see :mod:`flows.steps.schema`) or a type
-            outside :data:`~flows.steps.types.TYPES`. Duplicates are the caller's to check.
+        SchemaError: On anything outside the subset (see :mod:`flows.steps.schema`). The value's
+            meaning (a type and its options) and duplicates are the caller's to check.
     """
     previous: int | None = None
     indent: int | None = None
@@ -243,7 +244,7 @@ def _plain_end(line: _Line, start: int) -> int:
 
 
 def _value(line: _Line, column: str) -> str:
-    """The type after ``column:``, checked against :data:`TYPES`."""
+    """The value (a type and its options) after ``column:``, as YAML reads it."""
     text = line.text
     if text.startswith("\t", line.pos):
         raise line.tab(line.pos)
@@ -279,14 +280,7 @@ def _value(line: _Line, column: str) -> str:
                 column,
             )
         value = text[start:end].rstrip(_BLANK)
-    kind = value.strip().lower()
-    if kind not in TYPES:
-        raise line.fail(
-            f"unknown type {value.strip()!r} for column {column!r}; allowed types:"
-            f" {', '.join(TYPES)}",
-            column,
-        )
-    return kind
+    return value
 
 
 def _quoted(line: _Line) -> str:

@@ -4,25 +4,35 @@
 how many records the file holds, where each one starts and what its bytes are, so that
 ``input_rows == valid_rows + quarantined_rows`` is checked against an independent count.
 
-Rules (RFC 4180, read byte by byte; no decoding, so any encoding can be counted):
+Rules (RFC 4180, as Python's ``csv`` reads it; read byte by byte, no decoding, so any
+encoding can be counted):
 
 * A **record** ends at a line end outside quotes: LF, CRLF or a lone CR.
-* Every ``"`` byte toggles quoting: a quoted field opens and closes with one and an
-  escaped quote (``""``) toggles twice, so a line end inside a quoted field belongs to
-  the field. A file that ends inside quotes ends with an *unclosed* record.
+* A ``"`` opens a **quoted field** only at the start of a field (right after a comma, at
+  the start of a record, or after the file's UTF-8 BOM). Inside, ``""`` is a quote and a
+  single ``"`` closes the field, so a line end inside a quoted field belongs to the field.
+  A file that ends inside a quoted field ends with an *unclosed* record.
+* Any other ``"`` is a literal character: ``2,b"x,2.0`` is three fields, ``12" pizza`` one.
 * An empty record (a line end right after another, outside quotes) is a **blank line**,
   not a record. The first record is the header.
 * A **physical line** ends at LF, CRLF or a lone CR, quoted or not; lines are 1-based.
 
-Speed: the file is read in 4 MiB blocks cut at record ends; one regex pass checks that the
-quotes before the cut pair up within lines. Such a block (the usual case) is counted in C
-loops (``bytes.count`` and one regex pass that stops only at line ends, for blank lines and
-trailing empty fields); only blocks with multi-line records are walked record by record.
-Where a record starts is stored sparsely: only records whose start line is not the previous
-record's start line plus one (after a blank line or a multi-line record). Finding records
-again (:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without
-blank lines or quoted line ends a byte offset is mapped to its record by counting line ends,
-and so is a record whose last field is empty (the scan keeps the offset of its last comma).
+Two shapes are legal to count but read otherwise by DuckDB's CSV reader: text after a
+closing quote (``"x"y``, ``"x" ``: broken quoting for strict CSV, which DuckDB sometimes
+accepts) and a quote after blanks at a field's start (`` "x"``: literal here, a quoted
+field for DuckDB). The scan lists such records (:attr:`RecordScan.odd_quotes`) so that
+``validate`` never takes DuckDB's reading of them.
+
+Speed: the file is read in 4 MiB blocks cut at record ends. One regex pass checks that
+every quote before the cut is a quoted field closed on its line or a literal quote after
+other text (the usual case); such a block is counted in C loops (``bytes.count`` and one
+regex pass that stops only at line ends, for blank lines and trailing empty fields). Other
+blocks are walked record by record. Where a record starts is stored sparsely: only records
+whose start line is not the previous record's start line plus one (after a blank line or a
+multi-line record). Finding records again (:meth:`RecordScan.lookup`) splits only the
+blocks that hold them; in a block without blank lines or quoted line ends a byte offset is
+mapped to its record by counting line ends, and so is a record whose last field is empty
+(the scan keeps the offset of its last comma).
 """
 
 from __future__ import annotations
@@ -40,16 +50,34 @@ __all__ = ["BLOCK_BYTES", "Record", "RecordScan", "scan"]
 
 BLOCK_BYTES = 1 << 22
 _TERM = re.compile(rb"\r\n|\n|\r")
-# One record under the parity rule, then its line end (or the end of the block).
-_RECORD = re.compile(rb'((?:[^"\r\n]++|"[^"]*+")*+)("[^"]*+\Z)?(\r\n|\n|\r|\Z)')
+_BOM = b"\xef\xbb\xbf"
+# A field: quoted (``""`` inside is a quote; it may span lines), then text after the closing
+# quote if any (broken, but it ends at the next comma or line end like any field); or
+# unquoted, not starting with a quote (quotes inside are literal); or empty.
+_FIELD = rb'(?:(?:"[^"]*+")++(?:[^",\r\n][^,\r\n]*+)?|[^",\r\n][^,\r\n]*+)?'
+# One record (from a record start), an unclosed quoted field at its end, then its line end
+# (or the end of the block).
+_RECORD = re.compile(rb"((?>" + _FIELD + rb"(?:," + _FIELD + rb')*+))("[^"]*+\Z)?(\r\n|\n|\r|\Z)')
+# A record's bytes read the same by DuckDB as by these rules: every quoted field is followed
+# by a comma or the end, and no field starts with blanks and then a quote.
+_STRICT = re.compile(
+    rb'(?:(?:"[^"]*+")++(?=,|\Z)|(?![ \t]*+")[^,\r\n]*+)'
+    rb'(?:,(?:(?:"[^"]*+")++(?=,|\Z)|(?![ \t]*+")[^,\r\n]*+))*+'
+)
+# Whole lines whose records are those lines and read alike by DuckDB: from quote to quote,
+# each quote opens a field at a field's start that closes on its line before a comma or a
+# line end, or is a literal quote right after other text (not a blank). One C pass; false
+# means "walk the block record by record", never a wrong count.
+_REGULAR = re.compile(
+    rb'(?:[^"]*+(?:(?:\A|(?<=[,\r\n]))(?:"[^"\r\n]*+")++(?=[,\r\n]|\Z)|(?<=[^,\r\n \t])"))*+'
+    rb'[^"]*+'
+)
 # A record whose last field is empty (``,`` or ``,""`` before its line end): DuckDB drops
 # trailing empty fields silently, so these records get their fields counted here.
 _TRAILING_EMPTY = re.compile(rb',(?:"")?(?=\r\n|\n|\r|\Z)')
 # In a block of LF line ends: a blank line's LF, or the LF of a line ending in ``,`` or
 # ``,""`` (one C pass that stops only at LFs).
 _LOOK = re.compile(rb'\n(?:(?<=\n\n)|(?<=,\n)|(?<=,""\n))')
-# Bytes whose quotes pair up with no line end between the two quotes of a pair.
-_QUOTES_CLOSED = re.compile(rb'(?:[^"]*+"[^"\r\n]*+")*+[^"]*+')
 
 
 @dataclass(frozen=True)
@@ -67,7 +95,7 @@ class _Block:
     size: int
     first_record: int
     first_line: int
-    multiline: bool
+    walked: bool  # records found one by one (quoted line ends or odd quotes), not by line
     blank: bool = True  # may hold blank lines (False only when the scan saw none)
     records: int = 0  # records that start in the block
     line_end: bytes = b""  # its only kind of line end, if known (b"" if mixed or unknown)
@@ -84,6 +112,8 @@ class RecordScan:
         line_ends: Kinds of record ends seen (``b"\\n"``, ``b"\\r\\n"``, ``b"\\r"``).
         quoted_line_ends: True if some record spans several lines (a quoted line end).
         unclosed: True if the file ends inside a quoted field.
+        odd_quotes: Indexes of records with text after a closing quote or a quote after
+            blanks at a field's start (see the module docstring), in file order.
         trailing_empty: Indexes of records whose last field is empty (see module doc)
             and that may have more fields than the header (all of them when
             :func:`scan` got no ``fields``).
@@ -95,6 +125,7 @@ class RecordScan:
     line_ends: set[bytes] = field(default_factory=set)
     quoted_line_ends: bool = False
     unclosed: bool = False
+    odd_quotes: list[int] = field(default_factory=list)
     trailing_empty: list[int] = field(default_factory=list)
     _blocks: list[_Block] = field(default_factory=list)
     _anchor_record: list[int] = field(default_factory=lambda: [0])
@@ -145,7 +176,7 @@ class RecordScan:
         found: dict[int, Record] = {}
         for number in sorted(by_block):
             block, (at, wanted) = self._blocks[number], by_block[number]
-            if block.multiline or block.blank:
+            if block.walked or block.blank:
                 self._split_lookup(block, _read(self.path, block), at, wanted, where, found)
                 continue
             via = [self._trailing_at.get(i, -1) for i in wanted]
@@ -234,37 +265,38 @@ class RecordScan:
                 yield Record(block.first_record + i, line, raw)
 
 
-def _cut(block: bytes, final: bool) -> tuple[int, bool]:
+def _cut(block: bytes, final: bool, start: int = 0) -> tuple[int, bool]:
     """Length of the longest prefix of ``block`` made of whole records (0 if none), and
-    whether that prefix may hold a line end inside quotes (or ends inside quotes)."""
+    whether that prefix must be walked record by record (a quote :data:`_REGULAR` does not
+    accept). ``start``: where the first record starts (after the file's BOM)."""
     cut = len(block)
     if not final:  # a CR at the very end may be the first half of a CRLF: cut before it
         end = cut - block.endswith(b"\r")
         cut = max(block.rfind(b"\n", 0, end), block.rfind(b"\r", 0, end)) + 1
-    if cut and (block.find(b'"', 0, cut) == -1 or _QUOTES_CLOSED.fullmatch(block, 0, cut)):
-        return cut, False  # the usual case: no line end inside quotes before the cut
-    if not final:
-        cut = _cut_quoted(block)
-    return cut, b'"' in block[:cut] and not _QUOTES_CLOSED.fullmatch(block, 0, cut)
+    if cut and _regular(block, start, cut):
+        return cut, False  # the usual case: every record before the cut is one line
+    if final:
+        return cut, True
+    cut = 0  # the end of the last record that ends with a line end inside the block
+    for m in _RECORD.finditer(block, start):
+        ends = m.group(3)
+        if not ends or (ends == b"\r" and m.end() == len(block)):
+            break
+        cut = m.end()
+    return cut, bool(cut) and not _regular(block, start, cut)
 
 
-def _cut_quoted(block: bytes) -> int:
-    """:func:`_cut` by walking the quoted and unquoted segments from the end."""
-    segs = block.split(b'"')
-    end = len(block)
-    # Outside segments have even indexes; walk them from the end, tracking offsets.
-    for i in range(len(segs) - 1, -1, -1):
-        start = end - len(segs[i])
-        if i % 2 == 0:
-            seg = segs[i]
-            j = max(seg.rfind(b"\n"), seg.rfind(b"\r"))
-            if j == len(seg) - 1 and i == len(segs) - 1 and seg[j:] == b"\r":
-                # A CR at the very end may be the first half of a CRLF: cut before it.
-                j = max(seg.rfind(b"\n", 0, j), seg.rfind(b"\r", 0, j))
-            if j != -1:
-                return start + j + 1
-        end = start - 1  # the quote before this segment
-    return 0
+def _regular(block: bytes, start: int, end: int) -> bool:
+    """True if ``block[start:end]`` (whole lines) holds no quote :data:`_REGULAR` refuses."""
+    if block.find(b'"', start, end) == -1:
+        return True
+    if start:  # after the BOM: the header line's quotes are checked on their own
+        line = _TERM.search(block, start, end)
+        stop = line.start() if line else end
+        if not _STRICT.fullmatch(block, start, stop):
+            return False
+        start = line.end() if line else end
+    return _REGULAR.fullmatch(block, start, end) is not None
 
 
 class _Records(NamedTuple):
@@ -284,7 +316,7 @@ def _read(path: Path, block: _Block) -> bytes:
 
 def _split_records(data: bytes, block: _Block) -> _Records:
     """The records of ``block``, whose bytes are ``data``."""
-    if not block.multiline:
+    if not block.walked:
         end = block.line_end  # b"" if mixed
         parts = data.split(end) if end else _TERM.split(data)
         ends = [len(end)] if end else [len(t) for t in _TERM.findall(data)]
@@ -307,7 +339,7 @@ def _split_records(data: bytes, block: _Block) -> _Records:
     out_lines: list[int] = []
     out_raws: list[bytes] = []
     line = block.first_line
-    for m in _RECORD.finditer(data):
+    for m in _RECORD.finditer(data, _skip(data, block.offset)):
         if m.start() == len(data):
             break
         raw = data[m.start() : m.end(3) - len(m.group(3))]
@@ -319,6 +351,12 @@ def _split_records(data: bytes, block: _Block) -> _Records:
     return _Records(out_starts, out_lines, out_raws)
 
 
+def _skip(data: bytes, offset: int) -> int:
+    """Where the first record of ``data`` (read at ``offset`` of the file) starts: after the
+    file's UTF-8 BOM, which is not part of the first field."""
+    return len(_BOM) if offset == 0 and data.startswith(_BOM) else 0
+
+
 class _Scanner:
     def __init__(self, path: Path, fields: int | None) -> None:
         self.result = RecordScan(path)
@@ -327,13 +365,13 @@ class _Scanner:
         self.line = 1  # line where the next record or blank line starts
         self.offset = 0
 
-    def add(self, block: bytes, multiline: bool) -> None:
+    def add(self, block: bytes, walk: bool) -> None:
         first, line = self.index, self.line
         self.result._anchor(first, line)
-        blank, end = self._walk(block) if multiline else self._count(block)
+        blank, end = self._walk(block) if walk else self._count(block)
         size, records = len(block), self.index - first
         self.result._blocks.append(
-            _Block(self.offset, size, first, line, multiline, blank, records, end)
+            _Block(self.offset, size, first, line, walk, blank, records, end)
         )
         self.offset += size
 
@@ -390,7 +428,7 @@ class _Scanner:
 
     def _walk(self, block: bytes) -> tuple[bool, bytes]:
         res = self.result
-        for m in _RECORD.finditer(block):
+        for m in _RECORD.finditer(block, _skip(block, self.offset)):
             if m.start() == len(block):
                 break
             body, unclosed, end = m.group(1), m.group(2), m.group(3)
@@ -404,6 +442,8 @@ class _Scanner:
                 res._anchor(self.index, self.line)
                 if span > 1:
                     res.quoted_line_ends = True
+                if self.index and not unclosed and b'"' in raw and not _STRICT.fullmatch(raw):
+                    res.odd_quotes.append(self.index)
                 if _TRAILING_EMPTY.search(raw + b"\n") and (
                     self.fields is None or raw.count(b",") >= self.fields
                 ):
@@ -439,13 +479,15 @@ def scan(path: str | Path, fields: int | None = None) -> RecordScan:
     scanner = _Scanner(p, fields)
     start, seen, size = 0, 0, BLOCK_BYTES  # the block starts at ``start``; ``seen``: bytes read
     with p.open("rb") as fh:
+        bom = fh.read(len(_BOM)) == _BOM
+        fh.seek(0)
         # The rest of the last block (read again, not copied) and ``size`` new bytes.
         while block := fh.read(seen - start + size):
             final = len(block) <= seen - start  # no new bytes: the end of the file
             seen = start + len(block)
-            cut, multiline = _cut(block, final)
+            cut, walk = _cut(block, final, len(_BOM) if bom and start == 0 else 0)
             if cut:
-                scanner.add(block if cut == len(block) else block[:cut], multiline)
+                scanner.add(block if cut == len(block) else block[:cut], walk)
             # A record longer than a block: read more at once, so the work stays linear.
             size = BLOCK_BYTES if cut else size * 2
             start += cut

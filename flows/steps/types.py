@@ -18,19 +18,27 @@ CR, VT, FF):
   a zip code, and stays a string).
 * **float**: decimal or scientific notation (``1``, ``-1.5``, ``.5``, ``0.5``, ``1.``,
   ``2e-3``), finite, without leading zeros before the point (``01.5`` is not a float).
-  No ``inf``/``nan``, no thousands separators, no decimal comma. A whole number that does
-  not fit 64 bits is not a float either (a double would round it): such a column is a
-  string, so 23-digit ids keep every digit.
+  No ``inf``/``nan``, no thousands separators, no decimal comma. The double must read back
+  as the same number: its shortest text (Python's ``repr``, DuckDB's ``VARCHAR``) has the
+  value's significant digits (``0.1``, ``0.30000000000000004`` and ``1e23`` do;
+  ``9007199254740993``, ``1234567890123456789`` and ``0.1234567890123456789`` do not: a
+  double would round them). Any value of at most 15 significant digits does.
 * **date**: ``YYYY-MM-DD``, a real calendar date (``2023-02-30`` is not), year 0001-9999.
 * **timestamp**: ``YYYY-MM-DD HH:MM:SS[.f{1,6}]`` or with ``T`` instead of the space, no
   time zone; a plain date also parses as a timestamp (midnight).
 * **string**: anything; strings keep their original, untrimmed text.
 
-Types are ordered narrowest first (:data:`TYPES`). Every integer is also a float and every
-date also a timestamp, so :func:`classify` gives each value its narrowest class and
-:data:`ACCEPTS` says which classes a type accepts. A column's type is the narrowest type
-that at least :data:`THRESHOLD` (99%) of its non-null values parse as; a column without
-non-null values is ``string``.
+A column declared in ``--schema`` with a format (:mod:`flows.steps.formats`: thousands
+separators, a currency, a decimal comma, a date pattern) is parsed by that format, then by
+the rules above: ``$1,200.00`` in a ``float thousands=, currency=$`` column is ``1200.0``.
+
+Types are ordered narrowest first (:data:`TYPES`). An integer a double holds is also a
+float and every date also a timestamp, so :func:`classify` gives each value its narrowest
+class (one of :data:`CLASSES`: the types, and ``big_integer`` for an integer a double would
+round) and :data:`ACCEPTS` says which classes a type accepts. A column's type is the
+narrowest type that at least :data:`THRESHOLD` (99%) of its non-null values parse as; a
+column without non-null values is ``string``. So a column of 64-bit ids with a few
+decimals is a string (every digit kept), never a float.
 """
 
 from __future__ import annotations
@@ -40,8 +48,11 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from flows.steps.formats import PLAIN, Format
+
 __all__ = [
     "ACCEPTS",
+    "CLASSES",
     "DUCKDB_TYPES",
     "FALSE_TOKENS",
     "NULL_TOKENS",
@@ -57,12 +68,15 @@ __all__ = [
     "parse_value",
     "quote_ident",
     "quote_literal",
+    "rounded",
     "sql_classify",
     "sql_parse_select",
     "sql_trimmed",
 ]
 
 TYPES: tuple[str, ...] = ("boolean", "integer", "float", "date", "timestamp", "string")
+#: Value classes: the types, and ``big_integer``, a 64-bit integer a double would round.
+CLASSES: tuple[str, ...] = ("boolean", "integer", "big_integer", *TYPES[2:])
 NULL_TOKENS: tuple[str, ...] = ("", "NA", "N/A", "null", "NULL", "None")
 TRUE_TOKENS: tuple[str, ...] = ("true", "t", "yes")
 FALSE_TOKENS: tuple[str, ...] = ("false", "f", "no")
@@ -78,11 +92,11 @@ DUCKDB_TYPES: Mapping[str, str] = {
 #: For each type, the value classes (see :func:`classify`) it accepts.
 ACCEPTS: Mapping[str, frozenset[str]] = {
     "boolean": frozenset({"boolean"}),
-    "integer": frozenset({"integer"}),
+    "integer": frozenset({"integer", "big_integer"}),
     "float": frozenset({"integer", "float"}),
     "date": frozenset({"date"}),
     "timestamp": frozenset({"date", "timestamp"}),
-    "string": frozenset(TYPES),
+    "string": frozenset(CLASSES),
 }
 
 _WS = " \t\n\r\x0b\x0c"  # ASCII whitespace (string.whitespace)
@@ -90,7 +104,6 @@ _WS_CODES = tuple(ord(ch) for ch in _WS)
 _WS_LITERAL = "'" + _WS + "'"  # the characters themselves: no chr() calls to fold per use
 _INT_RE = r"[+-]?(0|[1-9][0-9]*)"
 _FLOAT_RE = r"[+-]?((0|[1-9][0-9]*)(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?"
-_DIGITS_RE = r"[+-]?[0-9]+"
 _DATE_RE = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
 _TS_RE = _DATE_RE + r"([ T]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?)?"
 _REGEX = {"integer": _INT_RE, "float": _FLOAT_RE, "date": _DATE_RE, "timestamp": _TS_RE}
@@ -120,47 +133,96 @@ def _parse_trimmed(t: str, type_: str) -> object | None:
         n = int(t)
         return n if _INT_MIN <= n <= _INT_MAX else None
     if type_ == "float":
-        if re.fullmatch(_DIGITS_RE, t) and not _INT_MIN <= int(t) <= _INT_MAX:
-            return None  # a whole number beyond 64 bits: a double would change it
         f = float(t)
-        return f if math.isfinite(f) else None
+        return f if math.isfinite(f) and _digits(repr(f)) == _digits(t) else None
     try:
         return _dt.date.fromisoformat(t) if type_ == "date" else _dt.datetime.fromisoformat(t)
     except ValueError:
         return None
 
 
-def parse_value(value: str | None, type_: str) -> object | None:
+def _digits(number: str) -> str:
+    """The significant digits of a number's text (no sign, point, exponent or outer zeros).
+
+    Two texts of one double that have the same digits are the same number (a factor of 10
+    between them would be a different double), so a double reads back as its text exactly
+    when ``_digits(repr(double)) == _digits(text)``.
+    """
+    mantissa = number.lower().partition("e")[0]
+    return mantissa.lstrip("+-").replace(".", "").strip("0")
+
+
+def parse_value(value: str | None, type_: str, fmt: Format = PLAIN) -> object | None:
     """Parse one raw CSV value as ``type_``.
 
     Args:
         value: Raw field text (untrimmed) or None.
         type_: One of :data:`TYPES`.
+        fmt: How the column writes its values (declared in ``--schema``).
 
     Returns:
         ``bool``, ``int``, ``float``, ``date``, ``datetime``, or the original ``str`` for
         strings; None for a null or for a value that does not fit ``type_``.
+
+    Examples:
+        >>> from flows.steps.formats import parse_options
+        >>> parse_value("$1,200.00", "float", parse_options("float", ["thousands=,", "currency=$"]))
+        1200.0
     """
     if value is None or is_null(value):
         return None
     if type_ == "string":
         return value
-    return _parse_trimmed(value.strip(_WS), type_)
+    t = value.strip(_WS)
+    if fmt.pattern:
+        return _parse_date(t, type_, fmt)
+    if fmt:
+        if not re.fullmatch(fmt.number_regex(), t):
+            return None
+        t = fmt.plain_number(t)
+    return _parse_trimmed(t, type_)
+
+
+def _parse_date(t: str, type_: str, fmt: Format) -> object | None:
+    """A trimmed value as a date or timestamp written in ``fmt.pattern``; None if it is not."""
+    if not re.fullmatch(fmt.date_regex(), t):
+        return None
+    try:
+        parsed = _dt.datetime.strptime(t, fmt.pattern)
+    except ValueError:
+        return None
+    return parsed.date() if type_ == "date" else parsed
+
+
+def rounded(value: str) -> str | None:
+    """The double a number in float notation would become when a double cannot hold it
+    (``'9007199254740993'`` -> ``'9007199254740992.0'``), else None.
+
+    Examples:
+        >>> rounded("1234567890123456789"), rounded("0.1"), rounded("abc")
+        ('1.2345678901234568e+18', None, None)
+    """
+    t = value.strip(_WS)
+    if not re.fullmatch(_FLOAT_RE, t) or not math.isfinite(f := float(t)):
+        return None
+    return None if _digits(repr(f)) == _digits(t) else repr(f)
 
 
 def classify(value: str | None) -> str | None:
-    """Return the narrowest type ``value`` parses as, or None for a null."""
+    """Return the narrowest class (:data:`CLASSES`) of ``value``, or None for a null."""
     if value is None or is_null(value):
         return None
     t = value.strip(_WS)
     for type_ in TYPES[:-1]:
         if _parse_trimmed(t, type_) is not None:
+            if type_ == "integer" and _parse_trimmed(t, "float") is None:
+                return "big_integer"
             return type_
     return "string"
 
 
 def ok_count(counts: Mapping[str, int], type_: str) -> int:
-    """Number of values among per-class ``counts`` that parse as ``type_``."""
+    """Number of values among per-class ``counts`` (:data:`CLASSES`) that parse as ``type_``."""
     return sum(n for cls, n in counts.items() if cls in ACCEPTS[type_])
 
 
@@ -173,7 +235,7 @@ def infer_from_counts(counts: Mapping[str, int]) -> str:
     """Pick a column type from the number of non-null values in each class.
 
     Args:
-        counts: Class name (see :func:`classify`) to number of values.
+        counts: Class (see :func:`classify`) to number of values.
 
     Returns:
         The narrowest type accepting at least :data:`THRESHOLD` of the values.
@@ -233,6 +295,20 @@ def _null_fast(x: str) -> str:
     return f"({x} IS NULL OR {_in(x, NULL_TOKENS)})"
 
 
+def _check_formatted(t: str, type_: str, fmt: Format) -> str:
+    """SQL: typed value of the trimmed text ``t`` written in ``fmt``, NULL when it does not fit."""
+    if fmt.pattern:
+        parsed = f"try_strptime({t}, {quote_literal(fmt.pattern)})"
+        # DuckDB reads year 0000 as 1 BC; Python refuses it: no date before 0001-01-01.
+        typed = f"CAST({parsed} AS {DUCKDB_TYPES[type_]})"
+        return (
+            f"CASE WHEN regexp_full_match({t}, {quote_literal(fmt.date_regex())}) AND {parsed}"
+            f" >= TIMESTAMP '0001-01-01' THEN {typed} END"
+        )
+    plain = _check_cast(fmt.sql_plain_number(t), type_)
+    return f"CASE WHEN regexp_full_match({t}, {quote_literal(fmt.number_regex())}) THEN {plain} END"
+
+
 def _check_cast(t: str, type_: str) -> str:
     """SQL: typed value of the clean text ``t``, NULL when it does not fit ``type_``."""
     if type_ == "boolean":
@@ -244,12 +320,20 @@ def _check_cast(t: str, type_: str) -> str:
         return t
     cond = f"regexp_full_match({t}, '{_REGEX[type_]}')"
     cast = f"TRY_CAST({t} AS {DUCKDB_TYPES[type_]})"
-    if type_ == "float":
-        wide = f"(regexp_full_match({t}, '{_DIGITS_RE}') AND TRY_CAST({t} AS BIGINT) IS NULL)"
-        return f"CASE WHEN {cond} AND NOT {wide} AND isfinite({cast}) THEN {cast} END"
+    if type_ == "float":  # DuckDB's VARCHAR of a double is its shortest text, as repr
+        # Up to 15 characters (15 digits) a normal double always reads back: compare only longer
+        # texts and the tiny ones (1e-400 underflows).
+        short = f"strlen({t}) <= 15 AND abs({cast}) > 1e-300"
+        same = f"{_sql_digits(t)} = {_sql_digits(f'CAST({cast} AS VARCHAR)')}"
+        return f"CASE WHEN {cond} AND isfinite({cast}) AND ({short} OR {same}) THEN {cast} END"
     if type_ in ("date", "timestamp"):
         cond += f" AND NOT starts_with({t}, '0000')"
     return f"CASE WHEN {cond} THEN {cast} END"
+
+
+def _sql_digits(x: str) -> str:
+    """SQL: :func:`_digits` of the number text ``x``."""
+    return f"trim(translate(split_part(lower({x}), 'e', 1), '+-.', ''), '0')"
 
 
 # Fast paths: a cheap test on the raw text that accepts a subset of what the rule
@@ -260,61 +344,84 @@ def _fast(c: str, q: str, type_: str) -> tuple[str, str]:
     if type_ == "integer":
         return f"TRY_CAST({c} AS BIGINT)", f"CAST({q} AS VARCHAR) = {c}"
     if type_ == "float":
-        # Only short plain decimals take the fast path: no leading zero, at most 18
-        # characters (so never a whole number beyond 64 bits); the rest is checked exactly.
+        # Only short plain decimals take the fast path: no leading zero, at most 15
+        # characters (so at most 15 digits: a double holds them); the rest is checked exactly.
         first, second = f"ascii({c})", f"ascii(substr({c}, 2, 1))"
         starts_well = (  # 1-9, '.', '0' not followed by a digit, '-' then 1-9
             f"({first} BETWEEN 49 AND 57 OR {first} = 46 OR ({first} = 48 AND NOT {second} "
             f"BETWEEN 48 AND 57) OR ({first} = 45 AND {second} BETWEEN 49 AND 57))"
         )
         guard = (
-            f"strlen({c}) <= 18 AND {starts_well} AND NOT contains({c}, '_') "
+            f"strlen({c}) <= 15 AND {starts_well} AND NOT contains({c}, '_') "
             f"AND NOT contains({c}, '+-')"
         )
-        return f"CASE WHEN {guard} THEN TRY_CAST({c} AS DOUBLE) END", f"isfinite({q})"
+        # An exponent may underflow (1e-400 is no double): tiny values and zeros go the exact
+        # way (an OR that lets zeros through here cost a quarter of the column's time).
+        return (
+            f"CASE WHEN {guard} THEN TRY_CAST({c} AS DOUBLE) END",
+            f"isfinite({q}) AND abs({q}) > 1e-300",
+        )
     if type_ == "date":
         return f"TRY_CAST({c} AS DATE)", f"CAST({q} AS VARCHAR) = {c}"
     return _check_cast(c, type_), f"{q} IS NOT NULL"
 
 
-def sql_parse_select(columns: Sequence[tuple[str, str]], source: str) -> str:
+def sql_parse_select(
+    columns: Sequence[tuple[str, str]], source: str, formats: Sequence[Format] | None = None
+) -> str:
     """SELECT parsing raw VARCHAR columns of ``source`` into typed values.
 
     Args:
         columns: ``(expression, type)`` per output column ``i``; the expression reads
             the raw text from ``source``.
         source: Relation (table function, table or parenthesised query).
+        formats: How each column writes its values (default: the plain rules).
 
     Returns:
         A query with, per column ``i``: ``c{i}`` (raw text), ``p{i}`` (typed value, NULL
         for nulls and misfits) and ``f{i}`` (true for a non-null value that does not
         fit the type), in ``source`` order.
     """
-    lvl0, lvl1, lvl2, lvl3, lvl4 = [], [], [], [], []
+    # Each level computes what the next needs once, so an expression is written (and planned)
+    # once per column: the trimmed text ``t`` is computed only where the fast path did not
+    # accept the value, and every later test reads it by name.
+    levels: list[list[str]] = [[] for _ in range(7)]
+    lvl0, lvl1, lvl2, lvl3, lvl4, lvl5, lvl6 = levels
     for i, (expr, type_) in enumerate(columns):
-        c, n, q, p = f"c{i}", f"n{i}", f"q{i}", f"p{i}"
+        c, n, q, a, t, p = f"c{i}", f"n{i}", f"q{i}", f"a{i}", f"t{i}", f"p{i}"
         lvl0.append(f"{expr} AS {c}")
         lvl1.append(f"{c}, {_null_fast(c)} AS {n}")
         if type_ == "string":
-            lvl2.append(f"{c}, {n}, NULL AS {q}")
-            lvl3.append(
-                f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {_padded(c)} AND "
+            for level in (lvl2, lvl3, lvl4):
+                level.append(f"{c}, {n}")
+            lvl5.append(
+                f"{c}, CASE WHEN {n} THEN NULL WHEN {_padded(c)} AND "
                 f"{_in(_trim(c), NULL_TOKENS)} THEN NULL ELSE {c} END AS {p}"
             )
-            lvl4.append(f"{c}, {p}, false AS f{i}")
+            lvl6.append(f"{c}, {p}, false AS f{i}")
             continue
-        pre, accept = _fast(c, q, type_)
-        lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
-        lvl3.append(
-            f"{c}, {n}, CASE WHEN {n} THEN NULL WHEN {accept} THEN {q} "
-            f"ELSE {_check_cast(_trim(c), type_)} END AS {p}"
-        )
+        fmt = formats[i] if formats else PLAIN
+        if fmt:  # no fast path: every value goes through its format
+            lvl2.append(f"{c}, {n}, NULL AS {q}")
+            lvl3.append(f"{c}, {n}, {q}, false AS {a}")
+            check = _check_formatted(t, type_, fmt)
+        else:
+            pre, accept = _fast(c, q, type_)
+            lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
+            lvl3.append(f"{c}, {n}, {q}, NOT {n} AND coalesce({accept}, false) AS {a}")
+            check = _check_cast(t, type_)
         lvl4.append(
+            f"{c}, {n}, {q}, {a}, CASE WHEN {n} OR {a} THEN NULL ELSE {_trim(c)} END AS {t}"
+        )
+        lvl5.append(
+            f"{c}, {n}, {t}, CASE WHEN {n} THEN NULL WHEN {a} THEN {q} ELSE {check} END AS {p}"
+        )
+        lvl6.append(
             f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
-            f"WHEN {_in(_trim(c), NULL_TOKENS)} THEN false ELSE true END AS f{i}"
+            f"WHEN {_in(t, NULL_TOKENS)} THEN false ELSE true END AS f{i}"
         )
     query = f"SELECT {', '.join(lvl0)} FROM {source}"
-    for level in (lvl1, lvl2, lvl3, lvl4):
+    for level in (lvl1, lvl2, lvl3, lvl4, lvl5, lvl6):
         query = f"SELECT {', '.join(level)} FROM ({query})"
     return query
 
@@ -325,12 +432,21 @@ def sql_trimmed(x: str) -> str:
 
 
 def sql_classify(t: str) -> str:
-    """SQL giving the narrowest type name of a :func:`sql_trimmed` value (NULL for nulls).
+    """SQL giving the narrowest class (:func:`classify`) of a :func:`sql_trimmed` value (NULL
+    for nulls).
 
     Slower than :func:`sql_parse_select` (it tries every type); ``validate`` runs it on a sample
     and only falls back to the whole file when the sample cannot settle a column.
     """
+
+    def then(type_: str) -> str:
+        if type_ != "integer":
+            return f"'{type_}'"
+        # Up to 15 characters an integer is a double's; longer ones are checked.
+        exact = f"strlen({t}) <= 15 OR ({_check_cast(t, 'float')}) IS NOT NULL"
+        return f"CASE WHEN {exact} THEN 'integer' ELSE 'big_integer' END"
+
     whens = " ".join(
-        f"WHEN ({_check_cast(t, type_)}) IS NOT NULL THEN '{type_}'" for type_ in TYPES[:-1]
+        f"WHEN ({_check_cast(t, type_)}) IS NOT NULL THEN {then(type_)}" for type_ in TYPES[:-1]
     )
     return f"CASE WHEN {t} IS NULL OR {_in(t, NULL_TOKENS)} THEN NULL {whens} ELSE 'string' END"

@@ -1,7 +1,10 @@
 """The ``validate`` step: type the CSV, split it into valid rows and quarantined rows.
 
 Outputs (in ``--output``): ``valid.parquet`` (typed columns, input column and row order),
-``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json``.
+``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json`` (the counts, the
+``columns`` and their types, the ``formats`` the schema declared, and the ``fallbacks``: inferred
+``string`` columns a typed reading would type, with the ``--schema`` line for each; see
+:mod:`flows.steps.fallbacks`).
 
 How it works (row work runs in DuckDB, multi-threaded; Python touches only odd records):
 
@@ -30,8 +33,9 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    fields, the record-by-record path below takes over, so that its values do not count
    in the type inference.
 6. **Record-by-record path**: when the file's records do not all end with LF or all with
-   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, or when the numbers
-   do not agree (e.g. a record DuckDB skipped without a word), each
+   CRLF (CR-only or mixed line ends), when DuckDB cannot read the file, when the numbers
+   do not agree (e.g. a record DuckDB skipped without a word), or when DuckDB accepted a
+   record whose quotes it reads otherwise (:attr:`~flows.steps._records.RecordScan.odd_quotes`), each
    record of the scan is parsed in Python (``csv``), the ones with a wrong number of
    fields, bad quoting, invalid UTF-8 or over :data:`~flows.steps._csv.MAX_RECORD_BYTES`
    are quarantined, and the others are written to a clean copy that DuckDB types.
@@ -52,10 +56,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.steps import _records
+from flows.steps import _records, fallbacks
 from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
 from flows.steps._io import atomic_path, ensure_dir, write_json
-from flows.steps.schema import load_schema
+from flows.steps.formats import PLAIN, Format
+from flows.steps.schema import SchemaEntry, load_schema
 from flows.steps.types import (
     TYPES,
     infer_from_counts,
@@ -63,6 +68,7 @@ from flows.steps.types import (
     ok_count,
     quote_ident,
     quote_literal,
+    rounded,
     sql_classify,
     sql_parse_select,
     sql_trimmed,
@@ -75,17 +81,14 @@ SAMPLE_MIN = 100_000
 SAMPLE_MARGIN = 1.2
 #: Largest extension of the sample, as a share of the records; beyond, the whole file.
 SAMPLE_MAX_SHARE = 0.25
-MAX_GROUP_VALUES = 50
 BATCH_COLUMNS = 100
 #: The temp table of the typed pass (see :func:`_write_staging`).
 STAGE = "staging"
 #: Widest file whose classes are counted column by column (wider: unpivoted).
 WIDE_CLASSIFY = 32
-#: Columns whose distinct values are counted at once (each needs its own hash table).
-DISTINCT_BATCH = 16
 _ARTICLE = {"boolean": "a", "integer": "an", "float": "a", "date": "a", "timestamp": "a"}
 _REJECT_REASON = {
-    "UNQUOTED VALUE": "malformed quoting (a quote inside an unquoted field or an unclosed quote)",
+    "UNQUOTED VALUE": "malformed quoting (text after a closing quote, or an unclosed quote)",
     "INVALID ENCODING": "not valid UTF-8",
     "LINE SIZE OVER MAXIMUM": f"record is longer than {MAX_RECORD_BYTES >> 20} MiB",
 }
@@ -133,7 +136,7 @@ def _class_counts(
     Wider files have their values unpivoted into one column first, so the query has the
     same size for any number of columns (planning time would otherwise grow with it).
     """
-    rows = records_sql(path, n) + (f" LIMIT {int(limit)}" if limit else "")
+    rows = records_sql(path, n, "classes") + (f" LIMIT {int(limit)}" if limit else "")
     rows += f" OFFSET {int(offset)}" if offset else ""
     if n <= WIDE_CLASSIFY:
         trimmed = ", ".join(f"{sql_trimmed(f'c{i}')} AS t{i}" for i in range(n))
@@ -154,9 +157,13 @@ def _class_counts(
     return int(got), counts
 
 
-def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> str:
+def _staging_select(
+    types: Sequence[str], formats: Sequence[Format], cols: Sequence[int], source: str
+) -> str:
     """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``."""
-    parsed = sql_parse_select([(f"c{i}", types[i]) for i in cols], source)
+    parsed = sql_parse_select(
+        [(f"c{i}", types[i]) for i in cols], source, [formats[i] for i in cols]
+    )
     # sql_parse_select numbers its outputs 0..len(cols)-1; map them back to column indexes.
     typed = [(j, i) for j, i in enumerate(cols) if types[i] != "string"]
     if typed:
@@ -172,7 +179,9 @@ def _staging_select(types: Sequence[str], cols: Sequence[int], source: str) -> s
     return f"SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})"
 
 
-def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: str) -> None:
+def _write_staging(
+    con: Any, path: Path, types: Sequence[str], formats: Sequence[Format], work: Path, rej: str
+) -> None:
     """Typed pass into table :data:`STAGE`: every value parsed into ``p0..``, the failing
     columns of each row (``_fails``) and the first failing value (``_badval``).
 
@@ -183,7 +192,7 @@ def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: 
     """
     n = len(types)
     if n <= BATCH_COLUMNS:
-        select = _staging_select(types, range(n), records_sql(path, n, rej))
+        select = _staging_select(types, formats, range(n), records_sql(path, n, rej))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {select}")
         return
     con.execute(
@@ -194,7 +203,7 @@ def _write_staging(con: Any, path: Path, types: Sequence[str], work: Path, rej: 
         cols = range(lo, min(n, lo + BATCH_COLUMNS))
         source = f"(SELECT {', '.join(f'c{i}' for i in cols)} FROM raw_records)"
         part = work / f"staging-{b}.parquet"
-        select = _staging_select(types, cols, source)
+        select = _staging_select(types, formats, cols, source)
         select = select.replace("AS _fails,", f"AS _fails{b},").replace(
             "AS _badval FROM", f"AS _badval{b} FROM"
         )
@@ -282,14 +291,17 @@ def _extension(
 
 
 def _typed(
-    con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, str], k: int,
+    con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, SchemaEntry], k: int,
     work: Path, log: Callable[[str], None],
 ) -> tuple[list[str], str, int]:  # fmt: skip
     """Infer the types and fill the staging table. Returns (types, reject table, rows)."""
     n = len(columns)
     got, sample = _class_counts(con, path, n, k)
-    types = [fixed.get(c) or infer_from_counts(sample[i]) for i, c in enumerate(columns)]
-    _write_staging(con, path, types, work, "rej1")
+    formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
+    types = [
+        fixed[c].type if c in fixed else infer_from_counts(sample[i]) for i, c in enumerate(columns)
+    ]
+    _write_staging(con, path, types, formats, work, "rej1")
     rows, nonnull, fails = _staging_stats(con, n)
 
     def unsettled() -> list[int]:
@@ -308,8 +320,11 @@ def _typed(
     if got >= k and unsettled():
         log(f"validate: sample of {k} rows not conclusive; classifying the whole file")
         full = _class_counts(con, path, n, None)[1]
-        types = [fixed.get(c) or infer_from_counts(full[i]) for i, c in enumerate(columns)]
-        _write_staging(con, path, types, work, "rej2")
+        types = [
+            fixed[c].type if c in fixed else infer_from_counts(full[i])
+            for i, c in enumerate(columns)
+        ]
+        _write_staging(con, path, types, formats, work, "rej2")
         rows = _staging_stats(con, n)[0]
         return types, "rej2", rows
     return types, "rej1", rows
@@ -416,10 +431,14 @@ def _normalize(scan: _records.RecordScan, n: int, target: Path) -> _Plan:
     return plan
 
 
-def _mismatch(name: str, type_: str, value: str) -> str:
+def _mismatch(name: str, type_: str, value: str, fmt: Format = PLAIN) -> str:
     """The reason of a value that does not fit its column's type."""
     shown = value if len(value) <= 80 else value[:77] + "..."
-    return f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+    reason = f"column {name!r}: '{shown}' is not {_ARTICLE[type_]} {type_}"
+    if fmt:
+        return f"{reason} written with {fmt}"
+    double = rounded(value) if type_ == "float" else None
+    return f"{reason} (a float would make it {double})" if double else reason
 
 
 def _raw_text(raw: bytes) -> str:
@@ -428,7 +447,12 @@ def _raw_text(raw: bytes) -> str:
 
 
 def _reasons(
-    con: Any, plan: _Plan, columns: Sequence[str], types: Sequence[str], stage: str
+    con: Any,
+    plan: _Plan,
+    columns: Sequence[str],
+    types: Sequence[str],
+    formats: Sequence[Format],
+    stage: str,
 ) -> dict[int, str]:
     """Record index -> reason of every quarantined record; creates temp table ``extras``.
 
@@ -436,7 +460,7 @@ def _reasons(
     bad = con.execute(
         f"SELECT rid, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
     ).fetchall()
-    by_rid = {int(r): _mismatch(columns[k], types[k], str(v)) for r, k, v in bad}
+    by_rid = {int(r): _mismatch(columns[k], types[k], str(v), formats[k]) for r, k, v in bad}
     by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
     rids = sorted(by_rid)
     reasons = dict(plan.skipped)
@@ -465,33 +489,6 @@ def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], tar
             record = records[index]
             writer.writerow([record.line, reasons[index], _raw_text(record.raw)])
     return len(reasons)
-
-
-def _group_candidates(
-    con: Any, valid: Path, columns: Sequence[str], types: Sequence[str]
-) -> list[str]:
-    """String columns with 2 to 50 distinct values (counted in batches of columns, so the
-    distinct-value tables of a wide file never all exist at once)."""
-    strings = [c for c, t in zip(columns, types, strict=True) if t == "string"]
-    path = quote_literal(str(valid))
-    found: list[str] = []
-    for lo in range(0, len(strings), DISTINCT_BATCH):
-        batch = strings[lo : lo + DISTINCT_BATCH]
-        approx = con.execute(
-            "SELECT "
-            + ", ".join(f"approx_count_distinct({quote_ident(c)})" for c in batch)
-            + f" FROM read_parquet({path})"
-        ).fetchone()
-        maybe = [c for c, a in zip(batch, approx, strict=True) if a <= 2 * MAX_GROUP_VALUES]
-        if not maybe:
-            continue
-        exact = con.execute(
-            "SELECT "
-            + ", ".join(f"count(DISTINCT {quote_ident(c)})" for c in maybe)
-            + f" FROM read_parquet({path})"
-        ).fetchone()
-        found += [c for c, d in zip(maybe, exact, strict=True) if 2 <= d <= MAX_GROUP_VALUES]
-    return found
 
 
 def run(
@@ -562,6 +559,11 @@ def run(
             # DuckDB read those records without their trailing empty fields and counted
             # their values when inferring the types; the clean copy leaves them out.
             plan = None
+        if plan is not None and any(k not in plan.skipped for k in scan.odd_quotes):
+            # DuckDB accepted a record whose quotes it reads otherwise than RFC 4180 (a
+            # quote after a blank opens quoting for it; text after a closing quote may be
+            # kept): its values would not be the file's.
+            plan = None
         if plan is None:
             log("validate: reading the file record by record")
             clean = work / "records.csv"
@@ -574,7 +576,8 @@ def run(
             if rows != len(plan.kept):
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
         stage = _numbered(con)
-        reasons = _reasons(con, plan, columns, types, stage)
+        formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
+        reasons = _reasons(con, plan, columns, types, formats, stage)
         writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         # A filter keeps the input order (insertion order is preserved): no sort. The NOT IN
@@ -593,12 +596,14 @@ def run(
                     f"row accounting broken: input_rows={input_rows} != valid_rows={valid} + "
                     f"quarantined_rows={quarantined}; this is a bug"
                 )
+        fell_back = fallbacks.explain(con, stage, columns, types, set(fixed))
         result = {
             "input_rows": input_rows,
             "valid_rows": int(valid),
             "quarantined_rows": quarantined,
             "columns": dict(zip(columns, types, strict=True)),
-            "group_by_candidates": _group_candidates(con, out / "valid.parquet", columns, types),
+            "formats": {c: str(e.format) for c, e in fixed.items() if e.format},
+            "fallbacks": fell_back,
         }
     finally:
         pool.shutdown(cancel_futures=True)
@@ -606,4 +611,7 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
     write_json(out / "validate.json", result)
     log(f"validate: {input_rows} rows, {valid} valid, {quarantined} quarantined")
+    for entry in fell_back:
+        log(f"validate: column {entry['column']!r} is text: {entry['why']}; to type it, add to"
+            f" --schema: {entry['schema']}")  # fmt: skip
     return result

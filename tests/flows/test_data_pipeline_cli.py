@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +62,21 @@ def write(path: Path, data: bytes) -> Path:
         ),
         (lambda d: ["--group-by", "nope"], "not a column of the generated sample"),
         (
+            lambda d: [
+                "--input",
+                str(write(d / "wide.csv", ",".join(f"c{i}" for i in range(100_000)).encode())),
+            ],
+            "has 100000 columns; the pipeline reads at most 16384",
+        ),
+        (
+            lambda d: ["--input", str(write(d / "two.csv", b"id,a,b\n1,x,p\n2,y,q\n"))],
+            "cannot tell which column to group by: 'a', 'b' each have 2 to 50",
+        ),
+        (
+            lambda d: ["--input", str(write(d / "none.csv", b"id,v\n1,2\n2,3\n"))],
+            "no text column has 2 to 50 distinct values in the first 2 rows",
+        ),
+        (
             lambda d: ["--schema", str(write(d / "s.yaml", b"amount: money\n"))],
             "line 1",
         ),
@@ -85,6 +102,29 @@ def test_bad_input_exits_2_with_one_paragraph(
     done = run_cli(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_schema_that_is_not_a_regular_file_exits_2_at_once(tmp_path: Path, kind: str) -> None:
+    """--schema on a FIFO hung forever; on /dev/zero it took 14.8 GB in 15 s."""
+    if kind == "fifo":
+        schema = tmp_path / "s.yaml"
+        os.mkfifo(schema)
+    else:
+        schema = Path("/dev/zero") if kind == "device" else tmp_path / "folder"
+        if kind == "folder":
+            schema.mkdir()
+
+    def limit() -> None:  # an unbounded read fails this test instead of the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.data_pipeline", "--schema", str(schema)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False, preexec_fn=limit,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "--schema" in done.stderr and "not a regular file" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
 
 
@@ -119,6 +159,7 @@ def test_help_names_every_option(tmp_path: Path) -> None:
         (b'"a,b",c\n1,2\n', "a,b"),  # CSV quoting: one column named a,b
         (b'id,"x""y"\r1,2\r', 'x"y'),  # CR line ends, a doubled quote
         (",".join(f"column_{i:05d}" for i in range(8_000)).encode() + b"\n", "column_07999"),
+        (",".join(f"c{i}" for i in range(16_384)).encode() + b"\n", "c16383"),  # the limit
     ],
 )
 def test_the_header_is_read_by_the_steps_parser(tmp_path: Path, data: bytes, group_by: str) -> None:

@@ -277,10 +277,11 @@ def test_summarize_writes_summary_md_on_the_runs_one_engine_session(
     async def pipeline_tail() -> str | None:
         async with DaggerRunner(provision_timeout_s=5).session():
             manager = AgentManager.from_paths()
-            outcome = await summarize_results(
+            done = await summarize_results(
                 manager, report, "dagger", logging.getLogger("test"), load_settings()
             )
-        return None if outcome is None else outcome.state
+        assert done.written and done.path == report / "summary.md"
+        return None if done.outcome is None else done.outcome.state
 
     assert asyncio.run(pipeline_tail()) == "Completed"
     assert (report / "summary.md").read_text() == "1000 rows in, 7 quarantined.\n"
@@ -304,9 +305,10 @@ def test_summarize_without_a_key_is_skipped_with_one_line(
             manager, report, "dagger", logging.getLogger("test.summarize"), load_settings()
         )
     )
-    assert manager_ready is None
+    assert not manager_ready.written and manager_ready.outcome is None
     lines = [r.getMessage() for r in caplog.records if r.name == "test.summarize"]
     assert len(lines) == 1 and "--summarize skipped" in lines[0], lines
+    assert manager_ready.as_summary() == {"written": False, "path": None, "reason": lines[0]}
     assert "ANTHROPIC_API_KEY" in lines[0]
     assert engine.queries == [] and not (report / "summary.md").exists()
 

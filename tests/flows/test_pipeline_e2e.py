@@ -184,8 +184,15 @@ def test_cli_default_run_is_clean_and_exits_0(prefect_api_url: str, tmp_path: Pa
     assert len(view_at) == 1 and view_at[0].endswith(link.split()[-1]), view_at
     assert "/flow-runs/flow-run/" not in console and f"{base}/runs/" not in console, console
     assert (tmp_path / "o" / "summary.json").is_file()
-    skipped = [line for line in console.splitlines() if "--summarize" in line]
-    assert len(skipped) == 1 and "skipped" in skipped[0], console
+    # --summarize could not run: one log line says why, and the final summary says so too.
+    lines = console.splitlines()
+    logged = [x for x in lines if "--summarize skipped" in x and not x.startswith("Summary.md")]
+    assert len(logged) == 1, console
+    (final,) = [x for x in done.stdout.splitlines() if x.startswith("Summary.md:")]
+    assert final.startswith("Summary.md: not written: --summarize skipped (the results are"), final
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["summarize"]["written"] is False and summary["summarize"]["path"] is None
+    assert summary["summarize"]["reason"] == final.removeprefix("Summary.md: not written: ")
     assert not (tmp_path / "o" / "summary.md").exists()
 
 

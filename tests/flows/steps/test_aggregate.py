@@ -16,7 +16,7 @@ import pytest
 from flows.steps import aggregate
 from flows.steps._io import DataError
 
-from .conftest import Pipeline, quiet
+from .conftest import Pipeline, quiet, run_cli
 
 NULLS = {"", "NA", "N/A", "null", "NULL", "None"}
 NUMERIC = {"id": int, "amount": float, "quantity": int}
@@ -125,3 +125,29 @@ def test_missing_group_column_and_missing_parts(pipeline: Pipeline, tmp_path: Pa
 )  # fmt: skip
 def test_render(value: object, text: str) -> None:
     assert aggregate.render(value) == text
+
+
+def test_a_file_with_5000_numeric_columns_is_aggregated(tmp_path: Path) -> None:
+    """One GROUP BY over 5,000 columns of min/max/mean killed the step with SIGFPE (exit -8):
+    DuckDB dies when a group's aggregate states are wider than its 256 KiB block."""
+    parts = tmp_path / "parts" / "p0"
+    parts.mkdir(parents=True)
+    width = 5_000
+    cols = ", ".join(f"range * {i} + {i} AS c{i}" for i in range(width))
+    duckdb.sql(
+        f"COPY (SELECT 'g' || (range % 3) AS g, {cols}, range * 0.5 AS x FROM range(7))"
+        f" TO '{parts / 'part-00000.parquet'}' (FORMAT parquet)"
+    )
+    done = run_cli("aggregate", "--input-dir", str(tmp_path / "parts"), "--group-by", "g",
+                   "--output", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "out" / "aggregates.csv").open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert len(rows[0]) == 2 + 3 * (width + 1) and rows[0][-3:] == ["x_min", "x_max", "x_mean"]
+    assert [r[:2] for r in rows[1:]] == [["g0", "3"], ["g1", "2"], ["g2", "2"]]
+    g1 = dict(zip(rows[0], rows[2], strict=True))  # ranges 1 and 4
+    assert (g1["c4999_min"], g1["c4999_max"], g1["c4999_mean"]) == ("9998", "24995", "17496.5")
+    assert (g1["x_min"], g1["x_max"], g1["x_mean"]) == ("0.5", "2.0", "1.25")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "aggregate.json", "aggregates.csv",
+    ]  # fmt: skip

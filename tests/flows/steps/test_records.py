@@ -92,6 +92,30 @@ def test_integers_beyond_64_bits_keep_every_digit(tmp_path: Path) -> None:
     assert [r[0] for r in _valid(out)] == ids
 
 
+def test_64_bit_integers_beside_decimals_are_never_rounded(tmp_path: Path) -> None:
+    """1234567890123456789 became 1.2345678901234568e+18 in a column where a few values are
+    decimals, and distinct ids collapsed into one value: a float must hold every value."""
+    ids = [str(1234567890123456789 - i) for i in range(40)] + ["9007199254740993"]
+    values = ids + [f"{i}.5" for i in range(20)]
+    data = "id,g\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(values))
+    meta, out = _validate(tmp_path, data.encode())
+    assert meta["columns"]["id"] == "string" and meta["valid_rows"] == len(values)
+    assert [r[0] for r in _valid(out)] == values
+    # Where the column is a float, a value a double would change is refused, and says why.
+    values = [f"{i}.5" for i in range(150)] + ["9007199254740993"]
+    data = "id,g\n" + "".join(f"{v},{i % 2}\n" for i, v in enumerate(values))
+    meta, out = _validate(tmp_path, data.encode(), "floats.csv")
+    assert meta["columns"]["id"] == "float"
+    assert _quarantine(out) == [
+        (
+            152,
+            "column 'id': '9007199254740993' is not a float (a float would make it"
+            " 9007199254740992.0)",
+            "9007199254740993,0",
+        )
+    ]
+
+
 def test_raw_text_of_a_latin1_record_keeps_its_bytes_as_escapes(tmp_path: Path) -> None:
     rows = b"".join(b"%d,x%d\n" % (i, i) for i in range(20_000))  # past the 64 KiB sniff
     meta, out = _validate(tmp_path, b"a,b\n" + rows + b"20000,caf\xe9 cr\xe8me\n20001,y\n")
@@ -156,6 +180,46 @@ def test_a_wide_file_is_typed_in_column_batches(tmp_path: Path) -> None:
     assert valid[7] == tuple(8000 + i for i in range(n))
 
 
+def test_a_stray_quote_inside_an_unquoted_field_is_a_literal_quote(tmp_path: Path) -> None:
+    """RFC 4180: a quote opens quoting only at the start of a field. One stray quote used to
+    swallow the rest of the file into one quarantined record ("2 rows in")."""
+    good = b"".join(b"%d,k%d,%d.5\n" % (i, i % 5, i) for i in range(500_000))
+    meta, out = _validate(tmp_path, b'a,b,c\n2,b"x,2.0\n' + good)
+    assert (meta["input_rows"], meta["valid_rows"]) == (500_001, 500_001)
+    assert meta["columns"] == {"a": "integer", "b": "string", "c": "float"}
+    first = query(f"SELECT * FROM '{out / 'valid.parquet'}' LIMIT 2")
+    assert first == [(2, 'b"x', 2.0), (0, "k0", 0.5)]
+
+
+@pytest.mark.parametrize(
+    ("data", "valid", "quarantined"),
+    [
+        # stray quotes that DuckDB also reads literally: the fast path keeps them as written
+        (b'a,b\n1,12" pizza\n2,x"\n3,"q"\n', [(1, '12" pizza'), (2, 'x"'), (3, "q")], []),
+        # a quote after a blank at a field's start is literal (RFC 4180; DuckDB would strip it)
+        (b'a,b\n1, "x"\n2,y\n', [(1, ' "x"'), (2, "y")], []),
+        (b'a,b\n1, "x,y"\n2,y\n', [(2, "y")], [(2, "expected 2 fields, found 3", '1, "x,y"')]),
+        # ... so it does not open a quoted field across lines either
+        (b'a,b\n1, "x\n2,y"\n3,z\n', [(1, ' "x'), (2, 'y"'), (3, "z")], []),
+        # text after a closing quote is broken quoting, whatever DuckDB makes of it
+        (b'a,b\n1,"x"  \n2,y\n', [(2, "y")], [(2, "malformed quoting", '1,"x"  ')]),
+        (b'a,b\n1,"x" "z"\n2,y\n', [(2, "y")], [(2, "malformed quoting", '1,"x" "z"')]),
+    ],
+)
+def test_quotes_open_quoting_only_at_the_start_of_a_field(
+    tmp_path: Path,
+    data: bytes,
+    valid: list[tuple[Any, ...]],
+    quarantined: list[tuple[int, str, str]],
+) -> None:
+    rows = b"".join(b"%d,w\n" % i for i in range(10, 400))  # column b: string by any rule
+    meta, out = _validate(tmp_path, data + rows)
+    assert meta["columns"] == {"a": "integer", "b": "string"}
+    assert _valid(out)[: len(valid)] == valid
+    assert [(line, reason[: len(want)], raw) for (line, reason, raw), (_, want, _) in
+            zip(_quarantine(out), quarantined, strict=True)] == quarantined  # fmt: skip
+
+
 def test_rejected_records_after_blank_lines_keep_their_own_line(tmp_path: Path) -> None:
     # DuckDB reports such a reject at the blank lines' position; the scan finds the record.
     meta, out = _validate(tmp_path, b'a,b\n1,2\n\n\n3\n4,"x\ny"\n\n5\n6,7,8\n9,10\n')
@@ -182,6 +246,12 @@ _SCAN_CASES = [
     (b'a,b\n1,"x\ny"\n2,3\n', 2, 4, [], False, True, [1, 2, 4]),  # a quoted line end
     (b'a,b\n1,"x\n2,3', 1, 3, [], True, True, [1, 2]),  # ends inside quotes
     (b'a,b\n1,""', 1, 2, [1], False, False, [1, 2]),  # no final line end
+    (b'a,b\n1,x"\n2,3\n', 2, 3, [], False, False, [1, 2, 3]),  # a stray quote: literal
+    (b'a,b\n1,x"y\n2,"p\nq"\n3,4\n', 3, 5, [], False, True, [1, 2, 3, 5]),  # and a real one
+    (b'a,b\n1, "x\n2,3\n', 2, 3, [], False, False, [1, 2, 3]),  # after a blank: literal
+    (b'a,b\n1,"x"y"\n2,3\n', 2, 3, [], False, False, [1, 2, 3]),  # after a closing quote
+    (b'a,b\n1,"x""\n2,3', 1, 3, [], True, True, [1, 2]),  # an escaped quote, then unclosed
+    (b'\xef\xbb\xbf"a\nb",c\n1,2\n', 1, 3, [], False, True, [1, 3]),  # a BOM, a quoted name
 ]
 
 
@@ -209,6 +279,27 @@ def test_the_scan_is_the_same_for_every_block_size(
         assert scan.quoted_line_ends == quoted, size
         assert [r.line for r in scan.iter_records()] == starts, size
         assert [scan.line_of(i) for i in range(len(starts))] == starts, size
+
+
+@pytest.mark.parametrize(
+    ("data", "odd"),
+    [
+        (b'a,b\n1,x"y\n2,"z"\n', []),  # stray and regular quotes
+        (b'a,b\n1, "x"\n2,"z" \n3,"a""b"\n4,\t"q\n', [1, 2, 4]),  # DuckDB reads these otherwise
+        (b'a,b\n1,"p\nq"x\n2,3\n', [1]),  # text after a closing quote, on a multi-line record
+        (b' "a",b\n1,2\n', []),  # the header is not a record
+    ],
+)
+def test_records_that_duckdb_may_read_otherwise_are_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: bytes, odd: list[int]
+) -> None:
+    """A quote after blanks at a field's start, or text after a closing quote: DuckDB reads
+    some of these differently from RFC 4180, so validate must not take its reading of them."""
+    src = tmp_path / "in.csv"
+    src.write_bytes(data)
+    for size in range(1, len(data) + 2):
+        monkeypatch.setattr(_records, "BLOCK_BYTES", size)
+        assert _records.scan(src, 2).odd_quotes == odd, size
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from flows.steps import sample
+from flows.steps.group_by import choose_group_by
 
 from .conftest import SAMPLE_ROWS, Pipeline
 
@@ -91,6 +92,7 @@ def test_validate_infers_the_intended_types(pipeline: Pipeline) -> None:
         "signup_date": "date",
         "event_ts": "timestamp",
     }
-    assert meta["group_by_candidates"] == ["category"]
+    assert meta["fallbacks"] == [] and meta["formats"] == {}
+    assert choose_group_by(pipeline.csv).column == "category"
     ingest = json.loads((pipeline.ingest / "ingest.json").read_text())
     assert meta["quarantined_rows"] == ingest["malformed_rows"]  # exactly the malformed rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,8 @@ def test_unknown_column_lists_the_input_columns() -> None:
 def test_load_schema(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("b: date\n", encoding="utf-8")
-    assert load_schema(path, ["a", "b"]) == {"b": "date"}
-    with pytest.raises(DataError, match="not found"):
+    assert {k: e.type for k, e in load_schema(path, ["a", "b"]).items()} == {"b": "date"}
+    with pytest.raises(DataError, match="does not exist"):
         load_schema(tmp_path / "missing.yaml", ["a"])
 
 
@@ -88,6 +89,9 @@ YAML_CASES = [
     "a,b: string\n",
     "",
     "# only a comment\n",
+    "amount: float thousands=, currency=$\nprice: Float thousands=. decimal=,  # 1.200,50\n",
+    "d: date format=%m/%d/%Y\nts: timestamp format=%d.%m.%Y %H:%M:%S\n",
+    "'a: b': 'integer thousands=space'\nc: float currency=€ thousands='\n",
 ]
 
 
@@ -97,7 +101,10 @@ def test_accepted_files_read_the_same_under_pyyaml(text: str) -> None:
 
     entries = parse_schema(text, "s.yaml")
     loaded = yaml.safe_load(text) or {}
-    assert {k: str(v).lower() for k, v in loaded.items()} == {e.column: e.type for e in entries}
+    assert {k: str(v) for k, v in loaded.items()} == {e.column: e.written for e in entries}
+    for entry in entries:  # and the line written back reads as the same entry
+        (again,) = parse_schema(str(entry), "again.yaml")
+        assert (again.column, again.type, again.format) == (entry.column, entry.type, entry.format)
 
 
 REFUSED = [
@@ -123,6 +130,9 @@ REFUSED = [
     ('"a\\q": string\n', "not a YAML escape"),
     ("id: integer\x01\n", "U+0001"),
     ("id: integer\n...\nx: date\n", "after the '...'"),
+    ("amount: float thousands=x\n", "column 'amount': thousands=x is not a separator"),
+    ("d: date format=%m/%d/%y\n", "is not a pattern part"),
+    ("n: integer dollars\n", "'dollars' is not an option"),
 ]
 
 
@@ -170,3 +180,56 @@ def test_non_utf8_names_the_line_and_byte(tmp_path: Path) -> None:
     with pytest.raises(SchemaError) as info:
         read_schema(path)
     assert info.value.line == 2 and "byte 0xe9" in str(info.value) and "UTF-8" in str(info.value)
+
+
+def _read_within(path: Path, seconds: float = 20.0) -> str:
+    """What read_schema(path) raised (``DataError: ...``), or ``ok``, from a child process with
+    1 GiB of address space and a time limit: an unbounded read must fail this test, not
+    exhaust the machine's memory, and a blocking open must not hang the suite."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    code = (
+        "import sys\nfrom flows.steps.schema import read_schema\nfrom flows.steps._io import"
+        " DataError\ntry:\n    read_schema(sys.argv[1])\n    print('ok')\nexcept DataError as e:\n"
+        "    print(f'DataError: {e}')\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+            timeout=seconds, check=False, preexec_fn=limit,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"read_schema({path}) did not return within {seconds} s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_a_schema_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str) -> None:
+    """A FIFO blocked forever; /dev/zero was read until memory ran out (14.8 GB in 15 s)."""
+    if kind == "fifo":
+        path = tmp_path / "s.yaml"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero") if kind == "device" else tmp_path
+    error = _read_within(path)
+    assert error.startswith("DataError: ") and "not a regular file" in error, error
+
+
+def test_a_schema_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    from flows.steps.schema import MAX_SCHEMA_BYTES
+
+    path = tmp_path / "s.yaml"
+    lines = [b"c%06d: integer   # %s\n" % (i, b"x" * 100) for i in range(20_000)]
+    text = b"".join(lines)[:MAX_SCHEMA_BYTES]
+    text = text[: text.rindex(b"\n") + 1]
+    path.write_bytes(text + b"# " + b"y" * (MAX_SCHEMA_BYTES - len(text)) + b"\n")
+    error = _read_within(path)
+    assert error.startswith("DataError: ") and "larger than 2 MiB" in error, error
+    path.write_bytes(text)  # under the limit: read
+    assert read_schema(path)[-1].column == f"c{text.count(b'integer') - 1:06d}"

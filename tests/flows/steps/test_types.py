@@ -26,6 +26,13 @@ from flows.steps import types as T
         (["9223372036854775808", "1"], "string"),  # beyond 64 bits: a double would round it
         ([str(10**22 + i) for i in range(30)], "string"),
         (["1.5", "12345678901234567890123"], "string"),
+        # a float must read back as the same number: 64-bit integers beyond 2**53 do not
+        (["1234567890123456789", "1234567890123456788", "1.5"], "string"),
+        (["9007199254740993", "1.5", "2.5"], "string"),
+        (["9007199254740993", "1"], "integer"),
+        (["9007199254740992", "1.5"], "float"),  # 2**53 is a double
+        (["0.30000000000000004", "0.1", "1e23"], "float"),  # 17 digits that read back
+        (["0.12345678901234567891", "0.5"], "string"),  # 20 digits do not
         (["2024-02-29", "2023-01-01"], "date"),
         (["2023-02-30", "2023-01-01"], "string"),  # not a real date: 50% misfits
         (["2023-01-01 10:00:00", "2023-01-02T11:30:00.5"], "timestamp"),
@@ -85,6 +92,12 @@ def test_not_null_tokens(text: str) -> None:
         ("1e3", "float", 1000.0),
         ("+-5", "float", None),
         ("1e999", "float", None),
+        ("9007199254740993", "float", None),  # the double would be ...992
+        ("9007199254740993", "integer", 9007199254740993),
+        ("-9007199254740992", "float", -9007199254740992.0),
+        ("0.1234567890123456789", "float", None),
+        ("1e-400", "float", None),  # the double would be 0
+        ("1.000000000000000000000", "float", 1.0),  # zeros are not digits that change
         ("2023-1-5", "date", None),
         ("0000-01-01", "date", None),
         ("2024-02-29", "date", dt.date(2024, 2, 29)),
@@ -96,6 +109,15 @@ def test_not_null_tokens(text: str) -> None:
 )
 def test_parse_value(text: str, type_: str, value: object) -> None:
     assert T.parse_value(text, type_) == value
+
+
+def test_an_integer_a_double_cannot_hold_is_a_class_of_its_own() -> None:
+    assert T.classify("9007199254740993") == "big_integer"
+    assert T.classify("9007199254740992") == "integer"
+    assert T.classify("-1234567890123456789") == "big_integer"
+    assert T.infer_from_counts({"big_integer": 3, "integer": 97}) == "integer"
+    assert T.infer_from_counts({"big_integer": 2, "float": 98}) == "string"
+    assert T.infer_from_counts({"big_integer": 1, "float": 99}) == "float"
 
 
 def test_classify_is_the_narrowest_type() -> None:
@@ -122,6 +144,12 @@ def _tricky_values() -> list[str]:
         "02134", "-007", "+0", "0.5", "00.5", "-0.5", "-01.5", "1e05", "0e0", " 0012 ",
         "10000000000000000000000", "-10000000000000000000000.0", "123456789012345678",
         "1234567890123456789", "12345678901234567.5",
+        "9007199254740993", "9007199254740992", "-9007199254740993", "18014398509481985",
+        "0.30000000000000004", "0.1234567890123456789", "1e23", "1e-400", "4.9e-324",
+        "1.7976931348623157e308", "1.7976931348623159e308", "123456789012345.6",
+        "1234567890123456.7", "12345.678901234567", "100000000000000000000.5", "1.50000",
+        "-0.000", "0.0000000000000000000001", "9223372036854775807.0", "3e-324", "5e-324",
+        "2.5e-308", "1e-300", "1e-301", "0e-400", "-1e-400", "1.5e-320",
     ]  # fmt: skip
     values += ["".join(t) for t in itertools.product("01.e+-_ ", repeat=3)]
     return values

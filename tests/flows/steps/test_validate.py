@@ -190,6 +190,18 @@ def test_broken_quoting_is_quarantined(write_csv: WriteCsv, tmp_path: Path) -> N
     assert result["valid_rows"] == 2
 
 
+def test_broken_quoting_does_not_hide_the_later_records_from_inference(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    """DuckDB's ``ignore_errors`` read drops every record after one like ``"q"z``: the types
+    were inferred from nothing (every column a string)."""
+    out = tmp_path / "v"
+    rows = "".join(f"{i},{i}.5\n" for i in range(300))
+    result = _run(write_csv('a,b\n1,"q"z\n' + rows), out)
+    assert result["columns"] == {"a": "integer", "b": "float"}
+    assert (result["valid_rows"], result["quarantined_rows"]) == (300, 1)
+
+
 def test_invalid_utf8_after_the_first_64_kib(tmp_path: Path) -> None:
     rows = [f"{i},x{i}" for i in range(20_000)]  # > 64 KiB: ingest's sniff does not see it
     path = tmp_path / "in.csv"
@@ -251,3 +263,47 @@ def test_staging_rows_are_numbered_in_input_order_with_or_without_rowid_gaps(gap
         con.close()
     assert rows == ([(0, 0), (1, 2), (2, 3), (3, 4)] if gap else [(i, i) for i in range(5)])
     assert ("row_number()" in stage) is gap
+
+
+ORDERS = Path(__file__).parents[1] / "fixtures" / "orders.csv"
+
+
+def test_text_columns_a_schema_line_would_type_are_reported_with_the_line(tmp_path: Path) -> None:
+    result = _run(ORDERS, tmp_path / "v")
+    assert [(f["column"], f["schema"], f["values"], f["would_type"]) for f in result["fallbacks"]] == [
+        ("order_date", "order_date: date format=%m/%d/%Y", 240, 240),
+        ("unit_price", "unit_price: float thousands=, currency=$", 231, 231),
+        ("amount", "amount: float thousands=,", 233, 233),
+    ]  # fmt: skip
+    declared = tmp_path / "s.yaml"
+    declared.write_text("unit_price: string\n", encoding="utf-8")  # the user chose: not reported
+    result = _run(ORDERS, tmp_path / "v2", schema_path=declared)
+    assert [f["column"] for f in result["fallbacks"]] == ["order_date", "amount"]
+
+
+def test_a_column_of_numbers_with_a_few_words_says_how_many_would_be_quarantined(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    values = [str(i) for i in range(190)] + ["abc"] * 6 + ["n/a"] * 4
+    rows = "".join(f"{v},{i},{i}\n" for i, v in enumerate(values))
+    result = _run(write_csv("qty,ratio,n\n" + rows), tmp_path / "v")
+    (entry,) = result["fallbacks"]
+    assert (entry["column"], entry["schema"]) == ("qty", "qty: integer")
+    assert entry["why"].startswith("95% of its values are integers, and inference needs 99%")
+    assert "(e.g. 'abc' is not one of them)" in entry["why"]
+    assert entry["why"].endswith("with the line, 10 of its 200 values would be quarantined")
+
+
+def test_a_second_reading_with_other_values_is_named(write_csv: WriteCsv, tmp_path: Path) -> None:
+    rows = "".join(f'"{i},{i * 7 % 1000:03d}",{i}\n' for i in range(1, 200))
+    result = _run(write_csv("total,n\n" + rows), tmp_path / "v")
+    (entry,) = result["fallbacks"]
+    assert entry["schema"] == "total: integer thousands=,"
+    assert entry["other"].startswith("total: float") and "decimal=," in entry["other"]
+    assert f"also reads as another value with '{entry['other']}'" in entry["why"]
+
+
+def test_codes_and_names_are_text_and_not_reported(write_csv: WriteCsv, tmp_path: Path) -> None:
+    rows = "".join(f"0{i:04d},Person {i},{i}\n" for i in range(300))
+    result = _run(write_csv("zip,name,n\n" + rows), tmp_path / "v")
+    assert result["columns"]["zip"] == "string" and result["fallbacks"] == []
