@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     engine_limit: str | None = Field(
         default=None,
         description="Name of a Prefect global concurrency limit every step takes one slot of while"
-        " it uses the engine. `python -m flows.deploy` sets it for the runs of its deployments;"
+        " it uses the engine. `python -m flows.ops.deploy` sets it for the runs of its deployments;"
         " unset: no limit.",
     )
     # -- files and folders -----------------------------------------------------------------
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL of this documentation site in CLI messages and UI links"
         " (`<url>troubleshooting/#<anchor>`). Unset: the site the local Prefect server serves"
-        " beside its UI (`http://127.0.0.1:4201/` by default; `python -m flows.local_server"
+        " beside its UI (`http://127.0.0.1:4201/` by default; `python -m flows.server.local_server"
         " status` shows it), else `http://127.0.0.1:8000/` (`mkdocs serve`). Set it when the"
         " docs are published elsewhere.",
     )

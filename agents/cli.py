@@ -112,7 +112,7 @@ def _check_outputs(items: Sequence[str]) -> None:
 def _list(settings: Settings) -> int:
     from adapters.breaker import get_breaker
     from agents.recent import read_recent_runs
-    from flows.local_server import prefect_api  # the one choice of API every command makes
+    from flows.server.local_server import prefect_api  # the one choice of API every command makes
 
     agents, problems = load_definitions(default_paths(settings.agent_paths()))
     api = prefect_api(mode=settings.prefect_server)
@@ -183,7 +183,7 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         raise _Usage(str(exc)) from None
     if any(agent.secrets for agent in candidates):
         # Steps with secrets are cached under the installation key: a bad key stops us here.
-        from flows.installation_key import check_installation_key
+        from flows.runtime.installation_key import check_installation_key
 
         try:
             note = check_installation_key(settings.installation_key_file)
@@ -198,12 +198,12 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
         )
         _fail(f"agent run {ns.target!r} refused before anything ran: {why}", EXIT_FAILED)
 
-    from flows.console import docs_url, quiet_prefect_defaults, run_flow_quietly
+    from flows.ui.console import docs_url, quiet_prefect_defaults, run_flow_quietly
 
     quiet_prefect_defaults(settings)
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_NoTracebackForOurErrors())
-    from flows.agent_run import agent_run
+    from flows.runtime.agent_run import agent_run
 
     state: Any = run_flow_quietly(
         lambda: agent_run(

@@ -8,7 +8,7 @@ Agents able to do a capability are ranked by health:
    runs yet counts as fully successful);
 3. then their declared ``priority`` (higher first), then their name.
 
-:func:`flows.agent_run.run_agent` tries them in that order, with fallback. This module is the
+:func:`flows.runtime.agent_run.run_agent` tries them in that order, with fallback. This module is the
 catalog only (select, rank, health, readiness): it never imports Prefect or ``flows``, so the
 layers point one way (flows -> agents -> adapters).
 
@@ -225,7 +225,7 @@ class AgentManager:
     def candidates(
         self, target: str, params: Mapping[str, ParamValue | None] | None = None
     ) -> list[AgentSpec]:
-        """Who :func:`flows.agent_run.run_agent` would try, in order: the agent named ``target``,
+        """Who :func:`flows.runtime.agent_run.run_agent` would try, in order: the agent named ``target``,
         or the agents able to do capability ``target`` ranked by health; only those that accept ``params``.
 
         Raises:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flows.agent_run import run_agent
-    from flows.console import quiet_prefect_defaults, run_flow_quietly
-    from flows.step_task import StepOutcome, execute_step, run_step
+    from flows.runtime.agent_run import run_agent
+    from flows.runtime.step_task import StepOutcome, execute_step, run_step
+    from flows.ui.console import quiet_prefect_defaults, run_flow_quietly
 
 __all__ = [
     "StepOutcome",

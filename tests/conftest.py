@@ -19,7 +19,7 @@ os.environ.setdefault("AIOP_CACHE_DIR", str(_HOME / "caches"))
 os.environ.setdefault("AIOP_INSTALLATION_KEY_FILE", str(_HOME / "installation.key"))
 os.environ.pop("PREFECT_API_URL", None)
 # Commands run without PREFECT_API_URL use Prefect's temporary server, never the local background
-# server the main job keeps between runs (flows.local_server): a test run leaves nothing running.
+# server the main job keeps between runs (flows.server.local_server): a test run leaves nothing running.
 os.environ["AIOP_PREFECT_SERVER"] = "embedded"
 os.environ.pop("AIOP_BACKEND", None)
 

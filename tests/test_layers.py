@@ -3,7 +3,7 @@
 Every import is read from the source (function-level ones included, since a function-level import
 is an arrow all the same): adapters/ imports neither agents nor flows; agents/ never imports flows,
 except the agents CLI's ``run`` command, which starts the agent-run flow, and its ``list`` command,
-which asks the Prefect API that ``flows.local_server.prefect_api`` (every command's one choice)
+which asks the Prefect API that ``flows.server.local_server.prefect_api`` (every command's one choice)
 picks.
 """
 
@@ -63,6 +63,10 @@ def test_no_import_points_back_up(layer: str, above: set[str]) -> None:
 
 
 def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:
-    source = "def f():\n    from flows.step_task import execute_step\n"
+    source = "def f():\n    from flows.runtime.step_task import execute_step\n"
     [(function, node)] = _imports(ast.parse(source))
-    assert function == "f" and isinstance(node, ast.ImportFrom) and node.module == "flows.step_task"
+    assert (
+        function == "f"
+        and isinstance(node, ast.ImportFrom)
+        and node.module == "flows.runtime.step_task"
+    )

@@ -4,7 +4,7 @@ Every run here is the CLI as a new process, timed from spawn to exit, in an empt
 ``PREFECT_API_URL`` and no ``PREFECT_*``/``AIOP_*`` settings except a fresh ``PREFECT_HOME``, a
 fresh cache folder and ``PREFECT_SERVER_API_PORT`` (a free port, so that a server someone else
 runs on 4200 is not picked up). With nothing configured the CLI starts, or reuses, the local
-Prefect server of :mod:`flows.local_server` (adr/0016-default-run-prefect-server.md). In order:
+Prefect server of :mod:`flows.server.local_server` (adr/0016-default-run-prefect-server.md). In order:
 
 1. **first run on a fresh machine**: ``python -m flows.data_pipeline --rows 100000`` (the default
    size): it starts the local server (new database, migrations) while it imports, then runs.
@@ -36,7 +36,7 @@ from typing import Any
 from adapters.settings import Settings, variable_name
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
-from flows.local_server import client_environment, stop
+from flows.server.local_server import client_environment, stop
 
 __all__ = ["REPEAT_ROWS", "ROWS", "TARGET_RATIO", "TARGET_S", "run", "skipped"]
 

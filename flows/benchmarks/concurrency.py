@@ -31,7 +31,7 @@ from adapters.breaker import Breaker, BreakerPolicy
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
 from flows.benchmarks.step_overhead import run_subprocess, trivial_spec
-from flows.step_task import run_step
+from flows.runtime.step_task import run_step
 
 __all__ = ["CONCURRENT", "SLEEP_S", "TARGET_RATIO", "run"]
 

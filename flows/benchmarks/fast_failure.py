@@ -9,7 +9,7 @@ answers) and the breaker has ``BreakerPolicy(fail_max=3)``. Measured twice:
   breaker being open, in calls and milliseconds; then the time of each rejected call
   (:class:`~adapters.errors.CircuitOpenError` without touching the runner). This is the breaker's
   claim: target at most 5 ms per rejected call.
-* **step**: the same through :func:`~flows.step_task.execute_step` (what the agent manager, and so
+* **step**: the same through :func:`~flows.runtime.step_task.execute_step` (what the agent manager, and so
   the pipeline, calls) inside a flow run, on the process-wide ``engine:local`` breaker, with a
   retry policy of one attempt (with retries left, a step deliberately waits for the probe time of
   an open circuit). ``execute_step`` asks the breaker before creating the step's task run, so a
@@ -44,7 +44,7 @@ from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms
 from flows.benchmarks._report import Outcome, Row
 from flows.benchmarks.step_overhead import trivial_spec
-from flows.step_task import execute_step, run_step
+from flows.runtime.step_task import execute_step, run_step
 
 __all__ = ["PLAN", "POLICY", "TARGET_REJECT_MS", "run"]
 

@@ -34,7 +34,7 @@ from adapters.local_runner import LocalRunner
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms
 from flows.benchmarks._report import Outcome, Row
-from flows.step_task import run_step
+from flows.runtime.step_task import run_step
 
 __all__ = ["KINDS", "TARGET_ADDED_MS", "run"]
 

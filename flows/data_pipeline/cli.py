@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -21,14 +20,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings, variable_name
-from flows.console import docs_url, quiet_prefect_defaults
-from flows.data_pipeline.options import MAX_PARTITIONS, PipelineParameters
+from flows.data_pipeline.options import MAX_PARTITIONS, PipelineParameters, check_output_folder
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
+from flows.ui.console import docs_url, quiet_prefect_defaults
 
 if TYPE_CHECKING:
     from flows.steps.schema import SchemaEntry
 
-__all__ = ["RESULT_ENTRIES", "check_output_folder", "main", "parse_args"]
+__all__ = ["main", "parse_args"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: The most partitions the command line accepts (each one is a step process).
@@ -62,10 +61,7 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
             "Run the data pipeline: ingest a CSV (or a generated sample), validate it and quarantine"
             " bad rows, write typed partitioned Parquet, aggregate per group, and report."
         ),
-        epilog=(
-            "--serve (alone) serves the flow as a deployment on the Prefect server instead."
-            f" Guide: {docs_url('guides/data-pipeline/')}"
-        ),
+        epilog=f"Guide: {docs_url('guides/data-pipeline/')}",
     )
     src = parser.add_mutually_exclusive_group()
     src.add_argument("--input", metavar="PATH", help="CSV file to process (header line first)")
@@ -234,55 +230,6 @@ def _check_group_by(path: Path, declared: dict[str, SchemaEntry]) -> None:
 
 
 #: The entries a result writes into its output folder (globs per path component).
-RESULT_ENTRIES = ("summary.json", "aggregates.csv", "quarantine.csv", "data/part-*.parquet")
-
-
-def check_output_folder(
-    output: str | os.PathLike[str],
-    *,
-    input: str | None = None,
-    schema_file: str | None = None,
-    work_dir: str | None = None,
-    work_label: str | None = None,
-) -> None:
-    """Refuse an output folder (and a work folder) the pipeline may not write, before any step.
-
-    The pipeline writes into an absent or empty folder, or into a folder it owns (one that holds the
-    ``.aiop-manifest.json`` of an earlier result), where it replaces only the files it wrote. The
-    input and the schema may not be among those files, and the folder must be writable. The work
-    folder must be outside the output folder (step outputs kept between runs would fill the
-    result) and writable; ``work_label`` names it in messages (default ``--work-dir DIR``).
-
-    Raises:
-        InvalidInputError: one paragraph naming the folder, what is wrong and the fix.
-
-    Examples:
-        >>> import tempfile
-        >>> with tempfile.TemporaryDirectory() as tmp:
-        ...     check_output_folder(Path(tmp) / "new-results")
-    """
-    from adapters.ownership import check_destination, check_writable
-
-    if work_dir is not None:
-        work, out = Path(os.path.realpath(work_dir)), Path(os.path.realpath(output))
-        if work == out or work.is_relative_to(out):
-            where = "is the output folder" if work == out else "is inside the output folder"
-            raise InvalidInputError(
-                f"{work_label or f'--work-dir {work_dir}'} {where} --output {output}: the step"
-                " outputs kept there"
-                " between runs would fill the result. Give a work folder outside --output (the"
-                " default is .aiop/work)."
-            )
-    check_destination(
-        Path(output),
-        label=f"--output {output}",
-        reserved=RESULT_ENTRIES,
-        protect={"--input": input, "--schema": schema_file},
-    )
-    if work_dir is not None:
-        check_writable(Path(work_dir).absolute(), work_label or f"--work-dir {work_dir}")
-
-
 def _check_output(output: Path, ns: argparse.Namespace, work_label: str) -> None:
     try:
         check_output_folder(
@@ -322,11 +269,6 @@ def fail(message: str, code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m flows.data_pipeline``."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--serve"]:
-        from flows.serve import main as serve
-
-        return serve(args[1:])
     try:
         settings = load_settings()
         options = parse_args(argv, settings)
@@ -358,8 +300,8 @@ def _hold_output(output: Path, held: contextlib.ExitStack) -> None:
 def _run(options: PipelineParameters, settings: Settings) -> int:
     # Before Prefect is imported: a local server started here comes up while we import.
     server = quiet_prefect_defaults(settings, start=True).local
-    from flows.console import print_summary, run_flow_quietly
     from flows.data_pipeline.flow import PipelineFailed, data_pipeline
+    from flows.ui.console import print_summary, run_flow_quietly
 
     state = run_flow_quietly(
         lambda: data_pipeline(**options, settings=settings, return_state=True),

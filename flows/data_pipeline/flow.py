@@ -35,17 +35,16 @@ from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
-from flows.agent_run import run_agent
-from flows.artifacts import ProgressTracker, publish_failure, publish_summary
-from flows.console import flow_run_ui_url, use_docs_url
-from flows.crashed_runs import check_at_start
-from flows.data_pipeline.cli import check_output_folder
-from flows.data_pipeline.options import PipelineOptions, default_partitions
+from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
 from flows.data_pipeline.summarize import summarize_results
-from flows.history import current_record, publish_history, publish_metrics, rows_so_far
-from flows.step_task import StepOutcome, step_cache_key
+from flows.runtime.agent_run import run_agent
+from flows.runtime.step_task import StepOutcome, step_cache_key
+from flows.server.crashed_runs import check_at_start
 from flows.steps._environment import environment as step_environment
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
+from flows.ui.artifacts import ProgressTracker, publish_failure, publish_summary
+from flows.ui.console import flow_run_ui_url, use_docs_url
+from flows.ui.history import current_record, publish_history, publish_metrics, rows_so_far
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 

@@ -1,4 +1,5 @@
-"""The data pipeline's parameters (no Prefect import: the CLI checks them before Prefect starts).
+"""The data pipeline's parameters and the checks of its folders (no Prefect import: the CLI
+checks them before Prefect starts; the flow checks the folders again).
 
 The CLI checks its arguments into :class:`PipelineParameters`, the flow's plain keyword arguments
 (what the Prefect UI shows); the flow fills the defaults once into :class:`PipelineOptions`.
@@ -8,9 +9,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict
 
-__all__ = ["MAX_PARTITIONS", "PipelineOptions", "PipelineParameters", "default_partitions"]
+from adapters.errors import InvalidInputError
+
+__all__ = [
+    "MAX_PARTITIONS",
+    "RESULT_ENTRIES",
+    "PipelineOptions",
+    "PipelineParameters",
+    "check_output_folder",
+    "default_partitions",
+]
 
 #: The most Parquet partitions a run may ask for.
 MAX_PARTITIONS = 256
@@ -58,3 +69,52 @@ class PipelineOptions:
     chaos: str | None = None
     #: Why the run groups by ``group_by`` (given, the sample's column, or chosen from the input).
     group_by_reason: str = ""
+
+
+RESULT_ENTRIES = ("summary.json", "aggregates.csv", "quarantine.csv", "data/part-*.parquet")
+
+
+def check_output_folder(
+    output: str | os.PathLike[str],
+    *,
+    input: str | None = None,
+    schema_file: str | None = None,
+    work_dir: str | None = None,
+    work_label: str | None = None,
+) -> None:
+    """Refuse an output folder (and a work folder) the pipeline may not write, before any step.
+
+    The pipeline writes into an absent or empty folder, or into a folder it owns (one that holds the
+    ``.aiop-manifest.json`` of an earlier result), where it replaces only the files it wrote. The
+    input and the schema may not be among those files, and the folder must be writable. The work
+    folder must be outside the output folder (step outputs kept between runs would fill the
+    result) and writable; ``work_label`` names it in messages (default ``--work-dir DIR``).
+
+    Raises:
+        InvalidInputError: one paragraph naming the folder, what is wrong and the fix.
+
+    Examples:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     check_output_folder(Path(tmp) / "new-results")
+    """
+    from adapters.ownership import check_destination, check_writable
+
+    if work_dir is not None:
+        work, out = Path(os.path.realpath(work_dir)), Path(os.path.realpath(output))
+        if work == out or work.is_relative_to(out):
+            where = "is the output folder" if work == out else "is inside the output folder"
+            raise InvalidInputError(
+                f"{work_label or f'--work-dir {work_dir}'} {where} --output {output}: the step"
+                " outputs kept there"
+                " between runs would fill the result. Give a work folder outside --output (the"
+                " default is .aiop/work)."
+            )
+    check_destination(
+        Path(output),
+        label=f"--output {output}",
+        reserved=RESULT_ENTRIES,
+        protect={"--input": input, "--schema": schema_file},
+    )
+    if work_dir is not None:
+        check_writable(Path(work_dir).absolute(), work_label or f"--work-dir {work_dir}")

@@ -18,8 +18,8 @@ from typing import Any
 from adapters.errors import AiopError
 from adapters.settings import Settings
 from agents import AgentManager
-from flows.agent_run import run_agent
-from flows.step_outcome import StepOutcome
+from flows.runtime.agent_run import run_agent
+from flows.runtime.outcome import StepOutcome
 
 __all__ = ["CAPABILITY", "Summarized", "summarize_results"]
 

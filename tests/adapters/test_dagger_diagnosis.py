@@ -1,4 +1,4 @@
-"""flows.verify's engine check says which of runtime, CLI and engine image is missing.
+"""flows.ops.verify's engine check says which of runtime, CLI and engine image is missing.
 
 A script named ``docker`` on PATH stands in for the container runtime (it answers ``info`` and
 ``image inspect`` like the real one); the CLI is looked for where the SDK keeps it.
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from adapters.dagger_diagnosis import diagnose_engine
-from flows.verify import check_engine
+from flows.ops.verify import check_engine
 
 _DOCKER = f"""#!{sys.executable}
 import os, sys

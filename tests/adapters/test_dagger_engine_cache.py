@@ -27,7 +27,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
-from flows.step_task import StepOutcome, execute_step, run_step
+from flows.runtime.step_task import StepOutcome, execute_step, run_step
 from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
 from tests.fakes.session import ENGINE_ENV, short_runner, step_spec

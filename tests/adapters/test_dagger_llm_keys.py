@@ -27,7 +27,7 @@ from adapters.ownership import write_owned_file
 from adapters.selection import EngineProbe
 from agents.readiness import check_ready
 from agents.spec import AgentSpec
-from flows.llm_task import provider_breaker_name
+from flows.runtime.llm_task import provider_breaker_name
 from tests.fakes.dagger_engine import FakeDaggerEngine
 from tests.fakes.dagger_llm import Reply, save_file
 from tests.fakes.session import standin_session

@@ -322,7 +322,7 @@ class TestOneConnectionFailureInASharedSession:
         from prefect import flow
 
         from adapters.retry_policy import RetryPolicy
-        from flows.step_task import execute_step
+        from flows.runtime.step_task import execute_step
 
         first = {"a", "b"}
 

@@ -20,9 +20,9 @@ import pytest
 
 from adapters import StepResult
 from adapters.errors import AiopError
-from flows.artifacts import render_failure, render_summary
-from flows.serve import deployment_description
-from flows.step_task import StepOutcome
+from flows.ops.serve import deployment_description
+from flows.runtime.step_task import StepOutcome
+from flows.ui.artifacts import render_failure, render_summary
 
 DOCS = "http://docs.invalid/"
 #: Modules that define error classes; imported so the walk sees all of them.
@@ -90,7 +90,7 @@ def _rendered() -> dict[str, str]:
 def test_every_docs_link_of_the_ui_resolves_on_the_built_site(
     docs_site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("flows.console._docs_base", DOCS)  # use_docs_url, undone after the test
+    monkeypatch.setattr("flows.ui.console._docs_base", DOCS)  # use_docs_url, undone after the test
     texts = _rendered()
     assert len(texts) >= 12, sorted(texts)  # summary, description, unknown + >= 9 error classes
     checked: set[str] = set()

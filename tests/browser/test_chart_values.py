@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from adapters import StepResult
-from flows.artifacts import render_summary
-from flows.history import RunRecord, render_history
-from flows.step_task import StepOutcome
+from flows.runtime.step_task import StepOutcome
+from flows.ui.artifacts import render_summary
+from flows.ui.history import RunRecord, render_history
 from tests.browser._support import (
     PYTHON,
     ROOT,

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from flows._server_state import AUTH_FILE, read_state
-from flows.local_server import stop
+from flows.server._state import AUTH_FILE, read_state
+from flows.server.local_server import stop
 from tests.browser._support import PYTHON, ROOT, Offline
 from tests.processes import free_port
 

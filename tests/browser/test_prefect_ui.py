@@ -82,14 +82,16 @@ def runs(server: Server, docs_server: str) -> list[Run]:
 
 @pytest.fixture(scope="module")
 def deployment_id(server: Server, docs_server: str) -> str:
-    """The data-pipeline deployment of ``flows.serve`` registered on the server (not served)."""
+    """The data-pipeline deployment of ``flows.ops.serve`` registered on the server (not served)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.serve import deployments
+    from flows.ops.serve import deployments
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PREFECT_API_URL", server.api)
-        env.setattr("flows.console._docs_base", docs_server)  # used when the description is built
+        env.setattr(
+            "flows.ui.console._docs_base", docs_server
+        )  # used when the description is built
         with temporary_settings({PREFECT_API_URL: server.api}):
             (deployment,) = deployments()
             # _sync: under pytest-asyncio, Prefect's async_dispatch sees an event loop and

@@ -84,7 +84,7 @@ def test_the_failure_artifact_says_what_happened_in_a_full_sentence(
 def test_history_shows_the_rows_and_backend_of_a_run_that_failed_late(
     failed_run: dict[str, Any],
 ) -> None:
-    from flows.history import read_history
+    from flows.ui.history import read_history
 
     run_id = failed_run["summary"]["flow_run_id"]
     records = asyncio.run(read_history("data-pipeline", last=50))

@@ -1,10 +1,10 @@
-"""``python -m flows.deploy``: the pool, the engine limit and the deployment, idempotently."""
+"""``python -m flows.ops.deploy``: the pool, the engine limit and the deployment, idempotently."""
 
 from __future__ import annotations
 
 import pytest
 
-from flows.deploy import (
+from flows.ops.deploy import (
     DEFAULT_LIMIT_NAME,
     DEPLOYMENT_NAME,
     ENGINE_LIMIT_ENV,

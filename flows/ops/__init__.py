@@ -1,0 +1,1 @@
+"""Operating the platform: verify, deploy, serve, automations, the self-healing drill."""

@@ -1,0 +1,1 @@
+"""What a run shows: artifacts, charts, history, and what commands print."""
