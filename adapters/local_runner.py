@@ -21,7 +21,7 @@ A step's process group dies with the process that started it: a watcher process
 it ends on its own. Every staging folder
 (``.aiop-STEP.aiop-tmp-HOST-PID-TOKEN`` in the temporary folder, ``.NAME.aiop-tmp-...`` beside a
 destination) names the process that made it, and the next run removes those of processes that no
-longer run (:mod:`adapters._staging`).
+longer run (:mod:`adapters.ownership._staging`).
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from adapters._fs import check_outputs, host_mounts, move_into
 from adapters._reaper import forget, watch
-from adapters._space import tree_size
-from adapters._staging import remove_path, staging_path, sweep
 from adapters.contract import OUTPUT_TAIL_CHARS, Backend, StepResult, StepSpec, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
 from adapters.ownership import Kind, origin_of, receive
+from adapters.ownership._fs import check_outputs, host_mounts, move_into
+from adapters.ownership._space import tree_size
+from adapters.ownership._staging import remove_path, staging_path, sweep
 from adapters.paths import PathMap
 from adapters.redaction import SecretMasker
 from adapters.runner import LineSink, Stream

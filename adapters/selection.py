@@ -18,7 +18,7 @@ limits come from the caller (the ``backend`` and ``dagger_*_timeout_s`` fields o
 A flow run decides for real with :func:`engine_for_run`: the probe only says that an engine *may*
 start; the run then opens its one engine session (CLI download and engine image pull included,
 within ``first_run_timeout_s``, default 600 s) and, under ``auto``, falls back to the
-local runner with one plain line when that fails. :func:`adapters.dagger_diagnosis.diagnose_engine`
+local runner with one plain line when that fails. :func:`adapters.dagger.diagnosis.diagnose_engine`
 says which part is missing: the container runtime, the Dagger CLI or the engine image.
 """
 
@@ -172,7 +172,7 @@ def get_runner(
     choice = choose_backend(backend)
     if choice.backend == "local":
         return LocalRunner(cache_dir=cache_dir)
-    from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
+    from adapters.dagger.runner import DaggerRunner  # imported on demand: dagger is heavy
 
     return DaggerRunner(provision_timeout_s=provision_timeout_s)
 
@@ -254,7 +254,7 @@ async def engine_for_run(
     if choice.backend != "dagger":
         yield choice
         return
-    from adapters.dagger_runner import DaggerRunner  # imported on demand: dagger is heavy
+    from adapters.dagger.runner import DaggerRunner  # imported on demand: dagger is heavy
 
     runner = DaggerRunner(provision_timeout_s=provision_timeout_s)
     async with contextlib.AsyncExitStack() as stack:

@@ -34,8 +34,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from adapters.breaker_policy import LIMITS as BREAKER_LIMITS
-from adapters.breaker_policy import BreakerPolicy
+from adapters.breakers.policy import LIMITS as BREAKER_LIMITS
+from adapters.breakers.policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import InvalidInputError
 from adapters.retry_policy import (

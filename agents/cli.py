@@ -110,7 +110,7 @@ def _check_outputs(items: Sequence[str]) -> None:
 
 
 def _list(settings: Settings) -> int:
-    from adapters.breaker import get_breaker
+    from adapters.breakers.breaker import get_breaker
     from agents.recent import read_recent_runs
     from flows.server.local_server import prefect_api  # the one choice of API every command makes
 

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.breaker import Breaker, BreakerState
+from adapters.breakers.breaker import Breaker, BreakerState
 
 __all__ = ["AgentHealth", "RunHistory", "RunRecord", "effective_state"]
 

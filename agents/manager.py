@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from adapters.breaker import Breaker, BreakerPolicy, get_breaker
+from adapters.breakers.breaker import Breaker, BreakerPolicy, get_breaker
 from adapters.errors import InvalidInputError
 from adapters.selection import EngineProbe, probe_engine
 from adapters.settings import Settings

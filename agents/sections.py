@@ -1,7 +1,7 @@
 """The sections of an agent definition: parameters, retry, breaker, resources and llm.
 
 Each is a frozen pydantic model that forbids unknown fields; ``retry:`` and ``breaker:`` carry the
-fields of :class:`~adapters.retry_policy.RetryPolicy` and :class:`~adapters.breaker_policy.BreakerPolicy`
+fields of :class:`~adapters.retry_policy.RetryPolicy` and :class:`~adapters.breakers.policy.BreakerPolicy`
 under the same names, and build those policies.
 
 Examples:
@@ -22,8 +22,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.breaker_policy import LIMITS as BREAKER_LIMITS
-from adapters.breaker_policy import BreakerPolicy
+from adapters.breakers.policy import LIMITS as BREAKER_LIMITS
+from adapters.breakers.policy import BreakerPolicy
 from adapters.errors import InvalidInputError
 from adapters.retry_policy import (
     MAX_ATTEMPTS,
@@ -109,7 +109,7 @@ class RetrySection(_Section):
 
 
 class BreakerSection(_Section):
-    """``breaker:`` -- the fields of :class:`~adapters.breaker_policy.BreakerPolicy`."""
+    """``breaker:`` -- the fields of :class:`~adapters.breakers.policy.BreakerPolicy`."""
 
     fail_max: Annotated[int, Field(ge=1, le=BREAKER_LIMITS["fail_max"][1])] = BreakerPolicy.fail_max
     reset_timeout: Annotated[float, Field(gt=0, le=BREAKER_LIMITS["reset_timeout"][1])] = (

@@ -35,7 +35,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from adapters.breaker_policy import BreakerPolicy
+from adapters.breakers.policy import BreakerPolicy
 from adapters.contract import (
     Mount,
     StepSpec,
@@ -44,8 +44,8 @@ from adapters.contract import (
     check_image,
     check_name,
 )
+from adapters.dagger.llm_route import provider_of_model, route_problem, timeout_problem
 from adapters.errors import InvalidInputError
-from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 from agents.sections import (
     BreakerSection,
     LlmSection,

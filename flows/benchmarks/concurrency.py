@@ -27,7 +27,7 @@ from typing import Any
 
 from prefect import flow
 
-from adapters.breaker import Breaker, BreakerPolicy
+from adapters.breakers.breaker import Breaker, BreakerPolicy
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
 from flows.benchmarks.step_overhead import run_subprocess, trivial_spec

@@ -4,7 +4,7 @@ The engine "dies" through the chaos plan ``kind=engine-down,seconds=3600`` (ever
 raises :class:`~adapters.errors.EngineUnavailableError`, as the Dagger runner does when no engine
 answers) and the breaker has ``BreakerPolicy(fail_max=3)``. Measured twice:
 
-* **breaker**: a fresh :class:`~adapters.breaker.Breaker` guarding
+* **breaker**: a fresh :class:`~adapters.breakers.breaker.Breaker` guarding
   ``ChaosRunner(LocalRunner()).run``; from the engine's death (just before the first call) to the
   breaker being open, in calls and milliseconds; then the time of each rejected call
   (:class:`~adapters.errors.CircuitOpenError` without touching the runner). This is the breaker's
@@ -34,7 +34,7 @@ from prefect import flow
 from prefect.client.schemas.objects import State
 
 from adapters import StepResult
-from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
+from adapters.breakers.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.chaos import ChaosRunner, parse_plan
 from adapters.errors import CircuitOpenError, EngineUnavailableError
 from adapters.local_runner import LocalRunner

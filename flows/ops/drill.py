@@ -223,7 +223,7 @@ async def run_scenario(
 ) -> ScenarioResult:
     """Run one scenario on a fresh work folder and judge it (``settings``: the caller's, with the
     drill's and the scenario's over them)."""
-    from adapters.breaker import reset_breakers
+    from adapters.breakers.breaker import reset_breakers
     from flows.runtime.breaker_events import RECENT_TRANSITIONS
 
     slug = scenario.name.replace(" ", "-")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Literal
 
 from adapters import AiopError, StepSpec, choose_backend
-from adapters.dagger_diagnosis import diagnose_engine
+from adapters.dagger.diagnosis import diagnose_engine
 from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
@@ -259,7 +259,7 @@ def check_runner(backend: Literal["local", "dagger"], settings: Settings | None 
             runner = LocalRunner(cache_dir=settings.cache_dir)
             result = asyncio.run(runner.run(_smoke_spec()))
         else:
-            from adapters.dagger_runner import DaggerRunner
+            from adapters.dagger.runner import DaggerRunner
 
             runner_ = DaggerRunner(provision_timeout_s=settings.dagger_provision_timeout_s)
             result = asyncio.run(runner_.run(_smoke_spec()))

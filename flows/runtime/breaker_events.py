@@ -1,6 +1,6 @@
 """Breaker transitions as Prefect events: visible in the event feed and usable by automations.
 
-Each :class:`~adapters.breaker.BreakerEvent` becomes a Prefect event of the same name
+Each :class:`~adapters.breakers.breaker.BreakerEvent` becomes a Prefect event of the same name
 (``aiop.breaker.opened`` / ``half-opened`` / ``closed``) on the resource ``aiop.breaker.<name>``, with
 the counts and the last error (masked by the runner that produced it) in the payload, and the
 current flow and task runs as related resources when there are any.
@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from typing import Any
 
-from adapters.breaker import Breaker, BreakerEvent
+from adapters.breakers.breaker import Breaker, BreakerEvent
 
 __all__ = [
     "RECENT_TRANSITIONS",

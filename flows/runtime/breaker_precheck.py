@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 from adapters import AiopError, CircuitOpenError
-from adapters.breaker import get_breaker
-from adapters.breaker_policy import BreakerPolicy
+from adapters.breakers.breaker import get_breaker
+from adapters.breakers.policy import BreakerPolicy
 from adapters.retry_policy import RetryPolicy
 from adapters.selection import choose_backend, engine_breaker_name
 
@@ -41,7 +41,7 @@ def rejection_before_start(
             (:class:`adapters.selection.StepRunner`); None: found from ``backend``.
 
     Examples:
-        >>> from adapters.breaker import reset_breakers
+        >>> from adapters.breakers.breaker import reset_breakers
         >>> reset_breakers()
         >>> rejection_before_start("local", RetryPolicy(), step="s") is None
         True

@@ -37,11 +37,11 @@ from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.runtime import task_run as runtime_task_run
 
-from adapters.breaker import get_breaker
+from adapters.breakers.breaker import get_breaker
 from adapters.contract import StepResult
+from adapters.dagger.llm_route import EngineConfig
 from adapters.errors import AiopError, BudgetExceededError
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
-from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
@@ -178,8 +178,8 @@ async def run_llm_step(
     """
     from prefect.artifacts import acreate_markdown_artifact
 
-    from adapters.dagger_llm import DaggerLlmRunner  # imported on demand: dagger is heavy
-    from adapters.dagger_runner import DaggerRunner
+    from adapters.dagger.llm import DaggerLlmRunner  # imported on demand: dagger is heavy
+    from adapters.dagger.runner import DaggerRunner
 
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()

@@ -40,7 +40,7 @@ from adapters import (
     StepResult,
     StepSpec,
 )
-from adapters.breaker import get_breaker
+from adapters.breakers.breaker import get_breaker
 from adapters.ownership import origin_of, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream

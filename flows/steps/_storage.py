@@ -5,7 +5,7 @@ DuckDB reports a failed write as ``IOException: IO Error: Async write failed ...
 (or without the JSON part); Python as an ``OSError``. Both become one line naming the file system's
 mount point, the file written and the space free on it (a full disk, a quota), or the file size
 limit (``ulimit -f``). The steps run inside containers with only ``flows/steps`` mounted, so this
-is the step-side twin of ``adapters/_space.py`` (which describes the runners' own writes).
+is the step-side twin of ``adapters/ownership/_space.py`` (which describes the runners' own writes).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adapters import InvalidInputError, RetryPolicy
-from adapters.breaker_policy import BreakerPolicy
+from adapters.breakers.policy import BreakerPolicy
 from adapters.settings import (
     Settings,
     load_settings,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
+from adapters.breakers.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.errors import EngineUnavailableError, InvalidInputError
 from adapters.redaction import redact_url, redact_urls
 from adapters.settings import Settings

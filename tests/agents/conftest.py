@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapters.breaker import Breaker, BreakerPolicy, reset_breakers
+from adapters.breakers.breaker import Breaker, BreakerPolicy, reset_breakers
 
 
 def minimal(**fields: Any) -> dict[str, Any]:

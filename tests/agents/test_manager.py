@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.breaker import Breaker
+from adapters.breakers.breaker import Breaker
 from adapters.errors import EngineUnavailableError
 from adapters.selection import EngineProbe
 from agents import AgentManager, AgentNotFoundError, AgentParameterError, AgentSpec

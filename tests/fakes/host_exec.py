@@ -1,7 +1,7 @@
 """The stand-in engine's opt-in ``exec`` behaviour: each ``withExec`` really runs, on the host.
 
 With ``FakeDaggerEngine(EXEC)`` (or :func:`exec_standin_engine`) the stand-in behaves like a tiny
-engine, enough to run a whole pipeline through :class:`~adapters.dagger_runner.DaggerRunner`. It is
+engine, enough to run a whole pipeline through :class:`~adapters.dagger.runner.DaggerRunner`. It is
 still a loopback stand-in at the network boundary, not an engine: there is **no isolation and there
 are no images**. For each evaluated container (one ``withExec`` per chain: the last one runs):
 
@@ -209,14 +209,14 @@ def exec_standin_engine(*, check_queries: bool = True) -> Iterator[FakeDaggerEng
     """A stand-in engine in exec mode that the Dagger SDK finds as the current session.
 
     Sets ``DAGGER_SESSION_PORT`` and ``DAGGER_SESSION_TOKEN`` in ``os.environ`` for the block
-    (so every :class:`~adapters.dagger_runner.DaggerRunner`, in this process or its threads, uses
+    (so every :class:`~adapters.dagger.runner.DaggerRunner`, in this process or its threads, uses
     it) and restores them after. With ``check_queries``, a block that ends without an error fails
     if the official schema rejected any query the engine received.
 
     Example:
         >>> import asyncio
         >>> from adapters import StepSpec
-        >>> from adapters.dagger_runner import DaggerRunner
+        >>> from adapters.dagger.runner import DaggerRunner
         >>> spec = StepSpec(name="hi", image="python:3.12-slim", args=["python", "-c", "print(7)"])
         >>> with exec_standin_engine():
         ...     asyncio.run(DaggerRunner(provision_timeout_s=10).run(spec)).stdout

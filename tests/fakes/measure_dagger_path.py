@@ -1,7 +1,7 @@
 """Per-step overhead of the Dagger path (stand-in engine, exec mode) against the local runner.
 
 Runs the same short command ``--steps`` times through :class:`~adapters.local_runner.LocalRunner`,
-through :class:`~adapters.dagger_runner.DaggerRunner` with a session per step (no shared session),
+through :class:`~adapters.dagger.runner.DaggerRunner` with a session per step (no shared session),
 and through it inside one shared session (what a flow run does), and prints the mean wall time
 per step, the ratios to local (measured in this one run), and the sessions the stand-in served.
 Each step's command differs (its index), so the stand-in's engine-like cache never answers for it.
@@ -21,7 +21,7 @@ import asyncio
 import time
 
 from adapters.contract import StepSpec
-from adapters.dagger_runner import DaggerRunner
+from adapters.dagger.runner import DaggerRunner
 from adapters.local_runner import LocalRunner
 from adapters.runner import Runner
 from tests.fakes.host_exec import exec_standin_engine

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from adapters import StepSpec
-from adapters.dagger_runner import DaggerRunner
+from adapters.dagger.runner import DaggerRunner
 from tests.fakes.dagger_engine import FakeDaggerEngine
 
 __all__ = ["ENGINE_ENV", "short_runner", "standin_session", "step_spec"]

@@ -16,7 +16,7 @@ import pytest
 from prefect import flow
 
 from adapters import CircuitOpenError, EngineUnavailableError, StepSpec
-from adapters.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
+from adapters.breakers.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.retry_policy import RetryPolicy
 from flows.runtime.breaker_precheck import rejection_before_start
 from flows.runtime.step_task import StepOutcome, execute_step

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from adapters.dagger_runner import DaggerRunner
+from adapters.dagger.runner import DaggerRunner
 from adapters.errors import BudgetExceededError
 from adapters.ownership import write_owned_file
 from adapters.settings import load_settings
@@ -268,7 +268,7 @@ def test_summarize_writes_summary_md_on_the_runs_one_engine_session(
 ) -> None:
     import logging
 
-    from adapters.dagger_runner import DaggerRunner
+    from adapters.dagger.runner import DaggerRunner
     from flows.data_pipeline.summarize import summarize_results
 
     engine.model.script = [Reply("Saving.", (save_file("summary", summary_from_input),))]
@@ -380,7 +380,7 @@ def test_the_providers_breaker_opens_on_failures_and_not_on_a_budget(
     report: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from adapters.breaker import get_breaker
+    from adapters.breakers.breaker import get_breaker
     from adapters.errors import CircuitOpenError, ProviderUnavailableError
     from adapters.retry_policy import RetryPolicy
     from agents.llm_agent import llm_step_spec

@@ -1,0 +1,1 @@
+"""The Dagger engine: the container runner, the llm runner, the engine session, its errors in one table, and what the engine reads. The only room that imports the Dagger SDK (its modules import it; this face does not)."""
