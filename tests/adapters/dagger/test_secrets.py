@@ -12,7 +12,7 @@ from adapters.contract import StepSpec
 from adapters.dagger.runner import DaggerRunner
 from adapters.errors import EngineConnectionError
 from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine
-from tests.flows.test_step_secrets import body_lines, pem_key
+from tests.flows.runtime.test_step_secrets import body_lines, pem_key
 
 KEY = pem_key(3)
 

@@ -24,7 +24,7 @@ from adapters.errors import (
 )
 from adapters.selection import engine_for_run
 from flows.data_pipeline.flow import data_pipeline
-from tests.adapters.test_dagger_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
+from tests.adapters.dagger.test_runner import _HANGING_CLI, _SERVING_CLI, eventually_dead, fake_cli
 from tests.fakes import DIE, DROP, ExecOutcome, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.session import ENGINE_ENV, standin_session
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.test_data_pipeline_cli import run_cli
+from tests.flows.data_pipeline.test_cli import run_cli
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from adapters.errors import InvalidInputError
-from flows import installation_key as module
+from flows.runtime import installation_key as module
 from flows.runtime.installation_key import installation_key, keyed_digest
 
 GOOD = b"0123456789abcdef" * 4 + b"\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from flows import local_server
+from flows.server import local_server
 from flows.server._state import AUTH_FILE, STATE_FILE, process_start, read_auth, read_state
 from flows.server.local_server import PID_FILE, prefect_api, server_environment, stop
 from tests.processes import free_port
