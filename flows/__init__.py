@@ -30,15 +30,15 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("quiet_prefect_defaults", "run_flow_quietly"):
-        from flows import console
+        from flows.ui import console
 
         return getattr(console, name)
     if name == "run_agent":
-        from flows import agent_run
+        from flows.runtime import agent_run
 
         return agent_run.run_agent
     if name in __all__:
-        from flows import step_task
+        from flows.runtime import step_task
 
         return getattr(step_task, name)
     raise AttributeError(f"module 'flows' has no attribute {name!r}")

@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 #: The project root: the deployment's code source and the workers' working directory.
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENTRYPOINT = "flows/data_pipeline/flow.py:data_pipeline"
 DEPLOYMENT_NAME = "data-pipeline"
 DEFAULT_POOL = "aiop-process"

@@ -47,7 +47,7 @@ REQUIREMENTS = (
     ("pybreaker", "1.4.1", "1.5"),
     ("duckdb", "1.1", "3"),
 )
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)

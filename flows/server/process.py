@@ -47,7 +47,7 @@ __all__ = ["DOCS_SITE", "main"]
 #: The built documentation site, in ``$PREFECT_HOME``.
 DOCS_SITE = "aiop-docs-site"
 _FINGERPRINT = ".aiop-sources"
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 _WATCH_EVERY_S = 2.0
 _SOURCES = ("docs", "adr", "flows", "agents", "adapters")
 
