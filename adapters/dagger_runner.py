@@ -133,6 +133,7 @@ from pathlib import Path
 from typing import NamedTuple, TextIO, cast
 
 import dagger
+import dagger.telemetry
 from dagger.mod._exceptions import ModuleError
 
 from adapters import _dagger_shared as _shared
@@ -245,6 +246,26 @@ def translate_error(
         if user_error is not None:
             return user_error
     return engine_error(target, detail, spec.name if spec else None)
+
+
+def _no_sdk_telemetry() -> None:
+    """Keep the SDK's own telemetry set-up from running in this process (tracing is the
+    platform's: :mod:`adapters.tracing`).
+
+    ``Connection.__aenter__`` calls ``dagger.telemetry.initialize()``, whose two once-per-process
+    configurators, as soon as any ``OTEL_*`` variable is set, write ``OTEL_*`` defaults into
+    ``os.environ``, add an exporter per ``OTEL_TRACES_EXPORTER`` entry to the global tracer
+    provider (every span exported twice), instrument logging, and with
+    ``OTEL_TRACES_EXPORTER=otlp`` but no protocol raise a raw ``RuntimeError`` (no gRPC exporter),
+    and attach ``TRACEPARENT`` to the context for good. The client itself makes no spans
+    (dagger-io 0.21.11, ``telemetry.py``), so marking both singletons configured loses nothing;
+    ``tests/adapters/test_dagger_sdk_telemetry.py`` fails when an SDK upgrade renames them.
+    """
+    for configurator in (
+        dagger.telemetry._DaggerOtelConfigurator,
+        dagger.telemetry._DaggerPropagationConfigurator,
+    ):
+        configurator()._is_configured = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +435,7 @@ class DaggerRunner:
         Used by :mod:`adapters.dagger_llm` too, when no flow run holds a shared session."""
         # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
         os.environ.setdefault("DAGGER_NO_NAG", "1")
+        _no_sdk_telemetry()
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=None,
