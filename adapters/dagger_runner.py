@@ -137,6 +137,7 @@ import dagger.telemetry
 from dagger.mod._exceptions import ModuleError
 
 from adapters import _dagger_shared as _shared
+from adapters import tracing
 from adapters._dagger_errors import (
     UNDERLYING_RULES,
     ErrorRule,
@@ -445,16 +446,23 @@ class DaggerRunner:
         console = ProgressConsole(engine_log)
         config.console = console
         connection = dagger.Connection(config)
+        # A CLI started here inherits this process's environment: traces-only, for the run's trace.
+        environment = (
+            contextlib.nullcontext()
+            if os.environ.get("DAGGER_SESSION_PORT")
+            else tracing.engine_cli_environment()
+        )
         try:
-            client = await open_session(
-                connection,
-                limit=limit,
-                engine_log=engine_log,
-                console=console,
-                spec=spec,
-                translate=translate_error,
-                foreign=FOREIGN_ERRORS,
-            )
+            async with environment:
+                client = await open_session(
+                    connection,
+                    limit=limit,
+                    engine_log=engine_log,
+                    console=console,
+                    spec=spec,
+                    translate=translate_error,
+                    foreign=FOREIGN_ERRORS,
+                )
         except BaseException:
             await engine_log.aclose()
             raise

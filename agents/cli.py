@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from adapters import tracing
 from adapters.errors import AiopError, InvalidInputError
 from adapters.settings import Settings, load_settings
 from agents.loader import default_paths, load_definitions
@@ -203,6 +204,7 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     quiet_prefect_defaults(settings)
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_NoTracebackForOurErrors())
+    tracing.configure(settings.trace_config())  # before the flow run: its span is the root
     from flows.agent_run import agent_run
 
     state: Any = run_flow_quietly(

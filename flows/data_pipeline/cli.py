@@ -342,8 +342,11 @@ def _hold_output(output: Path, held: contextlib.ExitStack) -> None:
 def _run(options: PipelineParameters, settings: Settings) -> int:
     # Before Prefect is imported: a local server started here comes up while we import.
     server = quiet_prefect_defaults(settings, start=True).local
+    from adapters import tracing
     from flows.console import print_summary, run_flow_quietly
     from flows.data_pipeline.flow import PipelineFailed, data_pipeline
+
+    tracing.configure(settings.trace_config())  # before the flow run: its span is the root
 
     state = run_flow_quietly(
         lambda: data_pipeline(**options, settings=settings, return_state=True),

@@ -26,7 +26,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
-from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
+from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec, tracing
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import StorageLimitError
 from adapters.ownership import claim, hold, set_aside, write_owned_file
@@ -41,9 +41,16 @@ from flows.crashed_runs import check_at_start
 from flows.data_pipeline.cli import check_output_folder
 from flows.data_pipeline.options import PipelineOptions, default_partitions
 from flows.data_pipeline.summarize import summarize_results
-from flows.history import current_record, publish_history, publish_metrics, rows_so_far
+from flows.history import (
+    current_record,
+    publish_history,
+    publish_metrics,
+    rows_so_far,
+    step_rows,
+)
 from flows.step_task import StepOutcome, step_cache_key
 from flows.steps._environment import environment as step_environment
+from flows.trace_spans import traced_run
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
@@ -108,6 +115,7 @@ def _prepare_output(options: PipelineOptions) -> None:
 
 
 @flow(name=FLOW_NAME, log_prints=False)
+@traced_run(FLOW_NAME)
 async def data_pipeline(
     input: str | None = None,
     rows: int = 100_000,
@@ -240,6 +248,7 @@ async def _run(
             prepare=content_addressed,
             settings=settings,
             runner=runner,
+            rows_of=step_rows,
         )
         outcomes.append(outcome)
         await progress.step_done()
@@ -418,6 +427,8 @@ def _summary(
         "backend": backend,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "flow_run_url": _ui_url(),
+        "trace_id": tracing.current_trace_id(),
+        "trace_url": tracing.trace_link(tracing.current_trace_id()),
         "group_by": group_by,
         "input": str(Path(options.input).resolve()) if options.input else None,
         "generated": None if options.input else {"rows": options.rows, "seed": options.seed},
