@@ -5,11 +5,11 @@ configured neither the OpenTelemetry SDK nor an exporter is imported (importing 
 alone costs tens of milliseconds).
 
 * :class:`MaskingExporter` wraps the real exporter. On the batch processor's thread, it rebuilds
-  every finished span with each string of its attributes, event attributes and status run through
-  :mod:`adapters.redaction` (the secret values registered with :func:`adapters.tracing.
-  register_secrets`, multi-line ones line by line, and credentials in URLs), so nothing a span
-  carries (Prefect's ``exception`` events and state messages included) reaches a backend with a
-  secret in it. The resource is masked once, when the provider is made.
+  every finished span with each string of its name, attributes, event attributes, status and
+  resource run through :mod:`adapters.redaction` (the secret values registered with
+  :func:`adapters.tracing.register_secrets`, multi-line ones line by line, and credentials in
+  URLs), so nothing a span carries (Prefect's ``exception`` events and state messages included)
+  reaches a backend with a secret in it.
 * The OTLP exporter's own log lines (one per failed batch, each retry) are kept, not printed: the
   first failure is one warning naming the redacted endpoint and the reason; at exit one line says
   how many spans were not sent.
@@ -21,6 +21,7 @@ alone costs tens of milliseconds).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -41,6 +42,8 @@ __all__ = ["MaskingExporter", "Secrets", "bounded_shutdown", "make_provider"]
 
 logger = logging.getLogger("aiop.tracing")
 
+#: The exporter's own words around the reason (opentelemetry-exporter-otlp-proto-http 1.45).
+_RETRYING = re.compile(r",? ?encountered while exporting spans? batch(, retrying in [\d.]+s)?\.?$")
 #: The loggers of the OTLP exporters, whose per-batch failure lines are kept, not printed.
 _EXPORTER_LOGGERS = (
     "opentelemetry.exporter.otlp.proto.http",
@@ -56,6 +59,8 @@ class Secrets:
         self._values: set[str] = set()
         self._masker = SecretMasker(())
         self._lock = threading.Lock()
+        #: Grows with every change of the values (what was masked before may need it again).
+        self.version = 0
 
     def add(self, values: Iterable[str]) -> None:
         """Mask ``values`` (empty ones ignored) in every span exported from now on."""
@@ -64,6 +69,7 @@ class Secrets:
             with self._lock:
                 self._values |= new
                 self._masker = SecretMasker(self._values)
+                self.version += 1
 
     def mask(self, text: str) -> str:
         """``text`` with every registered value and every URL credential masked."""
@@ -96,7 +102,8 @@ class _FailureLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.WARNING:
-            self.last = " ".join(record.getMessage().split())
+            text = " ".join(record.getMessage().split())
+            self.last = _RETRYING.sub("", text).removeprefix("Transient error ")
 
 
 class MaskingExporter(SpanExporter):
@@ -116,6 +123,7 @@ class MaskingExporter(SpanExporter):
         self.sent = 0
         #: ``failed`` when the last warning was given (None: none given yet).
         self.reported: int | None = None
+        self._masked_resource: tuple[tuple[int, int], Resource] | None = None
         self._log = _FailureLog()
         for name in _EXPORTER_LOGGERS:
             exporter_logger = logging.getLogger(name)
@@ -160,6 +168,17 @@ class MaskingExporter(SpanExporter):
     def shutdown(self) -> None:
         self.inner.shutdown()
 
+    def _resource(self, resource: Resource) -> Resource:
+        """``resource`` masked with the current secrets (kept until they change)."""
+        key = (id(resource), self.secrets.version)
+        if self._masked_resource is None or self._masked_resource[0] != key:
+            masked = Resource(
+                {k: _mask_value(v, self.secrets) for k, v in resource.attributes.items()},
+                resource.schema_url,
+            )
+            self._masked_resource = (key, masked)
+        return self._masked_resource[1]
+
     def _masked(self, span: ReadableSpan) -> ReadableSpan:
         secrets = self.secrets
         status = span.status
@@ -169,7 +188,7 @@ class MaskingExporter(SpanExporter):
             name=secrets.mask(span.name),
             context=span.context,
             parent=span.parent,
-            resource=span.resource,
+            resource=self._resource(span.resource),
             attributes=_mask_attributes(span.attributes, secrets),
             events=[
                 Event(e.name, _mask_attributes(e.attributes, secrets), e.timestamp)
@@ -186,7 +205,7 @@ class MaskingExporter(SpanExporter):
 
 def _resource(config: TraceConfig, secrets: Secrets) -> Resource:
     """The process's resource, built from the settings alone (``Resource.create`` would read
-    ``OTEL_RESOURCE_ATTRIBUTES`` from the environment a second time), masked once."""
+    ``OTEL_RESOURCE_ATTRIBUTES`` from the environment a second time); masked on export."""
     attributes: dict[str, Any] = {
         "telemetry.sdk.language": "python",
         "telemetry.sdk.name": "opentelemetry",
@@ -194,7 +213,7 @@ def _resource(config: TraceConfig, secrets: Secrets) -> Resource:
         **config.resource,
         "service.name": config.service_name,
     }
-    return Resource({k: _mask_value(v, secrets) for k, v in attributes.items()})
+    return Resource(attributes)
 
 
 def _exporter(config: TraceConfig) -> SpanExporter:

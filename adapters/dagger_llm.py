@@ -246,26 +246,29 @@ class DaggerLlmRunner:
         _check_route(spec, config)
         route = config.route(spec.model) if spec.model is None else None
         model = spec.model or (route.model if route is not None else None)
-        shared = _shared.current()
-        if shared is not None:
-            shared.secrets.extend(secrets)
-            async with shared.lease() as client:
-                try:
-                    return await self._execute(
-                        client, spec, secrets, attempt, started, on_line, model
-                    )
-                except (EngineConnectionError, EngineUnavailableError):
-                    shared.mark_broken(client)
-                    raise
-        opened = await self._runner.open_connection(
-            self._runner.provision_timeout_s, on_line, secrets, None
-        )
-        try:
-            return await self._execute(
-                opened.client, spec, secrets, attempt, started, on_line, model
+        # Unless the agent opted in to content, every request of the run is unsampled: the engine
+        # then records no span of the model's loop, whose calls carry the prompt.
+        with tracing.engine_requests(sampled=spec.trace_content):
+            shared = _shared.current()
+            if shared is not None:
+                shared.secrets.extend(secrets)
+                async with shared.lease() as client:
+                    try:
+                        return await self._execute(
+                            client, spec, secrets, attempt, started, on_line, model
+                        )
+                    except (EngineConnectionError, EngineUnavailableError):
+                        shared.mark_broken(client)
+                        raise
+            opened = await self._runner.open_connection(
+                self._runner.provision_timeout_s, on_line, secrets, None
             )
-        finally:
-            await opened.close()
+            try:
+                return await self._execute(
+                    opened.client, spec, secrets, attempt, started, on_line, model
+                )
+            finally:
+                await opened.close()
 
     async def _execute(
         self,
@@ -282,29 +285,26 @@ class DaggerLlmRunner:
                 on_line("engine", mask_secrets(line, secrets))
 
         try:
-            # Unless the agent opted in to content, every request of the run is unsampled: the
-            # engine then records no span of the model's loop (whose calls carry the prompt).
             async with asyncio.timeout(spec.timeout_s) as scope:
-                with tracing.engine_requests(sampled=spec.trace_content):
-                    await api.check_engine(client, spec)
-                    talk = await api.open_conversation(client, spec, api.branch_number())
-                    before = await api.output_digests(talk.env, spec)
-                    llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()
-                    # hasPrompt never syncs; everything else is asked of a stepped LLM only.
-                    pending = await llm.has_prompt()
-                    while pending:
-                        if calls >= spec.budget.max_api_calls:
-                            raise _over_budget(spec, "max_api_calls", calls, usage)
-                        with tracing.model_call(spec.provider, model_name, calls + 1) as call:
-                            llm, usage, pending, done = await self._step(
-                                llm, spec, secrets, call, usage, before
-                            )
-                            calls += 1
-                            say(f"model call {calls}: {usage.spent} tokens so far")
-                            if usage.exceeds(spec.budget.max_tokens):
-                                error = _over_budget(spec, "max_tokens", calls, usage)
-                                call.error(error)
-                                raise error
+                await api.check_engine(client, spec)
+                talk = await api.open_conversation(client, spec, api.branch_number())
+                before = await api.output_digests(talk.env, spec)
+                llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()
+                # hasPrompt never syncs; everything else is asked of a stepped LLM only.
+                pending = await llm.has_prompt()
+                while pending:
+                    if calls >= spec.budget.max_api_calls:
+                        raise _over_budget(spec, "max_api_calls", calls, usage)
+                    with tracing.model_call(spec.provider, model_name, calls + 1) as call:
+                        llm, usage, pending, done = await self._step(
+                            llm, spec, secrets, call, usage, before
+                        )
+                        calls += 1
+                        say(f"model call {calls}: {usage.spent} tokens so far")
+                        if usage.exceeds(spec.budget.max_tokens):
+                            error = _over_budget(spec, "max_tokens", calls, usage)
+                            call.error(error)
+                            raise error
                 missing = [name for name in spec.outputs if name not in done]
                 if missing:
                     raise _not_produced(spec, missing[0])

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from urllib.parse import quote
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -67,6 +68,7 @@ __all__ = [
     "config",
     "configure",
     "content_messages",
+    "continued",
     "current_trace_id",
     "engine_cli_environment",
     "engine_requests",
@@ -269,6 +271,22 @@ def shutdown() -> None:
     bounded_shutdown(state.provider, state.masking, state.config.flush_timeout_s)
 
 
+@contextlib.contextmanager
+def continued() -> Iterator[None]:
+    """Within the block, the configured ``TRACEPARENT`` (a traced CI job's) is the parent of
+    the spans started without one: an entry point runs its flow inside it, so that the flow-run
+    span continues that trace. Nothing happens when nothing is recorded or none is set."""
+    parent = _CONFIG.parent if _CONFIG is not None and _STATE is not None else None
+    if not parent:
+        yield
+        return
+    token = otel_context.attach(_PROPAGATOR.extract({"traceparent": parent}))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
 def current_trace_id() -> str | None:
     """The 32-hex trace id of the current span, or None (nothing recorded, no span)."""
     if _STATE is None:
@@ -342,6 +360,9 @@ def engine_requests(*, sampled: bool) -> Iterator[None]:
     if _STATE is None or not context.is_valid:
         yield
         return
+    outer = _REQUESTS.get()
+    if outer is not None and outer[0].get_span_context().span_id == context.span_id:
+        span = outer[0]  # nested: the requests still stand for the same recording span
     token = _REQUESTS.set((span, sampled))
     try:
         with trace.use_span(_request_parent(context, sampled), end_on_exit=False):

@@ -207,18 +207,19 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     tracing.configure(settings.trace_config())  # before the flow run: its span is the root
     from flows.agent_run import agent_run
 
-    state: Any = run_flow_quietly(
-        lambda: agent_run(
-            ns.target,
-            params,
-            backend,
-            mounts or None,
-            outputs or None,
-            settings=settings,
-            return_state=True,
-        ),
-        debug=settings.debug,
-    )
+    with tracing.continued():  # a TRACEPARENT set for this command is the run's parent
+        state: Any = run_flow_quietly(
+            lambda: agent_run(
+                ns.target,
+                params,
+                backend,
+                mounts or None,
+                outputs or None,
+                settings=settings,
+                return_state=True,
+            ),
+            debug=settings.debug,
+        )
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         if isinstance(error, AiopError):

@@ -90,9 +90,11 @@ def run_root(flow: str, settings: Settings | None = None) -> Iterator[str | None
     after the flow run started, e.g. in a worker, or Prefect's telemetry is off) a root span
     ``flow <name>`` is opened here, under ``TRACEPARENT`` when one is set.
     """
+    parent_header: str | None = None
     try:
         settings = settings if settings is not None else load_settings()
         tracing.configure(settings.trace_config())
+        parent_header = settings.traceparent
     except InvalidInputError:
         pass  # the flow reports it when it reads the settings
     if not tracing.active():
@@ -107,8 +109,8 @@ def run_root(flow: str, settings: Settings | None = None) -> Iterator[str | None
         yield trace_id
         return
     parent = otel_context.Context()
-    if config is not None and config.parent:
-        parent = TraceContextTextMapPropagator().extract({"traceparent": config.parent})
+    if parent_header:
+        parent = TraceContextTextMapPropagator().extract({"traceparent": parent_header})
     with tracing.tracer().start_as_current_span(
         f"flow {flow}", context=parent, attributes={"aiop.flow.name": flow}
     ):

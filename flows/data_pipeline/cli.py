@@ -348,11 +348,12 @@ def _run(options: PipelineParameters, settings: Settings) -> int:
 
     tracing.configure(settings.trace_config())  # before the flow run: its span is the root
 
-    state = run_flow_quietly(
-        lambda: data_pipeline(**options, settings=settings, return_state=True),
-        server,
-        debug=settings.debug,
-    )
+    with tracing.continued():  # a TRACEPARENT set for this command is the run's parent
+        state = run_flow_quietly(
+            lambda: data_pipeline(**options, settings=settings, return_state=True),
+            server,
+            debug=settings.debug,
+        )
     outcome: Any = state.data if state.is_failed() else None
     if state.is_failed() and not isinstance(outcome, BaseException):
         outcome = state.result(raise_on_failure=False)
