@@ -330,3 +330,44 @@ def test_a_traceparent_in_the_environment_becomes_the_runs_parent(spans: SpanSto
     assert trace_id == "0af7651916cd43dd8448eb211c80319c"
     root = spans.tree().one("flow a-flow")
     assert f"{root.parent.span_id:016x}" == "b7ad6b7169203331"
+
+
+def test_a_local_step_gets_its_attempts_context_and_where_spans_go_with_the_headers_masked() -> (
+    None
+):
+    """Parity with a Dagger container (the engine gives every exec ``TRACEPARENT`` and an OTLP
+    endpoint): a step program that emits spans joins the run's trace; the exporter's headers are
+    masked in the step's output like a secret."""
+    done = _python(
+        """
+        import asyncio, json
+        from adapters import StepSpec, tracing
+        from adapters.local_runner import LocalRunner
+        from adapters.settings import load_settings
+        tracing.configure(load_settings().trace_config())
+        program = (
+            "import json, os; print(json.dumps({k: v for k, v in os.environ.items()"
+            " if k.startswith(('OTEL_', 'TRACEPARENT'))}))"
+        )
+        spec = StepSpec(name="emits", image="python:3.12-slim", args=["python", "-c", program])
+        with tracing.tracer().start_as_current_span("attempt 1") as span:
+            result = asyncio.run(LocalRunner().run(spec))
+        print(json.dumps({"span": format(span.get_span_context().span_id, "016x"),
+                          "stdout": result.stdout}))
+        """,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+            "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=hdr-s3cr3t-value",
+            "AIOP_TRACE_FLUSH_TIMEOUT_S": "1",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = json.loads(report["stdout"])
+    assert seen["TRACEPARENT"].split("-")[2] == report["span"]
+    assert seen["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] == "http://127.0.0.1:9/v1/traces"
+    assert seen["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] == "http/protobuf"
+    assert seen["OTEL_SERVICE_NAME"] == "aiop-step"
+    assert seen["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=***"
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in seen  # traces only: no logs or metrics
+    assert "hdr-s3cr3t-value" not in done.stdout

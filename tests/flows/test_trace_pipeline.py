@@ -263,3 +263,46 @@ def test_the_summary_json_names_the_trace(two_runs: dict[str, Any]) -> None:
         (Path(two_runs["second"]["aggregates"]).parent / "summary.json").read_text()
     )
     assert summary["trace_id"] in two_runs["again"].trace_ids()
+
+
+async def test_on_the_stand_in_engine_the_engines_spans_sit_under_each_steps_attempt(
+    spans: SpanStore, prefect_api_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flow run's one engine session, two steps at once: each request's traceparent is its own
+    attempt (per request, not per session), the session's own requests are the flow run's."""
+    from adapters.selection import engine_for_run
+    from tests.fakes.session import standin_session
+
+    with standin_session(monkeypatch) as engine:
+        engine.span_exporter = spans._exporter
+
+        @flow
+        async def on_dagger() -> list[str]:
+            async with engine_for_run("dagger", provision_timeout_s=5) as choice:
+                assert choice.backend == "dagger"
+                runner = resolve_runner("dagger", provision_timeout_s=5)
+                specs = [
+                    StepSpec(name=n, image="alpine:3.20", args=["echo", n], timeout_s=10)
+                    for n in ("left", "right")
+                ]
+                outcomes = await asyncio.gather(
+                    *(execute_step(s, "dagger", runner=runner) for s in specs)
+                )
+                return [o.state for o in outcomes]
+
+        assert await on_dagger() == ["Completed", "Completed"]
+    tree = spans.tree()
+    [root] = [s for s in tree.spans if s.parent is None]
+    assert root.attributes["prefect.run.type"] == "flow"
+    for name in ("left", "right"):
+        step = tree.one(f"step {name}")
+        [task] = tree.children(step)
+        [attempt] = tree.children(task)
+        assert attempt.attributes["aiop.backend"] == "dagger"
+        engine_spans = {s.name for s in tree.children(attempt)}
+        assert {"Container.from", "Container.withExec", "Container.sync"} <= engine_spans
+    mine = {span_id(s) for s in tree.spans}
+    traced = [q for q in engine.queries if q.traceparent is not None]
+    assert traced and {q.parent_span_id for q in traced} <= mine
+    connect = [q for q in engine.queries if "__schema" in q.text]
+    assert connect and all(q.parent_span_id == span_id(root) for q in connect)
