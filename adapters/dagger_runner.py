@@ -101,6 +101,13 @@ not write, or one that cannot be written on the host, is an :class:`InvalidSpecE
 The Dagger-free parts live in private modules: ``_dagger_errors`` (messages, scrubbing),
 ``_dagger_session`` (hard limits), ``_engine_process`` (engine log, CLI), ``_fs`` (host files).
 
+Traces:
+    The SDK sends the current span's ``traceparent`` with every request, and the engine parents
+    its spans of that request under it: a run's requests carry the span current around it (the
+    attempt's, :mod:`flows.trace_spans`). The SDK's own telemetry set-up is kept from running
+    (:func:`_no_sdk_telemetry`), and a CLI started here inherits a traces-only environment with
+    the flow run's ``TRACEPARENT`` (:func:`adapters.tracing.engine_cli_environment`).
+
 Sessions and concurrency:
     Inside :meth:`DaggerRunner.session` (a flow run holds one, see
     :func:`adapters.selection.engine_for_run`) every ``run`` in that event loop shares one isolated

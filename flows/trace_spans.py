@@ -64,8 +64,9 @@ _log = logging.getLogger("aiop.tracing")
 
 
 def _message(exc: BaseException) -> str:
-    """An error's first line, short (the exporter masks secrets in it)."""
-    text = str(exc).strip()
+    """An error's first line, short, without the stderr lines a failed step's message announces
+    (they are in the ``exception`` event); the exporter masks secrets in it."""
+    text = str(exc).strip().split("; last stderr lines:", 1)[0]
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
