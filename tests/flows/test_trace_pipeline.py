@@ -306,3 +306,40 @@ async def test_on_the_stand_in_engine_the_engines_spans_sit_under_each_steps_att
     assert traced and {q.parent_span_id for q in traced} <= mine
     connect = [q for q in engine.queries if "__schema" in q.text]
     assert connect and all(q.parent_span_id == span_id(root) for q in connect)
+
+
+async def test_an_attempt_an_open_breaker_refuses_waits_for_the_probe_in_a_span(
+    spans: SpanStore, prefect_api_url: str, tmp_path: Path
+) -> None:
+    """The breaker refuses the first attempt (an event on it), the attempt waits for the probe
+    time in a ``breaker wait`` span, and the retry runs."""
+    reset_breakers()
+    breaker = get_breaker(
+        "engine:local", default_policy=BreakerPolicy(fail_max=1, reset_timeout=0.3)
+    )
+    breaker._cb.open()
+    spec = StepSpec(name="waits", image="python:3.12-slim", args=["python", "-c", f"# {tmp_path}"])
+
+    @flow
+    async def waited() -> Any:
+        policy = RetryPolicy(attempts=2, backoff_s=0, jitter=0)
+        return await execute_step(spec, "local", retry=policy, settings=_settings(tmp_path))
+
+    try:
+        outcome = await waited()
+    finally:
+        reset_breakers()
+    assert outcome.state == "Completed" and outcome.attempts == 2
+    tree = spans.tree()
+    step = tree.one("step waits")
+    assert step.attributes["aiop.breaker.wait_s"] > 0
+    [task] = tree.children(step)
+    first, second = tree.children(task)
+    assert first.attributes["error.type"] == "CircuitOpenError"
+    assert first.attributes["aiop.breaker.state"] == "open"
+    [rejected] = [e for e in first.events if e.name == "aiop.breaker.rejected"]
+    assert rejected.attributes["aiop.breaker.name"] == "engine:local"
+    [wait] = tree.children(first)
+    assert wait.name == "breaker wait" and wait.attributes["aiop.breaker.wait_s"] > 0
+    assert second.attributes["process.exit.code"] == 0
+    assert second.attributes["aiop.breaker.state"] in {"open", "half-open"}  # the probe
