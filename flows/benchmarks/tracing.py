@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from adapters.settings import load_settings
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms
 from flows.benchmarks._otlp import OtlpReceiver
@@ -46,11 +47,14 @@ TARGET_OFF_US = 50.0
 
 
 def _child_env(base: dict[str, str], endpoint: str | None) -> dict[str, str]:
-    env = {k: v for k, v in base.items() if not k.startswith("OTEL_") and k != "TRACEPARENT"}
-    if endpoint is not None:
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint
-        env["AIOP_TRACE_FLUSH_TIMEOUT_S"] = "30"
-    return env
+    """``base`` with the settings of this benchmark's process, and tracing on when ``endpoint``
+    is given (a long exit flush: every span must arrive to be counted)."""
+    settings = load_settings()
+    if endpoint is None:
+        return settings.environment_for_child(base)
+    return settings.environment_for_child(
+        base, otel_exporter_otlp_endpoint=endpoint, trace_flush_timeout_s=30.0
+    )
 
 
 def _side(steps: int, endpoint: str | None, scratch: Path) -> list[float]:
