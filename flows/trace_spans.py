@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -142,9 +143,11 @@ def traced_run(
     given, decides the configuration). Apply it under ``@flow``."""
 
     def wrap(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+        signature = inspect.signature(fn)
+
         @functools.wraps(fn)
         async def body(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            settings = kwargs.get("settings")
+            settings = signature.bind_partial(*args, **kwargs).arguments.get("settings")
             with run_root(flow, settings if isinstance(settings, Settings) else None):
                 return await fn(*args, **kwargs)
 
