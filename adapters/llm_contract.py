@@ -112,6 +112,11 @@ class LlmSpec(_Frozen):
     outputs: dict[str, LlmOutput] = Field(default_factory=dict)
     budget: LlmBudget = Field(default_factory=LlmBudget)
     timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    trace_content: bool = Field(
+        default=False,
+        description="The prompt and reply may go on the trace, and the engine may record the"
+        " model's loop (the agent's ``llm.trace_content``); not part of the cache key.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -12,8 +12,10 @@ How container paths map to host paths (the same spec gives the same outputs on b
 Every argument and environment value that names one of those container paths is rewritten
 (:class:`adapters.paths.PathMap`). A first argument of ``python`` or ``python3`` runs the interpreter
 that runs the flow, which has the step dependencies installed. The environment is the spec's ``env`` and
-``secrets`` over a minimal base (``PATH``, ``HOME``, ``LANG``, ``TZ``, ``TMPDIR``), as in a container;
-the image is ignored. The timeout kills the whole process group.
+``secrets`` over a minimal base (``PATH``, ``HOME``, ``LANG``, ``TZ``, ``TMPDIR``), as in a container,
+and, while the run is traced, ``TRACEPARENT`` of the current attempt span and the traces-only
+``OTEL_EXPORTER_OTLP_TRACES_*`` variables (:func:`adapters.tracing.process_environment`; the exporter's
+headers are masked in the step's output like its secrets); the image is ignored. The timeout kills the whole process group.
 
 A step's process group dies with the process that started it: a watcher process
 (:mod:`adapters._reaper`) kills the groups of running steps when that process ends, even by SIGKILL
@@ -39,6 +41,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from adapters import tracing
 from adapters._reaper import forget, watch
 from adapters.contract import OUTPUT_TAIL_CHARS, Backend, StepResult, StepSpec, tail
 from adapters.errors import InfrastructureError, InvalidSpecError, StepTimeoutError
@@ -101,10 +104,14 @@ class LocalRunner:
             if args[0] in _PYTHONS:
                 args[0] = sys.executable
             env = {k: os.environ[k] for k in _BASE_ENV if k in os.environ}
+            # The run's trace (TRACEPARENT of the current attempt span, where spans go), under
+            # the spec's own variables: never part of the spec, whose content is the cache key.
+            traced = tracing.process_environment()
+            env.update(traced.variables)
             env.update({k: path_map.rewrite(v) for k, v in spec.env.items()})
             env.update({k: v.get_secret_value() for k, v in spec.secrets.items()})
             started = time.monotonic()
-            masker = SecretMasker(spec.secret_values())
+            masker = SecretMasker([*spec.secret_values(), *traced.secrets])
             exit_code, out, err = await self._execute(spec, args, env, cwd, masker, on_line)
             duration = time.monotonic() - started
             outputs = _export(spec, staged) if exit_code == 0 else {}

@@ -23,14 +23,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib.util
 import os
+import re
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import unquote
 
 import annotated_types
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -38,6 +48,7 @@ from adapters.breakers.policy import LIMITS as BREAKER_LIMITS
 from adapters.breakers.policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import InvalidInputError
+from adapters.redaction import redact_url
 from adapters.retry_policy import (
     MAX_ATTEMPTS,
     MAX_BUDGET_S,
@@ -46,6 +57,9 @@ from adapters.retry_policy import (
     MAX_JITTER,
     RetryPolicy,
 )
+
+if TYPE_CHECKING:
+    from adapters.tracing import TraceConfig
 
 __all__ = [
     "ENV_PREFIX",
@@ -99,6 +113,9 @@ class Settings(BaseSettings):
         frozen=True,
         extra="ignore",
         validate_default=True,
+        # Tracing fields are read from the standard OTEL_* variables (their validation_alias);
+        # code still builds them by field name: Settings(otel_exporter_otlp_endpoint=...).
+        validate_by_name=True,
     )
 
     # -- where steps run -------------------------------------------------------------------
@@ -259,6 +276,110 @@ class Settings(BaseSettings):
         description="Probe calls allowed at once while half-open, per process.",
     )
 
+    # -- tracing: the standard OpenTelemetry variables (read under their own names) ---------
+    otel_sdk_disabled: bool = Field(
+        default=False,
+        validation_alias="OTEL_SDK_DISABLED",
+        description="`true`: no spans are recorded or exported, whatever else is set.",
+    )
+    otel_traces_exporter: Literal["otlp", "console", "none"] | None = Field(
+        default=None,
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="`otlp` (to the OTLP endpoint), `console` (spans printed to stderr) or"
+        " `none`. Unset: `otlp` when an endpoint is set, else `none` (nothing recorded, no"
+        " cost).",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="Base URL of the OTLP receiver (collector or backend), e.g."
+        " `http://127.0.0.1:4318`; traces go to `<url>/v1/traces` over HTTP. Setting it turns"
+        " tracing on: one trace per run (guides/tracing).",
+    )
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        description="Full URL traces are sent to, used as it is (overrides"
+        " `OTEL_EXPORTER_OTLP_ENDPOINT` for traces).",
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_PROTOCOL",
+        description="`http/protobuf` (the default) or `grpc` (needs the `otlp-grpc` extra:"
+        " `pip install 'ai-orchestration-platform[otlp-grpc]'`).",
+    )
+    otel_exporter_otlp_traces_protocol: Literal["http/protobuf", "grpc"] | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        description="The protocol for traces (overrides `OTEL_EXPORTER_OTLP_PROTOCOL`).",
+    )
+    otel_exporter_otlp_headers: SecretStr | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_HEADERS",
+        description="Headers sent with every export, `key=value,key2=value2` (values"
+        " percent-encoded), e.g. `authorization=Bearer%20TOKEN`. Never shown: masked in spans,"
+        " logs and step output.",
+    )
+    otel_exporter_otlp_traces_headers: SecretStr | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        description="Headers for trace exports, over those of `OTEL_EXPORTER_OTLP_HEADERS`.",
+    )
+    otel_exporter_otlp_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_S * 1000,
+        allow_inf_nan=False,
+        validation_alias="OTEL_EXPORTER_OTLP_TIMEOUT",
+        description="Milliseconds one export may take, retries included. Unset: 10000.",
+    )
+    otel_exporter_otlp_traces_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_S * 1000,
+        allow_inf_nan=False,
+        validation_alias="OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+        description="Milliseconds one trace export may take (overrides"
+        " `OTEL_EXPORTER_OTLP_TIMEOUT`).",
+    )
+    otel_service_name: str | None = Field(
+        default=None,
+        validation_alias="OTEL_SERVICE_NAME",
+        description="`service.name` of the spans. Unset: `aiop` (a step's own process gets"
+        " `<name>-step`).",
+    )
+    otel_resource_attributes: str | None = Field(
+        default=None,
+        validation_alias="OTEL_RESOURCE_ATTRIBUTES",
+        description="More resource attributes, `key=value,key2=value2` (values percent-encoded),"
+        " e.g. `deployment.environment.name=ci`. Secret values and URL credentials are masked.",
+    )
+    traceparent: str | None = Field(
+        default=None,
+        validation_alias="TRACEPARENT",
+        description="A W3C trace context (`00-<trace id>-<span id>-<flags>`) the run's trace"
+        " continues, e.g. from a traced CI job. A malformed value is ignored.",
+    )
+    trace_url: str | None = Field(
+        default=None,
+        description="A link to a trace in your tracing backend, `{trace_id}` filled in, shown in"
+        " the run summary, e.g. `http://127.0.0.1:6006/redirects/traces/{trace_id}` (Arize"
+        " Phoenix). Unset: the trace id alone.",
+    )
+    trace_engine: bool = Field(
+        default=True,
+        description="`0`: the Dagger CLI the platform starts does not export the engine's spans"
+        " (pulls, cache hits, execs) to the trace.",
+    )
+    trace_flush_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=MAX_TIMEOUT_S,
+        allow_inf_nan=False,
+        description="Seconds a command waits at exit for its last spans to be sent (an"
+        " unreachable collector costs at most this, and one warning line).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -281,10 +402,95 @@ class Settings(BaseSettings):
     def _no_budget(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
-    @field_validator("chaos", "engine_limit", "docs_url", mode="before")
+    @field_validator(
+        "chaos",
+        "engine_limit",
+        "docs_url",
+        "otel_exporter_otlp_endpoint",
+        "otel_exporter_otlp_traces_endpoint",
+        "otel_service_name",
+        "otel_resource_attributes",
+        "traceparent",
+        "trace_url",
+        mode="before",
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator(
+        "otel_traces_exporter",
+        "otel_exporter_otlp_protocol",
+        "otel_exporter_otlp_traces_protocol",
+        mode="before",
+    )
+    @classmethod
+    def _otel_word(cls, value: Any, info: ValidationInfo) -> Any:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word == "http/json":
+            raise InvalidInputError(
+                f"{variable_name(str(info.field_name))}=http/json is not supported: the platform"
+                " sends OTLP as http/protobuf (the default, which every OTLP receiver accepts) or"
+                " grpc; set one of those, or unset it"
+            )
+        return word or None
+
+    @field_validator("otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise InvalidInputError(
+                f"{variable_name(str(info.field_name))}={redact_url(value)!r} is not an http://"
+                " or https:// URL with a host; set the URL of your OTLP receiver, e.g."
+                " http://127.0.0.1:4318, or unset it to turn tracing off"
+            )
+        return value
+
+    @field_validator("otel_exporter_otlp_headers", "otel_exporter_otlp_traces_headers")
+    @classmethod
+    def _headers(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None:
+            _pairs(value.get_secret_value(), variable_name(str(info.field_name)), secret=True)
+        return value
+
+    @field_validator("otel_resource_attributes")
+    @classmethod
+    def _resource(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None:
+            _pairs(value, variable_name(str(info.field_name)))
+        return value
+
+    @field_validator("trace_url")
+    @classmethod
+    def _trace_url(cls, value: str | None) -> str | None:
+        if value is not None and "{trace_id}" not in value:
+            raise InvalidInputError(
+                f"{variable_name('trace_url')}={redact_url(value)!r} has no {{trace_id}}"
+                " placeholder; write where your backend shows a trace, e.g."
+                " http://127.0.0.1:6006/redirects/traces/{trace_id}, or unset it"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _grpc_installed(self) -> Settings:
+        if (
+            self._traces_protocol() == "grpc"
+            and self._traces_exporter() == "otlp"
+            and importlib.util.find_spec("opentelemetry.exporter.otlp.proto.grpc") is None
+        ):
+            names = [
+                variable_name(n)
+                for n in ("otel_exporter_otlp_traces_protocol", "otel_exporter_otlp_protocol")
+                if getattr(self, n) == "grpc"
+            ]
+            raise InvalidInputError(
+                f"{names[0]}=grpc needs the OTLP/gRPC exporter, which is not installed;"
+                " install it with pip install 'ai-orchestration-platform[otlp-grpc]', or"
+                " set it to http/protobuf (every OTLP backend accepts it on port 4318)"
+            )
+        return self
 
     @field_validator("chaos")
     @classmethod
@@ -351,6 +557,68 @@ class Settings(BaseSettings):
         """The breaker Redis URL in clear, for the one client that connects with it."""
         return self.breaker_redis_url.get_secret_value() if self.breaker_redis_url else None
 
+    def _traces_protocol(self) -> str:
+        return (
+            self.otel_exporter_otlp_traces_protocol
+            or self.otel_exporter_otlp_protocol
+            or "http/protobuf"
+        )
+
+    def _traces_exporter(self) -> str:
+        if self.otel_sdk_disabled:
+            return "none"
+        if self.otel_traces_exporter is not None:
+            return self.otel_traces_exporter
+        endpoint = self.otel_exporter_otlp_traces_endpoint or self.otel_exporter_otlp_endpoint
+        return "otlp" if endpoint else "none"
+
+    def trace_config(self) -> TraceConfig:
+        """Where spans go (:mod:`adapters.tracing`), from the standard ``OTEL_*`` variables.
+
+        Nothing set means ``exporter="none"``: nothing is recorded. The traces URL is
+        ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` as it is, else ``OTEL_EXPORTER_OTLP_ENDPOINT`` with
+        ``/v1/traces`` (HTTP) or as it is (gRPC), else the specification's default
+        (``http://localhost:4318/v1/traces``, ``http://localhost:4317`` for gRPC) when
+        ``OTEL_TRACES_EXPORTER=otlp`` asks for OTLP without an endpoint.
+
+        Examples:
+            >>> Settings().trace_config().exporter
+            'none'
+            >>> Settings(otel_exporter_otlp_endpoint="http://c:4318").trace_config().traces_url
+            'http://c:4318/v1/traces'
+        """
+        from adapters.tracing import TraceConfig
+
+        protocol = self._traces_protocol()
+        if self.otel_exporter_otlp_traces_endpoint:
+            url = self.otel_exporter_otlp_traces_endpoint
+        elif self.otel_exporter_otlp_endpoint:
+            base = self.otel_exporter_otlp_endpoint
+            url = base if protocol == "grpc" else base.rstrip("/") + "/v1/traces"
+        else:
+            url = (
+                "http://localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
+            )
+        headers: dict[str, str] = {}
+        for secret in (self.otel_exporter_otlp_headers, self.otel_exporter_otlp_traces_headers):
+            if secret is not None:
+                headers.update(_pairs(secret.get_secret_value(), "", secret=True))
+        resource = _pairs(self.otel_resource_attributes or "", "")
+        timeout_ms = self.otel_exporter_otlp_traces_timeout or self.otel_exporter_otlp_timeout
+        return TraceConfig(
+            exporter=self._traces_exporter(),  # type: ignore[arg-type]
+            traces_url=url,
+            protocol=protocol,  # type: ignore[arg-type]
+            headers=headers,
+            timeout_s=(timeout_ms or 10_000) / 1000,
+            service_name=self.otel_service_name or resource.get("service.name") or "aiop",
+            resource=resource,
+            parent=self.traceparent,
+            url_template=self.trace_url,
+            engine=self.trace_engine,
+            flush_timeout_s=self.trace_flush_timeout_s,
+        )
+
     def child_environment(self, **changes: Any) -> dict[str, str]:
         """The ``AIOP_*`` variables that give a child process these settings (with ``changes``).
 
@@ -373,15 +641,54 @@ class Settings(BaseSettings):
         return env
 
     def environment_for_child(self, base: Mapping[str, str], **changes: Any) -> dict[str, str]:
-        """``base`` without its ``AIOP_*`` variables, plus :meth:`child_environment`: the whole
-        environment of a child process that must run with these settings and no others.
+        """``base`` without its settings variables (``AIOP_*``, the standard ``OTEL_*`` ones), plus
+        :meth:`child_environment`: the whole environment of a child process that must run with
+        these settings and no others.
 
         Examples:
             >>> Settings().environment_for_child({"PATH": "/bin", "AIOP_CHAOS": "kind=timeout"})
             {'PATH': '/bin'}
         """
-        kept = {k: v for k, v in base.items() if not k.upper().startswith(ENV_PREFIX)}
+        kept = {k: v for k, v in base.items() if not _is_setting_variable(k)}
         return {**kept, **self.child_environment(**changes)}
+
+
+#: The standard variables some settings are read from (``OTEL_*``, ``TRACEPARENT``).
+_STANDARD_VARIABLES = frozenset(
+    info.validation_alias.upper()
+    for info in Settings.model_fields.values()
+    if isinstance(info.validation_alias, str)
+)
+
+
+def _pairs(text: str, variable: str, *, secret: bool = False) -> dict[str, str]:
+    """``key=value,key2=value2`` (keys and values percent-encoded, the W3C baggage form the
+    OpenTelemetry specification gives ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_EXPORTER_OTLP_HEADERS``)
+    as a dict.
+
+    Raises:
+        InvalidInputError: an entry has no ``=`` or no key; the message names ``variable`` and,
+            for a ``secret`` one, never quotes its text.
+
+    Examples:
+        >>> _pairs("service.namespace=shop,team=data%20eng", "OTEL_RESOURCE_ATTRIBUTES")
+        {'service.namespace': 'shop', 'team': 'data eng'}
+    """
+    found: dict[str, str] = {}
+    for number, entry in enumerate(text.split(","), start=1):
+        if not entry.strip():
+            continue
+        key, eq, value = entry.partition("=")
+        if not eq or not key.strip():
+            shown = f"entry {number}" if secret else f"{entry.strip()!r}"
+            raise InvalidInputError(
+                f"{variable} is not a list of key=value pairs separated by commas ({shown} has"
+                f" {'no =' if not eq else 'no key'}); write e.g. key=value,key2=value2 with"
+                " commas and other special characters in values percent-encoded (%2C), or"
+                " unset it"
+            )
+        found[unquote(key.strip())] = unquote(value.strip())
+    return found
 
 
 def _env_text(value: object) -> str:
@@ -416,8 +723,8 @@ def _overlay(settings: Settings, base: _P, fields: Mapping[str, str]) -> _P:
 def settings_in_environment(
     settings: Settings, environ: MutableMapping[str, str] | None = None
 ) -> Iterator[None]:
-    """Within the block, ``environ``'s (default ``os.environ``) ``AIOP_*`` variables say exactly
-    ``settings``; afterwards they are as before.
+    """Within the block, ``environ``'s (default ``os.environ``) settings variables (``AIOP_*`` and
+    the standard ``OTEL_*`` ones) say exactly ``settings``; afterwards they are as before.
 
     For a harness that runs the user's code path in this process, whose entry points read the
     environment (the benchmarks): the one place that writes these variables.
@@ -431,31 +738,51 @@ def settings_in_environment(
         ['AIOP_CHAOS', 'PATH']
     """
     env = os.environ if environ is None else environ
-    saved = {k: v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)}
+    saved = {k: v for k, v in env.items() if _is_setting_variable(k)}
     for key in saved:
         del env[key]
     env.update(settings.child_environment())
     try:
         yield
     finally:
-        for key in [k for k in env if k.upper().startswith(ENV_PREFIX)]:
+        for key in [k for k in env if _is_setting_variable(k)]:
             del env[key]
         env.update(saved)
 
 
 def environment_without_settings(base: Mapping[str, str]) -> dict[str, str]:
-    """``base`` without any ``AIOP_*`` variable (a child that must start from the defaults)."""
+    """``base`` without any setting's variable (a child that must start from the defaults)."""
     return Settings().environment_for_child(base)
 
 
 def variable_name(field: str) -> str:
-    """The environment variable of a settings field.
+    """The environment variable of a settings field: ``AIOP_<FIELD>``, or the standard name a
+    tracing field is read from.
 
     Examples:
         >>> variable_name("retry_attempts")
         'AIOP_RETRY_ATTEMPTS'
+        >>> variable_name("otel_exporter_otlp_endpoint")
+        'OTEL_EXPORTER_OTLP_ENDPOINT'
     """
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, str):
+        return info.validation_alias
     return ENV_PREFIX + field.upper()
+
+
+def _is_setting_variable(name: str) -> bool:
+    """``name`` is the environment variable of a setting (``AIOP_*``, or a standard one)."""
+    upper = name.upper()
+    return upper.startswith(ENV_PREFIX) or upper in _STANDARD_VARIABLES
+
+
+def _field_of(location: str) -> str:
+    """The field an error location names (pydantic names a standard variable by itself)."""
+    for name, info in Settings.model_fields.items():
+        if info.validation_alias == location:
+            return name
+    return location
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -478,7 +805,7 @@ def load_settings(**overrides: Any) -> Settings:
 def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
     problems = []
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
+        field = _field_of(str(error["loc"][0])) if error["loc"] else "?"
         info = Settings.model_fields.get(field)
         where = field if field in overrides else variable_name(field)
         shown = (
@@ -542,6 +869,9 @@ def _type_text(annotation: object) -> str:
     text = str(annotation).replace("typing.", "").replace("pathlib.", "")
     text = text.replace("<class '", "").replace("'>", "")
     text = text.replace("pydantic.types.", "")
+    optional = re.fullmatch(r"Optional\[(.*)\]", text)
+    if optional:
+        text = f"{optional.group(1)} | None"
     return text.replace("Literal[", "one of [").replace("|", "\\|")
 
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from adapters import tracing
 from adapters.errors import AiopError, InvalidInputError
 from adapters.settings import Settings, load_settings
 from agents.loader import default_paths, load_definitions
@@ -203,20 +204,22 @@ def _run(ns: argparse.Namespace, settings: Settings) -> int:
     quiet_prefect_defaults(settings)
     for name in ("prefect.task_runs", "prefect.flow_runs"):
         logging.getLogger(name).addFilter(_NoTracebackForOurErrors())
+    tracing.configure(settings.trace_config())  # before the flow run: its span is the root
     from flows.runtime.agent_run import agent_run
 
-    state: Any = run_flow_quietly(
-        lambda: agent_run(
-            ns.target,
-            params,
-            backend,
-            mounts or None,
-            outputs or None,
-            settings=settings,
-            return_state=True,
-        ),
-        debug=settings.debug,
-    )
+    with tracing.continued():  # a TRACEPARENT set for this command is the run's parent
+        state: Any = run_flow_quietly(
+            lambda: agent_run(
+                ns.target,
+                params,
+                backend,
+                mounts or None,
+                outputs or None,
+                settings=settings,
+                return_state=True,
+            ),
+            debug=settings.debug,
+        )
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
         if isinstance(error, AiopError):

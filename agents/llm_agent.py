@@ -78,6 +78,7 @@ def llm_step_spec(
             },
             budget=LlmBudget(**llm.budget.model_dump()),
             timeout_s=agent.timeout_s,
+            trace_content=llm.trace_content,
         )
     except ValidationError as exc:
         raise InvalidInputError(describe_validation_error(exc, f"agent {agent.name!r}")) from None

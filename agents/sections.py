@@ -358,6 +358,12 @@ class LlmSection(_Section):
         default_factory=dict, description="Output name -> what the model must produce."
     )
     budget: LlmBudgetSection = Field(default_factory=LlmBudgetSection)
+    trace_content: bool = Field(
+        default=False,
+        description="Put the prompt and the model's last reply on the run's trace (masked like"
+        " logs), and let the Dagger engine record its own spans of the model's loop. Off: no"
+        " prompt, reply or key appears anywhere on the trace.",
+    )
 
     @field_validator("prompt")
     @classmethod

@@ -7,8 +7,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tests.spans import SpanStore
 
 # Before anything imports Prefect: keep test runs out of the user's ~/.prefect and quiet.
 _HOME = Path(tempfile.mkdtemp(prefix="aiop-test-prefect-"))
@@ -47,3 +50,37 @@ def prefect_api_url() -> Iterator[str]:
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The session's Prefect home goes with the session (nothing of the user's is in it)."""
     shutil.rmtree(_HOME, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _span_store() -> Iterator[Any]:
+    """The process's tracer provider, installed once (the OpenTelemetry API allows one), exporting
+    through the platform's masking exporter into the SDK's own in-memory exporter.
+
+    From the first test that asks for it on, the rest of the session runs traced: what users with
+    tracing on get, for every later test.
+    """
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from adapters import tracing
+
+    if tracing.active():
+        pytest.fail("a tracer provider was installed before the test fixture's", pytrace=False)
+    exporter = InMemorySpanExporter()
+    config = tracing.TraceConfig(
+        url_template="http://traces.example/trace/{trace_id}", flush_timeout_s=5.0
+    )
+    assert tracing.configure(config, exporter=exporter)
+    yield exporter
+
+
+@pytest.fixture
+def spans(_span_store: Any) -> Iterator[SpanStore]:
+    """The spans finished during the test (the store emptied before it starts)."""
+    from adapters import tracing
+
+    tracing.flush()
+    _span_store.clear()
+    yield SpanStore(_span_store)
+    tracing.flush()
+    _span_store.clear()

@@ -6,7 +6,8 @@ modules, it fails on
 * any string that names an ``AIOP_`` variable (f-string parts included; docstrings, which only
   document the settings, are not code and are skipped), and
 * any ``os.environ`` / ``os.getenv`` access whose key is built from the settings' names
-  (``variable_name(...)``, ``ENV_PREFIX``), which would read a setting around the object.
+  (``variable_name(...)``, ``ENV_PREFIX``), which would read a setting around the object, or
+  names a standard variable a setting is read from (``OTEL_*``, ``TRACEPARENT``).
 
 Allowed: ``adapters/settings.py`` (the settings object) and ``flows/steps/_environment.py`` (the
 step programs' side of the step environment: they run in containers without pydantic; ADR 0020).
@@ -100,7 +101,11 @@ def _built_from_settings_names(key: ast.AST) -> bool:
             return True
         if isinstance(part, ast.Attribute) and part.attr in {"variable_name", "ENV_PREFIX"}:
             return True
-        if isinstance(part, ast.Constant) and isinstance(part.value, str) and "AIOP_" in part.value:
+        if (
+            isinstance(part, ast.Constant)
+            and isinstance(part.value, str)
+            and ("AIOP_" in part.value or part.value.upper().startswith(("OTEL_", "TRACEPARENT")))
+        ):
             return True
     return False
 
@@ -122,6 +127,9 @@ def test_no_module_but_the_settings_module_touches_a_setting() -> None:
         ('"""Reads ``AIOP_BACKEND`` (a docstring)."""\nx = 1', 0),
         ("x = f\"set {variable_name('debug')}=1\"", 0),
         ('import os\nx = os.environ.get("PREFECT_API_URL")', 0),
+        # the standard variables tracing settings are read from count as settings too
+        ('import os\nx = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")', 1),
+        ('import os\nx = os.getenv("TRACEPARENT")', 1),
     ],
 )
 def test_the_rule_sees_each_kind_of_access(source: str, expected: int) -> None:

@@ -73,6 +73,7 @@ from pathlib import Path
 
 import dagger
 
+from adapters import tracing
 from adapters.contract import tail
 from adapters.dagger import _shared
 from adapters.dagger import llm_api as api
@@ -189,7 +190,7 @@ def llm_origin(spec: LlmSpec) -> str:
     """What an llm step would write, as a digest (recorded in the manifests of its outputs)."""
     import hashlib
 
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()[:32]
+    return hashlib.sha256(spec.model_dump_json(exclude={"trace_content"}).encode()).hexdigest()[:32]
 
 
 class DaggerLlmRunner:
@@ -240,24 +241,34 @@ class DaggerLlmRunner:
         started = time.monotonic()
         config = EngineConfig()
         secrets = [*config.key(spec.key_name).masked, *([key_value] if key_value else [])]
+        tracing.register_secrets(secrets)
         _check_paths(spec)
         _check_route(spec, config)
-        shared = _shared.current()
-        if shared is not None:
-            shared.secrets.extend(secrets)
-            async with shared.lease() as client:
-                try:
-                    return await self._execute(client, spec, secrets, attempt, started, on_line)
-                except (EngineConnectionError, EngineUnavailableError):
-                    shared.mark_broken(client)
-                    raise
-        opened = await self._runner.open_connection(
-            self._runner.provision_timeout_s, on_line, secrets, None
-        )
-        try:
-            return await self._execute(opened.client, spec, secrets, attempt, started, on_line)
-        finally:
-            await opened.close()
+        route = config.route(spec.model) if spec.model is None else None
+        model = spec.model or (route.model if route is not None else None)
+        # Unless the agent opted in to content, every request of the run is unsampled: the engine
+        # then records no span of the model's loop, whose calls carry the prompt.
+        with tracing.engine_requests(sampled=spec.trace_content):
+            shared = _shared.current()
+            if shared is not None:
+                shared.secrets.extend(secrets)
+                async with shared.lease() as client:
+                    try:
+                        return await self._execute(
+                            client, spec, secrets, attempt, started, on_line, model
+                        )
+                    except (EngineConnectionError, EngineUnavailableError):
+                        shared.mark_broken(client)
+                        raise
+            opened = await self._runner.open_connection(
+                self._runner.provision_timeout_s, on_line, secrets, None
+            )
+            try:
+                return await self._execute(
+                    opened.client, spec, secrets, attempt, started, on_line, model
+                )
+            finally:
+                await opened.close()
 
     async def _execute(
         self,
@@ -267,6 +278,7 @@ class DaggerLlmRunner:
         attempt: int,
         started: float,
         on_line: LineSink | None,
+        model_name: str | None,
     ) -> LlmResult:
         def say(line: str) -> None:
             if on_line is not None:
@@ -279,19 +291,20 @@ class DaggerLlmRunner:
                 before = await api.output_digests(talk.env, spec)
                 llm, calls, usage, done = talk.llm, 0, TokenUsage(), set[str]()
                 # hasPrompt never syncs; everything else is asked of a stepped LLM only.
-                while await llm.has_prompt():
+                pending = await llm.has_prompt()
+                while pending:
                     if calls >= spec.budget.max_api_calls:
                         raise _over_budget(spec, "max_api_calls", calls, usage)
-                    llm = await llm.step()
-                    calls += 1
-                    usage = await api.token_usage(llm)
-                    say(f"model call {calls}: {usage.spent} tokens so far")
-                    if usage.exceeds(spec.budget.max_tokens):
-                        raise _over_budget(spec, "max_tokens", calls, usage)
-                    if spec.outputs:
-                        done = await api.produced(llm, spec, before)
-                        if len(done) == len(spec.outputs):
-                            break
+                    with tracing.model_call(spec.provider, model_name, calls + 1) as call:
+                        llm, usage, pending, done = await self._step(
+                            llm, spec, secrets, call, usage, before
+                        )
+                        calls += 1
+                        say(f"model call {calls}: {usage.spent} tokens so far")
+                        if usage.exceeds(spec.budget.max_tokens):
+                            error = _over_budget(spec, "max_tokens", calls, usage)
+                            call.error(error)
+                            raise error
                 missing = [name for name in spec.outputs if name not in done]
                 if missing:
                     raise _not_produced(spec, missing[0])
@@ -320,6 +333,46 @@ class DaggerLlmRunner:
             duration_s=time.monotonic() - started,
             attempt=attempt,
         )
+
+    @staticmethod
+    async def _step(
+        llm: dagger.LLM,
+        spec: LlmSpec,
+        secrets: list[str],
+        call: tracing.ModelCall,
+        before: TokenUsage,
+        digests: dict[str, str],
+    ) -> tuple[dagger.LLM, TokenUsage, bool, set[str]]:
+        """One model call (``step``) and what it left: the stepped LLM, the conversation's
+        usage, whether a prompt is pending (tool results queued) and the outputs bound so far.
+
+        The call's span gets its tokens (the difference of the cumulative readings) and a finish
+        reason, which the engine does not report: ``tool_call`` when the model's turn left tool
+        results to answer (or bound the last output), else ``stop``.
+        """
+        try:
+            llm = await llm.step()
+        except FOREIGN_ERRORS as exc:
+            scrub(exc, secrets)
+            error = translate_llm_error(exc, spec=spec, secrets=secrets)
+            call.error(error)
+            raise error from exc
+        usage = await api.token_usage(llm)
+        call.usage(
+            input_tokens=usage.input_tokens - before.input_tokens,
+            output_tokens=usage.output_tokens - before.output_tokens,
+            cache_reads=usage.cached_token_reads - before.cached_token_reads,
+            cache_writes=usage.cached_token_writes - before.cached_token_writes,
+        )
+        done: set[str] = set()
+        if spec.outputs:
+            done = await api.produced(llm, spec, digests)
+            if len(done) == len(spec.outputs):  # the engine ended the loop on the last Save
+                call.finish(["tool_call"])
+                return llm, usage, False, done
+        pending = await llm.has_prompt()
+        call.finish(["tool_call"] if pending else ["stop"])
+        return llm, usage, pending, done
 
 
 def _check_route(spec: LlmSpec, config: EngineConfig) -> None:

@@ -98,8 +98,15 @@ by the registry's answer, not by how it was written.
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.
 
-The Dagger-free parts live in private modules: ``_dagger_errors`` (messages, scrubbing),
-``_dagger_session`` (hard limits), ``_engine_process`` (engine log, CLI), ``_fs`` (host files).
+The Dagger-free parts live beside it: ``errors`` (messages, scrubbing), ``session`` (hard
+limits), ``engine_process`` (engine log, CLI); host files go through :mod:`adapters.ownership`.
+
+Traces:
+    The SDK sends the current span's ``traceparent`` with every request, and the engine parents
+    its spans of that request under it: a run's requests carry the span current around it (the
+    attempt's, :mod:`flows.runtime.trace_spans`). The SDK's own telemetry set-up is kept from running
+    (:func:`_no_sdk_telemetry`), and a CLI started here inherits a traces-only environment with
+    the flow run's ``TRACEPARENT`` (:func:`adapters.tracing.engine_cli_environment`).
 
 Sessions and concurrency:
     Inside :meth:`DaggerRunner.session` (a flow run holds one, see
@@ -133,8 +140,10 @@ from pathlib import Path
 from typing import NamedTuple, TextIO, cast
 
 import dagger
+import dagger.telemetry
 from dagger.mod._exceptions import ModuleError
 
+from adapters import tracing
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
 from adapters.dagger import _shared
 from adapters.dagger.engine_process import (
@@ -245,6 +254,26 @@ def translate_error(
         if user_error is not None:
             return user_error
     return engine_error(target, detail, spec.name if spec else None)
+
+
+def _no_sdk_telemetry() -> None:
+    """Keep the SDK's own telemetry set-up from running in this process (tracing is the
+    platform's: :mod:`adapters.tracing`).
+
+    ``Connection.__aenter__`` calls ``dagger.telemetry.initialize()``, whose two once-per-process
+    configurators, as soon as any ``OTEL_*`` variable is set, write ``OTEL_*`` defaults into
+    ``os.environ``, add an exporter per ``OTEL_TRACES_EXPORTER`` entry to the global tracer
+    provider (every span exported twice), instrument logging, and with
+    ``OTEL_TRACES_EXPORTER=otlp`` but no protocol raise a raw ``RuntimeError`` (no gRPC exporter),
+    and attach ``TRACEPARENT`` to the context for good. The client itself makes no spans
+    (dagger-io 0.21.11, ``telemetry.py``), so marking both singletons configured loses nothing;
+    ``tests/adapters/dagger/test_sdk_telemetry.py`` fails when an SDK upgrade renames them.
+    """
+    for configurator in (
+        dagger.telemetry._DaggerOtelConfigurator,
+        dagger.telemetry._DaggerPropagationConfigurator,
+    ):
+        configurator()._is_configured = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +443,7 @@ class DaggerRunner:
         Used by :mod:`adapters.dagger.llm` too, when no flow run holds a shared session."""
         # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
         os.environ.setdefault("DAGGER_NO_NAG", "1")
+        _no_sdk_telemetry()
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=None,
@@ -423,16 +453,23 @@ class DaggerRunner:
         console = ProgressConsole(engine_log)
         config.console = console
         connection = dagger.Connection(config)
+        # A CLI started here inherits this process's environment: traces-only, for the run's trace.
+        environment = (
+            contextlib.nullcontext()
+            if os.environ.get("DAGGER_SESSION_PORT")
+            else tracing.engine_cli_environment()
+        )
         try:
-            client = await open_session(
-                connection,
-                limit=limit,
-                engine_log=engine_log,
-                console=console,
-                spec=spec,
-                translate=translate_error,
-                foreign=FOREIGN_ERRORS,
-            )
+            async with environment:
+                client = await open_session(
+                    connection,
+                    limit=limit,
+                    engine_log=engine_log,
+                    console=console,
+                    spec=spec,
+                    translate=translate_error,
+                    foreign=FOREIGN_ERRORS,
+                )
         except BaseException:
             await engine_log.aclose()
             raise

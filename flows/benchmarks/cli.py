@@ -1,8 +1,8 @@
 """``python -m flows.benchmarks [--quick] [--json PATH]``: run every benchmark, print the table.
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
-batches) and this process pointed at it; then orchestration share, step overhead, concurrency, fast
-failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
+batches) and this process pointed at it; then orchestration share, step overhead, tracing overhead,
+concurrency, fast failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
 default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
 subset (the JSON then holds only those keys). ``--api-url`` measures against a running server
 instead of starting one; ``--rows`` sets the throughput sizes.
@@ -43,6 +43,7 @@ __all__ = ["BENCHMARKS", "main"]
 BENCHMARKS = (
     "orchestration",
     "step_overhead",
+    "tracing",
     "concurrency",
     "fast_failure",
     "throughput",
@@ -210,6 +211,7 @@ def _run_with_server(
         scaling,
         step_overhead,
         throughput,
+        tracing,
     )
 
     firsts: dict[int, Any] = {}
@@ -222,6 +224,7 @@ def _run_with_server(
     steps: dict[str, Callable[[], Outcome]] = {
         "orchestration": lambda: orchestration.run(ctx),
         "step_overhead": lambda: step_overhead.run(ctx),
+        "tracing": lambda: tracing.run(ctx),
         "concurrency": lambda: concurrency.run(ctx),
         "fast_failure": lambda: fast_failure.run(ctx),
         "throughput": measure_throughput,
@@ -296,7 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import flows.benchmarks.result_copies
                 import flows.benchmarks.scaling
                 import flows.benchmarks.step_overhead
-                import flows.benchmarks.throughput  # noqa: F401
+                import flows.benchmarks.throughput
+                import flows.benchmarks.tracing  # noqa: F401
 
                 server_s = server.wait_healthy()
                 print(f"  server healthy after {server_s:.1f} s at {server.api_url}", flush=True)

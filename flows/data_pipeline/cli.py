@@ -300,14 +300,18 @@ def _hold_output(output: Path, held: contextlib.ExitStack) -> None:
 def _run(options: PipelineParameters, settings: Settings) -> int:
     # Before Prefect is imported: a local server started here comes up while we import.
     server = quiet_prefect_defaults(settings, start=True).local
+    from adapters import tracing
     from flows.data_pipeline.flow import PipelineFailed, data_pipeline
     from flows.ui.console import print_summary, run_flow_quietly
 
-    state = run_flow_quietly(
-        lambda: data_pipeline(**options, settings=settings, return_state=True),
-        server,
-        debug=settings.debug,
-    )
+    tracing.configure(settings.trace_config())  # before the flow run: its span is the root
+
+    with tracing.continued():  # a TRACEPARENT set for this command is the run's parent
+        state = run_flow_quietly(
+            lambda: data_pipeline(**options, settings=settings, return_state=True),
+            server,
+            debug=settings.debug,
+        )
     outcome: Any = state.data if state.is_failed() else None
     if state.is_failed() and not isinstance(outcome, BaseException):
         outcome = state.result(raise_on_failure=False)

@@ -27,7 +27,7 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_UI_URL
 from prefect.states import Failed
 
-from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec
+from adapters import AiopError, InfrastructureError, InvalidInputError, StepSpec, tracing
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import StorageLimitError
 from adapters.ownership import claim, hold, set_aside, write_owned_file
@@ -44,7 +44,14 @@ from flows.steps._environment import environment as step_environment
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 from flows.ui.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.ui.console import flow_run_ui_url, use_docs_url
-from flows.ui.history import current_record, publish_history, publish_metrics, rows_so_far
+from flows.ui.history import (
+    current_record,
+    publish_history,
+    publish_metrics,
+    rows_so_far,
+    step_rows,
+)
+from flows.runtime.trace_spans import traced_run
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 
@@ -147,6 +154,7 @@ def _prepare_output(options: PipelineOptions) -> None:
 
 
 @flow(name=FLOW_NAME, log_prints=False)
+@traced_run(FLOW_NAME)
 async def data_pipeline(
     input: str | None = None,
     rows: int = 100_000,
@@ -281,6 +289,7 @@ async def _run(
             prepare=content_addressed,
             settings=settings,
             runner=runner,
+            rows_of=step_rows,
         )
         outcomes.append(outcome)
         await progress.step_done()
@@ -438,6 +447,8 @@ def _summary(
         "backend": backend,
         "flow_run_id": str(flow_run.id) if flow_run.id else None,
         "flow_run_url": _ui_url(),
+        "trace_id": tracing.current_trace_id(),
+        "trace_url": tracing.trace_link(tracing.current_trace_id()),
         "group_by": group_by,
         "group_by_reason": options.group_by_reason,
         "input": str(Path(options.input).resolve()) if options.input else None,

@@ -44,6 +44,7 @@ from flows.runtime.breaker_events import attach_event_emitter
 from flows.runtime.llm_task import execute_llm_step
 from flows.runtime.outcome import StepOutcome
 from flows.runtime.step_task import execute_step
+from flows.runtime.trace_spans import StepSpan, step_span, traced_run
 
 __all__ = ["FLOW_NAME", "ExecuteStep", "agent_run", "run_agent"]
 
@@ -80,6 +81,7 @@ async def run_agent(
     execute: ExecuteStep | None = None,
     settings: Settings | None = None,
     runner: StepRunner | None = None,
+    rows_of: Callable[[StepOutcome], Mapping[str, int]] | None = None,
 ) -> StepOutcome:
     """Run an agent (by name) or the healthiest able agent (by capability), with fallback.
 
@@ -103,6 +105,11 @@ async def run_agent(
             retry settings apply over each agent's ``retry:`` section.
         runner: the flow run's runner, resolved once (:func:`adapters.selection.resolve_runner`),
             for the default ``execute``; None: each attempt resolves its own from ``backend``.
+        rows_of: the rows the step reports (``in``, ``out``...), read from its outcome for
+            the step's span (:mod:`flows.runtime.trace_spans`).
+
+    The step is one span of the run's trace (``step <name>``), whichever agents are tried: each
+    refusal, open breaker and move to the next agent is an event on it.
 
     Returns:
         The outcome of the last agent tried; ``error`` is set when none succeeded (an
@@ -113,16 +120,49 @@ async def run_agent(
         AgentNotFoundError: ``target`` is neither an agent nor a capability.
         AgentParameterError: ``params`` fit none of the candidates.
     """
-    started, started_at = time.monotonic(), time.time()
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     if execute is None:
         execute = functools.partial(execute_step, settings=settings, runner=runner)
     by_name = target in {a.name for a in manager.agents()}
     candidates = manager.candidates(target, params)
+    with step_span(
+        step_name or target,
+        capability=None if by_name else target,
+        candidates=[a.name for a in candidates],
+    ) as (span, owned):
+        outcome = await _run_candidates(
+            manager, target, params, backend, candidates, by_name, span,
+            step_name=step_name, mounts=mounts, outputs=outputs, caches=caches, env=env,
+            prepare=prepare, execute=execute, settings=settings,
+        )  # fmt: skip
+        span.finish(outcome, rows_of(outcome) if rows_of is not None else None, final=owned)
+    return outcome
+
+
+async def _run_candidates(
+    manager: AgentManager,
+    target: str,
+    params: Mapping[str, ParamValue | None] | None,
+    backend: str,
+    candidates: list[AgentSpec],
+    by_name: bool,
+    span: StepSpan,
+    *,
+    step_name: str | None,
+    mounts: Mapping[str, str | Mount] | None,
+    outputs: Mapping[str, str] | None,
+    caches: Mapping[str, str] | None,
+    env: Mapping[str, str] | None,
+    prepare: Callable[[StepSpec], StepSpec] | None,
+    execute: ExecuteStep,
+    settings: Settings,
+) -> StepOutcome:
+    started, started_at = time.monotonic(), time.time()
     logger = _run_logger()
     skipped: list[Exception] = []
     failed: StepOutcome | None = None
+    previous: tuple[str, BaseException | None] | None = None  # the agent tried before, and why
     for index, agent in enumerate(candidates):
         more = "; trying the next agent" if index + 1 < len(candidates) else ""
         values, reasons = await manager.check_ready(agent, backend)
@@ -131,6 +171,8 @@ async def run_agent(
                 f"agent {agent.name!r} is refused before anything runs: " + "; ".join(reasons)
             )
             skipped.append(refused)
+            span.refused(agent.name, refused)
+            previous = (agent.name, refused)
             logger.warning("%s%s", refused, more)
             continue
         run_once: Callable[[], Awaitable[StepOutcome]]
@@ -158,16 +200,21 @@ async def run_agent(
             "agent %r runs step %r%s",
             *(agent.name, step, "" if by_name else f" (capability {target!r})"),
         )
+        if previous is not None:
+            span.fallback(previous[0], agent.name, previous[1])
         try:
             outcome = await _attempt(manager, agent, run_once)
         except CircuitOpenError as exc:
             skipped.append(exc)
+            span.rejected(exc, agent=agent.name)
+            previous = (agent.name, exc)
             logger.warning("%s%s", exc, more)
             continue
         manager.record(agent.name, ok=outcome.error is None, state=outcome.state, step=step)
         if isinstance(outcome.error, InfrastructureError) and more:
             logger.warning("agent %r failed (%s)%s", agent.name, outcome.error, more)
             failed = outcome
+            previous = (agent.name, outcome.error)
             continue
         return outcome
     if failed is not None:  # an agent ran and failed; the others could not run at all
@@ -225,6 +272,7 @@ def _run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 @flow(name=FLOW_NAME, flow_run_name="{target}", log_prints=False)
+@traced_run(FLOW_NAME)
 async def agent_run(
     target: str,
     params: dict[str, str] | None = None,

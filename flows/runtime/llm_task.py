@@ -51,6 +51,7 @@ from flows.runtime.breaker_events import attach_event_emitter
 from flows.runtime.events import emit_step_event
 from flows.runtime.outcome import StepOutcome
 from flows.runtime.step_task import _fingerprint, retry_condition_for
+from flows.runtime.trace_spans import llm_attempt_span, step_span
 
 __all__ = [
     "execute_llm_step",
@@ -90,7 +91,10 @@ def llm_cache_key(context: TaskRunContext | None, parameters: dict[str, Any]) ->
     if not isinstance(spec, LlmSpec):
         return None
     digest = hashlib.sha256(CACHE_VERSION.encode())
-    digest.update(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode())
+    # Whether the trace may show the content changes nothing the model does.
+    digest.update(
+        json.dumps(spec.model_dump(mode="json", exclude={"trace_content"}), sort_keys=True).encode()
+    )
     for name, item in sorted(spec.inputs.items()):
         if item.kind != "string":
             digest.update(name.encode())
@@ -213,13 +217,20 @@ async def run_llm_step(
             description=f"Model calls and tokens of {spec.name}",
         )
 
-    try:
-        result = await breaker.call(on_engine)
-    except AiopError as exc:
-        exc.attempt = attempt
-        if isinstance(exc, BudgetExceededError):  # what the stopped run cost is worth seeing
-            await publish(exc)
-        raise
+    traced = llm_attempt_span(
+        spec, attempt, breaker=breaker, agent=agent, provider=provider_of(spec)
+    )
+    with traced as span:  # current while the model runs: its calls' spans are its children
+        try:
+            result = await breaker.call(on_engine)
+        except AiopError as exc:
+            exc.attempt = attempt
+            if isinstance(exc, BudgetExceededError):  # what the stopped run cost is worth seeing
+                spent = TokenUsage.model_validate(exc.usage).spent if exc.usage else None
+                span.stopped(exc.api_calls, spent)
+                await publish(exc)
+            raise
+        span.result(result)
     await publish(result)
     logger.info(
         "%s finished in %.2f s: %d model calls, %d tokens",
@@ -254,6 +265,15 @@ async def execute_llm_step(
     The cache is refreshed when an output of a cached run has since disappeared or changed (or
     something the platform did not write stands in its place).
     """
+    with step_span(spec.name, agent=agent, backend="dagger") as (span, owned):
+        outcome = await _execute_llm_step(spec, retry, agent, settings)
+        span.finish(outcome, final=owned)
+    return outcome
+
+
+async def _execute_llm_step(
+    spec: LlmSpec, retry: RetryPolicy | None, agent: str | None, settings: Settings | None
+) -> StepOutcome:
     started, started_at = time.monotonic(), time.time()
     settings = settings if settings is not None else load_settings()
     policy = retry or settings.retry_policy()

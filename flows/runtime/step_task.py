@@ -52,6 +52,7 @@ from flows.runtime.breaker_precheck import rejection_before_start
 from flows.runtime.events import emit_step_event
 from flows.runtime.installation_key import installation_key, keyed_digest
 from flows.runtime.outcome import StepFacts, StepOutcome
+from flows.runtime.trace_spans import StepSpan, attempt_span, breaker_wait, step_span
 
 __all__ = [
     "StepFacts",
@@ -288,40 +289,52 @@ async def run_step(
     def forward(stream: Stream, line: str) -> None:
         logger.info("%s", line if stream == "stdout" else f"[{stream}] {line}")
 
-    try:
+    traced = attempt_span(
+        spec.name,
+        attempt,
+        backend=runner.backend,
+        breaker=breaker,
+        agent=agent,
+        secrets=spec.secret_values(),
+    )
+    with traced as span:  # current while the runner runs: the runner passes it on
+        try:
 
-        async def on_engine() -> StepResult:
-            async with _engine_slot(settings.engine_limit):
-                return await runner.runner.run(spec, attempt=attempt, on_line=forward)
+            async def on_engine() -> StepResult:
+                async with _engine_slot(settings.engine_limit):
+                    return await runner.runner.run(spec, attempt=attempt, on_line=forward)
 
-        # The slot is taken inside the breaker: an open circuit rejects without waiting for one.
-        result = await breaker.call(on_engine)
-        if not result.ok:
-            stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
-            transient = result.exit_code in spec.transient_exit_codes
-            raise StepFailedError(
-                f"exited with code {result.exit_code}"
-                + (" (declared transient; will retry)" if transient else "")
-                + (f"; last stderr lines:\n{stderr_tail}" if stderr_tail else ""),
-                step=spec.name,
-                exit_code=result.exit_code,
-                stderr_tail=stderr_tail,
-                transient_exit=transient,
-            )
-    except CircuitOpenError as exc:
-        exc.attempt = attempt
-        wait = max(0.0, exc.probe_at - time.time())
-        context = TaskRunContext.get()
-        retries = context.task.retries if context is not None else 0
-        if attempt <= retries and wait > 0:
-            logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
-            if facts is not None:
-                facts.add_breaker_wait(wait)
-            await asyncio.sleep(wait)
-        raise
-    except AiopError as exc:
-        exc.attempt = attempt
-        raise
+            # The slot is taken inside the breaker: an open circuit rejects without waiting.
+            result = await breaker.call(on_engine)
+            span.result(result)
+            if not result.ok:
+                stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
+                transient = result.exit_code in spec.transient_exit_codes
+                raise StepFailedError(
+                    f"exited with code {result.exit_code}"
+                    + (" (declared transient; will retry)" if transient else "")
+                    + (f"; last stderr lines:\n{stderr_tail}" if stderr_tail else ""),
+                    step=spec.name,
+                    exit_code=result.exit_code,
+                    stderr_tail=stderr_tail,
+                    transient_exit=transient,
+                )
+        except CircuitOpenError as exc:
+            exc.attempt = attempt
+            span.rejected(exc)
+            wait = max(0.0, exc.probe_at - time.time())
+            context = TaskRunContext.get()
+            retries = context.task.retries if context is not None else 0
+            if attempt <= retries and wait > 0:
+                logger.warning("%s; waiting %.1f s for the probe before retrying", exc, wait)
+                if facts is not None:
+                    facts.add_breaker_wait(wait)
+                with breaker_wait(exc.breaker, wait):
+                    await asyncio.sleep(wait)
+            raise
+        except AiopError as exc:
+            exc.attempt = attempt
+            raise
     logger.info("%s finished in %.2f s", spec.name, result.duration_s)
     return result
 
@@ -368,9 +381,24 @@ async def execute_step(
         ...     spec = StepSpec(name="hello", image="python:3.12-slim", args=["echo", "hi"])
         ...     return (await execute_step(spec, "local")).state
     """
-    started, started_at = time.monotonic(), time.time()
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
+    with step_span(spec.name, agent=agent, backend=backend) as (span, owned):
+        outcome = await _execute_step(spec, backend, retry, agent, settings, runner, span)
+        span.finish(outcome, final=owned)
+    return outcome
+
+
+async def _execute_step(
+    spec: StepSpec,
+    backend: str,
+    retry: RetryPolicy | None,
+    agent: str | None,
+    settings: Settings,
+    runner: StepRunner | None,
+    span: StepSpan,
+) -> StepOutcome:
+    started, started_at = time.monotonic(), time.time()
     policy = retry or settings.retry_policy()
     plan = runner.plan if runner is not None else None
     # A drill must reach the steps it targets, so it never takes them from the cache.
@@ -390,6 +418,7 @@ async def execute_step(
             spec.name, "Failed", 0, time.monotonic() - started, error=refused, started_at=started_at
         )
         _run_logger().warning("%s (not started: no task run was created)", refused)
+        span.rejected(refused)
         if agent:
             emit_step_event(agent, outcome)
         return outcome

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
+from adapters import tracing
 from flows.runtime.step_task import StepOutcome
 from flows.ui.charts import bar_chart, gantt
 from flows.ui.console import docs_url
@@ -143,6 +144,7 @@ def render_summary(
         "",
         f"Retries: {retries}. Time waiting on open circuit breakers: {waited:.2f} s.",
         "",
+        *_trace_lines(summary.get("trace_id"), summary.get("trace_url")),
         "**Outputs**",
         "",
         f"- summary: `{summary.get('aggregates', '').rsplit('/', 1)[0]}/summary.json`",
@@ -185,8 +187,26 @@ def _what_happened(step: str, message: str, has_tail: bool) -> str:
     return sentence + (" Its last stderr lines are below." if has_tail else "")
 
 
-def render_failure(step: str, error: BaseException | None, flow_run_name: str) -> str:
-    """Why the run failed: the error class, the last stderr lines, and where to read more."""
+def _trace_lines(trace_id: str | None, url: str | None) -> list[str]:
+    """The run's trace: its id (to search in the tracing backend), linked when a link is set."""
+    if not trace_id:
+        return []
+    shown = f"[`{trace_id}`]({url})" if url else f"`{trace_id}`"
+    return [
+        f"**Trace**: {shown} (OpenTelemetry; [the tracing guide]({docs_url('guides/tracing/')}))",
+        "",
+    ]
+
+
+def render_failure(
+    step: str,
+    error: BaseException | None,
+    flow_run_name: str,
+    trace_id: str | None = None,
+    trace_url: str | None = None,
+) -> str:
+    """Why the run failed: the error class, the last stderr lines, the run's trace, and where to
+    read more."""
     name = type(error).__name__ if error is not None else "UnknownError"
     anchor = str(getattr(error, "docs_anchor", "troubleshooting"))
     stderr = str(getattr(error, "stderr_tail", "") or "")
@@ -202,6 +222,7 @@ def render_failure(step: str, error: BaseException | None, flow_run_name: str) -
     ]
     if tail:
         lines += ["**Last stderr lines** (secret values masked):", "", "```text", tail, "```", ""]
+    lines += _trace_lines(trace_id, trace_url)
     lines += [
         f"**Read more**: [troubleshooting: {name}]({docs_url('troubleshooting/')}#{anchor}) ·"
         f" [search the docs for {name}]({docs_url('')}?q={quote(name)})",
@@ -228,8 +249,9 @@ async def publish_failure(
     """Create the keyed failure artifact."""
     from prefect.artifacts import acreate_markdown_artifact
 
+    trace_id = tracing.current_trace_id()
     return await acreate_markdown_artifact(
-        render_failure(step, error, flow_run_name),
+        render_failure(step, error, flow_run_name, trace_id, tracing.trace_link(trace_id)),
         key=_key(flow, "failure"),
         description=f"Why the run failed at step {step}",
     )

@@ -31,6 +31,7 @@ __all__ = [
     "read_history",
     "render_history",
     "rows_so_far",
+    "step_rows",
 ]
 
 DEFAULT_FLOW = "data-pipeline"
@@ -68,6 +69,40 @@ def current_record(summary: dict[str, Any], name: str, started: Any, state: str)
         retries=sum(max(0, int(s.get("attempts", 0)) - 1) for s in steps),
         backend=summary.get("backend"),
     )
+
+
+#: The row counts each pipeline step writes into ``<stage>.json`` in its output folder
+#: (flows/steps), by the name its span gives them (``aiop.rows.<name>``).
+_STEP_ROWS = {
+    "ingest": {"out": "rows"},
+    "validate": {"in": "input_rows", "out": "valid_rows", "quarantined": "quarantined_rows"},
+    "transform": {"out": "rows"},
+    "aggregate": {"out": "groups"},
+}
+
+
+def step_rows(outcome: StepOutcome) -> dict[str, int]:
+    """The rows a pipeline step reports in its output folder (``in``, ``out``, ``quarantined``;
+    ``aggregate``'s ``out`` counts groups), for its span; {} for a step that reports none.
+
+    Examples:
+        >>> from flows.runtime.outcome import StepOutcome
+        >>> step_rows(StepOutcome("report", "Completed", 1, 0.1))
+        {}
+    """
+    stage = outcome.name.partition("-")[0]
+    wanted = _STEP_ROWS.get(stage)
+    if wanted is None or outcome.result is None:
+        return {}
+    for folder in outcome.result.outputs.values():
+        facts_file = Path(folder) / f"{stage}.json"
+        try:
+            facts = json.loads(facts_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(facts, dict):
+            return {name: facts[k] for name, k in wanted.items() if isinstance(facts.get(k), int)}
+    return {}
 
 
 def rows_so_far(outcomes: Sequence[StepOutcome]) -> dict[str, int]:

@@ -20,12 +20,16 @@ def test_the_page_holds_the_table_generated_from_the_settings() -> None:
 def test_every_setting_has_a_row_with_its_type_default_and_meaning() -> None:
     page = PAGE.read_text(encoding="utf-8")
     table = page[page.index(BEGIN_MARK) : page.index(END_MARK)]
-    rows = [line for line in table.splitlines() if line.startswith("| `AIOP_")]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == [variable_name(n) for n in Settings.model_fields]
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split(" | ")]
         assert len(cells) == 4 and all(cells), row
     assert "`AIOP_DEBUG`" in table and "`AIOP_DAGGER_PROVISION_TIMEOUT_S`" in table
+    # the tracing settings are read from the standard OpenTelemetry variables, under their names
+    for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_SERVICE_NAME",
+                 "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_HEADERS"):  # fmt: skip
+        assert f"| `{name}` |" in table
 
 
 def test_a_changed_description_makes_the_page_disagree() -> None:

@@ -23,7 +23,11 @@ Dagger SDK, gql, httpx, retries, error translation) runs for real. What it does:
 * exports files the behaviour produced (:attr:`ExecOutcome.files`, or on the host:
   :attr:`ExecOutcome.host_path`) to host paths, since it shares the host's filesystem;
 * records every query (:attr:`FakeDaggerEngine.queries`) and every resolved field with its
-  arguments (:meth:`FakeDaggerEngine.calls`);
+  arguments (:meth:`FakeDaggerEngine.calls`), and each query's ``traceparent``, ``tracestate``
+  and ``baggage`` headers (:class:`ReceivedQuery`: trace id, parent span id, sampled);
+* emits the engine's own spans, one per resolved call under the request's ``traceparent``, when
+  given an exporter (:attr:`FakeDaggerEngine.span_exporter`; see :meth:`FakeDaggerEngine.
+  _emit_spans`);
 * answers the LLM API (``llm``, ``env``, ``LLM.step``, ``tokenUsage``, ``Env`` bindings) with a
   scripted model (:attr:`FakeDaggerEngine.model`, :mod:`tests.fakes.dagger_llm`, which names the
   engine sources it follows).
@@ -110,6 +114,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -129,6 +134,9 @@ from graphql import (
 )
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from tests.fakes.host_exec import HostExec
 
 __all__ = [
@@ -246,13 +254,50 @@ class ExecOutcome:
 ExecBehaviour = Callable[[ExecRequest], "ExecOutcome | _Scripted"] | _Scripted
 
 
+#: A W3C ``traceparent`` (version 00): trace id, parent span id, flags.
+_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+
 @dataclass(frozen=True)
 class ReceivedQuery:
-    """One GraphQL request as received, and what the official schema said about it."""
+    """One GraphQL request as received, and what the official schema said about it.
+
+    The trace headers are recorded as the engine reads them, per request
+    (``engine/server/session.go`` ``serveHTTPToClient``: ``Propagator.Extract`` from the request's
+    headers; the CLI's proxy does the same, ``engine/client/client.go`` ``ServeHTTP``).
+    """
 
     text: str
     variables: Mapping[str, Any] | None
     official_errors: list[str]
+    traceparent: str | None = None
+    tracestate: str | None = None
+    baggage: str | None = None
+
+    def _parsed(self) -> tuple[str, str, int] | None:
+        # The Go propagator ignores a malformed header (and the all-zero ids): no parent.
+        found = _TRACEPARENT.match(self.traceparent or "")
+        if found is None or set(found.group(1)) == {"0"} or set(found.group(2)) == {"0"}:
+            return None
+        return found.group(1), found.group(2), int(found.group(3), 16)
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace the request belongs to (32 hex digits), None without a valid header."""
+        parsed = self._parsed()
+        return parsed[0] if parsed else None
+
+    @property
+    def parent_span_id(self) -> str | None:
+        """The span the engine's spans of this request are children of (16 hex digits)."""
+        parsed = self._parsed()
+        return parsed[1] if parsed else None
+
+    @property
+    def sampled(self) -> bool | None:
+        """The sampled flag: the engine records spans under this parent only when it is set."""
+        parsed = self._parsed()
+        return bool(parsed[2] & 1) if parsed else None
 
 
 @dataclass(frozen=True)
@@ -788,8 +833,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
         gone, done = threading.Event(), threading.Event()
         threading.Thread(target=_watch, args=(self.connection, gone, done), daemon=True).start()
+        trace_headers = {k: self.headers.get(k) for k in ("traceparent", "tracestate", "baggage")}
         try:
-            answer = engine._execute(str(body["query"]), body.get("variables"), gone)
+            answer = engine._execute(str(body["query"]), body.get("variables"), gone, trace_headers)
         finally:
             done.set()
         if answer is None:  # the engine died during this query
@@ -897,6 +943,9 @@ class FakeDaggerEngine:
 
         #: The LLM provider's side: scripted replies, accepted keys, received calls.
         self.model = ScriptedModel()
+        #: Where the engine's own spans go (the CLI's span forwarder); None: no spans.
+        self.span_exporter: SpanExporter | None = None
+        self._tracer_provider: TracerProvider | None = None
 
     # --- lifecycle ---
 
@@ -1051,10 +1100,19 @@ class FakeDaggerEngine:
         text: str,
         variables: Mapping[str, Any] | None,
         gone: threading.Event | None = None,
+        trace_headers: Mapping[str, str | None] | None = None,
     ) -> dict[str, Any] | None:
         """Answer one query; None means "drop the connection without answering"."""
         errors = _official_errors(text)
-        received = ReceivedQuery(text, variables, errors)
+        headers = trace_headers or {}
+        received = ReceivedQuery(
+            text,
+            variables,
+            errors,
+            headers.get("traceparent"),
+            headers.get("tracestate"),
+            headers.get("baggage"),
+        )
         with self._lock:
             self.queries.append(received)
             if errors:
@@ -1069,7 +1127,8 @@ class FakeDaggerEngine:
             with self._lock:
                 self.sessions += 1
             return _introspection(text)
-        context: dict[str, Any] = {"die": False, "gone": gone or threading.Event()}
+        context: dict[str, Any] = {"die": False, "gone": gone or threading.Event(), "calls": []}
+        started = time.time_ns()
         result = graphql_sync(
             _min_schema(),
             text,
@@ -1079,6 +1138,7 @@ class FakeDaggerEngine:
             field_resolver=self._resolve_field,
             type_resolver=lambda value, _info, _type: getattr(value, "typename", None),
         )
+        self._emit_spans(received, context, started)
         if context["die"]:
             self._die()
             return None
@@ -1089,13 +1149,54 @@ class FakeDaggerEngine:
             answer["errors"] = [e.formatted for e in result.errors]
         return answer
 
+    def _emit_spans(self, received: ReceivedQuery, context: dict[str, Any], started: int) -> None:
+        """The engine's spans of one request, when :attr:`span_exporter` is set.
+
+        core/telemetry.go: one span per resolved call, ``{Type}.{field}``, in the request's
+        context, whose parent is the span the request's ``traceparent`` names (extracted per
+        request, see :class:`ReceivedQuery`); ``dagger.io/dag.cached`` on a call answered from
+        the cache (dagger/otel-go ``attrs.go``; here: the field that found a kept exec result).
+        The engine's tracer provider sets no sampler, so Go's default ``ParentBased(
+        AlwaysSample)`` applies: nothing is recorded under an unsampled parent, and a request
+        without a parent would start a trace of its own (the stand-in leaves those out).
+        """
+        if self.span_exporter is None or received.trace_id is None:
+            return
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        with self._lock:
+            if self._tracer_provider is None:
+                self._tracer_provider = TracerProvider(shutdown_on_exit=False)
+                self._tracer_provider.add_span_processor(SimpleSpanProcessor(self.span_exporter))
+            provider = self._tracer_provider
+        parent = TraceContextTextMapPropagator().extract(
+            {"traceparent": received.traceparent or ""}
+        )
+        tracer = provider.get_tracer("dagger.io/engine")
+        cached: set[str] = context.get("cached", set())
+        ended = time.time_ns()
+        for call in context["calls"]:
+            if call.type_name == "Query" and call.field_name == "node":
+                continue  # loading an object by ID is no call of its own
+            span = tracer.start_span(
+                f"{call.type_name}.{call.field_name}", context=parent, start_time=started
+            )
+            if call.field_name in cached:
+                span.set_attribute("dagger.io/dag.cached", True)
+            span.end(end_time=ended)
+
     def _resolve_field(self, parent: Any, info: GraphQLResolveInfo[Any], /, **args: Any) -> Any:
         # graphql-core's default resolver takes ``source`` by keyword, which clashes with the
         # ``source`` argument of withMountedDirectory: resolve by hand.
         if not isinstance(parent, _Object):
             return default_field_resolver(parent, info, **args)
+        call = Call(parent.typename, info.field_name, dict(args))
         with self._lock:
-            self._calls.append(Call(parent.typename, info.field_name, dict(args)))
+            self._calls.append(call)
+        if isinstance(info.context, dict) and "calls" in info.context:
+            info.context["calls"].append(call)
         value = getattr(parent, info.field_name, None)
         return value(info, **args) if callable(value) else value
 
@@ -1174,6 +1275,7 @@ class FakeDaggerEngine:
         with self._lock:
             kept = self._kept.get(key) if self.keep_results else None
             if kept is not None:
+                info.context.setdefault("cached", set()).add(info.field_name)
                 return kept
             flight = self._flights.get(key)
             owner = flight is None

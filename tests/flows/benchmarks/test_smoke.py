@@ -43,6 +43,27 @@ def test_benchmark_command_runs_the_pipeline_and_the_script_and_writes_json(
     assert data["benchmarks"]["cached_rerun"]["rows"], "cached_rerun has no table row"
 
 
+@pytest.mark.prefect
+def test_the_tracing_benchmark_runs_both_sides_and_counts_the_spans_it_received(
+    tmp_path: Path, prefect_api_url: str
+) -> None:
+    report = tmp_path / "bench.json"
+    command = [
+        *(sys.executable, "-m", "flows.benchmarks", "--quick", "--api-url", prefect_api_url),
+        *("--only", "tracing", "--json", str(report)),
+    ]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "tracing: a step traced (OTLP/HTTP) vs not" in done.stdout
+    data = json.loads(report.read_text(encoding="utf-8"))["benchmarks"]["tracing"]
+    steps = data["rounds"] * data["steps_per_round"]
+    assert len(data["raw_s"]["off"]) == len(data["raw_s"]["on"]) == steps
+    # every traced step sent its step, task-run and attempt spans, plus one flow span per run
+    assert data["spans_received"] == 3 * steps + data["rounds"]
+
+
 def test_rows_option_refuses_what_is_not_a_row_count() -> None:
     from flows.benchmarks.cli import main
 

@@ -163,3 +163,27 @@ class TestFailure:
     def test_infrastructure_error_links_its_own_anchor(self) -> None:
         text = render_failure("ingest", StepTimeoutError("too slow", timeout_s=1), "r")
         assert "#step-timeout)" in text and "Last stderr" not in text
+
+
+class TestTrace:
+    """The run's page names its OpenTelemetry trace, so it can be found in the tracing backend."""
+
+    TRACE = "13b349f000c27bfe98d1c5d618c1cb71"
+
+    def test_the_summary_names_the_trace_and_links_it_when_a_link_is_set(self) -> None:
+        url = f"http://127.0.0.1:6006/redirects/traces/{self.TRACE}"
+        linked = render_summary(
+            {**SUMMARY, "trace_id": self.TRACE, "trace_url": url}, OUTCOMES, "x"
+        )
+        assert f"**Trace**: [`{self.TRACE}`]({url})" in linked
+        assert "(http://docs.test/guides/tracing/)" in linked
+        bare = render_summary({**SUMMARY, "trace_id": self.TRACE, "trace_url": None}, OUTCOMES, "x")
+        assert f"**Trace**: `{self.TRACE}` (OpenTelemetry" in bare
+
+    def test_no_trace_no_line(self) -> None:
+        assert "**Trace**" not in render_summary({**SUMMARY, "trace_id": None}, OUTCOMES, "x")
+        assert "**Trace**" not in render_failure("s", None, "x")
+
+    def test_the_failure_names_the_trace_too(self) -> None:
+        text = render_failure("validate", None, "x", self.TRACE, None)
+        assert f"**Trace**: `{self.TRACE}`" in text
