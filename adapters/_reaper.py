@@ -9,7 +9,9 @@ listed with SIGKILL, then exits.
 
 Unlike ``prctl(PR_SET_PDEATHSIG)`` this works on every POSIX system, reaches the step's own child
 processes too (the whole group), and costs no ``fork`` of the flow's (large) process per step: a
-``preexec_fn`` forces one, measured at 55-68 ms per step against 1-2 ms without.
+``preexec_fn`` forces one, measured at 55-68 ms per step against 1-2 ms without. The one gap: a
+step is registered when asyncio hands back its process, a few event-loop turns after the fork, so
+a flow killed in those milliseconds leaves that one step running (seen under heavy load only).
 """
 
 from __future__ import annotations

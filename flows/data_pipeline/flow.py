@@ -39,6 +39,7 @@ from flows.data_pipeline.options import PipelineOptions, check_output_folder, de
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
 from flows.runtime.step_task import StepOutcome, step_cache_key
+from flows.runtime.trace_spans import traced_run
 from flows.server.crashed_runs import check_at_start
 from flows.steps._environment import environment as step_environment
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
@@ -51,7 +52,6 @@ from flows.ui.history import (
     rows_so_far,
     step_rows,
 )
-from flows.runtime.trace_spans import traced_run
 
 __all__ = ["PipelineFailed", "PipelineOptions", "data_pipeline"]
 

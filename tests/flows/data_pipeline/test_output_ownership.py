@@ -550,6 +550,10 @@ def test_sigkill_of_the_cli_leaves_no_step_running_and_the_next_run_cleans_stagi
             steps = [p for p in _children(cli.pid) if "time.sleep" in _cmdline(p)]
             time.sleep(0.05)
         assert steps, (tmp_path / "cli.log").read_text()
+        # The step is registered with the watcher a few event-loop turns after it starts
+        # (adapters/_reaper.py says so): kill the leader once the step is well under way, as a
+        # real kill would find it, not in the milliseconds of its start.
+        time.sleep(2)
         os.kill(cli.pid, signal.SIGKILL)  # the leader only, as an OOM killer would
         cli.wait(timeout=30)
         deadline = time.monotonic() + 10
