@@ -22,17 +22,18 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from adapters.errors import InfrastructureError, InvalidInputError, StepFailedError
+from pydantic import Field
+
+from adapters.errors import InfrastructureError, StepFailedError
+from adapters.policy import Policy
 
 __all__ = [
     "EVENT_NAMES",
-    "LIMITS",
     "BreakerEvent",
     "BreakerListener",
     "BreakerPolicy",
@@ -121,26 +122,13 @@ def classify_outcome(exc: BaseException | None) -> Outcome:
     return Outcome.NEUTRAL
 
 
-#: Field name -> (minimum, maximum, kind): the one table the validation below, the settings and
-#: the agents' ``breaker:`` section read. A reset timeout is at most a day (pybreaker and the Redis
-#: storage turn it into dates); the counts stay far below what anyone needs.
-LIMITS: dict[str, tuple[float, float, type[int] | type[float]]] = {
-    "fail_max": (1, 10_000, int),
-    "reset_timeout": (0.0, 86_400.0, float),
-    "success_threshold": (1, 1_000, int),
-    "half_open_max_calls": (1, 1_000, int),
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class BreakerPolicy:
+class BreakerPolicy(Policy):
     """When a breaker opens and how it recovers. pybreaker's names where they mean the same.
 
-    Attributes:
-        fail_max: consecutive infrastructure failures that open the circuit.
-        reset_timeout: seconds the circuit stays open before one probe is let through.
-        success_threshold: consecutive successful half-open probes needed to close it again.
-        half_open_max_calls: probe calls allowed at once while half-open; others fail fast.
+    The one model of the breaker knobs (:mod:`adapters.policy`): built in code, read from
+    ``AIOP_BREAKER_<FIELD>`` as the settings' ``breaker``, and written as an agent definition's
+    ``breaker:`` section. A reset timeout is at most a day (pybreaker and the Redis storage turn
+    it into dates); the counts stay far below what anyone needs.
 
     Raises:
         InvalidInputError: a value is out of range (``fail_max < 1``, ``reset_timeout <= 0`` ...).
@@ -149,36 +137,20 @@ class BreakerPolicy:
         >>> policy = BreakerPolicy(fail_max=3)
         >>> policy.reset_timeout
         30.0
-        >>> dataclasses.replace(policy, success_threshold=2).success_threshold
+        >>> policy.replace(success_threshold=2).success_threshold
         2
     """
 
-    fail_max: int = 5
-    reset_timeout: float = 30.0
-    success_threshold: int = 1
-    half_open_max_calls: int = 1
-
-    def __post_init__(self) -> None:
-        for field, (minimum, maximum, kind) in LIMITS.items():
-            value = getattr(self, field)
-            if kind is int:
-                ok = (
-                    isinstance(value, int)
-                    and not isinstance(value, bool)
-                    and minimum <= value <= maximum
-                )
-                need = f"an integer from {int(minimum)} to {int(maximum)}"
-            else:
-                ok = (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                    and minimum < value <= maximum
-                )
-                need = f"a number of seconds above 0 and at most {maximum:g}"
-            if not ok:
-                raise InvalidInputError(
-                    f"BreakerPolicy.{field}={value!r} is invalid: it must be {need}"
-                )
-        if isinstance(self.reset_timeout, int):
-            object.__setattr__(self, "reset_timeout", float(self.reset_timeout))
+    fail_max: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=5, description="Consecutive infrastructure failures that open a circuit."
+    )
+    reset_timeout: Annotated[float, Field(gt=0, le=86_400.0, allow_inf_nan=False)] = Field(
+        default=30.0,
+        description="Seconds a circuit stays open before it lets one probe call through.",
+    )
+    success_threshold: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=1, description="Consecutive successful probes needed to close a half-open circuit."
+    )
+    half_open_max_calls: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=1, description="Probe calls allowed at once while half-open, per process."
+    )

@@ -588,7 +588,7 @@ class TestRegistry:
         assert all(b is got[0] for b in got)
 
     def test_new_breakers_take_the_given_policy_and_keep_state_in_process(self) -> None:
-        breaker = get_breaker("agent:env", Settings(breaker_fail_max=2).breaker_policy())
+        breaker = get_breaker("agent:env", Settings(breaker={"fail_max": 2}).breaker_policy())
         assert breaker.policy.fail_max == 2
         assert breaker.storage == "memory"
         assert get_breaker("agent:defaults").policy == BreakerPolicy()

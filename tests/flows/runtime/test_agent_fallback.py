@@ -157,7 +157,7 @@ async def test_the_retry_settings_apply_over_the_agents_retry_section(breakers: 
     execute = FakeExecute({})
     manager = AgentManager([own], breakers=breakers)
     await run_agent(
-        manager, "one", {"text": "x"}, execute=execute, settings=Settings(retry_attempts=5)
+        manager, "one", {"text": "x"}, execute=execute, settings=Settings(retry={"attempts": 5})
     )
     await run_agent(manager, "one", {"text": "x"}, execute=execute, settings=Settings())
     first, second = execute.retries

@@ -169,7 +169,7 @@ class TestThroughPrefect:
             "sys.exit(75 if n < 3 else 0)"
         )
         spec = spec_of(code, transient_exit_codes=frozenset({75}))
-        settings = Settings(retry_attempts=attempts, retry_backoff_s=0, retry_jitter=0)
+        settings = Settings(retry={"attempts": attempts, "backoff_s": 0, "jitter": 0})
 
         @flow
         async def direct() -> str:
