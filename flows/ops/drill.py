@@ -42,11 +42,8 @@ __all__ = [
 
 #: The settings every scenario runs with (over the caller's), so that a drill takes seconds.
 _DRILL_SETTINGS: dict[str, Any] = {
-    "retry_attempts": 4,
-    "retry_backoff_s": 0.2,
-    "retry_max_backoff_s": 1,
-    "breaker_fail_max": 5,
-    "breaker_reset_timeout": 30,
+    "retry": {"attempts": 4, "backoff_s": 0.2, "max_backoff_s": 1},
+    "breaker": {"fail_max": 5, "reset_timeout": 30},
 }
 
 
@@ -189,7 +186,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the breaker opens after 2 failures, the retry waits for the probe time (not a burst),"
         " the probe succeeds and closes it; completes",
         _circuit,
-        settings={"breaker_fail_max": 2, "breaker_reset_timeout": 1.5},
+        settings={"breaker": {"fail_max": 2, "reset_timeout": 1.5}},
     ),
 )
 
