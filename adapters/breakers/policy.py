@@ -1,18 +1,25 @@
-"""The circuit breaker's plain values: its policy, the rule for what counts, its events.
+"""The circuit breaker's plain values: its policy, its kinds, the rule for what counts, its events.
 
 :class:`BreakerPolicy` (when a circuit opens and how it recovers) is a small frozen value, passed in
-(the operator's ``AIOP_BREAKER_*`` settings through :meth:`adapters.settings.Settings.breaker_policy`); :class:`BreakerEvent` is what listeners receive on a transition.
-:func:`classify_outcome` is the one rule for how a guarded call's result counts:
+(the operator's ``AIOP_BREAKER_*`` settings through
+:meth:`adapters.settings.Settings.breaker_policy`); :class:`BreakerEvent` is what listeners receive
+on a transition. A breaker's name says its kind (:func:`kind_of`): ``engine:<target>``,
+``agent:<name>`` or ``llm:<provider>``. :func:`classify_outcome` is the one rule for how a guarded
+call's result counts for a breaker of a kind:
 
-* :class:`~adapters.errors.InfrastructureError` (also inside an ``ExceptionGroup``) is a
-  **failure**: it counts toward ``fail_max`` and a failed probe re-opens the circuit.
+* an error whose ``counted_by`` is that kind (:mod:`adapters.errors`; also inside an
+  ``ExceptionGroup``) is a **failure**: it counts toward ``fail_max`` and a failed probe re-opens
+  the circuit. So each error counts against the one breaker it proves something about: the engine
+  unreachable or broken against the engine's, a step's timeout or its image's registry against the
+  agent's, a provider's refusal against the provider's.
 * a normal return, and :class:`~adapters.errors.StepFailedError`, are a **success**: a step's own
   non-zero exit proves the engine ran it, so it resets the failure streak and counts as a
   successful half-open probe (what pybreaker does with excluded errors, chosen on purpose here).
 * everything else is **neutral** -- neither counted nor resetting the streak, because it proves
-  nothing about the target: ``InvalidInputError`` (raised before the engine is touched), a nested
-  breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and ``asyncio.CancelledError``,
-  ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass through untouched.
+  nothing about the target: another kind's error, ``InvalidInputError`` (raised before the engine
+  is touched), a nested breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and
+  ``asyncio.CancelledError``, ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass
+  through untouched.
 
 Examples:
     >>> from adapters.breakers.policy import BreakerPolicy
@@ -29,18 +36,20 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from adapters.errors import InfrastructureError, StepFailedError
+from adapters.errors import AiopError, BreakerKind, StepFailedError
 from adapters.policy import Policy
 
 __all__ = [
     "EVENT_NAMES",
     "BreakerEvent",
+    "BreakerKind",
     "BreakerListener",
     "BreakerPolicy",
     "BreakerState",
     "EventName",
     "Outcome",
     "classify_outcome",
+    "kind_of",
 ]
 
 BreakerState = Literal["closed", "open", "half-open"]
@@ -97,12 +106,29 @@ class Outcome(Enum):
     NEUTRAL = "neutral"
 
 
-def classify_outcome(exc: BaseException | None) -> Outcome:
-    """How a call that raised ``exc`` (None: returned normally) counts; see the module docstring.
+def kind_of(name: str) -> BreakerKind:
+    """The kind of the breaker named ``name``: ``agent`` (``agent:<name>``), ``llm``
+    (``llm:<provider>``), else ``engine`` (an execution target, ``engine:local``).
 
     Examples:
-        >>> from adapters.errors import EngineUnavailableError, StepFailedError
+        >>> kind_of("agent:validate-duckdb"), kind_of("llm:anthropic"), kind_of("engine:local")
+        ('agent', 'llm', 'engine')
+    """
+    prefix = name.partition(":")[0]
+    return "agent" if prefix == "agent" else "llm" if prefix == "llm" else "engine"
+
+
+def classify_outcome(exc: BaseException | None, kind: BreakerKind = "engine") -> Outcome:
+    """How a call that raised ``exc`` (None: returned normally) counts for a breaker of ``kind``;
+    see the module docstring.
+
+    Examples:
+        >>> from adapters.errors import EngineUnavailableError, StepFailedError, StepTimeoutError
         >>> classify_outcome(EngineUnavailableError("no engine")).value
+        'failure'
+        >>> classify_outcome(EngineUnavailableError("no engine"), "agent").value
+        'neutral'
+        >>> classify_outcome(StepTimeoutError("slow", timeout_s=1), "agent").value
         'failure'
         >>> classify_outcome(StepFailedError("exit 1", step="s", exit_code=1)).value
         'success'
@@ -113,9 +139,10 @@ def classify_outcome(exc: BaseException | None) -> Outcome:
         return Outcome.SUCCESS
     if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit, ...
         return Outcome.NEUTRAL
-    if isinstance(exc, InfrastructureError):
-        return Outcome.FAILURE
-    if isinstance(exc, ExceptionGroup) and exc.subgroup(InfrastructureError) is not None:
+    if isinstance(exc, ExceptionGroup):
+        counted = exc.subgroup(lambda e: isinstance(e, AiopError) and e.counted_by == kind)
+        return Outcome.NEUTRAL if counted is None else Outcome.FAILURE
+    if isinstance(exc, AiopError) and exc.counted_by == kind:
         return Outcome.FAILURE
     if isinstance(exc, StepFailedError):
         return Outcome.SUCCESS
