@@ -221,7 +221,7 @@ async def run_scenario(
     """Run one scenario on a fresh work folder and judge it (``settings``: the caller's, with the
     drill's and the scenario's over them)."""
     from adapters.breakers.breaker import reset_breakers
-    from flows.runtime.breaker_events import RECENT_TRANSITIONS
+    from flows.runtime.events import RECENT_TRANSITIONS
 
     slug = scenario.name.replace(" ", "-")
     drill = (settings or load_settings()).with_changes(**{**_DRILL_SETTINGS, **scenario.settings})
