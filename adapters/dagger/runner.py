@@ -315,8 +315,6 @@ class DaggerRunner:
         """Open a session within ``limit`` seconds; engine log lines go to ``on_line``.
 
         Used by :mod:`adapters.dagger.llm` too, when no flow run holds a shared session."""
-        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
-        os.environ.setdefault("DAGGER_NO_NAG", "1")
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
             retry=None,
