@@ -8,13 +8,13 @@ nothing above ``adapters/`` ever sees a foreign exception type.
 AiopError                          root; never raised itself
 ├── InvalidInputError              permanent: bad spec or bad input; never retried
 │   └── InvalidSpecError           a StepSpec that cannot run as written
-├── InfrastructureError            transient: retried with backoff; counted by the engine breaker
-│   ├── EngineUnavailableError     no engine could be reached or provisioned
-│   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)
-│   ├── EngineConnectionError      the engine or its transport broke while a step ran
-│   ├── RegistryUnavailableError   the image's registry could not be reached (or failed) for now
-│   └── StepTimeoutError           the step ran past its timeout_s and was stopped
-│   └── ProviderUnavailableError   an LLM provider refused for now: rate limit (429), 5xx, overload
+├── InfrastructureError            transient: retried with backoff; counted by one breaker:
+│   ├── EngineUnavailableError     no engine could be reached or provisioned        (engine's)
+│   │   └── ProvisioningTimeoutError   provisioning passed its hard limit (a hung CLI)  (engine's)
+│   ├── EngineConnectionError      the engine or its transport broke while a step ran (engine's)
+│   ├── RegistryUnavailableError   the image's registry could not be reached, for now (agent's)
+│   ├── StepTimeoutError           the step ran past its timeout_s and was stopped  (agent's)
+│   └── ProviderUnavailableError   an LLM provider refused for now: 429, 5xx, overload (provider's)
 ├── StepFailedError                the step's own command exited non-zero (the engine is healthy);
 │                                  permanent unless the exit code is declared transient for the step
 ├── LlmRefusedError                permanent: an LLM provider will not serve this request as written
@@ -28,17 +28,20 @@ AiopError                          root; never raised itself
 ```
 
 Each error carries ``transient`` (whether a retry may help: the one thing ``run_step``'s retry
-condition reads) and ``docs_anchor`` (its section of the troubleshooting page), so retry conditions,
-breakers and the UI read the error instead of the message. ``transient`` is a class value except
-for :class:`StepFailedError`, where it is the step's declaration for that exit code.
+condition reads), ``counted_by`` (the one kind of breaker it proves something about, which counts it
+as a failure: ``engine``, ``agent`` or ``llm``; None for the others) and ``docs_anchor`` (its
+section of the troubleshooting page), so retry conditions, breakers and the UI read the error
+instead of the message. ``transient`` is a class value except for :class:`StepFailedError`, where
+it is the step's declaration for that exit code.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "AiopError",
+    "BreakerKind",
     "BudgetExceededError",
     "CircuitOpenError",
     "EngineConnectionError",
@@ -59,16 +62,24 @@ __all__ = [
 ]
 
 
+#: The kinds of circuit breaker: one per execution target (``engine:<target>``), per agent
+#: (``agent:<name>``) and per LLM provider (``llm:<provider>``).
+BreakerKind = Literal["engine", "agent", "llm"]
+
+
 class AiopError(Exception):
     """Root of every error the platform raises.
 
     Attributes:
         transient: True when retrying the same step may succeed (``run_step`` retries exactly
             the errors whose ``transient`` is True).
+        counted_by: the kind of breaker this error counts against (None: it proves nothing about
+            any breaker's target).
         docs_anchor: the anchor of this error class on the troubleshooting page.
     """
 
     transient: bool = False
+    counted_by: ClassVar[BreakerKind | None] = None
     docs_anchor: ClassVar[str] = "troubleshooting"
 
     def __init__(self, message: str, *, step: str | None = None) -> None:
@@ -106,9 +117,11 @@ class InvalidSpecError(InvalidInputError):
 
 
 class InfrastructureError(AiopError):
-    """The machinery around a step failed; the step itself may be fine. Retried with backoff."""
+    """The machinery around a step failed; the step itself may be fine. Retried with backoff, and
+    counted by the engine's breaker unless a subclass says which other breaker it concerns."""
 
     transient = True
+    counted_by: ClassVar[BreakerKind | None] = "engine"
     docs_anchor = "infrastructure"
 
 
@@ -134,14 +147,22 @@ class RegistryUnavailableError(InfrastructureError):
     """The registry of the step's image could not be reached, or failed, while the engine
     resolved or pulled the image: a network or registry outage that may pass. The engine looks a
     tag up in its registry once in every session even when it holds the image; an image pinned by
-    digest needs no registry once the engine holds it."""
+    digest needs no registry once the engine holds it.
 
+    Counted by the agent's breaker: the engine is fine, the image this agent names cannot be had
+    for now (another agent, with another image, may run)."""
+
+    counted_by: ClassVar[BreakerKind | None] = "agent"
     docs_anchor = "registry-unavailable"
 
 
 class StepTimeoutError(InfrastructureError):
-    """The step ran longer than its ``timeout_s`` and was stopped."""
+    """The step ran longer than its ``timeout_s`` and was stopped.
 
+    Counted by the agent's breaker: the engine ran the command; this agent's step did not finish
+    in the time it declares."""
+
+    counted_by: ClassVar[BreakerKind | None] = "agent"
     docs_anchor = "step-timeout"
 
     def __init__(self, message: str, *, step: str | None = None, timeout_s: float) -> None:
@@ -153,6 +174,7 @@ class ProviderUnavailableError(InfrastructureError):
     """An LLM provider turned a request away for now (429 rate limit, 5xx, overloaded), after the
     engine's own retries; retried with backoff and counted by the provider's breaker."""
 
+    counted_by: ClassVar[BreakerKind | None] = "llm"
     docs_anchor = "llm-provider-unavailable"
 
 

@@ -11,7 +11,7 @@ before any work starts. The configuration reference page is generated from the f
 (``python -m adapters.settings --markdown``).
 
 Examples:
-    >>> settings = Settings(backend="local", retry_attempts=1)
+    >>> settings = Settings(backend="local", retry={"attempts": 1})
     >>> (settings.backend, settings.retry_policy().attempts, settings.breaker_policy().fail_max)
     ('local', 1, 5)
     >>> Settings(breaker_redis_url="redis://:hunter2@cache:6379/0").breaker_redis_url
@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib.util
 import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
 
-import annotated_types
 from pydantic import (
     Field,
     SecretStr,
@@ -42,21 +40,20 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from adapters.breakers.policy import LIMITS as BREAKER_LIMITS
 from adapters.breakers.policy import BreakerPolicy
 from adapters.chaos import FaultPlan, parse_plan
 from adapters.errors import InvalidInputError
+from adapters.policy import Policy, bounds_text, default_text, problem
 from adapters.redaction import redact_url
-from adapters.retry_policy import (
-    MAX_ATTEMPTS,
-    MAX_BUDGET_S,
-    MAX_DELAY_S,
-    MAX_FACTOR,
-    MAX_JITTER,
-    RetryPolicy,
-)
+from adapters.reference import Block
+from adapters.retry_policy import RetryPolicy
 
 if TYPE_CHECKING:
     from adapters.tracing import TraceConfig
@@ -67,6 +64,7 @@ __all__ = [
     "environment_without_settings",
     "load_settings",
     "reference_markdown",
+    "setting_variables",
     "settings_in_environment",
     "variable_name",
     "with_reference",
@@ -79,24 +77,9 @@ ENV_PREFIX = "AIOP_"
 #: local Prefect server (which serves the docs beside its UI) is in use.
 DEFAULT_DOCS_URL = "http://127.0.0.1:8000/"
 
-_RETRY_FIELDS = {
-    "retry_attempts": "attempts",
-    "retry_backoff_s": "backoff_s",
-    "retry_factor": "factor",
-    "retry_max_backoff_s": "max_backoff_s",
-    "retry_jitter": "jitter",
-    "retry_budget_s": "budget_s",
-}
 #: The longest a Dagger session may take to open: a day (asyncio and thread timeouts past
 #: ``threading.TIMEOUT_MAX`` overflow).
 MAX_TIMEOUT_S = 86_400.0
-
-_BREAKER_FIELDS = {
-    "breaker_fail_max": "fail_max",
-    "breaker_reset_timeout": "reset_timeout",
-    "breaker_success_threshold": "success_threshold",
-    "breaker_half_open_max_calls": "half_open_max_calls",
-}
 
 
 class Settings(BaseSettings):
@@ -200,48 +183,10 @@ class Settings(BaseSettings):
         " only.",
     )
     # -- retries ---------------------------------------------------------------------------
-    retry_attempts: int = Field(
-        default=3,
-        ge=1,
-        le=MAX_ATTEMPTS,
-        description="Total attempts per step, the first included (`1` = no retry; Prefect allows"
-        " at most 50 retries).",
-    )
-    retry_backoff_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=MAX_DELAY_S,
-        allow_inf_nan=False,
-        description="Delay before the first retry, seconds.",
-    )
-    retry_factor: float = Field(
-        default=2.0,
-        ge=1,
-        le=MAX_FACTOR,
-        allow_inf_nan=False,
-        description="Each further delay is the previous one times this (>= 1).",
-    )
-    retry_max_backoff_s: float = Field(
-        default=30.0,
-        ge=0,
-        le=MAX_DELAY_S,
-        allow_inf_nan=False,
-        description="Cap on a single delay, seconds.",
-    )
-    retry_jitter: float = Field(
-        default=0.5,
-        ge=0,
-        le=MAX_JITTER,
-        allow_inf_nan=False,
-        description="Each delay varies randomly by up to this fraction.",
-    )
-    retry_budget_s: float | None = Field(
-        default=600.0,
-        gt=0,
-        le=MAX_BUDGET_S,
-        allow_inf_nan=False,
-        description="No retry starts once this many seconds have passed since the step's first"
-        " attempt; `none` for no budget.",
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy,
+        description="How steps are retried: one `AIOP_RETRY_<FIELD>` variable per field of"
+        " the retry policy. The fields set apply over an agent's `retry:` section.",
     )
     # -- circuit breakers ------------------------------------------------------------------
     breaker_redis_url: SecretStr | None = Field(
@@ -250,30 +195,11 @@ class Settings(BaseSettings):
         " their state, so every worker sees the same open or closed circuit. Never shown:"
         " logs and messages print it with the password masked. Unset: state in this process.",
     )
-    breaker_fail_max: int = Field(
-        default=5,
-        ge=BREAKER_LIMITS["fail_max"][0],
-        le=BREAKER_LIMITS["fail_max"][1],
-        description="Consecutive infrastructure failures that open a circuit.",
-    )
-    breaker_reset_timeout: float = Field(
-        default=30.0,
-        gt=BREAKER_LIMITS["reset_timeout"][0],
-        le=BREAKER_LIMITS["reset_timeout"][1],
-        allow_inf_nan=False,
-        description="Seconds a circuit stays open before it lets one probe call through.",
-    )
-    breaker_success_threshold: int = Field(
-        default=1,
-        ge=BREAKER_LIMITS["success_threshold"][0],
-        le=BREAKER_LIMITS["success_threshold"][1],
-        description="Consecutive successful probes needed to close a half-open circuit.",
-    )
-    breaker_half_open_max_calls: int = Field(
-        default=1,
-        ge=BREAKER_LIMITS["half_open_max_calls"][0],
-        le=BREAKER_LIMITS["half_open_max_calls"][1],
-        description="Probe calls allowed at once while half-open, per process.",
+    breaker: BreakerPolicy = Field(
+        default_factory=BreakerPolicy,
+        description="When a circuit opens and how it recovers: one `AIOP_BREAKER_<FIELD>`"
+        " variable per field of the breaker policy, for every breaker whose agent declares no"
+        " `breaker:` section.",
     )
 
     # -- tracing: the standard OpenTelemetry variables (read under their own names) ---------
@@ -390,17 +316,12 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Arguments, then the environment: no ``.env`` file and no secrets folder are read."""
-        return init_settings, env_settings
+        return init_settings, _Environment(settings_cls)
 
     @field_validator("backend", "prefect_server", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("retry_budget_s", mode="before")
-    @classmethod
-    def _no_budget(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
     @field_validator(
         "chaos",
@@ -502,16 +423,24 @@ class Settings(BaseSettings):
     def with_changes(self, **changes: Any) -> Settings:
         """A validated copy with ``changes`` (field=value); the environment is not read again.
 
+        A policy field takes a policy or a mapping of some of its fields, applied over the
+        current one (``retry={"attempts": 4}``).
+
         Raises:
             InvalidInputError: a change has a bad value.
 
         Examples:
-            >>> Settings(backend="local").with_changes(retry_attempts=4).retry_policy().attempts
+            >>> Settings(backend="local").with_changes(retry={"attempts": 4}).retry_policy().attempts
             4
         """
         # Every field is given, so the environment (a source below the arguments) decides nothing;
         # then the copy says "set" only for what was set here or in this object.
         values = {name: getattr(self, name) for name in type(self).model_fields}
+        for name, change in changes.items():
+            current = values.get(name)
+            if isinstance(current, Policy) and isinstance(change, Mapping):
+                given = {f: getattr(current, f) for f in current.model_fields_set}
+                changes = {**changes, name: {**given, **change}}
         try:
             changed = type(self)(**{**values, **changes})
         except ValidationError as exc:
@@ -524,21 +453,21 @@ class Settings(BaseSettings):
         """``base`` (default: the defaults) with the retry settings that were set applied over it.
 
         Examples:
-            >>> Settings(retry_attempts=5).retry_policy(RetryPolicy(attempts=2, jitter=0)).attempts
+            >>> Settings(retry={"attempts": 5}).retry_policy(RetryPolicy(attempts=2)).attempts
             5
             >>> Settings().retry_policy(RetryPolicy(attempts=2)).attempts
             2
         """
-        return _overlay(self, base or RetryPolicy(), _RETRY_FIELDS)
+        return self.retry.over(base or RetryPolicy())
 
     def breaker_policy(self, base: BreakerPolicy | None = None) -> BreakerPolicy:
         """``base`` (default: the defaults) with the breaker settings that were set applied over it.
 
         Examples:
-            >>> Settings(breaker_fail_max=2).breaker_policy().fail_max
+            >>> Settings(breaker={"fail_max": 2}).breaker_policy().fail_max
             2
         """
-        return _overlay(self, base or BreakerPolicy(), _BREAKER_FIELDS)
+        return self.breaker.over(base or BreakerPolicy())
 
     def chaos_plan(self) -> FaultPlan | None:
         """A fresh fault plan from ``chaos`` (its hit counts at zero), or None."""
@@ -622,22 +551,25 @@ class Settings(BaseSettings):
     def child_environment(self, **changes: Any) -> dict[str, str]:
         """The ``AIOP_*`` variables that give a child process these settings (with ``changes``).
 
-        Only values that differ from the defaults are written; secrets in clear, since the child
-        needs them: pass the result as the child's environment, never log it.
+        Only values that differ from the defaults (and the policy fields that were set) are
+        written; secrets in clear, since the child needs them: pass the result as the child's
+        environment, never log it.
 
         Examples:
-            >>> Settings(backend="local").child_environment(retry_attempts=4)
+            >>> Settings(backend="local").child_environment(retry={"attempts": 4})
             {'AIOP_BACKEND': 'local', 'AIOP_RETRY_ATTEMPTS': '4'}
         """
-        settings = self.model_copy(update=changes) if changes else self
+        settings = self.with_changes(**changes) if changes else self
         env: dict[str, str] = {}
-        for name, info in type(self).model_fields.items():
-            value = getattr(settings, name)
-            if value == info.default:
+        for variable, (owner, name, info) in _variables().items():
+            value = getattr(owner(settings), name)
+            policy = owner(settings)
+            was_set = isinstance(policy, Policy) and name in policy.model_fields_set
+            if value == info.get_default(call_default_factory=True) and not was_set:
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
-            env[variable_name(name)] = _env_text(value)
+            env[variable] = default_text(value)
         return env
 
     def environment_for_child(self, base: Mapping[str, str], **changes: Any) -> dict[str, str]:
@@ -691,32 +623,58 @@ def _pairs(text: str, variable: str, *, secret: bool = False) -> dict[str, str]:
     return found
 
 
-def _env_text(value: object) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
+#: The settings fields that are policies: each of their fields is a variable of its own,
+#: ``AIOP_<POLICY>_<FIELD>`` (``AIOP_RETRY_ATTEMPTS``).
+_POLICIES: dict[str, type[Policy]] = {"retry": RetryPolicy, "breaker": BreakerPolicy}
 
 
-_P = TypeVar("_P", RetryPolicy, BreakerPolicy)
+class _Environment(EnvSettingsSource):
+    """The environment, each policy field read from its own variable (``AIOP_RETRY_ATTEMPTS``);
+    an unknown ``AIOP_*`` variable is ignored, as every other one is."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = {k: v for k, v in super().__call__().items() if k not in _POLICIES}
+        for policy, model in _POLICIES.items():
+            found = {
+                field: value
+                for field in model.model_fields
+                if (value := self.env_vars.get(variable_name(f"{policy}_{field}").lower()))
+                and value.strip()
+            }
+            if found:
+                data[policy] = found
+        return data
 
 
-def _overlay(settings: Settings, base: _P, fields: Mapping[str, str]) -> _P:
-    changes = {
-        target: getattr(settings, name)
-        for name, target in fields.items()
-        if name in settings.model_fields_set
-    }
-    try:
-        return dataclasses.replace(base, **changes)
-    except (ValueError, InvalidInputError) as exc:
-        names = ", ".join(variable_name(n) for n in fields if n in settings.model_fields_set)
-        raise InvalidInputError(
-            f"{names}: {exc}; change these settings so they fit together, or unset them"
-        ) from None
+def _variables() -> dict[str, tuple[Any, str, FieldInfo]]:
+    """Every variable, in field order: ``AIOP_BACKEND`` ... ``AIOP_RETRY_ATTEMPTS`` ..., with a
+    function from the settings to the object that holds its field, the field name and its info."""
+    found: dict[str, tuple[Any, str, FieldInfo]] = {}
+    for name, info in Settings.model_fields.items():
+        model = _POLICIES.get(name)
+        if model is None:
+            found[variable_name(name)] = (lambda s: s, name, info)
+            continue
+        for field, sub in model.model_fields.items():
+            found[variable_name(f"{name}_{field}")] = (
+                lambda s, policy=name: getattr(s, policy),
+                field,
+                sub,
+            )
+    return found
+
+
+def setting_variables() -> dict[str, FieldInfo]:
+    """Every ``AIOP_*`` variable the settings read, with its field (type, default, bounds,
+    description), in the order of the reference page.
+
+    Examples:
+        >>> list(setting_variables())[:2]
+        ['AIOP_BACKEND', 'AIOP_DAGGER_FIRST_RUN_TIMEOUT_S']
+        >>> "AIOP_RETRY_ATTEMPTS" in setting_variables()
+        True
+    """
+    return {variable: info for variable, (_, _, info) in _variables().items()}
 
 
 @contextlib.contextmanager
@@ -805,23 +763,13 @@ def load_settings(**overrides: Any) -> Settings:
 def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
     problems = []
     for error in exc.errors():
-        field = _field_of(str(error["loc"][0])) if error["loc"] else "?"
-        info = Settings.model_fields.get(field)
-        where = field if field in overrides else variable_name(field)
-        shown = (
-            ""
-            if info is not None
-            and info.annotation is not None
-            and "SecretStr" in str(info.annotation)
-            else f"={error.get('input')!r}"
-        )
-        default = _env_text(info.default) if info is not None else ""
-        bounds = _bounds_text(info) if info is not None else ""
-        wanted = f"a value {bounds}" if bounds else "a valid value"
-        problems.append(
-            f"{where}{shown} is not valid ({error['msg'].lower()}); set {wanted}"
-            f" (default {default}) or unset it"
-        )
+        loc = [str(part) for part in error["loc"]] or ["?"]
+        loc[0] = _field_of(loc[0])
+        info = Settings.model_fields.get(loc[0])
+        where = ".".join(loc) if loc[0] in overrides else variable_name("_".join(loc))
+        secret = info is not None and "SecretStr" in str(info.annotation)
+        shown = "" if secret else f"={error.get('input')!r}"
+        problems.append(f"{where}{shown} {problem(Settings, error)} or unset it")
     base = (os.environ.get(variable_name("docs_url")) or "").strip()
     where = (
         f"{base.rstrip('/')}/reference/configuration/"
@@ -831,38 +779,11 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
     return "; ".join(problems) + f". Every setting is described in {where}"
 
 
-def _bounds_text(info: FieldInfo) -> str:
-    """The bounds of a numeric field in words: ``from 1 to 51``, ``above 0, at most 86400``."""
-    low: tuple[str, object] | None = None
-    high: tuple[str, object] | None = None
-    for item in info.metadata:
-        if isinstance(item, annotated_types.Ge):
-            low = ("from", item.ge)
-        elif isinstance(item, annotated_types.Gt):
-            low = ("above", item.gt)
-        elif isinstance(item, annotated_types.Le):
-            high = ("to", item.le)
-        elif isinstance(item, annotated_types.Lt):
-            high = ("below", item.lt)
-    if low and high and low[0] == "from" and high[0] == "to":
-        return f"from {_number(low[1])} to {_number(high[1])}"
-    words = []
-    if low:
-        words.append(f"{'at least' if low[0] == 'from' else 'above'} {_number(low[1])}")
-    if high:
-        words.append(f"{'at most' if high[0] == 'to' else 'below'} {_number(high[1])}")
-    return ", ".join(words)
-
-
-def _number(value: object) -> str:
-    return _env_text(float(value)) if isinstance(value, int | float | str) else str(value)
-
-
 # -- the reference page ------------------------------------------------------------------------
 
-#: The generated table sits between these lines of docs/reference/configuration.md.
-BEGIN_MARK = "<!-- settings-table: generated by `python -m adapters.settings --markdown` -->"
-END_MARK = "<!-- end of settings-table -->"
+#: The generated table of docs/reference/configuration.md.
+TABLE = Block("settings-table", "python -m adapters.settings --markdown")
+BEGIN_MARK, END_MARK = TABLE.begin, TABLE.end
 
 
 def _type_text(annotation: object) -> str:
@@ -876,27 +797,26 @@ def _type_text(annotation: object) -> str:
 
 
 def reference_markdown() -> str:
-    """The settings table of the configuration reference: variable, type, default, meaning.
+    """The settings table of the configuration reference, between its marks: variable, type,
+    default, meaning.
 
     Examples:
         >>> "| `AIOP_DEBUG` |" in reference_markdown()
         True
     """
-    lines = [
-        BEGIN_MARK,
-        "",
-        "| Variable | Type | Default | Meaning |",
-        "| --- | --- | --- | --- |",
-    ]
-    for name, info in Settings.model_fields.items():
-        default = "unset" if info.default is None else f"`{_env_text(info.default)}`"
+    return TABLE.wrap(_table())
+
+
+def _table() -> str:
+    lines = ["| Variable | Type | Default | Meaning |", "| --- | --- | --- | --- |"]
+    for variable, info in setting_variables().items():
+        default = "unset" if info.default is None else f"`{default_text(info.default)}`"
         if info.default == "":
             default = "unset"
-        bounds = _bounds_text(info)
+        bounds = bounds_text(info)
         kind = _type_text(info.annotation) + (f", {bounds}" if bounds else "")
-        lines.append(f"| `{variable_name(name)}` | {kind} | {default} | {info.description} |")
-    lines += ["", END_MARK]
-    return "\n".join(lines) + "\n"
+        lines.append(f"| `{variable}` | {kind} | {default} | {info.description} |")
+    return "\n".join(lines)
 
 
 def with_reference(page: str) -> str:
@@ -905,10 +825,7 @@ def with_reference(page: str) -> str:
     Raises:
         ValueError: the page does not hold the two marks.
     """
-    start, end = page.find(BEGIN_MARK), page.find(END_MARK)
-    if start < 0 or end < start:
-        raise ValueError(f"the page has no {BEGIN_MARK!r} ... {END_MARK!r} block")
-    return page[:start] + reference_markdown().rstrip("\n") + page[end + len(END_MARK) :]
+    return TABLE.regenerate(page, _table())
 
 
 def _main(argv: list[str] | None = None) -> int:
@@ -930,23 +847,16 @@ def _main(argv: list[str] | None = None) -> int:
         sys.stdout.write(reference_markdown())
         return 0
     if ns.write:
-        page = Path(ns.write)
-        try:
-            page.write_text(with_reference(page.read_text(encoding="utf-8")), encoding="utf-8")
-        except (OSError, ValueError) as exc:
-            print(f"error: {ns.write}: {exc}", file=sys.stderr)
-            return 2
-        print(f"regenerated the settings table in {page}")
-        return 0
+        return TABLE.write(ns.write, _table())
     try:
         settings = load_settings()
     except InvalidInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for name, info in Settings.model_fields.items():
-        value = getattr(settings, name)
-        shown = "(unset)" if value is None and info.default is None else _env_text(value)
-        print(f"{variable_name(name)}={shown}")
+    for variable, (owner, name, info) in _variables().items():
+        value = getattr(owner(settings), name)
+        shown = "(unset)" if value is None and info.default is None else default_text(value)
+        print(f"{variable}={shown}")
     return 0
 
 

@@ -26,7 +26,7 @@ from agents.loader import (
     load_file,
 )
 from agents.manager import AgentManager
-from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
+from agents.sections import LlmSection, Parameter, ResourceHints, RetrySection
 from agents.spec import AgentSpec
 from agents.template import CommandTemplate, OptionalArgs
 
@@ -38,7 +38,6 @@ __all__ = [
     "AgentParameterError",
     "AgentRefusedError",
     "AgentSpec",
-    "BreakerSection",
     "CommandTemplate",
     "DefinitionError",
     "DefinitionProblem",

@@ -26,9 +26,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from adapters.breakers.policy import BreakerPolicy
+from adapters.policy import problem as policy_problem
 from adapters.settings import variable_name
 from agents.errors import DefinitionError
-from agents.sections import BreakerSection, LlmSection, Parameter, ResourceHints, RetrySection
+from agents.sections import LlmSection, Parameter, ResourceHints, RetrySection
 from agents.spec import DEFINITION_ERROR, AgentSpec
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
 SHIPPED_DEFINITIONS = Path(__file__).resolve().parent / "definitions"
 
 _SUFFIXES = (".yaml", ".yml")
+#: The sections that are policies (:mod:`adapters.policy`).
+_POLICY_SECTIONS = ("retry", "breaker")
 _FIELDS = tuple(AgentSpec.model_fields)
 _EXAMPLES = {
     "name": "name: validate-duckdb",
@@ -190,6 +194,9 @@ def _describe_one(err: Any) -> str:
     field = ".".join(loc) or "(top level)"
     kind, ctx = err["type"], err.get("ctx") or {}
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if len(loc) == 2 and loc[0] in _POLICY_SECTIONS and kind not in ("missing", "extra_forbidden"):
+        # A policy's field: worded by the policy, as the settings and the code word it.
+        return f"field {field!r}: {err.get('input')!r} {policy_problem(AgentSpec, err)}"
     if kind in ("value_error", DEFINITION_ERROR):
         return f"field {field!r}: {msg}"
     if kind == "missing":
@@ -209,7 +216,7 @@ def _describe_one(err: Any) -> str:
 def _known_fields(loc: list[str]) -> list[str]:
     sections: dict[str, Any] = {
         "retry": RetrySection,
-        "breaker": BreakerSection,
+        "breaker": BreakerPolicy,
         "resources": ResourceHints,
         "llm": LlmSection,
     }

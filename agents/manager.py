@@ -119,7 +119,7 @@ class AgentManager:
 
         Examples:
             >>> from adapters.settings import Settings
-            >>> manager = AgentManager.from_settings(Settings(breaker_fail_max=2))
+            >>> manager = AgentManager.from_settings(Settings(breaker={"fail_max": 2}))
             >>> manager.breaker("validate-duckdb").policy.fail_max
             2
         """

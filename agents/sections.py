@@ -1,8 +1,9 @@
-"""The sections of an agent definition: parameters, retry, breaker, resources and llm.
+"""The sections of an agent definition: parameters, retry, resources and llm.
 
-Each is a frozen pydantic model that forbids unknown fields; ``retry:`` and ``breaker:`` carry the
-fields of :class:`~adapters.retry_policy.RetryPolicy` and :class:`~adapters.breakers.policy.BreakerPolicy`
-under the same names, and build those policies.
+Each is a frozen pydantic model that forbids unknown fields. ``retry:`` is the retry policy itself
+(:class:`~adapters.retry_policy.RetryPolicy`) plus the agent's transient exit codes, and
+``breaker:`` is :class:`~adapters.breakers.policy.BreakerPolicy` (:mod:`agents.spec`): the same
+models, bounds and messages as the settings and the code.
 
 Examples:
     >>> RetrySection(attempts=2, transient_exit_codes=[75]).policy().attempts
@@ -22,22 +23,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.breakers.policy import LIMITS as BREAKER_LIMITS
-from adapters.breakers.policy import BreakerPolicy
 from adapters.errors import InvalidInputError
-from adapters.retry_policy import (
-    MAX_ATTEMPTS,
-    MAX_BUDGET_S,
-    MAX_DELAY_S,
-    MAX_FACTOR,
-    MAX_JITTER,
-    RetryPolicy,
-)
+from adapters.retry_policy import RetryPolicy
 from agents.template import placeholders, render_text
 
 __all__ = [
     "MAX_TOKENS",
-    "BreakerSection",
     "LlmBudgetSection",
     "LlmInputSection",
     "LlmOutputSection",
@@ -89,42 +80,18 @@ class Parameter(_Section):
         return self.default is None if self.required is None else self.required
 
 
-class RetrySection(_Section):
-    """``retry:`` -- the fields of :class:`~adapters.retry_policy.RetryPolicy`, plus the exit codes
-    that mean "try again" for this agent."""
+class RetrySection(RetryPolicy):
+    """``retry:`` -- the retry policy's fields, plus the exit codes that mean "try again" for this
+    agent."""
 
-    attempts: Annotated[int, Field(ge=1, le=MAX_ATTEMPTS)] = RetryPolicy.attempts
-    backoff_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = RetryPolicy.backoff_s
-    factor: Annotated[float, Field(ge=1, le=MAX_FACTOR)] = RetryPolicy.factor
-    max_backoff_s: Annotated[float, Field(ge=0, le=MAX_DELAY_S)] = RetryPolicy.max_backoff_s
-    jitter: Annotated[float, Field(ge=0, le=MAX_JITTER)] = RetryPolicy.jitter
-    budget_s: Annotated[float, Field(gt=0, le=MAX_BUDGET_S)] | None = RetryPolicy.budget_s
     transient_exit_codes: frozenset[Annotated[int, Field(ge=1, le=255)]] = frozenset()
 
     def policy(self) -> RetryPolicy:
         """The retry policy this section declares. A run applies the operator's retry settings
         over it (:meth:`adapters.settings.Settings.retry_policy`: the operator wins over an agent
         file's defaults)."""
-        return RetryPolicy(**self.model_dump(exclude={"transient_exit_codes"}))
-
-
-class BreakerSection(_Section):
-    """``breaker:`` -- the fields of :class:`~adapters.breakers.policy.BreakerPolicy`."""
-
-    fail_max: Annotated[int, Field(ge=1, le=BREAKER_LIMITS["fail_max"][1])] = BreakerPolicy.fail_max
-    reset_timeout: Annotated[float, Field(gt=0, le=BREAKER_LIMITS["reset_timeout"][1])] = (
-        BreakerPolicy.reset_timeout
-    )
-    success_threshold: Annotated[int, Field(ge=1, le=BREAKER_LIMITS["success_threshold"][1])] = (
-        BreakerPolicy.success_threshold
-    )
-    half_open_max_calls: Annotated[
-        int, Field(ge=1, le=BREAKER_LIMITS["half_open_max_calls"][1])
-    ] = BreakerPolicy.half_open_max_calls
-
-    def policy(self) -> BreakerPolicy:
-        """The breaker policy of the agent's breaker (``agent:<name>``)."""
-        return BreakerPolicy(**self.model_dump())
+        given = self.model_fields_set - {"transient_exit_codes"}
+        return RetryPolicy(**{name: getattr(self, name) for name in given})
 
 
 class ResourceHints(_Section):

@@ -47,7 +47,6 @@ from adapters.contract import (
 from adapters.dagger.llm_route import provider_of_model, route_problem, timeout_problem
 from adapters.errors import InvalidInputError
 from agents.sections import (
-    BreakerSection,
     LlmSection,
     Parameter,
     ResourceHints,
@@ -103,7 +102,7 @@ class AgentSpec(BaseModel):
     )
     timeout_s: Annotated[float, Field(gt=0)] = Field(default=3600.0)
     retry: RetrySection = Field(default_factory=RetrySection)
-    breaker: BreakerSection | None = Field(
+    breaker: BreakerPolicy | None = Field(
         default=None, description="Unset: the breaker settings, else the defaults."
     )
     resources: ResourceHints = Field(default_factory=ResourceHints)
@@ -291,7 +290,7 @@ class AgentSpec(BaseModel):
 
     def breaker_policy(self) -> BreakerPolicy | None:
         """The agent's breaker policy, or None for the environment's defaults."""
-        return None if self.breaker is None else self.breaker.policy()
+        return self.breaker
 
     def parameter_values(self, params: Mapping[str, ParamValue | None]) -> dict[str, str]:
         """``params`` as text with defaults filled in; None means not given.

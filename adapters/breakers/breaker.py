@@ -1,26 +1,27 @@
-"""Circuit breakers for execution targets and agents: fail fast while a target is down.
+"""Circuit breakers for execution targets, agents and LLM providers: fail fast while one is down.
 
-One :class:`Breaker` per target (``engine:local``, ``engine:dagger:<host>``, ``agent:<name>``),
-shared per process through :func:`get_breaker`. pybreaker's ``CircuitBreaker`` keeps the state
-machine, counters, listeners and storage; this module adds what the platform needs on top:
+One :class:`Breaker` per target (``engine:local``, ``engine:dagger:<host>``, ``agent:<name>``,
+``llm:<provider>``), shared per process through :func:`get_breaker`. pybreaker's
+``CircuitBreaker`` keeps the state machine, the counters, the listeners and the storage interface;
+this module keeps only what pybreaker cannot do for the platform (PLATFORM.md, "pybreaker 1.4.1"):
 
-* **async and concurrent**: the guarded coroutine runs outside every lock (pybreaker's ``call()``
-  holds its lock for the whole call and records a coroutine as a success without awaiting it);
-  only admission and the recording of the outcome take a lock, for microseconds.
-* **what counts**: only infrastructure errors are failures; a step's own non-zero exit
-  (``StepFailedError``) is a success; anything else, cancellation included, is neutral
-  (:func:`~adapters.breakers.policy.classify_outcome` has the rule and why).
+* **one decision, then the call outside every lock**: :meth:`Breaker.admit` decides whether a call
+  may run and returns a :class:`Permit`; the call runs without any lock and the permit records its
+  outcome once. pybreaker's ``call()`` holds its lock for the whole call (4 x 0.5 s took 2.0 s) and
+  records a coroutine as a success without awaiting it, so async failures never counted.
+* **what counts, for which breaker**: only the errors of the breaker's kind are failures
+  (:func:`~adapters.breakers.policy.classify_outcome`); pybreaker counts any ``BaseException``,
+  cancellation included.
+* **an injected clock** for ``opened_at``, ``probe_at`` and the open -> half-open decision:
+  pybreaker compares ``datetime.now()``, which tests cannot move.
 * **fail fast with a reason**: while open, :class:`~adapters.errors.CircuitOpenError` names the
-  breaker, ``opened_at`` and ``probe_at`` without calling the target.
-* **bounded half-open**: at most ``half_open_max_calls`` probes at once in this process (Redis
-  shares open/closed between processes, not the probe slots); ``success_threshold`` consecutive
-  successes close it, a failure re-opens it with a new ``opened_at``.
-* **injected clock** for ``opened_at``, ``probe_at`` and the open -> half-open decision.
+  breaker, ``opened_at`` and ``probe_at`` (pybreaker's error names neither).
+* **bounded half-open**: at most ``half_open_max_calls`` probes at once in this process (pybreaker
+  lets every call through while half-open); ``success_threshold`` successes close it.
 * **events**: each transition is logged on ``aiop.breaker`` and handed to listeners as a
-  :class:`BreakerEvent` (``aiop.breaker.opened`` / ``half-opened`` / ``closed``).
-* **shared state** in Redis when ``redis_url=`` is given (the ``AIOP_BREAKER_REDIS_URL`` setting), falling
-  back to in-process state with one warning while Redis is down (see
-  :mod:`adapters.breakers.storage`).
+  :class:`BreakerEvent`, outside the lock (pybreaker calls its listeners under its lock).
+* **shared state** in Redis when ``redis_url=`` is given, with an in-process fallback while Redis is
+  down (:mod:`adapters.breakers.storage`).
 
 Examples:
     >>> import asyncio
@@ -37,8 +38,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -53,6 +53,7 @@ from adapters.breakers.policy import (
     BreakerState,
     Outcome,
     classify_outcome,
+    kind_of,
 )
 from adapters.breakers.storage import REDIS_RECHECK_S, SharedStorage
 from adapters.errors import CircuitOpenError, InvalidInputError
@@ -63,8 +64,8 @@ __all__ = [
     "BreakerListener",
     "BreakerPolicy",
     "BreakerState",
-    "Outcome",
-    "classify_outcome",
+    "Permit",
+    "admit_all",
     "get_breaker",
     "reset_breakers",
 ]
@@ -74,21 +75,75 @@ logger = logging.getLogger("aiop.breaker")
 T = TypeVar("T")
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
 def _hms(epoch: float) -> str:
     return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
 
 
-@dataclass(frozen=True)
-class _Ticket:
-    probe: bool
+class Permit:
+    """A call one or more breakers admitted. Its outcome is recorded once, with each of them: by
+    :meth:`record`, or when the ``async with`` block it guards ends (an exception raised there is
+    the outcome); each breaker counts only the errors of its kind. A permit never used is given
+    back with :meth:`release`, which counts nothing and frees its probe slots.
+
+    Examples:
+        >>> import asyncio
+        >>> async def main() -> str:
+        ...     async with Breaker("engine:permit-doc").admit():
+        ...         return "ran"
+        >>> asyncio.run(main())
+        'ran'
+    """
+
+    def __init__(self, grants: Sequence[tuple[Breaker, bool]]) -> None:
+        self._grants = list(grants)  # (breaker, admitted as a half-open probe)
+        self._done = False
+
+    def record(self, error: BaseException | None) -> None:
+        """Count the call's outcome: ``error`` (None: it succeeded). Only the first one counts."""
+        if not self._done:
+            self._done = True
+            for breaker, probe in self._grants:
+                breaker._record(probe, error)
+
+    def release(self) -> None:
+        """Give the permit back unused (a no-op once an outcome was recorded)."""
+        if not self._done:
+            self._done = True
+            for breaker, probe in self._grants:
+                breaker._record(probe, None, ran=False)
+
+    async def __aenter__(self) -> Permit:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.record(exc)
 
 
-class _TransitionRecorder(pybreaker.CircuitBreakerListener):
-    """Turns pybreaker's state_change hook into BreakerEvents queued on the Breaker."""
+def admit_all(breakers: Iterable[Breaker]) -> Permit:
+    """One decision over every breaker a call depends on (an llm step: its engine and its
+    provider): all admit it, or it is refused with the first refusal and the others' permits
+    are given back.
+
+    Raises:
+        CircuitOpenError: one of the breakers did not admit the call.
+    """
+    grants: list[tuple[Breaker, bool]] = []
+    try:
+        for breaker in breakers:
+            grants += breaker.admit()._grants
+    except CircuitOpenError:
+        Permit(grants).release()
+        raise
+    return Permit(grants)
+
+
+class _Transitions(pybreaker.CircuitBreakerListener):
+    """pybreaker's ``state_change`` hook, turned into the Breaker's events."""
 
     def __init__(self, breaker: Breaker) -> None:
         self._breaker = breaker
@@ -103,37 +158,17 @@ class _TransitionRecorder(pybreaker.CircuitBreakerListener):
             self._breaker._on_transition(old_state.name, new_state.name)
 
 
-class _Guard:
-    """``async with breaker.guard():`` -- admission on enter, outcome on exit, never suppresses."""
-
-    def __init__(self, breaker: Breaker) -> None:
-        self._breaker = breaker
-        self._ticket: _Ticket | None = None
-
-    async def __aenter__(self) -> None:
-        self._ticket = self._breaker._admit()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._ticket is not None:
-            ticket, self._ticket = self._ticket, None
-            self._breaker._record(ticket, exc)
-
-
 class Breaker:
-    """A circuit breaker for one execution target or agent.
+    """A circuit breaker for one execution target, agent or LLM provider.
 
     Args:
-        name: the target, e.g. ``engine:local``, ``engine:dagger:<host>``, ``agent:<name>``.
+        name: the target, ``<kind>:<name>``: ``engine:local``, ``agent:<name>``,
+            ``llm:<provider>`` (:func:`~adapters.breakers.policy.kind_of`).
         policy: thresholds and timeouts (``BreakerPolicy()`` if None).
         listeners: called with a :class:`BreakerEvent` on every transition, outside the lock.
         clock: epoch seconds; drives ``opened_at``, ``probe_at`` and open -> half-open.
         redis_url: share the state through this Redis (``redis://host:port/db``); None keeps it in
-            this process. :func:`get_breaker` passes the caller's ``redis_url``.
+            this process.
         redis_recheck_s: seconds between attempts to reach Redis again after it failed.
 
     Raises:
@@ -172,6 +207,7 @@ class Breaker:
         if not name or not name.strip():
             raise InvalidInputError("a breaker needs a name, e.g. 'engine:local' or 'agent:coder'")
         self.name = name
+        self.kind = kind_of(name)
         self.policy = policy if policy is not None else BreakerPolicy()
         self.resource_id = f"aiop.breaker.{name}"
         self._clock = clock
@@ -180,14 +216,12 @@ class Breaker:
         self._pending: list[BreakerEvent] = []
         self._probes = 0
         self._last_error: str | None = None
-        self._closing_successes: int | None = None
         self._storage = SharedStorage(name, clock, redis_url, redis_recheck_s)
         self._cb = pybreaker.CircuitBreaker(
             fail_max=self.policy.fail_max,
             reset_timeout=self.policy.reset_timeout,
             success_threshold=self.policy.success_threshold,
-            exclude=[lambda exc: classify_outcome(exc) is not Outcome.FAILURE],
-            listeners=[_TransitionRecorder(self)],
+            listeners=[_Transitions(self)],
             state_storage=self._storage,
             name=name,
             throw_new_error_on_trip=False,
@@ -198,17 +232,36 @@ class Breaker:
 
     # -- public API ----------------------------------------------------------------------
 
-    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
-        """Await ``fn()`` through the breaker.
+    def admit(self) -> Permit:
+        """Decide whether a call may run now: a :class:`Permit` for it, or a refusal.
 
-        Args:
-            fn: a zero-argument callable returning the awaitable to guard (not called while open).
-
-        Returns:
-            What ``fn()`` returned.
+        An open circuit whose probe time has come turns half-open here and admits the call as a
+        probe.
 
         Raises:
             CircuitOpenError: the circuit is open, or half-open with all probe slots taken.
+        """
+        try:
+            with self._lock:
+                state = self._cb.state.name
+                refused = self._refusal(state)
+                if refused is None and state == pybreaker.STATE_OPEN:  # its probe time has come
+                    self._cb.half_open()
+                    state = pybreaker.STATE_HALF_OPEN
+                    refused = self._refusal(state)
+                if refused is not None:
+                    raise refused
+                probe = state == pybreaker.STATE_HALF_OPEN
+                self._probes += probe
+                return Permit([(self, probe)])
+        finally:
+            self._dispatch()
+
+    async def call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        """Await ``fn()`` through the breaker: :meth:`admit`, then the call, then its outcome.
+
+        Raises:
+            CircuitOpenError: the circuit did not admit the call (``fn`` was not called).
             BaseException: whatever ``fn()`` raised, unchanged.
 
         Examples:
@@ -218,41 +271,8 @@ class Breaker:
             >>> asyncio.run(Breaker("engine:call-doc").call(step))
             7
         """
-        async with self.guard():
+        async with self.admit():
             return await fn()
-
-    def guard(self) -> _Guard:
-        """An async context manager guarding its body like :meth:`call`.
-
-        Raises:
-            CircuitOpenError: on enter, when the circuit does not admit the call.
-
-        Examples:
-            >>> import asyncio
-            >>> async def main() -> str:
-            ...     async with Breaker("engine:guard-doc").guard():
-            ...         return "ran"
-            >>> asyncio.run(main())
-            'ran'
-        """
-        return _Guard(self)
-
-    def rejection(self) -> CircuitOpenError | None:
-        """The error a call would fail with right now, or None when it would be admitted.
-
-        Asks without calling: an open circuit whose probe time has come stays open (the next
-        call moves it to half-open) and no probe slot is taken. Lets a caller refuse work before
-        it pays for setting it up (``flows.execute_step`` does, before creating a task run).
-
-        Examples:
-            >>> Breaker("engine:rejection-doc").rejection() is None
-            True
-        """
-        try:
-            with self._lock:
-                return self._refusal(self._cb.state.name)
-        finally:
-            self._dispatch()
 
     @property
     def state(self) -> BreakerState:
@@ -293,10 +313,7 @@ class Breaker:
                     if opened_at is None
                     else opened_at + self.policy.reset_timeout,
                     "last_error": self._last_error or self._storage.last_error,
-                    "fail_max": self.policy.fail_max,
-                    "reset_timeout": self.policy.reset_timeout,
-                    "success_threshold": self.policy.success_threshold,
-                    "half_open_max_calls": self.policy.half_open_max_calls,
+                    **self.policy.model_dump(),
                     "storage": self._storage.backend,
                     "redis_url": self._storage.redis_url,
                 }
@@ -308,12 +325,6 @@ class Breaker:
         with self._lock:
             if listener not in self._listeners:
                 self._listeners.append(listener)
-
-    def remove_listener(self, listener: BreakerListener) -> None:
-        """Stop calling ``listener`` (a no-op if it is not registered)."""
-        with self._lock:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
 
     def dispose(self) -> None:
         """Close the Redis connections, if any. The breaker keeps working in-process after."""
@@ -335,55 +346,32 @@ class Breaker:
             return self._open_error(self._opened_at(), busy=True)
         return None
 
-    def _admit(self) -> _Ticket:
+    def _record(self, probe: bool, exc: BaseException | None, *, ran: bool = True) -> None:
+        outcome = classify_outcome(exc, self.kind) if ran else Outcome.NEUTRAL
         try:
             with self._lock:
-                state = self._cb.state.name
-                refused = self._refusal(state)
-                if refused is not None:
-                    raise refused
-                if state == pybreaker.STATE_OPEN:  # its probe time has come
-                    self._cb.half_open()
-                    state = pybreaker.STATE_HALF_OPEN
-                    refused = self._refusal(state)
-                    if refused is not None:
-                        raise refused
-                if state == pybreaker.STATE_HALF_OPEN:
-                    self._probes += 1
-                    return _Ticket(probe=True)
-                return _Ticket(probe=False)
-        finally:
-            self._dispatch()
-
-    def _record(self, ticket: _Ticket, exc: BaseException | None) -> None:
-        outcome = classify_outcome(exc)
-        try:
-            with self._lock:
-                if ticket.probe:
-                    self._probes -= 1
+                self._probes -= probe
                 if outcome is Outcome.NEUTRAL:
                     return
                 state = self._cb.state.name
                 if state == pybreaker.STATE_OPEN or (
-                    state == pybreaker.STATE_HALF_OPEN and not ticket.probe
+                    state == pybreaker.STATE_HALF_OPEN and not probe
                 ):
                     return  # a late outcome of a call admitted before the circuit opened
                 if outcome is Outcome.FAILURE:
                     assert exc is not None
                     self._replay_failure(exc)
                 else:
-                    if state == pybreaker.STATE_HALF_OPEN:
-                        self._closing_successes = self._storage.success_counter + 1
-                    self._cb.call(lambda: None)
+                    self._cb.call(lambda: None)  # pybreaker's own success path
         except Exception:  # bookkeeping must never replace the call's own result or error
             logger.exception("breaker %r: could not record the outcome of a call", self.name)
         finally:
-            self._closing_successes = None
             self._dispatch()
 
     def _replay_failure(self, exc: BaseException) -> None:
-        """Feed an infrastructure failure to pybreaker's state machine (counts, maybe opens)."""
-        self._last_error = _describe(exc)
+        """Feed a failure to pybreaker's state machine (counts, maybe opens), leaving the error's
+        traceback as the caller raised it (pybreaker raises it again inside its own frames)."""
+        self._last_error = f"{type(exc).__name__}: {exc}"
         self._storage.pending_last_error = self._last_error
         saved = (exc.__traceback__, exc.__context__, exc.__suppress_context__)
 
@@ -432,9 +420,10 @@ class Breaker:
         new_state, old_state = cast(BreakerState, new), cast(BreakerState, old)
         opened_at = self._storage.opened_at_epoch if new_state != "closed" else None
         probe_at = None if opened_at is None else opened_at + self.policy.reset_timeout
-        success = self._storage.success_counter
-        if new_state == "closed" and self._closing_successes is not None:
-            success = self._closing_successes  # pybreaker resets the counter before notifying
+        # pybreaker resets the success counter before it says "closed": a half-open circuit
+        # closes when it reaches the threshold.
+        closing = new_state == "closed" and old_state == "half-open"
+        success = self.policy.success_threshold if closing else self._storage.success_counter
         event = BreakerEvent(
             name=EVENT_NAMES[new_state],
             breaker=self.name,
@@ -522,11 +511,7 @@ def get_breaker(
                     "pass the same policy (or none) for one target"
                 )
             return existing
-        breaker = Breaker(
-            name,
-            policy or default_policy or BreakerPolicy(),
-            redis_url=redis_url,
-        )
+        breaker = Breaker(name, policy or default_policy or BreakerPolicy(), redis_url=redis_url)
         _registry[name] = breaker
         return breaker
 

@@ -1,18 +1,25 @@
-"""The circuit breaker's plain values: its policy, the rule for what counts, its events.
+"""The circuit breaker's plain values: its policy, its kinds, the rule for what counts, its events.
 
 :class:`BreakerPolicy` (when a circuit opens and how it recovers) is a small frozen value, passed in
-(the operator's ``AIOP_BREAKER_*`` settings through :meth:`adapters.settings.Settings.breaker_policy`); :class:`BreakerEvent` is what listeners receive on a transition.
-:func:`classify_outcome` is the one rule for how a guarded call's result counts:
+(the operator's ``AIOP_BREAKER_*`` settings through
+:meth:`adapters.settings.Settings.breaker_policy`); :class:`BreakerEvent` is what listeners receive
+on a transition. A breaker's name says its kind (:func:`kind_of`): ``engine:<target>``,
+``agent:<name>`` or ``llm:<provider>``. :func:`classify_outcome` is the one rule for how a guarded
+call's result counts for a breaker of a kind:
 
-* :class:`~adapters.errors.InfrastructureError` (also inside an ``ExceptionGroup``) is a
-  **failure**: it counts toward ``fail_max`` and a failed probe re-opens the circuit.
+* an error whose ``counted_by`` is that kind (:mod:`adapters.errors`; also inside an
+  ``ExceptionGroup``) is a **failure**: it counts toward ``fail_max`` and a failed probe re-opens
+  the circuit. So each error counts against the one breaker it proves something about: the engine
+  unreachable or broken against the engine's, a step's timeout or its image's registry against the
+  agent's, a provider's refusal against the provider's.
 * a normal return, and :class:`~adapters.errors.StepFailedError`, are a **success**: a step's own
   non-zero exit proves the engine ran it, so it resets the failure streak and counts as a
   successful half-open probe (what pybreaker does with excluded errors, chosen on purpose here).
 * everything else is **neutral** -- neither counted nor resetting the streak, because it proves
-  nothing about the target: ``InvalidInputError`` (raised before the engine is touched), a nested
-  breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and ``asyncio.CancelledError``,
-  ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass through untouched.
+  nothing about the target: another kind's error, ``InvalidInputError`` (raised before the engine
+  is touched), a nested breaker's ``CircuitOpenError``, a bug (``ValueError`` ...), and
+  ``asyncio.CancelledError``, ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit``, which pass
+  through untouched.
 
 Examples:
     >>> from adapters.breakers.policy import BreakerPolicy
@@ -22,24 +29,27 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from adapters.errors import InfrastructureError, InvalidInputError, StepFailedError
+from pydantic import Field
+
+from adapters.errors import AiopError, BreakerKind, StepFailedError
+from adapters.policy import Policy
 
 __all__ = [
     "EVENT_NAMES",
-    "LIMITS",
     "BreakerEvent",
+    "BreakerKind",
     "BreakerListener",
     "BreakerPolicy",
     "BreakerState",
     "EventName",
     "Outcome",
     "classify_outcome",
+    "kind_of",
 ]
 
 BreakerState = Literal["closed", "open", "half-open"]
@@ -96,12 +106,29 @@ class Outcome(Enum):
     NEUTRAL = "neutral"
 
 
-def classify_outcome(exc: BaseException | None) -> Outcome:
-    """How a call that raised ``exc`` (None: returned normally) counts; see the module docstring.
+def kind_of(name: str) -> BreakerKind:
+    """The kind of the breaker named ``name``: ``agent`` (``agent:<name>``), ``llm``
+    (``llm:<provider>``), else ``engine`` (an execution target, ``engine:local``).
 
     Examples:
-        >>> from adapters.errors import EngineUnavailableError, StepFailedError
+        >>> kind_of("agent:validate-duckdb"), kind_of("llm:anthropic"), kind_of("engine:local")
+        ('agent', 'llm', 'engine')
+    """
+    prefix = name.partition(":")[0]
+    return "agent" if prefix == "agent" else "llm" if prefix == "llm" else "engine"
+
+
+def classify_outcome(exc: BaseException | None, kind: BreakerKind = "engine") -> Outcome:
+    """How a call that raised ``exc`` (None: returned normally) counts for a breaker of ``kind``;
+    see the module docstring.
+
+    Examples:
+        >>> from adapters.errors import EngineUnavailableError, StepFailedError, StepTimeoutError
         >>> classify_outcome(EngineUnavailableError("no engine")).value
+        'failure'
+        >>> classify_outcome(EngineUnavailableError("no engine"), "agent").value
+        'neutral'
+        >>> classify_outcome(StepTimeoutError("slow", timeout_s=1), "agent").value
         'failure'
         >>> classify_outcome(StepFailedError("exit 1", step="s", exit_code=1)).value
         'success'
@@ -112,35 +139,23 @@ def classify_outcome(exc: BaseException | None) -> Outcome:
         return Outcome.SUCCESS
     if not isinstance(exc, Exception):  # CancelledError, KeyboardInterrupt, SystemExit, ...
         return Outcome.NEUTRAL
-    if isinstance(exc, InfrastructureError):
-        return Outcome.FAILURE
-    if isinstance(exc, ExceptionGroup) and exc.subgroup(InfrastructureError) is not None:
+    if isinstance(exc, ExceptionGroup):
+        counted = exc.subgroup(lambda e: isinstance(e, AiopError) and e.counted_by == kind)
+        return Outcome.NEUTRAL if counted is None else Outcome.FAILURE
+    if isinstance(exc, AiopError) and exc.counted_by == kind:
         return Outcome.FAILURE
     if isinstance(exc, StepFailedError):
         return Outcome.SUCCESS
     return Outcome.NEUTRAL
 
 
-#: Field name -> (minimum, maximum, kind): the one table the validation below, the settings and
-#: the agents' ``breaker:`` section read. A reset timeout is at most a day (pybreaker and the Redis
-#: storage turn it into dates); the counts stay far below what anyone needs.
-LIMITS: dict[str, tuple[float, float, type[int] | type[float]]] = {
-    "fail_max": (1, 10_000, int),
-    "reset_timeout": (0.0, 86_400.0, float),
-    "success_threshold": (1, 1_000, int),
-    "half_open_max_calls": (1, 1_000, int),
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class BreakerPolicy:
+class BreakerPolicy(Policy):
     """When a breaker opens and how it recovers. pybreaker's names where they mean the same.
 
-    Attributes:
-        fail_max: consecutive infrastructure failures that open the circuit.
-        reset_timeout: seconds the circuit stays open before one probe is let through.
-        success_threshold: consecutive successful half-open probes needed to close it again.
-        half_open_max_calls: probe calls allowed at once while half-open; others fail fast.
+    The one model of the breaker knobs (:mod:`adapters.policy`): built in code, read from
+    ``AIOP_BREAKER_<FIELD>`` as the settings' ``breaker``, and written as an agent definition's
+    ``breaker:`` section. A reset timeout is at most a day (pybreaker and the Redis storage turn
+    it into dates); the counts stay far below what anyone needs.
 
     Raises:
         InvalidInputError: a value is out of range (``fail_max < 1``, ``reset_timeout <= 0`` ...).
@@ -149,36 +164,20 @@ class BreakerPolicy:
         >>> policy = BreakerPolicy(fail_max=3)
         >>> policy.reset_timeout
         30.0
-        >>> dataclasses.replace(policy, success_threshold=2).success_threshold
+        >>> policy.replace(success_threshold=2).success_threshold
         2
     """
 
-    fail_max: int = 5
-    reset_timeout: float = 30.0
-    success_threshold: int = 1
-    half_open_max_calls: int = 1
-
-    def __post_init__(self) -> None:
-        for field, (minimum, maximum, kind) in LIMITS.items():
-            value = getattr(self, field)
-            if kind is int:
-                ok = (
-                    isinstance(value, int)
-                    and not isinstance(value, bool)
-                    and minimum <= value <= maximum
-                )
-                need = f"an integer from {int(minimum)} to {int(maximum)}"
-            else:
-                ok = (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                    and minimum < value <= maximum
-                )
-                need = f"a number of seconds above 0 and at most {maximum:g}"
-            if not ok:
-                raise InvalidInputError(
-                    f"BreakerPolicy.{field}={value!r} is invalid: it must be {need}"
-                )
-        if isinstance(self.reset_timeout, int):
-            object.__setattr__(self, "reset_timeout", float(self.reset_timeout))
+    fail_max: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=5, description="Consecutive infrastructure failures that open a circuit."
+    )
+    reset_timeout: Annotated[float, Field(gt=0, le=86_400.0, allow_inf_nan=False)] = Field(
+        default=30.0,
+        description="Seconds a circuit stays open before it lets one probe call through.",
+    )
+    success_threshold: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=1, description="Consecutive successful probes needed to close a half-open circuit."
+    )
+    half_open_max_calls: Annotated[int, Field(ge=1, le=1_000)] = Field(
+        default=1, description="Probe calls allowed at once while half-open, per process."
+    )

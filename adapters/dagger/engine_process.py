@@ -38,7 +38,9 @@ logger = logging.getLogger("adapters.dagger.runner")
 
 #: How long to wait for the last engine log lines after the session closed.
 _LOG_DRAIN_S = 0.5
-#: The CLI's advertisement for its tracing service (dagql/idtui/frontend.go); never forwarded.
+#: The CLI's advertisement for its tracing service, one line by design (dagql/idtui/frontend.go
+#: at v0.21.8, ``loggedOutTraceMsg``): dropped here rather than by writing DAGGER_NO_NAG into this
+#: process's environment.
 _NAG = "To hide set DAGGER_NO_NAG"
 #: Engine log lines kept for error messages.
 _LOG_TAIL_LINES = 5

@@ -1,24 +1,35 @@
-"""The Dagger-free half of translating engine errors: messages, user-input causes, secret scrubbing.
+"""Translating the Dagger SDK's errors: the one table, the messages, secret scrubbing.
 
-:mod:`adapters.dagger.runner` holds the table (:data:`~adapters.dagger.runner.ERROR_RULES`, whose
-head names Dagger's exception classes; its tail, :data:`UNDERLYING_RULES`, is here) and decides
-which platform class applies; this module builds the platform error's message and masks secret
-values, without importing ``dagger``.
+:data:`ERROR_RULES` is the one table of foreign errors (the Dagger SDK's, those of the libraries
+beneath it, the OS's): each row says which platform error a foreign class becomes before the
+session is up (``connecting``) and once it is (``running``), and what refines it. The reference
+page's table is generated from it (``python -m adapters.dagger.errors --write
+docs/reference/errors.md``; a test checks it), and a test fails if a Dagger exception class is
+missing from it. :func:`translate_error` applies it, once, at the boundary; the rest of this module
+builds the platform error's message and masks secret values.
+
+Examples:
+    >>> translate_error(dagger.TransportError("boom"), connected=True).__class__.__name__
+    'EngineConnectionError'
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import re
 import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import dagger
 import gql.transport.exceptions as gql_errors
 import graphql
 import httpx
 import tenacity
+from dagger.mod._exceptions import ModuleError
 
 from adapters.contract import StepSpec, mask_secrets, tail
 from adapters.errors import (
@@ -29,10 +40,12 @@ from adapters.errors import (
     RegistryUnavailableError,
     StepFailedError,
 )
+from adapters.reference import Block
 
 __all__ = [
     "ENGINE_HINT",
-    "UNDERLYING_RULES",
+    "ERROR_RULES",
+    "FOREIGN_ERRORS",
     "ErrorRule",
     "describe",
     "engine_error",
@@ -42,6 +55,7 @@ __all__ = [
     "scrub",
     "signal_hint",
     "step_failed",
+    "translate_error",
     "user_input_error",
 ]
 
@@ -191,28 +205,135 @@ class ErrorRule(NamedTuple):
         foreign: the foreign exception class.
         connecting: the platform error while the session is being set up.
         running: the platform error once the session is up.
+        refined: what refines ``running`` (from the error's own content), for the reference page.
     """
 
     foreign: type[BaseException]
     connecting: type[AiopError]
     running: type[AiopError]
+    refined: str = ""
 
 
 _Unavailable, _Broken = EngineUnavailableError, EngineConnectionError
 
-#: The end of :data:`~adapters.dagger.runner.ERROR_RULES`: errors of the libraries beneath the SDK
-#: and of the OS, for when the SDK lets one through unwrapped.
-UNDERLYING_RULES: tuple[ErrorRule, ...] = (
-    # Retries gave up: only with the SDK's retries on, which the runner turns off.
-    ErrorRule(tenacity.RetryError, _Unavailable, _Broken),
-    # Transport and protocol errors the SDK did not wrap.
+#: The one table, most specific class first.
+ERROR_RULES: tuple[ErrorRule, ...] = (
+    ErrorRule(
+        dagger.ExecError,
+        _Unavailable,
+        StepFailedError,
+        "a failed command: the runner returns it as a `StepResult` with its exit code (then"
+        " `StepFailedError` in `run_step`); `InvalidSpecError` when the engine's init found no"
+        " `args[0]` in the image",
+    ),
+    ErrorRule(
+        dagger.QueryError,
+        _Unavailable,
+        _Broken,
+        "`InvalidSpecError` when it is about the spec (the registry refused the image: not found,"
+        " denied, no build for the engine's platform, not a valid reference; a mount source is"
+        " missing); `RegistryUnavailableError` when resolving or pulling the image met a"
+        " registry that could not be reached or failed; `EngineConnectionError` when storing a"
+        " pulled image failed",
+    ),
+    ErrorRule(
+        dagger.InvalidQueryError,
+        _Unavailable,
+        _Broken,
+        "the SDK could not build a query against the engine's schema (version skew)",
+    ),
+    ErrorRule(
+        dagger.ClientConnectionError,
+        _Unavailable,
+        _Broken,
+        "no session: closed port, bad token, failed introspection",
+    ),
+    ErrorRule(
+        dagger.TransportError,
+        _Unavailable,
+        _Broken,
+        "the HTTP exchange broke: the engine died, the connection dropped, a request timed out",
+    ),
+    ErrorRule(dagger.ClientError, _Unavailable, _Broken),
+    ErrorRule(dagger.DownloadError, _Unavailable, _Unavailable, "the CLI could not be downloaded"),
+    ErrorRule(dagger.SessionError, _Unavailable, _Unavailable, "the CLI could not start a session"),
+    ErrorRule(dagger.ProvisionError, _Unavailable, _Unavailable),
+    ErrorRule(
+        ModuleError, _Unavailable, _Broken, "module-runtime errors; never raised to a client"
+    ),
+    ErrorRule(dagger.DaggerError, _Unavailable, _Broken),
+    # The libraries beneath the SDK and the OS, for when the SDK lets one through unwrapped.
+    ErrorRule(
+        tenacity.RetryError,
+        _Unavailable,
+        _Broken,
+        "retries gave up: only with the SDK's retries on, which the runner turns off",
+    ),
     ErrorRule(gql_errors.TransportError, _Unavailable, _Broken),
     ErrorRule(httpx.HTTPError, _Unavailable, _Broken),
     ErrorRule(graphql.GraphQLError, _Unavailable, _Broken),
-    # Nothing listens where the engine should be; other OS errors the SDK let through.
-    ErrorRule(ConnectionRefusedError, _Unavailable, _Unavailable),
+    ErrorRule(
+        ConnectionRefusedError,
+        _Unavailable,
+        _Unavailable,
+        "nothing listens where the engine should be",
+    ),
     ErrorRule(OSError, _Unavailable, _Broken),
 )
+
+#: Every foreign exception class the table translates (what a caller catches around SDK calls).
+FOREIGN_ERRORS: tuple[type[BaseException], ...] = tuple(rule.foreign for rule in ERROR_RULES)
+
+
+def translate_error(
+    exc: BaseException, *, connected: bool, spec: StepSpec | None = None
+) -> AiopError:
+    """The platform error for a foreign exception, secret values masked in its message.
+
+    Args:
+        exc: the foreign exception (a Dagger, gql, httpx, tenacity or socket error).
+        connected: whether the engine session was established when it happened.
+        spec: the step, to name it, mask its secrets and recognise its own inputs in messages.
+
+    Returns:
+        The :mod:`adapters.errors` instance to raise ``from exc``.
+    """
+    detail = mask_secrets(describe(exc), spec.secret_values() if spec else [])
+    rule = next((r for r in ERROR_RULES if isinstance(exc, r.foreign)), None)
+    target: type[AiopError] = EngineConnectionError if connected else EngineUnavailableError
+    if rule is not None:
+        target = rule.running if connected else rule.connecting
+    if target is StepFailedError and isinstance(exc, dagger.ExecError):
+        return step_failed(int(exc.exit_code), str(exc.stderr), spec)
+    if connected and spec is not None and isinstance(exc, dagger.QueryError):
+        user_error = user_input_error(detail, spec)
+        if user_error is not None:
+            return user_error
+    return engine_error(target, detail, spec.name if spec else None)
+
+
+#: The table's block in docs/reference/errors.md.
+TABLE = Block("dagger-error-table", "python -m adapters.dagger.errors --markdown")
+
+
+def reference_markdown() -> str:
+    """The table as the reference page shows it: foreign class, before and after the session
+    is up, what refines it."""
+
+    def name(cls: type[BaseException]) -> str:
+        module = cls.__module__.split(".")[0]
+        return f"`{cls.__qualname__}`" if module == "builtins" else f"`{module}.{cls.__qualname__}`"
+
+    lines = [
+        "| Foreign error (first match wins) | Before the session is up | Once it is up | Refined |",
+        "| --- | --- | --- | --- |",
+    ]
+    for rule in ERROR_RULES:
+        lines.append(
+            f"| {name(rule.foreign)} | `{rule.connecting.__name__}` | `{rule.running.__name__}`"
+            f" | {rule.refined or '-'} |"
+        )
+    return "\n".join(lines)
 
 
 def describe(exc: BaseException) -> str:
@@ -363,3 +484,25 @@ def _masked(value: Any, secrets: Sequence[str]) -> Any:
             value.message = mask_secrets(value.message, secrets)
             value.extensions = _masked(value.extensions, secrets)
     return value
+
+
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m adapters.dagger.errors",
+        description="Print the Dagger adapter's error table, or regenerate it in a page.",
+    )
+    parser.add_argument("--markdown", action="store_true", help="print the table")
+    parser.add_argument(
+        "--write",
+        metavar="PAGE",
+        help="regenerate the table inside PAGE (docs/reference/errors.md)",
+    )
+    ns = parser.parse_args(argv)
+    if ns.write:
+        return TABLE.write(ns.write, reference_markdown())
+    sys.stdout.write(TABLE.wrap(reference_markdown()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -77,14 +77,9 @@ from adapters import tracing
 from adapters.contract import tail
 from adapters.dagger import _shared
 from adapters.dagger import llm_api as api
-from adapters.dagger.errors import describe, scrub
+from adapters.dagger.errors import FOREIGN_ERRORS, describe, scrub, translate_error
 from adapters.dagger.llm_route import ENGINE_RETRY_S, EngineConfig, timeout_problem
-from adapters.dagger.runner import (
-    FOREIGN_ERRORS,
-    DaggerRunner,
-    host_write_errors,
-    translate_error,
-)
+from adapters.dagger.runner import DaggerRunner, host_write_errors
 from adapters.errors import (
     AiopError,
     BudgetExceededError,

@@ -55,31 +55,12 @@ Secrets:
     the result's output, in every line given to ``on_line``, and in error messages (including the
     messages of the chained foreign exceptions).
 
-Errors (:data:`ERROR_RULES`, first match wins; "connecting" means before the session is up)::
-
-    foreign error                                connecting                running
-    dagger.ExecError                             EngineUnavailableError    StepFailedError (1)
-      (the engine's init found no ``args[0]``)   EngineUnavailableError    InvalidSpecError
-    dagger.QueryError (no such image or tag,     EngineUnavailableError    InvalidSpecError
-      registry refused: 401/403/404/denied, not
-      a valid reference, host path missing)
-    dagger.QueryError (image not resolved:       EngineUnavailableError    EngineConnectionError
-      timeout, 429, 5xx, network)
-    dagger.QueryError (anything else)            EngineUnavailableError    EngineConnectionError
-    dagger.InvalidQueryError                     EngineUnavailableError    EngineConnectionError
-    dagger.ClientConnectionError                 EngineUnavailableError    EngineConnectionError
-    dagger.TransportError                        EngineUnavailableError    EngineConnectionError
-    dagger.ProvisionError (Download/Session)     EngineUnavailableError    EngineUnavailableError
-    tenacity.RetryError                          EngineUnavailableError    EngineConnectionError
-    gql / httpx transport errors                 EngineUnavailableError    EngineConnectionError
-    ConnectionRefusedError                       EngineUnavailableError    EngineUnavailableError
-    other OSError                                EngineUnavailableError    EngineConnectionError
-    (no answer within provision_timeout_s)       ProvisioningTimeoutError  -
-    (step past StepSpec.timeout_s)               -                         StepTimeoutError
-
-    (1) run() returns a failing command as a StepResult built from the ExecError (exit code,
-        the last 100 KiB of stdout and stderr as the engine trimmed them); translate_error()
-        alone gives StepFailedError.
+Errors:
+    Every foreign error is translated by :func:`adapters.dagger.errors.translate_error`, from the
+    one table :data:`adapters.dagger.errors.ERROR_RULES` (the reference page's table is generated
+    from it). Past ``provision_timeout_s`` the session start is :class:`ProvisioningTimeoutError`;
+    past ``StepSpec.timeout_s`` the step is :class:`StepTimeoutError`. A non-zero exit is a
+    :class:`StepResult` with that exit code (``run_step`` raises :class:`StepFailedError`).
 
 Failures are never cached:
     The exec asks for the default expectation (exit 0). The engine keeps a result whose exit code
@@ -98,8 +79,9 @@ by the registry's answer, not by how it was written.
 Missing mount sources are found before the engine is contacted, and a declared output the step did
 not write, or one that cannot be written on the host, is an :class:`InvalidSpecError`.
 
-The Dagger-free parts live beside it: ``errors`` (messages, scrubbing), ``session`` (hard
-limits), ``engine_process`` (engine log, CLI); host files go through :mod:`adapters.ownership`.
+The rest of the adapter lives beside it: :mod:`~adapters.dagger.errors` (the error table,
+messages, scrubbing), :mod:`~adapters.dagger.session` (hard limits),
+:mod:`~adapters.dagger.engine_process` (engine log, CLI) and :mod:`adapters.ownership` (host files).
 
 Traces:
     The SDK sends the current span's ``traceparent`` with every request, and the engine parents
@@ -141,7 +123,6 @@ from typing import NamedTuple, TextIO, cast
 
 import dagger
 import dagger.telemetry
-from dagger.mod._exceptions import ModuleError
 
 from adapters import tracing
 from adapters.contract import Backend, StepResult, StepSpec, mask_secrets, tail
@@ -153,35 +134,24 @@ from adapters.dagger.engine_process import (
     line_sink,
 )
 from adapters.dagger.errors import (
-    UNDERLYING_RULES,
-    ErrorRule,
-    describe,
+    FOREIGN_ERRORS,
     engine_error,
     missing_command,
     scrub,
     signal_hint,
-    step_failed,
-    user_input_error,
+    translate_error,
 )
 from adapters.dagger.session import check_limits, close_session, open_session, step_deadline
 from adapters.errors import (
-    AiopError,
     EngineConnectionError,
     EngineUnavailableError,
     InvalidSpecError,
-    StepFailedError,
 )
 from adapters.ownership import origin_of, receive
 from adapters.ownership._fs import HostMount, check_outputs, host_mounts
 from adapters.runner import LineSink
 
-__all__ = [
-    "ERROR_RULES",
-    "MOUNT_EXCLUDE",
-    "DaggerRunner",
-    "ErrorRule",
-    "translate_error",
-]
+__all__ = ["MOUNT_EXCLUDE", "DaggerRunner"]
 
 #: Left out of every mounted directory: Python bytecode. The engine uploads a mounted directory and
 #: keys cached results by its content, so bytecode the host happens to write (a test run, an import)
@@ -190,72 +160,6 @@ MOUNT_EXCLUDE: tuple[str, ...] = ("**/__pycache__", "**/*.pyc", "**/*.pyo")
 
 
 # ---------------------------------------------------------------------------------------------
-# Error translation (the Dagger-free half is in adapters.dagger.errors)
-# ---------------------------------------------------------------------------------------------
-
-_Unavailable, _Broken = EngineUnavailableError, EngineConnectionError
-
-#: The whole translation table, most specific class first (see the module docstring).
-ERROR_RULES: tuple[ErrorRule, ...] = (
-    # A failed command; with expect=ANY the runner returns it as a StepResult before this applies.
-    ErrorRule(dagger.ExecError, _Unavailable, StepFailedError),
-    # The engine refused a query; InvalidSpecError when it names the image or a mount source.
-    ErrorRule(dagger.QueryError, _Unavailable, _Broken),
-    # The SDK could not build a query against the engine's schema (version skew).
-    ErrorRule(dagger.InvalidQueryError, _Unavailable, _Broken),
-    # No session: closed port, bad token, failed introspection.
-    ErrorRule(dagger.ClientConnectionError, _Unavailable, _Broken),
-    # The HTTP exchange broke: engine died, connection dropped, request timed out.
-    ErrorRule(dagger.TransportError, _Unavailable, _Broken),
-    ErrorRule(dagger.ClientError, _Unavailable, _Broken),
-    # Provisioning: the CLI could not be downloaded or could not start a session.
-    ErrorRule(dagger.DownloadError, _Unavailable, _Unavailable),
-    ErrorRule(dagger.SessionError, _Unavailable, _Unavailable),
-    ErrorRule(dagger.ProvisionError, _Unavailable, _Unavailable),
-    # Module-runtime errors (dagger.mod) are never raised to a client; kept so nothing escapes.
-    ErrorRule(ModuleError, _Unavailable, _Broken),
-    ErrorRule(dagger.DaggerError, _Unavailable, _Broken),
-    # Errors of the libraries beneath the SDK and of the OS, when the SDK let them through.
-    *UNDERLYING_RULES,
-)
-
-#: Every foreign exception class the error table translates (what a caller must catch around SDK
-#: calls before translating; :mod:`adapters.dagger.llm` uses it too).
-FOREIGN_ERRORS: tuple[type[BaseException], ...] = tuple(rule.foreign for rule in ERROR_RULES)
-
-
-def translate_error(
-    exc: BaseException, *, connected: bool, spec: StepSpec | None = None
-) -> AiopError:
-    """The platform error for a foreign exception, secret values masked in its message.
-
-    Args:
-        exc: the foreign exception (a Dagger, gql, httpx, tenacity or socket error).
-        connected: whether the engine session was established when it happened.
-        spec: the step, to name it, mask its secrets and recognise its own inputs in messages.
-
-    Returns:
-        The :mod:`adapters.errors` instance to raise ``from exc``.
-
-    Examples:
-        >>> import dagger
-        >>> translate_error(dagger.TransportError("boom"), connected=True).__class__.__name__
-        'EngineConnectionError'
-    """
-    detail = mask_secrets(describe(exc), spec.secret_values() if spec else [])
-    rule = next((r for r in ERROR_RULES if isinstance(exc, r.foreign)), None)
-    target: type[AiopError] = EngineConnectionError if connected else EngineUnavailableError
-    if rule is not None:
-        target = rule.running if connected else rule.connecting
-    if target is StepFailedError and isinstance(exc, dagger.ExecError):
-        return step_failed(int(exc.exit_code), str(exc.stderr), spec)
-    if connected and spec is not None and isinstance(exc, dagger.QueryError):
-        user_error = user_input_error(detail, spec)
-        if user_error is not None:
-            return user_error
-    return engine_error(target, detail, spec.name if spec else None)
-
-
 def _no_sdk_telemetry() -> None:
     """Keep the SDK's own telemetry set-up from running in this process (tracing is the
     platform's: :mod:`adapters.tracing`).
@@ -276,7 +180,6 @@ def _no_sdk_telemetry() -> None:
         configurator()._is_configured = True
 
 
-# ---------------------------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------------------------
 
@@ -441,8 +344,6 @@ class DaggerRunner:
         """Open a session within ``limit`` seconds; engine log lines go to ``on_line``.
 
         Used by :mod:`adapters.dagger.llm` too, when no flow run holds a shared session."""
-        # The CLI advertises its tracing service on stderr unless told not to (dagql/idtui).
-        os.environ.setdefault("DAGGER_NO_NAG", "1")
         _no_sdk_telemetry()
         engine_log = EngineLog(asyncio.get_running_loop(), line_sink(on_line, "engine", secrets))
         config = dagger.Config(
@@ -467,8 +368,6 @@ class DaggerRunner:
                     engine_log=engine_log,
                     console=console,
                     spec=spec,
-                    translate=translate_error,
-                    foreign=FOREIGN_ERRORS,
                 )
         except BaseException:
             await engine_log.aclose()

@@ -1,4 +1,4 @@
-"""The hard limits around one run, without importing ``dagger``: session start, close, step time.
+"""The hard limits around one run: session start, close, step time.
 
 The SDK's connection is an async context manager whose start cannot be cancelled (it waits for the
 CLI in a thread). :func:`open_session` therefore waits for it at most ``limit`` seconds and then
@@ -14,15 +14,15 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from adapters.contract import StepSpec
 from adapters.dagger.engine_process import EngineLog, ProgressConsole, engine_said
-from adapters.dagger.errors import ENGINE_HINT, describe, scrub
-from adapters.errors import AiopError, InvalidInputError, ProvisioningTimeoutError, StepTimeoutError
+from adapters.dagger.errors import ENGINE_HINT, FOREIGN_ERRORS, describe, scrub, translate_error
+from adapters.errors import InvalidInputError, ProvisioningTimeoutError, StepTimeoutError
 from adapters.settings import variable_name
 
-__all__ = ["Translate", "check_limits", "close_session", "open_session", "step_deadline"]
+__all__ = ["check_limits", "close_session", "open_session", "step_deadline"]
 
 # The runner's logger: these messages are about its runs.
 logger = logging.getLogger("adapters.dagger.runner")
@@ -40,14 +40,6 @@ def check_limits(**limits: float | None) -> None:
             raise InvalidInputError(f"{name} must be a positive number of seconds, not {value!r}")
 
 
-class Translate(Protocol):
-    """The runner's error translation (:func:`adapters.dagger.runner.translate_error`)."""
-
-    def __call__(
-        self, exc: BaseException, *, connected: bool, spec: StepSpec | None = None
-    ) -> AiopError: ...
-
-
 async def open_session(
     connection: AbstractAsyncContextManager[_T],
     *,
@@ -55,15 +47,14 @@ async def open_session(
     engine_log: EngineLog,
     console: ProgressConsole,
     spec: StepSpec | None,
-    translate: Translate,
-    foreign: tuple[type[BaseException], ...],
 ) -> _T:
     """Enter ``connection`` within ``limit`` seconds.
 
     Raises:
         ProvisioningTimeoutError: it did not open in time (the attempt was abandoned).
-        AiopError: entering it raised one of the ``foreign`` errors, translated with
-            ``translate`` (secret values scrubbed, the engine's last words appended).
+        AiopError: entering it raised a foreign error, translated
+            (:func:`adapters.dagger.errors.translate_error`; secret values scrubbed, the engine's
+            last words appended).
     """
     task = asyncio.ensure_future(connection.__aenter__())
     task.add_done_callback(lambda _: engine_log.spawn_over())
@@ -85,10 +76,10 @@ async def open_session(
         )
     try:
         return task.result()
-    except foreign as exc:
+    except FOREIGN_ERRORS as exc:
         console.stop_displays()
         scrub(exc, spec.secret_values() if spec else [])
-        error = translate(exc, connected=False, spec=spec)
+        error = translate_error(exc, connected=False, spec=spec)
         error.message += engine_said(engine_log, spec)
         error.args = (error.message,)
         raise error from exc

@@ -14,7 +14,7 @@ answers) and the breaker has ``BreakerPolicy(fail_max=3)``. Measured twice:
   retry policy of one attempt (with retries left, a step deliberately waits for the probe time of
   an open circuit). ``execute_step`` asks the breaker before creating the step's task run, so a
   rejected step costs the breaker's check, a log line and an event. Target: at most 5 ms.
-* **run_step called directly** (``run_step.with_options(retries=0)``): a task's body only runs
+* **run_step called directly** (with a one-attempt retry policy): a task's body only runs
   inside its task run, so here the rejection comes after the task run was created, failed and
   recorded on the server; shown for comparison.
 
@@ -83,7 +83,6 @@ async def breaker_only(samples: int) -> dict[str, Any]:
 async def through_steps(samples: int, direct: bool) -> dict[str, Any]:
     """The same as :func:`breaker_only`, each call a step: through ``execute_step`` with one
     attempt, or (``direct``) a ``run_step`` task run with ``retries=0``."""
-    fast = run_step.with_options(retries=0)
     runner = resolve_runner("local", plan=parse_plan(PLAN))  # the engine is "down" for these steps
     breaker = get_breaker("engine:local", POLICY)
     nonce = uuid.uuid4().hex[:12]
@@ -94,7 +93,9 @@ async def through_steps(samples: int, direct: bool) -> dict[str, Any]:
         spec = trivial_spec(nonce, calls)
         if not direct:
             return (await execute_step(spec, "local", retry=_ONE_ATTEMPT, runner=runner)).error
-        state: State[StepResult] = await fast(spec, "local", runner=runner, return_state=True)  # type: ignore[misc]
+        state: State[StepResult] = await run_step(
+            spec, "local", runner=runner, retry=_ONE_ATTEMPT, return_state=True
+        )
         if not state.is_failed():
             return None
         if isinstance(state.data, BaseException):

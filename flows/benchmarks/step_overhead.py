@@ -34,7 +34,8 @@ from adapters.local_runner import LocalRunner
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._measure import median_ms
 from flows.benchmarks._report import Outcome, Row
-from flows.runtime.step_task import run_step
+from flows.runtime.retries import task_retry_options
+from flows.runtime.step_task import run_step, run_step_task
 
 __all__ = ["KINDS", "TARGET_ADDED_MS", "run"]
 
@@ -74,13 +75,10 @@ def trivial_spec(nonce: str, call: int, args: tuple[str, ...] = _COMMAND) -> Ste
 #: ``run_step`` without its cache key function and persisted results (``with_options`` cannot drop
 #: a cache key function, so the same function is wrapped again).
 run_step_no_cache: Task[[StepSpec, str | None], Coroutine[Any, Any, StepResult]] = Task(
-    run_step.fn,
+    run_step_task.fn,
     name="run_step-no-cache",
     task_run_name="{spec.name}",
-    retries=run_step.retries,
-    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
-    retry_jitter_factor=run_step.retry_jitter_factor,
-    retry_condition_fn=run_step.retry_condition_fn,
+    **task_retry_options(DEFAULT_RETRY_POLICY),
     cache_policy=NO_CACHE,
     persist_result=False,
 )

@@ -38,7 +38,7 @@ from agents import AgentManager
 from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
-from flows.runtime.step_task import StepOutcome, step_cache_key
+from flows.runtime.step_task import StepOutcome
 from flows.runtime.trace_spans import traced_run
 from flows.server.crashed_runs import check_at_start
 from flows.steps._environment import environment as step_environment
@@ -74,13 +74,6 @@ class PipelineFailed(AiopError):
     def cause_anchor(self) -> str:
         """The troubleshooting anchor of the step's error (``step-failed`` when unknown)."""
         return str(getattr(self.cause, "docs_anchor", "step-failed"))
-
-
-def step_cache_key_for(spec: StepSpec, settings: Settings | None = None) -> str:
-    """A short content key of ``spec`` (command, environment, code and input fingerprints)."""
-    full = step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
-    assert full is not None
-    return hashlib.sha256(full.encode()).hexdigest()[:16]
 
 
 def _out(outcome: StepOutcome) -> Path:
@@ -262,8 +255,11 @@ async def _run(
         mounts: dict[str, str],
         final: Path | None = None,
     ) -> StepOutcome:
-        def content_addressed(spec: StepSpec) -> StepSpec:
-            where = final or work / f"{name}-{step_cache_key_for(spec, settings)}"
+        def content_addressed(spec: StepSpec, key: str) -> StepSpec:
+            # Named after the step's cache key (command, environment, code and inputs), which
+            # the runtime computes once for the step run.
+            short = hashlib.sha256(key.encode()).hexdigest()[:16]
+            where = final or work / f"{name}-{short}"
             moved = set_aside(where) if final is None else None
             if moved is not None:  # never a failed run: its bytes are kept, the step runs again
                 logger.warning(

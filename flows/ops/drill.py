@@ -42,11 +42,8 @@ __all__ = [
 
 #: The settings every scenario runs with (over the caller's), so that a drill takes seconds.
 _DRILL_SETTINGS: dict[str, Any] = {
-    "retry_attempts": 4,
-    "retry_backoff_s": 0.2,
-    "retry_max_backoff_s": 1,
-    "breaker_fail_max": 5,
-    "breaker_reset_timeout": 30,
+    "retry": {"attempts": 4, "backoff_s": 0.2, "max_backoff_s": 1},
+    "breaker": {"fail_max": 5, "reset_timeout": 30},
 }
 
 
@@ -189,7 +186,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "the breaker opens after 2 failures, the retry waits for the probe time (not a burst),"
         " the probe succeeds and closes it; completes",
         _circuit,
-        settings={"breaker_fail_max": 2, "breaker_reset_timeout": 1.5},
+        settings={"breaker": {"fail_max": 2, "reset_timeout": 1.5}},
     ),
 )
 
@@ -224,7 +221,7 @@ async def run_scenario(
     """Run one scenario on a fresh work folder and judge it (``settings``: the caller's, with the
     drill's and the scenario's over them)."""
     from adapters.breakers.breaker import reset_breakers
-    from flows.runtime.breaker_events import RECENT_TRANSITIONS
+    from flows.runtime.events import RECENT_TRANSITIONS
 
     slug = scenario.name.replace(" ", "-")
     drill = (settings or load_settings()).with_changes(**{**_DRILL_SETTINGS, **scenario.settings})

@@ -2,13 +2,16 @@
 
 The catalog of agents -- who can do what, and how healthy each is -- lives in
 :class:`agents.AgentManager`, which knows nothing of Prefect or flows. This module runs them:
-:func:`run_agent` tries the candidates the manager ranks, each attempt a ``run_step`` task run
-through the agent's breaker, and :func:`agent_run` is the flow behind ``python -m agents run``.
+:func:`run_agent` tries the candidates the manager ranks, each one's step a ``run_step`` task run
+admitted once by the agent's breaker, and :func:`agent_run` is the flow behind ``python -m agents
+run``.
 
 :func:`run_agent` moves on to the next agent when one is refused before running (a missing
 secret, an llm agent without an engine or key), when its breaker is open, or when its run ends in
-an infrastructure error (which its breaker counts); any other outcome -- success, or the step's own
-non-zero exit -- is final. How one attempt runs is a parameter (``execute``, default
+an infrastructure error; any other outcome -- success, or the step's own non-zero exit -- is
+final. Each error counts against the one breaker it concerns: the agent's breaker counts the
+agent's own (a timeout, its image's registry), the engine's breaker the engine's, attempt by
+attempt, inside ``run_step``. How one attempt runs is a parameter (``execute``, default
 :func:`flows.runtime.step_task.execute_step`), so the fallback rules are testable without Prefect.
 
 Examples:
@@ -32,7 +35,7 @@ from prefect import flow, get_run_logger
 
 from adapters import choose_backend
 from adapters.contract import Mount, StepSpec
-from adapters.errors import CircuitOpenError, InfrastructureError
+from adapters.errors import CircuitOpenError, InfrastructureError, InvalidInputError
 from adapters.retry_policy import RetryPolicy
 from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
@@ -40,7 +43,8 @@ from agents.errors import AgentRefusedError
 from agents.llm_agent import llm_step_spec
 from agents.manager import AgentManager
 from agents.spec import AgentSpec, ParamValue
-from flows.runtime.breaker_events import attach_event_emitter
+from flows.runtime.cache_key import StepKey
+from flows.runtime.events import attach_event_emitter
 from flows.runtime.llm_task import execute_llm_step
 from flows.runtime.outcome import StepOutcome
 from flows.runtime.step_task import execute_step
@@ -63,6 +67,7 @@ class ExecuteStep(Protocol):
         *,
         retry: RetryPolicy | None = None,
         agent: str | None = None,
+        key: StepKey | None = None,
     ) -> Awaitable[StepOutcome]: ...
 
 
@@ -77,7 +82,7 @@ async def run_agent(
     outputs: Mapping[str, str] | None = None,
     caches: Mapping[str, str] | None = None,
     env: Mapping[str, str] | None = None,
-    prepare: Callable[[StepSpec], StepSpec] | None = None,
+    prepare: Callable[[StepSpec, str], StepSpec] | None = None,
     execute: ExecuteStep | None = None,
     settings: Settings | None = None,
     runner: StepRunner | None = None,
@@ -98,7 +103,9 @@ async def run_agent(
         outputs: container path -> host path, added to the agent's StepSpec.
         caches: cache volume name -> container path, added to the agent's StepSpec.
         env: environment variables added to the agent's StepSpec.
-        prepare: applied to each StepSpec before it runs (e.g. to content-address outputs).
+        prepare: applied to each StepSpec before it runs, with the spec's cache key (e.g. to
+            name its output folder after it); the key of the prepared spec is then computed
+            from the same fingerprint of the inputs, without reading them again.
         execute: runs one attempt (default :func:`flows.runtime.step_task.execute_step` with ``settings``
             and ``runner``).
         settings: the platform settings (default: read from the environment once, here). The
@@ -154,7 +161,7 @@ async def _run_candidates(
     outputs: Mapping[str, str] | None,
     caches: Mapping[str, str] | None,
     env: Mapping[str, str] | None,
-    prepare: Callable[[StepSpec], StepSpec] | None,
+    prepare: Callable[[StepSpec, str], StepSpec] | None,
     execute: ExecuteStep,
     settings: Settings,
 ) -> StepOutcome:
@@ -193,9 +200,19 @@ async def _run_candidates(
                 caches=caches,
                 env=env,
             )
-            spec = prepare(spec) if prepare is not None else spec
+            key: StepKey | None = None
+            if prepare is not None:
+                try:  # the inputs are fingerprinted once, for both keys
+                    key = StepKey(spec, settings.installation_key_file)
+                except InvalidInputError as exc:  # an unusable installation key: final
+                    return StepOutcome(
+                        spec.name, "Failed", 0, 0.0, error=exc, started_at=started_at
+                    )
+                spec = prepare(spec, key.of(spec))
             step = spec.name
-            run_once = functools.partial(execute, spec, backend, retry=retry, agent=agent.name)
+            run_once = functools.partial(
+                execute, spec, backend, retry=retry, agent=agent.name, key=key
+            )
         logger.info(
             "agent %r runs step %r%s",
             *(agent.name, step, "" if by_name else f" (capability {target!r})"),
@@ -241,8 +258,10 @@ async def _attempt(
     agent: AgentSpec,
     run_once: Callable[[], Awaitable[StepOutcome]],
 ) -> StepOutcome:
-    """One run of the agent's step through its breaker, as a ``run_step`` (or ``run_llm_step``)
-    task run named ``<step> [<agent>]`` followed by an ``aiop.agent.step.<state>`` event.
+    """One run of the agent's step, admitted once by its breaker, as a ``run_step`` (or
+    ``run_llm_step``) task run named ``<step> [<agent>]`` followed by an
+    ``aiop.agent.step.<state>`` event. The breaker counts the outcome's error if it is one of the
+    agent's own (:func:`adapters.breakers.policy.classify_outcome`).
 
     Not a Prefect tag: a tagged task run makes Prefect reserve tag concurrency slots before it
     starts, which stalls for 2 s whenever the SQLite server is busy (:mod:`agents.recent`).
@@ -250,17 +269,9 @@ async def _attempt(
     Raises:
         CircuitOpenError: the agent's breaker did not admit the run (nothing ran).
     """
-    breaker = attach_event_emitter(manager.breaker(agent.name))
-    outcome: StepOutcome | None = None
-    try:
-        async with breaker.guard():
-            outcome = await run_once()
-            if isinstance(outcome.error, InfrastructureError):
-                raise outcome.error  # so that the agent's breaker counts it
-    except InfrastructureError:
-        if outcome is None:
-            raise
-    assert outcome is not None
+    async with attach_event_emitter(manager.breaker(agent.name)).admit() as permit:
+        outcome = await run_once()
+        permit.record(outcome.error)
     return outcome
 
 

@@ -5,8 +5,10 @@
   agent's backoff; a refused key, an unknown model and a passed budget are not.
 * **A breaker per provider** (``llm:anthropic``, ``llm:openai``, ``llm:google``, ``llm:other``
   for an OpenAI-compatible endpoint), named after the provider the engine calls: it counts only
-  infrastructure errors, so a provider that keeps failing is left alone for a while by every agent
-  that uses it, and a bad key or budget never opens it.
+  the provider's refusals for now (:class:`~adapters.errors.ProviderUnavailableError`), so a
+  provider that keeps failing is left alone for a while by every agent that uses it, and a bad
+  key or budget never opens it. The engine's own errors count against the engine's breaker, which
+  admits each attempt too: one decision over both (:func:`adapters.breakers.breaker.admit_all`).
 * **Cached by prompt, inputs and model**: the key hashes the spec (model, rendered prompt, input
   and output bindings, budget, the key's *name*) and a fingerprint of every input path; the key's
   value never enters it. A resumed run with the same inputs gets the earlier result back without
@@ -37,7 +39,7 @@ from prefect.client.schemas.objects import State
 from prefect.context import TaskRunContext
 from prefect.runtime import task_run as runtime_task_run
 
-from adapters.breakers.breaker import get_breaker
+from adapters.breakers.breaker import admit_all, get_breaker
 from adapters.contract import StepResult
 from adapters.dagger.llm_route import EngineConfig
 from adapters.errors import AiopError, BudgetExceededError
@@ -45,12 +47,13 @@ from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
 from adapters.ownership import MANIFEST, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream
+from adapters.selection import engine_breaker_name
 from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
-from flows.runtime.breaker_events import attach_event_emitter
-from flows.runtime.events import emit_step_event
+from flows.runtime.cache_key import fingerprint
+from flows.runtime.events import attach_event_emitter, emit_step_event
 from flows.runtime.outcome import StepOutcome
-from flows.runtime.step_task import _fingerprint, retry_condition_for
+from flows.runtime.retries import task_retry_options
 from flows.runtime.trace_spans import llm_attempt_span, step_span
 
 __all__ = [
@@ -112,7 +115,7 @@ def _input_fingerprint(spec: LlmSpec, path: Path) -> list[str]:
         for o in spec.outputs.values()
         if Path(o.path).is_relative_to(path)
     }
-    return [e for e in _fingerprint(path) if e.rsplit(":", 2)[0] not in own]
+    return [e for e in fingerprint(path) if e.rsplit(":", 2)[0] not in own]
 
 
 def render_usage(spec: LlmSpec, result: LlmResult | BudgetExceededError) -> str:
@@ -160,17 +163,15 @@ def _task_run_name(parameters: dict[str, Any]) -> str:
 @task(
     name="run_llm_step",
     task_run_name=_task_run_name,  # type: ignore[arg-type]
-    retries=DEFAULT_RETRY_POLICY.retries,
-    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
-    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
-    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
+    **task_retry_options(DEFAULT_RETRY_POLICY),
     cache_key_fn=llm_cache_key,
     persist_result=True,
 )
 async def run_llm_step(
     spec: LlmSpec, agent: str | None = None, settings: Settings | None = None
 ) -> LlmResult:
-    """Run one llm step on the Dagger engine through the provider's breaker.
+    """Run one llm step on the Dagger engine, each attempt admitted once by the engine's breaker
+    and the provider's (each counts only its own errors).
 
     The engine reads the provider key itself (ADR 0021); the runner reads it where the engine
     does (``.env``, then the environment) only to mask it in logs and messages.
@@ -188,13 +189,14 @@ async def run_llm_step(
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
-    breaker = attach_event_emitter(
-        get_breaker(
-            provider_breaker_name(spec),
-            default_policy=settings.breaker_policy(),
-            redis_url=settings.redis_url(),
+    breakers = [
+        attach_event_emitter(
+            get_breaker(
+                name, default_policy=settings.breaker_policy(), redis_url=settings.redis_url()
+            )
         )
-    )
+        for name in (engine_breaker_name("dagger"), provider_breaker_name(spec))
+    ]
     logger.info(
         "%s (%smodel %s, attempt %d, budget %d calls / %d tokens)",
         *(spec.name, f"agent {agent}, " if agent else "", spec.model or "default", attempt),
@@ -218,11 +220,12 @@ async def run_llm_step(
         )
 
     traced = llm_attempt_span(
-        spec, attempt, breaker=breaker, agent=agent, provider=provider_of(spec)
+        spec, attempt, breaker=breakers[-1], agent=agent, provider=provider_of(spec)
     )
     with traced as span:  # current while the model runs: its calls' spans are its children
         try:
-            result = await breaker.call(on_engine)
+            async with admit_all(breakers):
+                result = await on_engine()
         except AiopError as exc:
             exc.attempt = attempt
             if isinstance(exc, BudgetExceededError):  # what the stopped run cost is worth seeing
@@ -279,11 +282,7 @@ async def _execute_llm_step(
     policy = retry or settings.retry_policy()
     usable_cache = all(output_present(Path(o.path)) for o in spec.outputs.values())
     options = run_llm_step.with_options(
-        refresh_cache=not usable_cache,
-        retries=policy.retries,
-        retry_delay_seconds=policy.delays(),
-        retry_jitter_factor=policy.jitter,
-        retry_condition_fn=retry_condition_for(policy),
+        refresh_cache=not usable_cache, **task_retry_options(policy)
     )
     state: State[LlmResult] = await options(spec, agent, settings, return_state=True)  # type: ignore[misc]
     duration = time.monotonic() - started

@@ -1,32 +1,34 @@
-"""``run_step``: the Prefect task that runs one StepSpec through a runner.
+"""``run_step``: one StepSpec run as a Prefect task run, retried as a retry policy says.
 
 The task run is named after the step; the command is logged with secrets masked; output lines are
 streamed to the run logger as they arrive. Infrastructure errors are retried with exponential backoff
 and jitter; a non-zero exit fails the task at once (naming the step, the exit code and the last stderr
 lines) unless the step declares that exit code transient.
 
-Results are cached by the step's inputs and code: the key hashes the spec (secret values only as
-HMACs under the installation key, :mod:`flows.runtime.installation_key`) and a fingerprint of every mounted
-host path, and a cached result is used only while the step's outputs still hold what the platform
-wrote there, as their manifests prove (:func:`adapters.ownership.output_present`;
-:func:`execute_step` refreshes the cache otherwise, and for steps a fault plan targets).
+**One breaker decision per attempt.** Each attempt is admitted or refused once, by the engine's
+breaker, which counts only the engine's own errors (an agent's breaker decides once per step, in
+:func:`flows.runtime.agent_run.run_agent`, and counts the agent's errors). :func:`execute_step` takes
+the first attempt's decision before the task run exists, so a step the open breaker refuses costs
+no task run, and hands it to that attempt; later attempts decide themselves.
+
+**The cache key, once.** The key (:mod:`flows.runtime.cache_key`) is computed once per step run and
+given to the task run and to the cache lookup. A cached result is used only while the step's
+outputs still hold what the platform wrote there, as their manifests prove
+(:func:`adapters.ownership.output_present`; :func:`execute_step` refreshes the cache otherwise, and
+for steps a fault plan targets).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, overload
 
-from prefect import Task, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.client.schemas.objects import State
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
@@ -36,121 +38,37 @@ from prefect.runtime import task_run as runtime_task_run
 from adapters import (
     AiopError,
     CircuitOpenError,
+    InvalidInputError,
     StepFailedError,
     StepResult,
     StepSpec,
 )
-from adapters.breakers.breaker import get_breaker
+from adapters.breakers.breaker import Breaker, Permit, get_breaker
 from adapters.ownership import origin_of, output_present
-from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
+from adapters.retry_policy import RetryPolicy
 from adapters.runner import Stream
 from adapters.selection import StepRunner, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents.recent import agent_run_name
-from flows.runtime.breaker_events import attach_event_emitter
-from flows.runtime.breaker_precheck import rejection_before_start
-from flows.runtime.events import emit_step_event
-from flows.runtime.installation_key import installation_key, keyed_digest
+from flows.runtime.cache_key import StepKey
+from flows.runtime.events import attach_event_emitter, emit_step_event
+from flows.runtime.installation_key import installation_key
 from flows.runtime.outcome import StepFacts, StepOutcome
+from flows.runtime.retries import task_retry_options
 from flows.runtime.trace_spans import StepSpan, attempt_span, breaker_wait, step_span
 
 __all__ = [
+    "FirstAttempt",
     "StepFacts",
     "StepOutcome",
     "execute_step",
     "outputs_present",
-    "retry_condition",
-    "retry_condition_for",
     "run_step",
-    "step_cache_key",
+    "run_step_task",
     "task_run_name",
 ]
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-#: Bump when the meaning of a cached StepResult changes, to invalidate every cached step.
-CACHE_VERSION = "1"
 _STDERR_LINES_IN_ERROR = 12
-
-
-def retry_condition_for(policy: RetryPolicy) -> Callable[[Any, Any, State[Any]], bool]:
-    """A Prefect ``retry_condition_fn``: :func:`retry_condition` within ``policy.budget_s``."""
-
-    def condition(task: Any, task_run: Any, state: State[Any]) -> bool:
-        started = getattr(task_run, "start_time", None)
-        if started is not None:
-            elapsed = (datetime.now(UTC) - started).total_seconds()
-            if not policy.within_budget(elapsed):
-                return False
-        return retry_condition(task, task_run, state)
-
-    return condition
-
-
-def retry_condition(task: Any, task_run: Any, state: State[Any]) -> bool:
-    """Prefect ``retry_condition_fn``: retry exactly the errors whose ``transient`` is True.
-
-    Those are infrastructure errors, declared-transient exits and an open circuit (``run_step``
-    has already waited until its probe time, so the retry arrives when the breaker lets a probe
-    through instead of burning attempts in a burst). Invalid specs, bad input, permanent
-    non-zero exits and anything outside the error tree are never retried.
-    """
-    exc = exception_of(state)
-    return isinstance(exc, AiopError) and exc.transient
-
-
-def exception_of(state: State[Any]) -> BaseException | None:
-    """The exception a failed state carries, or None."""
-    data = state.data
-    if isinstance(data, BaseException):
-        return data
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception as exc:  # a result that cannot be loaded is itself the best evidence
-        return exc
-    return result if isinstance(result, BaseException) else None
-
-
-def step_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str | None:
-    """Cache key of a ``run_step`` call: the spec, its secrets' HMACs and its inputs' fingerprint.
-
-    A secret value enters the key only as an HMAC under the installation key (the file of the
-    call's ``settings``), so the key (stored on the Prefect server) cannot be used to test
-    guesses of it without that key file. The settings themselves are not part of the key.
-    """
-    spec = parameters.get("spec")
-    if not isinstance(spec, StepSpec):
-        return None
-    settings = parameters.get("settings")
-    key_file = settings.installation_key_file if isinstance(settings, Settings) else None
-    data = spec.model_dump(mode="json", exclude={"secrets"})
-    data["secrets"] = {
-        k: keyed_digest(k, v.get_secret_value(), key_file) for k, v in sorted(spec.secrets.items())
-    }
-    digest = hashlib.sha256(CACHE_VERSION.encode())
-    digest.update(json.dumps(data, sort_keys=True).encode())
-    for host in sorted(spec.mounts):
-        digest.update(host.encode())
-        for entry in _fingerprint(Path(host)):
-            digest.update(entry.encode())
-    return f"{spec.name}-{digest.hexdigest()[:32]}"
-
-
-def _fingerprint(path: Path) -> Iterator[str]:
-    """Name, size and modification time of ``path`` and everything below it (bytecode ignored)."""
-    if path.is_file():
-        st = path.stat()
-        yield f"{path.name}:{st.st_size}:{st.st_mtime_ns}"
-        return
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
-        for name in sorted(files):
-            if name.endswith((".pyc", ".pyo")):
-                continue
-            full = Path(root, name)
-            st = full.stat()
-            yield f"{full.relative_to(path)}:{st.st_size}:{st.st_mtime_ns}"
 
 
 def outputs_present(spec: StepSpec) -> bool:
@@ -170,99 +88,70 @@ def task_run_name(parameters: dict[str, Any]) -> str:
     return agent_run_name(name, parameters.get("agent"))
 
 
-class _RunStepTask(Task[_P, _R]):
-    """``run_step``'s task: a direct call is retried as its settings' retry policy says.
+class FirstAttempt:
+    """The engine breaker's decision for a step's first attempt, taken before its task run exists:
+    a :class:`~adapters.breakers.breaker.Permit`, or the refusal. The first attempt takes it
+    instead of asking the breaker again; later attempts decide themselves."""
 
-    ``execute_step`` (and tests) set the options themselves through ``with_options``, which
-    returns a plain :class:`prefect.Task`.
-    """
+    def __init__(self, decision: Permit | CircuitOpenError) -> None:
+        self._decision: Permit | CircuitOpenError | None = decision
+        self._permit = decision if isinstance(decision, Permit) else None
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        settings = kwargs.get("settings") or (args[3] if len(args) > 3 else None)
-        if settings is None:
-            settings = load_settings()
-            if len(args) > 3:
-                args = (*args[:3], settings, *args[4:])
-            else:
-                kwargs["settings"] = settings
-        policy = settings.retry_policy()
-        return self.with_options(
-            retries=policy.retries,
-            retry_delay_seconds=policy.delays(),
-            retry_jitter_factor=policy.jitter,
-            retry_condition_fn=retry_condition_for(policy),
-        )(*args, **kwargs)
+    def take(self) -> Permit | CircuitOpenError | None:
+        """The decision, once; None afterwards."""
+        decision, self._decision = self._decision, None
+        return decision
+
+    def release(self) -> None:
+        """Give an admitted permit back if no attempt used it (the result came from the cache)."""
+        if self._permit is not None and self._decision is not None:
+            self._permit.release()
+        self._decision = None
 
 
-def _retried_as_configured(task_: Task[_P, _R]) -> _RunStepTask[_P, _R]:
-    """``task_``, its options unchanged, as a :class:`_RunStepTask`."""
-    task_.__class__ = _RunStepTask
-    return task_  # type: ignore[return-value]
+def _engine_breaker(name: str, settings: Settings) -> Breaker:
+    return attach_event_emitter(
+        get_breaker(name, default_policy=settings.breaker_policy(), redis_url=settings.redis_url())
+    )
 
 
-@_retried_as_configured
-@task(
-    name="run_step",
-    task_run_name=task_run_name,  # type: ignore[arg-type]  # its Protocol has a classmethod too
-    retries=DEFAULT_RETRY_POLICY.retries,
-    retry_delay_seconds=DEFAULT_RETRY_POLICY.delays(),
-    retry_jitter_factor=DEFAULT_RETRY_POLICY.jitter,
-    retry_condition_fn=retry_condition_for(DEFAULT_RETRY_POLICY),
-    cache_key_fn=step_cache_key,
-    persist_result=True,
-)
-async def run_step(
+def _cache_key(spec: StepSpec, settings: Settings, gathered: StepKey | None) -> str | None:
+    """The step's cache key, computed once for the step run; None when the installation key
+    cannot be used (the task run then fails on it, in one paragraph)."""
+    try:
+        return (gathered or StepKey(spec, settings.installation_key_file)).of(spec)
+    except InvalidInputError:
+        return None
+
+
+def _known_key(key: str | None) -> Callable[[Any, Any], str | None]:
+    """A ``cache_key_fn`` that gives the key computed once for this step run."""
+
+    def cache_key(context: Any, parameters: Any) -> str | None:
+        return key
+
+    return cache_key
+
+
+@task(name="run_step", task_run_name=task_run_name, persist_result=True)  # type: ignore[arg-type]
+async def run_step_task(
     spec: StepSpec,
     backend: str | None = None,
     agent: str | None = None,
     settings: Settings | None = None,
     facts: StepFacts | None = None,
     runner: StepRunner | None = None,
+    first: FirstAttempt | None = None,
 ) -> StepResult:
-    """Run one step through a runner and return its :class:`~adapters.StepResult`.
-
-    Retried as the retry settings say (the same policy an agent run applies
-    over its agent's defaults): a direct call takes them from ``settings``.
-
-    Args:
-        spec: the step to run.
-        backend: ``auto``, ``dagger`` or ``local``; None: the ``backend`` setting.
-        agent: the agent running the step, when one does (named in the task run's name and
-            logged; not part of the cache key).
-        settings: the platform settings (default: read from the environment once per call).
-        facts: where the attempts record what they learn besides the result (the time waited
-            for an open circuit's probe); passed by :func:`execute_step`, not part of the cache
-            key.
-        runner: the flow run's runner, resolved once for all its steps (not part of the cache
-            key); None: resolved here from ``backend`` and the settings (no fault plan: a plan
-            travels only with a resolved runner, :func:`adapters.selection.resolve_runner`).
-
-    Raises:
-        StepFailedError: the command exited non-zero (retried only if the exit code is declared
-            transient in ``spec.transient_exit_codes``).
-        InfrastructureError: the engine, the transport or the timeout failed (retried).
-        InvalidInputError: the spec cannot run as written (never retried).
-
-    Examples:
-        >>> import asyncio
-        >>> from prefect import flow
-        >>> from adapters import StepSpec
-        >>> from flows import run_step
-        >>> @flow
-        ... async def hello() -> str:
-        ...     spec = StepSpec(name="hello", image="python:3.12-slim",
-        ...                     args=["python", "-c", "print('hello')"])
-        ...     return (await run_step(spec, backend="local")).stdout
-        >>> asyncio.run(hello())  # doctest: +SKIP
-        'hello\\n'
-    """
+    """The Prefect task behind :func:`run_step`; :func:`run_step` gives it its retry options and
+    its cache key. Arguments as :func:`run_step`'s, plus ``first`` (:class:`FirstAttempt`)."""
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
     if spec.secrets:
-        # Its cache key is keyed by the installation key: a bad key file fails the step here, in
-        # one paragraph, rather than only in Prefect's warning about the cache key while the step
-        # runs uncached (InvalidInputError: never retried).
+        # Secret values enter the cache key under the installation key: a bad key file fails
+        # the step here, in one paragraph (InvalidInputError: never retried), where it would
+        # otherwise run uncached.
         installation_key(settings.installation_key_file)
     if runner is None:
         runner = resolve_runner(
@@ -270,13 +159,6 @@ async def run_step(
             provision_timeout_s=settings.dagger_provision_timeout_s,
             cache_dir=settings.cache_dir,
         )
-    breaker = attach_event_emitter(
-        get_breaker(
-            runner.breaker_name,
-            default_policy=settings.breaker_policy(),
-            redis_url=settings.redis_url(),
-        )
-    )
     logger.info(
         "%s (%sbackend %s, attempt %d): %s",
         spec.name,
@@ -289,6 +171,7 @@ async def run_step(
     def forward(stream: Stream, line: str) -> None:
         logger.info("%s", line if stream == "stdout" else f"[{stream}] {line}")
 
+    breaker = _engine_breaker(runner.breaker_name, settings)
     traced = attempt_span(
         spec.name,
         attempt,
@@ -299,13 +182,16 @@ async def run_step(
     )
     with traced as span:  # current while the runner runs: the runner passes it on
         try:
-
-            async def on_engine() -> StepResult:
-                async with _engine_slot(settings.engine_limit):
-                    return await runner.runner.run(spec, attempt=attempt, on_line=forward)
-
-            # The slot is taken inside the breaker: an open circuit rejects without waiting.
-            result = await breaker.call(on_engine)
+            decision = first.take() if first is not None else None
+            if isinstance(decision, CircuitOpenError):
+                raise decision
+            # The attempt's one breaker decision; the engine slot is taken inside it, so an open
+            # circuit refuses without waiting for a slot.
+            async with (
+                decision or breaker.admit(),
+                _engine_slot(settings.engine_limit),
+            ):
+                result = await runner.runner.run(spec, attempt=attempt, on_line=forward)
             span.result(result)
             if not result.ok:
                 stderr_tail = "\n".join(result.stderr.splitlines()[-_STDERR_LINES_IN_ERROR:])
@@ -339,6 +225,113 @@ async def run_step(
     return result
 
 
+@overload
+async def run_step(
+    spec: StepSpec,
+    backend: str | None = ...,
+    agent: str | None = ...,
+    settings: Settings | None = ...,
+    facts: StepFacts | None = ...,
+    runner: StepRunner | None = ...,
+    *,
+    retry: RetryPolicy | None = ...,
+    key: StepKey | None = ...,
+    refresh_cache: bool = ...,
+    first: FirstAttempt | None = ...,
+    return_state: Literal[False] = ...,
+) -> StepResult: ...
+
+
+@overload
+async def run_step(
+    spec: StepSpec,
+    backend: str | None = ...,
+    agent: str | None = ...,
+    settings: Settings | None = ...,
+    facts: StepFacts | None = ...,
+    runner: StepRunner | None = ...,
+    *,
+    retry: RetryPolicy | None = ...,
+    key: StepKey | None = ...,
+    refresh_cache: bool = ...,
+    first: FirstAttempt | None = ...,
+    return_state: Literal[True],
+) -> State[StepResult]: ...
+
+
+async def run_step(
+    spec: StepSpec,
+    backend: str | None = None,
+    agent: str | None = None,
+    settings: Settings | None = None,
+    facts: StepFacts | None = None,
+    runner: StepRunner | None = None,
+    *,
+    retry: RetryPolicy | None = None,
+    key: StepKey | None = None,
+    refresh_cache: bool = False,
+    first: FirstAttempt | None = None,
+    return_state: bool = False,
+) -> StepResult | State[StepResult]:
+    """Run one step as a ``run_step`` task run and return its :class:`~adapters.StepResult`.
+
+    Retried as ``retry`` says (default: the retry settings' policy), from the task options of
+    :func:`flows.runtime.retries.task_retry_options`; cached by the step's key, computed here once.
+
+    Args:
+        spec: the step to run.
+        backend: ``auto``, ``dagger`` or ``local``; None: the ``backend`` setting.
+        agent: the agent running the step, when one does (named in the task run's name and
+            logged; not part of the cache key).
+        settings: the platform settings (default: read from the environment once per call).
+        facts: where the attempts record what they learn besides the result (the time waited
+            for an open circuit's probe); passed by :func:`execute_step`.
+        runner: the flow run's runner, resolved once for all its steps; None: resolved in the
+            task from ``backend`` and the settings (no fault plan: a plan travels only with a
+            resolved runner, :func:`adapters.selection.resolve_runner`).
+        retry: the step's retry policy.
+        key: what the step's cache key is made of, when the caller gathered it already.
+        refresh_cache: run the step even when a result is cached under its key.
+        first: the engine breaker's decision for the first attempt (:func:`execute_step`).
+        return_state: return the task run's final state instead of its result.
+
+    Raises:
+        StepFailedError: the command exited non-zero (retried only if the exit code is declared
+            transient in ``spec.transient_exit_codes``).
+        InfrastructureError: the engine, the transport or the timeout failed (retried).
+        InvalidInputError: the spec cannot run as written (never retried).
+
+    Examples:
+        >>> import asyncio
+        >>> from prefect import flow
+        >>> from adapters import StepSpec
+        >>> from flows import run_step
+        >>> @flow
+        ... async def hello() -> str:
+        ...     spec = StepSpec(name="hello", image="python:3.12-slim",
+        ...                     args=["python", "-c", "print('hello')"])
+        ...     return (await run_step(spec, backend="local")).stdout
+        >>> asyncio.run(hello())  # doctest: +SKIP
+        'hello\\n'
+    """
+    settings = settings if settings is not None else load_settings()
+    task_ = _task(retry or settings.retry_policy(), _cache_key(spec, settings, key), refresh_cache)
+    if return_state:
+        return await task_(  # type: ignore[no-any-return]
+            spec, backend, agent, settings, facts, runner, first, return_state=True
+        )
+    return await task_(spec, backend, agent, settings, facts, runner, first)  # type: ignore[no-any-return]
+
+
+def _task(policy: RetryPolicy, cache_key: str | None, refresh_cache: bool) -> Any:
+    """:data:`run_step_task` with the retry options of ``policy`` and the step's one cache key."""
+    return run_step_task.with_options(
+        **task_retry_options(policy),
+        cache_key_fn=_known_key(cache_key),
+        refresh_cache=refresh_cache,
+    )
+
+
 def _engine_slot(limit: str | None) -> contextlib.AbstractAsyncContextManager[None]:
     """One slot of the Prefect global concurrency limit named ``limit`` (the ``engine_limit``
     setting, set by ``python -m flows.ops.deploy``), protecting the engine; none when unset."""
@@ -353,6 +346,7 @@ async def execute_step(
     agent: str | None = None,
     settings: Settings | None = None,
     runner: StepRunner | None = None,
+    key: StepKey | None = None,
 ) -> StepOutcome:
     """Run ``run_step`` for ``spec`` inside a flow and report the outcome without raising.
 
@@ -364,14 +358,16 @@ async def execute_step(
         agent: the agent running the step: named in the task run's name, and an
             ``aiop.agent.step.<state>`` event is emitted when it ends (:mod:`flows.runtime.events`).
         runner: the flow run's runner, resolved once (:func:`adapters.selection.resolve_runner`),
-            with its fault plan; None: ``run_step`` resolves one from ``backend``.
+            with its fault plan; None: resolved here from ``backend``.
+        key: what the step's cache key is made of, when the caller gathered it already (an
+            agent run whose ``prepare`` named outputs after it).
 
-    The engine's breaker is asked first: when it would reject the step and ``run_step`` would not
-    wait for its probe (no retries, or a probe time past the retry budget), the step fails here,
-    in microseconds, without a task run (unless its result is cached: then the task run serves
-    it). The cache is refreshed when an output of a cached run has since disappeared or changed
-    (or something the platform did not write stands in its place), and for a step the active
-    fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
+    The engine's breaker decides the first attempt here. When it refuses and ``run_step`` would
+    not wait for its probe (no retries, or a probe time past the retry budget), the step fails
+    at once, in microseconds, without a task run (unless its result is cached: then the task run
+    serves it). The cache is refreshed when an output of a cached run has since disappeared or
+    changed (or something the platform did not write stands in its place), and for a step the
+    active fault plan targets (:meth:`adapters.chaos.FaultPlan.targets`).
 
     Examples:
         >>> from prefect import flow
@@ -384,7 +380,7 @@ async def execute_step(
     settings = settings if settings is not None else load_settings()
     backend = backend or settings.backend
     with step_span(spec.name, agent=agent, backend=backend) as (span, owned):
-        outcome = await _execute_step(spec, backend, retry, agent, settings, runner, span)
+        outcome = await _execute_step(spec, backend, retry, agent, settings, runner, key, span)
         span.finish(outcome, final=owned)
     return outcome
 
@@ -396,43 +392,47 @@ async def _execute_step(
     agent: str | None,
     settings: Settings,
     runner: StepRunner | None,
+    key: StepKey | None,
     span: StepSpan,
 ) -> StepOutcome:
     started, started_at = time.monotonic(), time.time()
     policy = retry or settings.retry_policy()
+    if runner is None:
+        try:
+            runner = resolve_runner(
+                backend,
+                provision_timeout_s=settings.dagger_provision_timeout_s,
+                cache_dir=settings.cache_dir,
+            )
+        except AiopError:
+            runner = None  # a bad backend: the task run reports it
     plan = runner.plan if runner is not None else None
     # A drill must reach the steps it targets, so it never takes them from the cache.
     usable_cache = outputs_present(spec) and not (plan is not None and plan.targets(spec.name))
-    refused = rejection_before_start(
-        backend,
-        policy,
-        step=spec.name,
-        breaker_policy=settings.breaker_policy(),
-        redis_url=settings.redis_url(),
-        breaker_name=runner.breaker_name if runner is not None else None,
-    )
-    if refused is not None and usable_cache and await _has_cached_result(spec, settings):
-        refused = None  # the task run serves the cached result without touching the engine
-    if refused is not None:
-        outcome = StepOutcome(
-            spec.name, "Failed", 0, time.monotonic() - started, error=refused, started_at=started_at
-        )
-        _run_logger().warning("%s (not started: no task run was created)", refused)
-        span.rejected(refused)
-        if agent:
-            emit_step_event(agent, outcome)
-        return outcome
+    cache_key = _cache_key(spec, settings, key)
+    first: FirstAttempt | None = None
+    if runner is not None:
+        try:
+            first = FirstAttempt(_engine_breaker(runner.breaker_name, settings).admit())
+        except CircuitOpenError as refused:
+            refused.step = spec.name
+            waits = policy.retries > 0 and policy.within_budget(
+                max(0.0, refused.probe_at - time.time())
+            )
+            if waits:  # the task run waits for the probe and retries: the wait shows on it
+                first = FirstAttempt(refused)
+            elif not (usable_cache and cache_key and await _has_cached_result(cache_key)):
+                _run_logger().warning("%s (not started: no task run was created)", refused)
+                span.rejected(refused)
+                return _refused(spec, refused, agent, started, started_at)
     facts = StepFacts()
-    options = run_step.with_options(
-        refresh_cache=not usable_cache,
-        retries=policy.retries,
-        retry_delay_seconds=policy.delays(),
-        retry_jitter_factor=policy.jitter,
-        retry_condition_fn=retry_condition_for(policy),
-    )
-    state: State[StepResult] = await options(
-        spec, backend, agent, settings, facts, runner, return_state=True
-    )  # type: ignore[misc]
+    try:
+        state: State[StepResult] = await _task(policy, cache_key, not usable_cache)(
+            spec, backend, agent, settings, facts, runner, first, return_state=True
+        )
+    finally:
+        if first is not None:
+            first.release()
     duration = time.monotonic() - started
     outcome = await _outcome(spec, state, duration, started_at, facts.breaker_wait_s)
     if agent:
@@ -442,6 +442,18 @@ async def _execute_step(
             state.state_details.task_run_id,
             agent_run_name(spec.name, agent),
         )
+    return outcome
+
+
+def _refused(
+    spec: StepSpec, error: AiopError, agent: str | None, started: float, started_at: float
+) -> StepOutcome:
+    """The outcome of a step that did not start (no task run was created)."""
+    outcome = StepOutcome(
+        spec.name, "Failed", 0, time.monotonic() - started, error=error, started_at=started_at
+    )
+    if agent:
+        emit_step_event(agent, outcome)
     return outcome
 
 
@@ -477,13 +489,10 @@ async def _outcome(
     )
 
 
-async def _has_cached_result(spec: StepSpec, settings: Settings) -> bool:
-    """True when the result store holds a result under ``spec``'s cache key."""
-    key = step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
-    if key is None:
-        return False
+async def _has_cached_result(key: str) -> bool:
+    """True when the result store holds a result under ``key``."""
     # The task's own store (the flow's has a null metadata storage that never finds the record).
-    store = await get_result_store().update_for_task(run_step, _sync=False)  # type: ignore[call-arg,misc]
+    store = await get_result_store().update_for_task(run_step_task, _sync=False)  # type: ignore[call-arg,misc]
     return bool(await store.aexists(key))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from adapters import RetryPolicy
+from adapters import InvalidInputError, RetryPolicy
 
 
 def test_delays_grow_exponentially_up_to_the_cap() -> None:
@@ -39,7 +39,7 @@ def test_budget_limits_when_a_retry_may_start() -> None:
     ],
 )
 def test_nonsense_values_are_refused(fields: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInputError, match=next(iter(fields))):
         RetryPolicy(**fields)  # type: ignore[arg-type]
 
 

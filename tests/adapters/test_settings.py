@@ -12,8 +12,8 @@ from adapters.breakers.policy import BreakerPolicy
 from adapters.settings import (
     Settings,
     load_settings,
+    setting_variables,
     settings_in_environment,
-    variable_name,
 )
 from adapters.settings import _main as settings_main
 from agents.cli import main as agents_main
@@ -23,8 +23,8 @@ from flows.data_pipeline.cli import main as pipeline_main
 @pytest.fixture
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No AIOP_ variable of the caller's environment leaks into a test of the reading itself."""
-    for name in Settings.model_fields:
-        monkeypatch.delenv(variable_name(name), raising=False)
+    for variable in setting_variables():
+        monkeypatch.delenv(variable, raising=False)
     return monkeypatch
 
 
@@ -75,7 +75,7 @@ class TestReadingTheEnvironment:
         clean_environment.setenv("AIOP_RETRY_ATTEMPTS", "")
         clean_environment.setenv("AIOP_CHAOS", "  ")
         settings = load_settings()
-        assert settings.retry_attempts == 3 and settings.chaos is None
+        assert settings.retry.attempts == 3 and settings.chaos is None
 
     def test_the_object_is_frozen(self) -> None:
         with pytest.raises(ValueError, match="frozen"):
@@ -131,19 +131,19 @@ class TestBadValues:
         assert "hunter2" not in str(info.value) and "123" not in str(info.value)
 
     def test_a_bad_change_in_code_names_the_field(self) -> None:
-        with pytest.raises(InvalidInputError, match="retry_attempts=0 is not valid"):
-            Settings().with_changes(retry_attempts=0)
+        with pytest.raises(InvalidInputError, match=r"retry\.attempts=0 is not valid"):
+            Settings().with_changes(retry={"attempts": 0})
 
 
 class TestDerivedValues:
     def test_set_retry_settings_win_over_an_agents_policy_and_unset_ones_keep_it(self) -> None:
         agent = RetryPolicy(attempts=2, backoff_s=5.0, jitter=0.0)
-        policy = Settings(retry_backoff_s=0.1).retry_policy(agent)
+        policy = Settings(retry={"backoff_s": 0.1}).retry_policy(agent)
         assert (policy.attempts, policy.backoff_s, policy.jitter) == (2, 0.1, 0.0)
 
     def test_breaker_settings_apply_over_a_base(self) -> None:
         base = BreakerPolicy(fail_max=9, reset_timeout=1.0)
-        assert Settings(breaker_success_threshold=2).breaker_policy(base) == BreakerPolicy(
+        assert Settings(breaker={"success_threshold": 2}).breaker_policy(base) == BreakerPolicy(
             fail_max=9, reset_timeout=1.0, success_threshold=2
         )
 
@@ -151,9 +151,11 @@ class TestDerivedValues:
         self, clean_environment: pytest.MonkeyPatch
     ) -> None:
         clean_environment.setenv("AIOP_BACKEND", "local")
-        changed = Settings.model_construct().with_changes(retry_attempts=2)
-        assert changed.backend == "auto" and changed.retry_attempts == 2
-        assert changed.model_fields_set == {"retry_attempts"}
+        changed = Settings.model_construct().with_changes(retry={"attempts": 2})
+        assert changed.backend == "auto" and changed.retry.attempts == 2
+        assert changed.model_fields_set == {"retry"} and changed.retry.model_fields_set == {
+            "attempts"
+        }
         assert changed.retry_policy(RetryPolicy(backoff_s=9.0)).backoff_s == 9.0
 
     def test_a_child_gets_exactly_the_settings_that_differ_from_the_defaults(
@@ -161,7 +163,7 @@ class TestDerivedValues:
     ) -> None:
         settings = Settings(backend="local", breaker_redis_url="redis://:pw@r:6379/0")
         env = settings.environment_for_child(
-            {"PATH": "/bin", "AIOP_CHAOS": "kind=timeout"}, retry_budget_s=None
+            {"PATH": "/bin", "AIOP_CHAOS": "kind=timeout"}, retry={"budget_s": None}
         )
         assert env == {
             "PATH": "/bin",
@@ -174,7 +176,10 @@ class TestDerivedValues:
         self, clean_environment: pytest.MonkeyPatch
     ) -> None:
         given = Settings(
-            backend="dagger", retry_budget_s=None, debug=True, cache_dir=Path("/c"), retry_factor=3
+            backend="dagger",
+            retry={"budget_s": None, "factor": 3},
+            debug=True,
+            cache_dir=Path("/c"),
         )
         for key, value in given.child_environment().items():
             clean_environment.setenv(key, value)
@@ -184,7 +189,7 @@ class TestDerivedValues:
         self, clean_environment: pytest.MonkeyPatch
     ) -> None:
         env = {"AIOP_CHAOS": "kind=timeout", "HOME": "/h"}
-        with settings_in_environment(Settings(retry_attempts=1), env):
+        with settings_in_environment(Settings(retry={"attempts": 1}), env):
             assert env == {"HOME": "/h", "AIOP_RETRY_ATTEMPTS": "1"}
         assert env == {"AIOP_CHAOS": "kind=timeout", "HOME": "/h"}
 
@@ -261,7 +266,7 @@ class TestBounds:
     def test_every_numeric_setting_has_a_lower_and_an_upper_bound(self) -> None:
         import annotated_types
 
-        for name, info in Settings.model_fields.items():
+        for name, info in setting_variables().items():
             if not {"int", "float"} & set(str(info.annotation).replace("|", " ").split()):
                 continue
             kinds = {type(m) for m in info.metadata}
@@ -272,7 +277,7 @@ class TestBounds:
         from prefect import task
 
         settings = Settings(
-            retry_attempts=51, retry_backoff_s=86_400, retry_factor=100, retry_max_backoff_s=86_400
+            retry={"attempts": 51, "backoff_s": 86_400, "factor": 100, "max_backoff_s": 86_400}
         )
         policy = settings.retry_policy()
         delays = policy.delays()

@@ -56,10 +56,10 @@ async def test_a_redis_password_is_never_logged_nor_shown(
 
 
 def test_an_invalid_redis_url_error_hides_the_password() -> None:
-    url = f"redis://127.0.0.1:1/0?password={PASSWORD}&decode_responses=true"
+    url = f"http://user:{PASSWORD}@127.0.0.1:1/0"  # not a Redis scheme
     with pytest.raises(InvalidInputError) as info:
         Breaker("engine:bad-url", redis_url=url)
-    assert PASSWORD not in str(info.value) and "decode_responses" in str(info.value)
+    assert PASSWORD not in str(info.value) and "is invalid" in str(info.value)
 
 
 @pytest.mark.parametrize(

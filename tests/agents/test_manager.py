@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.breakers.breaker import Breaker
-from adapters.errors import EngineUnavailableError
+from adapters.errors import EngineUnavailableError, StepTimeoutError
 from adapters.selection import EngineProbe
 from agents import AgentManager, AgentNotFoundError, AgentParameterError, AgentSpec
 from agents.readiness import key_only_in_block
@@ -26,13 +26,19 @@ def agent(name: str, priority: int = 0, **fields: Any) -> AgentSpec:
 
 
 async def trip(breaker: Breaker) -> None:
-    """Open ``breaker`` by recording infrastructure failures, the way a failing agent would."""
+    """Open ``breaker`` by recording its own kind of failure: an agent's step timing out, or a
+    dead engine."""
+
+    def failure() -> Exception:
+        if breaker.kind == "agent":
+            return StepTimeoutError("the step hung", timeout_s=1.0)
+        return EngineUnavailableError("engine gone")
 
     async def down() -> None:
-        raise EngineUnavailableError("engine gone")
+        raise failure()
 
     for _ in range(breaker.policy.fail_max):
-        with pytest.raises(EngineUnavailableError):
+        with pytest.raises((StepTimeoutError, EngineUnavailableError)):
             await breaker.call(down)
     assert breaker.state == "open"
 
@@ -42,7 +48,7 @@ async def hold_half_open(breaker: Breaker, clock: FakeClock) -> None:
     await trip(breaker)
     clock.advance(breaker.policy.reset_timeout)
     with pytest.raises(ValueError, match="neutral"):
-        async with breaker.guard():
+        async with breaker.admit():
             raise ValueError("neutral")
     assert breaker.state == "half-open"
 

@@ -120,7 +120,7 @@ def breaker_state(redis_url: str) -> str | None:
 
     client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     try:
-        raw = client.get(f"aiop:breaker:{BREAKER}:pybreaker:state")
+        raw = client.get(f"aiop:breaker:{BREAKER}:state")
     finally:
         client.close()
     return raw.decode() if isinstance(raw, bytes) else None

@@ -27,6 +27,7 @@ from adapters.errors import (
     StepFailedError,
     StepTimeoutError,
 )
+from adapters.retry_policy import RetryPolicy
 from flows.runtime.step_task import StepOutcome, execute_step, run_step
 from tests.fakes import ExecOutcome, ExecRequest, FakeDaggerEngine, exec_standin_engine
 from tests.fakes.dagger_engine import normalized_image_ref
@@ -196,8 +197,8 @@ class TestThroughRunStep:
 
         @flow
         async def once() -> StepOutcome:
-            task = run_step.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
-            state = await task(step, "dagger", return_state=True)
+            retry = RetryPolicy(attempts=3, backoff_s=0, jitter=0)
+            state = await run_step(step, "dagger", retry=retry, return_state=True)
             result = await state.aresult()
             return StepOutcome("flaky", state.name or "", result.attempt, 0.0, result=result)
 

@@ -31,7 +31,8 @@ from graphql import GraphQLError
 
 from adapters.contract import MASK, StepResult
 from adapters.dagger import engine_process as _engine_process
-from adapters.dagger.runner import ERROR_RULES, DaggerRunner, translate_error
+from adapters.dagger.errors import ERROR_RULES, translate_error
+from adapters.dagger.runner import DaggerRunner
 from adapters.errors import (
     AiopError,
     EngineConnectionError,
@@ -797,7 +798,7 @@ class TestErrorTranslation:
             # Module-runtime errors (dagger.mod) never reach a client; their root has a rule.
             and not (issubclass(cls, ModuleError) and cls.__module__.startswith("dagger.mod"))
         ]
-        assert missing == [], "add these to adapters.dagger.runner.ERROR_RULES (and to this test)"
+        assert missing == [], "add these to adapters.dagger.errors.ERROR_RULES (and to this test)"
 
     def test_exec_error_becomes_step_failed_with_exit_code_and_transient_flag(self) -> None:
         error = translate_error(

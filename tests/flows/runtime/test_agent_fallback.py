@@ -19,6 +19,7 @@ from adapters.retry_policy import RetryPolicy
 from adapters.settings import Settings
 from agents import AgentManager, AgentRefusedError, AgentSpec
 from flows.runtime.agent_run import run_agent
+from flows.runtime.cache_key import StepKey
 from flows.runtime.outcome import StepOutcome
 from tests.agents.conftest import Breakers, FakeClock, minimal
 from tests.agents.test_manager import trip
@@ -53,6 +54,7 @@ class FakeExecute:
         *,
         retry: RetryPolicy | None = None,
         agent: str | None = None,
+        key: StepKey | None = None,
     ) -> StepOutcome:
         assert agent is not None
         self.calls.append((agent, spec.name, backend))
@@ -130,7 +132,7 @@ async def test_prepare_shapes_the_spec_and_step_name_names_it(breakers: Breakers
     manager = AgentManager([agent("one", 0)], breakers=breakers)
     execute = FakeExecute({})
 
-    def prepare(spec: StepSpec) -> StepSpec:
+    def prepare(spec: StepSpec, key: str) -> StepSpec:
         return spec.model_copy(update={"env": {"EXTRA": "1"}})
 
     await run_agent(
@@ -157,7 +159,7 @@ async def test_the_retry_settings_apply_over_the_agents_retry_section(breakers: 
     execute = FakeExecute({})
     manager = AgentManager([own], breakers=breakers)
     await run_agent(
-        manager, "one", {"text": "x"}, execute=execute, settings=Settings(retry_attempts=5)
+        manager, "one", {"text": "x"}, execute=execute, settings=Settings(retry={"attempts": 5})
     )
     await run_agent(manager, "one", {"text": "x"}, execute=execute, settings=Settings())
     first, second = execute.retries

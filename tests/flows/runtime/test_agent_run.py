@@ -54,14 +54,13 @@ async def test_falls_back_when_the_chosen_agents_breaker_does_not_admit_it(
     await trip(primary)
     await trip(secondary)
     clock.advance(60)  # both may probe now; primary ranks first by priority...
-    probe = primary.guard()
-    await probe.__aenter__()  # ...but its only probe slot is taken by a call in flight
+    probe = primary.admit()  # ...but its only probe slot is taken by a call in flight
     try:
         assert manager.select("work").name == "primary"
         text = request.node.name
         outcome = await in_flow(lambda: run_agent(manager, "work", {"text": text}, "local"))()
     finally:
-        await probe.__aexit__(None, None, None)
+        probe.release()
     assert outcome.error is None and outcome.result is not None
     assert outcome.result.stdout == f"secondary {text}\n"
     assert [(r.agent, r.ok) for r in manager.recent_runs()] == [("secondary", True)]
@@ -173,7 +172,7 @@ async def test_prepare_shapes_the_spec_before_it_runs(
             "writer",
             {"text": "written"},
             "local",
-            prepare=lambda s: s.model_copy(update={"outputs": {"/aiop/out": str(target)}}),
+            prepare=lambda s, key: s.model_copy(update={"outputs": {"/aiop/out": str(target)}}),
         )
     )()
     assert outcome.error is None, outcome.error

@@ -17,8 +17,8 @@ import pytest
 from prefect import flow
 
 from adapters import StepFailedError, StepSpec
-from adapters.settings import Settings
-from flows.runtime.step_task import StepOutcome, execute_step, step_cache_key
+from flows.runtime.cache_key import step_cache_key
+from flows.runtime.step_task import StepOutcome, execute_step
 from flows.ui.artifacts import render_failure
 
 _B64 = string.ascii_letters + string.digits + "+/"
@@ -112,8 +112,7 @@ class TestCacheKey:
 
     def key_of(self, spec: StepSpec, key_file: Path) -> str | None:
         """The cache key of ``spec`` for a run whose settings name ``key_file``."""
-        settings = Settings(installation_key_file=key_file)
-        return step_cache_key(None, {"spec": spec, "settings": settings})  # type: ignore[arg-type]
+        return step_cache_key(spec, key_file)
 
     @pytest.mark.slow
     def test_a_five_digit_token_cannot_be_recovered_from_the_key(self, tmp_path: Path) -> None:
@@ -124,16 +123,11 @@ class TestCacheKey:
         # The attacker knows the spec (image, args, names) and the algorithm, but has another
         # installation key: trying every 5-digit token finds nothing.
         spec = self.spec_with("00000")
-        settings = Settings(installation_key_file=attacker)
         found = [
             candidate
             for candidate in (f"{n:05d}" for n in range(100_000))
             if step_cache_key(
-                None,  # type: ignore[arg-type]
-                {
-                    "spec": spec.model_copy(update={"secrets": {"TOKEN": _secret(candidate)}}),
-                    "settings": settings,
-                },
+                spec.model_copy(update={"secrets": {"TOKEN": _secret(candidate)}}), attacker
             )
             == key
         ]

@@ -22,15 +22,10 @@ from adapters import (
     StepSpec,
     StepTimeoutError,
 )
+from adapters.retry_policy import RetryPolicy
 from adapters.settings import Settings
-from flows.runtime.step_task import (
-    StepOutcome,
-    execute_step,
-    outputs_present,
-    retry_condition,
-    run_step,
-    step_cache_key,
-)
+from flows.runtime.retries import retry_condition
+from flows.runtime.step_task import StepOutcome, execute_step, outputs_present, run_step
 
 
 def spec_of(code: str, **fields: Any) -> StepSpec:
@@ -60,45 +55,18 @@ def test_retry_condition_follows_the_error_class(error: Exception, retried: bool
     assert getattr(pickle.loads(pickle.dumps(error)), "transient", False) is retried
 
 
-class TestCacheKey:
-    def test_same_spec_same_key(self, tmp_path: Path) -> None:
-        (tmp_path / "in.csv").write_text("a\n1\n")
-        spec = spec_of("pass", mounts={str(tmp_path / "in.csv"): "/in.csv"})
-        assert step_cache_key(None, {"spec": spec}) == step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
+async def test_outputs_present_reads_the_host_paths(tmp_path: Path) -> None:
+    from adapters.local_runner import LocalRunner
 
-    def test_changed_input_changes_the_key(self, tmp_path: Path) -> None:
-        data = tmp_path / "in.csv"
-        data.write_text("a\n1\n")
-        spec = spec_of("pass", mounts={str(data): "/in.csv"})
-        before = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
-        data.write_text("a\n1\n2\n")
-        assert step_cache_key(None, {"spec": spec}) != before  # type: ignore[arg-type]
-
-    def test_bytecode_does_not_change_the_key(self, tmp_path: Path) -> None:
-        (tmp_path / "m.py").write_text("x = 1\n")
-        spec = spec_of("pass", mounts={str(tmp_path): "/src"})
-        before = step_cache_key(None, {"spec": spec})  # type: ignore[arg-type]
-        (tmp_path / "__pycache__").mkdir()
-        (tmp_path / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\x00")
-        assert step_cache_key(None, {"spec": spec}) == before  # type: ignore[arg-type]
-
-    def test_secret_changes_the_key_but_never_appears_in_it(self) -> None:
-        one = step_cache_key(None, {"spec": spec_of("pass", secrets={"T": "hunter2"})})  # type: ignore[arg-type]
-        two = step_cache_key(None, {"spec": spec_of("pass", secrets={"T": "other"})})  # type: ignore[arg-type]
-        assert one != two and one is not None and "hunter2" not in one
-
-    async def test_outputs_present_reads_the_host_paths(self, tmp_path: Path) -> None:
-        from adapters.local_runner import LocalRunner
-
-        code = "import os; os.makedirs('/out'); open('/out/a.txt', 'w').write('a')"
-        spec = spec_of(code, outputs={"/out": str(tmp_path / "o")})
-        assert not outputs_present(spec)
-        (tmp_path / "o").mkdir()
-        (tmp_path / "o" / "a.txt").write_text("a")
-        assert not outputs_present(spec)  # a folder the platform cannot prove it wrote
-        (tmp_path / "o" / "a.txt").unlink()
-        await LocalRunner().run(spec)
-        assert outputs_present(spec)
+    code = "import os; os.makedirs('/out'); open('/out/a.txt', 'w').write('a')"
+    spec = spec_of(code, outputs={"/out": str(tmp_path / "o")})
+    assert not outputs_present(spec)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "a.txt").write_text("a")
+    assert not outputs_present(spec)  # a folder the platform cannot prove it wrote
+    (tmp_path / "o" / "a.txt").unlink()
+    await LocalRunner().run(spec)
+    assert outputs_present(spec)
 
 
 @pytest.mark.prefect
@@ -149,8 +117,8 @@ class TestThroughPrefect:
 
         @flow
         async def once() -> StepOutcome:
-            task = run_step.with_options(retry_delay_seconds=0, retry_jitter_factor=None)
-            state = await task(spec, "local", return_state=True)
+            retry = RetryPolicy(attempts=3, backoff_s=0, jitter=0)
+            state = await run_step(spec, "local", retry=retry, return_state=True)
             result = await state.aresult()
             return StepOutcome("s", state.name or "", result.attempt, 0.0, result=result)
 
@@ -169,7 +137,7 @@ class TestThroughPrefect:
             "sys.exit(75 if n < 3 else 0)"
         )
         spec = spec_of(code, transient_exit_codes=frozenset({75}))
-        settings = Settings(retry_attempts=attempts, retry_backoff_s=0, retry_jitter=0)
+        settings = Settings(retry={"attempts": attempts, "backoff_s": 0, "jitter": 0})
 
         @flow
         async def direct() -> str:
