@@ -2,5 +2,5 @@
 
 import sys
 
-print("python -m agents is now `aiop agents` (see aiop agents --help)", file=sys.stderr)
+print("python -m agents is now `aiop agents`", file=sys.stderr)
 sys.exit(2)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import click
 
-from flows.cli._preamble import invoke
+from flows.cli._preamble import CONTEXT_SETTINGS, invoke
 from flows.cli.agents import agents
 from flows.cli.automations import automations
 from flows.cli.bench import bench
@@ -33,13 +33,10 @@ from flows.cli.verify import verify
 
 __all__ = ["aiop", "main"]
 
-#: Help is laid out for this width whatever the terminal, so the reference page matches it.
-HELP_WIDTH = 100
-
 
 @click.group(
     "aiop",
-    context_settings={"help_option_names": ["-h", "--help"], "terminal_width": HELP_WIDTH},
+    context_settings=CONTEXT_SETTINGS,
 )
 def aiop() -> None:
     """The AI Orchestration Platform: run the data pipeline and agents on Prefect, and operate

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -17,6 +17,7 @@ from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings
 
 __all__ = [
+    "CONTEXT_SETTINGS",
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
@@ -27,6 +28,10 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Help is laid out for this width whatever the terminal (so the reference page shows it as is),
+#: and ``-h`` is ``--help``.
+CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"], "terminal_width": 100}
 #: Ctrl-C.
 EXIT_INTERRUPTED = 130
 

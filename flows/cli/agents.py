@@ -140,7 +140,12 @@ def _check_outputs(items: Sequence[str]) -> None:
 @agents.command("run")
 @click.argument("target", metavar="NAME")
 @click.option("--param", multiple=True, metavar="KEY=VALUE", help="a parameter (repeatable)")
-@click.option("--backend", type=click.Choice(["auto", "dagger", "local"]), default=None)
+@click.option(
+    "--backend",
+    type=click.Choice(["auto", "dagger", "local"]),
+    default=None,
+    help="where the agent runs (default AIOP_BACKEND, else auto)",
+)
 @click.option("--mount", multiple=True, metavar="HOST=TARGET", help="read-only mount (repeatable)")
 @click.option(
     "--output",

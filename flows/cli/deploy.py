@@ -20,15 +20,19 @@ __all__ = ["deploy"]
 @click.command(
     "deploy", short_help="Create the work pool, engine limit and deployment for scale-out."
 )
-@click.option("--pool", default=DEFAULT_POOL, help=f"work pool name (default {DEFAULT_POOL})")
+@click.option(
+    "--pool", metavar="NAME", default=DEFAULT_POOL, help=f"work pool name (default {DEFAULT_POOL})"
+)
 @click.option(
     "--concurrency",
+    metavar="N",
     type=click.IntRange(min=1),
     default=DEFAULT_CONCURRENCY,
     help=f"steps running on the engine at once, over all workers (default {DEFAULT_CONCURRENCY})",
 )
 @click.option(
     "--limit-name",
+    metavar="NAME",
     default=DEFAULT_LIMIT_NAME,
     help=f"global concurrency limit name (default {DEFAULT_LIMIT_NAME})",
 )

@@ -16,16 +16,31 @@ from flows.ops.drill import SCENARIOS
 
 __all__ = ["drill"]
 
+_SCENARIOS = [s.name for s in SCENARIOS] + ["resume after SIGKILL"]
+
 
 @click.command("drill")
-@click.option("--output", default="output/drill", help="folder for runs and the report")
-@click.option("--backend", type=click.Choice(["local", "dagger"]), default="local")
-@click.option("--rows", type=int, default=2000, help="rows of each pipeline run")
+@click.option(
+    "--output",
+    metavar="DIR",
+    default="output/drill",
+    help="folder for runs and the report (default output/drill)",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "dagger"]),
+    default="local",
+    help="where the steps run (default local)",
+)
+@click.option(
+    "--rows", metavar="N", type=int, default=2000, help="rows of each pipeline run (default 2000)"
+)
 @click.option(
     "--scenario",
     multiple=True,
-    type=click.Choice([s.name for s in SCENARIOS] + ["resume after SIGKILL"]),
-    help="run only this scenario (repeatable)",
+    metavar="NAME",
+    type=click.Choice(_SCENARIOS),
+    help=f"run only this scenario (repeatable; default all): {', '.join(repr(s) for s in _SCENARIOS)}",
 )
 @click.option("--docs-page", metavar="PATH", help="also write the report to this docs page")
 def drill(

@@ -15,8 +15,12 @@ __all__ = ["history"]
 
 
 @click.command("history")
-@click.option("--flow", default=DEFAULT_FLOW, help=f"flow name (default {DEFAULT_FLOW})")
-@click.option("--last", type=click.IntRange(min=1), default=10, help="how many runs (default 10)")
+@click.option(
+    "--flow", metavar="NAME", default=DEFAULT_FLOW, help=f"flow name (default {DEFAULT_FLOW})"
+)
+@click.option(
+    "--last", metavar="N", type=click.IntRange(min=1), default=10, help="how many runs (default 10)"
+)
 def history(flow: str, last: int) -> int:
     """Show the last runs of a flow from the Prefect API."""
     settings = load_settings_or_exit()

@@ -56,16 +56,21 @@ def errors(markdown: bool, write: str | None) -> int:
     return EXIT_OK
 
 
-@click.command("cli-reference", short_help="Print or regenerate the command-line reference.")
+@click.command(
+    "cli-reference", short_help="Print or regenerate the help blocks of the command-line reference."
+)
 @click.option(
-    "--write", metavar="PAGE", help="regenerate the help inside PAGE (docs/reference/cli.md)"
+    "--write",
+    metavar="PAGE",
+    help="regenerate every command's help inside PAGE (docs/reference/cli.md)",
 )
 def cli_reference(write: str | None) -> int:
     """Print the help of every aiop command as the command-line reference shows it, or
     regenerate it in a page."""
-    from flows.cli._help import TABLE, reference_markdown
+    from flows.cli._help import blocks
+    from flows.cli._help import write as write_page
 
     if write:
-        return TABLE.write(write, reference_markdown())
-    sys.stdout.write(TABLE.wrap(reference_markdown()))
+        return write_page(write)
+    sys.stdout.write("\n".join(block.wrap(body) for block, body in blocks()))
     return EXIT_OK

@@ -22,6 +22,7 @@ import click
 from adapters.errors import InvalidInputError
 from adapters.settings import Settings, variable_name
 from flows.cli._preamble import (
+    CONTEXT_SETTINGS,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
@@ -64,7 +65,7 @@ class _AtLeast(click.ParamType[int]):
 
 @click.command(
     "run",
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=CONTEXT_SETTINGS,
     short_help="Run the data pipeline (the main job).",
     help="Run the data pipeline: ingest a CSV (or a generated sample), validate it and quarantine"
     " bad rows, write typed partitioned Parquet, aggregate per group, and report.",

@@ -505,3 +505,8 @@ def running(home: Path) -> tuple[LocalServer | None, list[str]]:
     notes about stale records it cleared (``aiop server status|env``)."""
     with _locked_if_home(home):
         return _recorded(home) if home.is_dir() else (None, [])
+
+
+if __name__ == "__main__":
+    print("python -m flows.server.local_server is now `aiop server`", file=sys.stderr)
+    sys.exit(2)
