@@ -1,4 +1,4 @@
-"""``python -m flows.ops.automations install``: let Prefect react when a circuit breaker opens.
+"""``aiop automations install``: let Prefect react when a circuit breaker opens.
 
 Creates (or updates, so running it twice changes nothing) these automations on the Prefect server:
 
@@ -89,7 +89,7 @@ async def install(notify_block: str | None = None) -> list[InstallResult]:
             InstallResult(
                 PAUSE_NAME,
                 "skipped",
-                f"deployment {DEPLOYMENT!r} not found: run `python -m flows.ops.serve` first",
+                f"deployment {DEPLOYMENT!r} not found: run `aiop serve` first",
             )
         )
     else:

@@ -1,4 +1,4 @@
-"""``python -m flows.ops.deploy``: the server-side objects of the scale-out topology, idempotently.
+"""``aiop deploy``: the server-side objects of the scale-out topology, idempotently.
 
 On the Prefect server the platform's commands use (``PREFECT_API_URL``, else the local server of
 this ``PREFECT_HOME``: :func:`flows.server.local_server.prefect_api`) it makes sure these exist and
@@ -13,7 +13,7 @@ nothing):
 * the **deployment** ``data-pipeline/data-pipeline`` in that pool, its code pulled from this
   checkout (``set_working_directory``): every worker machine needs the project at the same path.
 
-It is the same deployment name that ``python -m flows.ops.serve`` uses, so the automations of
+It is the same deployment name that ``aiop serve`` uses, so the automations of
 :mod:`flows.ops.automations` act on it either way; serve *or* deploy to a pool, not both.
 
 Examples:

@@ -1,4 +1,4 @@
-"""``python -m flows.ops.drill``: prove the self-healing promises against the real pipeline.
+"""``aiop drill``: prove the self-healing promises against the real pipeline.
 
 One scenario per error class. Each runs the real data pipeline (as a sub-flow, on a fresh work
 folder) with a fault plan injected at the runner boundary, so the real retry, breaker and caching

@@ -1,4 +1,4 @@
-"""``python -m flows.ops.serve``: serve the platform's flows as deployments, with docs in the UI.
+"""``aiop serve``: serve the platform's flows as deployments, with docs in the UI.
 
 Prefect shows a deployment's description as markdown on its page; each description here is the flow's
 docstring followed by links into the docs site (the ``docs_url`` setting): the flow's guide, the

@@ -1,10 +1,10 @@
-"""``python -m flows.ops.verify``: the integration check users run first.
+"""``aiop verify``: the integration check users run first.
 
 Prints one row per check (PASS, FAIL, WARN or SKIP) with what it found and, when it did not pass, the
 fix. Exits 1 only when a required check fails; a missing Dagger engine is reported, not required.
 
 Examples:
-    $ python -m flows.ops.verify
+    $ aiop verify
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def check_prefect_api(api: PrefectApi, timeout_s: float = 3.0) -> Check:
             "Prefect API",
             "PASS",
             f"{api.describe()} answers (pid {api.local.pid}, auth string required)",
-            'use it from your own shell: eval "$(python -m flows.server.local_server env)"',
+            'use it from your own shell: eval "$(aiop server env)"',
         )
     url = api.url
     if not url:

@@ -3,7 +3,7 @@
 Each pipeline run publishes a one-row table artifact ``<flow>-metrics`` (rows, retries, duration,
 backend). :func:`read_history` reads the last runs of a flow from the Prefect API together with
 those metrics; the pipeline publishes them as the ``<flow>-history`` markdown artifact (a table and
-an xychart), and ``python -m flows.ui.history [--flow NAME] [--last N]`` prints the same table, after
+an xychart), and ``aiop history [--flow NAME] [--last N]`` prints the same table, after
 setting ``Crashed`` the runs of this host whose process died (:mod:`flows.server.crashed_runs`).
 """
 
