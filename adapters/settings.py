@@ -8,7 +8,7 @@ explicitly: :meth:`Settings.child_environment` builds that environment in this o
 
 A bad value is an :class:`~adapters.errors.InvalidInputError` naming the variable and the fix, found
 before any work starts. The configuration reference page is generated from the fields here
-(``python -m adapters.settings --markdown``).
+(``aiop settings --markdown``).
 
 Examples:
     >>> settings = Settings(backend="local", retry={"attempts": 1})
@@ -20,7 +20,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.util
 import os
@@ -61,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENV_PREFIX",
     "Settings",
+    "current_values",
     "environment_without_settings",
     "load_settings",
     "reference_markdown",
@@ -68,6 +68,7 @@ __all__ = [
     "settings_in_environment",
     "variable_name",
     "with_reference",
+    "write_reference",
 ]
 
 #: The prefix of every platform variable.
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
     engine_limit: str | None = Field(
         default=None,
         description="Name of a Prefect global concurrency limit every step takes one slot of while"
-        " it uses the engine. `python -m flows.ops.deploy` sets it for the runs of its deployments;"
+        " it uses the engine. `aiop deploy` sets it for the runs of its deployments;"
         " unset: no limit.",
     )
     # -- files and folders -----------------------------------------------------------------
@@ -166,8 +167,8 @@ class Settings(BaseSettings):
         default=None,
         description="Base URL of this documentation site in CLI messages and UI links"
         " (`<url>troubleshooting/#<anchor>`). Unset: the site the local Prefect server serves"
-        " beside its UI (`http://127.0.0.1:4201/` by default; `python -m flows.server.local_server"
-        " status` shows it), else `http://127.0.0.1:8000/` (`mkdocs serve`). Set it when the"
+        " beside its UI (`http://127.0.0.1:4201/` by default; `aiop server status`"
+        " shows it), else `http://127.0.0.1:8000/` (`mkdocs serve`). Set it when the"
         " docs are published elsewhere.",
     )
     debug: bool = Field(
@@ -782,7 +783,7 @@ def _describe(exc: ValidationError, overrides: Mapping[str, Any]) -> str:
 # -- the reference page ------------------------------------------------------------------------
 
 #: The generated table of docs/reference/configuration.md.
-TABLE = Block("settings-table", "python -m adapters.settings --markdown")
+TABLE = Block("settings-table", "aiop settings --markdown")
 BEGIN_MARK, END_MARK = TABLE.begin, TABLE.end
 
 
@@ -828,37 +829,23 @@ def with_reference(page: str) -> str:
     return TABLE.regenerate(page, _table())
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m adapters.settings",
-        description="Show the platform's settings as this environment sets them, or the"
-        " configuration reference table generated from them.",
-    )
-    parser.add_argument(
-        "--markdown", action="store_true", help="print the configuration reference table"
-    )
-    parser.add_argument(
-        "--write",
-        metavar="PAGE",
-        help="regenerate the table inside PAGE (docs/reference/configuration.md)",
-    )
-    ns = parser.parse_args(argv)
-    if ns.markdown:
-        sys.stdout.write(reference_markdown())
-        return 0
-    if ns.write:
-        return TABLE.write(ns.write, _table())
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def current_values(settings: Settings) -> dict[str, str]:
+    """Every variable with the value ``settings`` holds, as ``aiop settings`` shows it (secrets
+    masked, ``(unset)`` for an unset optional value)."""
+    shown: dict[str, str] = {}
     for variable, (owner, name, info) in _variables().items():
         value = getattr(owner(settings), name)
-        shown = "(unset)" if value is None and info.default is None else default_text(value)
-        print(f"{variable}={shown}")
-    return 0
+        shown[variable] = (
+            "(unset)" if value is None and info.default is None else default_text(value)
+        )
+    return shown
+
+
+def write_reference(page: str) -> int:
+    """Regenerate the table inside ``page`` (``aiop settings --write PAGE``); the exit code."""
+    return TABLE.write(page, _table())
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    print("python -m adapters.settings is now `aiop settings`", file=sys.stderr)
+    sys.exit(2)

@@ -1,7 +1,6 @@
-"""``python -m agents``: see :mod:`agents.cli`."""
+"""``python -m agents`` is now ``aiop agents`` (:mod:`flows.cli.agents`)."""
 
 import sys
 
-from agents.cli import main
-
-sys.exit(main())
+print("python -m agents is now `aiop agents`", file=sys.stderr)
+sys.exit(2)

@@ -258,6 +258,6 @@ class AgentManager:
         if self.problems:
             text += (
                 f" ({len(self.problems)} definition(s) could not be loaded; see them with"
-                " python -m agents validate)"
+                " aiop agents validate)"
             )
         return text

@@ -7,7 +7,7 @@ concurrency slots before every tagged task run, and on a SQLite server that requ
 a locked database and stalls the step for 2 s. Runs recorded before this naming carry the tag
 ``agent:<name>`` instead; they are still counted.
 
-Recent runs are asked of the Prefect API the caller chose (``python -m agents list`` asks
+Recent runs are asked of the Prefect API the caller chose (``aiop agents list`` asks
 :func:`flows.server.local_server.prefect_api`: ``PREFECT_API_URL``, else the local server of this
 ``PREFECT_HOME``), never of a server started just to show a column.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import urllib.error
@@ -13,17 +12,11 @@ from pathlib import Path
 import pytest
 
 from flows.benchmarks._server import stop_process_group as stop
+from flows.server.local_server import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["free_port", "start", "stop", "tail", "wait_http"]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start(

@@ -1,7 +1,7 @@
 """What a Dagger engine needs on this machine, part by part: runtime, CLI, engine image.
 
 ``auto`` decides by opening the run's session (:func:`adapters.selection.engine_for_run`); when
-that cannot work, :func:`diagnose_engine` says which part is missing, for ``python -m flows.ops.verify``:
+that cannot work, :func:`diagnose_engine` says which part is missing, for ``aiop verify``:
 
 * **runtime**: a container runtime whose ``info`` answers (docker, podman, nerdctl, finch), where
   the CLI starts its engine; or a remote engine (``_EXPERIMENTAL_DAGGER_RUNNER_HOST``), or an

@@ -3,7 +3,7 @@
 :data:`ERROR_RULES` is the one table of foreign errors (the Dagger SDK's, those of the libraries
 beneath it, the OS's): each row says which platform error a foreign class becomes before the
 session is up (``connecting``) and once it is (``running``), and what refines it. The reference
-page's table is generated from it (``python -m adapters.dagger.errors --write
+page's table is generated from it (``aiop errors --write
 docs/reference/errors.md``; a test checks it), and a test fails if a Dagger exception class is
 missing from it. :func:`translate_error` applies it, once, at the boundary; the rest of this module
 builds the platform error's message and masks secret values.
@@ -15,7 +15,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 import signal
@@ -313,7 +312,7 @@ def translate_error(
 
 
 #: The table's block in docs/reference/errors.md.
-TABLE = Block("dagger-error-table", "python -m adapters.dagger.errors --markdown")
+TABLE = Block("dagger-error-table", "aiop errors --markdown")
 
 
 def reference_markdown() -> str:
@@ -486,23 +485,6 @@ def _masked(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
-def _main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m adapters.dagger.errors",
-        description="Print the Dagger adapter's error table, or regenerate it in a page.",
-    )
-    parser.add_argument("--markdown", action="store_true", help="print the table")
-    parser.add_argument(
-        "--write",
-        metavar="PAGE",
-        help="regenerate the table inside PAGE (docs/reference/errors.md)",
-    )
-    ns = parser.parse_args(argv)
-    if ns.write:
-        return TABLE.write(ns.write, reference_markdown())
-    sys.stdout.write(TABLE.wrap(reference_markdown()))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    print("python -m adapters.dagger.errors is now `aiop errors`", file=sys.stderr)
+    sys.exit(2)

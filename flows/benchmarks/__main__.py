@@ -1,10 +1,6 @@
-"""``python -m flows.benchmarks``: see :mod:`flows.benchmarks.cli`."""
-
-from __future__ import annotations
+"""``python -m flows.benchmarks`` is now ``aiop bench`` (:mod:`flows.cli.bench`)."""
 
 import sys
 
-from flows.benchmarks.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())
+print("python -m flows.benchmarks is now `aiop bench`", file=sys.stderr)
+sys.exit(2)

@@ -11,16 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["RECORDER_SETTINGS", "PrefectServer", "free_port", "prefect_server"]
+from flows.server.local_server import free_port, healthy
+
+__all__ = ["RECORDER_SETTINGS", "PrefectServer", "prefect_server"]
 
 #: Small task-run recorder batches flushed every second (see the module docstring).
 RECORDER_SETTINGS = {
@@ -61,13 +60,6 @@ class PrefectServer:
         return time.monotonic() - self._spawned
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _server_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(RECORDER_SETTINGS)
@@ -81,12 +73,8 @@ def _wait_healthy(api_url: str, proc: subprocess.Popen[bytes], log: Path) -> Non
         if proc.poll() is not None:
             tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
             raise RuntimeError(f"prefect server exited with code {proc.returncode}:\n{tail}")
-        try:
-            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if healthy(api_url, timeout_s=2):
+            return
         time.sleep(0.2)
     raise TimeoutError(f"prefect server at {api_url} not healthy within {_STARTUP_TIMEOUT_S:g} s")
 

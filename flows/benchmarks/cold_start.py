@@ -25,7 +25,6 @@ warm (a user's second project would see the same); the operating system's file c
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from typing import Any
 from adapters.settings import Settings, variable_name
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._report import Outcome, Row
-from flows.server.local_server import client_environment, stop
+from flows.server.local_server import client_environment, free_port, stop
 
 __all__ = ["REPEAT_ROWS", "ROWS", "TARGET_RATIO", "TARGET_S", "run", "skipped"]
 
@@ -46,12 +45,6 @@ TARGET_S = 20.0
 TARGET_RATIO = 1.5
 _ROOT = Path(__file__).resolve().parents[2]
 _TIMEOUT_S = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _clean_env(folder: Path, port: int, **changes: Any) -> dict[str, str]:
@@ -87,7 +80,7 @@ def run(ctx: BenchContext) -> Outcome:
     """Run the benchmark; see the module docstring."""
     folder = ctx.folder("default-run")
     home = folder / "prefect-home"
-    port = _free_port()
+    port = free_port()
     env = _clean_env(folder, port)
     log(f"default run: python -m flows.data_pipeline --rows {ROWS} with a fresh PREFECT_HOME")
     try:

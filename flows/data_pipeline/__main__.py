@@ -1,7 +1,8 @@
-"""``python -m flows.data_pipeline``: the main job's command line (:mod:`flows.data_pipeline.cli`)."""
+"""``python -m flows.data_pipeline``: the main job, the same command as ``aiop run``
+(:mod:`flows.cli.run`)."""
 
 import sys
 
-from flows.data_pipeline.cli import main
+from flows.cli.run import main
 
 sys.exit(main())

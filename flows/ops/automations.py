@@ -1,4 +1,4 @@
-"""``python -m flows.ops.automations install``: let Prefect react when a circuit breaker opens.
+"""``aiop automations install``: let Prefect react when a circuit breaker opens.
 
 Creates (or updates, so running it twice changes nothing) these automations on the Prefect server:
 
@@ -11,13 +11,11 @@ Creates (or updates, so running it twice changes nothing) these automations on t
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-__all__ = ["NOTIFY_NAME", "PAUSE_NAME", "InstallResult", "install", "main"]
+__all__ = ["NOTIFY_NAME", "PAUSE_NAME", "InstallResult", "install"]
 
 PAUSE_NAME = "aiop: pause data-pipeline when a breaker opens"
 NOTIFY_NAME = "aiop: notify when a breaker opens"
@@ -91,7 +89,7 @@ async def install(notify_block: str | None = None) -> list[InstallResult]:
             InstallResult(
                 PAUSE_NAME,
                 "skipped",
-                f"deployment {DEPLOYMENT!r} not found: run `python -m flows.ops.serve` first",
+                f"deployment {DEPLOYMENT!r} not found: run `aiop serve` first",
             )
         )
     else:
@@ -125,36 +123,6 @@ async def install(notify_block: str | None = None) -> list[InstallResult]:
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m flows.ops.automations``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ops.automations",
-        description="Create Prefect automations that react to circuit-breaker events.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    inst = sub.add_parser("install", help="create or update the automations (idempotent)")
-    inst.add_argument("--notify-block", metavar="NAME", help="notification block to send through")
-    ns = parser.parse_args(argv)
-    from adapters.errors import InvalidInputError
-    from adapters.settings import load_settings
-    from flows.ui.console import quiet_prefect_defaults
-
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    missing = quiet_prefect_defaults(settings).missing("automations")
-    if missing:
-        print(f"error: {missing}", file=sys.stderr)
-        return 2
-    from flows.ui.console import run_flow_quietly
-
-    for result in run_flow_quietly(lambda: install(ns.notify_block)):
-        detail = f" ({result.detail})" if result.detail else ""
-        print(f"{result.action:<8} {result.name}{detail}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ops.automations is now `aiop automations install`", file=sys.stderr)
+    sys.exit(2)

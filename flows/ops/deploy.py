@@ -1,4 +1,4 @@
-"""``python -m flows.ops.deploy``: the server-side objects of the scale-out topology, idempotently.
+"""``aiop deploy``: the server-side objects of the scale-out topology, idempotently.
 
 On the Prefect server the platform's commands use (``PREFECT_API_URL``, else the local server of
 this ``PREFECT_HOME``: :func:`flows.server.local_server.prefect_api`) it makes sure these exist and
@@ -13,7 +13,7 @@ nothing):
 * the **deployment** ``data-pipeline/data-pipeline`` in that pool, its code pulled from this
   checkout (``set_working_directory``): every worker machine needs the project at the same path.
 
-It is the same deployment name that ``python -m flows.ops.serve`` uses, so the automations of
+It is the same deployment name that ``aiop serve`` uses, so the automations of
 :mod:`flows.ops.automations` act on it either way; serve *or* deploy to a pool, not both.
 
 Examples:
@@ -27,14 +27,11 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from adapters.redaction import redact_url, redact_urls
 from adapters.settings import variable_name
 from flows.ops.serve import deployment_description
 
@@ -55,7 +52,6 @@ __all__ = [
     "ensure_concurrency_limit",
     "ensure_deployment",
     "ensure_work_pool",
-    "main",
 ]
 
 #: The project root: the deployment's code source and the workers' working directory.
@@ -289,80 +285,6 @@ def deploy(
         ]
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Create or update the scale-out objects on the Prefect server; print what was done.
-
-    Returns:
-        0 on success, 1 when an object is in the way, 2 without a Prefect server.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ops.deploy",
-        description=(
-            "Create the process work pool, the engine concurrency limit and the data-pipeline"
-            " deployment on the Prefect server (PREFECT_API_URL, else the local server of this"
-            " PREFECT_HOME); safe to run again."
-        ),
-    )
-    parser.add_argument(
-        "--pool", default=DEFAULT_POOL, help=f"work pool name (default {DEFAULT_POOL})"
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=_positive,
-        default=DEFAULT_CONCURRENCY,
-        help=f"steps running on the engine at once, over all workers (default {DEFAULT_CONCURRENCY})",
-    )
-    parser.add_argument(
-        "--limit-name",
-        default=DEFAULT_LIMIT_NAME,
-        help=f"global concurrency limit name (default {DEFAULT_LIMIT_NAME})",
-    )
-    args = parser.parse_args(argv)
-    from adapters.errors import InvalidInputError
-    from adapters.settings import load_settings
-    from flows.ui.console import quiet_prefect_defaults
-
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    chosen = quiet_prefect_defaults(settings)
-    missing = chosen.missing("deploying")
-    if missing:
-        print(
-            f"error: {missing} Workers on other machines need a server they can reach: see"
-            " docs/guides/scale-out.md.",
-            file=sys.stderr,
-        )
-        return 2
-    api = chosen.url or ""
-    print(f"deploying on {chosen.describe()}", file=sys.stderr)
-    try:
-        results = deploy(pool=args.pool, concurrency=args.concurrency, limit_name=args.limit_name)
-    except DeployError as exc:
-        print(f"error: {redact_urls(str(exc), api)}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # the server refused or was unreachable: one line, no credentials
-        print(
-            f"error: deploying on the Prefect server {redact_url(api)} failed"
-            f" ({type(exc).__name__}: {redact_urls(str(exc), api)}); check that it runs and that"
-            " PREFECT_API_URL is right, then run this again.",
-            file=sys.stderr,
-        )
-        return 1
-    for result in results:
-        print(result.line())
-    print(f"next: start workers with `prefect worker start --pool {args.pool}` on each machine")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ops.deploy is now `aiop deploy`", file=sys.stderr)
+    sys.exit(2)

@@ -1,4 +1,4 @@
-"""``python -m flows.ops.drill``: prove the self-healing promises against the real pipeline.
+"""``aiop drill``: prove the self-healing promises against the real pipeline.
 
 One scenario per error class. Each runs the real data pipeline (as a sub-flow, on a fresh work
 folder) with a fault plan injected at the runner boundary, so the real retry, breaker and caching
@@ -13,7 +13,6 @@ goes to ``<output>/self-healing-report.md``, to a Prefect markdown artifact, and
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import filecmp
 import json
@@ -27,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapters.errors import InvalidInputError
 from adapters.settings import Settings, load_settings
 
 __all__ = [
@@ -35,8 +33,9 @@ __all__ = [
     "Observed",
     "Scenario",
     "ScenarioResult",
-    "main",
+    "flow_run_lines",
     "render_report",
+    "run_drill",
     "self_healing_drill",
 ]
 
@@ -424,11 +423,11 @@ async def self_healing_drill(
 ) -> list[ScenarioResult]:
     """Run the drill (all scenarios, or those in ``names``) and write the report
     (``settings``: the platform settings; default: read from the environment once, here)."""
-    results, _ = await _run_drill(output, backend, rows, names, settings)
+    results, _ = await run_drill(output, backend, rows, names, settings)
     return results
 
 
-async def _run_drill(
+async def run_drill(
     output: str,
     backend: str,
     rows: int,
@@ -467,7 +466,7 @@ async def _run_drill(
     return await drill()
 
 
-def _flow_run_line(flow_run_id: str | None, ui_url: str | None) -> list[str]:
+def flow_run_lines(flow_run_id: str | None, ui_url: str | None) -> list[str]:
     """The ``Flow run:`` line(s) of the drill's run: its V2 page, where the report renders.
 
     Args:
@@ -487,49 +486,6 @@ def _flow_run_line(flow_run_id: str | None, ui_url: str | None) -> list[str]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m flows.ops.drill``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ops.drill",
-        description="Inject one fault per error class into the real pipeline and check it heals.",
-    )
-    parser.add_argument("--output", default="output/drill", help="folder for runs and the report")
-    parser.add_argument("--backend", choices=["local", "dagger"], default="local")
-    parser.add_argument("--rows", type=int, default=2000, help="rows of each pipeline run")
-    parser.add_argument(
-        "--scenario",
-        action="append",
-        default=[],
-        choices=[s.name for s in SCENARIOS] + ["resume after SIGKILL"],
-        help="run only this scenario (repeatable)",
-    )
-    parser.add_argument(
-        "--docs-page", metavar="PATH", help="also write the report to this docs page"
-    )
-    ns = parser.parse_args(argv)
-    from flows.ui.console import quiet_prefect_defaults, run_flow_quietly
-
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    api = quiet_prefect_defaults(settings)
-    results, flow_run_id = run_flow_quietly(
-        lambda: _run_drill(ns.output, ns.backend, ns.rows, ns.scenario, settings),
-        debug=settings.debug,
-    )
-    report = render_report(results, ns.backend)
-    if ns.docs_page:
-        Path(ns.docs_page).write_text(report, encoding="utf-8")
-    print()
-    for r in results:
-        print(f"{'PASS' if r.passed else 'FAIL'}  {r.scenario:<24} {r.observed}")
-    print(f"\nReport:     {Path(ns.output) / 'self-healing-report.md'}")
-    for line in _flow_run_line(flow_run_id, api.ui_url):
-        print(line)
-    return 0 if all(r.passed for r in results) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ops.drill is now `aiop drill`", file=sys.stderr)
+    sys.exit(2)

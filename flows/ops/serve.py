@@ -1,4 +1,4 @@
-"""``python -m flows.ops.serve``: serve the platform's flows as deployments, with docs in the UI.
+"""``aiop serve``: serve the platform's flows as deployments, with docs in the UI.
 
 Prefect shows a deployment's description as markdown on its page; each description here is the flow's
 docstring followed by links into the docs site (the ``docs_url`` setting): the flow's guide, the
@@ -8,18 +8,14 @@ troubleshooting page and a docs search. Serving needs a Prefect server that keep
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import re
 import sys
-from collections.abc import Sequence
 from typing import Any
 
-from adapters.errors import InvalidInputError
-from adapters.settings import load_settings
-from flows.ui.console import docs_url, quiet_prefect_defaults
+from flows.ui.console import docs_url
 
-__all__ = ["deployment_description", "deployments", "main"]
+__all__ = ["deployment_description", "deployments"]
 
 _GUIDES = {"data-pipeline": ("The data pipeline guide", "guides/data-pipeline/")}
 
@@ -57,29 +53,6 @@ def deployments() -> list[Any]:
     ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the deployments until interrupted (Ctrl-C)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ops.serve",
-        description="Serve the platform's flows as deployments on the Prefect server.",
-    )
-    parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    api = quiet_prefect_defaults(settings)  # and the deployments' descriptions link to its docs
-    missing = api.missing("serving deployments")
-    if missing:
-        print(f"error: {missing}", file=sys.stderr)
-        return 2
-    print(f"serving the platform's deployments on {api.describe()}", file=sys.stderr)
-    from prefect import serve
-
-    serve(*deployments())
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ops.serve is now `aiop serve`", file=sys.stderr)
+    sys.exit(2)

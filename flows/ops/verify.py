@@ -1,10 +1,10 @@
-"""``python -m flows.ops.verify``: the integration check users run first.
+"""``aiop verify``: the integration check users run first.
 
 Prints one row per check (PASS, FAIL, WARN or SKIP) with what it found and, when it did not pass, the
 fix. Exits 1 only when a required check fails; a missing Dagger engine is reported, not required.
 
 Examples:
-    $ python -m flows.ops.verify
+    $ aiop verify
 """
 
 from __future__ import annotations
@@ -28,14 +28,13 @@ from typing import Literal
 
 from adapters import AiopError, StepSpec, choose_backend
 from adapters.dagger.diagnosis import diagnose_engine
-from adapters.errors import InvalidInputError
 from adapters.local_runner import LocalRunner
 from adapters.redaction import redact_url, redact_urls
-from adapters.settings import Settings, load_settings, variable_name
+from adapters.settings import Settings, variable_name
 from flows.server.local_server import PrefectApi
 from flows.ui.console import quiet_prefect_defaults
 
-__all__ = ["Check", "main", "run_checks"]
+__all__ = ["Check", "render", "run_checks"]
 
 Status = Literal["PASS", "FAIL", "WARN", "SKIP"]
 
@@ -105,7 +104,7 @@ def check_prefect_api(api: PrefectApi, timeout_s: float = 3.0) -> Check:
             "Prefect API",
             "PASS",
             f"{api.describe()} answers (pid {api.local.pid}, auth string required)",
-            'use it from your own shell: eval "$(python -m flows.server.local_server env)"',
+            'use it from your own shell: eval "$(aiop server env)"',
         )
     url = api.url
     if not url:
@@ -352,31 +351,6 @@ def render(checks: Sequence[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Print the report; exit 1 when a required check failed."""
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ops.verify", description="Check this machine can run the platform."
-    )
-    parser.add_argument("--no-docs", action="store_true", help="skip the docs build check")
-    ns = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    api = quiet_prefect_defaults(settings)  # the API every command uses; links to its docs
-    checks = run_checks(include_docs=not ns.no_docs, settings=settings, api=api)
-    print(render(checks))
-    failed = [c for c in checks if c.status == "FAIL" and c.required]
-    print()
-    if failed:
-        print(f"{len(failed)} required check(s) failed: {', '.join(c.name for c in failed)}.")
-        return 1
-    print("All required checks passed.")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ops.verify is now `aiop verify`", file=sys.stderr)
+    sys.exit(2)

@@ -3,7 +3,7 @@
 The catalog of agents -- who can do what, and how healthy each is -- lives in
 :class:`agents.AgentManager`, which knows nothing of Prefect or flows. This module runs them:
 :func:`run_agent` tries the candidates the manager ranks, each one's step a ``run_step`` task run
-admitted once by the agent's breaker, and :func:`agent_run` is the flow behind ``python -m agents
+admitted once by the agent's breaker, and :func:`agent_run` is the flow behind ``aiop agents
 run``.
 
 :func:`run_agent` moves on to the next agent when one is refused before running (a missing
@@ -294,7 +294,7 @@ async def agent_run(
     settings: Settings | None = None,
 ) -> dict[str, Any]:
     """Run one agent (by name, or the healthiest for a capability) and return what it did: the
-    flow behind ``python -m agents run``.
+    flow behind ``aiop agents run``.
 
     Args:
         target: an agent name or a capability.

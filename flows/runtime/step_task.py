@@ -334,7 +334,7 @@ def _task(policy: RetryPolicy, cache_key: str | None, refresh_cache: bool) -> An
 
 def _engine_slot(limit: str | None) -> contextlib.AbstractAsyncContextManager[None]:
     """One slot of the Prefect global concurrency limit named ``limit`` (the ``engine_limit``
-    setting, set by ``python -m flows.ops.deploy``), protecting the engine; none when unset."""
+    setting, set by ``aiop deploy``), protecting the engine; none when unset."""
     return concurrency(limit, occupy=1, strict=False) if limit else contextlib.nullcontext()
 
 

@@ -23,13 +23,13 @@ from typing import Any
 
 from flows.server._state import LOG_FILE, process_start, read_state, write_state
 
-__all__ = ["answers_as", "healthy", "server_environment", "spawn"]
+__all__ = ["answers_as", "free_port", "healthy", "server_environment", "spawn"]
 
 _DEFAULT_PORT = 4200
 
 
 def spawn(home: Path, env: Mapping[str, str], notes: list[str]) -> dict[str, Any]:
-    """Start the server's process (:mod:`flows.server.process`) for ``home``; don't wait for it.
+    """Start the server's process (``aiop server process``, :mod:`flows.server.process`) for ``home``; don't wait for it.
 
     The ports are the last server's of this home when free (links stored by earlier runs keep
     working), else ``PREFECT_SERVER_API_PORT`` (default 4200) and the next one, else free ports;
@@ -61,7 +61,7 @@ def spawn(home: Path, env: Mapping[str, str], notes: list[str]) -> dict[str, Any
     }
     write_state(home, state)  # first: the server stops itself if its record does not name it
     command = [
-        sys.executable, "-m", "flows.server.process", "--home", str(home), "--id", server_id,
+        sys.executable, "-m", "flows.cli", "server", "process", "--home", str(home), "--id", server_id,
         "--port", str(port), "--docs-port", str(docs_port),
     ]  # fmt: skip
     with log.open("ab") as out:
@@ -143,7 +143,7 @@ def _port(preferred: int, avoid: set[int]) -> tuple[int, int | None]:
     if preferred not in avoid and _port_free(preferred):
         return preferred, None
     while True:
-        port = _free_port()
+        port = free_port()
         if port not in avoid:
             return port, preferred
 
@@ -164,7 +164,9 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the one helper for it: the
+    benchmarks and the tests use it too)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -2,7 +2,7 @@
 
 A flow run killed with SIGKILL (``kill -9``, the kernel's OOM killer, a closed container) cannot
 report a final state, so Prefect keeps it ``Running`` forever: in the API, in the UI, in
-``python -m flows.ui.history`` and in the history chart. Prefect 3.9 itself only sends heartbeat
+``aiop history`` and in the history chart. Prefect 3.9 itself only sends heartbeat
 events (``prefect.flow-run.heartbeat``, every 180 s by default); turning their absence into a
 state takes a proactive automation on a server that outlives the run
 (adr/0023-killed-runs-end-crashed.md says why the platform does this instead):

@@ -1,7 +1,7 @@
 """Which Prefect API a command talks to, and the local Prefect server this ``PREFECT_HOME`` keeps.
 
-:func:`prefect_api` is the one place that decides, for every command (the main job, ``agents``,
-``flows.ops.verify``, ``flows.ui.history``, automations, deploy, serve, the drill):
+:func:`prefect_api` is the one place that decides, for every command (the main job, ``aiop agents``,
+``aiop verify``, ``aiop history``, automations, deploy, serve, the drill):
 
 1. the server the user named: ``PREFECT_API_URL`` in the environment, or in Prefect's settings
    files (the active profile, ``.env``, ``prefect.toml``, ``pyproject.toml``);
@@ -16,12 +16,12 @@ Nothing else is ever used: a server of another ``PREFECT_HOME`` or another user,
 program answering on port 4200, makes the main job start its own server on a free port, and
 says so in the same line (adr/0016-default-run-prefect-server.md).
 
-The local server (:mod:`flows.server.process`) runs Prefect's ``prefect server start`` on
+The local server (``aiop server process``, :mod:`flows.server.process`) runs Prefect's ``prefect server start`` on
 127.0.0.1 with the environment a Prefect server needs and nothing else (no provider keys, no
 ``AIOP_*`` values: :func:`server_environment`), demands the auth string kept in
 ``$PREFECT_HOME/aiop-local-server.auth`` (mode 0600) of every API request, serves this checkout's
 documentation beside it, and stops itself when its record goes (its home was deleted). Stop it
-with ``python -m flows.server.local_server stop``, which only ever signals the recorded process;
+with ``aiop server stop``, which only ever signals the recorded process;
 ``status`` shows it and ``env`` prints what a client of your own needs (``PREFECT_API_URL``,
 ``PREFECT_API_AUTH_STRING``). Prefect's ``prefect server stop`` reads ``server.pid``, which this
 module never writes (a stale one could name a reused pid); one written by an older version is
@@ -35,22 +35,20 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import re
-import shlex
 import signal
 import sys
 import time
 import tomllib
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from adapters.settings import variable_name
-from flows.server._start import answers_as, healthy, server_environment, spawn
+from flows.server._start import answers_as, free_port, healthy, server_environment, spawn
 from flows.server._state import (
     AUTH_FILE,
     LOG_FILE,
@@ -66,13 +64,16 @@ from flows.server._state import (
 __all__ = [
     "MODE_VARIABLE",
     "STATE_FILE",
+    "STOP_COMMAND",
     "LocalServer",
     "PrefectApi",
     "client_environment",
-    "main",
+    "free_port",
+    "healthy",
     "prefect_api",
     "prefect_home",
     "read_state",
+    "running",
     "server_environment",
     "stop",
 ]
@@ -82,7 +83,8 @@ MODE_VARIABLE = variable_name("prefect_server")
 PID_FILE = "server.pid"  # Prefect's own (`prefect server start --background` / `stop`)
 _LOCK_FILE = "aiop-local-server.lock"
 _READY_TIMEOUT_S = 180.0
-_STOP_COMMAND = "python -m flows.server.local_server stop"
+#: The command that stops the local server (named in the lines that announce it).
+STOP_COMMAND = "aiop server stop"
 
 Source = Literal["PREFECT_API_URL", "Prefect settings", "local server", "none"]
 
@@ -169,7 +171,7 @@ class PrefectApi:
         return (
             f"{what} needs a Prefect server that keeps running, and there is none: PREFECT_API_URL"
             " is not set and the local Prefect server of this PREFECT_HOME is not running. Run"
-            " `python -m flows.data_pipeline` once (it starts the local server and keeps it), or"
+            " `aiop run` once (it starts the local server and keeps it), or"
             " start a server of your own (`prefect server start`) and export PREFECT_API_URL to"
             " its API (http://127.0.0.1:4200/api by default); then run this again."
         )
@@ -277,7 +279,7 @@ def _start(home: Path, env: Mapping[str, str], notes: list[str]) -> LocalServer:
 
 def _docs_of_local(env: Mapping[str, str], url: str) -> str | None:
     """The docs address of this home's local server when ``url`` is that server's API (a client
-    pointed at it with ``python -m flows.server.local_server env``)."""
+    pointed at it with ``aiop server env``)."""
     state = read_state(prefect_home(env))
     if state is None or state.get("api_url") != url.rstrip("/") or not is_recorded_process(state):
         return None
@@ -291,7 +293,7 @@ def _announce(server: LocalServer, out: IO[str]) -> None:
         f"Starting a local Prefect server for this and later runs (no PREFECT_API_URL is set):"
         f" UI at {server.ui_url} (it asks for the auth string in {server.home / AUTH_FILE}),"
         f" docs at {server.docs_url}, log in {server.log}.{' ' + moved if moved else ''} It keeps"
-        f" running; `python -m flows.server.local_server status` shows it, `{_STOP_COMMAND}` stops it"
+        f" running; `aiop server status` shows it, `{STOP_COMMAND}` stops it"
         f" ({MODE_VARIABLE}=embedded: a temporary server per run instead).",
         file=out,
         flush=True,
@@ -300,7 +302,7 @@ def _announce(server: LocalServer, out: IO[str]) -> None:
 
 def client_environment(home: Path) -> dict[str, str] | None:
     """``PREFECT_API_URL`` and ``PREFECT_API_AUTH_STRING`` of ``home``'s local server, for a
-    client of your own (what ``python -m flows.server.local_server env`` prints); None when it does not
+    client of your own (what ``aiop server env`` prints); None when it does not
     run."""
     with _locked_if_home(home):
         server, _ = _recorded(home) if home.is_dir() else (None, [])
@@ -498,58 +500,13 @@ def _locked_if_home(home: Path) -> Iterator[None]:
         yield
 
 
-# -- the command ---------------------------------------------------------------------------
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m flows.server.local_server status|stop|env``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.server.local_server",
-        description="The local Prefect server this PREFECT_HOME keeps for the main job.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="whether it runs, where, and how to log in")
-    sub.add_parser("stop", help="stop it (only the process this home started)")
-    sub.add_parser(
-        "env",
-        help='print the export lines a client of your own needs (eval "$(... env)");'
-        " they hold the auth string",
-    )
-    ns = parser.parse_args(argv)
-    home = prefect_home()
-    if ns.command == "stop":
-        state = read_state(home)
-        if stop(home):
-            print(f"Stopped the local Prefect server of {home} (pid {state and state.get('pid')}).")
-        else:
-            print(f"No local Prefect server of {home} is running.")
-        return 0
+def running(home: Path) -> tuple[LocalServer | None, list[str]]:
+    """The server ``home``'s record names if that very process still runs (None otherwise), and
+    notes about stale records it cleared (``aiop server status|env``)."""
     with _locked_if_home(home):
-        server, notes = _recorded(home) if home.is_dir() else (None, [])
-    for note in notes:
-        print(note, file=sys.stderr)
-    if server is None or not server.answers():
-        print(
-            f"No local Prefect server of {home} is running; the next"
-            " `python -m flows.data_pipeline` without PREFECT_API_URL starts one.",
-            file=sys.stderr if ns.command == "env" else sys.stdout,
-        )
-        return 1
-    if ns.command == "env":
-        print(f"export PREFECT_API_URL={shlex.quote(server.api_url)}")
-        print(f"export PREFECT_API_AUTH_STRING={shlex.quote(server.auth_string)}")
-        return 0
-    print(f"UI:    {server.ui_url}  (log in with the auth string in {home / AUTH_FILE})")
-    print(f"API:   {server.api_url}")
-    print(f"Docs:  {server.docs_url}")
-    print(f"pid:   {server.pid}")
-    print(f"Log:   {server.log}")
-    print(
-        'Use it from your own shell: eval "$(python -m flows.server.local_server env)"; stop it:'
-        f" {_STOP_COMMAND}"
-    )
-    return 0
+        return _recorded(home) if home.is_dir() else (None, [])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.server.local_server is now `aiop server`", file=sys.stderr)
+    sys.exit(2)

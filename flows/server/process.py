@@ -1,4 +1,4 @@
-"""The local Prefect server's own process: ``python -m flows.server.process`` (started by
+"""The local Prefect server's own process: ``aiop server process`` (started by
 :mod:`flows.server.local_server`, never by hand).
 
 One process, three jobs:
@@ -21,7 +21,6 @@ server needs, nothing else.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import hashlib
@@ -34,7 +33,6 @@ import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -42,7 +40,7 @@ from typing import Any
 from adapters.settings import variable_name
 from flows.server._state import read_auth, read_state
 
-__all__ = ["DOCS_SITE", "main"]
+__all__ = ["DOCS_SITE", "run_server"]
 
 #: The built documentation site, in ``$PREFECT_HOME``.
 DOCS_SITE = "aiop-docs-site"
@@ -235,15 +233,9 @@ def _serve_docs(site: _Site, port: int) -> None:
 # -- the process -------------------------------------------------------------------------
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server until it is stopped (SIGTERM) or its record goes."""
-    parser = argparse.ArgumentParser(prog="python -m flows.server.process")
-    parser.add_argument("--home", required=True, type=Path)
-    parser.add_argument("--id", required=True, dest="server_id")
-    parser.add_argument("--port", required=True, type=int)
-    parser.add_argument("--docs-port", required=True, type=int)
-    ns = parser.parse_args(argv)
-    home: Path = ns.home
+def run_server(home: Path, server_id: str, port: int, docs_port: int) -> int:
+    """Run the server until it is stopped (SIGTERM) or its record goes (``aiop server process``,
+    which :func:`flows.server._start.spawn` starts)."""
     try:
         auth, _ = read_auth(home)
     except (OSError, ValueError) as exc:
@@ -251,22 +243,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Set here, inside this process: the environment it was started with stays free of it.
     os.environ["PREFECT_SERVER_API_AUTH_STRING"] = auth
-    os.environ["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{ns.port}/api"
-    threading.Thread(
-        target=_watch, args=(home, ns.server_id), name="aiop-watch", daemon=True
-    ).start()
+    os.environ["PREFECT_SERVER_UI_API_URL"] = f"http://127.0.0.1:{port}/api"
+    threading.Thread(target=_watch, args=(home, server_id), name="aiop-watch", daemon=True).start()
     site = _Site(home)
-    _serve_docs(site, ns.docs_port)
+    _serve_docs(site, docs_port)
     threading.Thread(
-        target=_build, args=(site, ns.server_id), name="aiop-docs-build", daemon=True
+        target=_build, args=(site, server_id), name="aiop-docs-build", daemon=True
     ).start()
 
     from prefect.cli import app
 
-    sys.argv = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(ns.port)]
+    sys.argv = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     app()  # Prefect's own `prefect server start`, in the foreground of this process
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.server.process is now `aiop server process`", file=sys.stderr)
+    sys.exit(2)

@@ -3,13 +3,12 @@
 Each pipeline run publishes a one-row table artifact ``<flow>-metrics`` (rows, retries, duration,
 backend). :func:`read_history` reads the last runs of a flow from the Prefect API together with
 those metrics; the pipeline publishes them as the ``<flow>-history`` markdown artifact (a table and
-an xychart), and ``python -m flows.ui.history [--flow NAME] [--last N]`` prints the same table, after
+an xychart), and ``aiop history [--flow NAME] [--last N]`` prints the same table, after
 setting ``Crashed`` the runs of this host whose process died (:mod:`flows.server.crashed_runs`).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -25,10 +24,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RunRecord",
-    "main",
     "publish_history",
     "publish_metrics",
     "read_history",
+    "read_listing",
     "render_history",
     "rows_so_far",
     "step_rows",
@@ -280,34 +279,7 @@ async def publish_history(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m flows.ui.history``: print the last runs of a flow."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.ui.history",
-        description="Show the last runs of a flow from the Prefect API.",
-    )
-    parser.add_argument("--flow", default=DEFAULT_FLOW, help=f"flow name (default {DEFAULT_FLOW})")
-    parser.add_argument("--last", type=int, default=10, help="how many runs (default 10)")
-    ns = parser.parse_args(argv)
-    if ns.last < 1:
-        print("error: --last must be 1 or more", file=sys.stderr)
-        return 2
-    from adapters.errors import InvalidInputError
-    from adapters.settings import load_settings
-    from flows.ui.console import quiet_prefect_defaults, run_flow_quietly
-
-    try:
-        settings = load_settings()
-    except InvalidInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    quiet_prefect_defaults(settings)
-    records = run_flow_quietly(lambda: _listing(ns.flow, ns.last), debug=settings.debug)
-    print(render_history(records, markdown=False))
-    return 0
-
-
-async def _listing(flow: str, last: int) -> list[RunRecord]:
+async def read_listing(flow: str, last: int) -> list[RunRecord]:
     """The last runs, after marking those of this host whose process died (flows.server.crashed_runs)."""
     from prefect.client.orchestration import get_client
 
@@ -321,4 +293,5 @@ async def _listing(flow: str, last: int) -> list[RunRecord]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    print("python -m flows.ui.history is now `aiop history`", file=sys.stderr)
+    sys.exit(2)

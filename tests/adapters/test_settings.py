@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,8 @@ from adapters.settings import (
     setting_variables,
     settings_in_environment,
 )
-from adapters.settings import _main as settings_main
-from agents.cli import main as agents_main
-from flows.data_pipeline.cli import main as pipeline_main
+from flows.cli import main as aiop_main
+from flows.cli.run import main as pipeline_main
 
 
 @pytest.fixture
@@ -204,30 +202,39 @@ class TestCommandLines:
     ) -> None:
         clean_environment.setenv("AIOP_BREAKER_REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")
         clean_environment.setenv("AIOP_BACKEND", "local")
-        assert settings_main([]) == 0
+        assert aiop_main(["settings"]) == 0
         out = capsys.readouterr().out
         assert "AIOP_BACKEND=local\n" in out and "AIOP_BREAKER_REDIS_URL=**********\n" in out
         assert "AIOP_ENGINE_LIMIT=(unset)\n" in out and "s3cret" not in out
 
     @pytest.mark.parametrize(
-        "main",
-        [pipeline_main, agents_main, settings_main],
-        ids=["flows.data_pipeline", "agents", "adapters.settings"],
+        "argv",
+        [
+            ["run", "--rows", "10"],
+            ["agents", "list"],
+            ["agents", "validate"],
+            ["agents", "run", "validate-duckdb"],
+            ["verify", "--no-docs"],
+            ["drill"],
+            ["history"],
+            ["serve"],
+            ["deploy"],
+            ["automations", "install"],
+            ["settings"],
+        ],
+        ids=" ".join,
     )
-    def test_a_bad_value_stops_a_command_with_exit_2_and_one_paragraph(
+    def test_a_bad_value_stops_every_command_with_exit_2_and_one_paragraph(
         self,
         clean_environment: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str],
-        main: Callable[[list[str]], int],
+        argv: list[str],
     ) -> None:
         clean_environment.setenv("AIOP_BREAKER_FAIL_MAX", "lots")
-        args = {pipeline_main: ["--rows", "10"], agents_main: ["list"]}.get(main, [])
-        try:
-            code = main(args)
-        except SystemExit as exc:
-            code = int(str(exc.code))
+        with pytest.raises(SystemExit) as info:
+            aiop_main(argv)
         err = capsys.readouterr().err
-        assert code == 2
+        assert info.value.code == 2
         assert err.startswith("error: AIOP_BREAKER_FAIL_MAX='lots' is not valid")
         assert "Traceback" not in err and err.count("\n") == 1
 

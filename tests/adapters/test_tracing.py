@@ -285,7 +285,7 @@ def test_an_unreachable_collector_costs_one_warning_line_and_a_bounded_exit() ->
 
 def _settings_error(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return _python(
-        "import sys; from flows.data_pipeline.cli import main; sys.exit(main(['--rows', '10']))",
+        "import sys; from flows.cli.run import main; sys.exit(main(['--rows', '10']))",
         env,
     )
 
@@ -308,7 +308,7 @@ def test_a_bad_tracing_variable_stops_the_pipeline_before_work_in_one_paragraph(
     env: dict[str, str], words: str, tmp_path: Path
 ) -> None:
     done = _python(
-        f"import os, sys; os.chdir({str(tmp_path)!r}); from flows.data_pipeline.cli import main;"
+        f"import os, sys; os.chdir({str(tmp_path)!r}); from flows.cli.run import main;"
         " sys.exit(main(['--rows', '10']))",
         env,
     )

@@ -1,4 +1,4 @@
-"""``python -m agents``: validate and list, and run through a real Prefect flow run; one paragraph
+"""``aiop agents``: validate and list, and run through a real Prefect flow run; one paragraph
 and the right exit code on every failure, never a traceback."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def cli(
         environ["AIOP_AGENTS_PATH"] = str(agents_path)
     environ.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "agents", *args],
+        [sys.executable, "-m", "flows.cli", "agents", *args],
         cwd=ROOT,
         env=environ,
         capture_output=True,
@@ -141,8 +141,11 @@ class TestRunUsage:
             (["run", "hello"], "agent 'hello' needs parameter 'who'"),
             (["run", "hello", "--param", "who"], "--param 'who' is not KEY=VALUE"),
             (["run", "hello", "--param", "who=x", "--param", "whom=y"], "has no parameter 'whom'"),
-            (["run", "hello", "--param", "who=x", "--backend", "k8s"], "invalid choice: 'k8s'"),
-            (["frobnicate"], "invalid choice: 'frobnicate'"),
+            (
+                ["run", "hello", "--param", "who=x", "--backend", "k8s"],
+                "'k8s' is not one of 'auto', 'dagger', 'local'",
+            ),
+            (["frobnicate"], "No such command 'frobnicate'"),
         ],
     )
     def test_bad_usage_exits_2_before_any_flow_run(

@@ -1,7 +1,7 @@
 """The self-healing drill as a user sees it: V2 links only, a final ``Flow run:`` line that opens
 the drill's run, and a report whose table reads cleanly in the Prefect UI at 1400 px.
 
-``python -m flows.ops.drill`` runs two scenarios against a real Prefect server; Chromium
+``aiop drill`` runs two scenarios against a real Prefect server; Chromium
 follows the printed link, opens the report artifact, and checks that no cell of its table overlaps
 another cell or anything else on the page (the V2 sidebar, the artifact's details column).
 """
@@ -55,7 +55,7 @@ def drill(prefect_server: PrefectServer) -> subprocess.CompletedProcess[str]:
     args = ["--output", str(out), "--rows", "300", "--scenario", "transient exit"]
     args += ["--scenario", "resume after SIGKILL"]
     done = subprocess.run(
-        [PYTHON, "-m", "flows.ops.drill", *args],
+        [PYTHON, "-m", "flows.cli", "drill", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

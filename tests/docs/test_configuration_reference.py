@@ -13,7 +13,7 @@ def test_the_page_holds_the_table_generated_from_the_settings() -> None:
     page = PAGE.read_text(encoding="utf-8")
     assert with_reference(page) == page, (
         "docs/reference/configuration.md is out of date: run"
-        " python -m adapters.settings --write docs/reference/configuration.md"
+        " aiop settings --write docs/reference/configuration.md"
     )
 
 

@@ -12,8 +12,7 @@ PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "errors.md"
 def test_the_page_holds_the_table_generated_from_error_rules() -> None:
     page = PAGE.read_text(encoding="utf-8")
     assert TABLE.regenerate(page, reference_markdown()) == page, (
-        "docs/reference/errors.md is out of date: run"
-        " python -m adapters.dagger.errors --write docs/reference/errors.md"
+        "docs/reference/errors.md is out of date: run aiop errors --write docs/reference/errors.md"
     )
 
 

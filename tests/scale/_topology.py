@@ -5,7 +5,7 @@
 1. a fresh PostgreSQL database (unique name, dropped at the end);
 2. ``prefect server start`` on a free port, backed by that database, with the task-run recorder
    flushing small batches every second (docs/guides/scale-out.md has why);
-3. ``python -m flows.ops.deploy`` (work pool, engine concurrency limit, deployment);
+3. ``aiop deploy`` (work pool, engine concurrency limit, deployment);
 4. one ``prefect worker start`` per requested worker, each polling the pool's ``default`` queue and
    a queue named after itself, so a run can be sent to one worker on purpose;
 
@@ -64,7 +64,7 @@ class Topology:
         database: the fresh database's name.
         redis_url: where the workers' breakers keep their state.
         base: the folder holding logs, Prefect homes and whatever the caller puts there.
-        deploy_output: what ``python -m flows.ops.deploy`` printed.
+        deploy_output: what ``aiop deploy`` printed.
         workers: worker name -> its process.
     """
 
@@ -216,7 +216,7 @@ def topology(
         wait_http(f"{api_url}/health", server, logs / "server.log", server_timeout_s)
 
         deploy = subprocess.run(
-            [PYTHON, "-m", "flows.ops.deploy", "--concurrency", str(concurrency)],
+            [PYTHON, "-m", "flows.cli", "deploy", "--concurrency", str(concurrency)],
             cwd=ROOT,
             env=_prefect_env(base, "deploy", api_url),
             capture_output=True,
@@ -227,7 +227,7 @@ def topology(
         top.deploy_output = deploy.stdout
         if deploy.returncode != 0:
             raise RuntimeError(
-                f"python -m flows.ops.deploy exited {deploy.returncode}:\n{deploy.stdout}{deploy.stderr}"
+                f"aiop deploy exited {deploy.returncode}:\n{deploy.stdout}{deploy.stderr}"
             )
         _create_queues(api_url, workers)
 

@@ -1,7 +1,7 @@
 """Load benchmark of the scale-out topology: N pipeline runs submitted at once (not a timed test).
 
 Starts the topology of docs/guides/scale-out.md on this machine's PostgreSQL and Redis (a fresh
-database, ``prefect server start``, ``python -m flows.ops.deploy``, two workers), submits ``--runs``
+database, ``prefect server start``, ``aiop deploy``, two workers), submits ``--runs``
 pipeline runs at the same moment, waits for all of them, then checks that the server recorded every
 task run of every flow run (none lost to the task-run recorder) and prints the throughput::
 

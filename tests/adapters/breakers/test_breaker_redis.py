@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +27,7 @@ import redis
 from adapters.breakers.breaker import Breaker, BreakerPolicy, get_breaker, reset_breakers
 from adapters.errors import CircuitOpenError, EngineUnavailableError, InvalidInputError
 from adapters.settings import Settings
+from tests.processes import free_port
 from tests.services import require_redis
 
 REPO = Path(__file__).resolve().parents[3]
@@ -94,13 +94,6 @@ def breakers() -> Iterator[list[Breaker]]:
     yield made
     for breaker in made:
         breaker.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class RedisServer:

@@ -1,4 +1,4 @@
-"""``python -m flows.benchmarks`` runs end to end: a smoke test, never a timing assertion.
+"""``aiop bench`` runs end to end: a smoke test, never a timing assertion.
 
 One run of the command as a user types it, against the test session's Prefect server
 (``--api-url``, so no server of its own is started) with a 2,000-row input: the throughput
@@ -25,7 +25,7 @@ def test_benchmark_command_runs_the_pipeline_and_the_script_and_writes_json(
 ) -> None:
     report = tmp_path / "bench.json"
     command = [
-        *(sys.executable, "-m", "flows.benchmarks", "--quick", "--api-url", prefect_api_url),
+        *(sys.executable, "-m", "flows.cli", "bench", "--quick", "--api-url", prefect_api_url),
         *("--rows", "2000", "--only", "throughput,cached_rerun", "--json", str(report)),
     ]
     done = subprocess.run(
@@ -49,7 +49,7 @@ def test_the_tracing_benchmark_runs_both_sides_and_counts_the_spans_it_received(
 ) -> None:
     report = tmp_path / "bench.json"
     command = [
-        *(sys.executable, "-m", "flows.benchmarks", "--quick", "--api-url", prefect_api_url),
+        *(sys.executable, "-m", "flows.cli", "bench", "--quick", "--api-url", prefect_api_url),
         *("--only", "tracing", "--json", str(report)),
     ]
     done = subprocess.run(

@@ -92,7 +92,7 @@ def write(path: Path, data: bytes) -> Path:
         (lambda d: ["--output", str(write(d / "afile", b"x"))], "is a file"),
         (lambda d: ["--partitions", "0"], "too small"),
         (lambda d: ["--rows", "many"], "not a whole number"),
-        (lambda d: ["--backend", "k8s"], "invalid choice"),
+        (lambda d: ["--backend", "k8s"], "'k8s' is not one of"),
     ],
 )
 def test_bad_input_exits_2_with_one_paragraph(

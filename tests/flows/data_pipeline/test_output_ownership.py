@@ -1,7 +1,7 @@
 """Output ownership through the real entry points: the platform replaces or deletes only what it wrote.
 
 Each case of the reported defects runs through the CLI as a subprocess, the flow called from Python,
-``python -m agents run`` or ``run_step``. A user's folder is hashed (names, types and every byte)
+``aiop agents run`` or ``run_step``. A user's folder is hashed (names, types and every byte)
 before and after, so "nothing changed" is checked, not assumed.
 """
 
@@ -110,7 +110,7 @@ def refused_by_agents_run(project: Path, tmp_path: Path) -> str:
     csv.write_text("a,b\n1,x\n2,y\n")
     done = subprocess.run(
         [
-            sys.executable, "-m", "agents", "run", "validate-duckdb",
+            sys.executable, "-m", "flows.cli", "agents", "run", "validate-duckdb",
             "--param", "input=/aiop/in/in.csv", "--param", "output=/aiop/out",
             "--mount", f"{csv}=/aiop/in/in.csv", "--output", f"/aiop/out={project}",
             "--backend", "local",
@@ -534,7 +534,7 @@ def test_sigkill_of_the_cli_leaves_no_step_running_and_the_next_run_cleans_stagi
 
     def agents_run(seconds: str) -> list[str]:
         return [
-            sys.executable, "-m", "agents", "run", "sleeper", "--param", f"seconds={seconds}",
+            sys.executable, "-m", "flows.cli", "agents", "run", "sleeper", "--param", f"seconds={seconds}",
             "--output", f"/aiop/out={tmp_path / 'out'}", "--backend", "local",
         ]  # fmt: skip
 

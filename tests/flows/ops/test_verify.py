@@ -1,4 +1,4 @@
-"""python -m flows.ops.verify tells the truth about this machine."""
+"""aiop verify tells the truth about this machine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from flows.ops.verify import check_engine, check_packages, check_python, render,
 
 def run_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.ops.verify", "--no-docs"],
+        [sys.executable, "-m", "flows.cli", "verify", "--no-docs"],
         env=env,
         capture_output=True,
         text=True,

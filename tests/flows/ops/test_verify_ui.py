@@ -1,4 +1,4 @@
-"""``python -m flows.ops.verify`` notices a server whose UI calls another port's API (a blank UI)."""
+"""``aiop verify`` notices a server whose UI calls another port's API (a blank UI)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def server_without_ui_api_url(tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def _verify(api: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.ops.verify", "--no-docs"],
+        [sys.executable, "-m", "flows.cli", "verify", "--no-docs"],
         cwd=ROOT,
         env=_env(PREFECT_API_URL=api, PREFECT_HOME=str(tmp_path / "client-home")),
         capture_output=True,

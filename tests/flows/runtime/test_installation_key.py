@@ -171,7 +171,7 @@ def test_agents_run_with_a_bad_key_stops_before_any_flow_run(tmp_path: Path) -> 
         "PREFECT_HOME": str(tmp_path / "prefect-home"),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "agents", "run", "needs-token", "--param", "text=hi",
+        [sys.executable, "-m", "flows.cli", "agents", "run", "needs-token", "--param", "text=hi",
          "--backend", "local"],
         cwd=Path(__file__).resolve().parents[3], env=env, capture_output=True, text=True,
         timeout=300, check=False,

@@ -153,7 +153,7 @@ def test_a_killed_run_ends_crashed_in_the_api_and_in_flows_history(
     assert asyncio.run(_state_of(killed.id))[0] == "Running"
 
     done = subprocess.run(
-        [sys.executable, "-m", "flows.ui.history", "--last", "50"],
+        [sys.executable, "-m", "flows.cli", "history", "--last", "50"],
         cwd=ROOT,
         env=_env(prefect_api_url),
         capture_output=True,

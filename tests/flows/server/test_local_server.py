@@ -345,9 +345,7 @@ class TestTheServerARunStarts:
         lines = [line for line in first.stderr.splitlines() if ANNOUNCEMENT in line]
         assert len(lines) == 1, first.stderr
         assert f"UI at http://127.0.0.1:{port}" in lines[0] and AUTH_FILE in lines[0]
-        assert (
-            "python -m flows.server.local_server stop" in lines[0] and "docs at http://" in lines[0]
-        )
+        assert "aiop server stop" in lines[0] and "docs at http://" in lines[0]
         console = first.stdout + first.stderr
         assert "Traceback" not in console and "| ERROR" not in console
         assert f"Flow run:   http://127.0.0.1:{port}/" in first.stdout
@@ -398,11 +396,11 @@ class TestTheServerARunStarts:
         check and suggested port 4200 although the server was on another."""
         home, port = running["home"], running["port"]
         env = _user_env(home)
-        listing = _run([sys.executable, "-m", "agents", "list"], env)
+        listing = _run([sys.executable, "-m", "flows.cli", "agents", "list"], env)
         assert listing.returncode == 0, listing.stderr
         row = next(line for line in listing.stdout.splitlines() if line.startswith("ingest-duckdb"))
         assert "ok" in row and "set PREFECT_API_URL" not in listing.stdout, listing.stdout
-        verify = _run([sys.executable, "-m", "flows.ops.verify", "--no-docs"], env)
+        verify = _run([sys.executable, "-m", "flows.cli", "verify", "--no-docs"], env)
         api_row = next(
             line for line in verify.stdout.splitlines() if line.startswith("Prefect API")
         )
@@ -410,18 +408,16 @@ class TestTheServerARunStarts:
         assert " PASS " in api_row and f"127.0.0.1:{port}" in api_row, verify.stdout
         assert " PASS " in ui_row and f"127.0.0.1:{port}" in ui_row, verify.stdout
         assert "4200" not in verify.stdout.replace(str(port), "")
-        history = _run([sys.executable, "-m", "flows.ui.history", "--last", "3"], env)
+        history = _run([sys.executable, "-m", "flows.cli", "history", "--last", "3"], env)
         assert history.returncode == 0 and "Completed" in history.stdout, history.stderr
 
     def test_a_client_of_your_own_reaches_it_through_the_env_command(
         self, running: dict[str, Any]
     ) -> None:
         home = running["home"]
-        status = _run(
-            [sys.executable, "-m", "flows.server.local_server", "status"], _user_env(home)
-        )
+        status = _run([sys.executable, "-m", "flows.cli", "server", "status"], _user_env(home))
         assert status.returncode == 0 and f"127.0.0.1:{running['port']}" in status.stdout
-        exports = _run([sys.executable, "-m", "flows.server.local_server", "env"], _user_env(home))
+        exports = _run([sys.executable, "-m", "flows.cli", "server", "env"], _user_env(home))
         assert exports.returncode == 0, exports.stderr
         client = dict(
             line.removeprefix("export ").split("=", 1) for line in exports.stdout.splitlines()
