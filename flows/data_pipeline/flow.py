@@ -16,8 +16,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,9 @@ from agents import AgentManager
 from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
-from flows.runtime.step_task import StepOutcome
+from flows.runtime.outcome import StepOutcome
 from flows.runtime.trace_spans import traced_run
 from flows.server.crashed_runs import check_at_start
-from flows.steps._environment import environment as step_environment
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 from flows.ui.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.ui.console import flow_run_ui_url, use_docs_url
@@ -74,6 +74,25 @@ class PipelineFailed(AiopError):
     def cause_anchor(self) -> str:
         """The troubleshooting anchor of the step's error (``step-failed`` when unknown)."""
         return str(getattr(self.cause, "docs_anchor", "step-failed"))
+
+
+def pinned(requirements: Sequence[str]) -> list[str]:
+    """Each requirement an agent declares, pinned to the version this flow runs with when it names
+    a package installed here without a version (``duckdb`` -> ``duckdb==1.4.1``), so a container
+    step reads and writes files with the same library as the flow.
+
+    Examples:
+        >>> pinned(["duckdb==1.1.0", "no-such-package-here"])
+        ['duckdb==1.1.0', 'no-such-package-here']
+    """
+    out = []
+    for requirement in requirements:
+        try:
+            here = None if any(c in requirement for c in "=<>!~@[; ") else version(requirement)
+        except PackageNotFoundError:
+            here = None
+        out.append(f"{requirement}=={here}" if here else requirement)
+    return out
 
 
 def _out(outcome: StepOutcome) -> Path:
@@ -245,8 +264,6 @@ async def _run(
     await progress.start()
 
     manager = AgentManager.from_settings(settings)
-    requirements = [f"duckdb=={version('duckdb')}"]
-    pin = step_environment(requirements=requirements)
 
     async def step(
         capability: str,
@@ -270,7 +287,7 @@ async def _run(
                 )
             update = {
                 "outputs": {_OUT: str(where)},
-                "requirements": requirements,
+                "requirements": pinned(spec.requirements),
             }
             return spec.model_copy(update=update)
 
@@ -281,7 +298,6 @@ async def _run(
             backend,
             step_name=name,
             mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
-            env=pin,
             prepare=content_addressed,
             settings=settings,
             runner=runner,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 from adapters import tracing
-from flows.runtime.step_task import StepOutcome
+from flows.runtime.outcome import StepOutcome
 from flows.ui.charts import bar_chart, gantt
 from flows.ui.console import docs_url
 

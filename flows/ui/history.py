@@ -21,7 +21,7 @@ from uuid import UUID
 from flows.ui.charts import bar_chart
 
 if TYPE_CHECKING:
-    from flows.runtime.step_task import StepOutcome
+    from flows.runtime.outcome import StepOutcome
 
 __all__ = [
     "RunRecord",
