@@ -82,6 +82,7 @@ ROOMS: dict[str, frozenset[str]] = {
             "flows.data_pipeline",
             "flows.runtime",
             "flows.server",
+            "flows.steps",
             "flows.ui",
             "agents",
             "adapters",
@@ -100,7 +101,7 @@ ROOMS: dict[str, frozenset[str]] = {
             "adapters.ownership",
         }
     ),
-    "flows.ui": frozenset({"flows.runtime", "flows.server", "adapters"}),
+    "flows.ui": frozenset({"flows.runtime", "flows.server", "flows.steps", "adapters"}),
     "flows.runtime": frozenset(
         {"agents", "adapters", "adapters.breakers", "adapters.dagger", "adapters.ownership"}
     ),

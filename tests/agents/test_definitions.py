@@ -87,7 +87,6 @@ def test_the_second_transform_agent_differs_only_in_threads_and_rank(manager: Ag
     assert (lowmem.image, lowmem.command, lowmem.retry) == (main.image, main.command, main.retry)
 
 
-
 @pytest.mark.parametrize(("capability", "params", "expected"), CASES)
 def test_every_agent_for_a_pipeline_step_declares_duckdb_in_its_step_spec(
     manager: AgentManager, capability: str, params: dict[str, Any], expected: list[str]
