@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import json
 import os
 import subprocess
@@ -336,37 +337,93 @@ def loose_modules(root: Path = ROOT) -> list[str]:
     )
 
 
-def declared_requirements(root: Path = ROOT) -> dict[str, set[str]]:
-    """Import name -> the agents that declare its distribution under ``requirements:``, for the
-    agents whose command runs ``flows.steps``."""
-    by_distribution: dict[str, set[str]] = {}
+def _import_names(requirements: Iterable[str]) -> set[str]:
+    """The top-level import names the distributions in ``requirements`` provide (``pyyaml`` ->
+    ``yaml``), read from the installed distributions' metadata."""
+    wanted = set()
+    for requirement in requirements:
+        name = str(requirement).split(";")[0].split("[")[0]
+        for mark in "=<>!~ ":
+            name = name.split(mark)[0]
+        wanted.add(name.lower().replace("_", "-"))
+    return {
+        module
+        for module, distributions in _distributions().items()
+        if any(d.lower().replace("_", "-") in wanted for d in distributions)
+    }
+
+
+@functools.cache
+def _distributions() -> dict[str, list[str]]:
+    """Import name -> the installed distributions that provide it (read once: it walks them)."""
+    return dict(packages_distributions())
+
+
+def step_agents(root: Path = ROOT) -> dict[str, tuple[str, set[str]]]:
+    """Agent name -> (the step it runs with ``python -m flows.steps <step>``, the import names
+    its ``requirements:`` provide), for the agents under ``agents/definitions``."""
+    found = {}
     for path in sorted((root / "agents" / "definitions").glob("*.yaml")):
         agent = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if "flows.steps" not in [str(a) for a in agent.get("command") or []]:
-            continue
-        for requirement in agent.get("requirements") or []:
-            name = str(requirement).split(";")[0].split("[")[0]
-            for mark in "=<>!~ ":
-                name = name.split(mark)[0]
-            by_distribution.setdefault(name.lower().replace("_", "-"), set()).add(agent["name"])
-    imports: dict[str, set[str]] = {}
-    for module, distributions in packages_distributions().items():
-        for distribution in distributions:
-            agents = by_distribution.get(distribution.lower().replace("_", "-"))
-            if agents:
-                imports.setdefault(module, set()).update(agents)
-    return imports
+        command = [str(a) for a in agent.get("command") or []]
+        if "flows.steps" in command and command.index("flows.steps") + 1 < len(command):
+            step = command[command.index("flows.steps") + 1]
+            found[agent["name"]] = (step, _import_names(agent.get("requirements") or []))
+    return found
+
+
+def declared_requirements(root: Path = ROOT) -> set[str]:
+    """The import names any step agent's ``requirements:`` provide."""
+    return {name for _, names in step_agents(root).values() for name in names}
+
+
+def _foreign(name: str, allowed: set[str]) -> bool:
+    return name not in sys.stdlib_module_names and name not in allowed and name != "__future__"
 
 
 def step_program_imports(root: Path = ROOT) -> list[str]:
     """Each import in flows/steps of something neither standard library, a sibling step module
-    nor a requirement the step agents declare."""
+    nor a requirement some step agent declares; then, for each step agent, each module its step
+    loads (the step's module and what it imports, with what ``__main__`` imports at module level
+    and in ``main``, for every step)
+    that imports a package the agent does not declare."""
     declared = declared_requirements(root)
-    return [
+    found = [
         f"{file}:{line} -> {name}"
         for file, name, line in external_imports(root, "flows.steps")
-        if name not in sys.stdlib_module_names and name not in declared and name != "__future__"
+        if _foreign(name, declared)
     ]
+    every = arrows(root)
+    graph = runtime_graph(root)
+    known = modules(root)
+    entry = {  # what `python -m flows.steps` loads whatever the step (not what _dispatch picks)
+        a.target
+        for a in every
+        if a.source == "flows.steps.__main__"
+        and a.function in (None, "main")
+        and not a.type_checking
+    }
+    by_file: dict[str, list[tuple[str, int]]] = {}
+    for file, name, line in external_imports(root, "flows.steps"):
+        by_file.setdefault(file, []).append((name, line))
+    for agent, (step, allowed) in step_agents(root).items():
+        loaded: set[str] = set()
+        todo = [f"flows.steps.{step}", *entry]
+        while todo:
+            module = todo.pop()
+            if module in loaded or module not in graph:
+                continue
+            loaded.add(module)
+            todo += sorted(graph[module])
+        for module in sorted(loaded):
+            file = known[module].relative_to(root).as_posix()
+            for name, line in by_file.get(file, []):
+                if _foreign(name, allowed) and name in declared:
+                    found.append(
+                        f"{file}:{line} -> {name} (loaded by step {step!r}; agent {agent} does"
+                        " not declare it)"
+                    )
+    return found
 
 
 # ------------------------------------------------------------------------------------ the tests
@@ -408,7 +465,7 @@ def test_nothing_is_loose_under_flows() -> None:
 
 
 def test_step_programs_import_only_the_standard_library_and_their_requirements() -> None:
-    assert "duckdb" in declared_requirements()
+    assert {"duckdb", "yaml"} <= declared_requirements()
     assert step_program_imports() == []
 
 
@@ -488,6 +545,30 @@ def test_a_planted_undeclared_step_import_is_caught(tmp_path: Path) -> None:
     assert step_program_imports(root) == [
         "flows/steps/v.py:5 -> pydantic",
         "flows/steps/w.py:1 -> flows",
+    ]
+
+
+def test_a_step_that_loads_a_package_its_agent_does_not_declare_is_caught(
+    tmp_path: Path,
+) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "agents/definitions/a.yaml": "name: a\ncommand: [python, -m, flows.steps, a]\n"
+            "requirements: [duckdb]\n",
+            "agents/definitions/b.yaml": "name: b\ncommand: [python, -m, flows.steps, b]\n"
+            "requirements: [duckdb, pyyaml]\n",
+            "flows/steps/__init__.py": "",
+            "flows/steps/__main__.py": "from flows.steps import _io\n"
+            "def _dispatch():\n    from flows.steps import a, b\n",
+            "flows/steps/_io.py": "import json\n",
+            "flows/steps/a.py": "import duckdb\nfrom flows.steps import schema\n",
+            "flows/steps/b.py": "from flows.steps import schema\n",
+            "flows/steps/schema.py": "import yaml\n",
+        },
+    )
+    assert step_program_imports(root) == [
+        "flows/steps/schema.py:1 -> yaml (loaded by step 'a'; agent a does not declare it)"
     ]
 
 

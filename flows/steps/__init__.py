@@ -35,5 +35,5 @@ by the main job's command line), :mod:`~flows.steps.types` (null tokens, type ru
 :mod:`~flows.steps.group_by` (the column to group by, chosen before any step, also used by the
 command line and the flow), :mod:`~flows.steps.sample` (the sample generator), one module per
 step, and private helpers (``_records``: the byte-level record scanner; ``_csv``, ``_io``,
-``_flat_yaml``, ``_environment``).
+``_environment``).
 """

@@ -139,19 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if args.threads is None:
         args.threads = told.duckdb_threads
-    if not _duckdb_importable():
+    from flows.steps._io import DataError, InvariantError, UsageError
+
+    try:
+        if not _duckdb_importable():
+            raise ModuleNotFoundError("No module named 'duckdb'", name="duckdb")
+        _dispatch(args)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == "flows":
+            raise
         print(
-            "error: duckdb is not installed in this Python; declare it under the agent's"
-            " requirements: (the Dagger runner installs them into the step's image) or install"
-            " it where the step runs",
+            f"error: {exc.name} is not installed in this Python; declare its package under the"
+            " agent's requirements: (the Dagger runner installs them into the step's image) or"
+            " install it where the step runs",
             file=sys.stderr,
         )
         return EX_SOFTWARE
-    from flows.steps._io import DataError, UsageError
-    from flows.steps.validate import InvariantError
-
-    try:
-        _dispatch(args)
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_DATAERR
