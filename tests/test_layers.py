@@ -1,7 +1,7 @@
 """The walls between the layers and the rooms, read from the source and checked.
 
 Every import is read from the source with :mod:`ast` (function-level ones included: a
-function-level import is an arrow all the same). Four rules hold:
+function-level import is an arrow all the same). Five rules hold:
 
 1. **The layers point one way**: flows -> agents -> adapters. adapters/ imports neither agents nor
    flows; agents/ never imports flows, except the agents CLI's ``run`` command, which starts the
@@ -9,7 +9,8 @@ function-level import is an arrow all the same). Four rules hold:
    ``flows.server.local_server.prefect_api`` (every command's one choice) picks (:data:`ALLOWED`).
 2. **Rooms import only the rooms their role needs**: :data:`ROOMS` says, for each room (a package
    such as ``flows.runtime``), which other rooms its modules may import; a module belongs to the
-   longest room its name starts with. An arrow the map does not draw fails the test.
+   longest room its name starts with. An arrow the map does not draw fails the test, and so does
+   an arrow of the map that no import uses.
 3. **No import cycles** between modules. Imports under ``if TYPE_CHECKING:`` are left out of this
    rule (they never run, so they close no circle at import time), but they count for the map.
 4. **Nothing loose under flows/**: only ``__init__.py`` and ``py.typed`` sit directly in it.
@@ -73,7 +74,6 @@ ROOMS: dict[str, frozenset[str]] = {
             "flows.runtime",
             "flows.server",
             "flows.steps",
-            "agents",
             "adapters",
             "adapters.breakers",
         }
@@ -85,7 +85,6 @@ ROOMS: dict[str, frozenset[str]] = {
             "flows.server",
             "flows.steps",
             "flows.ui",
-            "agents",
             "adapters",
             "adapters.breakers",
             "adapters.dagger",
@@ -192,11 +191,13 @@ def arrows(root: Path) -> list[Arrow]:
             submodules = [n for n in names[:-1] if n in known]
             if isinstance(node, ast.ImportFrom) and len(submodules) == len(names) - 1:
                 names = submodules  # `from a import b, c` of modules b and c: a.b and a.c only
-            for name in dict.fromkeys(names):
+            targets = []
+            for name in names:
                 parts = name.split(".")
                 while parts and ".".join(parts) not in known:
                     parts.pop()
-                target = ".".join(parts)
+                targets.append(".".join(parts))
+            for target in dict.fromkeys(targets):
                 if target and target != module:
                     found.append(
                         Arrow(module, target, relative, node.lineno, function, typing_only)
@@ -264,6 +265,17 @@ def forbidden_arrows(root: Path = ROOT, rooms: dict[str, frozenset[str]] = ROOMS
         if source != target and target not in allowed and "*" not in allowed:
             found.append(f"{arrow} ({source} may not import {target})")
     return found
+
+
+def unused_arrows(root: Path = ROOT, rooms: dict[str, frozenset[str]] = ROOMS) -> list[str]:
+    """Each arrow of ``rooms`` that no import uses (the map draws only what the code does)."""
+    used = {(room_of(a.source, rooms), room_of(a.target, rooms)) for a in arrows(root)}
+    return [
+        f"{room} -> {target}"
+        for room, allowed in sorted(rooms.items())
+        for target in sorted(allowed - {"*"})
+        if (room, target) not in used
+    ]
 
 
 def runtime_graph(root: Path = ROOT) -> dict[str, set[str]]:
@@ -451,6 +463,10 @@ def test_every_arrow_between_rooms_is_on_the_map() -> None:
     assert forbidden_arrows() == []
 
 
+def test_every_arrow_on_the_map_is_used() -> None:
+    assert unused_arrows() == []
+
+
 def test_every_module_is_in_a_room() -> None:
     for module in modules(ROOT):
         room_of(module)
@@ -495,6 +511,21 @@ def test_a_planted_forbidden_arrow_is_caught(tmp_path: Path) -> None:
     assert forbidden_arrows(root) == [
         "flows/server/start.py:2 go -> flows.ui.console (flows.server may not import flows.ui)"
     ]
+
+
+def test_a_planted_unused_arrow_is_caught(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "flows/ui/__init__.py": "from flows.server import start\n",
+            "flows/server/__init__.py": "",
+            "flows/server/start.py": "",
+        },
+    )
+    rooms = {**ROOMS, "flows.ui": frozenset({"flows.server", "flows.runtime"})}
+    assert unused_arrows(root, rooms)[:1] == ["adapters -> adapters.breakers"]
+    assert "flows.ui -> flows.runtime" in unused_arrows(root, rooms)
+    assert "flows.ui -> flows.server" not in unused_arrows(root, rooms)
 
 
 def test_a_planted_upward_import_is_caught(tmp_path: Path) -> None:
@@ -575,6 +606,26 @@ def test_a_step_that_loads_a_package_its_agent_does_not_declare_is_caught(
 def test_longest_chain_follows_the_imports(tmp_path: Path) -> None:
     graph = {"a": {"b", "c"}, "b": {"c"}, "c": set()}
     assert longest_chain(graph) == ["a", "b", "c"]
+
+
+def test_the_measures_count_product_lines_files_chain_and_cycles(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "flows/steps/__init__.py": "",
+            "flows/steps/a.py": "from flows.steps import b\n",
+            "flows/steps/b.py": "from flows.steps import c\n",
+            "flows/steps/c.py": "def f():\n    from flows.steps import d\n",
+            "flows/steps/d.py": "from flows.steps import c\n",
+            "tests/test_x.py": "x = 1\n" * 50,  # tests are not product lines
+        },
+    )
+    assert measures(root) == {  # a circle counts as one link of a chain
+        "product lines": 5,
+        "files": 8,
+        "longest import chain": "3 modules: flows.steps.a -> flows.steps.b -> flows.steps.c",
+        "import cycles": ["flows.steps.c <-> flows.steps.d"],
+    }
 
 
 # ---------------------------------------------------------------------------------- the measures
