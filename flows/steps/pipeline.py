@@ -5,7 +5,8 @@ Everything else that names the steps is derived from :data:`PIPELINE_STEPS`: the
 total (:func:`step_count`) and step order (:func:`pipeline_order`), the rows each step's span
 and the run's history show (:attr:`PipelineStep.reports`), the throughput column of the run's
 artifact (:attr:`PipelineStep.rows_basis`), the result entries the summary, the artifact and the
-command line name (:data:`RESULTS`), and the steps the drill aims its faults at. Adding a step is
+command line name (:data:`RESULTS`), the steps the drill aims its faults at and the ones the
+benchmarks time. Adding a step is
 one entry here, its program (``flows/steps/<name>.py`` and its branch in ``__main__``), an agent
 that has its capability (``agents/definitions``) and its call in ``flows/data_pipeline/flow.py``
 (its inputs and mounts).
