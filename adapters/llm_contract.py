@@ -5,7 +5,7 @@ and files, or text) and to produce named outputs (folders and files written back
 :class:`LlmSpec` is what :mod:`adapters.dagger.llm` runs; :class:`LlmResult` is what it returns.
 Neither holds the provider key's value: the engine reads the key itself (ADR 0021), so the spec
 only names it (``key_name``), and it must be the key the engine gives the model's provider
-(:mod:`adapters.dagger.llm_route`): a spec whose model goes to another provider is refused.
+(:mod:`adapters.llm_route`): a spec whose model goes to another provider is refused.
 
 Examples:
     >>> spec = LlmSpec(
@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from adapters.dagger.llm_route import provider_of_model, route_problem, timeout_problem
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 
 __all__ = [
     "PROVIDERS",
@@ -162,7 +162,7 @@ class LlmSpec(_Frozen):
     def provider(self) -> str:
         """The provider the engine sends the model to (``anthropic``, ``openai``, ``google``,
         ``other``); with no model, the provider of the named key (the engine's default model
-        may differ: :meth:`adapters.dagger.llm_route.EngineConfig.route` says which it is)."""
+        may differ: :meth:`adapters.llm_route.EngineConfig.route` says which it is)."""
         return provider_of_model(self.model) if self.model else PROVIDERS[self.key_name]
 
 

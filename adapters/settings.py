@@ -140,9 +140,8 @@ class Settings(BaseSettings):
     )
     cache_dir: Path | None = Field(
         default=None,
-        description="Host folder of the local runner's cache volumes (`<dir>/<name>`); the"
-        " pipeline keeps the steps' installed dependencies there (`aiop-step-deps`). Unset:"
-        " `~/.cache/aiop/caches`.",
+        description="Host folder of the local runner's cache volumes (`<dir>/<name>`), for"
+        " agents that declare `caches:`. Unset: `~/.cache/aiop/caches`.",
     )
     installation_key_file: Path | None = Field(
         default=None,

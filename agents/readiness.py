@@ -2,7 +2,7 @@
 agent a Dagger engine and its provider key where the engine reads it (ADR 0021).
 
 The provider key of an llm agent is looked for where the engine's router reads it
-(:class:`adapters.dagger.llm_route.EngineConfig`): a ``.env`` file in the working directory, then the
+(:class:`adapters.llm_route.EngineConfig`): a ``.env`` file in the working directory, then the
 environment; a secret reference in it must resolve (``env://``, ``file://``). With no
 ``llm.model``, the model the engine would pick by default must be one the declared key serves.
 
@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from adapters.dagger.llm_route import EngineConfig
+from adapters.llm_route import EngineConfig
 from adapters.selection import EngineProbe, probe_engine
 from agents.llm_agent import provider_key
 from agents.secret_values import BlockLoader, block_name, resolve_secrets

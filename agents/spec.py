@@ -44,8 +44,8 @@ from adapters.contract import (
     check_image,
     check_name,
 )
-from adapters.dagger.llm_route import provider_of_model, route_problem, timeout_problem
 from adapters.errors import InvalidInputError
+from adapters.llm_route import provider_of_model, route_problem, timeout_problem
 from agents.sections import (
     LlmSection,
     Parameter,
@@ -99,6 +99,13 @@ class AgentSpec(BaseModel):
     secrets: tuple[str, ...] = Field(default=(), description="Names of secret variables it needs.")
     caches: dict[str, str] = Field(
         default_factory=dict, description="Cache name -> container path."
+    )
+    requirements: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Python packages the command needs in its image, e.g. [duckdb] (container agents);"
+            " see StepSpec.requirements."
+        ),
     )
     timeout_s: Annotated[float, Field(gt=0)] = Field(default=3600.0)
     retry: RetrySection = Field(default_factory=RetrySection)
@@ -228,7 +235,12 @@ class AgentSpec(BaseModel):
                 _fail("llm", "an llm agent needs one; add e.g. llm: {prompt: 'Summarize {report}'}")
             if self.command is not None:
                 _fail("command", "an llm agent has no command (the LLM decides); remove it")
-            for field, what in (("image", self.image), ("env", self.env), ("caches", self.caches)):
+            for field, what in (
+                ("image", self.image),
+                ("env", self.env),
+                ("caches", self.caches),
+                ("requirements", self.requirements),
+            ):
                 if what:
                     _fail(
                         field,
@@ -384,6 +396,7 @@ class AgentSpec(BaseModel):
                 "mounts": dict(mounts or {}),
                 "outputs": dict(outputs or {}),
                 "caches": merged_caches,
+                "requirements": list(self.requirements),
                 "timeout_s": self.timeout_s,
                 "transient_exit_codes": self.retry.transient_exit_codes,
             },

@@ -34,7 +34,7 @@ The provider key (ADR 0021):
     ``ANTHROPIC_API_KEY``, ``OPENAI_API_KEY`` or ``GEMINI_API_KEY`` (the one the model's provider
     uses) from a ``.env`` file in the working directory of the session's process, then from that
     process's environment, and resolves a value that is a secret reference (``core/llm.go``:
-    ``NewLLMRouter``, ``LLMRouter.Route``). :mod:`adapters.dagger.llm_route` reads the same sources the
+    ``NewLLMRouter``, ``LLMRouter.Route``). :mod:`adapters.llm_route` reads the same sources the
     same way: this module never sends the key, refuses an engine default model the declared key
     does not serve before the engine is asked, and masks the value the engine will use in the
     reply, in engine log lines and in error messages.
@@ -43,7 +43,7 @@ Errors (:func:`translate_llm_error`): the engine retries Anthropic's and Google'
 itself (for up to two minutes, ``core/llm.go``: ``loop``'s ``backoff.Retry`` and the providers'
 ``IsRetryable``; never OpenAI's or other endpoints') and then reports ``not retrying: <the
 provider client's error>``; a step's ``timeout_s`` must leave room for that retry
-(:func:`adapters.dagger.llm_route.timeout_problem`):
+(:func:`adapters.llm_route.timeout_problem`):
 
     provider said                                    platform error              retried
     429, rate limit, 5xx, overloaded                 ProviderUnavailableError    yes
@@ -78,7 +78,6 @@ from adapters.contract import tail
 from adapters.dagger import _shared
 from adapters.dagger import llm_api as api
 from adapters.dagger.errors import FOREIGN_ERRORS, describe, scrub, translate_error
-from adapters.dagger.llm_route import ENGINE_RETRY_S, EngineConfig, timeout_problem
 from adapters.dagger.runner import DaggerRunner, host_write_errors
 from adapters.errors import (
     AiopError,
@@ -92,6 +91,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import ENGINE_RETRY_S, EngineConfig, timeout_problem
 from adapters.ownership import check_output, receive
 from adapters.redaction import mask_secrets
 from adapters.runner import LineSink
@@ -218,7 +218,7 @@ class DaggerLlmRunner:
         Args:
             spec: the llm step.
             key_value: a value to mask everywhere, besides the provider key the engine will use
-                (:meth:`adapters.dagger.llm_route.EngineConfig.key`, always masked).
+                (:meth:`adapters.llm_route.EngineConfig.key`, always masked).
             attempt: which attempt this is (copied into the result).
             on_line: receives ``("engine", line)`` for each line about the run (masked).
 

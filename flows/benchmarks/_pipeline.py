@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.benchmarks._measure import PeakTreeMemory
+from flows.steps.pipeline import INGEST
 
 __all__ = ["Timed", "generate_input", "run_baseline", "run_pipeline"]
 
@@ -60,7 +61,8 @@ def generate_input(rows: int, folder: Path) -> tuple[Path, float]:
     Returns:
         The CSV's path and the seconds it took.
     """
-    args = [sys.executable, "-m", "flows.steps", "ingest", "--rows", str(rows), "--seed", str(SEED)]
+    args = [sys.executable, "-m", "flows.steps", INGEST.name, "--rows", str(rows)]
+    args += ["--seed", str(SEED)]
     started = time.perf_counter()
     done = subprocess.run([*args, "--output", str(folder)], capture_output=True, check=False)
     seconds = time.perf_counter() - started

@@ -27,6 +27,7 @@ from uuid import UUID
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._pipeline import Timed, run_pipeline
 from flows.benchmarks._report import Outcome, Row
+from flows.steps.pipeline import TRANSFORM, declared
 
 __all__ = ["ROWS", "TARGET_RATIO", "TARGET_WAIT_S", "run", "step_waits"]
 
@@ -68,8 +69,8 @@ async def step_waits(flow_run_id: str, steps: int) -> list[dict[str, Any]]:
 
 
 def _critical_path_s(steps: list[dict[str, Any]]) -> float:
-    transforms = [s["run_s"] or 0.0 for s in steps if s["name"].startswith("transform-")]
-    others = [s["run_s"] or 0.0 for s in steps if not s["name"].startswith("transform-")]
+    transforms = [s["run_s"] or 0.0 for s in steps if declared(s["name"]) is TRANSFORM]
+    others = [s["run_s"] or 0.0 for s in steps if declared(s["name"]) is not TRANSFORM]
     return sum(others) + max(transforms, default=0.0)
 
 

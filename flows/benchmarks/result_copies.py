@@ -26,6 +26,7 @@ from typing import Any
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._pipeline import generate_input, run_pipeline
 from flows.benchmarks._report import Outcome, Row
+from flows.steps.pipeline import REPORT
 
 __all__ = ["run"]
 
@@ -63,7 +64,7 @@ def run(ctx: BenchContext) -> Outcome:
     exclude = (ctx.server_pid,) if ctx.server_pid else ()
     log(f"result copies {rows:,} rows: the pipeline, uncached")
     timed = run_pipeline(folder / "out", folder / "work", csv_path=csv_path, exclude=exclude)
-    report = next(s for s in timed.summary["steps"] if s["name"] == "report")
+    report = next(s for s in timed.summary["steps"] if s["name"] == REPORT.name)
     report_s = float(report["run_s"] or report["duration_s"])
     files = _result_files(folder / "out")
     size = sum(f.stat().st_size for f in files)

@@ -29,6 +29,7 @@ from typing import Any
 from flows.benchmarks._context import BenchContext, log
 from flows.benchmarks._pipeline import Timed, generate_input, run_baseline, run_pipeline
 from flows.benchmarks._report import Outcome, Row
+from flows.steps.pipeline import INGEST, PIPELINE_STEPS, TRANSFORM, VALIDATE, declared
 
 __all__ = [
     "TARGET_RATIOS",
@@ -200,9 +201,9 @@ def validate_vs_ingest(data: dict[str, Any]) -> dict[str, Any]:
     (which also pays a process start).
     """
     per = 1e6 / data["rows"]
-    validate_s = _step_run_s(data.get("steps"), "validate")
+    validate_s = _step_run_s(data.get("steps"), VALIDATE.name)
     full = data.get("pipeline_with_generation") or {}
-    ingest_s = _step_run_s(full.get("steps"), "ingest") or data["generation_s"]
+    ingest_s = _step_run_s(full.get("steps"), INGEST.name) or data["generation_s"]
     return {
         "validate_s_per_million": None if validate_s is None else validate_s * per,
         "ingest_s_per_million": ingest_s * per,
@@ -219,18 +220,19 @@ def time_split(data: dict[str, Any]) -> dict[str, float] | None:
     rest of the wall time (task runs, step processes started and finished, the flow's own work).
     """
     steps = data.get("steps") or []
-    validate = _step_run_s(steps, "validate")
+    validate = _step_run_s(steps, VALIDATE.name)
     if validate is None:
         return None
     recut = max(
         (
             float(step["run_s"])
             for step in steps
-            if str(step.get("name", "")).startswith("transform-") and step.get("run_s") is not None
+            if declared(str(step.get("name", ""))) is TRANSFORM and step.get("run_s") is not None
         ),
         default=0.0,
     )
-    others = sum(_step_run_s(steps, name) or 0.0 for name in ("ingest", "aggregate", "report"))
+    rest_of_them = [s.name for s in PIPELINE_STEPS if s not in (VALIDATE, TRANSFORM)]
+    others = sum(_step_run_s(steps, name) or 0.0 for name in rest_of_them)
     rest = data["pipeline"]["seconds"] - validate - recut - others
     return {
         "validate_s": validate,

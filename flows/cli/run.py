@@ -277,7 +277,7 @@ def _check_group_by(path: Path, declared: dict[str, SchemaEntry]) -> None:
 
 
 def _check_cache_dir(settings: Settings) -> None:
-    """The local runner's cache folder (the steps' installed dependencies live there) must be
+    """The local runner's cache folder (where an agent's declared ``caches:`` live) must be
     usable before the first step writes to it."""
     from adapters.local_runner import cache_root
     from adapters.ownership import check_writable

@@ -16,8 +16,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import replace
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +39,20 @@ from agents import AgentManager
 from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
-from flows.runtime.step_task import StepOutcome
+from flows.runtime.outcome import StepOutcome
 from flows.runtime.trace_spans import traced_run
 from flows.server.crashed_runs import check_at_start
-from flows.steps._environment import environment as step_environment
+from flows.steps.pipeline import (
+    AGGREGATE,
+    INGEST,
+    REPORT,
+    RESULTS,
+    TRANSFORM,
+    VALIDATE,
+    PipelineStep,
+    pipeline_order,
+    step_count,
+)
 from flows.steps.sample import COLUMNS as SAMPLE_COLUMNS
 from flows.ui.artifacts import ProgressTracker, publish_failure, publish_summary
 from flows.ui.console import flow_run_ui_url, use_docs_url
@@ -74,6 +85,25 @@ class PipelineFailed(AiopError):
     def cause_anchor(self) -> str:
         """The troubleshooting anchor of the step's error (``step-failed`` when unknown)."""
         return str(getattr(self.cause, "docs_anchor", "step-failed"))
+
+
+def pinned(requirements: Sequence[str]) -> list[str]:
+    """Each requirement an agent declares, pinned to the version this flow runs with when it names
+    a package installed here without a version (``duckdb`` -> ``duckdb==1.4.1``), so a container
+    step reads and writes files with the same library as the flow.
+
+    Examples:
+        >>> pinned(["duckdb==1.1.0", "no-such-package-here"])
+        ['duckdb==1.1.0', 'no-such-package-here']
+    """
+    out = []
+    for requirement in requirements:
+        try:
+            here = None if any(c in requirement for c in "=<>!~@[; ") else version(requirement)
+        except PackageNotFoundError:
+            here = None
+        out.append(f"{requirement}=={here}" if here else requirement)
+    return out
 
 
 def _out(outcome: StepOutcome) -> Path:
@@ -241,15 +271,13 @@ async def _run(
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
     run_name = str(flow_run.name or "")
-    progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
+    progress = ProgressTracker(FLOW_NAME, total_steps=step_count(options.partitions))
     await progress.start()
 
     manager = AgentManager.from_settings(settings)
-    requirements = [f"duckdb=={version('duckdb')}"]
-    pin = step_environment(requirements=requirements)
 
     async def step(
-        capability: str,
+        declared: PipelineStep,
         name: str,
         params: dict[str, Any],
         mounts: dict[str, str],
@@ -270,18 +298,17 @@ async def _run(
                 )
             update = {
                 "outputs": {_OUT: str(where)},
-                "requirements": requirements,
+                "requirements": pinned(spec.requirements),
             }
             return spec.model_copy(update=update)
 
         outcome = await run_agent(
             manager,
-            capability,
+            declared.capability,
             {**params, "output": _OUT},
             backend,
             step_name=name,
             mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
-            env=pin,
             prepare=content_addressed,
             settings=settings,
             runner=runner,
@@ -318,7 +345,7 @@ async def _run(
         ingest_params: dict[str, Any] = {"input": f"{_IN}/input.csv"}
     else:
         ingest_params = {"rows": options.rows, "seed": options.seed}
-    ingest = await step("ingest", "ingest", ingest_params, ingest_mounts)
+    ingest = await step(INGEST, INGEST.name, ingest_params, ingest_mounts)
     csv_host = source if options.input else str(_out(ingest) / "input.csv")
 
     # 2. validate
@@ -328,9 +355,9 @@ async def _run(
         validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
         schema = f"{_IN}/schema.yaml"
     validated = await step(
-        "validate", "validate", {"input": f"{_IN}/input.csv", "schema": schema}, validate_mounts
+        VALIDATE, VALIDATE.name, {"input": f"{_IN}/input.csv", "schema": schema}, validate_mounts
     )
-    facts = json.loads((_out(validated) / "validate.json").read_text(encoding="utf-8"))
+    facts = json.loads((_out(validated) / VALIDATE.facts_file).read_text(encoding="utf-8"))
     group_by = str(options.group_by)
 
     # 3. transform: K partitions in parallel
@@ -340,8 +367,8 @@ async def _run(
         await asyncio.gather(
             *(
                 step(
-                    "transform",
-                    f"transform-{i}",
+                    TRANSFORM,
+                    f"{TRANSFORM.name}-{i}",
                     {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
                     validated_mount,
                 )
@@ -353,28 +380,28 @@ async def _run(
 
     # 4. aggregate
     aggregated = await step(
-        "aggregate",
-        "aggregate",
+        AGGREGATE,
+        AGGREGATE.name,
         {"input_dir": f"{_IN}/parts", "group_by": group_by},
         part_mounts,
     )
 
     # 5. report: assembles the output folder
     await step(
-        "report",
-        "report",
+        REPORT,
+        REPORT.name,
         {"validate": f"{_IN}/validate", "aggregate": f"{_IN}/aggregate", "parts": f"{_IN}/parts"},
         {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate", **part_mounts},
         final=out_dir,
     )
 
-    outcomes.sort(key=_pipeline_order)
+    outcomes.sort(key=lambda o: pipeline_order(o.name))
     summary = _summary(options, backend, outcomes, out_dir, group_by, facts)
     if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
         raise PipelineFailed(
             "rows were lost: input_rows != valid_rows + quarantined_rows"
             f" ({summary['input_rows']} != {summary['valid_rows']} + {summary['quarantined_rows']})",
-            step="report",
+            step=REPORT.name,
             cause=None,
         )
     _write_json_atomically(out_dir / "summary.json", summary)
@@ -412,16 +439,6 @@ def _ui_url() -> str | None:
     return redact_url(flow_run_ui_url(str(base), flow_run.id)) if base else None
 
 
-_STAGES = ("ingest", "validate", "transform", "aggregate", "report")
-
-
-def _pipeline_order(outcome: StepOutcome) -> tuple[int, int]:
-    """Pipeline order (partitions by number), whatever order parallel steps finished in."""
-    stage, _, index = outcome.name.partition("-")
-    rank = _STAGES.index(stage) if stage in _STAGES else len(_STAGES)
-    return rank, int(index) if index.isdigit() else 0
-
-
 def _summary(
     options: PipelineOptions,
     backend: str,
@@ -453,9 +470,7 @@ def _summary(
         "formats": facts.get("formats", {}),
         "fallbacks": facts.get("fallbacks", []),
         "summarize": None,
-        "steps": [o.as_summary() for o in sorted(outcomes, key=_pipeline_order)],
-        "aggregates": str(output / "aggregates.csv"),
-        "quarantine": str(output / "quarantine.csv"),
-        "data": str(output / "data"),
+        "steps": [o.as_summary() for o in sorted(outcomes, key=lambda o: pipeline_order(o.name))],
+        **{key: str(output / entry) for key, entry in RESULTS.items()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

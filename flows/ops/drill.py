@@ -27,6 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from adapters.settings import Settings, load_settings
+from flows.steps.pipeline import (
+    AGGREGATE,
+    INGEST,
+    PIPELINE_STEPS,
+    REPORT,
+    TRANSFORM,
+    VALIDATE,
+    step_names,
+)
 
 __all__ = [
     "SCENARIOS",
@@ -126,62 +135,66 @@ def _circuit(o: Observed) -> tuple[bool, str]:
         return False, f"the run failed: {o.error}"
     opened = any(t.endswith("opened") for t in o.transitions)
     closed = o.transitions[-1:] == ["aiop.breaker.closed"] if o.transitions else False
-    waited = sum(float(s.get("breaker_wait_s", 0.0)) for s in o.step("ingest"))
+    waited = sum(float(s.get("breaker_wait_s", 0.0)) for s in o.step(INGEST.name))
     ok = opened and closed and waited > 0
     names = ", ".join(t.rsplit(".", 1)[-1] for t in o.transitions) or "none"
     return ok, (
-        f"completed; breaker transitions: {names}; ingest took {o.attempts('ingest')} attempt(s)"
+        f"completed; breaker transitions: {names}; {INGEST.name} took"
+        f" {o.attempts(INGEST.name)} attempt(s)"
         f" and waited {waited:.1f} s for the probe"
     )
 
+
+#: The first partition of the partitioned step, where the transient fault lands.
+_FIRST_PART = f"{TRANSFORM.name}-0"
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "transient exit",
         "StepFailedError (transient exit code)",
-        "step=transform-0,kind=transient-exit,times=2",
-        "retried with backoff; completes with 3 attempts of transform-0",
-        _retried("transform-0", 3),
+        f"step={_FIRST_PART},kind=transient-exit,times=2",
+        f"retried with backoff; completes with 3 attempts of {_FIRST_PART}",
+        _retried(_FIRST_PART, 3),
     ),
     Scenario(
         "permanent exit",
         "StepFailedError",
-        "step=validate,kind=permanent-exit",
-        "not retried; the run fails at validate after 1 attempt",
-        _fails_fast("validate"),
+        f"step={VALIDATE.name},kind=permanent-exit",
+        f"not retried; the run fails at {VALIDATE.name} after 1 attempt",
+        _fails_fast(VALIDATE.name),
     ),
     Scenario(
         "step timeout",
         "StepTimeoutError",
-        "step=aggregate,kind=timeout",
-        "retried; completes with 2 attempts of aggregate",
-        _retried("aggregate", 2),
+        f"step={AGGREGATE.name},kind=timeout",
+        f"retried; completes with 2 attempts of {AGGREGATE.name}",
+        _retried(AGGREGATE.name, 2),
     ),
     Scenario(
         "engine unreachable",
         "EngineUnavailableError",
-        "step=ingest,kind=engine-down,times=2",
-        "retried; completes with 3 attempts of ingest",
-        _retried("ingest", 3),
+        f"step={INGEST.name},kind=engine-down,times=2",
+        f"retried; completes with 3 attempts of {INGEST.name}",
+        _retried(INGEST.name, 3),
     ),
     Scenario(
         "engine crash mid-step",
         "EngineConnectionError",
-        "step=report,kind=engine-crash",
-        "retried; completes with 2 attempts of report",
-        _retried("report", 2),
+        f"step={REPORT.name},kind=engine-crash",
+        f"retried; completes with 2 attempts of {REPORT.name}",
+        _retried(REPORT.name, 2),
     ),
     Scenario(
         "slow step",
         "(none: slow but healthy)",
-        "step=validate,kind=slow,seconds=1.5",
-        "no retry; completes, validate takes at least 1.5 s",
-        _slow("validate", 1.5),
+        f"step={VALIDATE.name},kind=slow,seconds=1.5",
+        f"no retry; completes, {VALIDATE.name} takes at least 1.5 s",
+        _slow(VALIDATE.name, 1.5),
     ),
     Scenario(
         "circuit open",
         "CircuitOpenError",
-        "step=ingest,kind=engine-down,times=2",
+        f"step={INGEST.name},kind=engine-down,times=2",
         "the breaker opens after 2 failures, the retry waits for the probe time (not a burst),"
         " the probe succeeds and closes it; completes",
         _circuit,
@@ -264,10 +277,13 @@ async def run_resume_scenario(
 ) -> ScenarioResult:
     """SIGKILL a pipeline process mid-step, re-run it, compare with an uninterrupted run."""
     drill = (settings or load_settings()).with_changes(**_DRILL_SETTINGS)
-    fault = "SIGKILL during aggregate"
+    fault = f"SIGKILL during {AGGREGATE.name}"
+    before = [s.name for s in PIPELINE_STEPS[: PIPELINE_STEPS.index(AGGREGATE)]]
+    after = [s.name for s in PIPELINE_STEPS[PIPELINE_STEPS.index(AGGREGATE) :]]
     expected = (
-        "the killed run ends Crashed; the re-run finds ingest, validate and transform Cached,"
-        " re-executes aggregate and report, and writes output identical to an uninterrupted run"
+        f"the killed run ends Crashed; the re-run finds {', '.join(before[:-1])} and {before[-1]}"
+        f" Cached, re-executes {' and '.join(after)}, and writes output identical to an"
+        " uninterrupted run"
     )
     slug = base / "resume"
     args: dict[str, Any] = {
@@ -280,7 +296,9 @@ async def run_resume_scenario(
     # The child gets the drill's settings, and the slow fault, explicitly: nothing else of ours.
     # It talks to the drill's Prefect API: flows.server.local_server.prefect_api, which chose it, put it
     # (and the local server's auth string) in this environment, and the child chooses the same.
-    env = drill.environment_for_child(os.environ, chaos="step=aggregate,kind=slow,seconds=120")
+    env = drill.environment_for_child(
+        os.environ, chaos=f"step={AGGREGATE.name},kind=slow,seconds=120"
+    )
     command = [
         sys.executable, "-m", "flows.data_pipeline", "--rows", str(rows), "--partitions", "2",
         "--output", str(args["output"]), "--work-dir", str(args["work_dir"]), "--backend", backend,
@@ -295,7 +313,7 @@ async def run_resume_scenario(
     )
     work = Path(args["work_dir"])
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and len(list(work.glob("transform-*"))) < 2:
+    while time.monotonic() < deadline and len(list(work.glob(f"{TRANSFORM.name}-*"))) < 2:
         if proc.poll() is not None:
             break
         await asyncio.sleep(0.2)
@@ -320,10 +338,10 @@ async def run_resume_scenario(
             "resume after SIGKILL", "(crash)", fault, expected, why, 0, round(seconds, 2), False
         )
     states = {s["name"]: s["state"] for s in resumed["steps"]}
-    cached = all(
-        states[n] == "Cached" for n in ("ingest", "validate", "transform-0", "transform-1")
-    )
-    rerun = states["aggregate"] != "Cached" and states["report"] != "Cached"
+    names = step_names(partitions=2)
+    split = names.index(AGGREGATE.name)
+    cached = all(states[n] == "Cached" for n in names[:split])
+    rerun = all(states[n] != "Cached" for n in names[split:])
     same = _same_output(Path(args["output"]), slug / "reference")
     # The re-run found the killed run (still Running: nothing could report its death) and set
     # it Crashed (flows.server.crashed_runs), so the drill leaves no run Running behind it.

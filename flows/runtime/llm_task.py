@@ -41,9 +41,9 @@ from prefect.runtime import task_run as runtime_task_run
 
 from adapters.breakers.breaker import admit_all, get_breaker
 from adapters.contract import StepResult
-from adapters.dagger.llm_route import EngineConfig
 from adapters.errors import AiopError, BudgetExceededError
 from adapters.llm_contract import LlmResult, LlmSpec, TokenUsage
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, output_present
 from adapters.retry_policy import DEFAULT_RETRY_POLICY, RetryPolicy
 from adapters.runner import Stream

@@ -1,7 +1,7 @@
 """Command line of the pipeline steps: ``python -m flows.steps <step> [options]``.
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input (one ``error:`` line on stderr);
-70 duckdb missing and not installable; 74 a write met a storage limit: a full file system, a
+70 duckdb not installed (declare it under the agent's ``requirements:``); 74 a write met a storage limit: a full file system, a
 quota or the file size limit (one ``error:`` line naming the file system and what is free);
 1 internal error (a bug). ``--threads`` (before the
 step name) or ``$AIOP_DUCKDB_THREADS`` limits DuckDB's threads.
@@ -15,12 +15,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from flows.steps import _deps, _environment
+from flows.steps import _environment
 
-__all__ = ["EX_DATAERR", "EX_IOERR", "EX_USAGE", "build_parser", "main"]
+__all__ = ["EX_DATAERR", "EX_IOERR", "EX_SOFTWARE", "EX_USAGE", "build_parser", "main"]
 
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_SOFTWARE = 70
 EX_IOERR = 74
 
 
@@ -45,6 +46,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _duckdb_importable() -> bool:
+    try:
+        import duckdb  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,12 +139,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     if args.threads is None:
         args.threads = told.duckdb_threads
-    _deps.ensure(told)
-    from flows.steps._io import DataError, UsageError
-    from flows.steps.validate import InvariantError
+    from flows.steps._io import DataError, InvariantError, UsageError
 
     try:
+        if not _duckdb_importable():
+            raise ModuleNotFoundError("No module named 'duckdb'", name="duckdb")
         _dispatch(args)
+    except ModuleNotFoundError as exc:
+        if not exc.name or exc.name.partition(".")[0] == "flows":
+            raise
+        print(
+            f"error: {exc.name} is not installed in this Python; declare its package under the"
+            " agent's requirements: (the Dagger runner installs them into the step's image) or"
+            " install it where the step runs",
+            file=sys.stderr,
+        )
+        return EX_SOFTWARE
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EX_DATAERR

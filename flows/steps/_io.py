@@ -18,6 +18,7 @@ from typing import Any
 
 __all__ = [
     "DataError",
+    "InvariantError",
     "UsageError",
     "atomic_path",
     "ensure_dir",
@@ -37,6 +38,11 @@ class DataError(Exception):
 
 class UsageError(ValueError):
     """Bad step arguments that argparse cannot catch; the CLI exits with code 64."""
+
+
+class InvariantError(RuntimeError):
+    """A step's own count does not add up (``validate``: input_rows != valid_rows +
+    quarantined_rows): a bug, reported with exit code 1."""
 
 
 _KINDS = (

@@ -3,7 +3,7 @@
 Inference reads only plain forms and needs 99% of a column's values to fit a type, so a column of
 ``$1,200.00``, of ``03/15/2024`` or of numbers with a few words among them becomes ``string``:
 nothing is lost, but nothing is aggregated either. After the typed pass ``validate`` looks at each
-inferred ``string`` column: :func:`flows.steps.formats.suggest` finds the reading (a type and a
+inferred ``string`` column: :func:`flows.steps.readings.suggest` finds the reading (a type and a
 format) that parses the most of its first values, and one query counts the values that reading
 parses in the whole column. When it parses at least half of them, the column is reported
 (``validate.json`` ``fallbacks``, then ``summary.json`` and the console) with the reason and the
@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flows.steps.formats import PLAIN, Reading, suggest
+from flows.steps.formats import PLAIN
+from flows.steps.readings import Reading, suggest
 from flows.steps.schema import schema_line
 from flows.steps.types import TYPES, parse_value, quote_ident, sql_parse_select, sql_trimmed
 

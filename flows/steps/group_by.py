@@ -9,7 +9,7 @@ that fails after ingest and validate. The decision reads only the start of the f
 A column can be grouped by when, in those records, it is text with between 2 and
 :data:`MAX_GROUP_VALUES` distinct non-null values: typed by the schema as ``string``, or inferred
 as ``string`` (:mod:`flows.steps.types`) and not mostly numbers or dates in some form
-(``$42.00``, ``03/15/2024``, numbers among a few words: :func:`flows.steps.formats.suggest` reads
+(``$42.00``, ``03/15/2024``, numbers among a few words: :func:`flows.steps.readings.suggest` reads
 more than half of its values), which are measures, not groups. Exactly one such column is chosen; none or several is a usage error that
 names them. Standard library only.
 """
@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from flows.steps._io import DataError, read_regular
-from flows.steps.formats import suggest
 from flows.steps.header import check_input
+from flows.steps.readings import suggest
 from flows.steps.schema import SchemaEntry
 from flows.steps.types import NULL_TOKENS, classify, infer_from_counts
 

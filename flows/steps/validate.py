@@ -58,7 +58,7 @@ from typing import Any
 
 from flows.steps import _records, fallbacks
 from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
-from flows.steps._io import atomic_path, ensure_dir, write_json
+from flows.steps._io import InvariantError, atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
 from flows.steps.schema import SchemaEntry, load_schema
 from flows.steps.types import (
@@ -93,10 +93,6 @@ _REJECT_REASON = {
     "LINE SIZE OVER MAXIMUM": f"record is longer than {MAX_RECORD_BYTES >> 20} MiB",
 }
 csv.field_size_limit(MAX_RECORD_BYTES + 1)
-
-
-class InvariantError(RuntimeError):
-    """input_rows != valid_rows + quarantined_rows: a bug, reported with exit code 1."""
 
 
 @dataclass

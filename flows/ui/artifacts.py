@@ -15,7 +15,8 @@ from urllib.parse import quote
 from uuid import UUID
 
 from adapters import tracing
-from flows.runtime.step_task import StepOutcome
+from flows.runtime.outcome import StepOutcome
+from flows.steps.pipeline import RESULTS, declared
 from flows.ui.charts import bar_chart, gantt
 from flows.ui.console import docs_url
 
@@ -75,11 +76,9 @@ def render_durations_chart(outcomes: Sequence[StepOutcome]) -> str:
 
 
 def _rows_for(step: str, summary: dict[str, Any]) -> int | None:
-    if step in ("ingest", "validate"):
-        return summary.get("input_rows")
-    if step.startswith("transform") or step in ("aggregate", "report"):
-        return summary.get("valid_rows")
-    return None
+    """The rows ``step`` works through, by its declared :attr:`~flows.steps.pipeline.PipelineStep.rows_basis`."""
+    declared_step = declared(step)
+    return None if declared_step is None else summary.get(declared_step.rows_basis)
 
 
 def _rate(outcome: StepOutcome, summary: dict[str, Any]) -> float | None:
@@ -148,9 +147,7 @@ def render_summary(
         "**Outputs**",
         "",
         f"- summary: `{summary.get('aggregates', '').rsplit('/', 1)[0]}/summary.json`",
-        f"- aggregates: `{summary.get('aggregates')}`",
-        f"- quarantine: `{summary.get('quarantine')}`",
-        f"- data: `{summary.get('data')}`",
+        *(f"- {key}: `{summary.get(key)}`" for key in RESULTS),
         "",
         f"**Docs**: [the data pipeline guide]({docs_url('guides/data-pipeline/')}) ·"
         f" [troubleshooting]({docs_url('troubleshooting/')}) ·"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from adapters.settings import DEFAULT_DOCS_URL, Settings, variable_name
+from flows.steps.pipeline import RESULTS
 
 if TYPE_CHECKING:
     from flows.server.local_server import LocalServer, PrefectApi
@@ -279,9 +280,8 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"  {s['name']:<{width}}  {s['state']:<9}  {s['attempts']:>8}  {s['duration_s']:>8.2f}"
         )
     print(f"Summary:    {summary['aggregates'].rsplit('/', 1)[0]}/summary.json")
-    print(f"Aggregates: {summary['aggregates']}")
-    print(f"Quarantine: {summary['quarantine']}")
-    print(f"Data:       {summary['data']}")
+    for key in RESULTS:
+        print(f"{key.capitalize() + ':':<11} {summary[key]}")
     summarized = summary.get("summarize")  # --summarize: summary.md written, or why not
     if summarized:
         shown = (

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from flows.steps.pipeline import VALIDATE, declared
 from flows.ui.charts import bar_chart
 
 if TYPE_CHECKING:
-    from flows.runtime.step_task import StepOutcome
+    from flows.runtime.outcome import StepOutcome
 
 __all__ = [
     "RunRecord",
@@ -70,36 +71,27 @@ def current_record(summary: dict[str, Any], name: str, started: Any, state: str)
     )
 
 
-#: The row counts each pipeline step writes into ``<stage>.json`` in its output folder
-#: (flows/steps), by the name its span gives them (``aiop.rows.<name>``).
-_STEP_ROWS = {
-    "ingest": {"out": "rows"},
-    "validate": {"in": "input_rows", "out": "valid_rows", "quarantined": "quarantined_rows"},
-    "transform": {"out": "rows"},
-    "aggregate": {"out": "groups"},
-}
-
-
 def step_rows(outcome: StepOutcome) -> dict[str, int]:
     """The rows a pipeline step reports in its output folder (``in``, ``out``, ``quarantined``;
-    ``aggregate``'s ``out`` counts groups), for its span; {} for a step that reports none.
+    ``aggregate``'s ``out`` counts groups: :attr:`flows.steps.pipeline.PipelineStep.reports`), for
+    its span; {} for a step that reports none.
 
     Examples:
         >>> from flows.runtime.outcome import StepOutcome
         >>> step_rows(StepOutcome("report", "Completed", 1, 0.1))
         {}
     """
-    stage = outcome.name.partition("-")[0]
-    wanted = _STEP_ROWS.get(stage)
-    if wanted is None or outcome.result is None:
+    step = declared(outcome.name)
+    if step is None or not step.reports or outcome.result is None:
         return {}
     for folder in outcome.result.outputs.values():
-        facts_file = Path(folder) / f"{stage}.json"
+        facts_file = Path(folder) / step.facts_file
         try:
             facts = json.loads(facts_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(facts, dict):
+            wanted = step.reports
             return {name: facts[k] for name, k in wanted.items() if isinstance(facts.get(k), int)}
     return {}
 
@@ -111,13 +103,13 @@ def rows_so_far(outcomes: Sequence[StepOutcome]) -> dict[str, int]:
     rows (``validate.json`` in its output folder); the history shows those instead of blanks.
     """
     for outcome in outcomes:
-        if outcome.name != "validate" or outcome.result is None:
+        if outcome.name != VALIDATE.name or outcome.result is None:
             continue
         for folder in outcome.result.outputs.values():
-            facts_file = Path(folder) / "validate.json"
+            facts_file = Path(folder) / VALIDATE.facts_file
             if facts_file.is_file():
                 facts = json.loads(facts_file.read_text(encoding="utf-8"))
-                keys = ("input_rows", "valid_rows", "quarantined_rows")
+                keys = VALIDATE.reports.values()
                 return {k: int(facts[k]) for k in keys if isinstance(facts.get(k), int)}
     return {}
 

@@ -85,3 +85,13 @@ def test_the_second_transform_agent_differs_only_in_threads_and_rank(manager: Ag
     assert lowmem.priority < main.priority
     assert lowmem.env == {**main.env, "AIOP_DUCKDB_THREADS": "1"}
     assert (lowmem.image, lowmem.command, lowmem.retry) == (main.image, main.command, main.retry)
+
+
+@pytest.mark.parametrize(("capability", "params", "expected"), CASES)
+def test_every_agent_for_a_pipeline_step_declares_what_its_step_imports(
+    manager: AgentManager, capability: str, params: dict[str, Any], expected: list[str]
+) -> None:
+    # validate reads the --schema file with PyYAML; every step needs DuckDB
+    wanted = ["duckdb", "pyyaml"] if capability == "validate" else ["duckdb"]
+    for agent in manager.rank(capability):
+        assert agent.to_step_spec(params).requirements == wanted, agent.name

@@ -81,6 +81,7 @@ LLM = {
         ({**LLM, "secrets": []}, "secrets", "secrets: [ANTHROPIC_API_KEY]"),
         ({**LLM, "llm": {"prompt": "Summarize {reprt}"}}, "llm", "did you mean 'report'?"),
         ({**LLM, "image": "python:3.12-slim"}, "image", "runs no container of its own"),
+        ({**LLM, "requirements": ["duckdb"]}, "requirements", "runs no container of its own"),
         (
             {**LLM, "llm": {"prompt": "p {report}", "key": "OPENAI_API_KEY"}},
             "llm",
@@ -154,6 +155,7 @@ def test_a_valid_definition_becomes_exactly_its_step_spec(tmp_path: Path) -> Non
         env={"MODE": "fast"},
         secrets=["TOKEN"],
         caches={"deps": "/deps"},
+        requirements=["duckdb", "pyarrow==21.0.0"],
         timeout_s=12,
         retry={"attempts": 2, "backoff_s": 0.5, "transient_exit_codes": [75]},
         breaker={"fail_max": 2, "reset_timeout": 5},
@@ -174,6 +176,7 @@ def test_a_valid_definition_becomes_exactly_its_step_spec(tmp_path: Path) -> Non
     assert spec.env == {"MODE": "fast", "EXTRA": "1"}
     assert spec.secret_values() == ["t0k"]
     assert spec.caches == {"deps": "/deps"} and spec.timeout_s == 12
+    assert spec.requirements == ["duckdb", "pyarrow==21.0.0"]
     assert spec.transient_exit_codes == frozenset({75})
     assert spec.mounts["/data"].target == "/in" and spec.outputs == {"/out": "/host/out"}
     assert agent.retry.policy() == RetryPolicy(attempts=2, backoff_s=0.5)

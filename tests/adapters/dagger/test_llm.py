@@ -16,7 +16,6 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.dagger.llm import DaggerLlmRunner
-from adapters.dagger.llm_route import EngineConfig
 from adapters.dagger.runner import DaggerRunner
 from adapters.errors import (
     BudgetExceededError,
@@ -26,6 +25,7 @@ from adapters.errors import (
     UnknownModelError,
 )
 from adapters.llm_contract import LlmBudget, LlmInput, LlmOutput, LlmSpec
+from adapters.llm_route import EngineConfig
 from adapters.ownership import MANIFEST, write_owned_file
 from tests.fakes.dagger_engine import FakeDaggerEngine
 from tests.fakes.dagger_llm import (

@@ -4,7 +4,7 @@ The engine's router (dagger/dagger v0.21.8, core/llm.go) takes the provider from
 and reads that provider's key itself: from ``.env`` in the working directory of the session's
 process first, then from its environment, resolving a value that is a secret reference. The
 stand-in engine routes the same way (tests/fakes/dagger_llm.py), independently of
-``adapters.dagger.llm_route``, which these tests hold to it.
+``adapters.llm_route``, which these tests hold to it.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 from pydantic import ValidationError
 
 from adapters.dagger.llm import DaggerLlmRunner
-from adapters.dagger.llm_route import EngineConfig, Route, provider_of_model
 from adapters.dagger.runner import DaggerRunner
 from adapters.errors import InvalidSpecError
 from adapters.llm_contract import LlmInput, LlmOutput, LlmResult, LlmSpec
+from adapters.llm_route import EngineConfig, Route, provider_of_model
 from adapters.ownership import write_owned_file
 from adapters.selection import EngineProbe
 from agents.readiness import check_ready

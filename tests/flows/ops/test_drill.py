@@ -7,6 +7,7 @@ here). Faults are injected at the runner boundary, so the real retry, breaker an
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,12 @@ async def test_drill_passes_on_the_local_runner(prefect_api_url: str, tmp_path: 
 async def test_drill_passes_through_dagger_against_the_stand_in_engine(
     prefect_api_url: str, tmp_path: Path
 ) -> None:
-    with exec_standin_engine():
+    with exec_standin_engine() as engine:
         results = await self_healing_drill(str(tmp_path), backend="dagger", rows=600)
     assert_all_passed(results, tmp_path)
     assert "Backend: **dagger**" in render_report(results, "dagger")
+    # Each step's declared requirements, pinned to the flow's versions, became its image layer.
+    installed = {tuple(r.args[r.args.index("--root-user-action=ignore") + 1 :])
+                 for r in engine.layer_requests}  # fmt: skip
+    duckdb, pyyaml = f"duckdb=={version('duckdb')}", f"pyyaml=={version('pyyaml')}"
+    assert installed == {(duckdb,), (duckdb, pyyaml)}

@@ -155,3 +155,42 @@ class TestStorageLimits:
         [line] = done.stderr.splitlines()
         assert line.startswith("error: file size limit reached writing ")
         assert str(tmp_path / "out") in line and "1.0 MiB" in line and "ulimit -f" in line
+
+
+def test_without_duckdb_a_step_exits_70_saying_to_declare_it(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "duckdb.py").write_text("raise ImportError('no duckdb in this image')\n")
+    done = run_cli(
+        "ingest",
+        "--rows",
+        "3",
+        "--seed",
+        "1",
+        "--output",
+        str(tmp_path / "out"),
+        env={"PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}"},
+    )
+    assert done.returncode == 70
+    assert done.stderr.splitlines() == [
+        "error: duckdb is not installed in this Python; declare its package under the agent's"
+        " requirements: (the Dagger runner installs them into the step's image) or install it"
+        " where the step runs"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+def test_without_pyyaml_validate_exits_70_naming_it(tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "yaml.py").write_text("raise ModuleNotFoundError('no yaml', name='yaml')\n")
+    csv = _write(tmp_path / "in.csv", b"id,amount\n1,2.5\n")
+    schema = _write(tmp_path / "s.yaml", b"id: integer\n")
+    env = {"PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}"}
+    args = ["--input", str(csv), "--output", str(tmp_path / "out")]
+    done = run_cli("validate", *args, "--schema", str(schema), env=env)
+    assert done.returncode == 70
+    assert done.stderr.startswith("error: yaml is not installed in this Python; declare its")
+    # the other steps never load it
+    done = run_cli("ingest", *args, env=env)
+    assert done.returncode == 0, done.stderr

@@ -10,7 +10,8 @@ import duckdb
 import pytest
 
 from flows.steps import types as T
-from flows.steps.formats import Format, FormatError, parse_options, suggest
+from flows.steps.formats import Format, FormatError, parse_options
+from flows.steps.readings import suggest
 
 
 def _fmt(type_: str, options: str) -> Format:
