@@ -15,10 +15,10 @@ from adapters.reference import Block
 __all__ = ["blocks", "help_text", "regenerate", "write"]
 
 
-def help_text(path: list[str]) -> str:
-    """The ``--help`` output of the command ``path`` (``["agents", "run"]``), as a user sees it."""
-    from flows.cli import aiop
-
+def help_text(aiop: click.Command, path: list[str]) -> str:
+    """The ``--help`` output of the command ``path`` (``["agents", "run"]``) of ``aiop`` (the root
+    command, passed in so that this module never imports the package that imports it), as a user
+    sees it."""
     ctx = click.Context(aiop, info_name="aiop", **aiop.context_settings)
     command: click.Command = aiop
     for name in path:
@@ -39,36 +39,34 @@ def _paths(command: click.Command, path: list[str]) -> Iterator[list[str]]:
                 yield from _paths(sub, [*path, name])
 
 
-def blocks() -> list[tuple[Block, str]]:
+def blocks(aiop: click.Command) -> list[tuple[Block, str]]:
     """Each command's block and its body (its help in a ``text`` fence), ``aiop`` first."""
-    from flows.cli import aiop
-
     found = []
     for path in _paths(aiop, []):
         words = ["aiop", *path]
         block = Block("-".join(words), " ".join([*words, "--help"]))
-        found.append((block, f"```text\n{help_text(path).rstrip()}\n```"))
+        found.append((block, f"```text\n{help_text(aiop, path).rstrip()}\n```"))
     return found
 
 
-def regenerate(page: str) -> str:
+def regenerate(aiop: click.Command, page: str) -> str:
     """``page`` with every command's block regenerated.
 
     Raises:
         ValueError: the page lacks a command's block (add its two marks where it belongs).
     """
-    for block, body in blocks():
+    for block, body in blocks(aiop):
         page = block.regenerate(page, body)
     return page
 
 
-def write(page: str) -> int:
+def write(aiop: click.Command, page: str) -> int:
     """Regenerate every block in the file ``page``; 0, or 2 with one line on stderr."""
     path = Path(page)
     try:
-        path.write_text(regenerate(path.read_text(encoding="utf-8")), encoding="utf-8")
+        path.write_text(regenerate(aiop, path.read_text(encoding="utf-8")), encoding="utf-8")
     except (OSError, ValueError) as exc:
         print(f"error: {page}: {exc}", file=sys.stderr)
         return 2
-    print(f"regenerated the help of {len(blocks())} commands in {path}")
+    print(f"regenerated the help of {len(blocks(aiop))} commands in {path}")
     return 0

@@ -70,7 +70,8 @@ def cli_reference(write: str | None) -> int:
     from flows.cli._help import blocks
     from flows.cli._help import write as write_page
 
+    root = click.get_current_context().find_root().command
     if write:
-        return write_page(write)
-    sys.stdout.write("\n".join(block.wrap(body) for block, body in blocks()))
+        return write_page(root, write)
+    sys.stdout.write("\n".join(block.wrap(body) for block, body in blocks(root)))
     return EXIT_OK

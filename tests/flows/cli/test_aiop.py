@@ -73,7 +73,7 @@ def test_every_command_is_listed_and_has_its_help() -> None:
     listed = {c.name for c in commands if c is not None and not c.hidden}
     assert listed == {path[0] for path in COMMANDS}
     for path in COMMANDS:
-        text = help_text(path)
+        text = help_text(aiop, path)
         assert text.startswith(f"Usage: aiop {' '.join(path)}"), text
 
 
@@ -81,7 +81,7 @@ def test_every_command_is_listed_and_has_its_help() -> None:
 @pytest.mark.parametrize("path", [p for p in COMMANDS if p != ["bench"]], ids=" ".join)
 def test_help_exits_0(path: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*path, "--help"]) == 0
-    assert capsys.readouterr().out == help_text(path) + "\n"
+    assert capsys.readouterr().out == help_text(aiop, path) + "\n"
 
 
 def test_bench_help_is_the_benchmarks_own() -> None:
@@ -135,7 +135,7 @@ def test_the_main_job_keeps_its_own_name_with_the_same_options() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Usage: python -m flows.data_pipeline [OPTIONS]")
-    assert done.stdout.split("\n", 1)[1] == help_text(["run"]).split("\n", 1)[1] + "\n"
+    assert done.stdout.split("\n", 1)[1] == help_text(aiop, ["run"]).split("\n", 1)[1] + "\n"
 
 
 @pytest.mark.parametrize(("module", "command"), MOVED.items())
