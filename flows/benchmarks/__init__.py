@@ -1,4 +1,4 @@
-"""The platform's performance claims, measured: ``python -m flows.benchmarks [--quick] [--json PATH]``.
+"""The platform's performance claims, measured: ``aiop bench [--quick] [--json PATH]``.
 
 Each claim is a ratio measured within one run on the same machine (a shared 2-core machine is
 noisy; ratios of interleaved or back-to-back runs hold up where absolute numbers do not):
@@ -22,12 +22,12 @@ noisy; ratios of interleaved or back-to-back runs hold up where absolute numbers
 
 Why here and not in a top-level ``benchmarks/`` package: the repository's top-level layout is fixed
 (``flows/``, ``adapters/``, ``agents/``, ``tests/``, ``docs/``, ``adr/``); the benchmarks drive
-flows, so they live with them, and ``python -m flows.benchmarks`` is the command. Nothing in this
+flows, so they live with them, and ``aiop bench`` is the command. Nothing in this
 package is imported by the platform itself; timing assertions never go into the test suite.
 
 Example:
-    $ python -m flows.benchmarks --quick --json bench.json
-    $ python -m flows.benchmarks --only orchestration,fast_failure
+    $ aiop bench --quick --json bench.json
+    $ aiop bench --only orchestration,fast_failure
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m flows.benchmarks [--quick] [--json PATH]``: run every benchmark, print the table.
+"""``aiop bench [--quick] [--json PATH]``: run every benchmark, print the table.
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
 batches) and this process pointed at it; then orchestration share, step overhead, tracing overhead,
@@ -56,7 +56,7 @@ BENCHMARKS = (
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.benchmarks",
+        prog="aiop bench",
         description="Measure the platform's performance claims as ratios within one run.",
     )
     parser.add_argument(
@@ -255,7 +255,7 @@ def _run_with_server(
 def _meta(args: argparse.Namespace, started: float, server_s: float | None) -> dict[str, Any]:
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": " ".join(["python -m flows.benchmarks", *args.argv]),
+        "command": " ".join(["aiop bench", *args.argv]),
         "mode": "quick" if args.quick else "full",
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Outcome] = {}
     server_s: float | None = None
     mode = "quick" if args.quick else "full"
-    print(f"python -m flows.benchmarks ({mode} mode, {os.cpu_count()} cores); scratch: {base}")
+    print(f"aiop bench ({mode} mode, {os.cpu_count()} cores); scratch: {base}")
     try:
         where = (
             f"using the Prefect server at {args.api_url}"

@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from adapters.errors import AiopError, InvalidInputError
-from adapters.settings import Settings
+from adapters.settings import Settings, variable_name
 from flows.cli._preamble import EXIT_FAILED, EXIT_OK, UsageError, fail, load_settings_or_exit
 
 __all__ = ["agents"]
@@ -144,7 +144,7 @@ def _check_outputs(items: Sequence[str]) -> None:
     "--backend",
     type=click.Choice(["auto", "dagger", "local"]),
     default=None,
-    help="where the agent runs (default AIOP_BACKEND, else auto)",
+    help=f"where the agent runs (default {variable_name('backend')}, else auto)",
 )
 @click.option("--mount", multiple=True, metavar="HOST=TARGET", help="read-only mount (repeatable)")
 @click.option(
