@@ -315,7 +315,7 @@ async def test_an_attempt_an_open_breaker_refuses_waits_for_the_probe_in_a_span(
     time in a ``breaker wait`` span, and the retry runs."""
     reset_breakers()
     breaker = get_breaker(
-        "engine:local", default_policy=BreakerPolicy(fail_max=1, reset_timeout=0.3)
+        "engine:local", default_policy=BreakerPolicy(fail_max=1, reset_timeout=2.0)
     )
     breaker._cb.open()
     spec = StepSpec(name="waits", image="python:3.12-slim", args=["python", "-c", f"# {tmp_path}"])
