@@ -11,7 +11,7 @@ step's spec, code and inputs), so a re-run with unchanged inputs finds every fin
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import json
 import os
@@ -35,7 +35,13 @@ from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
-from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
+from flows.data_pipeline.options import (
+    PipelineOptions,
+    check_output_folder,
+    default_partitions,
+    gather_bounded,
+    step_slots,
+)
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
 from flows.runtime.step_task import StepOutcome
@@ -336,18 +342,19 @@ async def _run(
     # 3. transform: K partitions in parallel
     k = options.partitions
     validated_mount = {str(_out(validated)): f"{_IN}/validate"}
-    parts = list(
-        await asyncio.gather(
-            *(
-                step(
-                    "transform",
-                    f"transform-{i}",
-                    {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
-                    validated_mount,
-                )
-                for i in range(k)
+    # At most one step process per core with the local backend (see step_slots).
+    parts = await gather_bounded(
+        [
+            functools.partial(
+                step,
+                "transform",
+                f"transform-{i}",
+                {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
+                validated_mount,
             )
-        )
+            for i in range(k)
+        ],
+        step_slots(backend),
     )
     part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 

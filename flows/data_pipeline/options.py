@@ -7,10 +7,12 @@ The CLI checks its arguments into :class:`PipelineParameters`, the flow's plain 
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, TypeVar
 
 from adapters.errors import InvalidInputError
 
@@ -21,6 +23,8 @@ __all__ = [
     "PipelineParameters",
     "check_output_folder",
     "default_partitions",
+    "gather_bounded",
+    "step_slots",
 ]
 
 #: The most Parquet partitions a run may ask for.
@@ -33,6 +37,37 @@ def default_partitions() -> int:
     The one place of this default: the flow applies it when no partitions are asked for.
     """
     return min(os.cpu_count() or 1, MAX_PARTITIONS)
+
+
+_T = TypeVar("_T")
+
+
+def step_slots(backend: str) -> int | None:
+    """Transform steps that may run at once: one per CPU with the ``local`` backend (each is a
+    process on this machine; more only queue for the cores and hold their memory), no bound
+    with ``dagger`` (the engine, which may be remote, schedules its containers itself).
+
+    A Prefect work pool of several workers, or a remote Dagger engine, is how to run more
+    partitions at once than this machine has cores.
+    """
+    return (os.cpu_count() or 1) if backend == "local" else None
+
+
+async def gather_bounded(
+    calls: Sequence[Callable[[], Awaitable[_T]]], limit: int | None
+) -> list[_T]:
+    """Run ``calls`` concurrently, at most ``limit`` at a time (all at once for None); the
+    results in the order of ``calls``. A call starts only when a slot is free, so its task
+    run, its process and its memory do not exist before it can use a core."""
+    if limit is None or limit >= len(calls):
+        return list(await asyncio.gather(*(call() for call in calls)))
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Callable[[], Awaitable[_T]]) -> _T:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
 class PipelineParameters(TypedDict):

@@ -6,13 +6,17 @@ valid YAML schema file the format documents is accepted.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from flows.data_pipeline.options import gather_bounded, step_slots
 from tests.flows.data_pipeline.test_cli import run_cli
 
 
@@ -140,3 +144,27 @@ class TestParametersReachTheFlowAsGiven:
         summary = _summary(options, "local", [], tmp_path, "a", facts)
         assert [summary[k] for k in ("input_rows", "valid_rows", "quarantined_rows")] == [3, 2, 1]
         assert summary["columns"] == ["a"] and summary["data"] == str(tmp_path / "data")
+
+
+async def test_gather_bounded_runs_at_most_limit_calls_at_once_in_order() -> None:
+    running, most = 0, 0
+
+    async def call(i: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.01 * (i % 3))
+        running -= 1
+        return i
+
+    calls = [functools.partial(call, i) for i in range(9)]
+    assert await gather_bounded(calls, 2) == list(range(9))
+    assert most == 2
+    most = 0
+    assert await gather_bounded(calls, None) == list(range(9))
+    assert most == 9
+
+
+def test_step_slots_are_the_cores_locally_and_unbounded_on_dagger() -> None:
+    assert step_slots("local") == (os.cpu_count() or 1)
+    assert step_slots("dagger") is None
