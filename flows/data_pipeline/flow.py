@@ -11,7 +11,7 @@ step's spec, code and inputs), so a re-run with unchanged inputs finds every fin
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import hashlib
 import json
 import os
@@ -39,7 +39,7 @@ from flows.data_pipeline.options import (
     PipelineOptions,
     check_output_folder,
     default_partitions,
-    gather_bounded,
+    partition_runs,
     step_slots,
 )
 from flows.data_pipeline.summarize import summarize_results
@@ -247,7 +247,10 @@ async def _run(
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
     run_name = str(flow_run.name or "")
-    progress = ProgressTracker(FLOW_NAME, total_steps=4 + options.partitions)
+    progress = ProgressTracker(
+        FLOW_NAME,
+        total_steps=4 + len(partition_runs(options.partitions, step_slots(choice.backend))),
+    )
     await progress.start()
 
     manager = AgentManager.from_settings(settings)
@@ -342,19 +345,26 @@ async def _run(
     # 3. transform: K partitions in parallel
     k = options.partitions
     validated_mount = {str(_out(validated)): f"{_IN}/validate"}
-    # At most one step process per core with the local backend (see step_slots).
-    parts = await gather_bounded(
-        [
-            functools.partial(
-                step,
-                "transform",
-                f"transform-{i}",
-                {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
-                validated_mount,
+    # At most one step process per core with the local backend: with more partitions than
+    # that, each step writes a contiguous run of them (see partition_runs).
+    runs = partition_runs(k, step_slots(backend))
+    parts = list(
+        await asyncio.gather(
+            *(
+                step(
+                    "transform",
+                    f"transform-{j}",
+                    {
+                        "input": f"{_IN}/validate/valid.parquet",
+                        "partition": first,
+                        "partitions": k,
+                        **({"count": count} if count > 1 else {}),
+                    },
+                    validated_mount,
+                )
+                for j, (first, count) in enumerate(runs)
             )
-            for i in range(k)
-        ],
-        step_slots(backend),
+        )
     )
     part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 

@@ -7,12 +7,10 @@ The CLI checks its arguments into :class:`PipelineParameters`, the flow's plain 
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict, TypeVar
+from typing import TypedDict
 
 from adapters.errors import InvalidInputError
 
@@ -23,7 +21,7 @@ __all__ = [
     "PipelineParameters",
     "check_output_folder",
     "default_partitions",
-    "gather_bounded",
+    "partition_runs",
     "step_slots",
 ]
 
@@ -39,13 +37,11 @@ def default_partitions() -> int:
     return min(os.cpu_count() or 1, MAX_PARTITIONS)
 
 
-_T = TypeVar("_T")
-
-
 def step_slots(backend: str) -> int | None:
-    """Transform steps that may run at once: one per CPU with the ``local`` backend (each is a
-    process on this machine; more only queue for the cores and hold their memory), no bound
-    with ``dagger`` (the engine, which may be remote, schedules its containers itself).
+    """Transform steps that run at once: one per CPU with the ``local`` backend (each is a
+    process on this machine; more only queue for the cores, hold their memory and pay their
+    start), no bound with ``dagger`` (the engine, which may be remote, schedules its containers
+    itself).
 
     A Prefect work pool of several workers, or a remote Dagger engine, is how to run more
     partitions at once than this machine has cores.
@@ -53,21 +49,21 @@ def step_slots(backend: str) -> int | None:
     return (os.cpu_count() or 1) if backend == "local" else None
 
 
-async def gather_bounded(
-    calls: Sequence[Callable[[], Awaitable[_T]]], limit: int | None
-) -> list[_T]:
-    """Run ``calls`` concurrently, at most ``limit`` at a time (all at once for None); the
-    results in the order of ``calls``. A call starts only when a slot is free, so its task
-    run, its process and its memory do not exist before it can use a core."""
-    if limit is None or limit >= len(calls):
-        return list(await asyncio.gather(*(call() for call in calls)))
-    gate = asyncio.Semaphore(limit)
+def partition_runs(partitions: int, slots: int | None) -> list[tuple[int, int]]:
+    """The transform steps of a run as ``(first partition, count)``: one step per partition when
+    they fit the slots (or there is no bound), else one step per slot, each over a contiguous run
+    of partitions of nearly equal length.
 
-    async def one(call: Callable[[], Awaitable[_T]]) -> _T:
-        async with gate:
-            return await call()
-
-    return list(await asyncio.gather(*(one(call) for call in calls)))
+    Examples:
+        >>> partition_runs(2, 2), partition_runs(64, 2), partition_runs(5, 2)
+        ([(0, 1), (1, 1)], [(0, 32), (32, 32)], [(0, 2), (2, 3)])
+        >>> len(partition_runs(64, None))
+        64
+    """
+    if slots is None or partitions <= slots:
+        return [(i, 1) for i in range(partitions)]
+    edges = [partitions * j // slots for j in range(slots + 1)]
+    return [(edges[j], edges[j + 1] - edges[j]) for j in range(slots)]
 
 
 class PipelineParameters(TypedDict):

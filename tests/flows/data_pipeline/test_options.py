@@ -6,8 +6,6 @@ valid YAML schema file the format documents is accepted.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import os
 import subprocess
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.data_pipeline.options import gather_bounded, step_slots
+from flows.data_pipeline.options import partition_runs, step_slots
 from tests.flows.data_pipeline.test_cli import run_cli
 
 
@@ -146,23 +144,15 @@ class TestParametersReachTheFlowAsGiven:
         assert summary["columns"] == ["a"] and summary["data"] == str(tmp_path / "data")
 
 
-async def test_gather_bounded_runs_at_most_limit_calls_at_once_in_order() -> None:
-    running, most = 0, 0
-
-    async def call(i: int) -> int:
-        nonlocal running, most
-        running += 1
-        most = max(most, running)
-        await asyncio.sleep(0.01 * (i % 3))
-        running -= 1
-        return i
-
-    calls = [functools.partial(call, i) for i in range(9)]
-    assert await gather_bounded(calls, 2) == list(range(9))
-    assert most == 2
-    most = 0
-    assert await gather_bounded(calls, None) == list(range(9))
-    assert most == 9
+def test_partition_runs_cover_every_partition_once_within_the_slots() -> None:
+    for partitions in (1, 2, 3, 8, 63, 64, 256):
+        for slots in (None, 1, 2, 3, 8):
+            runs = partition_runs(partitions, slots)
+            covered = [first + i for first, count in runs for i in range(count)]
+            assert covered == list(range(partitions))
+            assert len(runs) == (partitions if slots is None else min(partitions, slots))
+            counts = [count for _, count in runs]
+            assert max(counts) - min(counts) <= 1
 
 
 def test_step_slots_are_the_cores_locally_and_unbounded_on_dagger() -> None:
