@@ -394,7 +394,18 @@ def sql_parse_select(
     for i, (expr, type_) in enumerate(columns):
         c, n, q, a, t, p = f"c{i}", f"n{i}", f"q{i}", f"a{i}", f"t{i}", f"p{i}"
         lvl0.append(f"{expr} AS {c}")
-        lvl1.append(f"{c}, {_null_fast(c)} AS {n}")
+        fmt = formats[i] if formats else PLAIN
+        if type_ != "string" and not fmt:
+            # The fast path first: a value it accepts is never a null token (every accepted
+            # form starts like a number or a date, or is a boolean word), so the null test
+            # runs only on the values it did not accept.
+            pre, accept = _fast(c, q, type_)
+            lvl1.append(f"{c}, {pre} AS {q}")
+            lvl2.append(f"{c}, {q}, coalesce({accept}, false) AS {a}")
+            lvl3.append(f"{c}, {q}, {a}, CASE WHEN {a} THEN false ELSE {_null_fast(c)} END AS {n}")
+            check = _check_cast(t, type_)
+        else:
+            lvl1.append(f"{c}, {_null_fast(c)} AS {n}")
         if type_ == "string":
             for level in (lvl2, lvl3, lvl4):
                 level.append(f"{c}, {n}")
@@ -404,21 +415,15 @@ def sql_parse_select(
             )
             lvl6.append(f"{c}, {p}, false AS f{i}")
             continue
-        fmt = formats[i] if formats else PLAIN
         if fmt:  # no fast path: every value goes through its format
             lvl2.append(f"{c}, {n}, NULL AS {q}")
             lvl3.append(f"{c}, {n}, {q}, false AS {a}")
             check = _check_formatted(t, type_, fmt)
-        else:
-            pre, accept = _fast(c, q, type_)
-            lvl2.append(f"{c}, {n}, CASE WHEN {n} THEN NULL ELSE {pre} END AS {q}")
-            lvl3.append(f"{c}, {n}, {q}, NOT {n} AND coalesce({accept}, false) AS {a}")
-            check = _check_cast(t, type_)
         lvl4.append(
             f"{c}, {n}, {q}, {a}, CASE WHEN {n} OR {a} THEN NULL ELSE {_trim(c)} END AS {t}"
         )
         lvl5.append(
-            f"{c}, {n}, {t}, CASE WHEN {n} THEN NULL WHEN {a} THEN {q} ELSE {check} END AS {p}"
+            f"{c}, {n}, {t}, CASE WHEN {a} THEN {q} WHEN {n} THEN NULL ELSE {check} END AS {p}"
         )
         lvl6.append(
             f"{c}, {p}, CASE WHEN {n} OR {p} IS NOT NULL THEN false "
