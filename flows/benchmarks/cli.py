@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="measure against this running Prefect server instead of starting a fresh one",
     )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where the real tables of the real_data benchmark are cached"
+        " (default ~/.cache/aiop/bench-data)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
     parser.add_argument("--verbose", action="store_true", help="let Prefect log to the console")
     parser.add_argument(
@@ -315,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server_pid=server.pid,
                     api_url=server.api_url,
                     rows=args.rows,
+                    data_dir=args.data_dir,
                 )
                 results.update(_run_with_server(ctx, args.only, failures))
         except (RuntimeError, TimeoutError) as exc:

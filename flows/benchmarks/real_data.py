@@ -11,9 +11,9 @@ a million rows:
   floats, integers, quoted strings; its unnamed row-number column left out) nineteen times:
   1,024,860 rows, grouped by ``cut`` (5 values).
 
-The files go to ``$AIOP_BENCH_DATA`` (default ``~/.cache/aiop/bench-data``), never into the
-repository; a file already there is re-used (written under a temporary name and renamed, so a
-half-written file is never taken).
+The files go to the folder ``python -m flows.benchmarks --data-dir DIR`` names (default
+``~/.cache/aiop/bench-data``), never into the repository; a file already there is re-used
+(written under a temporary name and renamed, so a half-written file is never taken).
 """
 
 from __future__ import annotations
@@ -94,9 +94,8 @@ DATASETS: dict[str, Dataset] = {
 
 
 def cache_dir() -> Path:
-    """Where the tables are written (``$AIOP_BENCH_DATA``, default ``~/.cache/aiop/bench-data``)."""
-    configured = os.environ.get("AIOP_BENCH_DATA")
-    return Path(configured) if configured else Path.home() / ".cache" / "aiop" / "bench-data"
+    """Where the tables are written when no folder is given: ``~/.cache/aiop/bench-data``."""
+    return Path.home() / ".cache" / "aiop" / "bench-data"
 
 
 def prepare(name: str, folder: Path | None = None) -> Path:

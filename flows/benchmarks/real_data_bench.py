@@ -61,7 +61,7 @@ def _steps_split(summary: dict[str, Any], wall: float) -> dict[str, float]:
 
 def _one(ctx: BenchContext, name: str) -> dict[str, Any]:
     dataset = DATASETS[name]
-    csv_path = prepare(name)
+    csv_path = prepare(name, ctx.data_dir)
     folder = ctx.folder(f"real-{name}")
     exclude = (ctx.server_pid,) if ctx.server_pid else ()
     runs: dict[str, list[Timed]] = {
