@@ -18,6 +18,8 @@ class BenchContext:
         server_pid: the Prefect server's pid, left out of process-tree memory (None: no server).
         api_url: the server's API URL (None: no server).
         rows: input sizes of the throughput benchmark instead of the mode's (``--rows``).
+        data_dir: where the real tables are cached (``--data-dir``; None: the default folder of
+            :func:`flows.benchmarks.real_data.cache_dir`).
     """
 
     quick: bool
@@ -25,6 +27,7 @@ class BenchContext:
     server_pid: int | None = None
     api_url: str | None = None
     rows: tuple[int, ...] | None = None
+    data_dir: Path | None = None
 
     @property
     def samples(self) -> int:

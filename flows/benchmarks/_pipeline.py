@@ -20,7 +20,7 @@ from typing import Any
 from flows.benchmarks._measure import PeakTreeMemory
 from flows.steps.pipeline import INGEST
 
-__all__ = ["Timed", "generate_input", "run_baseline", "run_pipeline"]
+__all__ = ["Timed", "generate_input", "run_baseline", "run_command", "run_pipeline"]
 
 SEED = 42
 GROUP_BY = "category"
@@ -71,15 +71,21 @@ def generate_input(rows: int, folder: Path) -> tuple[Path, float]:
     return folder / "input.csv", seconds
 
 
-def run_baseline(csv_path: Path, output: Path) -> Timed:
+def run_baseline(csv_path: Path, output: Path, group_by: str = GROUP_BY) -> Timed:
     """Run :mod:`flows.benchmarks.duckdb_baseline` as its own process on ``csv_path``."""
-    args = [sys.executable, "-m", "flows.benchmarks.duckdb_baseline", "--input", str(csv_path)]
+    args = ["-m", "flows.benchmarks.duckdb_baseline", "--input", str(csv_path)]
+    return run_command([*args, "--output", str(output), "--group-by", group_by], output)
+
+
+def run_command(args: list[str], output: Path | None = None) -> Timed:
+    """Run ``python ARGS`` as its own process, timed, with its peak memory; its last stdout line
+    is its JSON summary (``{}`` when it printed none).
+
+    Raises:
+        RuntimeError: the process exited with an error.
+    """
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [*args, "--output", str(output), "--group-by", GROUP_BY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with PeakTreeMemory(proc.pid) as peak:
         _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - started
@@ -89,8 +95,9 @@ def run_baseline(csv_path: Path, output: Path) -> Timed:
     proc.stdout.close()
     proc.stderr.close()
     if proc.returncode != 0:
-        raise RuntimeError(f"the baseline exited {proc.returncode}: {err.decode()[-2000:]}")
-    summary = json.loads(out.decode().strip().splitlines()[-1])
+        raise RuntimeError(f"{args[1]} exited {proc.returncode}: {err.decode()[-2000:]}")
+    lines = out.decode().strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
     return Timed(seconds, peak.bytes, summary, output, exact_peak_bytes=usage.ru_maxrss * 1024)
 
 
@@ -102,6 +109,7 @@ def run_pipeline(
     rows: int | None = None,
     exclude: tuple[int, ...] = (),
     partitions: int | None = None,
+    group_by: str = GROUP_BY,
 ) -> Timed:
     """Run the ``data_pipeline`` flow (local backend) on ``csv_path``, or generating ``rows``,
     with ``partitions`` transform partitions (default: one per core).
@@ -115,7 +123,7 @@ def run_pipeline(
         "output": str(output),
         "work_dir": str(work),
         "backend": "local",
-        "group_by": GROUP_BY,
+        "group_by": group_by,
         "partitions": partitions,
     }
     if csv_path is not None:

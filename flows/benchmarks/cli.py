@@ -2,7 +2,8 @@
 
 Order: a Prefect server is started (fresh ``PREFECT_HOME``, analytics off, small task-run recorder
 batches) and this process pointed at it; then orchestration share, step overhead, tracing overhead,
-concurrency, fast failure, pipeline throughput, cached re-run and scaling run against it; the server is stopped and the
+concurrency, fast failure, pipeline throughput, the plain-script comparison on real data, cached
+re-run and scaling run against it; the server is stopped and the
 default-run benchmark (which starts and stops its own local server) runs alone. ``--only`` runs a
 subset (the JSON then holds only those keys). ``--api-url`` measures against a running server
 instead of starting one; ``--rows`` sets the throughput sizes.
@@ -47,6 +48,7 @@ BENCHMARKS = (
     "concurrency",
     "fast_failure",
     "throughput",
+    "real_data",
     "cached_rerun",
     "scaling",
     "result_copies",
@@ -79,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         default=None,
         help="measure against this running Prefect server instead of starting a fresh one",
+    )
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="where the real tables of the real_data benchmark are cached"
+        " (default ~/.cache/aiop/bench-data)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (printed)")
     parser.add_argument("--verbose", action="store_true", help="let Prefect log to the console")
@@ -207,6 +217,7 @@ def _run_with_server(
         concurrency,
         fast_failure,
         orchestration,
+        real_data_bench,
         result_copies,
         scaling,
         step_overhead,
@@ -228,6 +239,7 @@ def _run_with_server(
         "concurrency": lambda: concurrency.run(ctx),
         "fast_failure": lambda: fast_failure.run(ctx),
         "throughput": measure_throughput,
+        "real_data": lambda: real_data_bench.run(ctx),
         "cached_rerun": lambda: cached_rerun.run(ctx, firsts.get(ctx.rerun_rows)),
     }
     results: dict[str, Outcome] = {}
@@ -296,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import flows.benchmarks.concurrency
                 import flows.benchmarks.fast_failure
                 import flows.benchmarks.orchestration
+                import flows.benchmarks.real_data_bench
                 import flows.benchmarks.result_copies
                 import flows.benchmarks.scaling
                 import flows.benchmarks.step_overhead
@@ -310,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     server_pid=server.pid,
                     api_url=server.api_url,
                     rows=args.rows,
+                    data_dir=args.data_dir,
                 )
                 results.update(_run_with_server(ctx, args.only, failures))
         except (RuntimeError, TimeoutError) as exc:

@@ -7,7 +7,8 @@ turns, 3 times at 1M and twice at 10M, once with ``--quick``; the medians are co
 1. **pipeline**: ``data_pipeline(input=<csv>, group_by="category", backend="local")`` against the
    Prefect server, uncached (fresh work folder), every step a task run and a process: validate,
    transform (one partition per core, in parallel), aggregate, report;
-2. **baseline**: :mod:`flows.benchmarks.duckdb_baseline` on the same CSV, one process;
+2. **baseline**: :mod:`flows.benchmarks.duckdb_baseline` on the same CSV, one process, and the
+   plain DuckDB script (:mod:`flows.benchmarks.plain_script`) a user would write instead;
 3. **pipeline with generation**: ``data_pipeline(rows=N, seed=42)``, the ingest step generating the
    CSV itself (reported beside generation + baseline).
 
@@ -15,7 +16,8 @@ Both sides start from the same CSV, warm in the page cache. The outputs are comp
 column types, quarantined lines and every aggregate cell; a mismatch is reported, not hidden.
 Targets (issue 13, goal 3): pipeline time at most 1.5x the baseline's at 1M rows and 1.2x at 10M,
 pipeline peak memory (whole process tree: the flow's process and its step processes) at most the
-baseline's, and the validate step at least as fast per row as the ingest step generating the input.
+baseline's, and the validate step at least as fast per row as the ingest step generating the input;
+against the plain script (issue 25, goal 1), at most 1.5x at 10M rows and peak memory at most its.
 """
 
 from __future__ import annotations
@@ -27,11 +29,19 @@ from pathlib import Path
 from typing import Any
 
 from flows.benchmarks._context import BenchContext, log
-from flows.benchmarks._pipeline import Timed, generate_input, run_baseline, run_pipeline
+from flows.benchmarks._pipeline import (
+    GROUP_BY,
+    Timed,
+    generate_input,
+    run_baseline,
+    run_command,
+    run_pipeline,
+)
 from flows.benchmarks._report import Outcome, Row
 from flows.steps.pipeline import INGEST, PIPELINE_STEPS, TRANSFORM, VALIDATE, declared
 
 __all__ = [
+    "PLAIN_TARGET_RATIOS",
     "TARGET_RATIOS",
     "compare_outputs",
     "measure",
@@ -43,6 +53,8 @@ __all__ = [
 
 #: Pipeline time over the script's, at the sizes of the full run (issue 13, goal 3).
 TARGET_RATIOS = {1_000_000: 1.5, 10_000_000: 1.2}
+#: Pipeline time over the plain DuckDB script's on generated rows (issue 25, goal 1).
+PLAIN_TARGET_RATIOS = {10_000_000: 1.5}
 
 
 def _quarantined_lines(path: Path) -> set[str]:
@@ -118,15 +130,19 @@ def _one_size(ctx: BenchContext, rows: int) -> tuple[dict[str, Any], Timed, Path
     log(f"throughput {rows:,} rows: input generated in {gen_s:.1f} s; {repeats} x pipeline, script")
     pipelines: list[Timed] = []
     baselines: list[Timed] = []
-    for i in range(repeats):  # taking turns, so that the machine's mood hits both alike
+    plains: list[Timed] = []
+    for i in range(repeats):  # taking turns, so that the machine's mood hits all alike
         out, work = folder / f"out-{i}", folder / f"work-{i}"  # fresh work folder: uncached
         pipelines.append(run_pipeline(out, work, csv_path=csv_path, exclude=exclude))
         baselines.append(run_baseline(csv_path, folder / f"baseline-{i}"))
+        plain = ["-m", "flows.benchmarks.plain_script", "--input", str(csv_path)]
+        plain += ["--output", str(folder / f"plain-{i}"), "--group-by", GROUP_BY]
+        plains.append(run_command(plain))
         log(
             f"throughput {rows:,} rows: pipeline {pipelines[-1].seconds:.1f} s,"
-            f" script {baselines[-1].seconds:.1f} s"
+            f" script {baselines[-1].seconds:.1f} s, plain script {plains[-1].seconds:.1f} s"
         )
-    first, base = _median_run(pipelines), _median_run(baselines)
+    first, base, plain_run = _median_run(pipelines), _median_run(baselines), _median_run(plains)
     full: Timed | None = None
     if not ctx.quick:  # keeps --quick under a minute
         log(f"throughput {rows:,} rows: pipeline with generation")
@@ -151,6 +167,13 @@ def _one_size(ctx: BenchContext, rows: int) -> tuple[dict[str, Any], Timed, Path
             "peak_bytes": max(r.peak_bytes for r in baselines),
             "exact_peak_bytes": max(r.exact_peak_bytes or 0 for r in baselines),
         },
+        "plain_script": {
+            **plain_run.as_json(),
+            "runs_s": [r.seconds for r in plains],
+            "peak_bytes": max(r.peak_bytes for r in plains),
+            "exact_peak_bytes": max(r.exact_peak_bytes or 0 for r in plains),
+        },
+        "ratio_to_plain": first.seconds / plain_run.seconds,
         "baseline_phases_s": base.summary.get("phases"),
         "pipeline_with_generation": None
         if full is None
@@ -262,6 +285,34 @@ def _split_rows(label: str, data: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _plain_rows(rows: int, label: str, data: dict[str, Any]) -> list[Row]:
+    """The pipeline against the plain DuckDB script (issue 25, goal 1: 1.5x at 10M rows)."""
+    plain = data.get("plain_script")
+    if plain is None:
+        return []
+    target = PLAIN_TARGET_RATIOS.get(rows)
+    ratio = data["pipeline"]["seconds"] / plain["seconds"]
+    peak = data["pipeline"]["peak_bytes"] / plain["peak_bytes"] if plain["peak_bytes"] else None
+    return [
+        Row(
+            f"  pipeline vs plain DuckDB script {label}",
+            f"{data['pipeline']['seconds']:.1f} s",
+            f"{plain['seconds']:.1f} s (plain script)",
+            f"{ratio:.2f}x",
+            f"<= {target:g}x" if target else "",
+            ratio <= target if target else None,
+        ),
+        Row(
+            f"  peak memory vs plain script {label}",
+            _gb(data["pipeline"]["peak_bytes"]),
+            f"{_gb(plain['peak_bytes'])} (plain script)",
+            "" if peak is None else f"{peak:.2f}x",
+            "<= script" if target else "",
+            (peak is not None and peak <= 1.0) if target else None,
+        ),
+    ]
+
+
 def rows_of(rows: int, data: dict[str, Any]) -> list[Row]:
     """The table rows of one size (targets: :data:`TARGET_RATIOS`, peak memory at most the
     script's, validate at least as fast per row as ingest)."""
@@ -295,6 +346,7 @@ def rows_of(rows: int, data: dict[str, Any]) -> list[Row]:
             "<= 1x" if target else "",
             (per_row is not None and per_row <= 1.0) if target else None,
         ),
+        *_plain_rows(rows, label, data),
         *_split_rows(label, data),
         _with_generation_row(label, data),
         Row(

@@ -36,7 +36,13 @@ from adapters.redaction import redact_url
 from adapters.selection import BackendChoice, engine_for_run, resolve_runner
 from adapters.settings import Settings, load_settings
 from agents import AgentManager
-from flows.data_pipeline.options import PipelineOptions, check_output_folder, default_partitions
+from flows.data_pipeline.options import (
+    PipelineOptions,
+    check_output_folder,
+    default_partitions,
+    partition_runs,
+    step_slots,
+)
 from flows.data_pipeline.summarize import summarize_results
 from flows.runtime.agent_run import run_agent
 from flows.runtime.outcome import StepOutcome
@@ -271,7 +277,9 @@ async def _run(
     out_dir = Path(options.output).resolve()
     outcomes: list[StepOutcome] = []
     run_name = str(flow_run.name or "")
-    progress = ProgressTracker(FLOW_NAME, total_steps=step_count(options.partitions))
+    # A partitioned step runs once per run of partitions (one per partition up to the step slots).
+    transform_runs = len(partition_runs(options.partitions, step_slots(choice.backend)))
+    progress = ProgressTracker(FLOW_NAME, total_steps=step_count(transform_runs))
     await progress.start()
 
     manager = AgentManager.from_settings(settings)
@@ -363,16 +371,24 @@ async def _run(
     # 3. transform: K partitions in parallel
     k = options.partitions
     validated_mount = {str(_out(validated)): f"{_IN}/validate"}
+    # At most one step process per core with the local backend: with more partitions than
+    # that, each step writes a contiguous run of them (see partition_runs).
+    runs = partition_runs(k, step_slots(backend))
     parts = list(
         await asyncio.gather(
             *(
                 step(
                     TRANSFORM,
-                    f"{TRANSFORM.name}-{i}",
-                    {"input": f"{_IN}/validate/valid.parquet", "partition": i, "partitions": k},
+                    f"{TRANSFORM.name}-{j}",
+                    {
+                        "input": f"{_IN}/validate/valid.parquet",
+                        "partition": first,
+                        "partitions": k,
+                        **({"count": count} if count > 1 else {}),
+                    },
                     validated_mount,
                 )
-                for i in range(k)
+                for j, (first, count) in enumerate(runs)
             )
         )
     )

@@ -21,6 +21,8 @@ __all__ = [
     "PipelineParameters",
     "check_output_folder",
     "default_partitions",
+    "partition_runs",
+    "step_slots",
 ]
 
 #: The most Parquet partitions a run may ask for.
@@ -33,6 +35,35 @@ def default_partitions() -> int:
     The one place of this default: the flow applies it when no partitions are asked for.
     """
     return min(os.cpu_count() or 1, MAX_PARTITIONS)
+
+
+def step_slots(backend: str) -> int | None:
+    """Transform steps that run at once: one per CPU with the ``local`` backend (each is a
+    process on this machine; more only queue for the cores, hold their memory and pay their
+    start), no bound with ``dagger`` (the engine, which may be remote, schedules its containers
+    itself).
+
+    A Prefect work pool of several workers, or a remote Dagger engine, is how to run more
+    partitions at once than this machine has cores.
+    """
+    return (os.cpu_count() or 1) if backend == "local" else None
+
+
+def partition_runs(partitions: int, slots: int | None) -> list[tuple[int, int]]:
+    """The transform steps of a run as ``(first partition, count)``: one step per partition when
+    they fit the slots (or there is no bound), else one step per slot, each over a contiguous run
+    of partitions of nearly equal length.
+
+    Examples:
+        >>> partition_runs(2, 2), partition_runs(64, 2), partition_runs(5, 2)
+        ([(0, 1), (1, 1)], [(0, 32), (32, 32)], [(0, 2), (2, 3)])
+        >>> len(partition_runs(64, None))
+        64
+    """
+    if slots is None or partitions <= slots:
+        return [(i, 1) for i in range(partitions)]
+    edges = [partitions * j // slots for j in range(slots + 1)]
+    return [(edges[j], edges[j + 1] - edges[j]) for j in range(slots)]
 
 
 class PipelineParameters(TypedDict):

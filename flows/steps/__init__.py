@@ -14,8 +14,8 @@ threads)::
               check FILE (not copied) or generate DIR/input.csv; writes ingest.json
     validate  --input FILE --output DIR [--schema FILE]
               writes valid.parquet, quarantine.csv, validate.json
-    transform --input valid.parquet --output DIR --partition I --partitions K
-              writes part-<I:05d>.parquet (zstd), transform.json
+    transform --input valid.parquet --output DIR --partition I --partitions K [--count M]
+              writes part-<I:05d>.parquet (zstd) for partitions I..I+M-1, transform.json
     aggregate --input-dir DIR --group-by COL --output DIR [--columns-json validate.json]
               writes aggregates.csv, aggregate.json
     report    --validate DIR --aggregate DIR --parts DIR --output DIR

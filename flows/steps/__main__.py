@@ -78,11 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--schema", help="schema file ('column: type' per line)")
 
-    p = sub.add_parser("transform", help="write one contiguous partition of valid.parquet")
+    p = sub.add_parser("transform", help="write contiguous partitions of valid.parquet")
     p.add_argument("--input", required=True, help="valid.parquet")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--partition", type=_nonneg, required=True, help="partition index I")
     p.add_argument("--partitions", type=int, required=True, help="partition count K")
+    p.add_argument(
+        "--count", type=_positive, default=1, help="consecutive partitions to write, from I on"
+    )
 
     p = sub.add_parser("aggregate", help="per-group statistics of the part files")
     p.add_argument("--input-dir", required=True, help="directory with **/*.parquet")
@@ -111,7 +114,12 @@ def _dispatch(args: argparse.Namespace) -> None:
         from flows.steps import transform
 
         transform.run(
-            args.input, args.output, args.partition, args.partitions, threads=args.threads
+            args.input,
+            args.output,
+            args.partition,
+            args.partitions,
+            count=args.count,
+            threads=args.threads,
         )
     elif args.step == "aggregate":
         from flows.steps import aggregate

@@ -119,7 +119,8 @@ RESULTS: Mapping[str, str] = MappingProxyType(
 
 
 def step_count(partitions: int) -> int:
-    """How many step runs a pipeline run with ``partitions`` partitions has."""
+    """How many step runs a pipeline run has whose partitioned step runs ``partitions`` times
+    (once per partition, or once per run of partitions when they outnumber the step slots)."""
     return sum(partitions if step.partitioned else 1 for step in PIPELINE_STEPS)
 
 

@@ -7,12 +7,14 @@ valid YAML schema file the format documents is accepted.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from flows.data_pipeline.options import partition_runs, step_slots
 from tests.flows.data_pipeline.test_cli import run_cli
 
 
@@ -139,3 +141,19 @@ class TestParametersReachTheFlowAsGiven:
         summary = _summary(options, "local", [], tmp_path, "a", facts)
         assert [summary[k] for k in ("input_rows", "valid_rows", "quarantined_rows")] == [3, 2, 1]
         assert summary["columns"] == ["a"] and summary["data"] == str(tmp_path / "data")
+
+
+def test_partition_runs_cover_every_partition_once_within_the_slots() -> None:
+    for partitions in (1, 2, 3, 8, 63, 64, 256):
+        for slots in (None, 1, 2, 3, 8):
+            runs = partition_runs(partitions, slots)
+            covered = [first + i for first, count in runs for i in range(count)]
+            assert covered == list(range(partitions))
+            assert len(runs) == (partitions if slots is None else min(partitions, slots))
+            counts = [count for _, count in runs]
+            assert max(counts) - min(counts) <= 1
+
+
+def test_step_slots_are_the_cores_locally_and_unbounded_on_dagger() -> None:
+    assert step_slots("local") == (os.cpu_count() or 1)
+    assert step_slots("dagger") is None

@@ -259,3 +259,33 @@ class TestHistory:
         record = current_record(summary, "brave-otter", started, "Completed")
         assert record.state == "Completed" and record.retries == 1
         assert record.duration_s is not None and record.duration_s >= 3
+
+
+def test_more_partitions_than_cores_run_as_one_step_per_core(
+    prefect_api_url: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from flows.data_pipeline.options import partition_runs, step_slots
+
+    slots = step_slots("local")
+    assert slots is not None
+    k = 2 * slots + 1  # more partitions than cores: each step writes a run of them
+    kwargs: dict[str, Any] = {
+        "rows": 300,
+        "seed": 3,
+        "partitions": k,
+        "output": str(tmp_path / "out"),
+        "work_dir": str(tmp_path / "work"),
+        "backend": "local",
+    }
+    summary = asyncio.run(data_pipeline(**kwargs))
+    transforms = [s["name"] for s in summary["steps"] if s["name"].startswith("transform")]
+    assert transforms == [f"transform-{j}" for j in range(slots)]
+    assert len(partition_runs(k, slots)) == slots
+    data = Path(kwargs["output"]) / "data"
+    assert sorted(p.name for p in data.iterdir()) == [f"part-{i:05d}.parquet" for i in range(k)]
+    import duckdb
+
+    rows = duckdb.execute(f"SELECT count(*) FROM '{data}/*.parquet'").fetchall()
+    assert rows == [(summary["valid_rows"],)]

@@ -65,3 +65,27 @@ def test_bad_arguments(tmp_path: Path, pipeline: Pipeline) -> None:
     bogus.write_text("not parquet")
     with pytest.raises(DataError, match="not readable Parquet"):
         transform.run(bogus, tmp_path / "o", 0, 1, log=quiet)
+
+
+def test_a_run_of_partitions_in_one_step_writes_the_same_parts(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    valid = pipeline.validate / "valid.parquet"
+    meta = transform.run(valid, tmp_path / "run", 1, 5, count=3, log=quiet)
+    singles = [transform.run(valid, tmp_path / f"one{i}", i, 5, log=quiet) for i in (1, 2, 3)]
+    assert meta == {
+        "partition": 1,
+        "rows": sum(s["rows"] for s in singles),
+        "count": 3,
+        "parts": [{"partition": s["partition"], "rows": s["rows"]} for s in singles],
+    }
+    assert json.loads((tmp_path / "run" / "transform.json").read_text()) == meta
+    for i in (1, 2, 3):
+        name = transform.part_name(i)
+        assert query(f"SELECT * FROM '{tmp_path / 'run' / name}'") == query(
+            f"SELECT * FROM '{tmp_path / f'one{i}' / name}'"
+        )
+    with pytest.raises(UsageError):
+        transform.run(valid, tmp_path / "bad", 3, 5, count=3, log=quiet)
+    with pytest.raises(UsageError):
+        transform.run(valid, tmp_path / "bad", 3, 5, count=0, log=quiet)

@@ -182,3 +182,24 @@ def test_infer_from_counts_uses_wider_classes() -> None:
     assert T.infer_from_counts({"date": 50, "timestamp": 50}) == "timestamp"
     assert T.infer_from_counts({"boolean": 50, "integer": 50}) == "string"
     assert T.meets_threshold(99, 100) and not T.meets_threshold(98, 100)
+
+
+def test_sql_shortcuts_match_python_rules_on_their_edges() -> None:
+    """The string column's padded-null match and the classifier's shortcuts (an integer in
+    DuckDB's own text; a value that does not start like a number) agree with the Python rules."""
+    ws = [" ", "\t", "\n", "\r", "\v", "\f"]
+    values = [f"{a}{t}{b}" for t in T.NULL_TOKENS for a in ("", *ws) for b in ("", *ws)]
+    values += ["NAx", "xNA", " NA x", "N A", "nA", "NONE", " None\u00a0", "\u00a0NA", "N/A/"]
+    values += ["0", "-0", "+0", "5", "-5", "+5", "05", "123456789012345", "-12345678901234"]
+    values += ["1234567890123456", "-123456789012345", "9223372036854775807", "1e3", "1.0"]
+    values += ["t", "F", "yes", "YES", "No", "true1", "-", "+", ".", "..", "-.5", "+.5", "x1"]
+    values += ["\u0663", "\uff11", "2023-01-05", "-2023-01-05", "+2023-01-05", "٣٣"]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE v AS SELECT unnest($1::VARCHAR[]) AS x", [values])
+    rows = con.execute(T.sql_parse_select([("x", "string")], "v")).fetchall()
+    for raw, parsed, fails in rows:
+        assert parsed == T.parse_value(raw, "string") and fails is False, repr(raw)
+    classified = con.execute(
+        f"SELECT x, {T.sql_classify('t')} FROM (SELECT x, {T.sql_trimmed('x')} AS t FROM v)"
+    ).fetchall()
+    assert {x: c for x, c in classified} == {x: T.classify(x) for x in values}

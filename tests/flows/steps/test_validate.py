@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from flows.steps import validate
@@ -137,7 +138,26 @@ def test_inconclusive_sample_falls_back_to_the_whole_file(
     result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), tmp_path / "v",
                           sample_rows=10, log=logs.append)  # fmt: skip
     assert result["columns"] == {"a": "integer", "b": "integer"}
-    assert any("not conclusive" in line for line in logs)
+    assert any("not conclusive for b;" in line for line in logs)
+    assert any("typing it again" in line for line in logs)
+
+
+def test_inconclusive_sample_classifies_only_the_open_columns_and_keeps_the_typed_pass(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # b: one decimal in 40 (2.5%): a float, but 100 sampled records hold 3 decimals where
+    # more than 30 (1% of 3,000) are needed to rule out integer, and an extension would
+    # need more than a quarter of the file. a is settled by the sample.
+    rows = [f"{i},{i}.5" if i % 40 == 7 else f"{i},{i}" for i in range(3_000)]
+    logs: list[str] = []
+    result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=100, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "float"}
+    assert any("not conclusive for b;" in line for line in logs)
+    assert not any("typing it again" in line for line in logs)
+    assert result["valid_rows"] == 3_000
+    table = pq.read_table(tmp_path / "v" / "valid.parquet")
+    assert table.column("b").to_pylist()[7] == 7.5
 
 
 def test_sample_that_settles_the_types_needs_no_second_pass(
