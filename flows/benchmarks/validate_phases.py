@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -41,6 +42,8 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
 
     src = check_input(csv_path)
     n = len(src.columns)
+    # The valid rows go to a folder of this run's own, never beside the user's file.
+    scratch = tempfile.TemporaryDirectory(prefix="aiop-validate-phases-")
     con = connect()
     counter = [0]
     types: list[str] = []
@@ -61,7 +64,7 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {validate.STAGE} AS {select}")
 
     def valid_parquet() -> None:
-        target = quote_literal(str(csv_path.parent / ".validate-phases.parquet"))
+        target = quote_literal(str(Path(scratch.name) / "valid.parquet"))
         cols = ", ".join(f"p{i}" for i in range(n))
         con.execute(
             f"COPY (SELECT {cols} FROM {validate.STAGE} WHERE _fails IS NULL) TO {target} "
@@ -90,7 +93,7 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
             if name not in best or took["cpu_s"] < best[name]["cpu_s"]:
                 best[name] = took
     con.close()
-    (csv_path.parent / ".validate-phases.parquet").unlink(missing_ok=True)
+    scratch.cleanup()
     return best
 
 
