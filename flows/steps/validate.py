@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.steps import _records, fallbacks
-from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
+from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, line_limit, records_sql
 from flows.steps._io import InvariantError, atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
 from flows.steps.schema import SchemaEntry, load_schema
@@ -132,16 +132,17 @@ def _class_counts(
     limit: int | None,
     offset: int = 0,
     only: Sequence[int] | None = None,
+    max_line: int = MAX_RECORD_BYTES,
 ) -> tuple[int, list[dict[str, int]]]:
     """Records read and, per column, values per class, over ``limit`` records after the
     first ``offset`` (all records when ``limit`` is None); only the columns ``only`` are
-    classified when given (the others get ``{}``).
+    classified when given (the others get ``{}``). ``max_line``: see :func:`_typed`.
 
     Up to :data:`WIDE_CLASSIFY` columns, one histogram per column in one query (fastest).
     Wider files have their values unpivoted into one column first, so the query has the
     same size for any number of columns (planning time would otherwise grow with it).
     """
-    rows = records_sql(path, n, "classes") + (f" LIMIT {int(limit)}" if limit else "")
+    rows = records_sql(path, n, "classes", max_line) + (f" LIMIT {int(limit)}" if limit else "")
     rows += f" OFFSET {int(offset)}" if offset else ""
     cols = list(range(n)) if only is None else list(only)
     counts: list[dict[str, int]] = [{} for _ in range(n)]
@@ -196,7 +197,13 @@ def _staging_select(
 
 
 def _write_staging(
-    con: Any, path: Path, types: Sequence[str], formats: Sequence[Format], work: Path, rej: str
+    con: Any,
+    path: Path,
+    types: Sequence[str],
+    formats: Sequence[Format],
+    work: Path,
+    rej: str,
+    max_line: int = MAX_RECORD_BYTES,
 ) -> None:
     """Typed pass into table :data:`STAGE`: every value parsed into ``p0..``, the failing
     columns of each row (``_fails``) and the first failing value (``_badval``).
@@ -208,11 +215,12 @@ def _write_staging(
     """
     n = len(types)
     if n <= BATCH_COLUMNS:
-        select = _staging_select(types, formats, range(n), records_sql(path, n, rej))
+        select = _staging_select(types, formats, range(n), records_sql(path, n, rej, max_line))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {select}")
         return
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM {records_sql(path, n, rej)}"
+        "CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM "
+        + records_sql(path, n, rej, max_line)
     )
     parts = []
     for b, lo in enumerate(range(0, n, BATCH_COLUMNS)):
@@ -306,18 +314,38 @@ def _extension(
     return needed - got if needed <= rows * SAMPLE_MAX_SHARE else 0
 
 
+def _too_long(con: Any, rej: str) -> bool:
+    """True if DuckDB refused a record of the typed pass as longer than its limit."""
+    return bool(
+        con.execute(
+            f"SELECT count(*) FROM {rej}_errors WHERE error_type = 'LINE SIZE OVER MAXIMUM'"
+        ).fetchone()[0]
+    )
+
+
 def _typed(
     con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, SchemaEntry], k: int,
-    work: Path, log: Callable[[str], None],
+    work: Path, log: Callable[[str], None], longest: Callable[[], int] = lambda: MAX_RECORD_BYTES,
 ) -> tuple[list[str], str, int]:  # fmt: skip
-    """Infer the types and fill the staging table. Returns (types, reject table, rows)."""
+    """Infer the types and fill the staging table. Returns (types, reject table, rows).
+
+    ``longest``: at least the bytes of the file's longest record (the scan's, waited for only
+    after the sample). The passes over the whole file read it with :func:`line_limit` of it,
+    which lets DuckDB read on every core when the records are short; should DuckDB still find
+    a record over that limit, the pass is repeated with :data:`MAX_RECORD_BYTES`, so a record
+    is refused as too long only over that.
+    """
     n = len(columns)
     got, sample = _class_counts(con, path, n, k)
     formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
     types = [
         fixed[c].type if c in fixed else infer_from_counts(sample[i]) for i, c in enumerate(columns)
     ]
-    _write_staging(con, path, types, formats, work, "rej1")
+    limit, rej = line_limit(longest()), "rej1"
+    _write_staging(con, path, types, formats, work, rej, limit)
+    if limit < MAX_RECORD_BYTES and _too_long(con, rej):
+        limit, rej = MAX_RECORD_BYTES, "rej1b"
+        _write_staging(con, path, types, formats, work, rej, limit)
     rows, nonnull, fails = _staging_stats(con, n)
 
     def unsettled() -> list[int]:
@@ -330,7 +358,7 @@ def _typed(
     seen = got  # records whose classes are in `sample`
     more = _extension(types, sample, got, rows, (nonnull, fails), unsettled()) if got >= k else 0
     if more:
-        added, extra = _class_counts(con, path, n, more, offset=got)
+        added, extra = _class_counts(con, path, n, more, offset=got, max_line=limit)
         seen += added
         _merge(sample, extra)
     open_ = unsettled() if got >= k else []
@@ -340,17 +368,17 @@ def _typed(
         # and the typed pass is repeated only when a type changes.
         names = ", ".join(columns[i] for i in open_[:5]) + (", ..." if len(open_) > 5 else "")
         log(f"validate: sample of {seen} rows not conclusive for {names}; classifying the rest")
-        _merge(sample, _class_counts(con, path, n, None, offset=seen, only=open_)[1])
+        _merge(sample, _class_counts(con, path, n, None, seen, open_, limit)[1])
         new = list(types)
         for i in open_:
             new[i] = infer_from_counts(sample[i])
         if new == types:
-            return types, "rej1", rows
+            return types, rej, rows
         log("validate: the whole file gives other types; typing it again")
-        _write_staging(con, path, new, formats, work, "rej2")
+        _write_staging(con, path, new, formats, work, "rej2", limit)
         rows = _staging_stats(con, n)[0]
         return new, "rej2", rows
-    return types, "rej1", rows
+    return types, rej, rows
 
 
 def _field_count(raw: bytes) -> int | None:
@@ -567,7 +595,9 @@ def run(
         plan: _Plan | None = None
         types, rej, rows = list(columns), "", 0
         try:
-            types, rej, rows = _typed(con, src.path, columns, fixed, k, work, log)
+            types, rej, rows = _typed(
+                con, src.path, columns, fixed, k, work, log, lambda: counting.result().longest
+            )
             read = True
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -327,3 +327,26 @@ def test_codes_and_names_are_text_and_not_reported(write_csv: WriteCsv, tmp_path
     rows = "".join(f"0{i:04d},Person {i},{i}\n" for i in range(300))
     result = _run(write_csv("zip,name,n\n" + rows), tmp_path / "v")
     assert result["columns"]["zip"] == "string" and result["fallbacks"] == []
+
+
+def test_a_record_over_the_chosen_line_limit_is_read_with_the_full_limit(tmp_path: Path) -> None:
+    # Should the scan's bound of the longest record ever be too low, DuckDB refuses the record
+    # as longer than the small limit; the typed pass is then repeated with the 64 MiB limit,
+    # so the record is kept (not quarantined as longer than 64 MiB).
+    from flows.steps._csv import connect
+
+    big = "x" * (3 << 20)
+    src = tmp_path / "in.csv"
+    src.write_text("id,v\n" + "".join(f"{i},{big if i == 500 else 'abc'}\n" for i in range(1000)))
+    (tmp_path / "w").mkdir()
+    con = connect(tmp_path / "spill")
+    try:
+        got = validate._typed(con, src, ["id", "v"], {}, 1000, tmp_path / "w", quiet, lambda: 0)
+        assert got == (["integer", "string"], "rej1b", 1000)
+        assert query_con(con, "SELECT count(*), max(strlen(p1)) FROM staging") == [(1000, 3 << 20)]
+    finally:
+        con.close()
+
+
+def query_con(con: Any, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in con.execute(sql).fetchall()]
