@@ -332,7 +332,7 @@ MIB = 1 << 20
     ("head", "tail"),
     [
         (b"id,v\n", b"\n"),  # one line per record: the C loops' bound
-        (b"id,v\n", b"\r\n"),  # CRLF, measured after normalizing the line ends
+        (b"id,v\r\n", b"\r\n"),  # CRLF, measured after normalizing the line ends
     ],
 )
 def test_the_scan_bounds_the_longest_record(tmp_path: Path, head: bytes, tail: bytes) -> None:
