@@ -7,7 +7,9 @@ DuckDB's own typed read of the same file:
 * ``record_scan``: the independent count of records (:mod:`flows.steps._records`; in the step it
   runs in a thread beside DuckDB);
 * ``sample_classes``: the classes of the first 100,000 records (the 99% rule's evidence);
-* ``typed_pass``: every value parsed by the pipeline's rules into the staging table;
+* ``typed_pass``: every value parsed by the pipeline's rules into the staging table, read with
+  the line limit fit to the longest record, and the classes of the columns the sample cannot
+  settle, as the step does;
 * ``valid_parquet``: the valid rows written as Parquet;
 * ``duckdb_typed_read``: ``read_csv(..., nullstr='NA')`` into a table, DuckDB's own types.
 
@@ -36,7 +38,7 @@ def _cpu() -> float:
 def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
     """CPU and wall seconds of each phase (best of ``repeat`` by CPU)."""
     from flows.steps import _records, validate
-    from flows.steps._csv import check_input, connect, records_sql
+    from flows.steps._csv import check_input, connect, line_limit
     from flows.steps.formats import PLAIN
     from flows.steps.types import infer_from_counts, quote_literal
 
@@ -47,21 +49,22 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
     con = connect()
     counter = [0]
     types: list[str] = []
+    whole: list[int] = []
+    scanned = _records.scan(src.path, n)
+    limit = line_limit(scanned.longest)
 
     def rej() -> str:
         counter[0] += 1
         return f"r{counter[0]}"
 
     def sample() -> None:
-        types[:] = [
-            infer_from_counts(c) for c in validate._class_counts(con, src.path, n, 100_000)[1]
-        ]
+        got, counts = validate._class_counts(con, src.path, n, validate.SAMPLE_MIN)
+        types[:] = [infer_from_counts(c) for c in counts]
+        whole[:] = validate._foreseen(types, counts, got, scanned.records, range(n))
 
     def typed_pass() -> None:
-        select = validate._staging_select(
-            types, [PLAIN] * n, range(n), records_sql(src.path, n, rej())
-        )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {validate.STAGE} AS {select}")
+        work = csv_path.parent
+        validate._write_staging(con, src.path, types, [PLAIN] * n, work, rej(), limit, whole)
 
     def valid_parquet() -> None:
         target = quote_literal(str(Path(scratch.name) / "valid.parquet"))

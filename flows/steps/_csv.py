@@ -20,11 +20,32 @@ __all__ = [
     "InputFile",
     "check_input",
     "connect",
+    "line_limit",
     "records_sql",
 ]
 
 #: Longest record DuckDB is asked to read; longer ones are quarantined.
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+#: DuckDB's own ``max_line_size`` default, the smallest limit the steps ask for.
+DEFAULT_LINE_BYTES = 2 * 1024 * 1024
+
+
+def line_limit(longest: int) -> int:
+    """The ``max_line_size`` to read a file whose longest record has at most ``longest``
+    bytes (:attr:`flows.steps._records.RecordScan.longest`): a power of two of at least
+    twice that, between DuckDB's default and :data:`MAX_RECORD_BYTES`.
+
+    DuckDB reads a file with one thread when its limit is large (its buffer is 16 times the
+    limit, 1 GiB at 64 MiB), so a file of short records is read with a small one.
+
+    Examples:
+        >>> line_limit(100) >> 20, line_limit(3 << 20) >> 20, line_limit(1 << 30) >> 20
+        (2, 8, 64)
+    """
+    limit = DEFAULT_LINE_BYTES
+    while limit < 2 * longest and limit < MAX_RECORD_BYTES:
+        limit *= 2
+    return limit
 
 
 def connect(temp_dir: Path | None = None, threads: int | None = None) -> Any:
@@ -49,7 +70,7 @@ def connect(temp_dir: Path | None = None, threads: int | None = None) -> Any:
     return con
 
 
-def records_sql(path: Path, ncols: int, rejects: str) -> str:
+def records_sql(path: Path, ncols: int, rejects: str, max_line: int = MAX_RECORD_BYTES) -> str:
     """``read_csv`` call returning the records as VARCHAR columns ``c0..c{n-1}``.
 
     Args:
@@ -59,6 +80,7 @@ def records_sql(path: Path, ncols: int, rejects: str) -> str:
             with a wrong number of fields or broken quoting go there instead of failing
             the read. (``ignore_errors`` is not used: after a record with text after a
             closing quote it drops every later record without a word.)
+        max_line: DuckDB's ``max_line_size`` (see :func:`line_limit`).
 
     Returns:
         A relation usable after ``FROM``.
@@ -74,7 +96,7 @@ def records_sql(path: Path, ncols: int, rejects: str) -> str:
         "strict_mode = true",
         "null_padding = false",
         "allow_quoted_nulls = false",  # keep "" as a value: a one-column record of "" counts
-        f"max_line_size = {MAX_RECORD_BYTES}",
+        f"max_line_size = {int(max_line)}",
         "store_rejects = true",
         f"rejects_table = '{rejects}_errors'",
         f"rejects_scan = '{rejects}_scans'",

@@ -46,9 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["BLOCK_BYTES", "Record", "RecordScan", "scan"]
+__all__ = ["BLOCK_BYTES", "SHORT_BYTES", "Record", "RecordScan", "scan"]
 
 BLOCK_BYTES = 1 << 22
+#: Records are shown shorter than this with one ``find`` per half of it (see :func:`_longest`).
+SHORT_BYTES = 1 << 20
 _TERM = re.compile(rb"\r\n|\n|\r")
 _BOM = b"\xef\xbb\xbf"
 # A field: quoted (``""`` inside is a quote; it may span lines), then text after the closing
@@ -117,6 +119,8 @@ class RecordScan:
         trailing_empty: Indexes of records whose last field is empty (see module doc)
             and that may have more fields than the header (all of them when
             :func:`scan` got no ``fields``).
+        longest: At least the bytes of the longest record, header included (line ends not
+            counted): :data:`SHORT_BYTES` when every record is shorter, else exact.
     """
 
     path: Path
@@ -127,6 +131,7 @@ class RecordScan:
     unclosed: bool = False
     odd_quotes: list[int] = field(default_factory=list)
     trailing_empty: list[int] = field(default_factory=list)
+    longest: int = 0
     _blocks: list[_Block] = field(default_factory=list)
     _anchor_record: list[int] = field(default_factory=lambda: [0])
     _anchor_line: list[int] = field(default_factory=lambda: [1])
@@ -386,6 +391,7 @@ class _Scanner:
         else:
             crlf, cr, lf, norm = 0, 0, -1, block  # lf: counted by _look
         blanks, ends, total = self._look(norm)
+        res.longest = max(res.longest, _longest(norm))
         lf = total if lf < 0 else lf
         for kind, n in ((b"\n", lf), (b"\r\n", crlf), (b"\r", cr)):
             if n:
@@ -439,6 +445,7 @@ class _Scanner:
                 res.unclosed = True
             span = 1 + (len(_TERM.findall(raw)) if b'"' in raw else 0)
             if raw:
+                res.longest = max(res.longest, len(raw))
                 res._anchor(self.index, self.line)
                 if span > 1:
                     res.quoted_line_ends = True
@@ -452,6 +459,21 @@ class _Scanner:
             self.line += span
         res.lines = self.line - 1
         return True, b""
+
+
+def _longest(norm: bytes) -> int:
+    """The longest line of ``norm`` (LF line ends only), or :data:`SHORT_BYTES` when every
+    line is shorter than that.
+
+    One ``find`` per half of :data:`SHORT_BYTES`: a line of at least ``SHORT_BYTES`` bytes
+    would hold a whole aligned half without an LF. Only when some half has none are the
+    lines measured.
+    """
+    half = SHORT_BYTES // 2
+    for start in range(0, len(norm), half):
+        if norm.find(b"\n", start, start + half) == -1:
+            return max(SHORT_BYTES, *map(len, norm.split(b"\n")))
+    return SHORT_BYTES
 
 
 def scan(path: str | Path, fields: int | None = None) -> RecordScan:

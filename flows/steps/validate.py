@@ -17,13 +17,18 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    ``strict_mode`` and ``store_rejects``) and every value is parsed as its candidate type
    into a staging table that also records, per row, which columns failed. The table lives
    in DuckDB's buffers (spilled to the work folder when memory runs short): encoding it as
-   Parquet and reading it back cost about a third more at 10M rows.
+   Parquet and reading it back cost about a third more at 10M rows. The read's
+   ``max_line_size`` is fit to the longest record the count found
+   (:func:`~flows.steps._csv.line_limit`): at 64 MiB DuckDB reads a file on one core.
 4. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
    values, and every narrower type must already be ruled out by the failures counted in
    the sample (more than 1% of all the column's non-null values). In a large file 100k
    records cannot show that 1%: the sample is then extended by as many records as the
    failure rates seen so far say it needs (about 1.2% of the file for columns where every
    value fails the narrower types), which only adds evidence and never changes a type.
+   Where the count of records already shows that an extension could not settle a column
+   (a few decimals among integers), the typed pass classifies that column's values too,
+   so its classes are the whole file's without a second read.
    If either still cannot be shown, the rest of the file is classified, for the columns
    that are still open only (the others' types are proven), and the typed pass is repeated
    only when that changes a type (rare: e.g. columns that are almost all null in the
@@ -60,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.steps import _records, fallbacks
-from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, records_sql
+from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, line_limit, records_sql
 from flows.steps._io import InvariantError, atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
 from flows.steps.schema import SchemaEntry, load_schema
@@ -132,16 +137,17 @@ def _class_counts(
     limit: int | None,
     offset: int = 0,
     only: Sequence[int] | None = None,
+    max_line: int = MAX_RECORD_BYTES,
 ) -> tuple[int, list[dict[str, int]]]:
     """Records read and, per column, values per class, over ``limit`` records after the
     first ``offset`` (all records when ``limit`` is None); only the columns ``only`` are
-    classified when given (the others get ``{}``).
+    classified when given (the others get ``{}``). ``max_line``: see :func:`_typed`.
 
     Up to :data:`WIDE_CLASSIFY` columns, one histogram per column in one query (fastest).
     Wider files have their values unpivoted into one column first, so the query has the
     same size for any number of columns (planning time would otherwise grow with it).
     """
-    rows = records_sql(path, n, "classes") + (f" LIMIT {int(limit)}" if limit else "")
+    rows = records_sql(path, n, "classes", max_line) + (f" LIMIT {int(limit)}" if limit else "")
     rows += f" OFFSET {int(offset)}" if offset else ""
     cols = list(range(n)) if only is None else list(only)
     counts: list[dict[str, int]] = [{} for _ in range(n)]
@@ -174,9 +180,15 @@ def _merge(into: list[dict[str, int]], added: Sequence[Mapping[str, int]]) -> No
 
 
 def _staging_select(
-    types: Sequence[str], formats: Sequence[Format], cols: Sequence[int], source: str
+    types: Sequence[str],
+    formats: Sequence[Format],
+    cols: Sequence[int],
+    source: str,
+    classify: Sequence[int] = (),
 ) -> str:
-    """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``."""
+    """SELECT of ``p{i}`` (typed), ``_fails`` and ``_badval`` for columns ``cols``, and the
+    class (:func:`~flows.steps.types.sql_classify`) of each value of the columns ``classify``
+    as ``_k{i}``."""
     parsed = sql_parse_select(
         [(f"c{i}", types[i]) for i in cols], source, [formats[i] for i in cols]
     )
@@ -192,14 +204,27 @@ def _staging_select(
     else:
         fails, badval = "CAST(NULL AS INTEGER[])", "CAST(NULL AS VARCHAR)"
     out = ", ".join(f"p{j} AS p{i}" for j, i in enumerate(cols))
+    if classify:
+        at = {i: j for j, i in enumerate(cols)}
+        trimmed = ", ".join(f"{sql_trimmed(f'c{at[i]}')} AS _t{i}" for i in classify)
+        parsed = f"SELECT *, {trimmed} FROM ({parsed})"
+        out += "".join(f", {sql_classify(f'_t{i}')} AS _k{i}" for i in classify)
     return f"SELECT {out}, {fails} AS _fails, {badval} AS _badval FROM ({parsed})"
 
 
 def _write_staging(
-    con: Any, path: Path, types: Sequence[str], formats: Sequence[Format], work: Path, rej: str
+    con: Any,
+    path: Path,
+    types: Sequence[str],
+    formats: Sequence[Format],
+    work: Path,
+    rej: str,
+    max_line: int = MAX_RECORD_BYTES,
+    classify: Sequence[int] = (),
 ) -> None:
     """Typed pass into table :data:`STAGE`: every value parsed into ``p0..``, the failing
-    columns of each row (``_fails``) and the first failing value (``_badval``).
+    columns of each row (``_fails``) and the first failing value (``_badval``); with the
+    class of every value of the columns ``classify`` (``_k{i}``; narrow files only).
 
     Up to :data:`BATCH_COLUMNS` columns are parsed in one query straight from the file.
     Wider files are read once into a table, parsed in batches of columns (each query
@@ -208,11 +233,13 @@ def _write_staging(
     """
     n = len(types)
     if n <= BATCH_COLUMNS:
-        select = _staging_select(types, formats, range(n), records_sql(path, n, rej))
+        rows = records_sql(path, n, rej, max_line)
+        select = _staging_select(types, formats, range(n), rows, classify)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGE} AS {select}")
         return
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM {records_sql(path, n, rej)}"
+        "CREATE OR REPLACE TEMP TABLE raw_records AS SELECT * FROM "
+        + records_sql(path, n, rej, max_line)
     )
     parts = []
     for b, lo in enumerate(range(0, n, BATCH_COLUMNS)):
@@ -306,31 +333,100 @@ def _extension(
     return needed - got if needed <= rows * SAMPLE_MAX_SHARE else 0
 
 
+def _foreseen(
+    types: Sequence[str], sample: Sequence[Mapping[str, int]], got: int, records: int,
+    free: Iterable[int],
+) -> list[int]:  # fmt: skip
+    """The columns among ``free`` whose type the sample of ``got`` records cannot settle and
+    that an extension of the sample could not settle either (see :func:`_extension`), as
+    foreseen from the ``records`` of the scan before the typed pass: they are classified in
+    the typed pass (one read of the file, not two)."""
+    out: list[int] = []
+    if records <= got:
+        return out
+    for i in free:
+        seen = sum(sample[i].values())
+        if seen == 0:
+            continue  # all null in the sample: left to the checks after the typed pass
+        nonnull = seen * records // got  # values foreseen in the whole file
+        if _settled(types[i], sample[i], nonnull, 0):
+            continue
+        narrower = TYPES[: TYPES.index(types[i])]
+        worst = min((seen - ok_count(sample[i], t) for t in narrower), default=seen)
+        needed = (nonnull // 100 + 1) * got / worst * SAMPLE_MARGIN if worst else records
+        if needed - got > records * SAMPLE_MAX_SHARE:
+            out.append(i)
+    return out
+
+
+def _staged_classes(con: Any, cols: Sequence[int]) -> list[dict[str, int]]:
+    """Values per class of the columns ``cols`` over every staging row (``_k{i}``)."""
+    hists = con.execute(
+        f"SELECT {', '.join(f'histogram(_k{i})' for i in cols)} FROM {STAGE}"
+    ).fetchone()
+    return [{k: int(v) for k, v in (h or {}).items() if k is not None} for h in hists]
+
+
+def _too_long(con: Any, rej: str) -> bool:
+    """True if DuckDB refused a record of the typed pass as longer than its limit."""
+    return bool(
+        con.execute(
+            f"SELECT count(*) FROM {rej}_errors WHERE error_type = 'LINE SIZE OVER MAXIMUM'"
+        ).fetchone()[0]
+    )
+
+
 def _typed(
     con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, SchemaEntry], k: int,
     work: Path, log: Callable[[str], None],
+    scanned: Callable[[], tuple[int, int]] = lambda: (0, MAX_RECORD_BYTES),
 ) -> tuple[list[str], str, int]:  # fmt: skip
-    """Infer the types and fill the staging table. Returns (types, reject table, rows)."""
+    """Infer the types and fill the staging table. Returns (types, reject table, rows).
+
+    ``scanned``: the file's records and at least the bytes of its longest record (the scan's,
+    waited for only after the sample). The passes over the whole file read it with
+    :func:`line_limit` of the longest, which lets DuckDB read on every core when the records
+    are short; should DuckDB still find a record over that limit, the pass is repeated with
+    :data:`MAX_RECORD_BYTES`, so a record is refused as too long only over that. The records
+    tell which columns the sample cannot settle (:func:`_foreseen`): the typed pass classifies
+    their values too, instead of a second read of the file after it.
+    """
     n = len(columns)
     got, sample = _class_counts(con, path, n, k)
     formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
     types = [
         fixed[c].type if c in fixed else infer_from_counts(sample[i]) for i, c in enumerate(columns)
     ]
-    _write_staging(con, path, types, formats, work, "rej1")
+    records, longest = scanned()
+    free = [i for i, c in enumerate(columns) if c not in fixed]
+    whole = _foreseen(types, sample, got, records, free) if got >= k and n <= BATCH_COLUMNS else []
+    if whole:
+        names = ", ".join(columns[i] for i in whole[:5]) + (", ..." if len(whole) > 5 else "")
+        log(f"validate: sample of {got} rows not conclusive for {names}; classifying them all")
+    limit, rej = line_limit(longest), "rej1"
+    _write_staging(con, path, types, formats, work, rej, limit, whole)
+    if limit < MAX_RECORD_BYTES and _too_long(con, rej):
+        limit, rej = MAX_RECORD_BYTES, "rej1b"
+        _write_staging(con, path, types, formats, work, rej, limit, whole)
     rows, nonnull, fails = _staging_stats(con, n)
+    for i, counts in zip(whole, _staged_classes(con, whole) if whole else [], strict=True):
+        sample[i] = counts  # every record's classes, not the sample's
+    new = list(types)
+    for i in whole:
+        new[i] = infer_from_counts(sample[i])
 
     def unsettled() -> list[int]:
         return [
             i
-            for i in range(n)
-            if columns[i] not in fixed and not _settled(types[i], sample[i], nonnull[i], fails[i])
+            for i in free
+            if i not in whole and not _settled(types[i], sample[i], nonnull[i], fails[i])
         ]
 
     seen = got  # records whose classes are in `sample`
     more = _extension(types, sample, got, rows, (nonnull, fails), unsettled()) if got >= k else 0
     if more:
-        added, extra = _class_counts(con, path, n, more, offset=got)
+        rest = [i for i in range(n) if i not in whole]
+        added, extra = _class_counts(con, path, n, more, got, rest, limit)
         seen += added
         _merge(sample, extra)
     open_ = unsettled() if got >= k else []
@@ -340,17 +436,15 @@ def _typed(
         # and the typed pass is repeated only when a type changes.
         names = ", ".join(columns[i] for i in open_[:5]) + (", ..." if len(open_) > 5 else "")
         log(f"validate: sample of {seen} rows not conclusive for {names}; classifying the rest")
-        _merge(sample, _class_counts(con, path, n, None, offset=seen, only=open_)[1])
-        new = list(types)
+        _merge(sample, _class_counts(con, path, n, None, seen, open_, limit)[1])
         for i in open_:
             new[i] = infer_from_counts(sample[i])
-        if new == types:
-            return types, "rej1", rows
-        log("validate: the whole file gives other types; typing it again")
-        _write_staging(con, path, new, formats, work, "rej2")
-        rows = _staging_stats(con, n)[0]
-        return new, "rej2", rows
-    return types, "rej1", rows
+    if new == types:
+        return types, rej, rows
+    log("validate: the whole file gives other types; typing it again")
+    _write_staging(con, path, new, formats, work, "rej2", limit)
+    rows = _staging_stats(con, n)[0]
+    return new, "rej2", rows
 
 
 def _field_count(raw: bytes) -> int | None:
@@ -567,7 +661,10 @@ def run(
         plan: _Plan | None = None
         types, rej, rows = list(columns), "", 0
         try:
-            types, rej, rows = _typed(con, src.path, columns, fixed, k, work, log)
+            types, rej, rows = _typed(
+                con, src.path, columns, fixed, k, work, log,
+                lambda: (counting.result().records, counting.result().longest),
+            )  # fmt: skip
             read = True
         except duckdb.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -591,8 +688,12 @@ def run(
             log("validate: reading the file record by record")
             clean = work / "records.csv"
             plan = _normalize(scan, len(columns), clean)
+            kept = plan.kept or array("q")
             try:
-                types, rej, rows = _typed(con, clean, columns, fixed, k, work, log)
+                types, rej, rows = _typed(
+                    con, clean, columns, fixed, k, work, log,
+                    lambda: (len(kept), MAX_RECORD_BYTES),
+                )  # fmt: skip
             except duckdb.Error as exc:
                 raise InvariantError(f"DuckDB cannot read the clean copy ({exc})") from None
             assert plan.kept is not None

@@ -70,3 +70,16 @@ def test_verdicts_follow_the_targets() -> None:
     met = [row.met for row in _rows(data) if row.met is not None]
     assert met == [True, True, False]
     assert TARGETS == {"pipeline_vs_plain": 2.5, "validate_vs_typed_read": 2.0}
+
+
+def test_validate_phases_runs_the_steps_passes(tmp_path: Path) -> None:
+    from flows.benchmarks import validate_phases
+
+    src = tmp_path / "in.csv"
+    src.write_text("a,b\n" + "".join(f"{i},{i}.5\n" for i in range(500)), encoding="utf-8")
+    took = validate_phases.phases(src, repeat=1)
+    assert list(took) == [
+        "record_scan", "sample_classes", "typed_pass", "valid_parquet", "duckdb_typed_read",
+    ]  # fmt: skip
+    assert all(t["wall_s"] >= 0 and t["cpu_s"] >= 0 for t in took.values())
+    assert [p.name for p in tmp_path.iterdir()] == ["in.csv"]  # nothing left beside the input

@@ -323,3 +323,48 @@ def test_trailing_empty_records_are_fetched_alone_without_extra_offsets(
         where, found = scan.lookup([0], scan.trailing_empty)
         assert where == {0: 0}, size
         assert found == {k: every[k] for k in [0, *scan.trailing_empty]}, size
+
+
+MIB = 1 << 20
+
+
+@pytest.mark.parametrize(
+    ("head", "tail"),
+    [
+        (b"id,v\n", b"\n"),  # one line per record: the C loops' bound
+        (b"id,v\r\n", b"\r\n"),  # CRLF, measured after normalizing the line ends
+    ],
+)
+def test_the_scan_bounds_the_longest_record(tmp_path: Path, head: bytes, tail: bytes) -> None:
+    src = tmp_path / "in.csv"
+    short = head + b"".join(b"%d,abc" % i + tail for i in range(1000))
+    src.write_bytes(short)
+    assert _records.scan(src, 2).longest == _records.SHORT_BYTES  # every record shorter
+    for size in (_records.SHORT_BYTES, 3 * MIB + 7):  # anywhere against the aligned halves
+        for at in (1, 400, 999):
+            rows = [b"%d,%s" % (i, b"x" * size if i == at else b"abc") for i in range(1000)]
+            src.write_bytes(head + tail.join(rows) + tail)
+            assert _records.scan(src, 2).longest == len(rows[at])
+
+
+def test_the_scan_measures_a_record_over_several_lines(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    field = b"\n".join([b"y" * (MIB // 2)] * 5)  # 2.5 MiB in lines of half a MiB
+    rows = [b'%d,"%s"' % (i, field) if i == 3 else b"%d,abc" % i for i in range(200)]
+    src.write_bytes(b"id,v\n" + b"\n".join(rows) + b"\n")
+    scan = _records.scan(src, 2)
+    assert scan.quoted_line_ends and scan.longest == len(rows[3])
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_records_longer_than_duckdbs_default_line_limit_are_kept(
+    tmp_path: Path, quoted: bool
+) -> None:
+    # Records of short files are read with a small line limit (DuckDB reads them on every
+    # core); the limit grows with the longest record, so records up to 64 MiB are kept.
+    big = "\n".join(["z" * MIB] * 3) if quoted else "z" * (3 * MIB)
+    rows = [f'{i},"{big}",{i}' if i == 7 else f"{i},abc,{i}" for i in range(300)]
+    meta, out = _validate(tmp_path, ("id,v,n\n" + "\n".join(rows) + "\n").encode())
+    assert (meta["input_rows"], meta["valid_rows"]) == (300, 300)
+    assert meta["columns"] == {"id": "integer", "v": "string", "n": "integer"}
+    assert query(f"SELECT id, v FROM '{out / 'valid.parquet'}' WHERE strlen(v) > 3") == [(7, big)]

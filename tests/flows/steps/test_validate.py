@@ -327,3 +327,62 @@ def test_codes_and_names_are_text_and_not_reported(write_csv: WriteCsv, tmp_path
     rows = "".join(f"0{i:04d},Person {i},{i}\n" for i in range(300))
     result = _run(write_csv("zip,name,n\n" + rows), tmp_path / "v")
     assert result["columns"]["zip"] == "string" and result["fallbacks"] == []
+
+
+def test_a_record_over_the_chosen_line_limit_is_read_with_the_full_limit(tmp_path: Path) -> None:
+    # Should the scan's bound of the longest record ever be too low, DuckDB refuses the record
+    # as longer than the small limit; the typed pass is then repeated with the 64 MiB limit,
+    # so the record is kept (not quarantined as longer than 64 MiB).
+    from flows.steps._csv import connect
+
+    big = "x" * (3 << 20)
+    src = tmp_path / "in.csv"
+    src.write_text("id,v\n" + "".join(f"{i},{big if i == 500 else 'abc'}\n" for i in range(1000)))
+    (tmp_path / "w").mkdir()
+    con = connect(tmp_path / "spill")
+    try:
+        got = validate._typed(
+            con, src, ["id", "v"], {}, 1000, tmp_path / "w", quiet, lambda: (1000, 0)
+        )
+        assert got == (["integer", "string"], "rej1b", 1000)
+        assert query_con(con, "SELECT count(*), max(strlen(p1)) FROM staging") == [(1000, 3 << 20)]
+    finally:
+        con.close()
+
+
+def query_con(con: Any, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+def test_a_column_the_sample_cannot_settle_is_classified_in_the_typed_pass(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # The count of records shows before the typed pass that b's 3 decimals in 100 sampled
+    # records cannot rule out integer for 3,000 values (more than 30 failures needed) and that
+    # an extension would take more than a quarter of the file: the typed pass classifies b's
+    # values too, and its classes are the whole file's, with no second read.
+    rows = [f"{i},{i}.5" if i % 40 == 7 else f"{i},{i}" for i in range(3_000)]
+    logs: list[str] = []
+    result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=100, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "float"}
+    assert any("not conclusive for b; classifying them all" in line for line in logs)
+    assert not any("classifying the rest" in line or "typing it again" in line for line in logs)
+    assert result["valid_rows"] == 3_000
+
+
+def test_whole_file_classes_from_the_typed_pass_change_a_type_exactly(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # 3 decimals in the 100 sampled records make b a float there; over the file they are 3 of
+    # 3,000 values (0.1%), so b is an integer by the 99% rule and the 3 are quarantined.
+    rows = [f"{i},{i}.5" if i in (7, 47, 87) else f"{i},{i}" for i in range(3_000)]
+    logs: list[str] = []
+    out = tmp_path / "v"
+    result = validate.run(write_csv("a,b\n" + "\n".join(rows) + "\n"), out,
+                          sample_rows=100, log=logs.append)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "integer"}
+    assert any("classifying them all" in line for line in logs)
+    assert any("typing it again" in line for line in logs)
+    assert [line for line, _, _ in _quarantine(out)] == [9, 49, 89]
+    assert result["valid_rows"] == 2_997
