@@ -151,18 +151,7 @@ def process_start(pid: int) -> str | None:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         return f"{boot}:{fields[19]}"
     except (OSError, IndexError):
-        pass
-    try:
-        done = subprocess.run(
-            ["ps", "-o", "lstart=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout.strip() or None
+        return _ps(pid, "lstart")
 
 
 def _command_line(pid: int) -> str | None:
@@ -174,10 +163,14 @@ def _command_line(pid: int) -> str | None:
             .decode("utf-8", "replace")
         )
     except OSError:
-        pass
+        return _ps(pid, "command")
+
+
+def _ps(pid: int, column: str) -> str | None:
+    """One ``ps`` column of process ``pid``, where there is no ``/proc`` (macOS)."""
     try:
         done = subprocess.run(
-            ["ps", "-o", "command=", "-p", str(pid)],
+            ["ps", "-o", f"{column}=", "-p", str(pid)],
             capture_output=True,
             text=True,
             timeout=5,
