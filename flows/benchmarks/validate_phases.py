@@ -6,7 +6,8 @@ DuckDB's own typed read of the same file:
 
 * ``record_scan``: the independent count of records (:mod:`flows.steps._records`; in the step it
   runs in a thread beside DuckDB);
-* ``sample_classes``: the classes of the first 100,000 records (the 99% rule's evidence);
+* ``sample_classes``: the classes of the first records (:data:`~flows.steps.validate.SAMPLE_MIN`,
+  the 99% rule's evidence);
 * ``typed_pass``: every value parsed by the pipeline's rules into the staging table, read with
   the line limit fit to the longest record, and the classes of the columns the sample cannot
   settle, as the step does;
@@ -63,7 +64,7 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
         whole[:] = validate._foreseen(types, counts, got, scanned.records, range(n))
 
     def typed_pass() -> None:
-        work = csv_path.parent
+        work = Path(scratch.name)  # batch files of a wide file: the tool's folder, never the user's
         validate._write_staging(con, src.path, types, [PLAIN] * n, work, rej(), limit, whole)
 
     def valid_parquet() -> None:
