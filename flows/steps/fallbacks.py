@@ -4,8 +4,9 @@ Inference reads only plain forms and needs 99% of a column's values to fit a typ
 ``$1,200.00``, of ``03/15/2024`` or of numbers with a few words among them becomes ``string``:
 nothing is lost, but nothing is aggregated either. After the typed pass ``validate`` looks at each
 inferred ``string`` column: :func:`flows.steps.readings.suggest` finds the reading (a type and a
-format) that parses the most of its first values, and one query counts the values that reading
-parses in the whole column. When it parses at least half of them, the column is reported
+format) that parses the most of its first values. When it parses at least half of those, one
+query counts the values it parses in the whole column (else the column stays text unreported, and
+no query reads the whole column). When it parses at least half of them, the column is reported
 (``validate.json`` ``fallbacks``, then ``summary.json`` and the console) with the reason and the
 schema line; the user decides. Nothing here changes a type: a suggestion is only ever applied by a
 line the user writes.
@@ -66,7 +67,13 @@ def explain(
     seen: dict[int, dict[str, int]] = {}
     for col, text, count in rows:
         seen.setdefault(int(col), {})[str(text)] = int(count)
-    readings = {i: r for i, counts in seen.items() if (r := suggest(counts)) is not None}
+    # A reading that parses less than half of the values looked at is not counted in the whole
+    # column (a query over every row): the column is text.
+    readings = {
+        i: r
+        for i, counts in seen.items()
+        if (r := suggest(counts)) is not None and 2 * r.fits >= r.total
+    }
     order = [i for i in strings if i in readings]
     if not order:
         return []

@@ -100,7 +100,6 @@ ACCEPTS: Mapping[str, frozenset[str]] = {
 }
 
 _WS = " \t\n\r\x0b\x0c"  # ASCII whitespace (string.whitespace)
-_WS_CODES = tuple(ord(ch) for ch in _WS)
 _WS_LITERAL = "'" + _WS + "'"  # the characters themselves: no chr() calls to fold per use
 # A value whose trimmed text is a null token: one RE2 match, which stops at the first character
 # that cannot start such a value (nearly every value), instead of seven edge tests and a trim.
@@ -283,16 +282,18 @@ def _in(expr: str, tokens: Iterable[str]) -> str:
     return f"{expr} IN ({', '.join(quote_literal(t) for t in tokens)})"
 
 
-def _padded(x: str) -> str:
-    """SQL: ``x`` starts or ends with ASCII whitespace (cheap tests of one character)."""
-    ends = " OR ".join(f"suffix({x}, chr({k}))" for k in _WS_CODES)
-    return f"(ascii({x}) IN ({', '.join(map(str, _WS_CODES))}) OR {ends})"
+def _maybe_padded(x: str) -> str:
+    """SQL: ``x`` may start or end with ASCII whitespace: its first or last character (a code
+    point) is at most U+0020. Every whitespace character is, so every padded value passes; the
+    few others that do (other control characters at an edge) are trimmed to themselves."""
+    return f"(ascii({x}) <= 32 OR ascii({x}[-1]) <= 32)"
 
 
 def _trim(x: str) -> str:
-    # DuckDB's trim with a set of characters costs about 6x the tests that skip it for
-    # values without whitespace at an edge (nearly all of them).
-    return f"CASE WHEN {_padded(x)} THEN trim({x}, {_WS_LITERAL}) ELSE {x} END"
+    # DuckDB's trim with a set of characters costs about 6x the two one-character tests that
+    # skip it for values without whitespace at an edge (nearly all of them); the tests cost
+    # half of testing each whitespace character at each end.
+    return f"CASE WHEN {_maybe_padded(x)} THEN trim({x}, {_WS_LITERAL}) ELSE {x} END"
 
 
 def _null_fast(x: str) -> str:
@@ -409,9 +410,11 @@ def sql_parse_select(
         if type_ == "string":
             for level in (lvl2, lvl3, lvl4):
                 level.append(f"{c}, {n}")
+            # A null token with whitespace around it is the only other null: only a value that
+            # may be padded meets the regex.
             lvl5.append(
-                f"{c}, CASE WHEN {n} THEN NULL WHEN regexp_full_match({c}, {_NULL_PADDED}) "
-                f"THEN NULL ELSE {c} END AS {p}"
+                f"{c}, CASE WHEN {n} THEN NULL WHEN NOT {_maybe_padded(c)} THEN {c} "
+                f"WHEN regexp_full_match({c}, {_NULL_PADDED}) THEN NULL ELSE {c} END AS {p}"
             )
             lvl6.append(f"{c}, {p}, false AS f{i}")
             continue
@@ -458,14 +461,22 @@ def sql_classify(t: str) -> str:
     whens = " ".join(
         f"WHEN ({_check_cast(t, type_)}) IS NOT NULL THEN {then(type_)}" for type_ in TYPES[:-1]
     )
-    # Two shortcuts before the rules, each exact: an integer in DuckDB's own text of it (no sign,
-    # no leading zero) of at most 15 characters is an `integer`; a value that does not start
-    # like a number ([0-9+-.]) can be neither an integer, a float, a date nor a timestamp.
+    # Shortcuts before the rules, each exact. A value that does not start like a number
+    # ([0-9+-.]) can be neither an integer, a float, a date nor a timestamp (tested first: DuckDB's
+    # casts of text are slow). An integer in DuckDB's own text of it (no sign, no leading zero) of
+    # at most 15 characters is an `integer`. The typing fast paths (:func:`_fast`) of a float and
+    # of a date accept only values of that class: no integer passes the float's (its guard lets
+    # through only canonical integers of at most 15 characters, taken by the integer shortcut
+    # before it), and a date's text is no number.
     number_start = f"(ascii({t}) BETWEEN 48 AND 57 OR ascii({t}) IN (43, 45, 46))"
+    fast_float = _fast(t, f"({_fast(t, '', 'float')[0]})", "float")[1]
+    fast_date = _fast(t, f"TRY_CAST({t} AS DATE)", "date")[1]
     shortcuts = (
+        f"WHEN NOT {number_start} THEN CASE WHEN "
+        f"({_check_cast(t, 'boolean')}) IS NOT NULL THEN 'boolean' ELSE 'string' END "
         f"WHEN strlen({t}) <= 15 AND CAST(TRY_CAST({t} AS BIGINT) AS VARCHAR) = {t} "
-        f"THEN 'integer' WHEN NOT {number_start} THEN CASE WHEN "
-        f"({_check_cast(t, 'boolean')}) IS NOT NULL THEN 'boolean' ELSE 'string' END"
+        f"THEN 'integer' WHEN {fast_float} THEN 'float' "
+        f"WHEN {fast_date} THEN 'date'"
     )
     return (
         f"CASE WHEN {t} IS NULL OR {_in(t, NULL_TOKENS)} THEN NULL {shortcuts} {whens} "
