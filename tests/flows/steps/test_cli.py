@@ -194,3 +194,17 @@ def test_without_pyyaml_validate_exits_70_naming_it(tmp_path: Path) -> None:
     # the other steps never load it
     done = run_cli("ingest", *args, env=env)
     assert done.returncode == 0, done.stderr
+
+
+def test_steps_that_never_use_duckdb_start_without_importing_it(tmp_path: Path) -> None:
+    # ingest of a given file and report run where DuckDB cannot be imported: they never load it,
+    # so they do not pay its import at every start.
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "duckdb.py").write_text("raise ImportError('no duckdb in this image')\n")
+    env = {"PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}"}
+    csv = _write(tmp_path / "in.csv", b"id,amount\n1,2.5\n")
+    done = run_cli("ingest", "--input", str(csv), "--output", str(tmp_path / "ingest"), env=env)
+    assert done.returncode == 0, done.stderr
+    done = run_cli("validate", "--input", str(csv), "--output", str(tmp_path / "v"), env=env)
+    assert done.returncode == 70, done.stderr
