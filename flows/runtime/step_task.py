@@ -35,6 +35,7 @@ from prefect.context import TaskRunContext
 from prefect.results import get_result_store
 from prefect.runtime import task_run as runtime_task_run
 from prefect.settings.context import get_current_settings
+from prefect.utilities.annotations import opaque
 
 from adapters import (
     AiopError,
@@ -318,11 +319,36 @@ async def run_step(
     settings = settings if settings is not None else load_settings()
     task_ = _task(retry or settings.retry_policy(), refresh_cache)
     cache_key = _cache_key(spec, settings, key)
+    args = _arguments(spec, backend, agent, settings, facts, runner, first, cache_key)
     if return_state:
-        return await task_(  # type: ignore[no-any-return]
-            spec, backend, agent, settings, facts, runner, first, cache_key, return_state=True
-        )
-    return await task_(spec, backend, agent, settings, facts, runner, first, cache_key)  # type: ignore[no-any-return]
+        return await task_(*args, return_state=True)  # type: ignore[no-any-return]
+    return await task_(*args)  # type: ignore[no-any-return]
+
+
+def _arguments(
+    spec: StepSpec,
+    backend: str | None,
+    agent: str | None,
+    settings: Settings,
+    facts: StepFacts | None,
+    runner: StepRunner | None,
+    first: FirstAttempt | None,
+    cache_key: str | None,
+) -> tuple[Any, ...]:
+    """:data:`run_step_task`'s arguments, its objects marked ``opaque``: Prefect looks for
+    futures and states in a task's arguments twice per task run (its inputs, then resolving
+    them), walking every field of a pydantic model or dataclass, and these hold none (the
+    settings alone are ~40 fields and two policies). The task gets the objects themselves."""
+    return (
+        opaque(spec),
+        backend,
+        agent,
+        opaque(settings),
+        opaque(facts),
+        opaque(runner),
+        opaque(first),
+        cache_key,
+    )
 
 
 def _task(policy: RetryPolicy, refresh_cache: bool) -> Any:
@@ -441,7 +467,8 @@ async def _execute_step(
     facts = StepFacts()
     try:
         state: State[StepResult] = await _task(policy, not usable_cache)(
-            spec, backend, agent, settings, facts, runner, first, cache_key, return_state=True
+            *_arguments(spec, backend, agent, settings, facts, runner, first, cache_key),
+            return_state=True,
         )
     finally:
         if first is not None:
