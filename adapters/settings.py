@@ -743,8 +743,17 @@ def _field_of(location: str) -> str:
     return location
 
 
+#: The settings :func:`load_settings` last read without overrides, and the settings variables
+#: they were read from.
+_last_read: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings from the environment once, with ``overrides`` (field=value) over them.
+
+    Without overrides, while the settings variables (``AIOP_*`` and the standard ones) are what
+    they were at the last such call, that call's (frozen) object is returned: a caller that loads
+    per call (``run_step`` without ``settings``) pays a look at the environment, not a validation.
 
     Raises:
         InvalidInputError: a variable has a bad value; one paragraph names it, what is wrong,
@@ -753,7 +762,22 @@ def load_settings(**overrides: Any) -> Settings:
     Examples:
         >>> load_settings(backend="local").backend
         'local'
+        >>> load_settings() is load_settings()
+        True
     """
+    global _last_read
+    if overrides:
+        return _validated(overrides)
+    variables = tuple(sorted((k, v) for k, v in os.environ.items() if _is_setting_variable(k)))
+    last = _last_read
+    if last is not None and last[0] == variables:
+        return last[1]
+    settings = _validated({})
+    _last_read = (variables, settings)
+    return settings
+
+
+def _validated(overrides: Mapping[str, Any]) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:

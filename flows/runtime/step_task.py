@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, overload
 
@@ -34,6 +34,8 @@ from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 from prefect.results import get_result_store
 from prefect.runtime import task_run as runtime_task_run
+from prefect.settings.context import get_current_settings
+from prefect.utilities.annotations import opaque
 
 from adapters import (
     AiopError,
@@ -124,13 +126,11 @@ def _cache_key(spec: StepSpec, settings: Settings, gathered: StepKey | None) -> 
         return None
 
 
-def _known_key(key: str | None) -> Callable[[Any, Any], str | None]:
-    """A ``cache_key_fn`` that gives the key computed once for this step run."""
-
-    def cache_key(context: Any, parameters: Any) -> str | None:
-        return key
-
-    return cache_key
+def _given_key(context: Any, parameters: dict[str, Any]) -> str | None:
+    """A ``cache_key_fn`` that gives the key computed once for this step run (the task's
+    ``cache_key`` argument)."""
+    key = parameters.get("cache_key")
+    return key if isinstance(key, str) else None
 
 
 @task(name="run_step", task_run_name=task_run_name, persist_result=True)  # type: ignore[arg-type]
@@ -142,9 +142,11 @@ async def run_step_task(
     facts: StepFacts | None = None,
     runner: StepRunner | None = None,
     first: FirstAttempt | None = None,
+    cache_key: str | None = None,
 ) -> StepResult:
     """The Prefect task behind :func:`run_step`; :func:`run_step` gives it its retry options and
-    its cache key. Arguments as :func:`run_step`'s, plus ``first`` (:class:`FirstAttempt`)."""
+    its cache key. Arguments as :func:`run_step`'s, plus ``first`` (:class:`FirstAttempt`) and
+    ``cache_key`` (the step's key, computed once; the task's own cache key function reads it)."""
     logger = get_run_logger()
     settings = settings if settings is not None else load_settings()
     attempt = int(runtime_task_run.run_count or 1)
@@ -315,19 +317,56 @@ async def run_step(
         'hello\\n'
     """
     settings = settings if settings is not None else load_settings()
-    task_ = _task(retry or settings.retry_policy(), _cache_key(spec, settings, key), refresh_cache)
+    task_ = _task(retry or settings.retry_policy(), refresh_cache)
+    cache_key = _cache_key(spec, settings, key)
+    args = _arguments(spec, backend, agent, settings, facts, runner, first, cache_key)
     if return_state:
-        return await task_(  # type: ignore[no-any-return]
-            spec, backend, agent, settings, facts, runner, first, return_state=True
-        )
-    return await task_(spec, backend, agent, settings, facts, runner, first)  # type: ignore[no-any-return]
+        return await task_(*args, return_state=True)  # type: ignore[no-any-return]
+    return await task_(*args)  # type: ignore[no-any-return]
 
 
-def _task(policy: RetryPolicy, cache_key: str | None, refresh_cache: bool) -> Any:
-    """:data:`run_step_task` with the retry options of ``policy`` and the step's one cache key."""
+def _arguments(
+    spec: StepSpec,
+    backend: str | None,
+    agent: str | None,
+    settings: Settings,
+    facts: StepFacts | None,
+    runner: StepRunner | None,
+    first: FirstAttempt | None,
+    cache_key: str | None,
+) -> tuple[Any, ...]:
+    """:data:`run_step_task`'s arguments, its objects marked ``opaque``: Prefect looks for
+    futures and states in a task's arguments twice per task run (its inputs, then resolving
+    them), walking every field of a pydantic model or dataclass, and these hold none (the
+    settings alone are ~40 fields and two policies). The task gets the objects themselves."""
+    return (
+        opaque(spec),
+        backend,
+        agent,
+        opaque(settings),
+        opaque(facts),
+        opaque(runner),
+        opaque(first),
+        cache_key,
+    )
+
+
+def _task(policy: RetryPolicy, refresh_cache: bool) -> Any:
+    """:data:`run_step_task` with the retry options of ``policy``, cached by the key given as its
+    ``cache_key`` argument.
+
+    Made once per policy (``Task.with_options`` reads the task's source each time: about 1.3 ms),
+    and again if Prefect's ``tasks.disable_caching`` setting changes (read when a task is made).
+    """
+    return _task_variant(policy, refresh_cache, get_current_settings().tasks.disable_caching)
+
+
+@functools.lru_cache(maxsize=64)
+def _task_variant(policy: RetryPolicy, refresh_cache: bool, caching_disabled: bool) -> Any:
+    """The variant for these options (``caching_disabled`` only keys the memo)."""
     return run_step_task.with_options(
         **task_retry_options(policy),
-        cache_key_fn=_known_key(cache_key),
+        cache_key_fn=_given_key,
         refresh_cache=refresh_cache,
     )
 
@@ -427,8 +466,9 @@ async def _execute_step(
                 return _refused(spec, refused, agent, started, started_at)
     facts = StepFacts()
     try:
-        state: State[StepResult] = await _task(policy, cache_key, not usable_cache)(
-            spec, backend, agent, settings, facts, runner, first, return_state=True
+        state: State[StepResult] = await _task(policy, not usable_cache)(
+            *_arguments(spec, backend, agent, settings, facts, runner, first, cache_key),
+            return_state=True,
         )
     finally:
         if first is not None:
