@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from adapters.settings import Settings
 from agents import SHIPPED_DEFINITIONS, AgentManager, default_paths, load_definitions
 from tests.agents.conftest import minimal, write_definition
@@ -76,3 +78,21 @@ def test_the_shipped_definitions_are_all_valid() -> None:
         "report-files",
         "summarize-llm",
     }
+
+
+def test_definitions_read_by_libyaml_are_what_the_pure_loader_reads() -> None:
+    import yaml
+
+    from agents import loader
+
+    assert loader._FAST_LOADER is not None  # PyYAML's wheels are built with libyaml
+    for path in sorted(loader.SHIPPED_DEFINITIONS.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        assert loader._parse(text) == yaml.safe_load(text), path.name
+    # A file libyaml refuses is refused in the pure loader's words, with its line.
+    broken = "name: a\n  command: [unclosed\n"
+    with pytest.raises(yaml.YAMLError) as caught:
+        loader._parse(broken)
+    with pytest.raises(yaml.YAMLError) as pure:
+        yaml.safe_load(broken)
+    assert str(caught.value) == str(pure.value)
