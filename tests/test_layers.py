@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import inspect
 import json
 import os
 import subprocess
@@ -49,7 +50,7 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import packages_distributions
+from importlib.metadata import distributions, packages_distributions
 from pathlib import Path
 
 import pytest
@@ -368,8 +369,17 @@ def _import_names(requirements: Iterable[str]) -> set[str]:
 
 @functools.cache
 def _distributions() -> dict[str, list[str]]:
-    """Import name -> the installed distributions that provide it (read once: it walks them)."""
-    return dict(packages_distributions())
+    """Import name -> the installed distributions that provide it (read once: it walks them).
+
+    ``packages_distributions`` infers a distribution's top-level modules from its ``.py`` files
+    only; its top-level compiled modules (DuckDB's ``_duckdb`` extension) are added here."""
+    found = {name: list(dists) for name, dists in packages_distributions().items()}
+    for dist in distributions():
+        for file in dist.files or ():
+            name = inspect.getmodulename(file.name) if len(file.parts) == 1 else None
+            if name and not file.name.endswith(".py") and dist.metadata["Name"]:
+                found.setdefault(name, []).append(dist.metadata["Name"])
+    return found
 
 
 def step_agents(root: Path = ROOT) -> dict[str, tuple[str, set[str]]]:

@@ -191,14 +191,14 @@ def run(ctx: BenchContext) -> Outcome:
 
 
 #: What a step program imports before its work: the command line, the step's module and, for
-#: the steps that read or write data, DuckDB (imported where the work starts). ``ingest`` of a
-#: given file and ``report`` never import DuckDB.
+#: the steps that read or write data, DuckDB's extension (:mod:`flows.steps._db`, imported where
+#: the work starts). ``ingest`` of a given file and ``report`` never import DuckDB.
 _STARTS = {
     "python": "pass",
     "command line": "import flows.steps.__main__",
     "ingest": "import flows.steps.__main__, flows.steps.ingest",
     **{
-        name: f"import flows.steps.__main__, flows.steps.{name}, duckdb"
+        name: f"import flows.steps.__main__, flows.steps.{name}, flows.steps._db"
         for name in ("validate", "transform", "aggregate")
     },
     "report": "import flows.steps.__main__, flows.steps.report",

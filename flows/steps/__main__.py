@@ -54,7 +54,7 @@ def _duckdb_importable(args: argparse.Namespace) -> bool:
     if args.step == "report" or (args.step == "ingest" and args.input is not None):
         return True
     try:
-        import duckdb  # noqa: F401
+        from flows.steps import _db  # noqa: F401
     except ImportError:
         return False
     return True

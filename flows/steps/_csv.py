@@ -58,9 +58,9 @@ def connect(temp_dir: Path | None = None, threads: int | None = None) -> Any:
     Returns:
         A ``duckdb.DuckDBPyConnection``.
     """
-    import duckdb
+    from flows.steps import _db
 
-    con = duckdb.connect(":memory:")
+    con = _db.connect(":memory:")
     con.execute("SET enable_progress_bar = false")
     con.execute("SET preserve_insertion_order = true")
     if temp_dir is not None:

@@ -178,7 +178,7 @@ def run(
         DataError: If there are no part files, the group column does not exist, or
             ``columns_json`` is unreadable.
     """
-    import duckdb
+    from flows.steps import _db
 
     files = find_parts(input_dir)
     declared = None
@@ -195,7 +195,7 @@ def run(
             schema = [
                 (r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
             ]
-        except duckdb.Error as exc:
+        except _db.Error as exc:
             first = str(exc).splitlines()[0]
             raise DataError(f"cannot read the part files under {input_dir} ({first})") from None
         names = [name for name, _ in schema]

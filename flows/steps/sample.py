@@ -133,9 +133,9 @@ FROM fields
 
 
 def _connect(threads: int | None) -> Any:
-    import duckdb
+    from flows.steps import _db
 
-    con = duckdb.connect(":memory:")
+    con = _db.connect(":memory:")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     con.execute("SET preserve_insertion_order = true")

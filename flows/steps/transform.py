@@ -62,7 +62,7 @@ def run(
         UsageError: If ``K < 1``, ``I`` is not in ``[0, K)`` or ``I + count > K``.
         DataError: If the input is missing or not Parquet.
     """
-    import duckdb
+    from flows.steps import _db
 
     if partitions < 1 or not 0 <= partition < partitions:
         raise UsageError(f"--partition must be in [0, {partitions}) and --partitions >= 1")
@@ -82,7 +82,7 @@ def run(
                 r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {plain}").fetchall()
             ]
             total = con.execute(f"SELECT count(*) FROM {plain}").fetchone()[0]
-        except duckdb.Error as exc:
+        except _db.Error as exc:
             first = str(exc).splitlines()[0]
             raise DataError(f"{src} is not readable Parquet ({first}); re-run validate") from None
         parts = [

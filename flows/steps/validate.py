@@ -652,7 +652,7 @@ def run(
         >>> r["input_rows"], r["columns"]
         (2, {'zip': 'string', 'n': 'integer'})
     """
-    import duckdb
+    from flows.steps import _db
 
     src = check_input(input_path)
     columns = src.columns
@@ -675,7 +675,7 @@ def run(
                 lambda: (counting.result().records, counting.result().longest),
             )  # fmt: skip
             read = True
-        except duckdb.Error as exc:
+        except _db.Error as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log(f"validate: DuckDB cannot read the file directly ({first})")
             read = False
@@ -703,7 +703,7 @@ def run(
                     con, clean, columns, fixed, k, work, log,
                     lambda: (len(kept), MAX_RECORD_BYTES),
                 )  # fmt: skip
-            except duckdb.Error as exc:
+            except _db.Error as exc:
                 raise InvariantError(f"DuckDB cannot read the clean copy ({exc})") from None
             assert plan.kept is not None
             if rows != len(plan.kept):

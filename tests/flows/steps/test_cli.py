@@ -160,7 +160,9 @@ class TestStorageLimits:
 def test_without_duckdb_a_step_exits_70_saying_to_declare_it(tmp_path: Path) -> None:
     blocked = tmp_path / "blocked"
     blocked.mkdir()
-    (blocked / "duckdb.py").write_text("raise ImportError('no duckdb in this image')\n")
+    # Without the distribution neither of its modules imports: the package nor its extension.
+    for module in ("duckdb", "_duckdb"):
+        (blocked / f"{module}.py").write_text("raise ImportError('no duckdb in this image')\n")
     done = run_cli(
         "ingest",
         "--rows",
@@ -201,7 +203,8 @@ def test_steps_that_never_use_duckdb_start_without_importing_it(tmp_path: Path) 
     # so they do not pay its import at every start.
     blocked = tmp_path / "blocked"
     blocked.mkdir()
-    (blocked / "duckdb.py").write_text("raise ImportError('no duckdb in this image')\n")
+    for module in ("duckdb", "_duckdb"):
+        (blocked / f"{module}.py").write_text("raise ImportError('no duckdb in this image')\n")
     env = {"PYTHONPATH": f"{blocked}{os.pathsep}{ROOT}"}
     csv = _write(tmp_path / "in.csv", b"id,amount\n1,2.5\n")
     done = run_cli("ingest", "--input", str(csv), "--output", str(tmp_path / "ingest"), env=env)
