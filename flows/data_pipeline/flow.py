@@ -12,6 +12,7 @@ step's spec, code and inputs), so a re-run with unchanged inputs finds every fin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -281,165 +282,186 @@ async def _run(
     transform_runs = len(partition_runs(options.partitions, step_slots(choice.backend)))
     progress = ProgressTracker(FLOW_NAME, total_steps=step_count(transform_runs))
     await progress.start()
+    try:
+        manager = AgentManager.from_settings(settings)
 
-    manager = AgentManager.from_settings(settings)
+        async def step(
+            declared: PipelineStep,
+            name: str,
+            params: dict[str, Any],
+            mounts: dict[str, str],
+            final: Path | None = None,
+        ) -> StepOutcome:
+            def content_addressed(spec: StepSpec, key: str) -> StepSpec:
+                # Named after the step's cache key (command, environment, code and inputs), which
+                # the runtime computes once for the step run.
+                short = hashlib.sha256(key.encode()).hexdigest()[:16]
+                where = final or work / f"{name}-{short}"
+                moved = set_aside(where) if final is None else None
+                if moved is not None:  # never a failed run: its bytes are kept, the step runs again
+                    logger.warning(
+                        "cache entry %s: %s; kept as %s and recomputed",
+                        where,
+                        moved.why,
+                        moved.path.name,
+                    )
+                update = {
+                    "outputs": {_OUT: str(where)},
+                    "requirements": pinned(spec.requirements),
+                }
+                return spec.model_copy(update=update)
 
-    async def step(
-        declared: PipelineStep,
-        name: str,
-        params: dict[str, Any],
-        mounts: dict[str, str],
-        final: Path | None = None,
-    ) -> StepOutcome:
-        def content_addressed(spec: StepSpec, key: str) -> StepSpec:
-            # Named after the step's cache key (command, environment, code and inputs), which
-            # the runtime computes once for the step run.
-            short = hashlib.sha256(key.encode()).hexdigest()[:16]
-            where = final or work / f"{name}-{short}"
-            moved = set_aside(where) if final is None else None
-            if moved is not None:  # never a failed run: its bytes are kept, the step runs again
-                logger.warning(
-                    "cache entry %s: %s; kept as %s and recomputed",
-                    where,
-                    moved.why,
-                    moved.path.name,
-                )
-            update = {
-                "outputs": {_OUT: str(where)},
-                "requirements": pinned(spec.requirements),
-            }
-            return spec.model_copy(update=update)
+            outcome = await run_agent(
+                manager,
+                declared.capability,
+                {**params, "output": _OUT},
+                backend,
+                step_name=name,
+                mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
+                prepare=content_addressed,
+                settings=settings,
+                runner=runner,
+                rows_of=step_rows,
+            )
+            outcomes.append(outcome)
+            await progress.step_done()
+            if outcome.error is not None or outcome.result is None:
+                summary = _summary(options, backend, outcomes, out_dir, None, None)
+                summary.update(rows_so_far(outcomes))
+                summary["error"] = {
+                    "step": outcome.name,
+                    "class": type(outcome.error).__name__,
+                    "message": str(outcome.error),
+                }
+                try:
+                    _write_json_atomically(out_dir / "summary.json", summary)
+                except AiopError as exc:  # a full disk must not hide the step's own failure
+                    logger.warning("summary.json of the failed run was not written: %s", exc)
+                await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
+                await publish_metrics(
+                    FLOW_NAME, summary
+                )  # the history shows the rows counted so far
+                raise PipelineFailed(
+                    str(getattr(outcome.error, "message", outcome.error)),
+                    step=outcome.name,
+                    cause=outcome.error,
+                ) from outcome.error
+            return outcome
 
-        outcome = await run_agent(
-            manager,
-            declared.capability,
-            {**params, "output": _OUT},
-            backend,
-            step_name=name,
-            mounts={str(_STEPS_DIR): f"{_SRC}/flows/steps", **mounts},
-            prepare=content_addressed,
-            settings=settings,
-            runner=runner,
-            rows_of=step_rows,
+        # 1. ingest
+        ingest_mounts: dict[str, str] = {}
+        if options.input:
+            source = str(Path(options.input).resolve())
+            ingest_mounts[source] = f"{_IN}/input.csv"
+            ingest_params: dict[str, Any] = {"input": f"{_IN}/input.csv"}
+        else:
+            ingest_params = {"rows": options.rows, "seed": options.seed}
+        ingest = await step(INGEST, INGEST.name, ingest_params, ingest_mounts)
+        csv_host = source if options.input else str(_out(ingest) / "input.csv")
+
+        # 2. validate
+        validate_mounts = {csv_host: f"{_IN}/input.csv"}
+        schema = None
+        if options.schema_file:
+            validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
+            schema = f"{_IN}/schema.yaml"
+        validated = await step(
+            VALIDATE,
+            VALIDATE.name,
+            {"input": f"{_IN}/input.csv", "schema": schema},
+            validate_mounts,
         )
-        outcomes.append(outcome)
-        await progress.step_done()
-        if outcome.error is not None or outcome.result is None:
-            summary = _summary(options, backend, outcomes, out_dir, None, None)
-            summary.update(rows_so_far(outcomes))
-            summary["error"] = {
-                "step": outcome.name,
-                "class": type(outcome.error).__name__,
-                "message": str(outcome.error),
-            }
-            try:
-                _write_json_atomically(out_dir / "summary.json", summary)
-            except AiopError as exc:  # a full disk must not hide the step's own failure
-                logger.warning("summary.json of the failed run was not written: %s", exc)
-            await publish_failure(FLOW_NAME, outcome.name, outcome.error, run_name)
-            await publish_metrics(FLOW_NAME, summary)  # the history shows the rows counted so far
-            raise PipelineFailed(
-                str(getattr(outcome.error, "message", outcome.error)),
-                step=outcome.name,
-                cause=outcome.error,
-            ) from outcome.error
-        return outcome
+        facts = json.loads((_out(validated) / VALIDATE.facts_file).read_text(encoding="utf-8"))
+        group_by = str(options.group_by)
 
-    # 1. ingest
-    ingest_mounts: dict[str, str] = {}
-    if options.input:
-        source = str(Path(options.input).resolve())
-        ingest_mounts[source] = f"{_IN}/input.csv"
-        ingest_params: dict[str, Any] = {"input": f"{_IN}/input.csv"}
-    else:
-        ingest_params = {"rows": options.rows, "seed": options.seed}
-    ingest = await step(INGEST, INGEST.name, ingest_params, ingest_mounts)
-    csv_host = source if options.input else str(_out(ingest) / "input.csv")
-
-    # 2. validate
-    validate_mounts = {csv_host: f"{_IN}/input.csv"}
-    schema = None
-    if options.schema_file:
-        validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
-        schema = f"{_IN}/schema.yaml"
-    validated = await step(
-        VALIDATE, VALIDATE.name, {"input": f"{_IN}/input.csv", "schema": schema}, validate_mounts
-    )
-    facts = json.loads((_out(validated) / VALIDATE.facts_file).read_text(encoding="utf-8"))
-    group_by = str(options.group_by)
-
-    # 3. transform: K partitions in parallel
-    k = options.partitions
-    validated_mount = {str(_out(validated)): f"{_IN}/validate"}
-    # At most one step process per core with the local backend: with more partitions than
-    # that, each step writes a contiguous run of them (see partition_runs).
-    runs = partition_runs(k, step_slots(backend))
-    parts = list(
-        await asyncio.gather(
-            *(
-                step(
-                    TRANSFORM,
-                    f"{TRANSFORM.name}-{j}",
-                    {
-                        "input": f"{_IN}/validate/valid.parquet",
-                        "partition": first,
-                        "partitions": k,
-                        **({"count": count} if count > 1 else {}),
-                    },
-                    validated_mount,
+        # 3. transform: K partitions in parallel
+        k = options.partitions
+        validated_mount = {str(_out(validated)): f"{_IN}/validate"}
+        # At most one step process per core with the local backend: with more partitions than
+        # that, each step writes a contiguous run of them (see partition_runs).
+        runs = partition_runs(k, step_slots(backend))
+        parts = list(
+            await asyncio.gather(
+                *(
+                    step(
+                        TRANSFORM,
+                        f"{TRANSFORM.name}-{j}",
+                        {
+                            "input": f"{_IN}/validate/valid.parquet",
+                            "partition": first,
+                            "partitions": k,
+                            **({"count": count} if count > 1 else {}),
+                        },
+                        validated_mount,
+                    )
+                    for j, (first, count) in enumerate(runs)
                 )
-                for j, (first, count) in enumerate(runs)
             )
         )
-    )
-    part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
+        part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 
-    # 4. aggregate
-    aggregated = await step(
-        AGGREGATE,
-        AGGREGATE.name,
-        {"input_dir": f"{_IN}/parts", "group_by": group_by},
-        part_mounts,
-    )
-
-    # 5. report: assembles the output folder
-    await step(
-        REPORT,
-        REPORT.name,
-        {"validate": f"{_IN}/validate", "aggregate": f"{_IN}/aggregate", "parts": f"{_IN}/parts"},
-        {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate", **part_mounts},
-        final=out_dir,
-    )
-
-    outcomes.sort(key=lambda o: pipeline_order(o.name))
-    summary = _summary(options, backend, outcomes, out_dir, group_by, facts)
-    if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
-        raise PipelineFailed(
-            "rows were lost: input_rows != valid_rows + quarantined_rows"
-            f" ({summary['input_rows']} != {summary['valid_rows']} + {summary['quarantined_rows']})",
-            step=REPORT.name,
-            cause=None,
+        # 4. aggregate
+        aggregated = await step(
+            AGGREGATE,
+            AGGREGATE.name,
+            {"input_dir": f"{_IN}/parts", "group_by": group_by},
+            part_mounts,
         )
-    _write_json_atomically(out_dir / "summary.json", summary)
-    await publish_summary(FLOW_NAME, summary, outcomes, run_name)
-    await publish_metrics(FLOW_NAME, summary)
-    context = FlowRunContext.get()
-    started = context.flow_run.start_time if context and context.flow_run else None
-    await publish_history(
-        FLOW_NAME, current=current_record(summary, run_name, started, "Completed")
-    )
-    logger.info(
-        "%d rows in, %d valid, %d quarantined; results in %s",
-        summary["input_rows"],
-        summary["valid_rows"],
-        summary["quarantined_rows"],
-        out_dir,
-    )
-    if options.summarize:  # optional, last, never fails the run; summary.json then says what it did
-        done = await summarize_results(manager, out_dir, backend, logger, settings)
-        summary["summarize"] = done.as_summary()
+
+        # 5. report: assembles the output folder
+        await step(
+            REPORT,
+            REPORT.name,
+            {
+                "validate": f"{_IN}/validate",
+                "aggregate": f"{_IN}/aggregate",
+                "parts": f"{_IN}/parts",
+            },
+            {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate", **part_mounts},
+            final=out_dir,
+        )
+
+        outcomes.sort(key=lambda o: pipeline_order(o.name))
+        summary = _summary(options, backend, outcomes, out_dir, group_by, facts)
+        if summary["input_rows"] != summary["valid_rows"] + summary["quarantined_rows"]:
+            raise PipelineFailed(
+                "rows were lost: input_rows != valid_rows + quarantined_rows"
+                f" ({summary['input_rows']} != {summary['valid_rows']} + {summary['quarantined_rows']})",
+                step=REPORT.name,
+                cause=None,
+            )
         _write_json_atomically(out_dir / "summary.json", summary)
-    return summary
+        await progress.flush()
+        context = FlowRunContext.get()
+        started = context.flow_run.start_time if context and context.flow_run else None
+        # Three artifacts of their own keys, none read by another (the history is given this
+        # run's record): written side by side, not one round trip after the other.
+        await asyncio.gather(
+            publish_summary(FLOW_NAME, summary, outcomes, run_name),
+            publish_metrics(FLOW_NAME, summary),
+            publish_history(
+                FLOW_NAME, current=current_record(summary, run_name, started, "Completed")
+            ),
+        )
+        logger.info(
+            "%d rows in, %d valid, %d quarantined; results in %s",
+            summary["input_rows"],
+            summary["valid_rows"],
+            summary["quarantined_rows"],
+            out_dir,
+        )
+        if (
+            options.summarize
+        ):  # optional, last, never fails the run; summary.json then says what it did
+            done = await summarize_results(manager, out_dir, backend, logger, settings)
+            summary["summarize"] = done.as_summary()
+            _write_json_atomically(out_dir / "summary.json", summary)
+        return summary
+    finally:
+        # On a failing path the progress calls still in flight are waited for, their errors
+        # never hiding the run's own (on the way to success they were flushed above).
+        with contextlib.suppress(Exception):
+            await progress.flush()
 
 
 def _ui_url() -> str | None:

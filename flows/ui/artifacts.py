@@ -8,8 +8,9 @@ entry per kind with every run's version in its history.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -255,26 +256,56 @@ async def publish_failure(
 
 
 class ProgressTracker:
-    """A progress artifact updated in place as steps finish."""
+    """A progress artifact updated in place as steps finish.
+
+    The calls to the server run in the background, one after the other in the order asked (an
+    update never overtakes the creation or an earlier update), so that the next step does not
+    wait for them: 5-15 ms each, on the run's critical path at every step. :meth:`flush` waits
+    for the last one and raises what any of them raised.
+    """
 
     def __init__(self, flow: str, total_steps: int) -> None:
         self.key = _key(flow, "progress")
         self.total = max(1, total_steps)
         self.done = 0
         self._id: UUID | None = None
+        self._pending: asyncio.Future[None] | None = None
+
+    def _then(self, call: Callable[[], Awaitable[None]]) -> None:
+        previous = self._pending
+
+        async def in_order() -> None:
+            if previous is not None:
+                await previous
+            await call()
+
+        self._pending = asyncio.ensure_future(in_order())
 
     async def start(self) -> None:
-        """Create the artifact at 0%."""
+        """Create the artifact at 0% (in the background)."""
         from prefect.artifacts import acreate_progress_artifact
 
-        self._id = await acreate_progress_artifact(
-            0.0, key=self.key, description="Steps finished in this run"
-        )
+        async def create() -> None:
+            self._id = await acreate_progress_artifact(
+                0.0, key=self.key, description="Steps finished in this run"
+            )
+
+        self._then(create)
 
     async def step_done(self, count: int = 1) -> None:
-        """Count ``count`` more finished steps and update the artifact."""
+        """Count ``count`` more finished steps and update the artifact (in the background)."""
         from prefect.artifacts import aupdate_progress_artifact
 
         self.done = min(self.total, self.done + count)
-        if self._id is not None:
-            await aupdate_progress_artifact(self._id, 100.0 * self.done / self.total)
+        value = 100.0 * self.done / self.total
+
+        async def update() -> None:
+            if self._id is not None:
+                await aupdate_progress_artifact(self._id, value)
+
+        self._then(update)
+
+    async def flush(self) -> None:
+        """Wait for the calls asked so far; raises the first error one of them met."""
+        if self._pending is not None:
+            await self._pending
