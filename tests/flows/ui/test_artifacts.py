@@ -187,3 +187,57 @@ class TestTrace:
     def test_the_failure_names_the_trace_too(self) -> None:
         text = render_failure("validate", None, "x", self.TRACE, None)
         assert f"**Trace**: `{self.TRACE}`" in text
+
+
+class TestProgressTracker:
+    """The progress artifact's calls run in the background, in the order asked, and ``flush``
+    waits for them: a step never waits for the server, an update never overtakes another."""
+
+    async def test_updates_wait_for_nothing_and_land_in_order(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import asyncio
+        import uuid
+
+        import prefect.artifacts
+
+        from flows.ui.artifacts import ProgressTracker
+
+        server_up = asyncio.Event()
+        landed: list[tuple[str, float]] = []
+
+        async def create(value: float, key: str, description: str) -> uuid.UUID:
+            await server_up.wait()
+            landed.append(("create", value))
+            return uuid.uuid4()
+
+        async def update(artifact_id: uuid.UUID, value: float) -> None:
+            await asyncio.sleep(0.01 if value < 50 else 0)  # a slow call before a fast one
+            landed.append(("update", value))
+
+        monkeypatch.setattr(prefect.artifacts, "acreate_progress_artifact", create)
+        monkeypatch.setattr(prefect.artifacts, "aupdate_progress_artifact", update)
+        progress = ProgressTracker("flow", total_steps=4)
+        # The steps go on while the server has not answered (a call that waited would time out).
+        await asyncio.wait_for(progress.start(), 1)
+        for _ in range(4):
+            await asyncio.wait_for(progress.step_done(), 1)
+        assert landed == []
+        server_up.set()
+        await progress.flush()
+        assert landed == [("create", 0.0)] + [("update", v) for v in (25.0, 50.0, 75.0, 100.0)]
+
+    async def test_flush_raises_what_a_call_met(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import prefect.artifacts
+
+        from flows.ui.artifacts import ProgressTracker
+
+        async def create(value: float, key: str, description: str) -> None:
+            raise ConnectionError("server gone")
+
+        monkeypatch.setattr(prefect.artifacts, "acreate_progress_artifact", create)
+        progress = ProgressTracker("flow", total_steps=2)
+        await progress.start()
+        await progress.step_done()
+        with pytest.raises(ConnectionError, match="server gone"):
+            await progress.flush()
