@@ -49,13 +49,13 @@ def _steps_split(summary: dict[str, Any], wall: float) -> dict[str, float]:
     }
     transforms = [v for k, v in own.items() if k.startswith("transform-")]
     validate = own.get("validate", 0.0)
-    recut = max(transforms, default=0.0)
+    transform = max(transforms, default=0.0)
     others = sum(own.get(k, 0.0) for k in ("ingest", "aggregate", "report"))
     return {
         "validate_s": validate,
-        "transform_slowest_s": recut,
+        "transform_slowest_s": transform,
         "other_steps_s": others,
-        "orchestration_s": wall - validate - recut - others,
+        "orchestration_s": wall - validate - transform - others,
     }
 
 

@@ -237,8 +237,9 @@ def validate_vs_ingest(data: dict[str, Any]) -> dict[str, Any]:
 def time_split(data: dict[str, Any]) -> dict[str, float] | None:
     """Where the median pipeline run's wall time went (None without its steps' times).
 
-    ``validate_s``: the validate step's own run time; ``recut_s``: the slowest transform
-    partition (re-cutting ``valid.parquet`` into the partitions, work the script does not do);
+    ``validate_s``: the validate step's own run time; ``transform_s``: the slowest transform
+    step (a partition's per-group statistics; before 2026-12-07 the re-cut of the valid rows into
+    the partitions);
     ``other_steps_s``: ingest, aggregate and report, one after the other; ``orchestration_s``: the
     rest of the wall time (task runs, step processes started and finished, the flow's own work).
     """
@@ -246,7 +247,7 @@ def time_split(data: dict[str, Any]) -> dict[str, float] | None:
     validate = _step_run_s(steps, VALIDATE.name)
     if validate is None:
         return None
-    recut = max(
+    transform = max(
         (
             float(step["run_s"])
             for step in steps
@@ -256,10 +257,10 @@ def time_split(data: dict[str, Any]) -> dict[str, float] | None:
     )
     rest_of_them = [s.name for s in PIPELINE_STEPS if s not in (VALIDATE, TRANSFORM)]
     others = sum(_step_run_s(steps, name) or 0.0 for name in rest_of_them)
-    rest = data["pipeline"]["seconds"] - validate - recut - others
+    rest = data["pipeline"]["seconds"] - validate - transform - others
     return {
         "validate_s": validate,
-        "recut_s": recut,
+        "transform_s": transform,
         "other_steps_s": others,
         "orchestration_s": rest,
     }
@@ -278,8 +279,8 @@ def _split_rows(label: str, data: dict[str, Any]) -> list[Row]:
             f"{split['validate_s'] / script:.2f}x",
         ),
         Row(
-            f"  rest of the pipeline {label}: re-cut, other steps, orchestration",
-            f"{split['recut_s']:.1f} + {split['other_steps_s']:.1f} + "
+            f"  rest of the pipeline {label}: transform, other steps, orchestration",
+            f"{split['transform_s']:.1f} + {split['other_steps_s']:.1f} + "
             f"{split['orchestration_s']:.1f} s",
         ),
     ]

@@ -11,7 +11,7 @@ DuckDB's own typed read of the same file:
 * ``typed_pass``: every value parsed by the pipeline's rules into the staging table, read with
   the line limit fit to the longest record, and the classes of the columns the sample cannot
   settle, as the step does;
-* ``valid_parquet``: the valid rows written as Parquet;
+* ``valid_parquet``: the valid rows written as Parquet (zstd, as the step writes its partitions);
 * ``duckdb_typed_read``: ``read_csv(..., nullstr='NA')`` into a table, DuckDB's own types.
 
 Best of ``--repeat`` runs (default 3) by CPU time.
@@ -72,7 +72,7 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
         cols = ", ".join(f"p{i}" for i in range(n))
         con.execute(
             f"COPY (SELECT {cols} FROM {validate.STAGE} WHERE _fails IS NULL) TO {target} "
-            "(FORMAT parquet, COMPRESSION snappy)"
+            "(FORMAT parquet, COMPRESSION zstd)"
         )
 
     def typed_read() -> None:

@@ -365,20 +365,21 @@ async def _run(
         if options.schema_file:
             validate_mounts[str(Path(options.schema_file).resolve())] = f"{_IN}/schema.yaml"
             schema = f"{_IN}/schema.yaml"
+        # Validate writes the valid rows as the K partitions: no step re-reads them to cut them.
+        k = options.partitions
         validated = await step(
             VALIDATE,
             VALIDATE.name,
-            {"input": f"{_IN}/input.csv", "schema": schema},
+            {"input": f"{_IN}/input.csv", "schema": schema, "partitions": k},
             validate_mounts,
         )
         facts = json.loads((_out(validated) / VALIDATE.facts_file).read_text(encoding="utf-8"))
         group_by = str(options.group_by)
 
-        # 3. transform: K partitions in parallel
-        k = options.partitions
+        # 3. transform: each partition's per-group statistics, K partitions in parallel
         validated_mount = {str(_out(validated)): f"{_IN}/validate"}
         # At most one step process per core with the local backend: with more partitions than
-        # that, each step writes a contiguous run of them (see partition_runs).
+        # that, each step takes a contiguous run of them (see partition_runs).
         runs = partition_runs(k, step_slots(backend))
         parts = list(
             await asyncio.gather(
@@ -387,10 +388,11 @@ async def _run(
                         TRANSFORM,
                         f"{TRANSFORM.name}-{j}",
                         {
-                            "input": f"{_IN}/validate/valid.parquet",
+                            "input_dir": f"{_IN}/validate",
                             "partition": first,
                             "partitions": k,
                             **({"count": count} if count > 1 else {}),
+                            "group_by": group_by,
                         },
                         validated_mount,
                     )
@@ -400,7 +402,7 @@ async def _run(
         )
         part_mounts = {str(_out(p)): f"{_IN}/parts/p{i}" for i, p in enumerate(parts)}
 
-        # 4. aggregate
+        # 4. aggregate: merges the partitions' statistics
         aggregated = await step(
             AGGREGATE,
             AGGREGATE.name,
@@ -412,12 +414,8 @@ async def _run(
         await step(
             REPORT,
             REPORT.name,
-            {
-                "validate": f"{_IN}/validate",
-                "aggregate": f"{_IN}/aggregate",
-                "parts": f"{_IN}/parts",
-            },
-            {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate", **part_mounts},
+            {"validate": f"{_IN}/validate", "aggregate": f"{_IN}/aggregate"},
+            {**validated_mount, str(_out(aggregated)): f"{_IN}/aggregate"},
             final=out_dir,
         )
 

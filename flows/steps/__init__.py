@@ -12,13 +12,15 @@ threads)::
 
     ingest    --output DIR [--input FILE] [--rows N] [--seed S]
               check FILE (not copied) or generate DIR/input.csv; writes ingest.json
-    validate  --input FILE --output DIR [--schema FILE]
-              writes valid.parquet, quarantine.csv, validate.json
-    transform --input valid.parquet --output DIR --partition I --partitions K [--count M]
-              writes part-<I:05d>.parquet (zstd) for partitions I..I+M-1, transform.json
-    aggregate --input-dir DIR --group-by COL --output DIR [--columns-json validate.json]
-              writes aggregates.csv, aggregate.json
-    report    --validate DIR --aggregate DIR --parts DIR --output DIR
+    validate  --input FILE --output DIR [--schema FILE] [--partitions K]
+              writes the valid rows as part-00000.parquet .. (K partitions), quarantine.csv,
+              validate.json
+    transform --input-dir DIR --output DIR --partition I --partitions K [--count M] --group-by COL
+              reads DIR/part-<I:05d>.parquet .. (partitions I..I+M-1 of validate's K); writes
+              their per-group partial statistics (partial-*.parquet, partials.json), transform.json
+    aggregate --input-dir DIR --group-by COL --output DIR
+              merges the partial statistics under DIR; writes aggregates.csv, aggregate.json
+    report    --validate DIR --aggregate DIR --output DIR
               writes aggregates.csv, quarantine.csv, data/part-*.parquet
 
 Exit codes: 0 success; 64 bad usage; 65 unusable input, with one line on stderr starting

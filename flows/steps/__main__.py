@@ -81,26 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="CSV file")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--schema", help="schema file ('column: type' per line)")
+    p.add_argument("--partitions", type=_positive, default=1, help="partitions K of the valid rows")
 
-    p = sub.add_parser("transform", help="write contiguous partitions of valid.parquet")
-    p.add_argument("--input", required=True, help="valid.parquet")
+    p = sub.add_parser("transform", help="per-group partial statistics of partitions")
+    p.add_argument("--input-dir", required=True, help="validate step output directory")
     p.add_argument("--output", required=True, help="output directory")
     p.add_argument("--partition", type=_nonneg, required=True, help="partition index I")
     p.add_argument("--partitions", type=int, required=True, help="partition count K")
     p.add_argument(
-        "--count", type=_positive, default=1, help="consecutive partitions to write, from I on"
+        "--count", type=_positive, default=1, help="consecutive partitions to read, from I on"
     )
+    p.add_argument("--group-by", required=True, help="group column")
 
-    p = sub.add_parser("aggregate", help="per-group statistics of the part files")
-    p.add_argument("--input-dir", required=True, help="directory with **/*.parquet")
+    p = sub.add_parser("aggregate", help="merge the transform steps' statistics")
+    p.add_argument("--input-dir", required=True, help="directory with the transform outputs")
     p.add_argument("--group-by", required=True, help="group column")
     p.add_argument("--output", required=True, help="output directory")
-    p.add_argument("--columns-json", help="validate.json (column types)")
 
     p = sub.add_parser("report", help="assemble the final output folder")
     p.add_argument("--validate", required=True, help="validate step output directory")
     p.add_argument("--aggregate", required=True, help="aggregate step output directory")
-    p.add_argument("--parts", required=True, help="directory with p0/, p1/... part dirs")
     p.add_argument("--output", required=True, help="final output directory")
     return parser
 
@@ -113,28 +113,29 @@ def _dispatch(args: argparse.Namespace) -> None:
     elif args.step == "validate":
         from flows.steps import validate
 
-        validate.run(args.input, args.output, args.schema, threads=args.threads)
+        validate.run(
+            args.input, args.output, args.schema, partitions=args.partitions, threads=args.threads
+        )
     elif args.step == "transform":
         from flows.steps import transform
 
         transform.run(
-            args.input,
+            args.input_dir,
             args.output,
             args.partition,
             args.partitions,
+            args.group_by,
             count=args.count,
             threads=args.threads,
         )
     elif args.step == "aggregate":
         from flows.steps import aggregate
 
-        aggregate.run(
-            args.input_dir, args.group_by, args.output, args.columns_json, threads=args.threads
-        )
+        aggregate.run(args.input_dir, args.group_by, args.output, threads=args.threads)
     else:
         from flows.steps import report
 
-        report.run(args.validate, args.aggregate, args.parts, args.output)
+        report.run(args.validate, args.aggregate, args.output)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

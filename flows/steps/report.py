@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.steps._io import DataError, ensure_dir, read_json
-from flows.steps.aggregate import find_parts
+from flows.steps.transform import part_name
 
 __all__ = ["clone_or_copy", "run"]
 
@@ -78,7 +78,6 @@ def _need(path: Path, what: str) -> Path:
 def run(
     validate_dir: str | os.PathLike[str],
     aggregate_dir: str | os.PathLike[str],
-    parts_dir: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
     *,
     log: Callable[[str], None] = print,
@@ -86,9 +85,9 @@ def run(
     """Run the report step.
 
     Args:
-        validate_dir: Output directory of ``validate``.
+        validate_dir: Output directory of ``validate`` (its partitions are the ones its
+            ``validate.json`` counts, nothing else found there).
         aggregate_dir: Output directory of ``aggregate``.
-        parts_dir: Directory whose subdirectories hold the part files.
         output_dir: The final output folder.
         log: Progress printer.
 
@@ -98,7 +97,7 @@ def run(
         ``files.parts`` lists them).
 
     Raises:
-        DataError: If an input file is missing or two part files share a name.
+        DataError: If an input file is missing.
     """
     vdir, adir = Path(validate_dir), Path(aggregate_dir)
     summary = read_json(_need(vdir / "validate.json", "pass the validate step's output"))
@@ -107,10 +106,15 @@ def run(
         "aggregates.csv": _need(adir / "aggregates.csv", "pass the aggregate step's output"),
         "quarantine.csv": _need(vdir / "quarantine.csv", "pass the validate step's output"),
     }
-    parts = find_parts(parts_dir)
-    names = [p.name for p in parts]
-    if len(set(names)) != len(names):
-        raise DataError(f"two part files under {parts_dir} have the same name; {names}")
+    counted = summary.get("parts")
+    if not isinstance(counted, list):
+        raise DataError(
+            f"{vdir / 'validate.json'} lists no partitions ('parts'); it was written by an"
+            " earlier release: run validate again"
+        )
+    parts = [
+        _need(vdir / part_name(i), "pass the validate step's output") for i in range(len(counted))
+    ]
     out = ensure_dir(output_dir)
     data = ensure_dir(out / "data")
     kinds = [clone_or_copy(src, out / name) for name, src in sources.items()]

@@ -1,6 +1,9 @@
 """The ``validate`` step: type the CSV, split it into valid rows and quarantined rows.
 
-Outputs (in ``--output``): ``valid.parquet`` (typed columns, input column and row order),
+Outputs (in ``--output``): the valid rows as ``K`` partitions ``part-00000.parquet`` ..
+``part-<K-1>.parquet`` (``--partitions K``, default 1; typed columns, input column and row order,
+zstd; partition ``I`` holds the valid rows among the records read at positions
+``[I*n//K, (I+1)*n//K)``, so the partitions in order are the valid rows in input order),
 ``quarantine.csv`` (``line,reason,raw``, sorted by line) and ``validate.json`` (the counts, the
 ``columns`` and their types, the ``formats`` the schema declared, and the ``fallbacks``: inferred
 ``string`` columns a typed reading would type, with the ``--schema`` line for each; see
@@ -69,7 +72,7 @@ from typing import Any
 
 from flows.steps import _records, fallbacks
 from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, line_limit, records_sql
-from flows.steps._io import InvariantError, atomic_path, ensure_dir, write_json
+from flows.steps._io import InvariantError, UsageError, atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
 from flows.steps.schema import SchemaEntry, load_schema
 from flows.steps.types import (
@@ -287,8 +290,9 @@ def _staging_stats(con: Any, n: int) -> tuple[int, list[int], list[int]]:
     return int(rows), [int(p) + f for p, f in zip(parsed, fails, strict=True)], fails
 
 
-def _numbered(con: Any) -> str:
-    """The staging rows with ``rid``, each row's 0-based position in input order.
+def _numbered(con: Any) -> tuple[str, int]:
+    """The staging rows with ``rid``, each row's 0-based position in input order, and their
+    number.
 
     A table's rowids follow the insertion order, which the connection keeps
     (``preserve_insertion_order``), so they are the positions when they have no gap (the
@@ -296,8 +300,8 @@ def _numbered(con: Any) -> str:
     """
     rows, top = con.execute(f"SELECT count(*), coalesce(max(rowid) + 1, 0) FROM {STAGE}").fetchone()
     if int(rows) == int(top):
-        return f"(SELECT rowid AS rid, * FROM {STAGE})"
-    return f"(SELECT row_number() OVER (ORDER BY rowid) - 1 AS rid, * FROM {STAGE})"
+        return f"(SELECT rowid AS rid, * FROM {STAGE})", int(rows)
+    return f"(SELECT row_number() OVER (ORDER BY rowid) - 1 AS rid, * FROM {STAGE})", int(rows)
 
 
 def _settled(type_: str, sample: Mapping[str, int], nonnull: int, fails: int) -> bool:
@@ -603,7 +607,7 @@ def _reasons(
 def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], target: Path) -> int:
     """Write quarantine.csv (sorted by line) from the scan; returns the rows written.
 
-    Pure Python (no DuckDB), so it runs in a thread while DuckDB writes valid.parquet.
+    Pure Python (no DuckDB), so it runs in a thread while DuckDB writes the partitions.
     """
     records = scan.fetch(reasons)
     if len(records) != len(reasons):
@@ -622,6 +626,7 @@ def run(
     output_dir: str | Path,
     schema_path: str | Path | None = None,
     *,
+    partitions: int = 1,
     sample_rows: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] = print,
@@ -630,8 +635,10 @@ def run(
 
     Args:
         input_path: CSV file to validate.
-        output_dir: Directory for ``valid.parquet``, ``quarantine.csv``, ``validate.json``.
+        output_dir: Directory for the ``part-*.parquet`` partitions, ``quarantine.csv``,
+            ``validate.json``.
         schema_path: Optional schema file fixing some column types.
+        partitions: How many partitions ``K`` the valid rows are written as.
         sample_rows: Records in the first inference sample (default 25k; extended when
             the file is too large for it to settle the types).
         threads: DuckDB threads (default: all cores).
@@ -641,6 +648,7 @@ def run(
         The content written to ``validate.json``.
 
     Raises:
+        UsageError: If ``partitions`` is below 1.
         DataError: If the input or schema is unusable.
         InvariantError: If the row accounting does not add up (a bug).
 
@@ -653,7 +661,10 @@ def run(
         (2, {'zip': 'string', 'n': 'integer'})
     """
     from flows.steps import _db
+    from flows.steps.transform import bounds, part_name
 
+    if partitions < 1:
+        raise UsageError("--partitions must be at least 1")
     src = check_input(input_path)
     columns = src.columns
     fixed = load_schema(schema_path, columns) if schema_path else {}
@@ -708,32 +719,44 @@ def run(
             assert plan.kept is not None
             if rows != len(plan.kept):
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
-        stage = _numbered(con)
+        stage, staged = _numbered(con)
         formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
         reasons = _reasons(con, plan, columns, types, formats, stage)
         writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         # A filter keeps the input order (insertion order is preserved): no sort. The NOT IN
         # runs as a join that may reorder rows: sort back to input order then, so partitions
-        # are contiguous input ranges and re-runs write identical files.
+        # are contiguous input ranges and re-runs write identical files. Each partition is a
+        # range of staging positions, written here once: the valid rows are never re-read
+        # and re-encoded to be cut (ADR 0022, amendment of 2026-12-07, night).
         keep = "AND rid NOT IN (SELECT rid FROM extras) ORDER BY rid" if plan.extra else ""
-        with atomic_path(out / "valid.parquet") as tmp:
-            valid = con.execute(
-                f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL {keep}) "
-                f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION snappy)"
-            ).fetchone()[0]
-            quarantined = writing.result()
-            input_rows = scan.records
-            if input_rows != int(valid) + quarantined:
-                raise InvariantError(
-                    f"row accounting broken: input_rows={input_rows} != valid_rows={valid} + "
-                    f"quarantined_rows={quarantined}; this is a bug"
+        parts: list[int] = []
+        for i in range(partitions):
+            start, end = bounds(staged, i, partitions)
+            with atomic_path(out / part_name(i)) as tmp:
+                parts.append(
+                    int(
+                        con.execute(
+                            f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL"
+                            f" AND rid >= {start} AND rid < {end} {keep}) "
+                            f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
+                        ).fetchone()[0]
+                    )
                 )
+        valid = sum(parts)
+        quarantined = writing.result()
+        input_rows = scan.records
+        if input_rows != valid + quarantined:
+            raise InvariantError(
+                f"row accounting broken: input_rows={input_rows} != valid_rows={valid} + "
+                f"quarantined_rows={quarantined}; this is a bug"
+            )
         fell_back = fallbacks.explain(con, stage, columns, types, set(fixed))
         result = {
             "input_rows": input_rows,
-            "valid_rows": int(valid),
+            "valid_rows": valid,
             "quarantined_rows": quarantined,
+            "parts": parts,
             "columns": dict(zip(columns, types, strict=True)),
             "formats": {c: str(e.format) for c, e in fixed.items() if e.format},
             "fallbacks": fell_back,

@@ -41,11 +41,17 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
         [*STEPS, "validate", "--input", f"{IN}/input.csv", "--schema", f"{IN}/schema.yaml", "--output", OUT],
     ),
     (
+        "validate",
+        {"input": f"{IN}/input.csv", "partitions": 4, "output": OUT},
+        [*STEPS, "validate", "--input", f"{IN}/input.csv", "--partitions", "4", "--output", OUT],
+    ),
+    (
         "transform",
-        {"input": f"{IN}/validate/valid.parquet", "partition": 1, "partitions": 4, "output": OUT},
+        {"input_dir": f"{IN}/validate", "partition": 1, "partitions": 4, "group_by": "category",
+         "output": OUT},
         [
-            *STEPS, "transform", "--input", f"{IN}/validate/valid.parquet",
-            "--partition", "1", "--partitions", "4", "--output", OUT,
+            *STEPS, "transform", "--input-dir", f"{IN}/validate",
+            "--partition", "1", "--partitions", "4", "--group-by=category", "--output", OUT,
         ],
     ),
     (
@@ -55,10 +61,10 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     (
         "report",
-        {"validate": f"{IN}/validate", "aggregate": f"{IN}/aggregate", "parts": f"{IN}/parts", "output": OUT},
+        {"validate": f"{IN}/validate", "aggregate": f"{IN}/aggregate", "output": OUT},
         [
             *STEPS, "report", "--validate", f"{IN}/validate", "--aggregate", f"{IN}/aggregate",
-            "--parts", f"{IN}/parts", "--output", OUT,
+            "--output", OUT,
         ],
     ),
 ]  # fmt: skip

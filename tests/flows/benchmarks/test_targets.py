@@ -54,7 +54,7 @@ def test_validate_is_compared_with_the_ingest_step_per_million_rows() -> None:
     assert validate_vs_ingest(without)["ingest_s_per_million"] == 99.0
 
 
-def test_the_pipeline_time_is_split_into_validate_recut_other_steps_and_orchestration() -> None:
+def test_the_pipeline_time_is_split_into_validate_transform_other_steps_and_orchestration() -> None:
     data = _size(1_000_000, 4.0, 2.0, 1, 1, validate_s=2.0, ingest_s=1.0)
     data["steps"] += [
         {"name": "ingest", "run_s": 0.1},
@@ -65,11 +65,11 @@ def test_the_pipeline_time_is_split_into_validate_recut_other_steps_and_orchestr
     ]
     split = time_split(data)
     assert split is not None
-    assert split["validate_s"] == 2.0 and split["recut_s"] == 0.6
+    assert split["validate_s"] == 2.0 and split["transform_s"] == 0.6
     assert split["other_steps_s"] == pytest.approx(0.5)
     assert split["orchestration_s"] == pytest.approx(0.9)
     table = {row.benchmark.strip(): row for row in rows_of(1_000_000, data)}
     assert table["validate step alone vs the script 1M"].comparison == "1.00x"
-    assert table["rest of the pipeline 1M: re-cut, other steps, orchestration"].measured == (
+    assert table["rest of the pipeline 1M: transform, other steps, orchestration"].measured == (
         "0.6 + 0.5 + 0.9 s"
     )

@@ -54,7 +54,7 @@ class Pipeline:
 
     ingest: Path
     validate: Path
-    parts: Path
+    parts: Path  # the transform steps' outputs p0/, p1/...
     aggregate: Path
 
     @property
@@ -64,14 +64,14 @@ class Pipeline:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    """ingest (generate) -> validate -> transform x3 -> aggregate by category."""
+    """ingest (generate) -> validate into 3 partitions -> transform x3 -> aggregate by category."""
     root = tmp_path_factory.mktemp("pipeline")
     run = Pipeline(root / "ingest", root / "validate", root / "parts", root / "aggregate")
     ingest.run(run.ingest, rows=SAMPLE_ROWS, seed=SAMPLE_SEED, log=quiet)
-    validate.run(run.csv, run.validate, log=quiet)
+    validate.run(run.csv, run.validate, partitions=PARTITIONS, log=quiet)
     for i in range(PARTITIONS):
-        transform.run(run.validate / "valid.parquet", run.parts / f"p{i}", i, PARTITIONS, log=quiet)
-    aggregate.run(run.parts, "category", run.aggregate, run.validate / "validate.json", log=quiet)
+        transform.run(run.validate, run.parts / f"p{i}", i, PARTITIONS, "category", log=quiet)
+    aggregate.run(run.parts, "category", run.aggregate, log=quiet)
     return run
 
 

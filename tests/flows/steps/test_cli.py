@@ -86,17 +86,16 @@ def test_full_run_through_the_cli(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "i" / "ingest.json").read_text())
     assert meta["generated"] and meta["rows"] == 3000 and meta["seed"] == 3
     assert meta["source"] == "input.csv"
-    out = ok(
-        "validate", "--input", str(tmp_path / "i" / "input.csv"), "--output", str(tmp_path / "v")
-    )
+    out = ok("validate", "--input", str(tmp_path / "i" / "input.csv"),
+             "--output", str(tmp_path / "v"), "--partitions", "2")  # fmt: skip
     assert out.startswith("validate: 3000 rows, ")
     for i in range(2):
-        ok("transform", "--input", str(tmp_path / "v" / "valid.parquet"),
-           "--output", str(tmp_path / "t" / f"p{i}"), "--partition", str(i), "--partitions", "2")  # fmt: skip
+        ok("transform", "--input-dir", str(tmp_path / "v"), "--output", str(tmp_path / "t" / f"p{i}"),
+           "--partition", str(i), "--partitions", "2", "--group-by", "category")  # fmt: skip
     ok("aggregate", "--input-dir", str(tmp_path / "t"), "--group-by", "category",
-       "--output", str(tmp_path / "a"), "--columns-json", str(tmp_path / "v" / "validate.json"))  # fmt: skip
+       "--output", str(tmp_path / "a"))  # fmt: skip
     out = ok("report", "--validate", str(tmp_path / "v"), "--aggregate", str(tmp_path / "a"),
-             "--parts", str(tmp_path / "t"), "--output", str(tmp_path / "r"))  # fmt: skip
+             "--output", str(tmp_path / "r"))  # fmt: skip
     bad = meta["malformed_rows"]
     assert out.startswith(f"report: 3000 rows, {3000 - bad} valid, {bad} quarantined; 4 files ")
     assert not (tmp_path / "r" / "summary.json").exists()  # the flow's, written once
@@ -112,7 +111,7 @@ def test_data_errors_of_later_steps(tmp_path: Path) -> None:
         "--output",
         str(tmp_path / "o"),
     )
-    assert done.returncode == 65 and done.stderr.startswith("error: no *.parquet file")
+    assert done.returncode == 65 and done.stderr.startswith("error: no transform output")
     schema = _write(tmp_path / "s.yaml", b"a: money\n")
     src = _write(tmp_path / "in.csv", b"a\n1\n")
     done = run_cli(

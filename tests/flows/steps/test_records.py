@@ -19,11 +19,15 @@ from flows.steps import _records
 from .conftest import query, run_cli
 
 
-def _validate(tmp_path: Path, data: bytes, name: str = "in.csv") -> tuple[dict[str, Any], Path]:
+def _validate(
+    tmp_path: Path, data: bytes, name: str = "in.csv", partitions: int = 1
+) -> tuple[dict[str, Any], Path]:
     src = tmp_path / name
     src.write_bytes(data)
     out = tmp_path / f"v-{name}"
-    done = run_cli("validate", "--input", str(src), "--output", str(out))
+    done = run_cli(
+        "validate", "--input", str(src), "--output", str(out), "--partitions", str(partitions)
+    )
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     meta = json.loads((out / "validate.json").read_text(encoding="utf-8"))
@@ -39,7 +43,7 @@ def _quarantine(out: Path) -> list[tuple[int, str, str]]:
 
 
 def _valid(out: Path) -> list[tuple[Any, ...]]:
-    return query(f"SELECT * FROM '{out / 'valid.parquet'}'")
+    return query(f"SELECT * FROM '{out / 'part-00000.parquet'}'")
 
 
 def test_a_record_with_a_33_mb_field_is_counted_and_kept(tmp_path: Path) -> None:
@@ -47,7 +51,7 @@ def test_a_record_with_a_33_mb_field_is_counted_and_kept(tmp_path: Path) -> None
     rows = [f"{i},{big if i == 5 else 'abc'}" for i in range(30)]
     meta, out = _validate(tmp_path, ("id,v\n" + "\n".join(rows) + "\n").encode())
     assert (meta["input_rows"], meta["valid_rows"]) == (30, 30)
-    assert query(f"SELECT max(strlen(v)) FROM '{out / 'valid.parquet'}'") == [(33_000_000,)]
+    assert query(f"SELECT max(strlen(v)) FROM '{out / 'part-00000.parquet'}'") == [(33_000_000,)]
 
 
 def test_quoted_empty_values_of_a_one_column_file_are_records(tmp_path: Path) -> None:
@@ -148,19 +152,19 @@ def test_a_bom_is_not_part_of_the_first_name(tmp_path: Path) -> None:
 def test_names_like_internal_columns_work_through_transform(tmp_path: Path) -> None:
     header = b'file_row_number,_fails,_badval,"a,b","x""y",--output=/tmp/evil\n'
     rows = b"".join(b"%d,%d,s%d,%d,%d.5,g%d\n" % (i, i, i, i, i, i % 2) for i in range(150))
-    meta, out = _validate(tmp_path, header + rows + b"150,oops,s,1,1.5,g0\n")
+    meta, out = _validate(tmp_path, header + rows + b"150,oops,s,1,1.5,g0\n", partitions=2)
     assert list(meta["columns"]) == ["file_row_number", "_fails", "_badval", "a,b", 'x"y',
                                      "--output=/tmp/evil"]  # fmt: skip
     assert _quarantine(out) == [
         (152, "column '_fails': 'oops' is not an integer", "150,oops,s,1,1.5,g0")
     ]
-    for i in range(2):
-        done = run_cli("transform", "--input", str(out / "valid.parquet"),
-                       "--output", str(tmp_path / "t" / f"p{i}"), "--partition", str(i),
-                       "--partitions", "2")  # fmt: skip
-        assert done.returncode == 0, done.stderr
-    parts = query(f"SELECT file_row_number FROM '{tmp_path / 't'}/*/*.parquet' ORDER BY 1")
+    parts = query(f"SELECT file_row_number FROM '{out}/part-*.parquet' ORDER BY 1")
     assert [r[0] for r in parts] == list(range(150))
+    for i in range(2):
+        done = run_cli("transform", "--input-dir", str(out),
+                       "--output", str(tmp_path / "t" / f"p{i}"), "--partition", str(i),
+                       "--partitions", "2", "--group-by=--output=/tmp/evil")  # fmt: skip
+        assert done.returncode == 0, done.stderr
     done = run_cli("aggregate", "--input-dir", str(tmp_path / "t"),
                    "--group-by=--output=/tmp/evil", "--output", str(tmp_path / "a"))  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -187,7 +191,7 @@ def test_a_stray_quote_inside_an_unquoted_field_is_a_literal_quote(tmp_path: Pat
     meta, out = _validate(tmp_path, b'a,b,c\n2,b"x,2.0\n' + good)
     assert (meta["input_rows"], meta["valid_rows"]) == (500_001, 500_001)
     assert meta["columns"] == {"a": "integer", "b": "string", "c": "float"}
-    first = query(f"SELECT * FROM '{out / 'valid.parquet'}' LIMIT 2")
+    first = query(f"SELECT * FROM '{out / 'part-00000.parquet'}' LIMIT 2")
     assert first == [(2, 'b"x', 2.0), (0, "k0", 0.5)]
 
 
@@ -367,4 +371,6 @@ def test_records_longer_than_duckdbs_default_line_limit_are_kept(
     meta, out = _validate(tmp_path, ("id,v,n\n" + "\n".join(rows) + "\n").encode())
     assert (meta["input_rows"], meta["valid_rows"]) == (300, 300)
     assert meta["columns"] == {"id": "integer", "v": "string", "n": "integer"}
-    assert query(f"SELECT id, v FROM '{out / 'valid.parquet'}' WHERE strlen(v) > 3") == [(7, big)]
+    assert query(f"SELECT id, v FROM '{out / 'part-00000.parquet'}' WHERE strlen(v) > 3") == [
+        (7, big)
+    ]

@@ -163,7 +163,7 @@ def test_every_record_is_counted_once_and_kept_exactly(
         elif len(r.values) != n:
             assert reason == f"expected {n} fields, found {len(r.values)}"
 
-    rows = query(f"SELECT * FROM '{root / 'v' / 'valid.parquet'}'")
+    rows = query(f"SELECT * FROM '{root / 'v' / 'part-00000.parquet'}'")
     expected = [
         tuple(T.parse_value(v, t) for v, t in zip(r.values, types, strict=True)) for r in valid
     ]

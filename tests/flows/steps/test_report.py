@@ -15,7 +15,7 @@ from .conftest import PARTITIONS, Pipeline, quiet
 
 def test_layout_and_summary(pipeline: Pipeline, tmp_path: Path) -> None:
     out = tmp_path / "final"
-    result = report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)
+    result = report.run(pipeline.validate, pipeline.aggregate, out, log=quiet)
     parts = [f"part-{i:05d}.parquet" for i in range(PARTITIONS)]
     assert sorted(p.name for p in (out / "data").iterdir()) == parts
     assert sorted(p.name for p in out.iterdir()) == [
@@ -39,7 +39,7 @@ def test_layout_and_summary(pipeline: Pipeline, tmp_path: Path) -> None:
     }
     src = pipeline.aggregate / "aggregates.csv"
     assert (out / "aggregates.csv").read_bytes() == src.read_bytes()
-    report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)  # re-run
+    report.run(pipeline.validate, pipeline.aggregate, out, log=quiet)  # re-run
 
 
 def test_no_result_file_shares_storage_with_its_source(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -47,11 +47,11 @@ def test_no_result_file_shares_storage_with_its_source(pipeline: Pipeline, tmp_p
     step outputs the result was assembled from (they are the cache)."""
     first, second = tmp_path / "out3", tmp_path / "out4"
     for out in (first, second):
-        report.run(pipeline.validate, pipeline.aggregate, pipeline.parts, out, log=quiet)
+        report.run(pipeline.validate, pipeline.aggregate, out, log=quiet)
     sources = {
         "aggregates.csv": pipeline.aggregate / "aggregates.csv",
         "quarantine.csv": pipeline.validate / "quarantine.csv",
-        **{f"data/part-{i:05d}.parquet": pipeline.parts / f"p{i}" / f"part-{i:05d}.parquet"
+        **{f"data/part-{i:05d}.parquet": pipeline.validate / f"part-{i:05d}.parquet"
            for i in range(PARTITIONS)},
     }  # fmt: skip
     before = {rel: src.read_bytes() for rel, src in sources.items()}
@@ -65,22 +65,24 @@ def test_no_result_file_shares_storage_with_its_source(pipeline: Pipeline, tmp_p
 
 def test_the_step_says_how_it_placed_the_files(pipeline: Pipeline, tmp_path: Path) -> None:
     lines: list[str] = []
-    report.run(
-        pipeline.validate, pipeline.aggregate, pipeline.parts, tmp_path / "o", log=lines.append
-    )
+    report.run(pipeline.validate, pipeline.aggregate, tmp_path / "o", log=lines.append)
     assert lines[-1].endswith(f"{2 + PARTITIONS} files into {tmp_path / 'o'} (copies)") or (
         lines[-1].endswith("(copy-on-write clones)")
     ), lines
 
 
-def test_part_folders_may_be_symlinks(pipeline: Pipeline, tmp_path: Path) -> None:
-    parts = tmp_path / "parts"
-    parts.mkdir()
-    for i in range(PARTITIONS):
-        (parts / f"p{i}").symlink_to(pipeline.parts / f"p{i}", target_is_directory=True)
-    (parts / "loop").symlink_to(parts, target_is_directory=True)  # visited once, no endless walk
-    result = report.run(pipeline.validate, pipeline.aggregate, parts, tmp_path / "o", log=quiet)
-    assert len(result["files"]["parts"]) == PARTITIONS
+def test_only_the_partitions_validate_counted_are_placed(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """A Parquet file that validate did not count (a stray or an earlier run's) is no result."""
+    import shutil
+
+    validated = tmp_path / "v"
+    shutil.copytree(pipeline.validate, validated)
+    shutil.copyfile(validated / "part-00000.parquet", validated / f"part-{PARTITIONS:05d}.parquet")
+    result = report.run(validated, pipeline.aggregate, tmp_path / "o", log=quiet)
+    assert result["files"]["parts"] == [f"data/part-{i:05d}.parquet" for i in range(PARTITIONS)]
+    assert len(list((tmp_path / "o" / "data").iterdir())) == PARTITIONS
 
 
 def test_copies_when_the_file_system_cannot_clone(
@@ -99,7 +101,17 @@ def test_copies_when_the_file_system_cannot_clone(
 
 
 def test_missing_inputs(pipeline: Pipeline, tmp_path: Path) -> None:
+    import shutil
+
     with pytest.raises(DataError, match=r"validate\.json not found"):
-        report.run(tmp_path, pipeline.aggregate, pipeline.parts, tmp_path / "o", log=quiet)
-    with pytest.raises(DataError, match=r"no \*\.parquet file"):
-        report.run(pipeline.validate, pipeline.aggregate, tmp_path, tmp_path / "o", log=quiet)
+        report.run(tmp_path, pipeline.aggregate, tmp_path / "o", log=quiet)
+    validated = tmp_path / "v"
+    shutil.copytree(pipeline.validate, validated)
+    (validated / "part-00001.parquet").unlink()
+    with pytest.raises(DataError, match=r"part-00001\.parquet not found"):
+        report.run(validated, pipeline.aggregate, tmp_path / "o", log=quiet)
+    meta = json.loads((validated / "validate.json").read_text())
+    del meta["parts"]
+    (validated / "validate.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="lists no partitions"):
+        report.run(validated, pipeline.aggregate, tmp_path / "o", log=quiet)

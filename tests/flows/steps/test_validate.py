@@ -31,7 +31,7 @@ def _quarantine(out: Path) -> list[tuple[int, str, str]]:
 
 
 def _valid(out: Path) -> list[tuple[Any, ...]]:
-    return query(f"SELECT * FROM '{out / 'valid.parquet'}'")
+    return query(f"SELECT * FROM '{out / 'part-00000.parquet'}'")
 
 
 def _floats(n: int, start: int = 1) -> list[str]:
@@ -61,10 +61,49 @@ def test_field_count_and_type_mismatch_with_line_numbers(
     assert [r[0] for r in _valid(out)] == [i for i in range(1, 301) if i not in (5, 10, 20, 30, 35)]
     assert json.loads((out / "validate.json").read_text()) == result
     assert sorted(p.name for p in out.iterdir()) == [
+        "part-00000.parquet",
         "quarantine.csv",
-        "valid.parquet",
         "validate.json",
     ]
+
+
+@pytest.mark.parametrize("partitions", [1, 2, 7, 400])
+def test_partitions_are_contiguous_runs_of_the_valid_rows(
+    write_csv: WriteCsv, tmp_path: Path, partitions: int
+) -> None:
+    """The K part files in order are the valid rows in input order, each a run of the records
+    read cut at even positions, quarantined records left out, whatever K (more than rows too)."""
+    lines = ["id,name,score", *_floats(300)]
+    lines[5] = "5,short"  # a record of too few fields: rejected by DuckDB
+    lines[20] = "20,n2,x"  # a value that is not a float: staged, then failed
+    lines[30] = "30,extra,1.5,"  # a trailing empty field: DuckDB's extras (sorted back)
+    out = tmp_path / "v"
+    result = _run(write_csv("\n".join(lines) + "\n"), out, partitions=partitions)
+    names = sorted(p.name for p in out.glob("part-*.parquet"))
+    assert names == [f"part-{i:05d}.parquet" for i in range(partitions)]
+    rows = query(f"SELECT filename, id FROM read_parquet('{out}/part-*.parquet', filename = true)")
+    per_part = [[i for f, i in rows if Path(f).name == n] for n in names]  # file order kept
+    assert result["parts"] == [len(ids) for ids in per_part]
+    assert sum(result["parts"]) == result["valid_rows"] == 297
+    flat = [i for ids in per_part for i in ids]
+    assert flat == [i for i in range(1, 301) if i not in (5, 20, 30)]
+    # even cuts of the records typed: sizes differ by the quarantined records at most
+    assert max(result["parts"]) - min(result["parts"]) <= 1 + result["quarantined_rows"]
+    assert _quarantine(out) == _quarantine_of(lines, tmp_path / f"one-{partitions}")
+
+
+def _quarantine_of(lines: list[str], out: Path) -> list[tuple[int, str, str]]:
+    path = out.with_suffix(".csv")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _run(path, out)
+    return _quarantine(out)
+
+
+def test_partitions_below_one_are_refused(write_csv: WriteCsv, tmp_path: Path) -> None:
+    from flows.steps._io import UsageError
+
+    with pytest.raises(UsageError, match="--partitions"):
+        _run(write_csv("a\n1\n"), tmp_path / "v", partitions=0)
 
 
 def test_first_failing_column_is_named(write_csv: WriteCsv, tmp_path: Path) -> None:
@@ -91,7 +130,7 @@ def test_valid_parquet_is_typed_in_input_order(write_csv: WriteCsv, tmp_path: Pa
     assert result["columns"] == {
         "b": "boolean", "i": "integer", "f": "float", "d": "date", "ts": "timestamp", "s": "string"
     }  # fmt: skip
-    types = query(f"DESCRIBE SELECT * FROM '{out / 'valid.parquet'}'")
+    types = query(f"DESCRIBE SELECT * FROM '{out / 'part-00000.parquet'}'")
     assert [t[1] for t in types] == ["BOOLEAN", "BIGINT", "DOUBLE", "DATE", "TIMESTAMP", "VARCHAR"]
     rows = _valid(out)
     assert [r[:3] for r in rows] == [(True, 1, 1.5), (False, 2, None), (True, -3, 1000.0)]
@@ -156,7 +195,7 @@ def test_inconclusive_sample_classifies_only_the_open_columns_and_keeps_the_type
     assert any("not conclusive for b;" in line for line in logs)
     assert not any("typing it again" in line for line in logs)
     assert result["valid_rows"] == 3_000
-    table = pq.read_table(tmp_path / "v" / "valid.parquet")
+    table = pq.read_table(tmp_path / "v" / "part-00000.parquet")
     assert table.column("b").to_pylist()[7] == 7.5
 
 
@@ -243,7 +282,7 @@ def test_mixed_line_ends_are_read_record_by_record(write_csv: WriteCsv, tmp_path
 def test_accounting_invariant_on_the_sample(pipeline: Pipeline) -> None:
     meta = json.loads((pipeline.validate / "validate.json").read_text())
     quarantined = _quarantine(pipeline.validate)
-    valid = query(f"SELECT count(*) FROM '{pipeline.validate / 'valid.parquet'}'")[0]
+    valid = query(f"SELECT count(*) FROM '{pipeline.validate / 'part-*.parquet'}'")[0]
     assert meta["input_rows"] == meta["valid_rows"] + meta["quarantined_rows"]
     assert valid is not None and valid[0] == meta["valid_rows"]
     assert len(quarantined) == meta["quarantined_rows"]
@@ -277,12 +316,13 @@ def test_staging_rows_are_numbered_in_input_order_with_or_without_rowid_gaps(gap
         con.execute(f"CREATE TEMP TABLE {validate.STAGE} AS SELECT range AS p0 FROM range(5)")
         if gap:
             con.execute(f"DELETE FROM {validate.STAGE} WHERE p0 = 1")
-        stage = validate._numbered(con)
+        stage, count = validate._numbered(con)
         rows = con.execute(f"SELECT rid, p0 FROM {stage} ORDER BY rid").fetchall()
     finally:
         con.close()
     assert rows == ([(0, 0), (1, 2), (2, 3), (3, 4)] if gap else [(i, i) for i in range(5)])
     assert ("row_number()" in stage) is gap
+    assert count == len(rows)
 
 
 ORDERS = Path(__file__).parents[1] / "fixtures" / "orders.csv"

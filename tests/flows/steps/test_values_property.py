@@ -112,14 +112,14 @@ def test_no_value_changes_from_the_input_to_parquet_and_the_aggregates(
         text = rows[i][["g", "x", "y"].index(column)]
         assert T.parse_value(text, types[column]) is None, (reason, text)
 
-    typed = query(f"SELECT * FROM '{root / 'v' / 'valid.parquet'}'")
+    typed = query(f"SELECT * FROM '{root / 'v' / 'part-00000.parquet'}'")
     assert len(typed) == len(valid)
     for got, row in zip(typed, valid, strict=True):
         for value, text, name in zip(got, row, ["g", "x", "y"], strict=True):
             assert _same(value, text, types[name]), (name, types[name], text, value)
 
-    transform.run(root / "v" / "valid.parquet", root / "parts" / "p0", 0, 1, log=quiet)
-    aggregate.run(root / "parts", "g", root / "a", root / "v" / "validate.json", log=quiet)
+    transform.run(root / "v", root / "parts" / "p0", 0, 1, "g", log=quiet)
+    aggregate.run(root / "parts", "g", root / "a", log=quiet)
     with (root / "a" / "aggregates.csv").open(newline="", encoding="utf-8") as fh:
         table = {r["g"]: r for r in csv.DictReader(fh)}
     for group in {r[0] for r in valid}:
