@@ -159,8 +159,12 @@ def _class_counts(
     rows += f" OFFSET {int(offset)}" if offset else ""
     cols = list(range(n)) if only is None else list(only)
     counts: list[dict[str, int]] = [{} for _ in range(n)]
+    if not cols:  # every column's classes come from elsewhere: only the records are counted
+        return int(
+            con.execute(f"SELECT count(*) FROM (SELECT c0 FROM {rows})").fetchone()[0]
+        ), counts
     if len(cols) <= WIDE_CLASSIFY:
-        values = ", ".join(f"c{i}" for i in cols) or "c0"
+        values = ", ".join(f"c{i}" for i in cols)
         classes = (
             f"list_transform(list_transform([{values}], lambda v: {sql_trimmed('v')}), "
             f"lambda t: {sql_classify('t')})"
