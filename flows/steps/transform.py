@@ -195,9 +195,6 @@ def run(
         {"file": aggregate.partial_name(number), "measures": [start, end]}
         for number, (start, end) in enumerate(batches)
     ]
-    for stale in out.glob("partial-*.parquet"):  # of an earlier, wider run into this folder
-        if stale.name not in {f["file"] for f in listed}:
-            stale.unlink()
     described = {
         "partition": partition,
         "count": count,

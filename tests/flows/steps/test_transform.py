@@ -170,6 +170,22 @@ def test_a_run_of_partitions_in_one_step(tmp_path: Path) -> None:
         transform.run(tmp_path / "v", tmp_path / "bad", 3, 5, "g", count=0, log=quiet)
 
 
+def test_a_file_the_step_did_not_list_is_left_alone(tmp_path: Path) -> None:
+    """Only the files this run lists are the step's: another ``partial-*.parquet`` in the output
+    folder (a user's, or an earlier run's) is neither deleted nor read by the merge."""
+    src = tmp_path / "in.csv"
+    src.write_text("g,n\n" + "".join(f"g{i % 3},{i}\n" for i in range(20)))
+    validate.run(src, tmp_path / "v", partitions=1, log=quiet)
+    out = tmp_path / "t" / "p0"
+    out.mkdir(parents=True)
+    theirs = out / "partial-00009.parquet"
+    theirs.write_bytes(b"not the step's")
+    transform.run(tmp_path / "v", out, 0, 1, "g", log=quiet)
+    assert theirs.read_bytes() == b"not the step's"
+    result = aggregate.run(tmp_path / "t", "g", tmp_path / "a", log=quiet)
+    assert result["groups"] == 3
+
+
 def test_columns_named_like_the_partial_columns_do_not_collide(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_text("row_count,g,m0_sum,file_row_number\nb,1,10,0.5\na,2,20,1.5\nb,3,30,\n")
