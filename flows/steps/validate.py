@@ -71,7 +71,14 @@ from pathlib import Path
 from typing import Any
 
 from flows.steps import _records, fallbacks
-from flows.steps._csv import MAX_RECORD_BYTES, check_input, connect, line_limit, records_sql
+from flows.steps._csv import (
+    DEFAULT_LINE_BYTES,
+    MAX_RECORD_BYTES,
+    check_input,
+    connect,
+    line_limit,
+    records_sql,
+)
 from flows.steps._io import InvariantError, UsageError, atomic_path, ensure_dir, write_json
 from flows.steps.formats import PLAIN, Format
 from flows.steps.schema import SchemaEntry, load_schema
@@ -393,38 +400,66 @@ def _too_long(con: Any, rej: str) -> bool:
     )
 
 
+def _records_foreseen(path: Path) -> int:
+    """About how many records ``path`` holds, from the LFs in its first MiB: a plan for which
+    columns the typed pass classifies (:func:`_foreseen`) made before the scan has counted them.
+    A wrong guess costs time, never a wrong type: a column it leaves out is classified after."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    return path.stat().st_size * head.count(b"\n") // max(len(head), 1)
+
+
 def _typed(
     con: Any, path: Path, columns: Sequence[str], fixed: Mapping[str, SchemaEntry], k: int,
     work: Path, log: Callable[[str], None],
-    scanned: Callable[[], tuple[int, int]] = lambda: (0, MAX_RECORD_BYTES),
+    scanned: Callable[[bool], tuple[int, int] | None] = lambda wait: (0, MAX_RECORD_BYTES),
 ) -> tuple[list[str], str, int]:  # fmt: skip
     """Infer the types and fill the staging table. Returns (types, reject table, rows).
 
-    ``scanned``: the file's records and at least the bytes of its longest record (the scan's,
-    waited for only after the sample). The passes over the whole file read it with
-    :func:`line_limit` of the longest, which lets DuckDB read on every core when the records
-    are short; should DuckDB still find a record over that limit, the pass is repeated with
-    :data:`MAX_RECORD_BYTES`, so a record is refused as too long only over that. The records
-    tell which columns the sample cannot settle (:func:`_foreseen`): the typed pass classifies
-    their values too, instead of a second read of the file after it.
+    ``scanned(wait)``: the file's records and at least the bytes of its longest record (the
+    scan's, running beside DuckDB), or None when ``wait`` is false and the scan is not done.
+    The passes read the file with :func:`line_limit` of the longest when it is known, else with
+    DuckDB's default limit (the scan of a large file ends during the typed pass, not before it);
+    both let DuckDB read on every core when the records are short. Should DuckDB find a record
+    over the limit, the pass is repeated with the scan's limit, then with
+    :data:`MAX_RECORD_BYTES`, so a record is refused as too long only over that; the sample is
+    read again with the pass's limit whenever it is larger than the one it was read with. The
+    records tell which columns the sample cannot settle (:func:`_foreseen`; foreseen from the
+    file's size while the scan runs): the typed pass classifies their values too, instead of a
+    second read of the file after it.
     """
     n = len(columns)
-    got, sample = _class_counts(con, path, n, k)
     formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
-    types = [
-        fixed[c].type if c in fixed else infer_from_counts(sample[i]) for i, c in enumerate(columns)
-    ]
-    records, longest = scanned()
     free = [i for i, c in enumerate(columns) if c not in fixed]
-    whole = _foreseen(types, sample, got, records, free) if got >= k and n <= BATCH_COLUMNS else []
+    # The sample is read with DuckDB's default line limit: the 64 MiB one reads with one thread
+    # and a 1 GiB buffer (0.4 s more on any large file).
+    got, sample = _class_counts(con, path, n, k, max_line=DEFAULT_LINE_BYTES)
+    sampled = DEFAULT_LINE_BYTES
+    known = scanned(False)
+    if known is None:
+        records, limit = _records_foreseen(path), DEFAULT_LINE_BYTES
+    else:
+        records, limit = known[0], line_limit(known[1])
+    for rej in ("rej1", "rej1b", "rej1c"):
+        if limit > sampled:
+            got, sample = _class_counts(con, path, n, k, max_line=limit)
+            sampled = limit
+        types = [
+            fixed[c].type if c in fixed else infer_from_counts(sample[i])
+            for i, c in enumerate(columns)
+        ]
+        whole = (
+            _foreseen(types, sample, got, records, free) if got >= k and n <= BATCH_COLUMNS else []
+        )
+        _write_staging(con, path, types, formats, work, rej, limit, whole)
+        if limit == MAX_RECORD_BYTES or not _too_long(con, rej):
+            break
+        found = scanned(True)
+        scan_limit = line_limit(found[1]) if found else MAX_RECORD_BYTES
+        limit = scan_limit if scan_limit > limit else MAX_RECORD_BYTES
     if whole:
         names = ", ".join(columns[i] for i in whole[:5]) + (", ..." if len(whole) > 5 else "")
         log(f"validate: sample of {got} rows not conclusive for {names}; classifying them all")
-    limit, rej = line_limit(longest), "rej1"
-    _write_staging(con, path, types, formats, work, rej, limit, whole)
-    if limit < MAX_RECORD_BYTES and _too_long(con, rej):
-        limit, rej = MAX_RECORD_BYTES, "rej1b"
-        _write_staging(con, path, types, formats, work, rej, limit, whole)
     rows, nonnull, fails = _staging_stats(con, n)
     for i, counts in zip(whole, _staged_classes(con, whole) if whole else [], strict=True):
         sample[i] = counts  # every record's classes, not the sample's
@@ -442,8 +477,8 @@ def _typed(
     seen = got  # records whose classes are in `sample`
     more = _extension(types, sample, got, rows, (nonnull, fails), unsettled()) if got >= k else 0
     if more:
-        rest = [i for i in range(n) if i not in whole]
-        added, extra = _class_counts(con, path, n, more, got, rest, limit)
+        # Only the unsettled columns need the evidence; a settled column stays settled.
+        added, extra = _class_counts(con, path, n, more, got, unsettled(), limit)
         seen += added
         _merge(sample, extra)
     open_ = unsettled() if got >= k else []
@@ -687,7 +722,10 @@ def run(
         try:
             types, rej, rows = _typed(
                 con, src.path, columns, fixed, k, work, log,
-                lambda: (counting.result().records, counting.result().longest),
+                lambda wait: (
+                    (counting.result().records, counting.result().longest)
+                    if wait or counting.done() else None
+                ),
             )  # fmt: skip
             read = True
         except _db.Error as exc:
@@ -716,7 +754,7 @@ def run(
             try:
                 types, rej, rows = _typed(
                     con, clean, columns, fixed, k, work, log,
-                    lambda: (len(kept), MAX_RECORD_BYTES),
+                    lambda wait: (len(kept), MAX_RECORD_BYTES),
                 )  # fmt: skip
             except _db.Error as exc:
                 raise InvariantError(f"DuckDB cannot read the clean copy ({exc})") from None

@@ -382,12 +382,41 @@ def test_a_record_over_the_chosen_line_limit_is_read_with_the_full_limit(tmp_pat
     con = connect(tmp_path / "spill")
     try:
         got = validate._typed(
-            con, src, ["id", "v"], {}, 1000, tmp_path / "w", quiet, lambda: (1000, 0)
+            con, src, ["id", "v"], {}, 1000, tmp_path / "w", quiet, lambda wait: (1000, 0)
         )
         assert got == (["integer", "string"], "rej1b", 1000)
         assert query_con(con, "SELECT count(*), max(strlen(p1)) FROM staging") == [(1000, 3 << 20)]
     finally:
         con.close()
+
+
+def test_a_sample_with_a_record_over_the_default_line_limit_is_read_with_the_full_limit(
+    tmp_path: Path,
+) -> None:
+    # The sample is read with DuckDB's default line limit (2 MiB). Two of its 100 records hold a
+    # 3 MiB text in v: were they left out of the sample, v would look like an integer column, and
+    # the two would be quarantined although 2% of v's values are not integers (the 99% rule).
+    big = "x" * (3 << 20)
+    src = tmp_path / "in.csv"
+    src.write_text("id,v\n" + "".join(f"{i},{big if i in (7, 60) else i}\n" for i in range(100)))
+    result = _run(src, tmp_path / "v", sample_rows=100)
+    assert result["columns"] == {"id": "integer", "v": "string"}
+    assert (result["valid_rows"], result["quarantined_rows"]) == (100, 0)
+
+
+def test_a_year_of_five_digits_is_not_a_date(write_csv: WriteCsv, tmp_path: Path) -> None:
+    # DuckDB reads 10000-01-01 as a date and prints it back as written; the rules (and Python's
+    # dates) have four-digit years: the value is quarantined, not stored as a date.
+    rows = [f"{i},2024-01-{i % 28 + 1:02d},2024-01-01 10:00:{i % 60:02d}" for i in range(300)]
+    rows[100] = "100,10000-01-01,2024-01-01 10:00:00"
+    rows[200] = "200,2024-01-01,10000-01-01 10:00:00"
+    out = tmp_path / "v"
+    result = _run(write_csv("id,d,ts\n" + "\n".join(rows) + "\n"), out)
+    assert result["columns"] == {"id": "integer", "d": "date", "ts": "timestamp"}
+    assert _quarantine(out) == [
+        (102, "column 'd': '10000-01-01' is not a date", rows[100]),
+        (202, "column 'ts': '10000-01-01 10:00:00' is not a timestamp", rows[200]),
+    ]
 
 
 def query_con(con: Any, sql: str) -> list[tuple[Any, ...]]:
