@@ -367,18 +367,14 @@ def _fast(c: str, q: str, type_: str) -> tuple[str, str]:
             f"isfinite({q}) AND abs({q}) > 1e-300",
         )
     if type_ in ("date", "timestamp"):
-        # A value that is DuckDB's own text of the date (timestamp) it reads as. DuckDB prints
-        # a year past 9999 with five digits, which the rules refuse: the guard keeps to
-        # four-digit years (a date of 10 characters; a timestamp of 19, or 21-26 with a
-        # fraction, whose fifth is the year's dash). Year 0000 is printed as 0001 BC, so it
-        # never equals its text.
-        cast = f"TRY_CAST({c} AS {DUCKDB_TYPES[type_]})"
-        guard = (
-            f"strlen({c}) = 10"
-            if type_ == "date"
-            else f"strlen({c}) IN (19, 21, 22, 23, 24, 25, 26) AND substr({c}, 5, 1) = '-'"
+        # A value that is DuckDB's own text of the date (timestamp) it reads as, in years 1 to
+        # 9999. DuckDB also reads and prints five-digit years and (-)infinity, which the rules
+        # refuse; it prints year 0000 as 0001 BC, so that one never equals its text.
+        kind = DUCKDB_TYPES[type_]
+        return f"TRY_CAST({c} AS {kind})", (
+            f"{q} >= {kind} '0001-01-01' AND {q} < {kind} '10000-01-01' "
+            f"AND CAST({q} AS VARCHAR) = {c}"
         )
-        return f"CASE WHEN {guard} THEN {cast} END", f"CAST({q} AS VARCHAR) = {c}"
     return _check_cast(c, type_), f"{q} IS NOT NULL"
 
 

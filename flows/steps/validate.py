@@ -622,8 +622,9 @@ def _reasons(
     types: Sequence[str],
     formats: Sequence[Format],
     stage: str,
-) -> dict[int, str]:
-    """Record index -> reason of every quarantined record; creates temp table ``extras``.
+) -> tuple[dict[int, str], dict[int, str]]:
+    """Record index -> reason of every quarantined record, and record index -> the value that
+    does not fit for the records quarantined for one; creates temp table ``extras``.
 
     ``stage``: the staging rows with their position, ``rid`` (see :func:`_numbered`)."""
     bad = con.execute(
@@ -633,24 +634,44 @@ def _reasons(
     by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
     rids = sorted(by_rid)
     reasons = dict(plan.skipped)
+    values: dict[int, str] = {}
+    value_of = {int(r): str(v) for r, _, v in bad}
     for rid, index in zip(rids, plan.records_of(rids), strict=True):
         reasons[index] = by_rid[rid]
+        if rid in value_of and rid not in plan.extra:
+            values[index] = value_of[rid]
     if plan.extra:
         con.execute("CREATE OR REPLACE TEMP TABLE extras AS SELECT unnest($1::BIGINT[]) AS rid",
                     [sorted(plan.extra)])  # fmt: skip
     else:
         con.execute("CREATE OR REPLACE TEMP TABLE extras (rid BIGINT)")
-    return reasons
+    return reasons, values
 
 
-def _write_quarantine(scan: _records.RecordScan, reasons: Mapping[int, str], target: Path) -> int:
+def _write_quarantine(
+    scan: _records.RecordScan,
+    reasons: Mapping[int, str],
+    target: Path,
+    values: Mapping[int, str] | None = None,
+) -> int:
     """Write quarantine.csv (sorted by line) from the scan; returns the rows written.
+
+    ``values``: record index -> the value named in its reason; each must be in the record's
+    bytes (as they are, or with its quotes doubled), a proof that the typed pass's rows were
+    matched to the right records.
 
     Pure Python (no DuckDB), so it runs in a thread while DuckDB writes the partitions.
     """
     records = scan.fetch(reasons)
     if len(records) != len(reasons):
         raise InvariantError(f"{len(reasons) - len(records)} quarantined records not found")
+    for index, value in (values or {}).items():
+        text = records[index].raw.decode("utf-8", errors="replace")
+        if value not in text and value.replace('"', '""') not in text:
+            raise InvariantError(
+                f"line {records[index].line}: its reason names {value[:80]!r}, which the record "
+                "does not hold; the typed rows were matched to the wrong records (a bug)"
+            )
     with atomic_path(target) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["line", "reason", "raw"])
@@ -763,8 +784,8 @@ def run(
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
         stage, staged = _numbered(con)
         formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
-        reasons = _reasons(con, plan, columns, types, formats, stage)
-        writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv")
+        reasons, values = _reasons(con, plan, columns, types, formats, stage)
+        writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv", values)
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
         # A filter keeps the input order (insertion order is preserved): no sort. The NOT IN
         # runs as a join that may reorder rows: sort back to input order then, so partitions

@@ -153,6 +153,8 @@ def _tricky_values() -> list[str]:
         # Five-digit years: DuckDB reads and prints them, the rules (and Python) do not.
         "10000-01-01", "12345-06-07", "10000-01-01 00:00:00", "99999-12-31 23:59:59.5",
         "2023-01-05 10:00:00.100", "2023-01-05 10:00:00.5", "2023-01-05 10:00:00.000001",
+        # Words DuckDB reads as dates and timestamps.
+        "infinity", "-infinity", "Infinity", "-Infinity", "epoch", "now", "today",
     ]  # fmt: skip
     values += ["".join(t) for t in itertools.product("01.e+-_ ", repeat=3)]
     return values
