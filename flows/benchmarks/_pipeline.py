@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.benchmarks._measure import PeakTreeMemory
+from flows.benchmarks._measure import PeakTreeMemory, tree_rss_bytes
 from flows.steps.pipeline import INGEST
 
 __all__ = ["Timed", "generate_input", "run_baseline", "run_command", "run_pipeline"]
@@ -34,6 +34,9 @@ class Timed:
         seconds: wall time, end to end.
         peak_bytes: sampled peak resident memory of the process tree.
         exact_peak_bytes: the kernel's ``ru_maxrss`` of a single child process, when there is one.
+        floor_bytes: for a pipeline, the resident memory of the flow's own process when the run
+            starts (Prefect's client and engine, and the benchmark around them): part of
+            ``peak_bytes`` that no step holds.
         summary: what the run reported (the pipeline's ``summary.json``, the baseline's summary).
         output: its output folder.
     """
@@ -44,6 +47,7 @@ class Timed:
     output: Path | None = None
     exact_peak_bytes: int | None = None
     work: Path | None = None
+    floor_bytes: int | None = None
 
     def as_json(self) -> dict[str, Any]:
         """Raw numbers for the ``--json`` file."""
@@ -51,6 +55,7 @@ class Timed:
             "seconds": self.seconds,
             "peak_bytes": self.peak_bytes,
             "exact_peak_bytes": self.exact_peak_bytes,
+            "floor_bytes": self.floor_bytes,
             "output": str(self.output) if self.output else None,
         }
 
@@ -139,7 +144,9 @@ def run_pipeline(
         assert isinstance(result, dict)
         return result
 
+    floor = tree_rss_bytes(os.getpid(), exclude)
     started = time.perf_counter()
     with PeakTreeMemory(exclude=exclude) as peak:
         summary = asyncio.run(flow_run())
-    return Timed(time.perf_counter() - started, peak.bytes, summary, output, work=work)
+    seconds = time.perf_counter() - started
+    return Timed(seconds, peak.bytes, summary, output, work=work, floor_bytes=floor)

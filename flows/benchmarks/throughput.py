@@ -304,8 +304,8 @@ def _plain_rows(rows: int, label: str, data: dict[str, Any]) -> list[Row]:
             ratio <= target if target else None,
         ),
         Row(
-            f"  peak memory vs plain script {label}",
-            _gb(data["pipeline"]["peak_bytes"]),
+            f"  peak memory vs plain script {label} (the flow's own process at the start)",
+            f"{_gb(data['pipeline']['peak_bytes'])} ({_gb(data['pipeline'].get('floor_bytes') or 0)})",
             f"{_gb(plain['peak_bytes'])} (plain script)",
             "" if peak is None else f"{peak:.2f}x",
             "<= script" if target else "",

@@ -57,6 +57,7 @@ def test_verdicts_follow_the_targets() -> None:
         "columns": 5,
         "seconds": {"pipeline": 5.0, "plain": 2.0, "rules": 4.0, "validate": 3.0, "typed": 1.0},
         "peak_bytes": {"pipeline": 2, "plain": 3},
+        "flow_process_bytes": 1,
         "pipeline_vs_plain": 2.5,
         "pipeline_vs_rules": 1.25,
         "validate_vs_typed_read": 3.0,
