@@ -39,7 +39,7 @@ def _cpu() -> float:
 def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
     """CPU and wall seconds of each phase (best of ``repeat`` by CPU)."""
     from flows.steps import _records, validate
-    from flows.steps._csv import check_input, connect, line_limit
+    from flows.steps._csv import DEFAULT_LINE_BYTES, check_input, connect, line_limit
     from flows.steps.formats import PLAIN
     from flows.steps.types import infer_from_counts, quote_literal
 
@@ -59,7 +59,9 @@ def phases(csv_path: Path, repeat: int = 3) -> dict[str, dict[str, float]]:
         return f"r{counter[0]}"
 
     def sample() -> None:
-        got, counts = validate._class_counts(con, src.path, n, validate.SAMPLE_MIN)
+        got, counts = validate._class_counts(
+            con, src.path, n, validate.SAMPLE_MIN, max_line=DEFAULT_LINE_BYTES
+        )
         types[:] = [infer_from_counts(c) for c in counts]
         whole[:] = validate._foreseen(types, counts, got, scanned.records, range(n))
 

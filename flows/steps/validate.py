@@ -23,9 +23,11 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    ``strict_mode`` and ``store_rejects``) and every value is parsed as its candidate type
    into a staging table that also records, per row, which columns failed. The table lives
    in DuckDB's buffers (spilled to the work folder when memory runs short): encoding it as
-   Parquet and reading it back cost about a third more at 10M rows. The read's
-   ``max_line_size`` is fit to the longest record the count found
-   (:func:`~flows.steps._csv.line_limit`): at 64 MiB DuckDB reads a file on one core.
+   Parquet and reading it back cost about a third more at 10M rows. The pass does not wait
+   for the count (which takes 2 s of a 10M-record file): the sample and the pass read with
+   DuckDB's default ``max_line_size`` (at 64 MiB DuckDB reads a file on one core), and should
+   DuckDB find a longer record they are read again with the limit fit to the longest record
+   the count found (:func:`~flows.steps._csv.line_limit`), then with 64 MiB.
 4. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
    values, and every narrower type must already be ruled out by the failures counted in
    the sample (more than 1% of all the column's non-null values). In a large file 25k
@@ -53,10 +55,14 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    record of the scan is parsed in Python (``csv``), the ones with a wrong number of
    fields, bad quoting, invalid UTF-8 or over :data:`~flows.steps._csv.MAX_RECORD_BYTES`
    are quarantined, and the others are written to a clean copy that DuckDB types.
-7. **Quarantine**: rejected records, records with extra fields, and records with a value
+7. **Partitions**: each is one ``COPY`` of a range of staging rows, the partitions written
+   side by side with the cores shared out among them (an ordered ``COPY`` on several threads
+   buffers row groups to keep their order: 190 MB more on a 1M-row file of 19 columns).
+8. **Quarantine**: rejected records, records with extra fields, and records with a value
    that does not fit its column's type (first failing column named), each with the
    physical line where it starts and its bytes (UTF-8; bytes that are not UTF-8 are
-   written as ``\\xNN`` escapes).
+   written as ``\\xNN`` escapes). The value a mismatch names must be in its record's bytes:
+   a proof that the staging rows were matched to the right records.
 """
 
 from __future__ import annotations
