@@ -630,7 +630,7 @@ def _reasons(
     stage: str,
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Record index -> reason of every quarantined record, and record index -> the value that
-    does not fit for the records quarantined for one; creates temp table ``extras``.
+    does not fit for the records quarantined for one; creates table ``extras``.
 
     ``stage``: the staging rows with their position, ``rid`` (see :func:`_numbered`)."""
     bad = con.execute(
