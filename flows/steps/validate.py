@@ -57,7 +57,9 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    are quarantined, and the others are written to a clean copy that DuckDB types.
 7. **Partitions**: each is one ``COPY`` of a range of staging rows, the partitions written
    side by side with the cores shared out among them (an ordered ``COPY`` on several threads
-   buffers row groups to keep their order: 190 MB more on a 1M-row file of 19 columns).
+   buffers row groups to keep their order: 190 MB more on a 1M-row file of 19 columns); those
+   of a file wider than :data:`BATCH_COLUMNS` one at a time (each writer holds buffers for
+   every column).
 8. **Quarantine**: rejected records, records with extra fields, and records with a value
    that does not fit its column's type (first failing column named), each with the
    physical line where it starts and its bytes (UTF-8; bytes that are not UTF-8 are
@@ -815,12 +817,16 @@ def run(
             finally:
                 cur.close()
 
-        # The partitions are written side by side, the cores shared out among them (one each when
-        # there are as many partitions as cores, the pipeline's default): an ordered COPY on
-        # several threads buffers row groups to keep their order (190 MB more on flights).
+        # The partitions of a file of up to BATCH_COLUMNS columns are written side by side, the
+        # cores shared out among them (one each when there are as many partitions as cores, the
+        # pipeline's default): an ordered COPY on several threads buffers row groups to keep
+        # their order (190 MB more on flights). A wider file's are written one at a time on every
+        # core: there each writer's column buffers are the cost (two writers of 16,384 columns
+        # held 390 MB more than one), and its few rows make few row groups to buffer.
         cores = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
-        con.execute(f"SET threads = {max(1, cores // partitions)}")
-        with ThreadPoolExecutor(max_workers=min(cores, partitions)) as writers:
+        side = min(cores, partitions) if len(columns) <= BATCH_COLUMNS else 1
+        con.execute(f"SET threads = {max(1, cores // side)}")
+        with ThreadPoolExecutor(max_workers=side) as writers:
             parts = list(writers.map(write_part, range(partitions)))
         con.execute(f"SET threads = {cores}")
         valid = sum(parts)

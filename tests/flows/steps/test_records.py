@@ -171,16 +171,23 @@ def test_names_like_internal_columns_work_through_transform(tmp_path: Path) -> N
     assert not Path("/tmp/evil").exists()
 
 
-def test_a_wide_file_is_typed_in_column_batches(tmp_path: Path) -> None:
-    n = 260  # more than one batch of columns
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_wide_file_is_typed_in_column_batches(tmp_path: Path, partitions: int) -> None:
+    n = 260  # more than one batch of columns (its partitions are written one at a time)
     header = ",".join(f"c{i}" for i in range(n))
     rows = [",".join(str(r * 1000 + i) for i in range(n)) for r in range(150)]
     rows[7] = rows[7].replace(",7180,", ",oops,")  # column 180 of record 8 (line 9)
-    meta, out = _validate(tmp_path, (header + "\n" + "\n".join(rows) + "\n").encode())
+    data = (header + "\n" + "\n".join(rows) + "\n").encode()
+    meta, out = _validate(tmp_path, data, partitions=partitions)
     assert set(meta["columns"].values()) == {"integer"} and meta["valid_rows"] == 149
     ((line, reason, _),) = _quarantine(out)
     assert (line, reason) == (9, "column 'c180': 'oops' is not an integer")
-    valid = _valid(out)
+    valid = [
+        row
+        for i in range(partitions)
+        for row in query(f"SELECT * FROM '{out / f'part-{i:05d}.parquet'}'")
+    ]
+    assert [row[0] for row in valid] == [r * 1000 for r in range(150) if r != 7]
     assert valid[7] == tuple(8000 + i for i in range(n))
 
 
