@@ -99,6 +99,24 @@ def _quarantine_of(lines: list[str], out: Path) -> list[tuple[int, str, str]]:
     return _quarantine(out)
 
 
+def test_files_in_the_output_folder_that_validate_does_not_write_are_left_alone(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # validate writes its partitions (side by side), quarantine.csv and validate.json by name;
+    # anything else in the folder, a partition name it does not write this run included, stays.
+    out = tmp_path / "v"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "part-00009.parquet").write_bytes(b"not written by validate")
+    _run(write_csv("\n".join(["id,name,score", *_floats(300)]) + "\n"), out, partitions=2)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "part-00009.parquet").read_bytes() == b"not written by validate"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt", "part-00000.parquet", "part-00001.parquet", "part-00009.parquet",
+        "quarantine.csv", "validate.json",
+    ]  # fmt: skip
+
+
 def test_partitions_below_one_are_refused(write_csv: WriteCsv, tmp_path: Path) -> None:
     from flows.steps._io import UsageError
 
