@@ -176,26 +176,42 @@ def test_every_record_is_counted_once_and_kept_exactly(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(csv_files(), st.sampled_from([64, 4096, 1 << 22]), st.integers(1, 5))
+@given(
+    csv_files(),
+    st.sampled_from([64, 4096, 1 << 22]),
+    st.integers(1, 5),
+    st.randoms(),
+    st.sampled_from([1, 5, 64, _records.MARK_BYTES]),
+)
 def test_lookup_by_counting_line_ends_agrees_with_the_list_of_records(
     tmp_path_factory: Any,
     case: tuple[bytes, list[str], list[Record]],
     block_bytes: int,
     fields: int,
+    rng: Any,
+    mark_bytes: int,
 ) -> None:
-    """Blocks without blank lines map offsets by counting line ends; every offset and index
-    must come out as from the full list of each block's records, and the trailing-empty
-    records kept for ``fields`` must be those with more commas than the header's fields."""
+    """Blocks without blank lines map offsets and find records by counting line ends from the
+    scan's marks; every offset and index (all of them, and a few far apart) must come out as
+    from the full list of each block's records, and the trailing-empty records kept for
+    ``fields`` must be those with more commas than the header's fields."""
     data = case[0]
     src = tmp_path_factory.mktemp("lookup") / "in.csv"
     src.write_bytes(data)
-    old = _records.BLOCK_BYTES
-    _records.BLOCK_BYTES = block_bytes  # many small blocks: the cuts are exercised too
+    # Many small blocks: the cuts are exercised too; marks every few bytes: jumps to them too.
+    old = _records.BLOCK_BYTES, _records.MARK_BYTES
+    _records.BLOCK_BYTES, _records.MARK_BYTES = block_bytes, mark_bytes
     try:
         scan = _records.scan(src, fields)
         every = _records.scan(src)
+        _check_lookup(data, scan, every, fields, rng)
     finally:
-        _records.BLOCK_BYTES = old
+        _records.BLOCK_BYTES, _records.MARK_BYTES = old
+
+
+def _check_lookup(
+    data: bytes, scan: _records.RecordScan, every: _records.RecordScan, fields: int, rng: Any
+) -> None:
     assert scan.records == every.records
     records = list(every.iter_records())
     # Every offset at and around line ends and quotes, and a stride through long fields.
@@ -211,6 +227,36 @@ def test_lookup_by_counting_line_ends_agrees_with_the_list_of_records(
     for offset in [*line_ends, *offsets[:: max(1, len(offsets) // 8)]]:
         assert scan.lookup([offset], ()) == reference.lookup([offset], ()), offset
     assert scan.fetch(indexes) == {r.index: r for r in records}
+    some = rng.sample(indexes, min(len(indexes), 3))
+    assert scan.fetch(some) == {r.index: r for r in records if r.index in some}
     assert set(scan.trailing_empty) == {
         k for k in every.trailing_empty if records[k].raw.count(b",") >= fields
     }
+
+
+_QUOTED_LINES = st.lists(
+    st.tuples(st.text(alphabet='ab ,"\t', max_size=12), st.sampled_from(["\n", "\r\n", "\r"])),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(_QUOTED_LINES, st.integers(0, 400), st.booleans())
+def test_lines_with_quotes_checked_one_by_one_agree_with_one_pass(
+    lines: list[tuple[str, str]], plain: int, last_ended: bool
+) -> None:
+    """A block with few quotes has only its quoted lines matched (:func:`_records._regular`):
+    the verdict must be the one regex pass over the whole block gives, quotes at a line's start
+    or end, blanks before a quote and a last line without its line end included."""
+    text = "".join(body + end for body, end in lines)
+    if lines and not last_ended:
+        text = text.rstrip("\r\n")
+    block = ("x" * plain + "\n" if plain else "").encode() + text.encode()
+    one_pass = _records._REGULAR.fullmatch(block, 0, len(block)) is not None
+    old = _records.SPARSE_QUOTE_BYTES
+    try:
+        for sparse in (0, 1 << 30):  # each quoted line alone; the first alone, then one pass
+            _records.SPARSE_QUOTE_BYTES = sparse
+            assert _records._regular(block, 0, len(block)) is one_pass, (sparse, block)
+    finally:
+        _records.SPARSE_QUOTE_BYTES = old
