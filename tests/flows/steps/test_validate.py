@@ -12,7 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.steps import validate
+from flows.steps._csv import connect
 from flows.steps._io import DataError
+from flows.steps.formats import PLAIN
 
 from .conftest import Pipeline, query, quiet
 
@@ -245,6 +247,60 @@ def test_a_sample_too_small_for_the_file_is_extended_not_redone(
         ["integer", "string"], [{"integer": 10}, {"string": 10}], 10, 3_000,
         ([3_000, 3_000], [0, 0]), [1],
     ) == 28  # fmt: skip
+
+
+def test_the_typed_values_rule_out_the_narrower_types_over_every_record(
+    write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # Each count is a lower bound of the values that fail a narrower type, from the typed
+    # values alone: every integer and date fails the narrower types, a float only when it has
+    # a fraction (2.0 may have been written 2), a timestamp only with a time of day.
+    rows = [f"{i},{i}.{i % 2 * 5},2024-01-0{i % 9 + 1},2024-01-01 0{i % 3}:00:00,x{i}"
+            for i in range(300)]  # fmt: skip
+    src = write_csv("a,b,c,d,e\n" + "\n".join(rows) + "\n")
+    types = ["integer", "float", "date", "timestamp", "string"]
+    con = connect()
+    try:
+        validate._write_staging(con, src, types, [PLAIN] * 5, tmp_path, "r")
+        rows_, nonnull, fails, ruled = validate._staging_stats(con, types)
+    finally:
+        con.close()
+    assert (rows_, nonnull, fails) == (300, [300] * 5, [0] * 5)
+    assert ruled == [
+        {"boolean": 300},
+        {"boolean": 300, "integer": 150},
+        {"boolean": 300, "integer": 300, "float": 300},
+        {"boolean": 300, "integer": 300, "float": 300, "date": 200},
+        {},
+    ]
+    # 10 sampled integers cannot show that more than 1% of 3,000 values are no booleans; the
+    # typed values of every record can.
+    assert not validate._settled("integer", {"integer": 10}, 3_000, 0)
+    assert validate._settled("integer", {"integer": 10}, 3_000, 0, {"boolean": 3_000})
+    assert not validate._settled(
+        "float", {"float": 10}, 3_000, 0, {"boolean": 3_000, "integer": 30}
+    )
+    assert validate._settled("float", {"float": 10}, 3_000, 0, {"boolean": 3_000, "integer": 31})
+
+
+def test_only_the_columns_the_typed_values_cannot_settle_extend_the_sample(
+    write_csv: WriteCsv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10 sampled records settle no column of 3,000. The typed values settle a, b and c over
+    # every record; only the text column d needs more records classified.
+    rows = [f"{i},{i}.5,2024-01-01 10:00:0{i % 10},name{i}" for i in range(3_000)]
+    asked: list[Any] = []
+    counts = validate._class_counts
+
+    def seen(*args: Any, **kw: Any) -> Any:
+        asked.append(kw.get("only", args[5] if len(args) > 5 else None))
+        return counts(*args, **kw)
+
+    monkeypatch.setattr(validate, "_class_counts", seen)
+    result = validate.run(write_csv("a,b,c,d\n" + "\n".join(rows) + "\n"), tmp_path / "v",
+                          sample_rows=10, log=quiet)  # fmt: skip
+    assert result["columns"] == {"a": "integer", "b": "float", "c": "timestamp", "d": "string"}
+    assert asked == [None, [3]]  # the sample, then its extension for d alone
 
 
 def test_line_numbers_stay_exact_after_a_multiline_record(
