@@ -130,12 +130,10 @@ class _Plan:
 
     ``skipped``: records that never reached the staging table, with their reason.
     ``kept``: record index of each staging row, when not implied by ``skipped``.
-    ``extra``: staging row -> reason, for rows accepted with too many fields.
     """
 
     skipped: dict[int, str] = field(default_factory=dict)
     kept: array[int] | None = None
-    extra: dict[int, str] = field(default_factory=dict)
 
     def records_of(self, rids: Iterable[int]) -> list[int]:
         """Record index of each staging row in ``rids`` (ascending)."""
@@ -567,7 +565,10 @@ def _field_count(raw: bytes) -> int | None:
 
 
 def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int) -> _Plan | None:
-    """Match DuckDB's accepted and rejected records to the scan's; None if they differ."""
+    """Match DuckDB's accepted and rejected records to the scan's; None if they differ, or
+    if DuckDB accepted a record with too many fields: it read that record without its
+    trailing empty fields and counted its values when inferring the types (the clean copy
+    of the record-by-record path leaves them out)."""
     known = " ".join(f"WHEN '{k}' THEN {quote_literal(v)}" for k, v in _REJECT_REASON.items())
     rejects = con.execute(
         "SELECT pos, CASE "
@@ -600,23 +601,11 @@ def _reconcile(con: Any, scan: _records.RecordScan, rej: str, rows: int, n: int)
         plan.skipped.setdefault(index, str(reason).splitlines()[0])
     if rows != scan.records - len(plan.skipped):
         return None
-    candidates = [k for k in candidates if k not in plan.skipped]
-    for k, rid in zip(candidates, _rids(candidates, plan.skipped), strict=True):
-        found = _field_count(records[k].raw)
+    for k in candidates:
+        found = None if k in plan.skipped else _field_count(records[k].raw)
         if found is not None and found > n:
-            plan.extra[rid] = f"expected {n} fields, found {found}"
+            return None
     return plan
-
-
-def _rids(indexes: Sequence[int], skipped: Mapping[int, str]) -> list[int]:
-    """Staging row of each record index (ascending) when ``skipped`` did not reach it."""
-    ordered = sorted(skipped)
-    out, j = [], 0
-    for k in indexes:
-        while j < len(ordered) and ordered[j] < k:
-            j += 1
-        out.append(k - 1 - j)
-    return out
 
 
 def _record_reason(raw: bytes, n: int) -> tuple[str | None, list[str]]:
@@ -681,27 +670,17 @@ def _reasons(
     stage: str,
 ) -> tuple[dict[int, str], dict[int, str]]:
     """Record index -> reason of every quarantined record, and record index -> the value that
-    does not fit for the records quarantined for one; creates table ``extras``.
+    does not fit for the records quarantined for one.
 
     ``stage``: the staging rows with their position, ``rid`` (see :func:`_numbered`)."""
     bad = con.execute(
-        f"SELECT rid, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL"
+        f"SELECT rid, _fails[1], _badval FROM {stage} WHERE _fails IS NOT NULL ORDER BY rid"
     ).fetchall()
-    by_rid = {int(r): _mismatch(columns[k], types[k], str(v), formats[k]) for r, k, v in bad}
-    by_rid.update(plan.extra)  # a wrong field count comes before a type mismatch
-    rids = sorted(by_rid)
     reasons = dict(plan.skipped)
     values: dict[int, str] = {}
-    value_of = {int(r): str(v) for r, _, v in bad}
-    for rid, index in zip(rids, plan.records_of(rids), strict=True):
-        reasons[index] = by_rid[rid]
-        if rid in value_of and rid not in plan.extra:
-            values[index] = value_of[rid]
-    if plan.extra:
-        con.execute("CREATE OR REPLACE TABLE extras AS SELECT unnest($1::BIGINT[]) AS rid",
-                    [sorted(plan.extra)])  # fmt: skip
-    else:
-        con.execute("CREATE OR REPLACE TABLE extras (rid BIGINT)")
+    for (_, k, v), index in zip(bad, plan.records_of(int(r) for r, _, _ in bad), strict=True):
+        reasons[index] = _mismatch(columns[k], types[k], str(v), formats[k])
+        values[index] = str(v)
     return reasons, values
 
 
@@ -717,7 +696,7 @@ def _write_quarantine(
     bytes (as they are, or with its quotes doubled), a proof that the typed pass's rows were
     matched to the right records.
 
-    Pure Python (no DuckDB), so it runs in a thread while DuckDB writes the partitions.
+    Runs in a thread while DuckDB writes the partitions.
     """
     records = scan.fetch(reasons)
     if len(records) != len(reasons):
@@ -815,10 +794,6 @@ def run(
         # or reject records differently from the CSV rules, so it does not read them.
         if read and scan.uniform_line_ends:
             plan = _reconcile(con, scan, rej, rows, len(columns))
-        if plan is not None and plan.extra:
-            # DuckDB read those records without their trailing empty fields and counted
-            # their values when inferring the types; the clean copy leaves them out.
-            plan = None
         if plan is not None and any(k not in plan.skipped for k in scan.odd_quotes):
             # DuckDB accepted a record whose quotes it reads otherwise than RFC 4180 (a
             # quote after a blank opens quoting for it; text after a closing quote may be
@@ -841,15 +816,20 @@ def run(
                 raise InvariantError(f"clean copy: {len(plan.kept)} records written, {rows} read")
         stage, staged = _numbered(con)
         formats = [fixed[c].format if c in fixed else PLAIN for c in columns]
-        reasons, values = _reasons(con, plan, columns, types, formats, stage)
-        writing = pool.submit(_write_quarantine, scan, reasons, out / "quarantine.csv", values)
+
+        def quarantine(found: _Plan, cur: Any) -> int:
+            try:  # its own connection (a cursor): the partitions are written meanwhile
+                reasons, values = _reasons(cur, found, columns, types, formats, stage)
+            finally:
+                cur.close()
+            return _write_quarantine(scan, reasons, out / "quarantine.csv", values)
+
+        writing = pool.submit(quarantine, plan, con.cursor())
         cols = ", ".join(f"p{i} AS {quote_ident(c)}" for i, c in enumerate(columns))
-        # A filter keeps the input order (insertion order is preserved): no sort. The NOT IN
-        # runs as a join that may reorder rows: sort back to input order then, so partitions
+        # A filter keeps the input order (insertion order is preserved): no sort, so partitions
         # are contiguous input ranges and re-runs write identical files. Each partition is a
         # range of staging positions, written here once: the valid rows are never re-read
         # and re-encoded to be cut (ADR 0022, amendment of 2026-12-07, night).
-        keep = "AND rid NOT IN (SELECT rid FROM extras) ORDER BY rid" if plan.extra else ""
 
         def write_part(i: int) -> int:
             start, end = bounds(staged, i, partitions)
@@ -859,7 +839,7 @@ def run(
                     return int(
                         cur.execute(
                             f"COPY (SELECT {cols} FROM {stage} WHERE _fails IS NULL"
-                            f" AND rid >= {start} AND rid < {end} {keep}) "
+                            f" AND rid >= {start} AND rid < {end}) "
                             f"TO {quote_literal(str(tmp))} (FORMAT parquet, COMPRESSION zstd)"
                         ).fetchone()[0]
                     )
