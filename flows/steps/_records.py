@@ -23,16 +23,18 @@ accepts) and a quote after blanks at a field's start (`` "x"``: literal here, a 
 field for DuckDB). The scan lists such records (:attr:`RecordScan.odd_quotes`) so that
 ``validate`` never takes DuckDB's reading of them.
 
-Speed: the file is read in 4 MiB blocks cut at record ends. One regex pass checks that
-every quote before the cut is a quoted field closed on its line or a literal quote after
-other text (the usual case); such a block is counted in C loops (``bytes.count`` and one
-regex pass that stops only at line ends, for blank lines and trailing empty fields). Other
-blocks are walked record by record. Where a record starts is stored sparsely: only records
-whose start line is not the previous record's start line plus one (after a blank line or a
-multi-line record). Finding records again (:meth:`RecordScan.lookup`) splits only the
-blocks that hold them; in a block without blank lines or quoted line ends a byte offset is
-mapped to its record by counting line ends, and so is a record whose last field is empty
-(the scan keeps the offset of its last comma).
+Speed: the file is read in 4 MiB blocks cut at record ends. A regex checks that every quote
+before the cut is a quoted field closed on its line or a literal quote after other text (the
+usual case), on the lines that hold quotes only while they are few; such a block is counted in
+C loops (``bytes.count`` and one regex pass that stops only at line ends, for blank lines and
+trailing empty fields). Other blocks are walked record by record. Where a record starts is
+stored sparsely: only records whose start line is not the previous record's start line plus
+one (after a blank line or a multi-line record). Finding records again
+(:meth:`RecordScan.lookup`) splits only the blocks that hold them; in a block without blank
+lines or quoted line ends a byte offset is mapped to its record, and a record is found by its
+index, by counting line ends from the nearest mark (an LF-only block keeps its count of line
+ends before every :data:`MARK_BYTES`), and so is a record whose last field is empty (the scan
+keeps the offset of its last comma).
 """
 
 from __future__ import annotations

@@ -30,8 +30,11 @@ How it works (row work runs in DuckDB, multi-threaded; Python touches only odd r
    the count found (:func:`~flows.steps._csv.line_limit`), then with 64 MiB.
 4. **Verification** keeps the 99% rule exact: a candidate must fit 99% of *all* non-null
    values, and every narrower type must already be ruled out by the failures counted in
-   the sample (more than 1% of all the column's non-null values). In a large file 25k
-   records cannot show that 1%: the sample is then extended by as many records as the
+   the sample or, over every record, by the typed values themselves (:func:`_ruled_out`: no
+   integer or date is of a narrower type's class, a float with a fraction was no integer, a
+   timestamp with a time of day no date), more than 1% of all the column's non-null values.
+   In a large file 25k records cannot show that 1% for a text column: the sample is then
+   extended by as many records as the
    failure rates seen so far say it needs (about 1.2% of the file for columns where every
    value fails the narrower types), which only adds evidence and never changes a type.
    Where the count of records already shows that an extension could not settle a column
