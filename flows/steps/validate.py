@@ -329,21 +329,19 @@ def _staging_stats(
     """
     n = len(types)
     counts = [f"count(p{i})" for i in range(n)]
-    shown: list[tuple[int, tuple[str, ...]]] = []
+    evidence: list[tuple[int, tuple[str, ...], int]] = []  # column, narrower types, its count
     for i, type_ in enumerate(types):
         for narrower, where in _ruled_out(type_, f"p{i}"):
-            if where is not None and n <= BATCH_COLUMNS:
+            if where is None:  # every typed value: count(p{i})
+                evidence.append((i, narrower, i))
+            elif n <= BATCH_COLUMNS:
+                evidence.append((i, narrower, len(counts)))
                 counts.append(f"count(p{i}) FILTER (WHERE {where})")
-                shown.append((i, narrower))
     rows, *got = con.execute(f"SELECT count(*), {', '.join(counts)} FROM {STAGE}").fetchone()
     parsed = [int(c) for c in got[:n]]
     ruled: list[dict[str, int]] = [{} for _ in range(n)]
-    for i, type_ in enumerate(types):
-        for narrower, where in _ruled_out(type_, f"p{i}"):
-            if where is None:
-                ruled[i].update(dict.fromkeys(narrower, parsed[i]))
-    for (i, narrower), c in zip(shown, got[n:], strict=True):
-        ruled[i].update(dict.fromkeys(narrower, int(c)))
+    for i, narrower, at in evidence:
+        ruled[i].update(dict.fromkeys(narrower, int(got[at])))
     fails = [0] * n
     for k, c in con.execute(
         f"SELECT k, count(*) FROM (SELECT unnest(_fails) AS k FROM {STAGE} "
